@@ -1,0 +1,25 @@
+//! Types both the operator and the worker need, and nothing else: the table schema, segment
+//! references, the subtask spec and the result manifest.
+//!
+//! This crate has no Kubernetes or storage dependency; the CRD types embed these types, the
+//! worker reads and writes them as JSON.
+
+pub mod manifest;
+pub mod schema;
+pub mod segment;
+pub mod spec;
+pub mod task;
+
+pub use manifest::{
+    EXIT_BAD_INPUT, EXIT_TRANSIENT, FailureReason, Outcome, ResultManifest, SkippedFile,
+};
+pub use schema::{
+    Column, ColumnRole, ColumnType, PartitionFunction, Partitioning, TableSchema, TimeUnit,
+};
+pub use segment::{SegmentRef, segment_name};
+pub use spec::{
+    CONTRACT_VERSION, DEFAULT_MAX_RECORDS_PER_SEGMENT, DEFAULT_MEMORY_BUDGET_BYTES, InputFile,
+    MANIFEST_FILE, OutputSpec, Processing, SubtaskSpec, TableLocation, TimeWindow, run_prefix,
+    staging_prefix,
+};
+pub use task::{AggregationType, FileFormat, MergeType, TaskType};

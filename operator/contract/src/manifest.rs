@@ -1,0 +1,98 @@
+//! The result manifest: what a worker hands back to the operator, written as JSON next to its
+//! outputs at `<staging prefix>/_manifest.json`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::segment::SegmentRef;
+
+/// How a subtask attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+}
+
+/// Fixed reasons a worker gives for a failure (used in conditions, Events and metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum FailureReason {
+    /// The spec could not be read or is invalid.
+    BadSpec,
+    /// An input file is not valid Parquet/CSV/JSON.
+    CorruptInput,
+    /// An input lacks a column of the schema, or has it with another type.
+    SchemaMismatch,
+    /// An input segment no longer exists.
+    MissingInput,
+    /// The object store could not be reached or refused access.
+    StoreUnreachable,
+    /// The memory budget is too small for even one batch.
+    BudgetTooSmall,
+    /// The purge predicate or filter does not parse.
+    BadPredicate,
+    /// Anything else.
+    Internal,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::BadSpec => "BadSpec",
+            FailureReason::CorruptInput => "CorruptInput",
+            FailureReason::SchemaMismatch => "SchemaMismatch",
+            FailureReason::MissingInput => "MissingInput",
+            FailureReason::StoreUnreachable => "StoreUnreachable",
+            FailureReason::BudgetTooSmall => "BudgetTooSmall",
+            FailureReason::BadPredicate => "BadPredicate",
+            FailureReason::Internal => "Internal",
+        }
+    }
+
+    /// Whether retrying the same spec cannot help (bad input rather than a transient fault).
+    /// The worker exits with [`EXIT_BAD_INPUT`] for these.
+    pub fn is_permanent(self) -> bool {
+        !matches!(
+            self,
+            FailureReason::StoreUnreachable | FailureReason::Internal
+        )
+    }
+}
+
+/// Exit code of the worker for a permanent failure (bad input); Jobs fail fast on it.
+pub const EXIT_BAD_INPUT: i32 = 3;
+/// Exit code of the worker for a transient failure; Jobs may retry.
+pub const EXIT_TRANSIENT: i32 = 1;
+
+/// A file that file ingestion skipped, with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedFile {
+    pub uri: String,
+    pub reason: String,
+}
+
+/// The result of one subtask attempt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResultManifest {
+    pub api_version: String,
+    pub task_run: String,
+    pub subtask: u32,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<FailureReason>,
+    /// One line naming the cause of a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub input_rows: u64,
+    pub output_rows: u64,
+    /// Output segments, paths relative to the destination table URI.
+    #[serde(default)]
+    pub outputs: Vec<SegmentRef>,
+    /// Input files ingested (file ingestion).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingested_files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_files: Vec<SkippedFile>,
+}

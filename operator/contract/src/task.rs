@@ -1,0 +1,87 @@
+//! Task-level vocabulary shared by resources, plans and subtask specs: task types, merge
+//! types and aggregation types, with the names Pinot users write.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The task types minion-operator runs (DESIGN §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum TaskType {
+    RealtimeToOfflineSegmentsTask,
+    SegmentImportTask,
+    MergeRollupTask,
+    SegmentRefreshTask,
+    FileIngestionTask,
+    SegmentBackfillTask,
+    PurgeTask,
+}
+
+impl TaskType {
+    pub const ALL: [TaskType; 7] = [
+        TaskType::RealtimeToOfflineSegmentsTask,
+        TaskType::SegmentImportTask,
+        TaskType::MergeRollupTask,
+        TaskType::SegmentRefreshTask,
+        TaskType::FileIngestionTask,
+        TaskType::SegmentBackfillTask,
+        TaskType::PurgeTask,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskType::RealtimeToOfflineSegmentsTask => "RealtimeToOfflineSegmentsTask",
+            TaskType::SegmentImportTask => "SegmentImportTask",
+            TaskType::MergeRollupTask => "MergeRollupTask",
+            TaskType::SegmentRefreshTask => "SegmentRefreshTask",
+            TaskType::FileIngestionTask => "FileIngestionTask",
+            TaskType::SegmentBackfillTask => "SegmentBackfillTask",
+            TaskType::PurgeTask => "PurgeTask",
+        }
+    }
+}
+
+impl fmt::Display for TaskType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How rows of a bucket or window are reduced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MergeType {
+    /// Keep every row.
+    #[default]
+    Concat,
+    /// Group by all non-metric columns (after rounding) and aggregate the metrics.
+    Rollup,
+    /// Collapse rows identical in every column.
+    Dedup,
+}
+
+/// Aggregation of one metric under rollup. Nulls are skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AggregationType {
+    #[default]
+    Sum,
+    Min,
+    Max,
+    /// Number of non-null values (a rollup of counts sums them).
+    Count,
+    /// The value of the row with the smallest time.
+    FirstWithTime,
+    /// The value of the row with the largest time.
+    LastWithTime,
+}
+
+/// Input file formats for file ingestion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Parquet,
+    Csv,
+    Json,
+}

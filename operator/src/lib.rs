@@ -1,0 +1,1 @@
+//! minion operator.
