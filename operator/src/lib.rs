@@ -1,1 +1,20 @@
-//! minion operator.
+//! minion-operator: plans, runs and atomically commits data-lifecycle tasks (moving
+//! REALTIME data to OFFLINE tables, merging and rolling up segments, compacting upserts,
+//! ingesting files) over tables kept as Parquet segments in a Delta log.
+//!
+//! Layout (DESIGN §6):
+//! - [`api`]: the `Table`, `MinionTaskConfig` and `TaskRun` resource types (CRDs);
+//! - [`validate`]: raw specs → [`model`] types, with errors naming the field;
+//! - [`schedule`]: Quartz and crontab expressions, next fire times (pure);
+//! - [`lineage`]: the lineage state machine (pure);
+//! - [`catalog`]: the table catalog over `deltalake` and the atomic segment replacement;
+//! - [`generator`]: one pure planner per task type.
+
+pub mod api;
+pub mod catalog;
+pub mod generator;
+pub mod lineage;
+pub mod model;
+pub mod schedule;
+pub mod scheduling;
+pub mod validate;

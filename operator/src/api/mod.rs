@@ -1,0 +1,1 @@
+//! Resource types (CRDs) of group `minion.dev`, version `v1alpha1`.

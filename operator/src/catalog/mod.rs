@@ -1,0 +1,1 @@
+//! The table catalog over deltalake.

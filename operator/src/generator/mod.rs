@@ -1,0 +1,1 @@
+//! Task generators: one pure planner per task type.

@@ -1,0 +1,510 @@
+//! Segment lineage as a pure state machine (DESIGN §2–3, reference "Segment lineage").
+//!
+//! A lineage entry records that a subtask replaces `segmentsFrom` by `segmentsTo`. While it is
+//! IN_PROGRESS it locks its inputs against every other run; its outputs are staged under
+//! `outputPrefix`, outside the catalog. The Delta commit that swaps inputs for outputs is one
+//! atomic step; the entry then becomes COMPLETED. A failed or abandoned entry becomes
+//! REVERTED and its staged outputs are deleted.
+//!
+//! Nothing here does I/O or reads the clock: transitions take `now` and a view of the live
+//! catalog, and return what the caller must delete.
+
+use std::collections::{BTreeSet, HashSet};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Entries kept after they end (COMPLETED or REVERTED), newest first; older ones are dropped.
+pub const DEFAULT_HISTORY_LIMIT: usize = 20;
+/// IN_PROGRESS or REVERTED entries older than this are cleaned up (reference: 1 day).
+pub const STALE_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LineageState {
+    InProgress,
+    Completed,
+    Reverted,
+}
+
+impl LineageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineageState::InProgress => "IN_PROGRESS",
+            LineageState::Completed => "COMPLETED",
+            LineageState::Reverted => "REVERTED",
+        }
+    }
+}
+
+/// One replacement. Segments are identified by their path relative to the table URI.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageEntry {
+    /// Unique id: `<taskRun>-<subtask>` for task subtasks.
+    pub id: String,
+    pub state: LineageState,
+    pub segments_from: Vec<String>,
+    /// Outputs, known once the worker's result manifest has been read.
+    #[serde(default)]
+    pub segments_to: Vec<String>,
+    /// Prefix under which every attempt of this entry stages its outputs.
+    pub output_prefix: String,
+    pub task_run: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtask: Option<u32>,
+    /// Time of the last transition, epoch milliseconds.
+    pub timestamp_ms: i64,
+    /// Why the entry was reverted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What opening an entry needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StartRequest {
+    pub id: String,
+    pub segments_from: Vec<String>,
+    pub output_prefix: String,
+    pub task_run: String,
+    pub subtask: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LineageError {
+    #[error("lineage entry {id}: input segment {segment} is not in the catalog (already replaced or deleted); plan the run again")]
+    InputMissing { id: String, segment: String },
+    #[error("lineage entry {id}: input segment {segment} is locked by IN_PROGRESS entry {holder} of TaskRun {holder_run}; wait for that run to end or revert it")]
+    InputLocked {
+        id: String,
+        segment: String,
+        holder: String,
+        holder_run: String,
+    },
+    #[error("lineage entry {id}: output {segment} already exists in the catalog")]
+    OutputExists { id: String, segment: String },
+    #[error("lineage entry {id} already exists with other inputs (state {state})")]
+    Conflict { id: String, state: &'static str },
+    #[error("lineage entry {id} does not exist")]
+    NotFound { id: String },
+    #[error("lineage entry {id} was REVERTED and cannot be completed; start a new run")]
+    AlreadyReverted { id: String },
+    #[error("lineage entry {id} is COMPLETED and cannot be reverted: its replacement is committed")]
+    AlreadyCompleted { id: String },
+}
+
+impl LineageError {
+    /// Stable reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LineageError::InputMissing { .. } => "LineageInputMissing",
+            LineageError::InputLocked { .. } => "LineageInputLocked",
+            LineageError::OutputExists { .. } => "LineageOutputExists",
+            LineageError::Conflict { .. } => "LineageConflict",
+            LineageError::NotFound { .. } => "LineageNotFound",
+            LineageError::AlreadyReverted { .. } => "LineageAlreadyReverted",
+            LineageError::AlreadyCompleted { .. } => "LineageAlreadyCompleted",
+        }
+    }
+}
+
+/// What a transition changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Changed,
+    /// The entry was already in the target state (idempotent replay).
+    Unchanged,
+}
+
+/// Staged files a revert or clean-up leaves to the caller to delete.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deletions {
+    /// Prefixes (relative to the table URI) whose every object must be deleted.
+    pub prefixes: Vec<String>,
+}
+
+/// The lineage of one table: a bounded list of entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Lineage {
+    pub entries: Vec<LineageEntry>,
+}
+
+impl Lineage {
+    pub fn new(entries: Vec<LineageEntry>) -> Self {
+        Lineage { entries }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&LineageEntry> {
+        self.entries.iter().find(|e| e.id == id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Result<&mut LineageEntry, LineageError> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.id == id)
+            .ok_or_else(|| LineageError::NotFound { id: id.to_string() })
+    }
+
+    /// Entries that are IN_PROGRESS.
+    pub fn live(&self) -> impl Iterator<Item = &LineageEntry> {
+        self.entries
+            .iter()
+            .filter(|e| e.state == LineageState::InProgress)
+    }
+
+    /// Segments locked by IN_PROGRESS entries: no other run may plan them.
+    pub fn locked_segments(&self) -> HashSet<&str> {
+        self.live()
+            .flat_map(|e| e.segments_from.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// Opens an IN_PROGRESS entry.
+    ///
+    /// # Guarantees
+    /// On success every input is live in the catalog and locked by this entry alone. Starting
+    /// the same id again with the same inputs while IN_PROGRESS is a no-op (`Unchanged`), so a
+    /// control loop restarted after this step can replay it.
+    ///
+    /// # Errors
+    /// An input missing from the catalog or locked by another live entry, or an output prefix
+    /// that already holds committed segments.
+    pub fn start(
+        &mut self,
+        req: StartRequest,
+        is_live: impl Fn(&str) -> bool,
+        live_paths_under: impl Fn(&str) -> Option<String>,
+        now_ms: i64,
+    ) -> Result<Transition, LineageError> {
+        if let Some(existing) = self.get(&req.id) {
+            let same_inputs = existing.segments_from.iter().collect::<BTreeSet<_>>()
+                == req.segments_from.iter().collect::<BTreeSet<_>>();
+            return if existing.state == LineageState::InProgress && same_inputs {
+                Ok(Transition::Unchanged)
+            } else {
+                Err(LineageError::Conflict {
+                    id: req.id,
+                    state: existing.state.as_str(),
+                })
+            };
+        }
+        for segment in &req.segments_from {
+            if !is_live(segment) {
+                return Err(LineageError::InputMissing {
+                    id: req.id.clone(),
+                    segment: segment.clone(),
+                });
+            }
+            if let Some(holder) = self
+                .live()
+                .find(|e| e.segments_from.iter().any(|s| s == segment))
+            {
+                return Err(LineageError::InputLocked {
+                    id: req.id.clone(),
+                    segment: segment.clone(),
+                    holder: holder.id.clone(),
+                    holder_run: holder.task_run.clone(),
+                });
+            }
+        }
+        if let Some(segment) = live_paths_under(&req.output_prefix) {
+            return Err(LineageError::OutputExists {
+                id: req.id,
+                segment,
+            });
+        }
+        self.entries.push(LineageEntry {
+            id: req.id,
+            state: LineageState::InProgress,
+            segments_from: req.segments_from,
+            segments_to: Vec::new(),
+            output_prefix: req.output_prefix,
+            task_run: req.task_run,
+            subtask: req.subtask,
+            timestamp_ms: now_ms,
+            message: None,
+        });
+        Ok(Transition::Changed)
+    }
+
+    /// Records the outputs a worker produced, before the commit.
+    pub fn record_outputs(&mut self, id: &str, outputs: Vec<String>) -> Result<(), LineageError> {
+        let entry = self.get_mut(id)?;
+        match entry.state {
+            LineageState::InProgress => {
+                entry.segments_to = outputs;
+                Ok(())
+            }
+            LineageState::Completed => Err(LineageError::AlreadyCompleted { id: id.into() }),
+            LineageState::Reverted => Err(LineageError::AlreadyReverted { id: id.into() }),
+        }
+    }
+
+    /// Marks the entry COMPLETED once its Delta commit is in the log.
+    ///
+    /// # Guarantees
+    /// Idempotent: ending a COMPLETED entry is `Unchanged`.
+    ///
+    /// # Errors
+    /// The entry is REVERTED or unknown.
+    pub fn end(&mut self, id: &str, now_ms: i64) -> Result<Transition, LineageError> {
+        let entry = self.get_mut(id)?;
+        match entry.state {
+            LineageState::InProgress => {
+                entry.state = LineageState::Completed;
+                entry.timestamp_ms = now_ms;
+                Ok(Transition::Changed)
+            }
+            LineageState::Completed => Ok(Transition::Unchanged),
+            LineageState::Reverted => Err(LineageError::AlreadyReverted { id: id.into() }),
+        }
+    }
+
+    /// Reverts an IN_PROGRESS entry: inputs unlocked, staged outputs to be deleted.
+    ///
+    /// # Guarantees
+    /// Idempotent: reverting a REVERTED entry returns the same deletions again (deleting an
+    /// absent prefix is harmless), so a crash between this and the deletions is recovered.
+    ///
+    /// # Errors
+    /// The entry is COMPLETED (its commit is in the log; nothing staged is left) or unknown.
+    pub fn revert(
+        &mut self,
+        id: &str,
+        message: impl Into<String>,
+        now_ms: i64,
+    ) -> Result<Deletions, LineageError> {
+        let entry = self.get_mut(id)?;
+        match entry.state {
+            LineageState::InProgress => {
+                entry.state = LineageState::Reverted;
+                entry.timestamp_ms = now_ms;
+                entry.message = Some(message.into());
+                Ok(Deletions {
+                    prefixes: vec![entry.output_prefix.clone()],
+                })
+            }
+            LineageState::Reverted => Ok(Deletions {
+                prefixes: vec![entry.output_prefix.clone()],
+            }),
+            LineageState::Completed => Err(LineageError::AlreadyCompleted { id: id.into() }),
+        }
+    }
+
+    /// Clean-up of stale and old entries.
+    ///
+    /// IN_PROGRESS entries older than `stale_after_ms` are reverted (their run is long past any
+    /// deadline); REVERTED entries older than that are dropped; ended entries beyond
+    /// `history_limit` (oldest first) are dropped so the list stays bounded. Returns the staged
+    /// prefixes to delete.
+    pub fn clean_up(&mut self, now_ms: i64, stale_after_ms: i64, history_limit: usize) -> Deletions {
+        let mut deletions = Deletions::default();
+        for entry in &mut self.entries {
+            if entry.state == LineageState::InProgress
+                && now_ms - entry.timestamp_ms >= stale_after_ms
+            {
+                entry.state = LineageState::Reverted;
+                entry.message = Some("stale: IN_PROGRESS for longer than a day".into());
+                entry.timestamp_ms = now_ms;
+                deletions.prefixes.push(entry.output_prefix.clone());
+            }
+        }
+        self.entries.retain(|e| {
+            !(e.state == LineageState::Reverted && now_ms - e.timestamp_ms >= stale_after_ms)
+        });
+        let mut ended: Vec<(i64, String)> = self
+            .entries
+            .iter()
+            .filter(|e| e.state != LineageState::InProgress)
+            .map(|e| (e.timestamp_ms, e.id.clone()))
+            .collect();
+        if ended.len() > history_limit {
+            ended.sort();
+            let drop: HashSet<String> = ended[..ended.len() - history_limit]
+                .iter()
+                .map(|(_, id)| id.clone())
+                .collect();
+            for e in self.entries.iter().filter(|e| drop.contains(&e.id)) {
+                if e.state == LineageState::Reverted {
+                    deletions.prefixes.push(e.output_prefix.clone());
+                }
+            }
+            self.entries.retain(|e| !drop.contains(&e.id));
+        }
+        deletions
+    }
+}
+
+/// The visibility rule: of `segments` (everything a catalog holds, committed or staged), hide
+/// the `segmentsFrom` of COMPLETED entries and the `segmentsTo` of IN_PROGRESS and REVERTED
+/// ones.
+///
+/// With the Delta catalog the swap is one commit, so its listing already is the visible set;
+/// this rule matters for views that merge the catalog with staged outputs (and for readers of
+/// a catalog without atomic commits).
+pub fn visible<'a>(segments: &'a [String], lineage: &Lineage) -> Vec<&'a str> {
+    let mut hidden: HashSet<&str> = HashSet::new();
+    for e in &lineage.entries {
+        match e.state {
+            LineageState::Completed => hidden.extend(e.segments_from.iter().map(String::as_str)),
+            LineageState::InProgress | LineageState::Reverted => {
+                hidden.extend(e.segments_to.iter().map(String::as_str))
+            }
+        }
+    }
+    segments
+        .iter()
+        .map(String::as_str)
+        .filter(|s| !hidden.contains(s))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(id: &str, from: &[&str]) -> StartRequest {
+        StartRequest {
+            id: id.into(),
+            segments_from: from.iter().map(|s| s.to_string()).collect(),
+            output_prefix: format!("data/run/{id}-"),
+            task_run: "run".into(),
+            subtask: Some(0),
+        }
+    }
+
+    fn catalog(live: &[&str]) -> impl Fn(&str) -> bool + '_ {
+        move |s| live.contains(&s)
+    }
+
+    fn no_outputs(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn start_locks_inputs_against_other_entries() {
+        let mut l = Lineage::default();
+        let live = ["a", "b", "c"];
+        assert_eq!(
+            l.start(req("e1", &["a", "b"]), catalog(&live), no_outputs, 1),
+            Ok(Transition::Changed)
+        );
+        let err = l
+            .start(req("e2", &["b", "c"]), catalog(&live), no_outputs, 2)
+            .unwrap_err();
+        assert_eq!(err.reason(), "LineageInputLocked");
+        assert!(err.to_string().contains("segment b"), "{err}");
+        assert_eq!(l.locked_segments(), HashSet::from(["a", "b"]));
+    }
+
+    #[test]
+    fn start_refuses_inputs_missing_from_the_catalog() {
+        let mut l = Lineage::default();
+        let err = l
+            .start(req("e1", &["gone"]), catalog(&["a"]), no_outputs, 1)
+            .unwrap_err();
+        assert!(matches!(err, LineageError::InputMissing { .. }));
+        assert!(l.entries.is_empty());
+    }
+
+    #[test]
+    fn start_refuses_outputs_that_already_exist() {
+        let mut l = Lineage::default();
+        let err = l
+            .start(req("e1", &["a"]), catalog(&["a"]), |_| Some("x".into()), 1)
+            .unwrap_err();
+        assert!(matches!(err, LineageError::OutputExists { .. }));
+    }
+
+    #[test]
+    fn start_replayed_after_a_crash_is_a_no_op() {
+        let mut l = Lineage::default();
+        l.start(req("e1", &["a"]), catalog(&["a"]), no_outputs, 1)
+            .unwrap();
+        assert_eq!(
+            l.start(req("e1", &["a"]), catalog(&["a"]), no_outputs, 2),
+            Ok(Transition::Unchanged)
+        );
+        assert!(matches!(
+            l.start(req("e1", &["b"]), catalog(&["a", "b"]), no_outputs, 2),
+            Err(LineageError::Conflict { .. })
+        ));
+    }
+
+    #[test]
+    fn end_is_idempotent_and_unlocks_inputs() {
+        let mut l = Lineage::default();
+        l.start(req("e1", &["a"]), catalog(&["a"]), no_outputs, 1)
+            .unwrap();
+        assert_eq!(l.end("e1", 5), Ok(Transition::Changed));
+        assert_eq!(l.end("e1", 6), Ok(Transition::Unchanged));
+        assert!(l.locked_segments().is_empty());
+        assert_eq!(l.get("e1").unwrap().timestamp_ms, 5);
+    }
+
+    #[test]
+    fn revert_returns_the_staged_prefix_and_blocks_completion() {
+        let mut l = Lineage::default();
+        l.start(req("e1", &["a"]), catalog(&["a"]), no_outputs, 1)
+            .unwrap();
+        let d = l.revert("e1", "worker failed", 2).unwrap();
+        assert_eq!(d.prefixes, vec!["data/run/e1-".to_string()]);
+        assert_eq!(l.revert("e1", "again", 3).unwrap(), d);
+        assert_eq!(
+            l.end("e1", 4),
+            Err(LineageError::AlreadyReverted { id: "e1".into() })
+        );
+        assert!(l.locked_segments().is_empty());
+    }
+
+    #[test]
+    fn completed_entries_cannot_be_reverted() {
+        let mut l = Lineage::default();
+        l.start(req("e1", &["a"]), catalog(&["a"]), no_outputs, 1)
+            .unwrap();
+        l.end("e1", 2).unwrap();
+        assert!(matches!(
+            l.revert("e1", "x", 3),
+            Err(LineageError::AlreadyCompleted { .. })
+        ));
+    }
+
+    #[test]
+    fn visibility_hides_replaced_inputs_and_unfinished_outputs() {
+        let mut l = Lineage::default();
+        let live = ["a", "b", "c"];
+        l.start(req("done", &["a"]), catalog(&live), no_outputs, 1)
+            .unwrap();
+        l.record_outputs("done", vec!["a2".into()]).unwrap();
+        l.end("done", 2).unwrap();
+        l.start(req("running", &["b"]), catalog(&live), no_outputs, 1)
+            .unwrap();
+        l.record_outputs("running", vec!["b2".into()]).unwrap();
+        let all: Vec<String> = ["a", "a2", "b", "b2", "c"].map(String::from).into();
+        assert_eq!(visible(&all, &l), vec!["a2", "b", "c"]);
+    }
+
+    #[test]
+    fn clean_up_reverts_stale_entries_and_bounds_history() {
+        let mut l = Lineage::default();
+        let live: Vec<String> = (0..30).map(|i| format!("s{i}")).collect();
+        let is_live = |s: &str| live.iter().any(|x| x == s);
+        for i in 0..25 {
+            let seg = format!("s{i}");
+            l.start(req(&format!("e{i}"), &[&seg]), is_live, no_outputs, i)
+                .unwrap();
+            l.end(&format!("e{i}"), 100 + i).unwrap();
+        }
+        l.start(req("stuck", &["s29"]), is_live, no_outputs, 0)
+            .unwrap();
+        let d = l.clean_up(STALE_AFTER_MS + 1, STALE_AFTER_MS, 20);
+        // the stuck entry was reverted (its outputs deleted) …
+        assert!(d.prefixes.contains(&"data/run/stuck-".to_string()));
+        assert_eq!(l.get("stuck").unwrap().state, LineageState::Reverted);
+        // … and history holds at most 20 ended entries, the newest ones.
+        assert!(l.entries.len() <= 20);
+        assert!(l.get("e24").is_some());
+        assert!(l.get("e0").is_none());
+        assert!(l.locked_segments().is_empty());
+    }
+}

@@ -1,0 +1,1 @@
+//! Validation: raw specs into validated model types.
