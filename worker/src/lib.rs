@@ -1,1 +1,55 @@
-//! worker.
+//! The minion segment processing engine: what each subtask Job runs.
+//!
+//! [`run_subtask`] executes one [`SubtaskSpec`]: it reads input segments (or files) from
+//! object storage as streams of Arrow batches, filters, rounds, reduces (concat, dedup,
+//! rollup), partitions, sorts and splits them under a memory budget — spilling sorted runs
+//! to local disk when needed — writes Parquet segments under the spec's staging prefix and a
+//! [`ResultManifest`] next to them. [`compute_validity`] computes upsert validity for the
+//! refresh generator. The `minion-worker` binary wraps [`run_subtask`].
+//!
+//! The worker needs only object-store access; it never talks to Kubernetes.
+
+pub mod error;
+pub mod ingest;
+pub mod partition;
+pub mod plan;
+pub mod predicate;
+pub mod reduce;
+pub mod run;
+pub mod scan;
+pub mod sort;
+pub mod spilldir;
+pub mod store;
+pub mod stream;
+pub mod table;
+pub mod time;
+pub mod transform;
+pub mod upsert;
+pub mod write;
+
+pub use error::WorkerError;
+pub use minion_contract::{ResultManifest, SubtaskSpec};
+pub use run::{RunOptions, RunReport, run_subtask, run_subtask_report};
+pub use upsert::{SegmentValidity, Validity, compute_validity, read_validity};
+
+/// Reads a subtask spec from any supported URI.
+///
+/// # Errors
+/// `BadSpec` when it is not a valid spec, store errors when it cannot be read.
+pub async fn read_spec(uri: &str) -> Result<SubtaskSpec, WorkerError> {
+    let (location, path) = store::resolve_file(uri)?;
+    let bytes = location.get_bytes(&path).await.map_err(|e| match e {
+        WorkerError::MissingInput { .. } => WorkerError::BadSpec(format!("spec {uri} not found")),
+        other => other,
+    })?;
+    let spec: SubtaskSpec = serde_json::from_slice(&bytes)
+        .map_err(|e| WorkerError::BadSpec(format!("spec {uri}: {e}")))?;
+    if spec.api_version != minion_contract::CONTRACT_VERSION {
+        return Err(WorkerError::BadSpec(format!(
+            "spec {uri}: apiVersion {:?}, expected {:?}",
+            spec.api_version,
+            minion_contract::CONTRACT_VERSION
+        )));
+    }
+    Ok(spec)
+}

@@ -1,0 +1,227 @@
+//! Dedup and rollup over a stream sorted by the group key: adjacent rows with equal keys are
+//! collapsed (dedup keeps one, rollup aggregates the metrics). The last group of a batch is
+//! carried into the next, so groups spanning batches are reduced exactly once.
+//!
+//! Aggregations are associative and commutative, which lets the same reducer pre-reduce
+//! each sorted run before it is spilled (the combiner) and again after the merge:
+//! - `sum`: nulls skipped; null when every value is null;
+//! - `min` / `max`: nulls skipped (floats by IEEE total order);
+//! - `count`: the column holds counts (one per raw event); the sum of the non-null values,
+//!   0 when every value is null;
+//! - `firstWithTime` / `lastWithTime`: the non-null value with the smallest / largest
+//!   original (unrounded) time, ties broken by the smaller / larger value.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, Int64Array, PrimitiveArray, RecordBatch,
+    UInt32Array,
+};
+use arrow::compute::{concat_batches, take};
+use arrow::datatypes::{ArrowNativeTypeOp, Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow_row::RowConverter;
+use arrow_schema::DataType;
+use minion_contract::AggregationType;
+
+use crate::error::{Result, WorkerError};
+use crate::plan::{MetricAgg, Plan};
+use crate::stream::BatchTransform;
+
+/// Reduces a key-sorted stream (dedup or rollup).
+pub struct Reducer {
+    plan: Arc<Plan>,
+    converter: RowConverter,
+    carry: Option<RecordBatch>,
+}
+
+impl Reducer {
+    pub fn new(plan: Arc<Plan>) -> Result<Self> {
+        let fields = plan
+            .sort_keys
+            .iter()
+            .map(|&k| arrow_row::SortField::new(plan.internal.field(k).data_type().clone()))
+            .collect();
+        Ok(Reducer {
+            converter: RowConverter::new(fields)?,
+            plan,
+            carry: None,
+        })
+    }
+
+    /// Collapses adjacent rows with equal keys within one sorted batch.
+    pub fn reduce_sorted(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        if n <= 1 {
+            return Ok(batch.clone());
+        }
+        let cols: Vec<ArrayRef> = self
+            .plan
+            .sort_keys
+            .iter()
+            .map(|&k| batch.column(k).clone())
+            .collect();
+        let rows = self.converter.convert_columns(&cols)?;
+        let mut starts: Vec<usize> = Vec::with_capacity(n);
+        starts.push(0);
+        for i in 1..n {
+            if rows.row(i) != rows.row(i - 1) {
+                starts.push(i);
+            }
+        }
+        if starts.len() == n {
+            return Ok(batch.clone());
+        }
+        let ranges: Vec<(usize, usize)> = starts
+            .iter()
+            .enumerate()
+            .map(|(g, &s)| (s, starts.get(g + 1).copied().unwrap_or(n)))
+            .collect();
+        let first = UInt32Array::from(starts.iter().map(|&s| s as u32).collect::<Vec<_>>());
+        let mut out: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+        for c in batch.columns() {
+            out.push(take(c, &first, None)?);
+        }
+        for m in &self.plan.metrics {
+            let times = m
+                .time_index
+                .map(|i| batch.column(i).as_primitive::<Int64Type>());
+            let (values, chosen_times) = aggregate(batch.column(m.index), times, &ranges, m)?;
+            out[m.index] = values;
+            if let (Some(i), Some(t)) = (m.time_index, chosen_times) {
+                out[i] = t;
+            }
+        }
+        Ok(RecordBatch::try_new(batch.schema(), out)?)
+    }
+}
+
+impl BatchTransform for Reducer {
+    fn apply(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let input = match self.carry.take() {
+            Some(carry) => concat_batches(&batch.schema(), [&carry, &batch])?,
+            None => batch,
+        };
+        let reduced = self.reduce_sorted(&input)?;
+        let n = reduced.num_rows();
+        if n == 0 {
+            return Ok(None);
+        }
+        self.carry = Some(reduced.slice(n - 1, 1));
+        Ok(Some(reduced.slice(0, n - 1)))
+    }
+
+    fn finish(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(self.carry.take())
+    }
+}
+
+fn aggregate(
+    values: &ArrayRef,
+    times: Option<&Int64Array>,
+    ranges: &[(usize, usize)],
+    m: &MetricAgg,
+) -> Result<(ArrayRef, Option<ArrayRef>)> {
+    match values.data_type() {
+        DataType::Int32 => Ok(aggregate_typed(
+            values.as_primitive::<Int32Type>(),
+            times,
+            ranges,
+            m.agg,
+        )),
+        DataType::Int64 => Ok(aggregate_typed(
+            values.as_primitive::<Int64Type>(),
+            times,
+            ranges,
+            m.agg,
+        )),
+        DataType::Float32 => Ok(aggregate_typed(
+            values.as_primitive::<Float32Type>(),
+            times,
+            ranges,
+            m.agg,
+        )),
+        DataType::Float64 => Ok(aggregate_typed(
+            values.as_primitive::<Float64Type>(),
+            times,
+            ranges,
+            m.agg,
+        )),
+        other => Err(WorkerError::internal(format!("cannot aggregate {other}"))),
+    }
+}
+
+fn aggregate_typed<T: ArrowPrimitiveType>(
+    values: &PrimitiveArray<T>,
+    times: Option<&Int64Array>,
+    ranges: &[(usize, usize)],
+    agg: AggregationType,
+) -> (ArrayRef, Option<ArrayRef>) {
+    let mut out: Vec<Option<T::Native>> = Vec::with_capacity(ranges.len());
+    let mut out_times: Vec<Option<i64>> = Vec::new();
+    let present = |i: usize| values.is_valid(i);
+    for &(s, e) in ranges {
+        let v = match agg {
+            AggregationType::Sum | AggregationType::Count => {
+                let mut acc: Option<T::Native> = None;
+                for i in (s..e).filter(|&i| present(i)) {
+                    let x = values.value(i);
+                    acc = Some(match acc {
+                        Some(a) => a.add_wrapping(x),
+                        None => x,
+                    });
+                }
+                if agg == AggregationType::Count {
+                    Some(acc.unwrap_or(T::Native::ZERO))
+                } else {
+                    acc
+                }
+            }
+            AggregationType::Min | AggregationType::Max => {
+                let mut acc: Option<T::Native> = None;
+                for i in (s..e).filter(|&i| present(i)) {
+                    let x = values.value(i);
+                    acc = Some(match acc {
+                        None => x,
+                        Some(a) if agg == AggregationType::Min && x.is_lt(a) => x,
+                        Some(a) if agg == AggregationType::Max && x.is_gt(a) => x,
+                        Some(a) => a,
+                    });
+                }
+                acc
+            }
+            AggregationType::FirstWithTime | AggregationType::LastWithTime => {
+                let first = agg == AggregationType::FirstWithTime;
+                let time_of = |i: usize| match times {
+                    Some(t) if t.is_valid(i) => t.value(i),
+                    _ if first => i64::MAX,
+                    _ => i64::MIN,
+                };
+                let mut best: Option<usize> = None;
+                for i in (s..e).filter(|&i| present(i)) {
+                    best = Some(match best {
+                        None => i,
+                        Some(b) => {
+                            let ord = time_of(i)
+                                .cmp(&time_of(b))
+                                .then(values.value(i).compare(values.value(b)));
+                            let better = if first { ord.is_lt() } else { ord.is_gt() };
+                            if better { i } else { b }
+                        }
+                    });
+                }
+                out_times
+                    .push(best.and_then(|b| times.filter(|t| t.is_valid(b)).map(|t| t.value(b))));
+                best.map(|b| values.value(b))
+            }
+        };
+        out.push(v);
+    }
+    let array: PrimitiveArray<T> =
+        PrimitiveArray::from_iter(out).with_data_type(values.data_type().clone());
+    let times = matches!(
+        agg,
+        AggregationType::FirstWithTime | AggregationType::LastWithTime
+    )
+    .then(|| Arc::new(Int64Array::from(out_times)) as ArrayRef);
+    (Arc::new(array), times)
+}

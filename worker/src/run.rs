@@ -1,0 +1,354 @@
+//! The subtask runner: reads a spec, builds the pipeline
+//! `scan → window → purge → erase → round/partition → sort (spilling) → reduce → write`,
+//! runs it under the memory budget, and writes the result manifest (also on failure, when
+//! the destination store is reachable).
+//!
+//! It touches only the source and destination stores named in the spec and a private spill
+//! directory that is removed when the run ends.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use futures::StreamExt;
+use minion_contract::{CONTRACT_VERSION, Outcome, ResultManifest, SkippedFile, SubtaskSpec};
+
+use crate::error::{Result, WorkerError};
+use crate::plan::Plan;
+use crate::reduce::Reducer;
+use crate::scan::{ParquetInput, ScanConfig, scan};
+use crate::sort::spill::SpillDir;
+use crate::sort::{CombinerFactory, ExternalSorter, SortConfig};
+use crate::spilldir::PrivateSpillDir;
+use crate::store::{Location, resolve};
+use crate::stream::{BatchStream, BatchTransform, PlanMetrics, TransformStream};
+use crate::table::CoerceMode;
+use crate::transform::{EraseDimensions, PrepareKeys, PurgeFilter, WindowFilter};
+use crate::write::{OutputTarget, SegmentWriter};
+
+/// Smallest memory budget a subtask accepts.
+pub const MIN_MEMORY_BUDGET_BYTES: u64 = 8 * 1024 * 1024;
+
+/// How to run a subtask (process-level settings the spec does not carry).
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Overrides the spec's memory budget.
+    pub memory_budget_bytes: Option<u64>,
+    /// Directory for spill files (default: the system temp directory).
+    pub spill_dir: Option<PathBuf>,
+    /// Rows per batch.
+    pub batch_size: usize,
+    /// Input files decoded concurrently.
+    pub parallelism: usize,
+    /// Write the result manifest (success and failure) to the staging prefix.
+    pub write_manifest: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            memory_budget_bytes: None,
+            spill_dir: None,
+            batch_size: 8192,
+            parallelism: std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(4),
+            write_manifest: true,
+        }
+    }
+}
+
+/// The manifest plus what the run measured.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub manifest: ResultManifest,
+    /// Highest local disk used by spill files at any moment.
+    pub peak_spill_bytes: u64,
+    /// Total bytes of the input segments/files.
+    pub input_bytes: u64,
+    /// Per-stage rows and compute time.
+    pub stages: String,
+}
+
+/// Runs one subtask and returns its manifest.
+///
+/// # Errors
+/// The [`WorkerError`] that ended it; a Failed manifest has been written when possible.
+pub async fn run_subtask(spec: &SubtaskSpec, options: &RunOptions) -> Result<ResultManifest> {
+    run_subtask_report(spec, options).await.map(|r| r.manifest)
+}
+
+/// Like [`run_subtask`], returning the run's measurements too.
+pub async fn run_subtask_report(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> {
+    match execute(spec, options).await {
+        Ok(report) => Ok(report),
+        Err(e) => {
+            if options.write_manifest
+                && let Ok(dest) = resolve(&spec.destination.uri)
+            {
+                let mut manifest = empty_manifest(spec, Outcome::Failed);
+                manifest.reason = Some(e.reason());
+                manifest.message = Some(e.to_string());
+                if let Err(we) = write_manifest(&dest, spec, &manifest).await {
+                    tracing::warn!(error = %we, "could not write the failure manifest");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn empty_manifest(spec: &SubtaskSpec, outcome: Outcome) -> ResultManifest {
+    ResultManifest {
+        api_version: CONTRACT_VERSION.to_string(),
+        task_run: spec.task_run.clone(),
+        subtask: spec.subtask,
+        attempt: spec.attempt,
+        outcome,
+        reason: None,
+        message: None,
+        input_rows: 0,
+        output_rows: 0,
+        outputs: Vec::new(),
+        ingested_files: Vec::new(),
+        skipped_files: Vec::new(),
+    }
+}
+
+async fn write_manifest(
+    dest: &Location,
+    spec: &SubtaskSpec,
+    manifest: &ResultManifest,
+) -> Result<()> {
+    let json = serde_json::to_vec_pretty(manifest).map_err(WorkerError::internal)?;
+    dest.put_bytes(&dest.child(&spec.manifest_path()), json)
+        .await
+}
+
+/// Everything one pipeline needs.
+pub(crate) struct Pipeline {
+    pub plan: Arc<Plan>,
+    pub budget: u64,
+    pub spill: SpillDir,
+    pub target: OutputTarget,
+    pub metrics: PlanMetrics,
+    pub batch_size: usize,
+}
+
+impl Pipeline {
+    /// Runs `input` (table-schema batches) through processing into segments.
+    pub async fn run(
+        &self,
+        input: BatchStream,
+        tags: BTreeMap<String, String>,
+    ) -> Result<SegmentWriter> {
+        let plan = &self.plan;
+        let mut stream = input;
+        if let Some(w) = &plan.window {
+            let (lo, hi) = plan.time.window_bounds(w);
+            let node = WindowFilter {
+                time: plan.time.clone(),
+                lo,
+                hi,
+            };
+            stream = TransformStream::boxed(stream, node, self.metrics.stage("window"));
+        }
+        if let Some(p) = &plan.predicate {
+            let node = PurgeFilter {
+                predicate: p.clone(),
+            };
+            stream = TransformStream::boxed(stream, node, self.metrics.stage("purge"));
+        }
+        if !plan.erase.is_empty() {
+            let node = EraseDimensions {
+                columns: plan.erase.clone(),
+            };
+            stream = TransformStream::boxed(stream, node, self.metrics.stage("erase"));
+        }
+        let node = PrepareKeys { plan: plan.clone() };
+        stream = TransformStream::boxed(stream, node, self.metrics.stage("round+partition"));
+
+        let mut writer = SegmentWriter::new(plan.clone(), self.target.clone(), tags)?;
+        if plan.sort_keys.is_empty() {
+            while let Some(batch) = stream.next().await {
+                writer.write(batch?).await?;
+            }
+            writer.close().await?;
+            return Ok(writer);
+        }
+        let combiner: Option<CombinerFactory> = plan.reduces().then(|| {
+            let plan = plan.clone();
+            Arc::new(move || Ok(Box::new(Reducer::new(plan.clone())?) as Box<dyn BatchTransform>))
+                as CombinerFactory
+        });
+        let config = SortConfig {
+            schema: plan.internal.clone(),
+            keys: plan.sort_keys.clone(),
+            options: Vec::new(),
+            budget_bytes: (self.budget / 2) as usize,
+            batch_size: self.batch_size,
+            spill: self.spill.clone(),
+            combiner,
+        };
+        let sort_metrics = self.metrics.stage("sort");
+        let mut sorter = ExternalSorter::new(config, sort_metrics.clone())?;
+        tracing::info!(phase = "sort", "reading and sorting input");
+        while let Some(batch) = stream.next().await {
+            let start = Instant::now();
+            sorter.push(batch?)?;
+            sort_metrics.add_elapsed(start);
+        }
+        let start = Instant::now();
+        let sorted = sorter.finish()?;
+        sort_metrics.add_elapsed(start);
+        tracing::info!(
+            phase = "merge",
+            spilled_bytes = self.spill.stats.peak_bytes(),
+            "input read; writing sorted output"
+        );
+        let metrics = sort_metrics.clone();
+        let mut out: BatchStream = futures::stream::iter(sorted.inspect(move |b| {
+            if let Ok(b) = b {
+                metrics.add_output(b.num_rows());
+            }
+        }))
+        .boxed();
+        if plan.reduces() {
+            out = TransformStream::boxed(
+                out,
+                Reducer::new(plan.clone())?,
+                self.metrics.stage("reduce"),
+            );
+        }
+        while let Some(batch) = out.next().await {
+            writer.write(batch?).await?;
+        }
+        writer.close().await?;
+        Ok(writer)
+    }
+}
+
+async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let plan = Arc::new(Plan::new(spec)?);
+    let budget = options
+        .memory_budget_bytes
+        .unwrap_or(spec.memory_budget_bytes);
+    if budget < MIN_MEMORY_BUDGET_BYTES {
+        return Err(WorkerError::BudgetTooSmall {
+            budget,
+            message: format!("the minimum is {MIN_MEMORY_BUDGET_BYTES} bytes"),
+        });
+    }
+    let spill_root = options.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let private = PrivateSpillDir::create(&spill_root)?;
+    let spill = SpillDir::new(private.path());
+    let source = resolve(&spec.source.uri)?;
+    let dest = resolve(&spec.destination.uri)?;
+    let metrics = PlanMetrics::default();
+    let pipeline = Pipeline {
+        plan: plan.clone(),
+        budget,
+        spill: spill.clone(),
+        target: OutputTarget {
+            location: dest.clone(),
+            output: spec.output.clone(),
+            table_name: spec.destination.name.clone(),
+            seq: Arc::new(AtomicU64::new(0)),
+            row_group_bytes: (budget / 8).clamp(1 << 20, 64 << 20) as usize,
+        },
+        metrics: metrics.clone(),
+        batch_size: options.batch_size,
+    };
+    tracing::info!(
+        task_run = %spec.task_run, subtask = spec.subtask, attempt = spec.attempt,
+        task_type = %spec.task_type, inputs = spec.inputs.len(), input_files = spec.input_files.len(),
+        merge = ?spec.processing.merge_type, budget, "starting subtask"
+    );
+    let mut manifest = empty_manifest(spec, Outcome::Succeeded);
+    let input_bytes;
+    if !spec.input_files.is_empty() {
+        let ingested = crate::ingest::ingest(spec, &pipeline, options).await?;
+        input_bytes = spec.input_files.iter().map(|f| f.bytes).sum();
+        manifest.input_rows = ingested.input_rows;
+        manifest.outputs = ingested.outputs;
+        manifest.ingested_files = ingested.ingested;
+        manifest.skipped_files = ingested.skipped;
+    } else {
+        input_bytes = spec.inputs.iter().map(|s| s.bytes).sum();
+        let masks = if spec.processing.drop_invalid_upsert_rows && plan.table.is_upsert() {
+            tracing::info!(phase = "validity", "computing upsert validity");
+            Some(crate::upsert::keep_masks(spec, &source, &spill, budget).await?)
+        } else {
+            None
+        };
+        let inputs: Vec<ParquetInput> = spec
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ParquetInput::segment(&source, s, masks.as_ref().map(|m| m[i].clone())))
+            .collect();
+        let scan_metrics = metrics.stage("scan");
+        let config = ScanConfig {
+            table_arrow: plan.table_arrow.clone(),
+            time: plan.time.clone(),
+            window: plan.window,
+            batch_size: options.batch_size,
+            parallelism: options.parallelism,
+            mode: CoerceMode::Strict,
+        };
+        let stream = progress(scan(source.clone(), inputs, config, scan_metrics.clone()));
+        let writer = pipeline.run(stream, BTreeMap::new()).await?;
+        manifest.input_rows = scan_metrics.output();
+        manifest.outputs = writer.outputs;
+    }
+    manifest.output_rows = manifest.outputs.iter().map(|o| o.rows).sum();
+    if options.write_manifest {
+        write_manifest(&dest, spec, &manifest).await?;
+    }
+    let report = RunReport {
+        peak_spill_bytes: spill.stats.peak_bytes(),
+        input_bytes,
+        stages: metrics.summary(),
+        manifest,
+    };
+    tracing::info!(
+        phase = "done",
+        input_rows = report.manifest.input_rows,
+        output_rows = report.manifest.output_rows,
+        segments = report.manifest.outputs.len(),
+        peak_spill_bytes = report.peak_spill_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        stages = %report.stages,
+        "subtask succeeded"
+    );
+    drop(private);
+    Ok(report)
+}
+
+/// Logs rows read every million rows, so `kubectl logs` shows progress.
+pub(crate) fn progress(input: BatchStream) -> BatchStream {
+    let mut rows = 0u64;
+    let mut next_log = 1_000_000u64;
+    input
+        .inspect(move |b| {
+            if let Ok(b) = b {
+                rows += b.num_rows() as u64;
+                if rows >= next_log {
+                    tracing::info!(phase = "read", rows_read = rows, "progress");
+                    next_log += 1_000_000;
+                }
+            }
+        })
+        .boxed()
+}
+
+/// Records a skipped file.
+pub(crate) fn skipped(uri: &str, e: &WorkerError) -> SkippedFile {
+    SkippedFile {
+        uri: uri.to_string(),
+        reason: e.to_string(),
+    }
+}

@@ -1,0 +1,272 @@
+//! Reading Parquet as streams of table-schema batches: input segments (strict coercion) and
+//! Parquet files for ingestion (lenient coercion), with projection to the table's columns and
+//! row-group pruning on time-column statistics.
+//!
+//! Segments are decoded concurrently (`parallelism` at a time) in spawned tasks feeding one
+//! bounded channel, so decoding uses every core while memory holds only a few batches.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::buffer::BooleanBuffer;
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::Int64Type;
+use arrow_schema::{DataType, SchemaRef};
+use futures::FutureExt;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use minion_contract::{SegmentRef, TimeWindow};
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use std::ops::Range;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::error::{Result, WorkerError};
+use crate::store::Location;
+use crate::stream::{BaselineMetrics, BatchStream};
+use crate::table::{CoerceMode, Coercion};
+use crate::time::TimeColumn;
+
+/// What to read and how.
+#[derive(Clone)]
+pub struct ScanConfig {
+    pub table_arrow: SchemaRef,
+    pub time: TimeColumn,
+    /// Skip row groups entirely outside this window.
+    pub window: Option<TimeWindow>,
+    pub batch_size: usize,
+    pub parallelism: usize,
+    pub mode: CoerceMode,
+}
+
+/// One Parquet file to read, with an optional mask of rows to keep (upsert validity).
+#[derive(Clone)]
+pub struct ParquetInput {
+    pub path: object_store::path::Path,
+    pub uri: String,
+    pub size: Option<u64>,
+    pub keep: Option<Arc<BooleanBuffer>>,
+}
+
+impl ParquetInput {
+    pub fn segment(
+        location: &Location,
+        seg: &SegmentRef,
+        keep: Option<Arc<BooleanBuffer>>,
+    ) -> Self {
+        ParquetInput {
+            path: location.child(&seg.path),
+            uri: location.child_uri(&seg.path),
+            size: (seg.bytes > 0).then_some(seg.bytes),
+            keep,
+        }
+    }
+}
+
+/// Opens one Parquet file and returns its batches coerced to the table schema.
+///
+/// # Errors
+/// `CorruptInput` (not Parquet), `MissingInput`, `StoreUnreachable`, `SchemaMismatch`.
+pub async fn open_parquet(
+    location: &Location,
+    input: &ParquetInput,
+    config: &ScanConfig,
+) -> Result<BatchStream> {
+    let reader = StoreReader {
+        store: location.store.clone(),
+        path: input.path.clone(),
+        size: input.size,
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| WorkerError::from_parquet(&input.uri, e))?;
+    let file_schema = builder.schema().clone();
+    let wanted: Vec<usize> = (0..file_schema.fields().len())
+        .filter(|&i| {
+            config
+                .table_arrow
+                .index_of(file_schema.field(i).name())
+                .is_ok()
+        })
+        .collect();
+    let projected = file_schema.project(&wanted)?;
+    let coercion = Coercion::plan(
+        &projected,
+        config.table_arrow.clone(),
+        config.mode,
+        &input.uri,
+    )?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+
+    let mut row_groups: Vec<usize> = (0..builder.metadata().num_row_groups()).collect();
+    if let (Some(window), None) = (&config.window, &input.keep) {
+        let time_name = config.table_arrow.field(config.time.index).name();
+        if file_schema.index_of(time_name).is_ok() {
+            let (lo, hi) = config.time.window_bounds(window);
+            let stats =
+                StatisticsConverter::try_new(time_name, &file_schema, builder.parquet_schema())
+                    .and_then(|conv| {
+                        let groups = builder.metadata().row_groups();
+                        Ok((
+                            conv.row_group_mins(groups.iter())?,
+                            conv.row_group_maxes(groups.iter())?,
+                        ))
+                    });
+            if let Ok((mins, maxs)) = stats {
+                let to_raw = |a: &arrow::array::ArrayRef| -> Result<arrow::array::Int64Array> {
+                    let a = cast(a, &config.time.data_type)?;
+                    Ok(cast(&a, &DataType::Int64)?
+                        .as_primitive::<Int64Type>()
+                        .clone())
+                };
+                let (mins, maxs) = (to_raw(&mins)?, to_raw(&maxs)?);
+                row_groups.retain(|&g| {
+                    mins.is_null(g)
+                        || maxs.is_null(g)
+                        || (mins.value(g) < hi && maxs.value(g) >= lo)
+                });
+            }
+        }
+    }
+    let uri = input.uri.clone();
+    let stream = builder
+        .with_projection(mask)
+        .with_row_groups(row_groups)
+        .with_batch_size(config.batch_size)
+        .build()
+        .map_err(|e| WorkerError::from_parquet(&uri, e))?;
+    let keep = input.keep.clone();
+    let mut offset = 0usize;
+    let stream = stream.map(move |b| {
+        let b = b.map_err(|e| WorkerError::from_parquet(&uri, e))?;
+        let b = coercion.apply(&b)?;
+        match &keep {
+            Some(mask) => {
+                let n = b.num_rows();
+                let slice = mask.slice(
+                    offset.min(mask.len()),
+                    n.min(mask.len().saturating_sub(offset)),
+                );
+                offset += n;
+                if slice.len() != n {
+                    return Err(WorkerError::internal(format!(
+                        "validity of {uri} covers fewer rows than the segment has"
+                    )));
+                }
+                Ok(filter_record_batch(&b, &BooleanArray::new(slice, None))?)
+            }
+            None => Ok(b),
+        }
+    });
+    Ok(stream.boxed())
+}
+
+/// Reads many Parquet inputs concurrently into one stream of table batches.
+pub fn scan(
+    location: Location,
+    inputs: Vec<ParquetInput>,
+    config: ScanConfig,
+    metrics: Arc<BaselineMetrics>,
+) -> BatchStream {
+    let (tx, rx) = mpsc::channel::<Result<RecordBatch>>(config.parallelism.max(1) * 2);
+    let permits = Arc::new(Semaphore::new(config.parallelism.max(1)));
+    tokio::spawn(async move {
+        for input in inputs {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            if tx.is_closed() {
+                return;
+            }
+            let (tx, location, config, metrics) = (
+                tx.clone(),
+                location.clone(),
+                config.clone(),
+                metrics.clone(),
+            );
+            tokio::spawn(async move {
+                let _permit = permit;
+                tracing::debug!(segment = %input.uri, "reading");
+                match open_parquet(&location, &input, &config).await {
+                    Ok(mut stream) => {
+                        while let Some(b) = stream.next().await {
+                            if let Ok(b) = &b {
+                                metrics.add_output(b.num_rows());
+                            }
+                            let failed = b.is_err();
+                            if tx.send(b).await.is_err() || failed {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                }
+            });
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed()
+}
+
+/// Reads a Parquet file's byte ranges and footer from an object store.
+struct StoreReader {
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    size: Option<u64>,
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for StoreReader {
+    fn get_bytes(
+        &mut self,
+        range: Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = match self.size {
+                Some(size) => size,
+                None => self.store.head(&self.path).await.map_err(external)?.size,
+            };
+            let reader = ParquetMetaDataReader::new()
+                .with_metadata_options(options.map(|o| o.metadata_options().clone()))
+                .with_prefetch_hint(Some(64 * 1024));
+            Ok(Arc::new(reader.load_and_finish(self, size).await?))
+        }
+        .boxed()
+    }
+}

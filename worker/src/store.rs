@@ -1,0 +1,200 @@
+//! Object store access: turns a table or file URI (`file://`, a bare absolute path, `s3://`,
+//! `gs://`, `az://`) into a store plus a base path. Credentials and endpoints come from the
+//! environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`), never from the spec.
+//!
+//! This module only resolves and moves bytes; it decides nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use url::Url;
+
+use crate::error::{Result, WorkerError};
+
+/// A store and the path inside it that a URI designates.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    /// Path of the URI inside the store (no leading or trailing slash).
+    pub base: Path,
+    /// The URI as given, for messages.
+    pub uri: String,
+}
+
+impl Location {
+    /// The path of `relative` (a `/`-separated path) below this location.
+    pub fn child(&self, relative: &str) -> Path {
+        let rel = relative.trim_matches('/');
+        let base = self.base.as_ref();
+        if base.is_empty() {
+            Path::from(rel)
+        } else if rel.is_empty() {
+            self.base.clone()
+        } else {
+            Path::from(format!("{base}/{rel}"))
+        }
+    }
+
+    /// The URI of `relative` below this location, for messages.
+    pub fn child_uri(&self, relative: &str) -> String {
+        format!(
+            "{}/{}",
+            self.uri.trim_end_matches('/'),
+            relative.trim_start_matches('/')
+        )
+    }
+
+    /// Reads a whole (small) object, e.g. a spec.
+    pub async fn get_bytes(&self, path: &Path) -> Result<Vec<u8>> {
+        let uri = self.display(path);
+        let got = self
+            .store
+            .get(path)
+            .await
+            .map_err(|e| WorkerError::from_store(&uri, e))?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| WorkerError::from_store(&uri, e))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Writes a whole (small) object, e.g. a manifest.
+    pub async fn put_bytes(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
+        let uri = self.display(path);
+        self.store
+            .put(path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| WorkerError::from_store(&uri, e))?;
+        Ok(())
+    }
+
+    /// A printable name of `path` in this store.
+    pub fn display(&self, path: &Path) -> String {
+        let base = self.base.as_ref();
+        let rel = path.as_ref();
+        let rel = rel
+            .strip_prefix(base)
+            .unwrap_or(rel)
+            .trim_start_matches('/');
+        self.child_uri(rel)
+    }
+}
+
+/// Resolves a URI to a store.
+///
+/// # Errors
+/// [`WorkerError::BadSpec`] for an unparsable URI or unknown scheme,
+/// [`WorkerError::StoreUnreachable`] when the store client cannot be built (e.g. missing
+/// credentials).
+pub fn resolve(uri: &str) -> Result<Location> {
+    if uri.starts_with('/') {
+        return local(uri, uri);
+    }
+    let url = Url::parse(uri).map_err(|e| WorkerError::BadSpec(format!("URI {uri:?}: {e}")))?;
+    let unreachable = |e: object_store::Error| WorkerError::StoreUnreachable {
+        uri: uri.to_string(),
+        message: crate::error::one_line(&e.to_string()),
+    };
+    let client = ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_timeout(Duration::from_secs(120));
+    let retry = RetryConfig {
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(30),
+        ..RetryConfig::default()
+    };
+    let store: Arc<dyn ObjectStore> = match url.scheme() {
+        "file" => return local(url.path(), uri),
+        "s3" | "s3a" => Arc::new(
+            AmazonS3Builder::from_env()
+                .with_url(uri)
+                .with_client_options(client)
+                .with_retry(retry)
+                .build()
+                .map_err(unreachable)?,
+        ),
+        "gs" => Arc::new(
+            GoogleCloudStorageBuilder::from_env()
+                .with_url(uri)
+                .with_client_options(client)
+                .with_retry(retry)
+                .build()
+                .map_err(unreachable)?,
+        ),
+        "az" | "abfs" | "abfss" | "azure" => Arc::new(
+            MicrosoftAzureBuilder::from_env()
+                .with_url(uri)
+                .with_client_options(client)
+                .with_retry(retry)
+                .build()
+                .map_err(unreachable)?,
+        ),
+        other => {
+            return Err(WorkerError::BadSpec(format!(
+                "URI {uri:?}: unsupported scheme {other:?}"
+            )));
+        }
+    };
+    let base = Path::from_url_path(url.path())
+        .map_err(|e| WorkerError::BadSpec(format!("URI {uri:?}: {e}")))?;
+    Ok(Location {
+        store,
+        base,
+        uri: uri.to_string(),
+    })
+}
+
+fn local(path: &str, uri: &str) -> Result<Location> {
+    let base = Path::from_url_path(path.trim_start_matches('/'))
+        .map_err(|e| WorkerError::BadSpec(format!("URI {uri:?}: {e}")))?;
+    Ok(Location {
+        store: Arc::new(LocalFileSystem::new()),
+        base,
+        uri: uri.to_string(),
+    })
+}
+
+/// Splits a file URI into its parent location and file name, so files can be read with the
+/// same machinery as segments.
+pub fn resolve_file(uri: &str) -> Result<(Location, Path)> {
+    let (dir, file) = uri
+        .rsplit_once('/')
+        .ok_or_else(|| WorkerError::BadSpec(format!("file URI {uri:?} has no directory")))?;
+    let dir = if dir.ends_with(':') || dir.ends_with(":/") {
+        format!("{dir}/")
+    } else {
+        dir.to_string()
+    };
+    let loc = resolve(if dir.is_empty() { "/" } else { &dir })?;
+    let path = loc.child(file);
+    Ok((loc, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_uris_and_bare_paths_resolve_to_the_same_base() {
+        let a = resolve("file:///tmp/t/events").unwrap();
+        let b = resolve("/tmp/t/events").unwrap();
+        assert_eq!(a.base, b.base);
+        assert_eq!(
+            a.child("data/x.parquet").as_ref(),
+            "tmp/t/events/data/x.parquet"
+        );
+    }
+
+    #[test]
+    fn unknown_scheme_is_a_bad_spec() {
+        let err = resolve("ftp://host/x").unwrap_err();
+        assert!(err.to_string().contains("unsupported scheme"), "{err}");
+    }
+}
