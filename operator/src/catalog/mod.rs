@@ -1,1 +1,507 @@
-//! The table catalog over deltalake.
+//! The table catalog: the set of committed segments of one table, kept as a Delta Lake log
+//! (`_delta_log/` beside the data) and written through `deltalake` (DESIGN §2–3).
+//!
+//! What it may touch: the table's `_delta_log/` (commits and checkpoints, only through
+//! deltalake) and, for [`Catalog::clean_up`] and [`Catalog::delete_prefix`], data files under
+//! the table URI. It never reads data files and never talks to Kubernetes.
+//!
+//! # Contracts
+//! - A segment is a live Delta file; its path is relative to the table URI, URL-decoded.
+//! - [`Catalog::append`] and [`Catalog::replace`] each make exactly one Delta commit (or none),
+//!   so every Delta reader sees all of a replacement or none of it.
+//! - A commit carries the run's identity as Delta application transactions (`txn`). The
+//!   operator uses two kinds of app ids (see [`app_id`]):
+//!   - `minion.dev/<namespace>/<config>[/<mergeLevel>]` with version = the watermark in epoch
+//!     ms, written without `lastUpdated` so it never expires: the watermark is recovered from
+//!     the log with [`Catalog::txn_version`];
+//!   - `minion.dev/<namespace>/<taskRun>/<subtask>` with version 1: the identity of one
+//!     subtask's commit, written with `lastUpdated` so it expires after the table's
+//!     `delta.setTransactionRetentionDuration` ([`TXN_RETENTION`]).
+//! - deltalake does not skip an already-applied `txn` version by itself; the commit functions
+//!   check it, and never write a txn version lower than the one in the log.
+//! - Checkpoints are written every [`CHECKPOINT_INTERVAL`] commits (deltalake's post-commit
+//!   hook honours `delta.checkpointInterval`) and on demand with [`Catalog::checkpoint`].
+//!
+//! deltalake quirks handled here: `max_retries(0)` plus our own retry loop that re-checks
+//! liveness; the rustls `ring` provider installed explicitly ([`install_crypto_provider`]);
+//! per-file tags read through the (deprecated but only) public `add_action().tags`.
+
+mod cleanup;
+mod commit;
+mod error;
+mod schema;
+mod stats;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Once};
+
+use deltalake::kernel::{StructType, Version};
+use deltalake::protocol::SaveMode;
+use deltalake::table::builder::parse_table_uri;
+use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
+use minion_contract::{ColumnType, SegmentRef, TableSchema, TimeUnit};
+use url::Url;
+
+pub use cleanup::{CleanupReport, UNREFERENCED_MIN_AGE_MS};
+pub use commit::{AppTxn, CommitOutcome, Replacement};
+pub use error::{CatalogError, Result};
+pub use schema::{arrow_schema, arrow_type, delta_type};
+pub use stats::{FileStats, TimeColumn, TimeKind, parse_stats, stats_json};
+
+/// `delta.checkpointInterval` of tables we create: a checkpoint every this many commits.
+pub const CHECKPOINT_INTERVAL: u64 = 100;
+/// `delta.setTransactionRetentionDuration` of tables we create. deltalake 1.1 honours it:
+/// `txn` actions with a `lastUpdated` older than this are ignored by version lookups and
+/// dropped from checkpoints; `txn`s without `lastUpdated` never expire.
+pub const TXN_RETENTION: &str = "interval 30 days";
+/// `delta.deletedFileRetentionDuration` of tables we create: tombstones stay in checkpoints at
+/// least this long, longer than any clean-up retention, so replaced files are found by it.
+pub const DELETED_FILE_RETENTION: &str = "interval 7 days";
+/// Table property recording the time column, so [`Catalog::open`] can read time stats.
+pub const PROP_TIME_COLUMN: &str = "minion.timeColumn";
+/// Table property recording the unit of an integer time column.
+pub const PROP_TIME_UNIT: &str = "minion.timeUnit";
+
+/// Commit attempts (refresh, re-check, commit) before giving up with `CommitConflict`.
+pub const DEFAULT_COMMIT_ATTEMPTS: usize = 5;
+
+/// Installs rustls's `ring` crypto provider as the process default, once. kube and deltalake
+/// otherwise pull in different providers and rustls refuses to pick one. Safe to call many
+/// times and from any thread.
+pub fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // An error means a provider is already installed, which is what we want.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The application ids the operator commits under (see the module docs).
+pub mod app_id {
+    /// The watermark app id of a task config, per merge level where the task has levels.
+    pub fn watermark(namespace: &str, config: &str, level: Option<&str>) -> String {
+        match level {
+            Some(level) => format!("minion.dev/{namespace}/{config}/{level}"),
+            None => format!("minion.dev/{namespace}/{config}"),
+        }
+    }
+
+    /// The run identity of one subtask's commit (committed with version 1).
+    pub fn subtask(namespace: &str, task_run: &str, subtask: u32) -> String {
+        format!("minion.dev/{namespace}/{task_run}/{subtask}")
+    }
+}
+
+/// Wall-clock time in epoch milliseconds, injected so tests control deletion timestamps.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A handle on one table's Delta log, at a loaded version.
+pub struct Catalog {
+    uri: String,
+    table: DeltaTable,
+    time: TimeColumn,
+    clock: Arc<dyn Clock>,
+    commit_attempts: usize,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("uri", &self.uri)
+            .field("version", &self.table.version())
+            .field("time", &self.time)
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// Creates the Delta table for `schema` at `uri`, or opens the one already there.
+    ///
+    /// # Errors
+    /// `SchemaMismatch` naming the first differing column when a table exists with another
+    /// schema; `InvalidSchema` when the time column is missing or not INT/LONG/TIMESTAMP;
+    /// `StoreUnreachable`/`Delta` for storage and library failures.
+    pub async fn create(
+        uri: &str,
+        schema: &TableSchema,
+        storage_options: HashMap<String, String>,
+    ) -> Result<Catalog> {
+        install_crypto_provider();
+        let time = time_column_of(uri, schema)?;
+        let url = table_url(uri, true)?;
+        let mut table = builder(uri, &url, &storage_options)?
+            .build()
+            .map_err(|e| CatalogError::delta(uri, e))?;
+        let exists = table
+            .verify_deltatable_existence()
+            .await
+            .map_err(|e| CatalogError::delta(uri, e))?;
+        if !exists {
+            let created = table
+                .create()
+                .with_columns(schema::delta_fields(schema))
+                .with_save_mode(SaveMode::ErrorIfExists)
+                .with_raise_if_key_not_exists(false)
+                .with_configuration(table_properties(schema))
+                .with_commit_properties(
+                    deltalake::kernel::transaction::CommitProperties::default()
+                        .with_max_retries(0),
+                )
+                .await;
+            match created {
+                Ok(t) => table = t,
+                // Another creator won the race: fall through and compare schemas.
+                Err(_) if table.verify_deltatable_existence().await.unwrap_or(false) => {}
+                Err(e) => return Err(CatalogError::delta(uri, e)),
+            }
+        }
+        if table.version().is_none() {
+            table.load().await.map_err(|e| CatalogError::delta(uri, e))?;
+        }
+        let existing = snapshot_schema(uri, &table)?;
+        if let Some((column, detail)) = schema::schema_difference(&existing, schema) {
+            return Err(CatalogError::SchemaMismatch {
+                uri: uri.to_string(),
+                column,
+                detail,
+            });
+        }
+        Ok(Catalog::with_table(uri, table, time))
+    }
+
+    /// Opens the Delta table at `uri` at its latest version. The time column is read from the
+    /// table properties we write at creation; for a table created by another writer, use
+    /// [`Catalog::create`] with the Table's schema instead (it opens and checks).
+    ///
+    /// # Errors
+    /// `NotATable` when there is no `_delta_log` at `uri`.
+    pub async fn open(uri: &str, storage_options: HashMap<String, String>) -> Result<Catalog> {
+        install_crypto_provider();
+        let url = table_url(uri, false)?;
+        let table = builder(uri, &url, &storage_options)?
+            .load()
+            .await
+            .map_err(|e| CatalogError::delta(uri, e))?;
+        let time = time_column_from_properties(uri, &table)?;
+        Ok(Catalog::with_table(uri, table, time))
+    }
+
+    fn with_table(uri: &str, table: DeltaTable, time: TimeColumn) -> Catalog {
+        Catalog {
+            uri: uri.to_string(),
+            table,
+            time,
+            clock: Arc::new(SystemClock),
+            commit_attempts: DEFAULT_COMMIT_ATTEMPTS,
+        }
+    }
+
+    /// Replaces the clock used for deletion timestamps, `modificationTime` and `txn.lastUpdated`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets how many times a commit is attempted when other writers commit concurrently.
+    pub fn with_commit_attempts(mut self, attempts: usize) -> Self {
+        self.commit_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The time column used to read Delta stats.
+    pub fn time_column(&self) -> &TimeColumn {
+        &self.time
+    }
+
+    /// The loaded table version.
+    pub fn version(&self) -> Version {
+        self.table.version().unwrap_or_default()
+    }
+
+    /// Loads the latest version of the log (incrementally from the loaded one).
+    pub async fn refresh(&mut self) -> Result<Version> {
+        self.table
+            .update_state()
+            .await
+            .map_err(|e| CatalogError::delta(&self.uri, e))?;
+        Ok(self.version())
+    }
+
+    /// The committed, live segments at the loaded version, with rows, bytes, time range,
+    /// partition and tags (from our tags, else from Delta stats).
+    pub fn segments(&self) -> Result<Vec<SegmentRef>> {
+        let state = self.state()?;
+        let log_data = state
+            .snapshot()
+            .try_log_data()
+            .map_err(|e| CatalogError::delta(&self.uri, e))?;
+        let root = self.table.table_url().clone();
+        let mut out = Vec::with_capacity(log_data.num_files());
+        for file in log_data.iter() {
+            #[allow(deprecated)] // the only public way to the per-file tags in deltalake 1.1
+            let add = file.add_action();
+            out.push(stats::segment_from_file(
+                relative_path(&root, &add.path),
+                add.size,
+                add.stats.as_deref(),
+                add.tags.as_ref(),
+                &self.time,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Paths and sizes of the live files at the loaded version.
+    pub(crate) fn live_files(&self) -> Result<HashMap<String, i64>> {
+        let state = self.state()?;
+        let log_data = state
+            .snapshot()
+            .try_log_data()
+            .map_err(|e| CatalogError::delta(&self.uri, e))?;
+        let root = self.table.table_url().clone();
+        Ok(log_data
+            .iter()
+            .map(|f| (relative_path(&root, &f.path()), f.size()))
+            .collect())
+    }
+
+    /// Whether `path` is a live segment at the loaded version.
+    pub fn is_live(&self, path: &str) -> Result<bool> {
+        Ok(self.live_files()?.contains_key(path))
+    }
+
+    /// The latest `txn` version recorded for `app_id` at the loaded version (expired
+    /// transactions excluded). For a watermark app id this is the watermark.
+    pub async fn txn_version(&self, app_id: &str) -> Result<Option<i64>> {
+        let state = self.state()?;
+        state
+            .transaction_version(self.table.log_store().as_ref(), app_id)
+            .await
+            .map_err(|e| CatalogError::delta(&self.uri, e))
+    }
+
+    /// Whether a commit carrying `txn (app_id, version)` (or a later version) is in the log at
+    /// the loaded version. Call [`Catalog::refresh`] first to see other writers' commits.
+    pub async fn is_committed(&self, app_id: &str, version: i64) -> Result<bool> {
+        Ok(self.txn_version(app_id).await?.is_some_and(|v| v >= version))
+    }
+
+    /// Writes a checkpoint at the loaded version now.
+    pub async fn checkpoint(&self) -> Result<()> {
+        deltalake::checkpoints::create_checkpoint(&self.table, None)
+            .await
+            .map_err(|e| CatalogError::delta(&self.uri, e))
+    }
+
+    fn state(&self) -> Result<&deltalake::table::state::DeltaTableState> {
+        self.table
+            .snapshot()
+            .map_err(|e| CatalogError::delta(&self.uri, e))
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// The table properties we set on creation.
+fn table_properties(schema: &TableSchema) -> Vec<(String, Option<String>)> {
+    let mut props = vec![
+        (
+            TableProperty::CheckpointInterval.as_ref().to_string(),
+            Some(CHECKPOINT_INTERVAL.to_string()),
+        ),
+        (
+            TableProperty::SetTransactionRetentionDuration
+                .as_ref()
+                .to_string(),
+            Some(TXN_RETENTION.to_string()),
+        ),
+        (
+            TableProperty::DeletedFileRetentionDuration
+                .as_ref()
+                .to_string(),
+            Some(DELETED_FILE_RETENTION.to_string()),
+        ),
+        (
+            PROP_TIME_COLUMN.to_string(),
+            Some(schema.time_column.clone()),
+        ),
+    ];
+    let unit = match schema.time_unit {
+        TimeUnit::Seconds => "SECONDS",
+        TimeUnit::Milliseconds => "MILLISECONDS",
+        TimeUnit::Microseconds => "MICROSECONDS",
+    };
+    props.push((PROP_TIME_UNIT.to_string(), Some(unit.to_string())));
+    props
+}
+
+fn time_column_of(uri: &str, schema: &TableSchema) -> Result<TimeColumn> {
+    match schema.time().map(|c| c.data_type) {
+        Some(ColumnType::Int | ColumnType::Long | ColumnType::Timestamp) => {
+            Ok(TimeColumn::of(schema))
+        }
+        Some(other) => Err(CatalogError::InvalidSchema {
+            uri: uri.to_string(),
+            detail: format!(
+                "time column {} has type {other:?}; allowed: INT, LONG, TIMESTAMP",
+                schema.time_column
+            ),
+        }),
+        None => Err(CatalogError::InvalidSchema {
+            uri: uri.to_string(),
+            detail: format!("time column {} is not a column", schema.time_column),
+        }),
+    }
+}
+
+/// The time column recorded in the table properties; a table without them (created by another
+/// writer) gets its first `timestamp` column, or none (time stats are then not read).
+fn time_column_from_properties(uri: &str, table: &DeltaTable) -> Result<TimeColumn> {
+    let state = table
+        .snapshot()
+        .map_err(|e| CatalogError::delta(uri, e))?;
+    let config = state.metadata().configuration();
+    let delta_schema = state.schema();
+    let timestamp_field = |name: &str| {
+        delta_schema
+            .field(name)
+            .is_some_and(|f| f.data_type() == &delta_type(ColumnType::Timestamp))
+    };
+    if let Some(name) = config.get(PROP_TIME_COLUMN) {
+        let kind = if timestamp_field(name) {
+            TimeKind::Timestamp
+        } else {
+            TimeKind::Integer(match config.get(PROP_TIME_UNIT).map(String::as_str) {
+                Some("SECONDS") => TimeUnit::Seconds,
+                Some("MICROSECONDS") => TimeUnit::Microseconds,
+                _ => TimeUnit::Milliseconds,
+            })
+        };
+        return Ok(TimeColumn {
+            name: name.clone(),
+            kind,
+        });
+    }
+    let name = delta_schema
+        .fields()
+        .find(|f| timestamp_field(f.name()))
+        .map(|f| f.name().clone())
+        .unwrap_or_default();
+    Ok(TimeColumn {
+        name,
+        kind: TimeKind::Timestamp,
+    })
+}
+
+fn snapshot_schema(uri: &str, table: &DeltaTable) -> Result<StructType> {
+    let state = table
+        .snapshot()
+        .map_err(|e| CatalogError::delta(uri, e))?;
+    Ok(state.schema().as_ref().clone())
+}
+
+/// The table URL. Local paths and `file://` URIs are canonicalised (and created when
+/// `create`); other schemes are taken as they are and served by `object_store`.
+fn table_url(uri: &str, create: bool) -> Result<Url> {
+    let invalid = |detail: String| CatalogError::InvalidUri {
+        uri: uri.to_string(),
+        detail,
+    };
+    match Url::parse(uri) {
+        Ok(url) if url.scheme() != "file" && url.scheme().len() > 1 => Ok(url),
+        _ if create => deltalake::ensure_table_uri(uri).map_err(|e| invalid(e.to_string())),
+        _ => parse_table_uri(uri).map_err(|e| invalid(e.to_string())),
+    }
+}
+
+/// A table builder for `url`. deltalake registers only `file://` and `memory://` without its
+/// cloud features, so other schemes get an `object_store` built from the URL and the storage
+/// options (S3, GCS, Azure — the workspace enables those `object_store` features).
+fn builder(
+    uri: &str,
+    url: &Url,
+    storage_options: &HashMap<String, String>,
+) -> Result<DeltaTableBuilder> {
+    let mut b = DeltaTableBuilder::from_url(url.clone())
+        .map_err(|e| CatalogError::delta(uri, e))?
+        .with_storage_options(storage_options.clone());
+    if !matches!(url.scheme(), "file" | "memory") {
+        let (store, _) = object_store::parse_url_opts(url, storage_options.clone()).map_err(
+            |e| CatalogError::InvalidUri {
+                uri: uri.to_string(),
+                detail: e.to_string(),
+            },
+        )?;
+        b = b.with_storage_backend(Arc::from(store), url.clone());
+    }
+    Ok(b)
+}
+
+/// A file path from the log, relative to the table root. Add paths are relative already
+/// (deltalake decodes them); absolute URIs inside the table are made relative.
+fn relative_path(root: &Url, path: &str) -> String {
+    if path.contains("://") {
+        let root = root.as_str().trim_end_matches('/');
+        if let Some(rest) = path.strip_prefix(root) {
+            return rest.trim_start_matches('/').to_string();
+        }
+    }
+    path.to_string()
+}
+
+/// Whether `path` lies under the directory `prefix` (`data/r/1-1` covers `data/r/1-1/x`, not
+/// `data/r/1-11/x`).
+pub(crate) fn under_prefix(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    !prefix.is_empty()
+        && path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_match_whole_directories_only() {
+        assert!(under_prefix("data/r/1-1/a.parquet", "data/r/1-1"));
+        assert!(under_prefix("data/r/1-1/a.parquet", "data/r/1-1/"));
+        assert!(!under_prefix("data/r/1-11/a.parquet", "data/r/1-1"));
+        assert!(!under_prefix("data/r/1-1", "data/r/1-1"));
+        assert!(!under_prefix("anything", ""));
+    }
+
+    #[test]
+    fn absolute_paths_inside_the_table_become_relative() {
+        let root = Url::parse("file:///tmp/t/").unwrap();
+        assert_eq!(relative_path(&root, "file:///tmp/t/data/a.parquet"), "data/a.parquet");
+        assert_eq!(relative_path(&root, "data/a b.parquet"), "data/a b.parquet");
+        assert_eq!(relative_path(&root, "s3://other/x.parquet"), "s3://other/x.parquet");
+    }
+
+    #[test]
+    fn app_ids_follow_the_documented_shapes() {
+        assert_eq!(app_id::watermark("ns", "cfg", None), "minion.dev/ns/cfg");
+        assert_eq!(app_id::watermark("ns", "cfg", Some("1day")), "minion.dev/ns/cfg/1day");
+        assert_eq!(app_id::subtask("ns", "run-1", 3), "minion.dev/ns/run-1/3");
+    }
+}
