@@ -74,7 +74,9 @@ async fn main() {
         .unwrap_or(100_000);
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = format!("file://{}", dir.path().display());
-    let mut catalog = Catalog::create(&uri, &schema(), HashMap::new()).await.unwrap();
+    let mut catalog = Catalog::create(&uri, &schema(), HashMap::new())
+        .await
+        .unwrap();
 
     let t = Instant::now();
     let mut next = 0;
@@ -84,10 +86,18 @@ async fn main() {
         catalog.append(&batch, &[]).await.unwrap();
         next = end;
     }
-    println!("built {n} segments in {} commits: {:.1} s", n.div_ceil(BATCH), t.elapsed().as_secs_f64());
+    println!(
+        "built {n} segments in {} commits: {:.1} s",
+        n.div_ceil(BATCH),
+        t.elapsed().as_secs_f64()
+    );
     let t = Instant::now();
     catalog.checkpoint().await.unwrap();
-    println!("checkpoint at version {}: {:.1} ms", catalog.version(), ms(t.elapsed()));
+    println!(
+        "checkpoint at version {}: {:.1} ms",
+        catalog.version(),
+        ms(t.elapsed())
+    );
 
     let mut fresh = Vec::new();
     let mut fresh_open = Vec::new();
@@ -114,7 +124,10 @@ async fn main() {
         listing_only.push(ms(before_list.elapsed()));
         assert_eq!(listed.len(), n);
     }
-    summary("list from a refreshed handle (refresh + segments)", &mut refreshed);
+    summary(
+        "list from a refreshed handle (refresh + segments)",
+        &mut refreshed,
+    );
     summary("  of which segments() alone", &mut listing_only);
 
     let mut commits = Vec::new();
@@ -150,5 +163,8 @@ async fn main() {
     let t = Instant::now();
     let c = Catalog::open(&uri, HashMap::new()).await.unwrap();
     assert_eq!(c.segments().unwrap().len(), n - RUNS * 10 + RUNS);
-    println!("list after the replacements (fresh open): {:.1} ms", ms(t.elapsed()));
+    println!(
+        "list after the replacements (fresh open): {:.1} ms",
+        ms(t.elapsed())
+    );
 }

@@ -41,7 +41,11 @@ async fn append_groups(
         for i in 0..per_group {
             let base = (g * 1000 + i * 10) as i64;
             let rows: Vec<(i64, i64)> = (0..5).map(|k| (base + k, k + 1)).collect();
-            group.push(write_segment(root, &format!("data/in/g{g}_{i}.parquet"), &rows));
+            group.push(write_segment(
+                root,
+                &format!("data/in/g{g}_{i}.parquet"),
+                &rows,
+            ));
         }
         catalog.append(&group, &[]).await.unwrap();
         out.push(group);
@@ -71,29 +75,40 @@ async fn concurrent_reader_sees_all_inputs_or_all_outputs_and_totals_never_chang
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
-        let (uri, groups, outputs, stop) = (uri.clone(), groups.clone(), outputs.clone(), stop.clone());
+        let (uri, groups, outputs, stop) =
+            (uri.clone(), groups.clone(), outputs.clone(), stop.clone());
         tokio::spawn(async move {
             let mut listings = 0usize;
             let mut handle = Catalog::open(&uri, HashMap::new()).await.unwrap();
             while !stop.load(Ordering::SeqCst) {
                 // Alternate a refreshed handle and a fresh open.
-                if listings % 2 == 0 {
+                if listings.is_multiple_of(2) {
                     handle.refresh().await.unwrap();
                 } else {
                     handle = Catalog::open(&uri, HashMap::new()).await.unwrap();
                 }
-                let live: Vec<String> = handle.segments().unwrap().into_iter().map(|s| s.path).collect();
+                let live: Vec<String> = handle
+                    .segments()
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.path)
+                    .collect();
                 for (g, group) in groups.iter().enumerate() {
                     let inputs_live = group.iter().filter(|s| live.contains(&s.path)).count();
                     let output_live = live.contains(&outputs[g]);
                     assert!(
-                        (inputs_live == group.len() && !output_live) || (inputs_live == 0 && output_live),
+                        (inputs_live == group.len() && !output_live)
+                            || (inputs_live == 0 && output_live),
                         "version {}: group {g} is mixed: {inputs_live} inputs live, output live = {output_live}",
                         handle.version()
                     );
                 }
-                if listings % 5 == 0 {
-                    assert_eq!(delta_totals(&uri).await, before, "totals changed mid-replacement");
+                if listings.is_multiple_of(5) {
+                    assert_eq!(
+                        delta_totals(&uri).await,
+                        before,
+                        "totals changed mid-replacement"
+                    );
                 }
                 listings += 1;
             }
@@ -104,7 +119,10 @@ async fn concurrent_reader_sees_all_inputs_or_all_outputs_and_totals_never_chang
     for (g, group) in groups.iter().enumerate() {
         let out = concat_segments(dir.path(), group, &outputs[g]);
         let run = app_id::subtask("ns", "concat-run", g as u32);
-        let outcome = catalog.replace(concat_replacement(group, out, &run)).await.unwrap();
+        let outcome = catalog
+            .replace(concat_replacement(group, out, &run))
+            .await
+            .unwrap();
         assert!(!outcome.already_committed);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -161,7 +179,10 @@ async fn crash_between_commit_and_status_update_is_recovered_without_loss_or_dup
 
     let mut reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
     assert!(reopened.is_committed(&run, 1).await.unwrap());
-    assert_eq!(reopened.txn_version(&watermark).await.unwrap(), Some(86_400_000));
+    assert_eq!(
+        reopened.txn_version(&watermark).await.unwrap(),
+        Some(86_400_000)
+    );
     let replay = reopened.replace(request(out)).await.unwrap();
     assert!(replay.already_committed);
     assert_eq!(replay.version, committed.version);
@@ -186,17 +207,30 @@ async fn replacement_of_inputs_already_replaced_is_refused_naming_the_segment() 
 
     let out2 = concat_segments(dir.path(), &groups[0], "data/out/second.parquet");
     let err = stale
-        .replace(concat_replacement(&groups[0], out2, "minion.dev/ns/run-b/0"))
+        .replace(concat_replacement(
+            &groups[0],
+            out2,
+            "minion.dev/ns/run-b/0",
+        ))
         .await
         .unwrap_err();
-    assert!(matches!(err, CatalogError::SegmentNotLive { ref path, .. } if path == &groups[0][0].path));
+    assert!(
+        matches!(err, CatalogError::SegmentNotLive { ref path, .. } if path == &groups[0][0].path)
+    );
     assert_eq!(err.reason(), "SegmentNotLive");
     let msg = err.to_string();
-    assert!(msg.contains(&groups[0][0].path) && msg.contains("already replaced or deleted"), "{msg}");
+    assert!(
+        msg.contains(&groups[0][0].path) && msg.contains("already replaced or deleted"),
+        "{msg}"
+    );
     assert!(msg.contains(&uri), "{msg}");
 
     catalog.refresh().await.unwrap();
-    assert_eq!(catalog.version(), version, "the refused commit changed the table");
+    assert_eq!(
+        catalog.version(),
+        version,
+        "the refused commit changed the table"
+    );
     assert_eq!(paths(&catalog.segments().unwrap()), listing);
 }
 
@@ -206,13 +240,21 @@ async fn listing_returns_our_tags_and_stats_and_foreign_files_from_delta_stats()
     let mut ours = write_segment(dir.path(), "data/ours.parquet", &[(100, 1), (250, 2)]);
     ours.partition = Some(3);
     ours.tags = BTreeMap::from([("mergeLevel".to_string(), "1day".to_string())]);
-    catalog.append(std::slice::from_ref(&ours), &[]).await.unwrap();
+    catalog
+        .append(std::slice::from_ref(&ours), &[])
+        .await
+        .unwrap();
 
     // Another Delta writer appends a file with stats and no tags.
-    let mut table = deltalake::open_table(url::Url::parse(&uri).unwrap()).await.unwrap();
+    let mut table = deltalake::open_table(url::Url::parse(&uri).unwrap())
+        .await
+        .unwrap();
     let mut writer = deltalake::writer::RecordBatchWriter::for_table(&table).unwrap();
     use deltalake::writer::DeltaWriter;
-    writer.write(batch(&[(7_000, 5), (9_000, 6), (8_000, 7)])).await.unwrap();
+    writer
+        .write(batch(&[(7_000, 5), (9_000, 6), (8_000, 7)]))
+        .await
+        .unwrap();
     writer.flush_and_commit(&mut table).await.unwrap();
 
     catalog.refresh().await.unwrap();
@@ -222,7 +264,10 @@ async fn listing_returns_our_tags_and_stats_and_foreign_files_from_delta_stats()
     assert_eq!(mine, &ours);
     let foreign = listed.iter().find(|s| s.path != ours.path).unwrap();
     assert_eq!(foreign.rows, 3);
-    assert_eq!((foreign.min_time_ms, foreign.max_time_ms), (Some(7_000), Some(9_000)));
+    assert_eq!(
+        (foreign.min_time_ms, foreign.max_time_ms),
+        (Some(7_000), Some(9_000))
+    );
     assert!(foreign.bytes > 0);
     assert!(foreign.tags.is_empty() && foreign.partition.is_none());
 }
@@ -230,17 +275,23 @@ async fn listing_returns_our_tags_and_stats_and_foreign_files_from_delta_stats()
 #[tokio::test]
 async fn create_is_idempotent_and_refuses_a_different_schema_naming_the_column() {
     let (_dir, uri, catalog) = new_table().await;
-    let again = Catalog::create(&uri, &event_schema(), HashMap::new()).await.unwrap();
+    let again = Catalog::create(&uri, &event_schema(), HashMap::new())
+        .await
+        .unwrap();
     assert_eq!(again.version(), catalog.version());
 
     let mut other = event_schema();
     other.columns[1].data_type = minion_contract::ColumnType::Double;
-    let err = Catalog::create(&uri, &other, HashMap::new()).await.unwrap_err();
+    let err = Catalog::create(&uri, &other, HashMap::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "SchemaMismatch");
     assert!(err.to_string().contains("clicks"), "{err}");
 
     let missing = tempfile::tempdir().unwrap();
-    let err = Catalog::open(&uri_of(missing.path()), HashMap::new()).await.unwrap_err();
+    let err = Catalog::open(&uri_of(missing.path()), HashMap::new())
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "NotATable", "{err}");
 }
 
@@ -252,17 +303,34 @@ async fn watermark_is_recovered_from_the_log_and_never_goes_backwards() {
     let a = write_segment(dir.path(), "data/a.parquet", &[(1, 1)]);
     let b = write_segment(dir.path(), "data/b.parquet", &[(2, 1)]);
     catalog
-        .append(&[a], &[AppTxn::run("minion.dev/ns/run-1/0"), AppTxn::watermark(&wm, 2_000)])
+        .append(
+            &[a],
+            &[
+                AppTxn::run("minion.dev/ns/run-1/0"),
+                AppTxn::watermark(&wm, 2_000),
+            ],
+        )
         .await
         .unwrap();
     // A later subtask carrying an older watermark must not move it back.
     catalog
-        .append(&[b], &[AppTxn::run("minion.dev/ns/run-0/0"), AppTxn::watermark(&wm, 1_000)])
+        .append(
+            &[b],
+            &[
+                AppTxn::run("minion.dev/ns/run-0/0"),
+                AppTxn::watermark(&wm, 1_000),
+            ],
+        )
         .await
         .unwrap();
     let reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
     assert_eq!(reopened.txn_version(&wm).await.unwrap(), Some(2_000));
-    assert!(reopened.is_committed("minion.dev/ns/run-0/0", 1).await.unwrap());
+    assert!(
+        reopened
+            .is_committed("minion.dev/ns/run-0/0", 1)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -276,13 +344,22 @@ async fn checkpoint_then_reopen_lists_the_same_segments_and_txns() {
         .unwrap();
     let wm = app_id::watermark("ns", "cfg", None);
     let seg = write_segment(dir.path(), "data/late.parquet", &[(5, 5)]);
-    catalog.append(&[seg], &[AppTxn::watermark(&wm, 42)]).await.unwrap();
+    catalog
+        .append(&[seg], &[AppTxn::watermark(&wm, 42)])
+        .await
+        .unwrap();
     let before = catalog.segments().unwrap();
 
     catalog.checkpoint().await.unwrap();
-    assert!(std::fs::read_dir(dir.path().join("_delta_log"))
-        .unwrap()
-        .any(|e| e.unwrap().file_name().to_string_lossy().contains(".checkpoint.")));
+    assert!(
+        std::fs::read_dir(dir.path().join("_delta_log"))
+            .unwrap()
+            .any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".checkpoint."))
+    );
     let reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
     let mut after = reopened.segments().unwrap();
     let mut before = before;
@@ -290,7 +367,12 @@ async fn checkpoint_then_reopen_lists_the_same_segments_and_txns() {
     after.sort_by(|a, b| a.path.cmp(&b.path));
     assert_eq!(after, before);
     assert_eq!(reopened.txn_version(&wm).await.unwrap(), Some(42));
-    assert!(reopened.is_committed("minion.dev/ns/run/1", 1).await.unwrap());
+    assert!(
+        reopened
+            .is_committed("minion.dev/ns/run/1", 1)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]
@@ -299,7 +381,11 @@ async fn clean_up_deletes_replaced_files_after_retention_and_never_live_or_prote
     let groups = append_groups(dir.path(), &mut catalog, 1, 3).await;
     let out = concat_segments(dir.path(), &groups[0], "data/out/g0.parquet");
     catalog
-        .replace(concat_replacement(&groups[0], out.clone(), "minion.dev/ns/run/0"))
+        .replace(concat_replacement(
+            &groups[0],
+            out.clone(),
+            "minion.dev/ns/run/0",
+        ))
         .await
         .unwrap();
     let staged_live_run = write_segment(dir.path(), "data/run-live/0-1/x.parquet", &[(1, 1)]);
@@ -309,28 +395,54 @@ async fn clean_up_deletes_replaced_files_after_retention_and_never_live_or_prote
     let retention = 4 * HOUR_MS;
     let exists = |p: &str| dir.path().join(p).exists();
 
-    let early = catalog.clean_up(now, retention, &protected, false).await.unwrap();
+    let early = catalog
+        .clean_up(now, retention, &protected, false)
+        .await
+        .unwrap();
     assert_eq!(early.deleted_files(), 0, "{early:?}");
     assert_eq!(early.kept_in_retention, 3);
 
-    let dry = catalog.clean_up(now + 5 * HOUR_MS, retention, &protected, true).await.unwrap();
+    let dry = catalog
+        .clean_up(now + 5 * HOUR_MS, retention, &protected, true)
+        .await
+        .unwrap();
     assert_eq!(dry.replaced_files, 3);
-    assert!(groups[0].iter().all(|s| exists(&s.path)), "a dry run deleted files");
+    assert!(
+        groups[0].iter().all(|s| exists(&s.path)),
+        "a dry run deleted files"
+    );
 
-    let later = catalog.clean_up(now + 5 * HOUR_MS, retention, &protected, false).await.unwrap();
+    let later = catalog
+        .clean_up(now + 5 * HOUR_MS, retention, &protected, false)
+        .await
+        .unwrap();
     assert_eq!(later.replaced_files, 3);
-    assert_eq!(later.replaced_bytes, groups[0].iter().map(|s| s.bytes).sum::<u64>());
-    assert_eq!(later.unreferenced_files, 0, "unreferenced files younger than a day are kept");
+    assert_eq!(
+        later.replaced_bytes,
+        groups[0].iter().map(|s| s.bytes).sum::<u64>()
+    );
+    assert_eq!(
+        later.unreferenced_files, 0,
+        "unreferenced files younger than a day are kept"
+    );
     assert!(groups[0].iter().all(|s| !exists(&s.path)));
 
     let day_later = catalog
-        .clean_up(now + UNREFERENCED_MIN_AGE_MS + HOUR_MS, retention, &protected, false)
+        .clean_up(
+            now + UNREFERENCED_MIN_AGE_MS + HOUR_MS,
+            retention,
+            &protected,
+            false,
+        )
         .await
         .unwrap();
     assert_eq!(day_later.unreferenced_files, 1, "{day_later:?}");
     assert_eq!(day_later.deleted, vec![staged_dead_run.path.clone()]);
     assert!(!exists(&staged_dead_run.path));
-    assert!(exists(&staged_live_run.path), "a protected staged output was deleted");
+    assert!(
+        exists(&staged_live_run.path),
+        "a protected staged output was deleted"
+    );
     assert!(exists(&out.path), "a live segment was deleted");
     assert!(dir.path().join("_delta_log").read_dir().unwrap().count() > 0);
     assert_eq!(delta_totals(&uri).await.0, 15);
@@ -340,15 +452,32 @@ async fn clean_up_deletes_replaced_files_after_retention_and_never_live_or_prote
 async fn delete_prefix_removes_only_the_reverted_entrys_staged_outputs() {
     let (dir, _uri, mut catalog) = new_table().await;
     let live = write_segment(dir.path(), "data/r/1-1/live.parquet", &[(1, 1)]);
-    catalog.append(std::slice::from_ref(&live), &[]).await.unwrap();
+    catalog
+        .append(std::slice::from_ref(&live), &[])
+        .await
+        .unwrap();
     write_segment(dir.path(), "data/r/1-1/staged.parquet", &[(1, 1)]);
     std::fs::write(dir.path().join("data/r/1-1/_manifest.json"), "{}").unwrap();
     let neighbour = write_segment(dir.path(), "data/r/1-11/other.parquet", &[(1, 1)]);
 
     assert_eq!(catalog.delete_prefix("data/r/1-1").await.unwrap(), 2);
+    assert_eq!(
+        catalog
+            .delete_prefix("data/never-written/0-1")
+            .await
+            .unwrap(),
+        0
+    );
     assert!(dir.path().join(&live.path).exists());
     assert!(dir.path().join(&neighbour.path).exists());
-    assert_eq!(catalog.delete_prefix("_delta_log").await.unwrap_err().reason(), "InvalidSegment");
+    assert_eq!(
+        catalog
+            .delete_prefix("_delta_log")
+            .await
+            .unwrap_err()
+            .reason(),
+        "InvalidSegment"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,7 +488,10 @@ async fn external_appends_during_compaction_commit_without_loss() {
     let appender = {
         let uri = uri.clone();
         tokio::spawn(async move {
-            let mut other = Catalog::open(&uri, HashMap::new()).await.unwrap().with_commit_attempts(50);
+            let mut other = Catalog::open(&uri, HashMap::new())
+                .await
+                .unwrap()
+                .with_commit_attempts(50);
             for i in 0..10 {
                 let s = write_segment(&root, &format!("data/stream/{i}.parquet"), &[(i, 1)]);
                 other.append(&[s], &[]).await.unwrap();
@@ -370,10 +502,50 @@ async fn external_appends_during_compaction_commit_without_loss() {
     for (g, group) in groups.iter().enumerate() {
         let out = concat_segments(dir.path(), group, &format!("data/out/{g}.parquet"));
         catalog
-            .replace(concat_replacement(group, out, &format!("minion.dev/ns/c/{g}")))
+            .replace(concat_replacement(
+                group,
+                out,
+                &format!("minion.dev/ns/c/{g}"),
+            ))
             .await
             .unwrap();
     }
     appender.await.unwrap();
     assert_eq!(delta_totals(&uri).await, (3 * 3 * 5 + 10, 3 * 3 * 15 + 10));
+}
+
+#[tokio::test]
+async fn a_checkpoint_is_written_automatically_every_checkpoint_interval_commits() {
+    let (dir, uri, mut catalog) = new_table().await;
+    let checkpoints = || {
+        std::fs::read_dir(dir.path().join("_delta_log"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".checkpoint.parquet")
+            })
+            .count()
+    };
+    let interval = minion_operator::catalog::CHECKPOINT_INTERVAL as usize;
+    // Version 0 is the creation; the commit landing on version `interval - 1` checkpoints.
+    for i in 0..interval - 1 {
+        assert_eq!(checkpoints(), 0, "checkpoint before commit {i}");
+        let segment = SegmentRef {
+            path: format!("data/{i}.parquet"),
+            rows: 1,
+            bytes: 1,
+            min_time_ms: Some(i as i64),
+            max_time_ms: Some(i as i64),
+            partition: None,
+            tags: BTreeMap::new(),
+        };
+        catalog.append(&[segment], &[]).await.unwrap();
+    }
+    assert_eq!(catalog.version() as usize, interval - 1);
+    assert_eq!(checkpoints(), 1);
+    let reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
+    assert_eq!(reopened.segments().unwrap().len(), interval - 1);
 }

@@ -76,7 +76,10 @@ pub(crate) fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupReport {
         let path = file.path.as_str();
         if is_hidden(path)
             || input.live.contains_key(path)
-            || input.protected_prefixes.iter().any(|p| under_prefix(path, p))
+            || input
+                .protected_prefixes
+                .iter()
+                .any(|p| under_prefix(path, p))
         {
             if !input.live.contains_key(path) && !is_hidden(path) {
                 report.kept_unreferenced += 1;
@@ -96,7 +99,11 @@ pub(crate) fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupReport {
                 }
             }
             None => {
-                if file.last_modified_ms.saturating_add(UNREFERENCED_MIN_AGE_MS) <= input.now_ms {
+                if file
+                    .last_modified_ms
+                    .saturating_add(UNREFERENCED_MIN_AGE_MS)
+                    <= input.now_ms
+                {
                     report.unreferenced_files += 1;
                     report.unreferenced_bytes += file.bytes;
                     report.deleted.push(file.path.clone());
@@ -254,7 +261,12 @@ mod tests {
         }
     }
 
-    fn run(files: &[StoredFile], live: &[&str], tombstones: &[(&str, i64)], protected: &[&str]) -> CleanupReport {
+    fn run(
+        files: &[StoredFile],
+        live: &[&str],
+        tombstones: &[(&str, i64)],
+        protected: &[&str],
+    ) -> CleanupReport {
         let live: HashMap<String, i64> = live.iter().map(|p| (p.to_string(), 10)).collect();
         let tombstones: HashMap<String, Option<i64>> = tombstones
             .iter()
@@ -273,10 +285,21 @@ mod tests {
 
     #[test]
     fn replaced_files_are_deleted_only_after_the_retention() {
-        let files = [file("old.parquet", 30 * HOUR), file("recent.parquet", 30 * HOUR)];
-        let r = run(&files, &[], &[("old.parquet", 5 * HOUR), ("recent.parquet", HOUR)], &[]);
+        let files = [
+            file("old.parquet", 30 * HOUR),
+            file("recent.parquet", 30 * HOUR),
+        ];
+        let r = run(
+            &files,
+            &[],
+            &[("old.parquet", 5 * HOUR), ("recent.parquet", HOUR)],
+            &[],
+        );
         assert_eq!(r.deleted, vec!["old.parquet"]);
-        assert_eq!((r.replaced_files, r.replaced_bytes, r.kept_in_retention), (1, 10, 1));
+        assert_eq!(
+            (r.replaced_files, r.replaced_bytes, r.kept_in_retention),
+            (1, 10, 1)
+        );
     }
 
     #[test]

@@ -98,8 +98,13 @@ pub(crate) fn plan(
     now_ms: i64,
     read_version: Version,
 ) -> Result<Plan> {
-    let applied =
-        |t: &AppTxn| txn_versions.get(&t.app_id).copied().flatten().is_some_and(|v| v >= t.version);
+    let applied = |t: &AppTxn| {
+        txn_versions
+            .get(&t.app_id)
+            .copied()
+            .flatten()
+            .is_some_and(|v| v >= t.version)
+    };
     if !request.txns.is_empty() && request.txns.iter().all(applied) {
         return Ok(Plan::AlreadyCommitted);
     }
@@ -137,7 +142,10 @@ pub(crate) fn plan(
         operation_parameters: Some(HashMap::from([
             ("removed".to_string(), json!(removed.len().to_string())),
             ("added".to_string(), json!(request.add.len().to_string())),
-            ("dataChange".to_string(), json!(request.data_change.to_string())),
+            (
+                "dataChange".to_string(),
+                json!(request.data_change.to_string()),
+            ),
         ])),
         read_version: Some(read_version),
         is_blind_append: Some(removed.is_empty()),
@@ -184,7 +192,9 @@ pub(crate) fn plan(
         .txns
         .iter()
         .filter(|t| !applied(t))
-        .map(|t| Transaction::new_with_last_update(&t.app_id, t.version, t.expires.then_some(now_ms)))
+        .map(|t| {
+            Transaction::new_with_last_update(&t.app_id, t.version, t.expires.then_some(now_ms))
+        })
         .collect();
     Ok(Plan::Commit { actions, txns })
 }
@@ -199,7 +209,11 @@ impl Catalog {
     ///
     /// # Errors
     /// As [`Catalog::replace`].
-    pub async fn append(&mut self, segments: &[SegmentRef], txns: &[AppTxn]) -> Result<CommitOutcome> {
+    pub async fn append(
+        &mut self,
+        segments: &[SegmentRef],
+        txns: &[AppTxn],
+    ) -> Result<CommitOutcome> {
         self.replace(Replacement {
             remove: Vec::new(),
             add: segments.to_vec(),
@@ -268,8 +282,12 @@ impl Catalog {
                     target_size: 0,
                 }
             };
+            // deltalake's post-commit hook writes a checkpoint every `delta.checkpointInterval`
+            // commits; its expired-log clean-up would list `_delta_log/` after every commit,
+            // so it runs only after a checkpoint instead (below).
             let properties = CommitProperties::default()
                 .with_max_retries(0)
+                .with_cleanup_expired_logs(Some(false))
                 .with_application_transactions(txns);
             let committed = CommitBuilder::from(properties)
                 .with_actions(actions)
@@ -278,7 +296,11 @@ impl Catalog {
             match committed {
                 Ok(done) => {
                     let version = done.version();
+                    let checkpointed = done.metrics.new_checkpoint_created;
                     self.table.state = Some(done.snapshot());
+                    if checkpointed {
+                        self.clean_up_expired_logs().await;
+                    }
                     tracing::info!(
                         table = %self.uri,
                         version,
@@ -354,8 +376,18 @@ mod tests {
     #[test]
     fn replacement_becomes_removes_adds_and_txns_with_its_data_change_flag() {
         let req = request(&["a", "b"], &["c"], vec![AppTxn::run("minion.dev/ns/r/0")]);
-        let (actions, txns) =
-            commit_actions(plan("u", &req, &live(&["a", "b"]), &HashMap::new(), &time(), 7, 3).unwrap());
+        let (actions, txns) = commit_actions(
+            plan(
+                "u",
+                &req,
+                &live(&["a", "b"]),
+                &HashMap::new(),
+                &time(),
+                7,
+                3,
+            )
+            .unwrap(),
+        );
         let removes: Vec<_> = actions
             .iter()
             .filter_map(|a| match a {
@@ -373,12 +405,23 @@ mod tests {
             .unwrap();
         assert!(!add.data_change);
         assert!(add.stats.as_deref().unwrap().contains("\"numRecords\":5"));
-        assert_eq!(txns, vec![Transaction::new_with_last_update("minion.dev/ns/r/0", 1, Some(7))]);
+        assert_eq!(
+            txns,
+            vec![Transaction::new_with_last_update(
+                "minion.dev/ns/r/0",
+                1,
+                Some(7)
+            )]
+        );
     }
 
     #[test]
     fn request_whose_txns_are_all_in_the_log_is_already_committed() {
-        let req = request(&["gone"], &["c"], vec![AppTxn::run("r"), AppTxn::watermark("w", 100)]);
+        let req = request(
+            &["gone"],
+            &["c"],
+            vec![AppTxn::run("r"), AppTxn::watermark("w", 100)],
+        );
         let versions = HashMap::from([("r".to_string(), Some(1)), ("w".to_string(), Some(200))]);
         let p = plan("u", &req, &live(&[]), &versions, &time(), 0, 0).unwrap();
         assert!(matches!(p, Plan::AlreadyCommitted));
@@ -390,12 +433,19 @@ mod tests {
         let err = plan("u", &req, &live(&["a"]), &HashMap::new(), &time(), 0, 0).unwrap_err();
         assert_eq!(err.reason(), "SegmentNotLive");
         let msg = err.to_string();
-        assert!(msg.contains("gone") && msg.contains("already replaced or deleted"), "{msg}");
+        assert!(
+            msg.contains("gone") && msg.contains("already replaced or deleted"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn a_watermark_already_further_in_the_log_is_not_written_back() {
-        let req = request(&["a"], &["c"], vec![AppTxn::run("r"), AppTxn::watermark("w", 100)]);
+        let req = request(
+            &["a"],
+            &["c"],
+            vec![AppTxn::run("r"), AppTxn::watermark("w", 100)],
+        );
         let versions = HashMap::from([("w".to_string(), Some(200))]);
         let (_, txns) =
             commit_actions(plan("u", &req, &live(&["a"]), &versions, &time(), 0, 0).unwrap());
@@ -411,9 +461,22 @@ mod tests {
             ("a", "a", vec!["a"]),
             ("b", "", vec!["b"]),
         ] {
-            let remove: Vec<&str> = if remove.is_empty() { vec![] } else { vec![remove] };
+            let remove: Vec<&str> = if remove.is_empty() {
+                vec![]
+            } else {
+                vec![remove]
+            };
             let req = request(&remove, &[add], vec![]);
-            let err = plan("u", &req, &live(&live_paths), &HashMap::new(), &time(), 0, 0).unwrap_err();
+            let err = plan(
+                "u",
+                &req,
+                &live(&live_paths),
+                &HashMap::new(),
+                &time(),
+                0,
+                0,
+            )
+            .unwrap_err();
             assert_eq!(err.reason(), "InvalidSegment", "{add}: {err}");
         }
     }

@@ -156,8 +156,7 @@ impl Catalog {
                 .with_raise_if_key_not_exists(false)
                 .with_configuration(table_properties(schema))
                 .with_commit_properties(
-                    deltalake::kernel::transaction::CommitProperties::default()
-                        .with_max_retries(0),
+                    deltalake::kernel::transaction::CommitProperties::default().with_max_retries(0),
                 )
                 .await;
             match created {
@@ -168,7 +167,10 @@ impl Catalog {
             }
         }
         if table.version().is_none() {
-            table.load().await.map_err(|e| CatalogError::delta(uri, e))?;
+            table
+                .load()
+                .await
+                .map_err(|e| CatalogError::delta(uri, e))?;
         }
         let existing = snapshot_schema(uri, &table)?;
         if let Some((column, detail)) = schema::schema_difference(&existing, schema) {
@@ -299,14 +301,27 @@ impl Catalog {
     /// Whether a commit carrying `txn (app_id, version)` (or a later version) is in the log at
     /// the loaded version. Call [`Catalog::refresh`] first to see other writers' commits.
     pub async fn is_committed(&self, app_id: &str, version: i64) -> Result<bool> {
-        Ok(self.txn_version(app_id).await?.is_some_and(|v| v >= version))
+        Ok(self
+            .txn_version(app_id)
+            .await?
+            .is_some_and(|v| v >= version))
     }
 
-    /// Writes a checkpoint at the loaded version now.
+    /// Writes a checkpoint at the loaded version now, then deletes log files older than the
+    /// table's `delta.logRetentionDuration` (30 days by default) that the checkpoint covers.
     pub async fn checkpoint(&self) -> Result<()> {
         deltalake::checkpoints::create_checkpoint(&self.table, None)
             .await
-            .map_err(|e| CatalogError::delta(&self.uri, e))
+            .map_err(|e| CatalogError::delta(&self.uri, e))?;
+        self.clean_up_expired_logs().await;
+        Ok(())
+    }
+
+    /// Best-effort removal of expired log files; a failure only delays it to the next checkpoint.
+    pub(crate) async fn clean_up_expired_logs(&self) {
+        if let Err(e) = deltalake::checkpoints::cleanup_metadata(&self.table, None).await {
+            tracing::warn!(table = %self.uri, error = %e, "expired log clean-up failed");
+        }
     }
 
     fn state(&self) -> Result<&deltalake::table::state::DeltaTableState> {
@@ -375,9 +390,7 @@ fn time_column_of(uri: &str, schema: &TableSchema) -> Result<TimeColumn> {
 /// The time column recorded in the table properties; a table without them (created by another
 /// writer) gets its first `timestamp` column, or none (time stats are then not read).
 fn time_column_from_properties(uri: &str, table: &DeltaTable) -> Result<TimeColumn> {
-    let state = table
-        .snapshot()
-        .map_err(|e| CatalogError::delta(uri, e))?;
+    let state = table.snapshot().map_err(|e| CatalogError::delta(uri, e))?;
     let config = state.metadata().configuration();
     let delta_schema = state.schema();
     let timestamp_field = |name: &str| {
@@ -412,9 +425,7 @@ fn time_column_from_properties(uri: &str, table: &DeltaTable) -> Result<TimeColu
 }
 
 fn snapshot_schema(uri: &str, table: &DeltaTable) -> Result<StructType> {
-    let state = table
-        .snapshot()
-        .map_err(|e| CatalogError::delta(uri, e))?;
+    let state = table.snapshot().map_err(|e| CatalogError::delta(uri, e))?;
     Ok(state.schema().as_ref().clone())
 }
 
@@ -444,12 +455,13 @@ fn builder(
         .map_err(|e| CatalogError::delta(uri, e))?
         .with_storage_options(storage_options.clone());
     if !matches!(url.scheme(), "file" | "memory") {
-        let (store, _) = object_store::parse_url_opts(url, storage_options.clone()).map_err(
-            |e| CatalogError::InvalidUri {
-                uri: uri.to_string(),
-                detail: e.to_string(),
-            },
-        )?;
+        let (store, _) =
+            object_store::parse_url_opts(url, storage_options.clone()).map_err(|e| {
+                CatalogError::InvalidUri {
+                    uri: uri.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
         b = b.with_storage_backend(Arc::from(store), url.clone());
     }
     Ok(b)
@@ -493,15 +505,24 @@ mod tests {
     #[test]
     fn absolute_paths_inside_the_table_become_relative() {
         let root = Url::parse("file:///tmp/t/").unwrap();
-        assert_eq!(relative_path(&root, "file:///tmp/t/data/a.parquet"), "data/a.parquet");
+        assert_eq!(
+            relative_path(&root, "file:///tmp/t/data/a.parquet"),
+            "data/a.parquet"
+        );
         assert_eq!(relative_path(&root, "data/a b.parquet"), "data/a b.parquet");
-        assert_eq!(relative_path(&root, "s3://other/x.parquet"), "s3://other/x.parquet");
+        assert_eq!(
+            relative_path(&root, "s3://other/x.parquet"),
+            "s3://other/x.parquet"
+        );
     }
 
     #[test]
     fn app_ids_follow_the_documented_shapes() {
         assert_eq!(app_id::watermark("ns", "cfg", None), "minion.dev/ns/cfg");
-        assert_eq!(app_id::watermark("ns", "cfg", Some("1day")), "minion.dev/ns/cfg/1day");
+        assert_eq!(
+            app_id::watermark("ns", "cfg", Some("1day")),
+            "minion.dev/ns/cfg/1day"
+        );
         assert_eq!(app_id::subtask("ns", "run-1", 3), "minion.dev/ns/run-1/3");
     }
 }

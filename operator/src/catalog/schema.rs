@@ -195,7 +195,10 @@ mod tests {
         let existing = StructType::try_new(delta_fields(&other)).unwrap();
         let (column, detail) = schema_difference(&existing, &ours).unwrap();
         assert_eq!(column, "clicks");
-        assert!(detail.contains("integer") && detail.contains("long"), "{detail}");
+        assert!(
+            detail.contains("integer") && detail.contains("long"),
+            "{detail}"
+        );
 
         let nullable = schema(vec![
             col("ts", ColumnType::Long, true),

@@ -286,7 +286,10 @@ mod tests {
             &t,
         );
         assert_eq!(foreign.rows, 3);
-        assert_eq!((foreign.min_time_ms, foreign.max_time_ms), (Some(7), Some(9)));
+        assert_eq!(
+            (foreign.min_time_ms, foreign.max_time_ms),
+            (Some(7), Some(9))
+        );
         assert_eq!(foreign.partition, None);
         assert!(foreign.tags.is_empty());
 

@@ -61,7 +61,8 @@ pub fn batch(rows: &[(i64, i64)]) -> RecordBatch {
 pub fn write_batch(root: &Path, rel: &str, batch: &RecordBatch) -> SegmentRef {
     let full = root.join(rel);
     std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-    let mut writer = ArrowWriter::try_new(File::create(&full).unwrap(), batch.schema(), None).unwrap();
+    let mut writer =
+        ArrowWriter::try_new(File::create(&full).unwrap(), batch.schema(), None).unwrap();
     writer.write(batch).unwrap();
     writer.close().unwrap();
     let ts = batch
@@ -97,7 +98,10 @@ pub fn read_file(path: &Path) -> RecordBatch {
 
 /// Concatenates the rows of `inputs` into one new segment at `out` (what a concat subtask does).
 pub fn concat_segments(root: &Path, inputs: &[SegmentRef], out: &str) -> SegmentRef {
-    let batches: Vec<RecordBatch> = inputs.iter().map(|s| read_file(&root.join(&s.path))).collect();
+    let batches: Vec<RecordBatch> = inputs
+        .iter()
+        .map(|s| read_file(&root.join(&s.path)))
+        .collect();
     let all = concat_batches(&arrow_schema(&event_schema()), &batches).unwrap();
     write_batch(root, out, &all)
 }
@@ -119,7 +123,10 @@ pub async fn delta_totals(uri: &str) -> (u64, i64) {
         let b = read_file(&path);
         count += b.num_rows() as u64;
         let clicks = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
-        sum += (0..clicks.len()).filter(|i| clicks.is_valid(*i)).map(|i| clicks.value(i)).sum::<i64>();
+        sum += (0..clicks.len())
+            .filter(|i| clicks.is_valid(*i))
+            .map(|i| clicks.value(i))
+            .sum::<i64>();
     }
     (count, sum)
 }
