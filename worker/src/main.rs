@@ -65,8 +65,11 @@ fn main() -> ExitCode {
         log_json,
     } = cli.command;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // No colour codes unless a person watches a terminal (`kubectl logs` is not one).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stdout);
     if log_json {
         builder.json().init();

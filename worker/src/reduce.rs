@@ -69,7 +69,7 @@ impl Reducer {
             }
         }
         if starts.len() == n {
-            return Ok(batch.clone());
+            return self.zero_null_counts(batch);
         }
         let ranges: Vec<(usize, usize)> = starts
             .iter()
@@ -92,6 +92,26 @@ impl Reducer {
             }
         }
         Ok(RecordBatch::try_new(batch.schema(), out)?)
+    }
+}
+
+impl Reducer {
+    /// Every row is its own group: only `count` changes (a null count is 0).
+    fn zero_null_counts(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let counts =
+            self.plan.metrics.iter().filter(|m| {
+                m.agg == AggregationType::Count && batch.column(m.index).null_count() > 0
+            });
+        let mut cols: Option<Vec<ArrayRef>> = None;
+        for m in counts {
+            let cols = cols.get_or_insert_with(|| batch.columns().to_vec());
+            let ranges: Vec<(usize, usize)> = (0..batch.num_rows()).map(|i| (i, i + 1)).collect();
+            cols[m.index] = aggregate(batch.column(m.index), None, &ranges, m)?.0;
+        }
+        match cols {
+            Some(cols) => Ok(RecordBatch::try_new(batch.schema(), cols)?),
+            None => Ok(batch.clone()),
+        }
     }
 }
 

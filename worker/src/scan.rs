@@ -141,30 +141,33 @@ pub async fn open_parquet(
         .with_batch_size(config.batch_size)
         .build()
         .map_err(|e| WorkerError::from_parquet(&uri, e))?;
-    let keep = input.keep.clone();
-    let mut offset = 0usize;
     let stream = stream.map(move |b| {
         let b = b.map_err(|e| WorkerError::from_parquet(&uri, e))?;
-        let b = coercion.apply(&b)?;
-        match &keep {
-            Some(mask) => {
-                let n = b.num_rows();
-                let slice = mask.slice(
-                    offset.min(mask.len()),
-                    n.min(mask.len().saturating_sub(offset)),
-                );
-                offset += n;
-                if slice.len() != n {
-                    return Err(WorkerError::internal(format!(
-                        "validity of {uri} covers fewer rows than the segment has"
-                    )));
-                }
-                Ok(filter_record_batch(&b, &BooleanArray::new(slice, None))?)
-            }
-            None => Ok(b),
-        }
+        coercion.apply(&b)
     });
     Ok(stream.boxed())
+}
+
+/// Keeps only the rows `keep` marks (upsert validity), counting rows by position.
+fn apply_keep(stream: BatchStream, keep: Option<Arc<BooleanBuffer>>, uri: String) -> BatchStream {
+    let Some(mask) = keep else {
+        return stream;
+    };
+    let mut offset = 0usize;
+    stream
+        .map(move |b| {
+            let b = b?;
+            let n = b.num_rows();
+            if offset + n > mask.len() {
+                return Err(WorkerError::internal(format!(
+                    "validity of {uri} covers fewer rows than the segment has"
+                )));
+            }
+            let slice = mask.slice(offset, n);
+            offset += n;
+            Ok(filter_record_batch(&b, &BooleanArray::new(slice, None))?)
+        })
+        .boxed()
 }
 
 /// Reads many Parquet inputs concurrently into one stream of table batches.
@@ -194,11 +197,15 @@ pub fn scan(
                 let _permit = permit;
                 tracing::debug!(segment = %input.uri, "reading");
                 match open_parquet(&location, &input, &config).await {
-                    Ok(mut stream) => {
-                        while let Some(b) = stream.next().await {
-                            if let Ok(b) = &b {
+                    Ok(stream) => {
+                        let counted = stream.inspect(move |b| {
+                            if let Ok(b) = b {
                                 metrics.add_output(b.num_rows());
                             }
+                        });
+                        let mut stream =
+                            apply_keep(counted.boxed(), input.keep.clone(), input.uri.clone());
+                        while let Some(b) = stream.next().await {
                             let failed = b.is_err();
                             if tx.send(b).await.is_err() || failed {
                                 return;
