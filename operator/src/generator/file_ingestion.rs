@@ -1,0 +1,259 @@
+//! FileIngestionTask: ingest files listed under an input directory (reference "File ingestion,
+//! backfill, ad hoc runs").
+//!
+//! # Contract
+//! - Which files were ingested, and at which version, is read from the destination segments'
+//!   `sourceFile` / `sourceFileVersion` tags, so reruns are idempotent (scenario 19): a file
+//!   already ingested is not ingested again; files of a failed run were never committed and
+//!   are pending again.
+//! - Append mode ingests new files only (m files → n segments). Sync mode ingests new and
+//!   changed files, one segment per file; a changed file's old segments are replaced in the
+//!   same commit.
+//! - Files are packed into subtasks in path order, each closed before it would pass
+//!   `taskMaxDataSize` or `taskMaxNumFiles` (a larger file is a subtask of its own); at most
+//!   `tableMaxNumTasks` subtasks per run (`None` = every pending file in this run).
+//! - `consistentPushEnabled`: the run commits all or none. `consistentPushSwapEnabled`: every
+//!   listed file is ingested and every live segment replaced in one all-or-none commit (so
+//!   data of deleted files is dropped); it runs only when something changed, and ignores
+//!   `tableMaxNumTasks` since a swap cannot be partial.
+//! - Include/exclude patterns are globs on the path relative to `inputDirURI` (`*` within a
+//!   directory, `**` across, `?` one character; an optional `glob:` prefix is ignored).
+
+use std::collections::{HashMap, HashSet};
+
+use minion_contract::{
+    InputFile, Processing, SegmentRef, TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION,
+};
+
+use crate::model::{FileIngestionConfig, IngestionMode, defaults};
+
+use super::windows::base_processing;
+use super::{
+    CommitMode, GeneratorInput, ListedFile, NoTaskReason, OutputNaming, Plan, PlannedSubtask,
+    blocked_by_incomplete_run, first_locked, no_task,
+};
+
+/// Segments of the destination per source file URI.
+pub fn ingested_files(segments: &[SegmentRef]) -> HashMap<&str, Vec<&SegmentRef>> {
+    let mut out: HashMap<&str, Vec<&SegmentRef>> = HashMap::new();
+    for s in segments {
+        if let Some(f) = s.tags.get(TAG_SOURCE_FILE) {
+            out.entry(f.as_str()).or_default().push(s);
+        }
+    }
+    out
+}
+
+fn version_of(s: &SegmentRef) -> &str {
+    s.tags
+        .get(TAG_SOURCE_FILE_VERSION)
+        .map_or("", String::as_str)
+}
+
+/// Whether `text` matches the glob `pattern` (`*`, `**`, `?`).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'*', rest)) if rest.first() == Some(&b'*') => {
+                let rest = &rest[1..];
+                (0..=t.len()).any(|i| go(rest, &t[i..]))
+            }
+            Some((b'*', rest)) => {
+                let limit = t.iter().position(|c| *c == b'/').unwrap_or(t.len());
+                (0..=limit).any(|i| go(rest, &t[i..]))
+            }
+            Some((b'?', rest)) => t.first().is_some_and(|c| *c != b'/') && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    let pattern = pattern.strip_prefix("glob:").unwrap_or(pattern);
+    go(pattern.as_bytes(), text.as_bytes())
+}
+
+/// Listed files that pass the include and exclude patterns.
+pub(crate) fn selected_files<'a>(
+    files: &'a [ListedFile],
+    input_dir_uri: &str,
+    include: Option<&str>,
+    exclude: Option<&str>,
+) -> Vec<&'a ListedFile> {
+    let dir = input_dir_uri.trim_end_matches('/');
+    let mut out: Vec<&ListedFile> = files
+        .iter()
+        .filter(|f| {
+            let rel = f
+                .uri
+                .strip_prefix(dir)
+                .map_or(f.uri.as_str(), |r| r.trim_start_matches('/'));
+            include.is_none_or(|p| glob_match(p, rel)) && !exclude.is_some_and(|p| glob_match(p, rel))
+        })
+        .collect();
+    out.sort_by(|a, b| a.uri.cmp(&b.uri));
+    out
+}
+
+/// Packs files into batches closed before they would pass `max_bytes` or `max_files`.
+pub(crate) fn pack_files<'a>(
+    files: &[&'a ListedFile],
+    max_bytes: u64,
+    max_files: Option<u32>,
+) -> Vec<Vec<&'a ListedFile>> {
+    let max_files = max_files.map_or(usize::MAX, |n| n.max(1) as usize);
+    let mut out: Vec<Vec<&ListedFile>> = Vec::new();
+    let mut cur: Vec<&ListedFile> = Vec::new();
+    let mut bytes = 0u64;
+    for f in files {
+        if !cur.is_empty() && (cur.len() >= max_files || bytes.saturating_add(f.bytes) > max_bytes) {
+            out.push(std::mem::take(&mut cur));
+            bytes = 0;
+        }
+        cur.push(f);
+        bytes = bytes.saturating_add(f.bytes);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+pub(crate) fn to_input_file(f: &ListedFile, format: minion_contract::FileFormat) -> InputFile {
+    InputFile {
+        uri: f.uri.clone(),
+        format,
+        bytes: f.bytes,
+        version: Some(f.version.clone()),
+    }
+}
+
+/// Plans one file ingestion run. See the module contract.
+pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig) -> Plan {
+    if let Some(plan) = blocked_by_incomplete_run(input) {
+        return plan;
+    }
+    let dest = &input.destination;
+    let files = selected_files(
+        &input.files,
+        &config.input_dir_uri,
+        config.include_file_name_pattern.as_deref(),
+        config.exclude_file_name_pattern.as_deref(),
+    );
+    let ingested = ingested_files(&dest.segments);
+    let at_version = |f: &ListedFile| {
+        ingested
+            .get(f.uri.as_str())
+            .is_some_and(|segs| segs.iter().all(|s| version_of(s) == f.version))
+    };
+    let swap = config.consistent_push_swap_enabled;
+    // Files to ingest, and per file the old segments its commit replaces.
+    let mut pending: Vec<&ListedFile> = Vec::new();
+    let mut replaces: HashMap<&str, Vec<&SegmentRef>> = HashMap::new();
+    let mut deletes_all: Vec<&SegmentRef> = Vec::new();
+    if swap && files.is_empty() {
+        return no_task(
+            input,
+            NoTaskReason::NoNewFiles,
+            format!(
+                "no file under {}; a full swap would empty the table, so nothing is done",
+                config.input_dir_uri
+            ),
+        );
+    }
+    if swap {
+        let listed: HashMap<&str, &str> = files.iter().map(|f| (f.uri.as_str(), f.version.as_str())).collect();
+        let stale_segment = dest.segments.iter().any(|s| {
+            s.tags
+                .get(TAG_SOURCE_FILE)
+                .is_none_or(|f| listed.get(f.as_str()) != Some(&version_of(s)))
+        });
+        if !stale_segment && files.iter().all(|f| at_version(f)) {
+            return no_task(
+                input,
+                NoTaskReason::NoNewFiles,
+                format!("every file under {} is ingested at its current version", config.input_dir_uri),
+            );
+        }
+        if let Some(s) = first_locked(dest, &dest.segments) {
+            return no_task(
+                input,
+                NoTaskReason::InputsLocked,
+                format!("a full swap replaces every segment, and {} is locked by another run", s.name()),
+            );
+        }
+        pending = files.clone();
+        deletes_all = dest.segments.iter().collect();
+    } else {
+        let locked = dest.lineage.locked_segments();
+        for f in &files {
+            let old = ingested.get(f.uri.as_str());
+            let ingest = match config.mode {
+                IngestionMode::Append => old.is_none(),
+                IngestionMode::Sync => !at_version(f),
+            };
+            if !ingest {
+                continue;
+            }
+            let old: Vec<&SegmentRef> = old
+                .map(|segs| segs.iter().copied().filter(|s| version_of(s) != f.version).collect())
+                .unwrap_or_default();
+            if old.iter().any(|s| locked.contains(s.path.as_str())) {
+                continue;
+            }
+            replaces.insert(f.uri.as_str(), old);
+            pending.push(f);
+        }
+    }
+    if pending.is_empty() && deletes_all.is_empty() {
+        return no_task(
+            input,
+            NoTaskReason::NoNewFiles,
+            format!("no new or changed file under {}", config.input_dir_uri),
+        );
+    }
+    let mut batches = pack_files(&pending, config.task_max_data_size_bytes, config.task_max_num_files);
+    if let (false, Some(n)) = (swap, config.table_max_num_tasks) {
+        batches.truncate(n.max(1) as usize);
+    }
+    let processing = Processing {
+        value_partitioning: dest.def.schema.partitioning.is_some(),
+        desired_segment_size_bytes: Some(config.desired_segment_size_bytes),
+        skip_file_if_fail_to_init_reader: config.skip_file_if_fail_to_init_reader,
+        ..base_processing(config.max_records_per_segment)
+    };
+    let mut plan = Plan::new(input.config.task_type());
+    let mut delete_chunks = deletes_all.chunks(defaults::MAX_SEGMENTS_PER_TASK);
+    let mut seen: HashSet<&str> = HashSet::new();
+    for batch in batches {
+        let mut s = PlannedSubtask::new(input.config.task_type(), plan.subtasks.len() as u32, processing.clone());
+        for f in batch {
+            s.estimated_bytes += f.bytes;
+            s.input_files.push(to_input_file(f, config.input_format));
+            for old in replaces.get(f.uri.as_str()).into_iter().flatten() {
+                if seen.insert(old.path.as_str()) {
+                    s.deletes.push((*old).clone());
+                }
+            }
+        }
+        if let Some(chunk) = delete_chunks.next() {
+            s.deletes.extend(chunk.iter().map(|d| (*d).clone()));
+        }
+        s.output = OutputNaming {
+            segment_per_input_file: config.mode == IngestionMode::Sync,
+            ..OutputNaming::default()
+        };
+        plan.subtasks.push(s);
+    }
+    for chunk in delete_chunks {
+        let mut s = PlannedSubtask::new(input.config.task_type(), plan.subtasks.len() as u32, processing.clone());
+        s.deletes = chunk.iter().map(|d| (*d).clone()).collect();
+        plan.subtasks.push(s);
+    }
+    if swap || config.consistent_push_enabled {
+        plan.commit_mode = CommitMode::AllOrNone;
+    }
+    plan
+}
+
+#[cfg(test)]
+#[path = "file_ingestion_tests.rs"]
+mod tests;

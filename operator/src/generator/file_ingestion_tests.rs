@@ -1,0 +1,197 @@
+use minion_contract::{SegmentRef, TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION};
+
+use super::*;
+use crate::generator::testkit::*;
+use crate::generator::{GeneratorInput, plan};
+use crate::model::TaskSpec;
+
+fn ingestion(f: impl FnOnce(&mut FileIngestionConfig)) -> GeneratorInput {
+    let mut c = file_ingestion();
+    f(&mut c);
+    input(TaskSpec::FileIngestion(c))
+}
+
+/// A segment ingested from `file` at `version`.
+fn from_file(name: &str, file: &str, version: &str) -> SegmentRef {
+    seg(name, T0, T0 + 1, 10)
+        .tag(TAG_SOURCE_FILE, &format!("s3://in/events/{file}"))
+        .tag(TAG_SOURCE_FILE_VERSION, version)
+}
+
+fn files_of(p: &Plan) -> Vec<Vec<String>> {
+    p.subtasks
+        .iter()
+        .map(|s| {
+            s.input_files
+                .iter()
+                .map(|f| f.uri.rsplit('/').next().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn rerun_after_success_ingests_nothing_new() {
+    // Scenario 19, first half.
+    let p = plan(
+        &ingestion(|_| {})
+            .files(vec![file("a.parquet", 10, "v1"), file("b.parquet", 10, "v1")])
+            .dest_segments(vec![from_file("sa", "a.parquet", "v1"), from_file("sb", "b.parquet", "v1")]),
+    )
+    .unwrap();
+    assert!(p.is_empty());
+    assert_eq!(reason(&p), Some("NoNewFiles"));
+}
+
+#[test]
+fn rerun_after_partial_failure_ingests_only_the_failed_files() {
+    // Scenario 19, second half: b's subtask failed, so no segment carries b.
+    let p = plan(
+        &ingestion(|c| c.task_max_num_files = Some(1))
+            .files(vec![file("a.parquet", 10, "v1"), file("b.parquet", 10, "v1"), file("c.parquet", 10, "v1")])
+            .dest_segments(vec![from_file("sa", "a.parquet", "v1"), from_file("sc", "c.parquet", "v1")]),
+    )
+    .unwrap();
+    assert_eq!(files_of(&p), vec![vec!["b.parquet"]]);
+    assert_eq!(p.subtasks[0].input_files[0].version.as_deref(), Some("v1"));
+}
+
+#[test]
+fn file_ingestion_modes_and_limits() {
+    struct Case {
+        name: &'static str,
+        input: GeneratorInput,
+        files: Vec<Vec<&'static str>>,
+        deletes: Vec<Vec<&'static str>>,
+        mode: CommitMode,
+    }
+    let changed = || {
+        vec![file("a.parquet", 10, "v2"), file("b.parquet", 10, "v1")]
+    };
+    let old = || vec![from_file("sa", "a.parquet", "v1"), from_file("sx", "gone.parquet", "v1")];
+    let cases = vec![
+        Case {
+            name: "append_mode_ignores_changed_files",
+            input: ingestion(|_| {}).files(changed()).dest_segments(old()),
+            files: vec![vec!["b.parquet"]],
+            deletes: vec![vec![]],
+            mode: CommitMode::PerSubtask,
+        },
+        Case {
+            name: "sync_mode_reingests_changed_files_replacing_their_segments",
+            input: ingestion(|c| c.mode = IngestionMode::Sync).files(changed()).dest_segments(old()),
+            files: vec![vec!["a.parquet", "b.parquet"]],
+            deletes: vec![vec!["sa"]],
+            mode: CommitMode::PerSubtask,
+        },
+        Case {
+            name: "consistent_push_commits_all_or_none",
+            input: ingestion(|c| {
+                c.consistent_push_enabled = true;
+                c.task_max_num_files = Some(1);
+            })
+            .files(changed()),
+            files: vec![vec!["a.parquet"], vec!["b.parquet"]],
+            deletes: vec![vec![], vec![]],
+            mode: CommitMode::AllOrNone,
+        },
+        Case {
+            name: "full_swap_replaces_every_live_segment_dropping_deleted_files",
+            input: ingestion(|c| {
+                c.consistent_push_swap_enabled = true;
+                c.table_max_num_tasks = Some(1);
+                c.task_max_num_files = Some(1);
+            })
+            .files(changed())
+            .dest_segments(old()),
+            files: vec![vec!["a.parquet"], vec!["b.parquet"]],
+            deletes: vec![vec!["sa", "sx"], vec![]],
+            mode: CommitMode::AllOrNone,
+        },
+        Case {
+            name: "table_max_num_tasks_limits_subtasks_per_run",
+            input: ingestion(|c| {
+                c.table_max_num_tasks = Some(2);
+                c.task_max_num_files = Some(1);
+            })
+            .files(vec![file("a", 1, "v"), file("b", 1, "v"), file("c", 1, "v")]),
+            files: vec![vec!["a"], vec!["b"]],
+            deletes: vec![vec![], vec![]],
+            mode: CommitMode::PerSubtask,
+        },
+        Case {
+            name: "task_max_data_size_closes_a_subtask_before_it_overflows",
+            input: ingestion(|c| c.task_max_data_size_bytes = 100)
+                .files(vec![file("a", 60, "v"), file("b", 60, "v"), file("c", 200, "v"), file("d", 1, "v")]),
+            files: vec![vec!["a"], vec!["b"], vec!["c"], vec!["d"]],
+            deletes: vec![vec![], vec![], vec![], vec![]],
+            mode: CommitMode::PerSubtask,
+        },
+        Case {
+            name: "default_limits_put_all_pending_files_in_one_subtask",
+            input: ingestion(|_| {}).files(vec![file("a", 60, "v"), file("b", 60, "v")]),
+            files: vec![vec!["a", "b"]],
+            deletes: vec![vec![]],
+            mode: CommitMode::PerSubtask,
+        },
+        Case {
+            name: "include_and_exclude_patterns_filter_files",
+            input: ingestion(|c| {
+                c.include_file_name_pattern = Some("glob:**/*.parquet".into());
+                c.exclude_file_name_pattern = Some("**/tmp_*".into());
+            })
+            .files(vec![
+                file("x/a.parquet", 1, "v"),
+                file("x/tmp_b.parquet", 1, "v"),
+                file("x/c.csv", 1, "v"),
+            ]),
+            files: vec![vec!["a.parquet"]],
+            deletes: vec![vec![]],
+            mode: CommitMode::PerSubtask,
+        },
+    ];
+    for c in cases {
+        let p = plan(&c.input).unwrap();
+        assert_eq!(files_of(&p), c.files, "{}", c.name);
+        assert_eq!(deletes_of(&p), c.deletes, "{}", c.name);
+        assert_eq!(p.commit_mode, c.mode, "{}", c.name);
+    }
+}
+
+#[test]
+fn full_swap_with_nothing_changed_does_nothing() {
+    let p = plan(
+        &ingestion(|c| c.consistent_push_swap_enabled = true)
+            .files(vec![file("a.parquet", 10, "v1")])
+            .dest_segments(vec![from_file("sa", "a.parquet", "v1")]),
+    )
+    .unwrap();
+    assert_eq!(reason(&p), Some("NoNewFiles"));
+}
+
+#[test]
+fn full_swap_waits_while_a_segment_is_locked() {
+    let p = plan(
+        &ingestion(|c| c.consistent_push_swap_enabled = true)
+            .files(vec![file("a.parquet", 10, "v2")])
+            .dest_segments(vec![from_file("sa", "a.parquet", "v1")])
+            .lock_dest(&["sa"]),
+    )
+    .unwrap();
+    assert_eq!(reason(&p), Some("InputsLocked"));
+}
+
+#[test]
+fn sync_mode_writes_one_segment_per_file() {
+    let p = plan(&ingestion(|c| c.mode = IngestionMode::Sync).files(vec![file("a", 1, "v")])).unwrap();
+    assert!(p.subtasks[0].output.segment_per_input_file);
+}
+
+#[test]
+fn glob_matches_like_java_path_matchers() {
+    assert!(glob_match("*.parquet", "a.parquet"));
+    assert!(!glob_match("*.parquet", "x/a.parquet"));
+    assert!(glob_match("**/*.parquet", "x/y/a.parquet"));
+    assert!(glob_match("a?c", "abc"));
+    assert!(!glob_match("a?c", "a/c"));
+}
