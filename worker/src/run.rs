@@ -296,7 +296,10 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
             time: plan.time.clone(),
             window: plan.window,
             batch_size: options.batch_size,
-            parallelism: options.parallelism,
+            // Each concurrent reader holds a row group; small budgets read one at a time.
+            parallelism: options
+                .parallelism
+                .min((budget / (128 << 20)).max(1) as usize),
             mode: CoerceMode::Strict,
         };
         let stream = progress(scan(source.clone(), inputs, config, scan_metrics.clone()));
@@ -321,6 +324,7 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
         segments = report.manifest.outputs.len(),
         peak_spill_bytes = report.peak_spill_bytes,
         elapsed_ms = started.elapsed().as_millis() as u64,
+        peak_rss_bytes = peak_rss_bytes().unwrap_or(0),
         stages = %report.stages,
         "subtask succeeded"
     );
@@ -351,4 +355,12 @@ pub(crate) fn skipped(uri: &str, e: &WorkerError) -> SkippedFile {
         uri: uri.to_string(),
         reason: e.to_string(),
     }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), for the log and the memory tests.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }

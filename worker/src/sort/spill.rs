@@ -120,7 +120,8 @@ pub struct SpilledRun {
 impl SpilledRun {
     /// Reads the run's batches in order.
     pub fn reader(&self) -> Result<FileReader<BufReader<File>>> {
-        let file = BufReader::with_capacity(1 << 20, File::open(&self.path)?);
+        // Small buffers: a merge holds one reader per run.
+        let file = BufReader::with_capacity(64 << 10, File::open(&self.path)?);
         Ok(FileReader::try_new(file, None)?)
     }
 }
