@@ -159,7 +159,7 @@ pub(crate) async fn open_file(
 }
 
 enum TextDecoder {
-    Csv(arrow::csv::reader::Decoder),
+    Csv(Box<arrow::csv::reader::Decoder>),
     Json(arrow::json::reader::Decoder),
 }
 
@@ -216,7 +216,7 @@ async fn open_text(file: &InputFile, table: &SchemaRef, batch_size: usize) -> Re
                 .with_header(true)
                 .with_batch_size(batch_size)
                 .build_decoder();
-            (TextDecoder::Csv(decoder), coercion)
+            (TextDecoder::Csv(Box::new(decoder)), coercion)
         }
         _ => {
             let read_schema = Arc::new(Schema::new(

@@ -12,7 +12,7 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use url::Url;
 
 use crate::error::{Result, WorkerError};
@@ -102,9 +102,8 @@ pub fn resolve(uri: &str) -> Result<Location> {
         uri: uri.to_string(),
         message: crate::error::one_line(&e.to_string()),
     };
-    let client = ClientOptions::new()
-        .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(120));
+    // Client options (endpoint, allow-http, timeouts) come from the environment; only the
+    // retry policy is ours, so an unreachable store fails in seconds rather than minutes.
     let retry = RetryConfig {
         max_retries: 3,
         retry_timeout: Duration::from_secs(30),
@@ -115,7 +114,6 @@ pub fn resolve(uri: &str) -> Result<Location> {
         "s3" | "s3a" => Arc::new(
             AmazonS3Builder::from_env()
                 .with_url(uri)
-                .with_client_options(client)
                 .with_retry(retry)
                 .build()
                 .map_err(unreachable)?,
@@ -123,7 +121,6 @@ pub fn resolve(uri: &str) -> Result<Location> {
         "gs" => Arc::new(
             GoogleCloudStorageBuilder::from_env()
                 .with_url(uri)
-                .with_client_options(client)
                 .with_retry(retry)
                 .build()
                 .map_err(unreachable)?,
@@ -131,7 +128,6 @@ pub fn resolve(uri: &str) -> Result<Location> {
         "az" | "abfs" | "abfss" | "azure" => Arc::new(
             MicrosoftAzureBuilder::from_env()
                 .with_url(uri)
-                .with_client_options(client)
                 .with_retry(retry)
                 .build()
                 .map_err(unreachable)?,
