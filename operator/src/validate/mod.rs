@@ -1,1 +1,327 @@
-//! Validation: raw specs into validated model types.
+//! Validation: raw resource specs (`crate::api`) into validated model types (`crate::model`).
+//!
+//! One function per kind — [`table`], [`task_config`], [`task_run`] — parses periods, sizes,
+//! cron expressions, time zones and times, applies Pinot's defaults and checks cross-field
+//! rules; [`against_tables`] checks a task config against the schemas of its tables. Every
+//! error of a resource is collected (not only the first); each names the resource, the field
+//! path, the bad value and what is allowed, and has a stable [`Invalid::reason`] for
+//! conditions and Events. Pure: no I/O, no clock.
+
+mod blocks;
+mod cross;
+mod table;
+mod tasks;
+pub mod units;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::schedule::ScheduleError;
+
+pub use cross::against_tables;
+pub use table::table;
+pub use tasks::{ValidatedTaskRun, task_config, task_run};
+
+/// What is wrong with one value. One variant per kind of mistake; [`Invalid::reason`] is the
+/// stable CamelCase reason used in conditions, Events and metric labels.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum Invalid {
+    #[error(
+        "{value:?} is not a period; use a number followed by d, h, m, s or ms (e.g. 1d, 6h, 15m)"
+    )]
+    Period { value: String },
+    #[error("{value:?} must be a period greater than 0 (e.g. 1h)")]
+    PeriodNotPositive { value: String },
+    #[error(
+        "{value:?} is not a size; use a number optionally followed by K, M, G, T (×1024, as in Pinot) or Ki, Mi, Gi, Ti (e.g. 500M, 512Mi, 1G)"
+    )]
+    Size { value: String },
+    #[error("{value:?} must be a size greater than 0 (e.g. 512Mi)")]
+    SizeNotPositive { value: String },
+    #[error("{0}")]
+    Schedule(ScheduleError),
+    #[error(
+        "{value:?} is not a time; use RFC3339 (e.g. 2024-01-31T00:00:00Z) or epoch milliseconds"
+    )]
+    Time { value: String },
+    #[error(
+        "{value:?} is not a URI; use scheme://… with scheme file, s3, s3a, gs, az, abfs or memory (e.g. s3://bucket/tables/events)"
+    )]
+    Uri { value: String },
+    #[error(
+        "{value:?} has unsupported scheme {scheme:?}; use file, s3, s3a, gs, az, abfs or memory"
+    )]
+    UriScheme { value: String, scheme: String },
+    #[error("is required; {hint}")]
+    Missing { hint: String },
+    #[error("{value} is out of range; {allowed}")]
+    OutOfRange { value: String, allowed: String },
+    #[error("is set but taskType is {task_type}; only {expected} may be present")]
+    BlockMismatch { task_type: String, expected: String },
+    #[error(
+        "{value:?} is not longer than the previous level's {previous:?}; list levels finest bucket first with strictly increasing bucketTimePeriod"
+    )]
+    LevelsOutOfOrder { value: String, previous: String },
+    #[error("{value:?} is used twice; names must be unique")]
+    Duplicate { value: String },
+    #[error("{value:?} is longer than bucketTimePeriod {bucket:?}; use a period ≤ the bucket")]
+    RoundingTooLong { value: String, bucket: String },
+    #[error("{value:?} is not a column of table {table}; columns: {columns}")]
+    UnknownColumn {
+        value: String,
+        table: String,
+        columns: String,
+    },
+    #[error("column {value:?} of table {table} is a {role} column; {expected}")]
+    WrongColumnRole {
+        value: String,
+        table: String,
+        role: String,
+        expected: String,
+    },
+    #[error("column {value:?} has type {data_type}; {expected}")]
+    WrongColumnType {
+        value: String,
+        data_type: String,
+        expected: String,
+    },
+    #[error("{start:?} is not before endTime {end:?}; the range [startTime, endTime) must not be empty")]
+    EmptyTimeRange { start: String, end: String },
+    #[error("cannot be set together with {other}; {hint}")]
+    Conflicting { other: String, hint: String },
+    #[error("MinionTaskConfig {value:?} was not found in namespace {namespace}")]
+    ConfigNotFound { value: String, namespace: String },
+    #[error("{value:?} does not match the referenced MinionTaskConfig's {expected:?}")]
+    Mismatch { value: String, expected: String },
+    #[error("is not allowed: {detail}")]
+    NotAllowed { detail: String },
+    #[error("table {value} is {actual}; {expected}")]
+    WrongTableType {
+        value: String,
+        actual: String,
+        expected: String,
+    },
+}
+
+impl Invalid {
+    /// Stable CamelCase reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Invalid::Period { .. } | Invalid::PeriodNotPositive { .. } => "InvalidPeriod",
+            Invalid::Size { .. } | Invalid::SizeNotPositive { .. } => "InvalidSize",
+            Invalid::Schedule(e) => e.reason(),
+            Invalid::Time { .. } => "InvalidTime",
+            Invalid::Uri { .. } => "InvalidUri",
+            Invalid::UriScheme { .. } => "UnsupportedUriScheme",
+            Invalid::Missing { .. } => "MissingField",
+            Invalid::OutOfRange { .. } => "OutOfRange",
+            Invalid::BlockMismatch { .. } => "TaskBlockMismatch",
+            Invalid::LevelsOutOfOrder { .. } => "MergeLevelsOutOfOrder",
+            Invalid::Duplicate { .. } => "DuplicateName",
+            Invalid::RoundingTooLong { .. } => "InvalidRounding",
+            Invalid::UnknownColumn { .. } => "UnknownColumn",
+            Invalid::WrongColumnRole { .. } => "WrongColumnRole",
+            Invalid::WrongColumnType { .. } => "WrongColumnType",
+            Invalid::EmptyTimeRange { .. } => "InvalidTimeRange",
+            Invalid::Conflicting { .. } => "ConflictingFields",
+            Invalid::ConfigNotFound { .. } => "ConfigNotFound",
+            Invalid::Mismatch { .. } => "ConfigMismatch",
+            Invalid::NotAllowed { .. } => "FieldNotAllowed",
+            Invalid::WrongTableType { .. } => "WrongTableType",
+        }
+    }
+}
+
+/// The resource an error belongs to: `Kind namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceId {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ResourceId {
+    fn of(kind: &'static str, meta: &kube::api::ObjectMeta) -> ResourceId {
+        ResourceId {
+            kind,
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: meta.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// One error: resource, field path (e.g. `spec.mergeRollupTask.levels[1].bucketTimePeriod`)
+/// and what is wrong.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{resource}: {field}: {problem}")]
+pub struct ValidationError {
+    pub resource: ResourceId,
+    pub field: String,
+    pub problem: Invalid,
+}
+
+impl ValidationError {
+    pub fn reason(&self) -> &'static str {
+        self.problem.reason()
+    }
+}
+
+/// Every error found in one resource (never empty).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidationErrors {
+    pub errors: Vec<ValidationError>,
+}
+
+impl ValidationErrors {
+    /// Reason of the first error (for a condition's `reason`).
+    pub fn reason(&self) -> &'static str {
+        self.errors.first().map_or("Invalid", ValidationError::reason)
+    }
+
+    /// Whether some error is at `field` with `reason`.
+    pub fn has(&self, field: &str, reason: &str) -> bool {
+        self.errors
+            .iter()
+            .any(|e| e.field == field && e.reason() == reason)
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Collects the errors of one resource while its fields are parsed.
+pub(crate) struct Collector {
+    resource: ResourceId,
+    errors: Vec<ValidationError>,
+}
+
+impl Collector {
+    pub(crate) fn new(resource: ResourceId) -> Collector {
+        Collector {
+            resource,
+            errors: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, field: impl Into<String>, problem: Invalid) {
+        self.errors.push(ValidationError {
+            resource: self.resource.clone(),
+            field: field.into(),
+            problem,
+        });
+    }
+
+    /// Records the error of `result` at `field`, returning its value if it is fine.
+    pub(crate) fn check<T>(&mut self, field: &str, result: Result<T, Invalid>) -> Option<T> {
+        result.map_err(|e| self.push(field, e)).ok()
+    }
+
+    /// A period (≥ 0), `default` when absent or invalid.
+    pub(crate) fn period(&mut self, field: &str, value: Option<&str>, default: i64) -> i64 {
+        value
+            .and_then(|v| self.check(field, units::parse_period(v)))
+            .unwrap_or(default)
+    }
+
+    /// A period > 0, `default` when absent or invalid.
+    pub(crate) fn positive_period(&mut self, field: &str, value: Option<&str>, default: i64) -> i64 {
+        value
+            .and_then(|v| self.check(field, units::parse_positive_period(v)))
+            .unwrap_or(default)
+    }
+
+    /// A size > 0, `default` when absent or invalid.
+    pub(crate) fn size(&mut self, field: &str, value: Option<&str>, default: u64) -> u64 {
+        value
+            .and_then(|v| self.check(field, units::parse_size(v)))
+            .unwrap_or(default)
+    }
+
+    /// An integer ≥ 1, `default` when absent.
+    pub(crate) fn at_least_one<T>(&mut self, field: &str, value: Option<T>, default: T) -> T
+    where
+        T: Copy + PartialOrd + From<u8> + fmt::Display,
+    {
+        match value {
+            Some(v) if v < T::from(1) => {
+                self.push(
+                    field,
+                    Invalid::OutOfRange {
+                        value: v.to_string(),
+                        allowed: "use 1 or more".into(),
+                    },
+                );
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    }
+
+    pub(crate) fn missing(&mut self, field: &str, hint: &str) {
+        self.push(field, Invalid::Missing { hint: hint.into() });
+    }
+
+    pub(crate) fn resource(&self) -> &ResourceId {
+        &self.resource
+    }
+
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, ValidationErrors> {
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(ValidationErrors {
+                errors: self.errors,
+            })
+        }
+    }
+
+    pub(crate) fn absorb(&mut self, errors: ValidationErrors) {
+        self.errors.extend(errors.errors);
+    }
+}
+
+/// URI schemes tables and input prefixes may use.
+pub const SUPPORTED_SCHEMES: [&str; 7] = ["file", "s3", "s3a", "gs", "az", "abfs", "memory"];
+
+/// Checks a table or input URI: `scheme://…` with a supported scheme.
+pub(crate) fn check_uri(value: &str) -> Result<(), Invalid> {
+    let parsed = url::Url::parse(value).map_err(|_| Invalid::Uri {
+        value: value.to_string(),
+    })?;
+    if !SUPPORTED_SCHEMES.contains(&parsed.scheme()) {
+        return Err(Invalid::UriScheme {
+            value: value.to_string(),
+            scheme: parsed.scheme().to_string(),
+        });
+    }
+    if !value.contains("://") {
+        return Err(Invalid::Uri {
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Epoch milliseconds to a UTC time (for status fields).
+pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+}

@@ -1,0 +1,113 @@
+//! The `Table` resource: a named table whose data are Parquet segments under a URI, with its
+//! schema; status summarises the committed catalog and the lineage entries in flight.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use minion_contract::TableSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::condition::Condition;
+use crate::lineage::LineageEntry;
+
+/// Lineage entries kept in `status.lineage`: every IN_PROGRESS entry (at most one per running
+/// subtask, themselves bounded by runs × `parallelism`) plus at most this many ended
+/// (COMPLETED or REVERTED) entries, newest first. Older ended entries are only counted in
+/// `status.lineageEndedTotal`.
+pub const MAX_ENDED_LINEAGE_ENTRIES: usize = crate::lineage::DEFAULT_HISTORY_LIMIT;
+
+/// REALTIME tables are appended to by stream writers and `push`; OFFLINE tables are written
+/// by tasks and batch pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TableType {
+    Realtime,
+    Offline,
+}
+
+/// Reference to a Secret in the Table's namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    pub name: String,
+}
+
+/// A table of Parquet segments kept in a Delta log at `uri`.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "minion.dev",
+    version = "v1alpha1",
+    kind = "Table",
+    namespaced,
+    status = "TableStatus",
+    shortname = "tbl",
+    category = "minion",
+    derive = "PartialEq",
+    doc = "A table of Parquet segments under a URI, committed through a Delta log.",
+    printcolumn(name = "TYPE", type_ = "string", json_path = ".spec.tableType"),
+    printcolumn(name = "SEGMENTS", type_ = "integer", json_path = ".status.segments"),
+    printcolumn(name = "ROWS", type_ = "integer", json_path = ".status.rows"),
+    printcolumn(name = "MIN TIME", type_ = "string", json_path = ".status.minTime"),
+    printcolumn(name = "MAX TIME", type_ = "string", json_path = ".status.maxTime"),
+    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TableSpec {
+    /// REALTIME or OFFLINE.
+    pub table_type: TableType,
+    /// Table root: `file:///…`, `s3://bucket/prefix`, `s3a://…`, `gs://…`, `az://…`,
+    /// `abfs://…` or `memory:///…`.
+    pub uri: String,
+    /// Columns, their roles, the time column and upsert/partitioning/sorting settings.
+    pub schema: TableSchema,
+    /// Secret holding the object-store credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_secret_ref: Option<SecretRef>,
+    /// How long replaced segments stay on storage for readers of older snapshots (period,
+    /// e.g. `4h`). Default 4h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_segment_retention: Option<String>,
+}
+
+/// Summary of the committed catalog and the lineage entries in flight.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Committed (visible) segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<u64>,
+    /// Rows in committed segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Bytes of committed segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Smallest time-column value of committed segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub min_time: Option<DateTime<Utc>>,
+    /// Largest time-column value of committed segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub max_time: Option<DateTime<Utc>>,
+    /// Delta log version the summary was read at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_version: Option<i64>,
+    /// Lineage entries: all IN_PROGRESS ones and the newest ended ones (see
+    /// `MAX_ENDED_LINEAGE_ENTRIES`, 20).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lineage: Vec<LineageEntry>,
+    /// Lineage entries ended (COMPLETED or REVERTED) since the table was created, including
+    /// those dropped from `lineage`.
+    #[serde(default)]
+    pub lineage_ended_total: u64,
+    /// For hybrid queries: rows older than this are read from the OFFLINE table, newer ones
+    /// from the REALTIME table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub time_boundary: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,217 @@
+//! The `TaskRun` resource: one run of a task generator, created by a MinionTaskConfig's
+//! schedule or by a user — referring to a config (Pinot's *schedule*) or carrying an inline
+//! config (Pinot's *execute*). Status shows the phase, the plan, the subtasks and progress.
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use minion_contract::TaskType;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::condition::Condition;
+use super::tasks::TaskBlocks;
+
+/// Planned units and subtasks detailed in status; the counters cover the rest.
+pub const MAX_SUBTASK_DETAIL: usize = 100;
+
+/// One run of a task generator.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "minion.dev",
+    version = "v1alpha1",
+    kind = "TaskRun",
+    namespaced,
+    status = "TaskRunStatus",
+    shortname = "tr",
+    category = "minion",
+    derive = "PartialEq",
+    doc = "One run of a minion task: its plan, subtasks (Jobs), progress and result.",
+    printcolumn(name = "TYPE", type_ = "string", json_path = ".spec.taskType"),
+    printcolumn(name = "TABLE", type_ = "string", json_path = ".spec.table"),
+    printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "PROGRESS", type_ = "string", json_path = ".status.progress"),
+    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskRunSpec {
+    /// Task type (copied from the config when configRef is set).
+    pub task_type: TaskType,
+    /// Destination table (copied from the config when configRef is set).
+    pub table: String,
+    /// Source table of an inline R2O/SegmentImport run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_table: Option<String>,
+    /// Name of a MinionTaskConfig in the same namespace to run (exclusive with `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_ref: Option<String>,
+    /// Inline task config (exclusive with `configRef`): the block matching taskType.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<TaskBlocks>,
+    /// Fire time this run was created for, when created by a schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// Overrides the config's subtaskTimeout (period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtask_timeout: Option<String>,
+    /// Overrides the config's runTimeout (period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout: Option<String>,
+    /// Overrides the config's maxAttempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// Overrides the config's parallelism.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallelism: Option<u32>,
+    /// Overrides the config's memoryBudget (size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<String>,
+}
+
+/// Lifecycle of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum TaskRunPhase {
+    #[default]
+    Pending,
+    Planning,
+    Running,
+    Committing,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Skipped,
+}
+
+impl TaskRunPhase {
+    /// Succeeded, Failed, TimedOut and Skipped runs are finished.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            TaskRunPhase::Succeeded
+                | TaskRunPhase::Failed
+                | TaskRunPhase::TimedOut
+                | TaskRunPhase::Skipped
+        )
+    }
+}
+
+/// One planned unit of work (one subtask).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedUnit {
+    pub subtask: u32,
+    /// Window or bucket start (epoch ms, inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_start_ms: Option<i64>,
+    /// Window or bucket end (epoch ms, exclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end_ms: Option<i64>,
+    /// Merge level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    /// Input segments or files.
+    pub inputs: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_rows: Option<u64>,
+}
+
+/// State of one subtask.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum SubtaskState {
+    #[default]
+    Pending,
+    Running,
+    /// The worker finished; outputs staged, not yet committed.
+    Succeeded,
+    Failed,
+    /// Outputs committed to the catalog.
+    Committed,
+    /// Lineage reverted, staged outputs deleted.
+    Reverted,
+}
+
+/// Detail of one subtask.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubtaskStatus {
+    pub index: u32,
+    pub state: SubtaskState,
+    /// Name of the Job (or local process) running the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Input segments or files.
+    #[serde(default)]
+    pub inputs: u64,
+    /// Output segments.
+    #[serde(default)]
+    pub outputs: u64,
+    #[serde(default)]
+    pub input_rows: u64,
+    #[serde(default)]
+    pub output_rows: u64,
+    /// Where the subtask spec was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub completion_time: Option<DateTime<Utc>>,
+}
+
+/// Phase, plan, subtasks and progress of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRunStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub phase: TaskRunPhase,
+    /// Machine-readable reason of the phase (e.g. PreviousRunIncomplete, SubtaskFailed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Committed (or ended) subtasks over all subtasks, `N/M`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::date_time_schema")]
+    pub completion_time: Option<DateTime<Utc>>,
+    /// Planned units (at most 100; subtasksTotal counts all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedUnit>,
+    /// Subtask detail (at most 100; the counters count all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtasks: Vec<SubtaskStatus>,
+    #[serde(default)]
+    pub subtasks_total: u32,
+    #[serde(default)]
+    pub subtasks_pending: u32,
+    #[serde(default)]
+    pub subtasks_running: u32,
+    #[serde(default)]
+    pub subtasks_succeeded: u32,
+    #[serde(default)]
+    pub subtasks_failed: u32,
+    #[serde(default)]
+    pub subtasks_committed: u32,
+    /// Watermark (epoch ms) when the run was planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_before: Option<i64>,
+    /// Watermark (epoch ms) after the run committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark_after: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,176 @@
+//! Checks of a validated task config against the validated tables it names: table types,
+//! aggregation types keyed by metric columns, erased values being dimensions, upsert-only
+//! and append-only task types.
+
+use std::collections::BTreeMap;
+
+use minion_contract::{AggregationType, ColumnRole};
+
+use super::table::{column_list, role_name};
+use super::{Collector, Invalid, ResourceId, ValidationErrors};
+use crate::api::block_key;
+use crate::model::{TableDef, TableType, TaskConfig, TaskSpec};
+
+/// Checks a MinionTaskConfig's validated config against its destination `table` and, for
+/// R2O/SegmentImport, its `source` table. For a TaskRun use
+/// [`super::ValidatedTaskRun::against_tables`].
+///
+/// # Errors
+/// Every mismatch, naming the config's field (e.g.
+/// `spec.mergeRollupTask.aggregationTypes.country`).
+pub fn against_tables(
+    cfg: &TaskConfig,
+    table: &TableDef,
+    source: Option<&TableDef>,
+) -> Result<(), ValidationErrors> {
+    let resource = ResourceId {
+        kind: "MinionTaskConfig",
+        namespace: cfg.namespace.clone(),
+        name: cfg.name.clone(),
+    };
+    check(resource, "spec", cfg, table, source)
+}
+
+pub(super) fn check(
+    resource: ResourceId,
+    at: &str,
+    cfg: &TaskConfig,
+    table: &TableDef,
+    source: Option<&TableDef>,
+) -> Result<(), ValidationErrors> {
+    let mut c = Collector::new(resource);
+    if cfg.table != table.name {
+        c.push(
+            "spec.table",
+            Invalid::Mismatch {
+                value: cfg.table.clone(),
+                expected: table.name.clone(),
+            },
+        );
+    }
+    let block = format!("{at}.{}", block_key(cfg.task_type()));
+    match &cfg.task {
+        TaskSpec::RealtimeToOffline(r) => {
+            check_source(&mut c, table, source);
+            metrics(&mut c, &block, table, &r.window.aggregation_types);
+        }
+        TaskSpec::SegmentImport(s) => {
+            check_source(&mut c, table, source);
+            metrics(&mut c, &block, table, &s.window.aggregation_types);
+        }
+        TaskSpec::MergeRollup(m) => {
+            if table.schema.is_upsert() {
+                c.push(
+                    "spec.table",
+                    Invalid::WrongTableType {
+                        value: table.name.clone(),
+                        actual: "an upsert table (schema.primaryKey is set)".into(),
+                        expected: "MergeRollupTask merges append tables; use SegmentRefreshTask on upsert tables".into(),
+                    },
+                );
+            }
+            metrics(&mut c, &block, table, &m.aggregation_types);
+            for (i, level) in m.levels.iter().enumerate() {
+                for (j, name) in level.erase_dimension_values.iter().enumerate() {
+                    let field = format!("{block}.levels[{i}].eraseDimensionValues[{j}]");
+                    column_with_role(
+                        &mut c,
+                        field,
+                        table,
+                        name,
+                        ColumnRole::Dimension,
+                        "only dimension columns can be erased",
+                    );
+                }
+            }
+        }
+        TaskSpec::SegmentRefresh(_) => {
+            if !table.schema.is_upsert() {
+                c.push(
+                    "spec.table",
+                    Invalid::WrongTableType {
+                        value: table.name.clone(),
+                        actual: "not an upsert table (no schema.primaryKey)".into(),
+                        expected: "SegmentRefreshTask runs on upsert tables".into(),
+                    },
+                );
+            }
+        }
+        TaskSpec::FileIngestion(_) | TaskSpec::SegmentBackfill(_) | TaskSpec::Purge(_) => {}
+    }
+    c.finish(())
+}
+
+/// The source must be the named REALTIME table and the destination an OFFLINE table.
+fn check_source(c: &mut Collector, table: &TableDef, source: Option<&TableDef>) {
+    if table.table_type != TableType::Offline {
+        c.push(
+            "spec.table",
+            Invalid::WrongTableType {
+                value: table.name.clone(),
+                actual: "REALTIME".into(),
+                expected: "the destination must be an OFFLINE table".into(),
+            },
+        );
+    }
+    if let Some(src) = source
+        && src.table_type != TableType::Realtime
+    {
+        c.push(
+            "spec.sourceTable",
+            Invalid::WrongTableType {
+                value: src.name.clone(),
+                actual: "OFFLINE".into(),
+                expected: "the source must be a REALTIME table".into(),
+            },
+        );
+    }
+}
+
+fn metrics(
+    c: &mut Collector,
+    block: &str,
+    table: &TableDef,
+    types: &BTreeMap<String, AggregationType>,
+) {
+    for name in types.keys() {
+        column_with_role(
+            c,
+            format!("{block}.aggregationTypes.{name}"),
+            table,
+            name,
+            ColumnRole::Metric,
+            "aggregation types apply to metric columns only",
+        );
+    }
+}
+
+fn column_with_role(
+    c: &mut Collector,
+    field: String,
+    table: &TableDef,
+    name: &str,
+    role: ColumnRole,
+    expected: &str,
+) {
+    match table.schema.column(name) {
+        None => c.push(
+            field,
+            Invalid::UnknownColumn {
+                value: name.to_string(),
+                table: table.name.clone(),
+                columns: column_list(&table.schema),
+            },
+        ),
+        Some(col) if col.role != role => c.push(
+            field,
+            Invalid::WrongColumnRole {
+                value: name.to_string(),
+                table: table.name.clone(),
+                role: role_name(col.role).into(),
+                expected: expected.into(),
+            },
+        ),
+        Some(_) => {}
+    }
+}

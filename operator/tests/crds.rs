@@ -1,0 +1,218 @@
+//! The committed CRDs (`crds/` and the Helm chart's copy) are exactly what the Rust types
+//! generate, stay small, parse as `apiextensions.k8s.io/v1` CRDs and have structural
+//! schemas, the status subresource, printer columns, short names and the `minion` category.
+
+use std::path::PathBuf;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use minion_operator::api;
+use serde_json::Value;
+
+const REGENERATE: &str = "cargo run -p minion-operator --bin minion-operator -- crds --out crds --out charts/minion-operator/crds";
+const MAX_BYTES: usize = 256 * 1024;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn committed_crds_are_up_to_date() {
+    let files = api::crd_files().unwrap();
+    assert_eq!(
+        files.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        [
+            "tables.minion.dev.yaml",
+            "miniontaskconfigs.minion.dev.yaml",
+            "taskruns.minion.dev.yaml"
+        ]
+    );
+    for dir in ["crds", "charts/minion-operator/crds"] {
+        for (name, yaml) in &files {
+            let path = root().join(dir).join(name);
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                committed == *yaml,
+                "{dir}/{name} is stale or missing; regenerate with:\n  {REGENERATE}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_crd_is_smaller_than_256_kib() {
+    for (name, yaml) in api::crd_files().unwrap() {
+        assert!(yaml.len() < MAX_BYTES, "{name} is {} bytes", yaml.len());
+    }
+}
+
+#[test]
+fn each_crd_parses_as_an_apiextensions_v1_crd() {
+    for (name, yaml) in api::crd_files().unwrap() {
+        let raw: Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(raw["apiVersion"], "apiextensions.k8s.io/v1", "{name}");
+        assert_eq!(raw["kind"], "CustomResourceDefinition", "{name}");
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(crd.spec.group, "minion.dev");
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(crd.spec.versions.len(), 1);
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1alpha1");
+        assert!(v.served && v.storage);
+        assert!(
+            v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+            "{name}: no status subresource"
+        );
+    }
+}
+
+/// Walks a schema node, collecting every violation of Kubernetes' structural-schema rules.
+fn walk(node: &Value, path: &str, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        problems.push(format!("{path}: not an object"));
+        return;
+    };
+    if obj.contains_key("$ref") {
+        problems.push(format!("{path}: $ref"));
+    }
+    let int_or_string = obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    let typed = obj.contains_key("type")
+        || int_or_string
+        || obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    if !typed {
+        problems.push(format!("{path}: no type"));
+    }
+    if obj.contains_key("nullable") && !(obj.contains_key("type") || int_or_string) {
+        problems.push(format!("{path}: nullable without type"));
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        for (i, sub) in obj
+            .get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for banned in ["type", "properties", "items", "additionalProperties", "nullable"] {
+                if sub.get(banned).is_some() {
+                    problems.push(format!("{path}.{key}[{i}]: carries {banned}"));
+                }
+            }
+        }
+    }
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            walk(v, &format!("{path}.{k}"), problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        walk(items, &format!("{path}[]"), problems);
+    }
+    if let Some(ap) = obj.get("additionalProperties").filter(|v| v.is_object()) {
+        walk(ap, &format!("{path}{{}}"), problems);
+    }
+}
+
+#[test]
+fn schemas_are_structural() {
+    for crd in api::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .unwrap(),
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        walk(&schema, &name, &mut problems);
+        assert!(problems.is_empty(), "{name}:\n{}", problems.join("\n"));
+        let props = &schema["properties"];
+        assert!(props["spec"]["properties"].is_object(), "{name}");
+        assert!(props["status"]["properties"].is_object(), "{name}");
+    }
+}
+
+fn columns(crd: &CustomResourceDefinition) -> Vec<(String, String, String)> {
+    crd.spec.versions[0]
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c.type_.clone(), c.json_path.clone()))
+        .collect()
+}
+
+fn col(name: &str, ty: &str, path: &str) -> (String, String, String) {
+    (name.into(), ty.into(), path.into())
+}
+
+#[test]
+fn names_short_names_categories_and_printer_columns() {
+    let crds = api::crds();
+    let expected = [
+        ("tables", "Table", "tbl"),
+        ("miniontaskconfigs", "MinionTaskConfig", "mtc"),
+        ("taskruns", "TaskRun", "tr"),
+    ];
+    for (crd, (plural, kind, short)) in crds.iter().zip(expected) {
+        let names = &crd.spec.names;
+        assert_eq!(names.plural, plural);
+        assert_eq!(names.kind, kind);
+        assert_eq!(names.short_names.as_deref(), Some(&[short.to_string()][..]));
+        assert_eq!(names.categories.as_deref(), Some(&["minion".to_string()][..]));
+    }
+    let age = col("AGE", "date", ".metadata.creationTimestamp");
+    assert_eq!(
+        columns(&crds[0]),
+        [
+            col("TYPE", "string", ".spec.tableType"),
+            col("SEGMENTS", "integer", ".status.segments"),
+            col("ROWS", "integer", ".status.rows"),
+            col("MIN TIME", "string", ".status.minTime"),
+            col("MAX TIME", "string", ".status.maxTime"),
+            age.clone(),
+        ]
+    );
+    assert_eq!(
+        columns(&crds[1]),
+        [
+            col("TYPE", "string", ".spec.taskType"),
+            col("TABLE", "string", ".spec.table"),
+            col("SCHEDULE", "string", ".spec.schedule"),
+            col("SUSPENDED", "boolean", ".spec.suspend"),
+            col("LAST", "date", ".status.lastScheduleTime"),
+            col("NEXT", "date", ".status.nextScheduleTime"),
+            col("LAST RESULT", "string", ".status.lastResult"),
+            age.clone(),
+        ]
+    );
+    assert_eq!(
+        columns(&crds[2]),
+        [
+            col("TYPE", "string", ".spec.taskType"),
+            col("TABLE", "string", ".spec.table"),
+            col("PHASE", "string", ".status.phase"),
+            col("PROGRESS", "string", ".status.progress"),
+            age,
+        ]
+    );
+}
+
+#[test]
+fn printer_column_paths_exist_in_the_schemas() {
+    for crd in api::crds() {
+        let v = &crd.spec.versions[0];
+        let schema = serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref())
+            .unwrap();
+        for c in v.additional_printer_columns.iter().flatten() {
+            if c.json_path.starts_with(".metadata") {
+                continue;
+            }
+            let mut node = &schema;
+            for part in c.json_path.trim_start_matches('.').split('.') {
+                node = &node["properties"][part];
+            }
+            assert!(node.is_object(), "{}: {} not in schema", c.name, c.json_path);
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! Validation of the samples in `config/` and one test per kind of spec error: each error
+//! names the resource, the field path, the bad value and what is allowed.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use minion_contract::{AggregationType, TaskType};
+use minion_operator::api::{
+    self, MergeLevelSpec, MinionTaskConfig, Resource, Table, TaskBlocks, TaskRun,
+};
+use minion_operator::model::{self, TableDef, TaskSpec, defaults};
+use minion_operator::validate::{self, ValidationErrors};
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+fn sample(file: &str) -> Resource {
+    let text = std::fs::read_to_string(config_dir().join(file)).unwrap();
+    let mut rs = api::parse_manifests(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert_eq!(rs.len(), 1, "{file}");
+    rs.remove(0)
+}
+
+fn table(file: &str) -> Table {
+    match sample(file) {
+        Resource::Table(t) => t,
+        other => panic!("{file} is a {}", other.kind()),
+    }
+}
+
+fn mtc(file: &str) -> MinionTaskConfig {
+    match sample(file) {
+        Resource::MinionTaskConfig(c) => c,
+        other => panic!("{file} is a {}", other.kind()),
+    }
+}
+
+fn run(file: &str) -> TaskRun {
+    match sample(file) {
+        Resource::TaskRun(r) => r,
+        other => panic!("{file} is a {}", other.kind()),
+    }
+}
+
+fn offline() -> TableDef {
+    validate::table(&table("table-events-offline.yaml")).unwrap()
+}
+
+/// The one error of `errs`, asserting its field and reason.
+fn only_error(errs: &ValidationErrors, field: &str, reason: &str) -> String {
+    assert_eq!(errs.errors.len(), 1, "{errs}");
+    assert!(errs.has(field, reason), "expected {reason} at {field}, got: {errs}");
+    errs.to_string()
+}
+
+#[test]
+fn every_sample_in_config_parses_and_validates() {
+    let mut tables = BTreeMap::new();
+    let mut configs = BTreeMap::new();
+    let mut runs = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(config_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 11, "{files:?}");
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        for r in api::parse_manifests(&text).unwrap_or_else(|e| panic!("{path:?}: {e}")) {
+            match r {
+                Resource::Table(t) => {
+                    let def = validate::table(&t).unwrap_or_else(|e| panic!("{e}"));
+                    tables.insert(def.name.clone(), def);
+                }
+                Resource::MinionTaskConfig(c) => {
+                    validate::task_config(&c).unwrap_or_else(|e| panic!("{e}"));
+                    configs.insert(c.metadata.name.clone().unwrap(), c);
+                }
+                Resource::TaskRun(r) => runs.push(r),
+            }
+        }
+    }
+    for c in configs.values() {
+        let cfg = validate::task_config(c).unwrap();
+        let source = cfg.source_table.as_ref().map(|s| &tables[s]);
+        validate::against_tables(&cfg, &tables[&cfg.table], source)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for r in &runs {
+        let cfg = r.spec.config_ref.as_ref().map(|n| &configs[n]);
+        let v = validate::task_run(r, cfg).unwrap_or_else(|e| panic!("{e}"));
+        v.against_tables(&tables[&v.config.table], None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn samples_get_pinot_defaults_for_absent_keys() {
+    let cfg = validate::task_config(&mtc("mtc-merge-rollup.yaml")).unwrap();
+    let TaskSpec::MergeRollup(m) = &cfg.task else {
+        panic!("{:?}", cfg.task)
+    };
+    assert_eq!(m.levels[0].bucket_ms, model::HOUR_MS);
+    assert_eq!(m.levels[1].round_bucket_ms, Some(model::HOUR_MS));
+    assert_eq!(
+        m.levels[1].max_records_per_task,
+        defaults::MAX_RECORDS_PER_TASK
+    );
+    assert_eq!(m.aggregation_types["latency_ms"], AggregationType::Max);
+    assert_eq!(cfg.execution, model::Execution::default());
+    assert_eq!(cfg.successful_runs_history_limit, 3);
+    assert!(cfg.schedule.is_some());
+
+    let mut c = mtc("mtc-realtime-to-offline.yaml");
+    c.spec.realtime_to_offline_segments_task = None;
+    let cfg = validate::task_config(&c).unwrap();
+    assert_eq!(
+        cfg.task,
+        TaskSpec::RealtimeToOffline(model::RealtimeToOfflineConfig::default())
+    );
+}
+
+#[test]
+fn period_with_unknown_unit_names_the_field_and_allowed_units() {
+    let mut c = mtc("mtc-merge-rollup.yaml");
+    let levels = &mut c.spec.merge_rollup_task.as_mut().unwrap().levels;
+    levels[1].bucket_time_period = Some("1x".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(
+        &errs,
+        "spec.mergeRollupTask.levels[1].bucketTimePeriod",
+        "InvalidPeriod",
+    );
+    assert_eq!(
+        msg,
+        "MinionTaskConfig default/events-merge: spec.mergeRollupTask.levels[1].bucketTimePeriod: \"1x\" is not a period; use a number followed by d, h, m, s or ms (e.g. 1d, 6h, 15m)"
+    );
+}
+
+#[test]
+fn zero_period_where_meaningless_is_refused() {
+    let mut c = mtc("mtc-merge-rollup.yaml");
+    c.spec.subtask_timeout = Some("0s".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(&errs, "spec.subtaskTimeout", "InvalidPeriod");
+    assert!(msg.contains("greater than 0"), "{msg}");
+}
+
+#[test]
+fn bad_size_names_the_field_and_the_allowed_suffixes() {
+    let mut c = mtc("mtc-segment-import.yaml");
+    c.spec.memory_budget = Some("lots".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(&errs, "spec.memoryBudget", "InvalidSize");
+    assert!(msg.contains("\"lots\" is not a size"), "{msg}");
+    assert!(msg.contains("512Mi"), "{msg}");
+}
+
+#[test]
+fn bad_cron_names_the_schedule_and_both_dialects() {
+    let mut c = mtc("mtc-purge.yaml");
+    c.spec.schedule = Some("0 30 25 * * ?".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(&errs, "spec.schedule", "InvalidSchedule");
+    assert!(msg.contains("Quartz") && msg.contains("crontab"), "{msg}");
+    c.spec.schedule = Some("every night".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    only_error(&errs, "spec.schedule", "InvalidSchedule");
+}
+
+#[test]
+fn bad_time_zone_names_the_field_and_examples() {
+    let mut c = mtc("mtc-purge.yaml");
+    c.spec.time_zone = Some("Europe/Pariss".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(&errs, "spec.timeZone", "InvalidTimeZone");
+    assert!(msg.contains("\"Europe/Pariss\" is not an IANA time zone"), "{msg}");
+}
+
+#[test]
+fn unknown_key_is_an_error_with_document_kind_name_and_path() {
+    let text = std::fs::read_to_string(config_dir().join("mtc-merge-rollup.yaml")).unwrap();
+    let text = text.replace("bufferTimePeriod: 3h", "bufferPeriod: 3h");
+    let err = api::parse_manifests(&text).unwrap_err();
+    assert_eq!(err.reason(), "UnknownField");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(
+            "document 1 (MinionTaskConfig events-merge): spec.mergeRollupTask.levels[0].bufferPeriod: unknown field; allowed: name, bucketTimePeriod, bufferTimePeriod"
+        ),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_key_in_a_later_document_names_that_document() {
+    let a = std::fs::read_to_string(config_dir().join("table-events-offline.yaml")).unwrap();
+    let b = std::fs::read_to_string(config_dir().join("mtc-purge.yaml")).unwrap();
+    let text = format!("{a}---\n{}", b.replace("purgePredicate:", "purgeFilter:"));
+    let err = api::parse_manifests(&text).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("document 2 (MinionTaskConfig events-purge): spec.purgeTask.purgeFilter: unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_required_field_names_the_field_and_how_to_fix_it() {
+    let mut r = run("taskrun-file-ingestion.yaml");
+    let block = r.spec.config.as_mut().unwrap();
+    block.file_ingestion_task.as_mut().unwrap().input_dir_uri = None;
+    let errs = validate::task_run(&r, None).unwrap_err();
+    let msg = only_error(
+        &errs,
+        "spec.config.fileIngestionTask.inputDirURI",
+        "MissingField",
+    );
+    assert!(msg.starts_with("TaskRun default/events-ingest-2024-01: "), "{msg}");
+    assert!(msg.contains("is required"), "{msg}");
+
+    // A key the resource type itself requires is reported while reading the manifest.
+    let text = std::fs::read_to_string(config_dir().join("mtc-purge.yaml")).unwrap();
+    let err = api::parse_manifests(&text.replace("  taskType: PurgeTask\n", "")).unwrap_err();
+    assert_eq!(err.reason(), "MissingField");
+    assert!(err.to_string().contains("spec.taskType: required field is missing"), "{err}");
+}
+
+#[test]
+fn block_not_matching_task_type_is_refused() {
+    let mut c = mtc("mtc-purge.yaml");
+    c.spec.merge_rollup_task = mtc("mtc-merge-rollup.yaml").spec.merge_rollup_task;
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(&errs, "spec.mergeRollupTask", "TaskBlockMismatch");
+    assert!(msg.contains("taskType is PurgeTask; only purgeTask may be present"), "{msg}");
+}
+
+#[test]
+fn merge_levels_out_of_order_are_refused() {
+    let mut c = mtc("mtc-merge-rollup.yaml");
+    c.spec.merge_rollup_task.as_mut().unwrap().levels.reverse();
+    let errs = validate::task_config(&c).unwrap_err();
+    // the daily rounding now sits on the first level and is still ≤ its bucket: one error.
+    let msg = only_error(
+        &errs,
+        "spec.mergeRollupTask.levels[1].bucketTimePeriod",
+        "MergeLevelsOutOfOrder",
+    );
+    assert!(msg.contains("\"1h\" is not longer than the previous level's \"1d\""), "{msg}");
+}
+
+#[test]
+fn merge_level_names_must_be_unique_and_non_empty() {
+    let mut c = mtc("mtc-merge-rollup.yaml");
+    let levels = &mut c.spec.merge_rollup_task.as_mut().unwrap().levels;
+    levels[1].name = "1hour".into();
+    levels.push(MergeLevelSpec {
+        name: String::new(),
+        bucket_time_period: Some("30d".into()),
+        ..Default::default()
+    });
+    let errs = validate::task_config(&c).unwrap_err();
+    assert!(errs.has("spec.mergeRollupTask.levels[1].name", "DuplicateName"), "{errs}");
+    assert!(errs.has("spec.mergeRollupTask.levels[2].name", "MissingField"), "{errs}");
+}
+
+#[test]
+fn rounding_longer_than_the_bucket_is_refused() {
+    let mut c = mtc("mtc-realtime-to-offline.yaml");
+    let b = c.spec.realtime_to_offline_segments_task.as_mut().unwrap();
+    b.round_bucket_time_period = Some("2d".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    only_error(
+        &errs,
+        "spec.realtimeToOfflineSegmentsTask.roundBucketTimePeriod",
+        "InvalidRounding",
+    );
+}
+
+#[test]
+fn aggregation_on_a_non_metric_column_is_refused() {
+    let mut c = mtc("mtc-merge-rollup.yaml");
+    let m = c.spec.merge_rollup_task.as_mut().unwrap();
+    m.aggregation_types.insert("country".into(), AggregationType::Max);
+    m.aggregation_types.insert("nope".into(), AggregationType::Sum);
+    let cfg = validate::task_config(&c).unwrap();
+    let errs = validate::against_tables(&cfg, &offline(), None).unwrap_err();
+    assert_eq!(errs.errors.len(), 2, "{errs}");
+    assert!(errs.has("spec.mergeRollupTask.aggregationTypes.country", "WrongColumnRole"));
+    assert!(errs.has("spec.mergeRollupTask.aggregationTypes.nope", "UnknownColumn"));
+    assert!(
+        errs.to_string()
+            .contains("column \"country\" of table events-offline is a dimension column; aggregation types apply to metric columns only"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn erased_values_must_be_dimensions() {
+    let mut c = mtc("mtc-merge-rollup.yaml");
+    let levels = &mut c.spec.merge_rollup_task.as_mut().unwrap().levels;
+    levels[1].erase_dimension_values = vec!["clicks".into()];
+    let cfg = validate::task_config(&c).unwrap();
+    let errs = validate::against_tables(&cfg, &offline(), None).unwrap_err();
+    only_error(
+        &errs,
+        "spec.mergeRollupTask.levels[1].eraseDimensionValues[0]",
+        "WrongColumnRole",
+    );
+}
+
+#[test]
+fn missing_time_column_is_refused_with_the_column_list() {
+    let mut t = table("table-events-offline.yaml");
+    t.spec.schema.time_column = "timestamp".into();
+    let errs = validate::table(&t).unwrap_err();
+    let msg = only_error(&errs, "spec.schema.timeColumn", "UnknownColumn");
+    assert!(
+        msg.starts_with("Table default/events-offline: spec.schema.timeColumn: \"timestamp\" is not a column of table events-offline; columns: ts, country"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn time_column_must_be_a_date_time_integer_or_timestamp() {
+    let mut t = table("table-events-offline.yaml");
+    t.spec.schema.time_column = "country".into();
+    let errs = validate::table(&t).unwrap_err();
+    assert!(errs.has("spec.schema.timeColumn", "WrongColumnRole"), "{errs}");
+    assert!(errs.has("spec.schema.timeColumn", "WrongColumnType"), "{errs}");
+}
+
+#[test]
+fn key_and_index_columns_must_exist() {
+    let mut t = table("table-users-upsert.yaml");
+    t.spec.schema.primary_key = vec!["id".into()];
+    t.spec.schema.sorted_column = Some("plan_name".into());
+    t.spec.schema.bloom_filter_columns = vec!["email".into()];
+    t.spec.schema.partitioning.as_mut().unwrap().column = "uid".into();
+    let errs = validate::table(&t).unwrap_err();
+    for field in [
+        "spec.schema.primaryKey[0]",
+        "spec.schema.sortedColumn",
+        "spec.schema.bloomFilterColumns[0]",
+        "spec.schema.partitioning.column",
+    ] {
+        assert!(errs.has(field, "UnknownColumn"), "{field}: {errs}");
+    }
+}
+
+#[test]
+fn unsupported_uri_scheme_is_refused_with_the_supported_ones() {
+    let mut t = table("table-events-offline.yaml");
+    t.spec.uri = "hdfs://namenode/events".into();
+    let errs = validate::table(&t).unwrap_err();
+    let msg = only_error(&errs, "spec.uri", "UnsupportedUriScheme");
+    assert!(msg.contains("use file, s3, s3a, gs, az, abfs or memory"), "{msg}");
+    t.spec.uri = "/tmp/events".into();
+    only_error(&validate::table(&t).unwrap_err(), "spec.uri", "InvalidUri");
+}
+
+#[test]
+fn bad_rfc3339_time_is_refused() {
+    let mut r = run("taskrun-backfill.yaml");
+    let b = r.spec.config.as_mut().unwrap().segment_backfill_task.as_mut().unwrap();
+    b.start_time = Some("2024-01-32T00:00:00Z".into());
+    let errs = validate::task_run(&r, None).unwrap_err();
+    let msg = only_error(&errs, "spec.config.segmentBackfillTask.startTime", "InvalidTime");
+    assert!(msg.contains("RFC3339"), "{msg}");
+}
+
+#[test]
+fn backfill_range_must_not_be_empty() {
+    let mut r = run("taskrun-backfill.yaml");
+    let b = r.spec.config.as_mut().unwrap().segment_backfill_task.as_mut().unwrap();
+    b.end_time = b.start_time.clone();
+    let errs = validate::task_run(&r, None).unwrap_err();
+    only_error(&errs, "spec.config.segmentBackfillTask.startTime", "InvalidTimeRange");
+}
+
+#[test]
+fn task_specific_required_keys_are_checked() {
+    let mut c = mtc("mtc-purge.yaml");
+    c.spec.purge_task.as_mut().unwrap().purge_predicate = None;
+    only_error(
+        &validate::task_config(&c).unwrap_err(),
+        "spec.purgeTask.purgePredicate",
+        "MissingField",
+    );
+
+    let mut c = mtc("mtc-refresh.yaml");
+    let b = c.spec.segment_refresh_task.as_mut().unwrap();
+    b.invalid_records_threshold_percent = None;
+    b.invalid_records_threshold_count = None;
+    b.bucket_time_period = None;
+    let errs = validate::task_config(&c).unwrap_err();
+    assert!(errs.has("spec.segmentRefreshTask.bucketTimePeriod", "MissingField"));
+    assert!(errs.has("spec.segmentRefreshTask.invalidRecordsThresholdPercent", "MissingField"));
+
+    let mut c = mtc("mtc-segment-import.yaml");
+    c.spec.source_table = None;
+    only_error(
+        &validate::task_config(&c).unwrap_err(),
+        "spec.sourceTable",
+        "MissingField",
+    );
+}
+
+#[test]
+fn all_errors_of_a_resource_are_collected() {
+    let mut c = mtc("mtc-segment-import.yaml");
+    c.spec.schedule = Some("bad".into());
+    c.spec.parallelism = Some(0);
+    let b = c.spec.segment_import_task.as_mut().unwrap();
+    b.bucket_time_period = Some("1 day".into());
+    b.desired_segment_size = Some("big".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    assert_eq!(errs.errors.len(), 4, "{errs}");
+    assert_eq!(errs.reason(), "InvalidPeriod");
+}
+
+#[test]
+fn task_run_with_config_ref_takes_the_config_and_its_overrides() {
+    let cfg = mtc("mtc-merge-rollup.yaml");
+    let mut r = run("taskrun-file-ingestion.yaml");
+    r.spec.task_type = TaskType::MergeRollupTask;
+    r.spec.config = None;
+    r.spec.config_ref = Some("events-merge".into());
+    r.spec.parallelism = Some(8);
+    let v = validate::task_run(&r, Some(&cfg)).unwrap();
+    assert_eq!(v.config.name, "events-merge");
+    assert_eq!(v.config.execution.parallelism, 8);
+    assert_eq!(v.config.execution.run_timeout_ms, 6 * model::HOUR_MS);
+    assert_eq!(v.config_ref.as_deref(), Some("events-merge"));
+
+    // a config of another task type or table is a mismatch, a missing one is reported
+    r.spec.task_type = TaskType::PurgeTask;
+    only_error(
+        &validate::task_run(&r, Some(&cfg)).unwrap_err(),
+        "spec.taskType",
+        "ConfigMismatch",
+    );
+    only_error(
+        &validate::task_run(&r, None).unwrap_err(),
+        "spec.configRef",
+        "ConfigNotFound",
+    );
+}
+
+#[test]
+fn task_run_needs_exactly_one_of_config_ref_and_config() {
+    let mut r = run("taskrun-backfill.yaml");
+    r.spec.config_ref = Some("events-merge".into());
+    only_error(
+        &validate::task_run(&r, None).unwrap_err(),
+        "spec.config",
+        "ConflictingFields",
+    );
+    r.spec.config_ref = None;
+    r.spec.config = None;
+    only_error(
+        &validate::task_run(&r, None).unwrap_err(),
+        "spec.configRef",
+        "MissingField",
+    );
+    r.spec.config = Some(TaskBlocks::default());
+    // an empty inline config means defaults; backfill has required keys
+    let errs = validate::task_run(&r, None).unwrap_err();
+    assert!(errs.has("spec.config.segmentBackfillTask.startTime", "MissingField"), "{errs}");
+}
+
+#[test]
+fn backfill_cannot_be_scheduled() {
+    let r = run("taskrun-backfill.yaml");
+    let c = MinionTaskConfig::new(
+        "backfill",
+        api::MinionTaskConfigSpec {
+            table: r.spec.table.clone(),
+            task_type: TaskType::SegmentBackfillTask,
+            segment_backfill_task: r.spec.config.clone().unwrap().segment_backfill_task,
+            schedule: Some("@daily".into()),
+            ..mtc("mtc-purge.yaml").spec
+        },
+    );
+    let mut c = c;
+    c.spec.purge_task = None;
+    only_error(
+        &validate::task_config(&c).unwrap_err(),
+        "spec.schedule",
+        "FieldNotAllowed",
+    );
+}
+
+#[test]
+fn refresh_needs_an_upsert_table_and_r2o_a_realtime_source() {
+    let cfg = validate::task_config(&mtc("mtc-refresh.yaml")).unwrap();
+    let mut users = validate::table(&table("table-users-upsert.yaml")).unwrap();
+    validate::against_tables(&cfg, &users, None).unwrap();
+    users.schema.primary_key.clear();
+    only_error(
+        &validate::against_tables(&cfg, &users, None).unwrap_err(),
+        "spec.table",
+        "WrongTableType",
+    );
+
+    let cfg = validate::task_config(&mtc("mtc-realtime-to-offline.yaml")).unwrap();
+    let mut source = offline();
+    source.name = "events-realtime".into();
+    only_error(
+        &validate::against_tables(&cfg, &offline(), Some(&source)).unwrap_err(),
+        "spec.sourceTable",
+        "WrongTableType",
+    );
+}
