@@ -140,7 +140,7 @@ pub fn plan_backfill(input: &GeneratorInput, config: &SegmentBackfillConfig) -> 
 mod tests {
     use super::*;
     use crate::generator::testkit::*;
-    use crate::generator::{InputExt as _, plan};
+    use crate::generator::plan;
     use crate::model::{DAY_MS, TaskSpec};
     use minion_contract::FileFormat;
 

@@ -21,9 +21,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use minion_contract::{
-    InputFile, Processing, SegmentRef, TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION,
-};
+use minion_contract::segment::{TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION};
+use minion_contract::{InputFile, Processing, SegmentRef};
 
 use crate::model::{FileIngestionConfig, IngestionMode, defaults};
 

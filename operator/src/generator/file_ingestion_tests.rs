@@ -1,4 +1,5 @@
-use minion_contract::{SegmentRef, TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION};
+use minion_contract::SegmentRef;
+use minion_contract::segment::{TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION};
 
 use super::*;
 use crate::generator::testkit::*;

@@ -21,7 +21,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use minion_contract::{Processing, SegmentRef, TAG_MERGE_LEVEL, TAG_SHOULD_NOT_MERGE, TimeWindow};
+use minion_contract::segment::{TAG_MERGE_LEVEL, TAG_SHOULD_NOT_MERGE};
+use minion_contract::{Processing, SegmentRef, TimeWindow};
 
 use crate::model::{MergeLevel, MergeMode, MergeRollupConfig};
 

@@ -1,4 +1,5 @@
-use minion_contract::{TAG_SHOULD_NOT_MERGE, TimeWindow};
+use minion_contract::TimeWindow;
+use minion_contract::segment::TAG_SHOULD_NOT_MERGE;
 
 use super::*;
 use crate::generator::testkit::*;

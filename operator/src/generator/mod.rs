@@ -18,7 +18,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use minion_contract::{SegmentRef, TAG_PARTITION, TimeWindow};
+use minion_contract::segment::TAG_PARTITION;
+use minion_contract::{SegmentRef, TimeWindow};
 
 use crate::lineage::{Lineage, LineageState};
 use crate::model::{TableDef, TableType, TaskConfig, TaskSpec, defaults};

@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use minion_contract::{Processing, SegmentRef, TAG_MERGE_LEVEL};
+use minion_contract::segment::TAG_MERGE_LEVEL;
+use minion_contract::{Processing, SegmentRef};
 
 use crate::model::PurgeConfig;
 
@@ -71,7 +72,7 @@ pub fn plan_purge(input: &GeneratorInput, config: &PurgeConfig) -> Plan {
 mod tests {
     use super::*;
     use crate::generator::testkit::*;
-    use crate::generator::{InputExt as _, plan};
+    use crate::generator::plan;
     use crate::model::{DAY_MS, TaskSpec, defaults};
 
     fn purge(max_tasks: u32) -> GeneratorInput {

@@ -141,7 +141,7 @@ pub fn plan_refresh(input: &GeneratorInput, config: &SegmentRefreshConfig) -> Pl
 mod tests {
     use super::*;
     use crate::generator::testkit::*;
-    use crate::generator::{plan, InputExt as _};
+    use crate::generator::plan;
     use crate::model::{DAY_MS, TaskSpec};
 
     fn old(name: &str, rows: u64) -> SegmentRef {

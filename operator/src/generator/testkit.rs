@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use minion_contract::{
     Column, ColumnRole, ColumnType, FileFormat, MergeType, PartitionFunction, Partitioning,
-    SegmentRef, TAG_MERGE_LEVEL, TableSchema, TimeUnit, TimeWindow,
+    SegmentRef, TableSchema, TimeUnit, TimeWindow, segment::TAG_MERGE_LEVEL,
 };
 
 use crate::lineage::{Lineage, LineageEntry, LineageState};

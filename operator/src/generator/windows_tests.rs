@@ -114,6 +114,7 @@ fn late_data_older_than_the_watermark_is_not_moved() {
             .source_segments(vec![
                 seg("late", day(0), day(0) + 5, 10),
                 seg("fresh", day(5), day(5) + 5, 10),
+                seg("tail", day(6), day(6) + 5, 10),
             ])
             .watermark("", day(5))
             .now(day(20)),
@@ -205,9 +206,12 @@ fn r2o_without_a_source_table_is_an_error() {
     assert_eq!(plan(&i).unwrap_err().reason(), "MissingSourceTable");
 }
 
+/// One segment per day, then a `tail` segment: the latest completed segment of the (single)
+/// stream partition, ending inside its window, so the walk stops there.
 fn daily_segments(days: i64, rows: u64) -> Vec<minion_contract::SegmentRef> {
     (0..days)
         .map(|d| seg(&format!("d{d}"), day(d), day(d) + DAY_MS - 1, rows))
+        .chain([seg("tail", day(days), day(days) + 1, rows)])
         .collect()
 }
 
