@@ -59,7 +59,10 @@ fn each_crd_parses_as_an_apiextensions_v1_crd() {
         assert_eq!(v.name, "v1alpha1");
         assert!(v.served && v.storage);
         assert!(
-            v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
             "{name}: no status subresource"
         );
     }
@@ -92,7 +95,13 @@ fn walk(node: &Value, path: &str, problems: &mut Vec<String>) {
             .flatten()
             .enumerate()
         {
-            for banned in ["type", "properties", "items", "additionalProperties", "nullable"] {
+            for banned in [
+                "type",
+                "properties",
+                "items",
+                "additionalProperties",
+                "nullable",
+            ] {
                 if sub.get(banned).is_some() {
                     problems.push(format!("{path}.{key}[{i}]: carries {banned}"));
                 }
@@ -159,7 +168,10 @@ fn names_short_names_categories_and_printer_columns() {
         assert_eq!(names.plural, plural);
         assert_eq!(names.kind, kind);
         assert_eq!(names.short_names.as_deref(), Some(&[short.to_string()][..]));
-        assert_eq!(names.categories.as_deref(), Some(&["minion".to_string()][..]));
+        assert_eq!(
+            names.categories.as_deref(),
+            Some(&["minion".to_string()][..])
+        );
     }
     let age = col("AGE", "date", ".metadata.creationTimestamp");
     assert_eq!(
@@ -202,8 +214,8 @@ fn names_short_names_categories_and_printer_columns() {
 fn printer_column_paths_exist_in_the_schemas() {
     for crd in api::crds() {
         let v = &crd.spec.versions[0];
-        let schema = serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref())
-            .unwrap();
+        let schema =
+            serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref()).unwrap();
         for c in v.additional_printer_columns.iter().flatten() {
             if c.json_path.starts_with(".metadata") {
                 continue;
@@ -212,7 +224,12 @@ fn printer_column_paths_exist_in_the_schemas() {
             for part in c.json_path.trim_start_matches('.').split('.') {
                 node = &node["properties"][part];
             }
-            assert!(node.is_object(), "{}: {} not in schema", c.name, c.json_path);
+            assert!(
+                node.is_object(),
+                "{}: {} not in schema",
+                c.name,
+                c.json_path
+            );
         }
     }
 }

@@ -50,7 +50,10 @@ fn offline() -> TableDef {
 /// The one error of `errs`, asserting its field and reason.
 fn only_error(errs: &ValidationErrors, field: &str, reason: &str) -> String {
     assert_eq!(errs.errors.len(), 1, "{errs}");
-    assert!(errs.has(field, reason), "expected {reason} at {field}, got: {errs}");
+    assert!(
+        errs.has(field, reason),
+        "expected {reason} at {field}, got: {errs}"
+    );
     errs.to_string()
 }
 
@@ -176,7 +179,10 @@ fn bad_time_zone_names_the_field_and_examples() {
     c.spec.time_zone = Some("Europe/Pariss".into());
     let errs = validate::task_config(&c).unwrap_err();
     let msg = only_error(&errs, "spec.timeZone", "InvalidTimeZone");
-    assert!(msg.contains("\"Europe/Pariss\" is not an IANA time zone"), "{msg}");
+    assert!(
+        msg.contains("\"Europe/Pariss\" is not an IANA time zone"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -201,8 +207,9 @@ fn unknown_key_in_a_later_document_names_that_document() {
     let text = format!("{a}---\n{}", b.replace("purgePredicate:", "purgeFilter:"));
     let err = api::parse_manifests(&text).unwrap_err();
     assert!(
-        err.to_string()
-            .starts_with("document 2 (MinionTaskConfig events-purge): spec.purgeTask.purgeFilter: unknown field"),
+        err.to_string().starts_with(
+            "document 2 (MinionTaskConfig events-purge): spec.purgeTask.purgeFilter: unknown field"
+        ),
         "{err}"
     );
 }
@@ -218,14 +225,21 @@ fn missing_required_field_names_the_field_and_how_to_fix_it() {
         "spec.config.fileIngestionTask.inputDirURI",
         "MissingField",
     );
-    assert!(msg.starts_with("TaskRun default/events-ingest-2024-01: "), "{msg}");
+    assert!(
+        msg.starts_with("TaskRun default/events-ingest-2024-01: "),
+        "{msg}"
+    );
     assert!(msg.contains("is required"), "{msg}");
 
     // A key the resource type itself requires is reported while reading the manifest.
     let text = std::fs::read_to_string(config_dir().join("mtc-purge.yaml")).unwrap();
     let err = api::parse_manifests(&text.replace("  taskType: PurgeTask\n", "")).unwrap_err();
     assert_eq!(err.reason(), "MissingField");
-    assert!(err.to_string().contains("spec.taskType: required field is missing"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("spec.taskType: required field is missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -234,7 +248,10 @@ fn block_not_matching_task_type_is_refused() {
     c.spec.merge_rollup_task = mtc("mtc-merge-rollup.yaml").spec.merge_rollup_task;
     let errs = validate::task_config(&c).unwrap_err();
     let msg = only_error(&errs, "spec.mergeRollupTask", "TaskBlockMismatch");
-    assert!(msg.contains("taskType is PurgeTask; only purgeTask may be present"), "{msg}");
+    assert!(
+        msg.contains("taskType is PurgeTask; only purgeTask may be present"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -248,7 +265,10 @@ fn merge_levels_out_of_order_are_refused() {
         "spec.mergeRollupTask.levels[1].bucketTimePeriod",
         "MergeLevelsOutOfOrder",
     );
-    assert!(msg.contains("\"1h\" is not longer than the previous level's \"1d\""), "{msg}");
+    assert!(
+        msg.contains("\"1h\" is not longer than the previous level's \"1d\""),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -262,8 +282,14 @@ fn merge_level_names_must_be_unique_and_non_empty() {
         ..Default::default()
     });
     let errs = validate::task_config(&c).unwrap_err();
-    assert!(errs.has("spec.mergeRollupTask.levels[1].name", "DuplicateName"), "{errs}");
-    assert!(errs.has("spec.mergeRollupTask.levels[2].name", "MissingField"), "{errs}");
+    assert!(
+        errs.has("spec.mergeRollupTask.levels[1].name", "DuplicateName"),
+        "{errs}"
+    );
+    assert!(
+        errs.has("spec.mergeRollupTask.levels[2].name", "MissingField"),
+        "{errs}"
+    );
 }
 
 #[test]
@@ -283,13 +309,21 @@ fn rounding_longer_than_the_bucket_is_refused() {
 fn aggregation_on_a_non_metric_column_is_refused() {
     let mut c = mtc("mtc-merge-rollup.yaml");
     let m = c.spec.merge_rollup_task.as_mut().unwrap();
-    m.aggregation_types.insert("country".into(), AggregationType::Max);
-    m.aggregation_types.insert("nope".into(), AggregationType::Sum);
+    m.aggregation_types
+        .insert("country".into(), AggregationType::Max);
+    m.aggregation_types
+        .insert("nope".into(), AggregationType::Sum);
     let cfg = validate::task_config(&c).unwrap();
     let errs = validate::against_tables(&cfg, &offline(), None).unwrap_err();
     assert_eq!(errs.errors.len(), 2, "{errs}");
-    assert!(errs.has("spec.mergeRollupTask.aggregationTypes.country", "WrongColumnRole"));
-    assert!(errs.has("spec.mergeRollupTask.aggregationTypes.nope", "UnknownColumn"));
+    assert!(errs.has(
+        "spec.mergeRollupTask.aggregationTypes.country",
+        "WrongColumnRole"
+    ));
+    assert!(errs.has(
+        "spec.mergeRollupTask.aggregationTypes.nope",
+        "UnknownColumn"
+    ));
     assert!(
         errs.to_string()
             .contains("column \"country\" of table events-offline is a dimension column; aggregation types apply to metric columns only"),
@@ -328,8 +362,14 @@ fn time_column_must_be_a_date_time_integer_or_timestamp() {
     let mut t = table("table-events-offline.yaml");
     t.spec.schema.time_column = "country".into();
     let errs = validate::table(&t).unwrap_err();
-    assert!(errs.has("spec.schema.timeColumn", "WrongColumnRole"), "{errs}");
-    assert!(errs.has("spec.schema.timeColumn", "WrongColumnType"), "{errs}");
+    assert!(
+        errs.has("spec.schema.timeColumn", "WrongColumnRole"),
+        "{errs}"
+    );
+    assert!(
+        errs.has("spec.schema.timeColumn", "WrongColumnType"),
+        "{errs}"
+    );
 }
 
 #[test]
@@ -356,7 +396,10 @@ fn unsupported_uri_scheme_is_refused_with_the_supported_ones() {
     t.spec.uri = "hdfs://namenode/events".into();
     let errs = validate::table(&t).unwrap_err();
     let msg = only_error(&errs, "spec.uri", "UnsupportedUriScheme");
-    assert!(msg.contains("use file, s3, s3a, gs, az, abfs or memory"), "{msg}");
+    assert!(
+        msg.contains("use file, s3, s3a, gs, az, abfs or memory"),
+        "{msg}"
+    );
     t.spec.uri = "/tmp/events".into();
     only_error(&validate::table(&t).unwrap_err(), "spec.uri", "InvalidUri");
 }
@@ -364,20 +407,42 @@ fn unsupported_uri_scheme_is_refused_with_the_supported_ones() {
 #[test]
 fn bad_rfc3339_time_is_refused() {
     let mut r = run("taskrun-backfill.yaml");
-    let b = r.spec.config.as_mut().unwrap().segment_backfill_task.as_mut().unwrap();
+    let b = r
+        .spec
+        .config
+        .as_mut()
+        .unwrap()
+        .segment_backfill_task
+        .as_mut()
+        .unwrap();
     b.start_time = Some("2024-01-32T00:00:00Z".into());
     let errs = validate::task_run(&r, None).unwrap_err();
-    let msg = only_error(&errs, "spec.config.segmentBackfillTask.startTime", "InvalidTime");
+    let msg = only_error(
+        &errs,
+        "spec.config.segmentBackfillTask.startTime",
+        "InvalidTime",
+    );
     assert!(msg.contains("RFC3339"), "{msg}");
 }
 
 #[test]
 fn backfill_range_must_not_be_empty() {
     let mut r = run("taskrun-backfill.yaml");
-    let b = r.spec.config.as_mut().unwrap().segment_backfill_task.as_mut().unwrap();
+    let b = r
+        .spec
+        .config
+        .as_mut()
+        .unwrap()
+        .segment_backfill_task
+        .as_mut()
+        .unwrap();
     b.end_time = b.start_time.clone();
     let errs = validate::task_run(&r, None).unwrap_err();
-    only_error(&errs, "spec.config.segmentBackfillTask.startTime", "InvalidTimeRange");
+    only_error(
+        &errs,
+        "spec.config.segmentBackfillTask.startTime",
+        "InvalidTimeRange",
+    );
 }
 
 #[test]
@@ -397,7 +462,10 @@ fn task_specific_required_keys_are_checked() {
     b.bucket_time_period = None;
     let errs = validate::task_config(&c).unwrap_err();
     assert!(errs.has("spec.segmentRefreshTask.bucketTimePeriod", "MissingField"));
-    assert!(errs.has("spec.segmentRefreshTask.invalidRecordsThresholdPercent", "MissingField"));
+    assert!(errs.has(
+        "spec.segmentRefreshTask.invalidRecordsThresholdPercent",
+        "MissingField"
+    ));
 
     let mut c = mtc("mtc-segment-import.yaml");
     c.spec.source_table = None;
@@ -468,7 +536,10 @@ fn task_run_needs_exactly_one_of_config_ref_and_config() {
     r.spec.config = Some(TaskBlocks::default());
     // an empty inline config means defaults; backfill has required keys
     let errs = validate::task_run(&r, None).unwrap_err();
-    assert!(errs.has("spec.config.segmentBackfillTask.startTime", "MissingField"), "{errs}");
+    assert!(
+        errs.has("spec.config.segmentBackfillTask.startTime", "MissingField"),
+        "{errs}"
+    );
 }
 
 #[test]

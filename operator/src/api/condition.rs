@@ -163,7 +163,15 @@ mod tests {
     fn changed_status_moves_last_transition_time() {
         let mut cs = Vec::new();
         set_condition(&mut cs, READY, ConditionStatus::False, "A", "", None, t(10));
-        set_condition(&mut cs, READY, ConditionStatus::True, "Valid", "", None, t(20));
+        set_condition(
+            &mut cs,
+            READY,
+            ConditionStatus::True,
+            "Valid",
+            "",
+            None,
+            t(20),
+        );
         assert_eq!(cs[0].last_transition_time, t(20));
         assert!(is_true(&cs, READY));
     }
@@ -171,7 +179,15 @@ mod tests {
     #[test]
     fn identical_update_reports_no_change() {
         let mut cs = Vec::new();
-        set_condition(&mut cs, SUSPENDED, false.into(), "Active", "", Some(1), t(1));
+        set_condition(
+            &mut cs,
+            SUSPENDED,
+            false.into(),
+            "Active",
+            "",
+            Some(1),
+            t(1),
+        );
         assert!(!set_condition(
             &mut cs,
             SUSPENDED,
@@ -186,7 +202,15 @@ mod tests {
     #[test]
     fn condition_serializes_in_the_kubernetes_shape() {
         let mut cs = Vec::new();
-        set_condition(&mut cs, READY, ConditionStatus::True, "Valid", "ok", Some(3), t(0));
+        set_condition(
+            &mut cs,
+            READY,
+            ConditionStatus::True,
+            "Valid",
+            "ok",
+            Some(3),
+            t(0),
+        );
         let v = serde_json::to_value(&cs[0]).unwrap();
         assert_eq!(
             v,

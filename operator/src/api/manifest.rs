@@ -82,7 +82,12 @@ fn parse_document(document: usize, value: Value) -> Result<Resource, ManifestErr
     let map = value
         .as_mapping()
         .ok_or(ManifestError::NotAnObject { document })?;
-    let text = |key: &str| map.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let kind = text("kind");
     let name = map
         .get("metadata")
@@ -171,7 +176,10 @@ fn describe(serde_message: &str) -> (String, (&'static str, Option<String>)) {
         (message, ("UnknownField", field))
     } else if let Some(rest) = serde_message.strip_prefix("missing field ") {
         let field = quoted(rest);
-        ("required field is missing".to_string(), ("MissingField", field))
+        (
+            "required field is missing".to_string(),
+            ("MissingField", field),
+        )
     } else if serde_message.starts_with("invalid type") {
         (serde_message.replace('`', ""), ("InvalidType", None))
     } else {
@@ -207,7 +215,10 @@ spec:
 
     #[test]
     fn unknown_nested_key_names_document_kind_name_and_path() {
-        let yaml = format!("{TABLE}---\n{}", TABLE.replace("role: dateTime", "role: dateTime, colour: red"));
+        let yaml = format!(
+            "{TABLE}---\n{}",
+            TABLE.replace("role: dateTime", "role: dateTime, colour: red")
+        );
         let err = parse_manifests(&yaml).unwrap_err();
         assert_eq!(err.reason(), "UnknownField");
         let msg = err.to_string();
@@ -221,15 +232,24 @@ spec:
     fn missing_field_names_the_field() {
         let err = parse_manifests(&TABLE.replace("  uri: file:///tmp/events\n", "")).unwrap_err();
         assert_eq!(err.reason(), "MissingField");
-        assert!(err.to_string().contains("spec.uri: required field is missing"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("spec.uri: required field is missing"),
+            "{err}"
+        );
     }
 
     #[test]
     fn wrong_type_and_unknown_variant_name_the_field() {
         let err = parse_manifests(&TABLE.replace("OFFLINE", "BATCH")).unwrap_err();
         assert_eq!(err.reason(), "InvalidValue");
-        assert!(err.to_string().contains("spec.tableType: unknown variant BATCH"), "{err}");
-        let err = parse_manifests(&TABLE.replace("uri: file:///tmp/events", "uri: [a]")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("spec.tableType: unknown variant BATCH"),
+            "{err}"
+        );
+        let err =
+            parse_manifests(&TABLE.replace("uri: file:///tmp/events", "uri: [a]")).unwrap_err();
         assert_eq!(err.reason(), "InvalidType");
         assert!(err.to_string().contains("spec.uri: invalid type"), "{err}");
     }

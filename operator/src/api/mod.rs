@@ -21,17 +21,16 @@ pub use condition::{Condition, ConditionStatus, set_condition};
 pub use manifest::{ManifestError, parse_manifests};
 pub use table::{SecretRef, Table, TableSpec, TableStatus, TableType};
 pub use task_config::{
-    ConcurrencyPolicy, DelayStatus, MinionTaskConfig, MinionTaskConfigSpec,
-    MinionTaskConfigStatus, MissedRunPolicy, RunResult, WatermarkStatus,
+    ConcurrencyPolicy, DelayStatus, MinionTaskConfig, MinionTaskConfigSpec, MinionTaskConfigStatus,
+    MissedRunPolicy, RunResult, WatermarkStatus,
 };
 pub use task_run::{
     PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
 };
 pub use tasks::{
-    FileIngestionMode, FileIngestionTaskSpec, MergeLevelSpec, MergeRollupMode,
-    MergeRollupTaskSpec, PurgeTaskSpec, RealtimeToOfflineSegmentsTaskSpec,
-    SegmentBackfillTaskSpec, SegmentImportTaskSpec, SegmentRefreshTaskSpec, TaskBlocks,
-    block_key,
+    FileIngestionMode, FileIngestionTaskSpec, MergeLevelSpec, MergeRollupMode, MergeRollupTaskSpec,
+    PurgeTaskSpec, RealtimeToOfflineSegmentsTaskSpec, SegmentBackfillTaskSpec,
+    SegmentImportTaskSpec, SegmentRefreshTaskSpec, TaskBlocks, block_key,
 };
 
 pub const GROUP: &str = "minion.dev";

@@ -33,6 +33,8 @@ pub struct SecretRef {
 }
 
 /// A table of Parquet segments kept in a Delta log at `uri`.
+// kube's `printcolumn(...)` repeats `type_ = "…"`, which clippy takes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "minion.dev",
@@ -49,7 +51,11 @@ pub struct SecretRef {
     printcolumn(name = "ROWS", type_ = "integer", json_path = ".status.rows"),
     printcolumn(name = "MIN TIME", type_ = "string", json_path = ".status.minTime"),
     printcolumn(name = "MAX TIME", type_ = "string", json_path = ".status.maxTime"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TableSpec {

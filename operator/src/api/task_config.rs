@@ -35,6 +35,8 @@ pub enum ConcurrencyPolicy {
 }
 
 /// One task type configured on one destination table.
+// kube's `printcolumn(...)` repeats `type_ = "…"`, which clippy takes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "minion.dev",
@@ -52,8 +54,16 @@ pub enum ConcurrencyPolicy {
     printcolumn(name = "SUSPENDED", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "LAST", type_ = "date", json_path = ".status.lastScheduleTime"),
     printcolumn(name = "NEXT", type_ = "date", json_path = ".status.nextScheduleTime"),
-    printcolumn(name = "LAST RESULT", type_ = "string", json_path = ".status.lastResult"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "LAST RESULT",
+        type_ = "string",
+        json_path = ".status.lastResult"
+    ),
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MinionTaskConfigSpec {

@@ -15,6 +15,8 @@ use super::tasks::TaskBlocks;
 pub const MAX_SUBTASK_DETAIL: usize = 100;
 
 /// One run of a task generator.
+// kube's `printcolumn(...)` repeats `type_ = "…"`, which clippy takes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "minion.dev",
@@ -30,7 +32,11 @@ pub const MAX_SUBTASK_DETAIL: usize = 100;
     printcolumn(name = "TABLE", type_ = "string", json_path = ".spec.table"),
     printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "PROGRESS", type_ = "string", json_path = ".status.progress"),
-    printcolumn(name = "AGE", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "AGE",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskRunSpec {

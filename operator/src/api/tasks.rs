@@ -182,7 +182,11 @@ pub enum FileIngestionMode {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileIngestionTaskSpec {
     /// Prefix to read files from (same schemes as table URIs). Required.
-    #[serde(rename = "inputDirURI", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inputDirURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_dir_uri: Option<String>,
     /// parquet, csv or json. Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,7 +250,11 @@ pub struct SegmentBackfillTaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
     /// Prefix holding the replacement files. Required.
-    #[serde(rename = "inputDirURI", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inputDirURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_dir_uri: Option<String>,
     /// parquet, csv or json. Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -357,11 +365,9 @@ mod int_or_string {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-        Ok(
-            Option::<IntOrString>::deserialize(d)?.map(|v| match v {
-                IntOrString::Int(i) => i.to_string(),
-                IntOrString::Str(s) => s,
-            }),
-        )
+        Ok(Option::<IntOrString>::deserialize(d)?.map(|v| match v {
+            IntOrString::Int(i) => i.to_string(),
+            IntOrString::Str(s) => s,
+        }))
     }
 }

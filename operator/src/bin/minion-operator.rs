@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "minion-operator", version, about = "Kubernetes operator for minion tasks over Parquet/Delta tables")]
+#[command(
+    name = "minion-operator",
+    version,
+    about = "Kubernetes operator for minion tasks over Parquet/Delta tables"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

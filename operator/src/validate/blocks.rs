@@ -176,7 +176,9 @@ fn segment_import(c: &mut Collector, at: &str, b: &SegmentImportTaskSpec) -> Tas
                 format!("{at}.initialWatermarkMs"),
                 Invalid::OutOfRange {
                     value: ms.to_string(),
-                    allowed: "use epoch milliseconds ≥ 0, or -1 to start from the oldest source segment".into(),
+                    allowed:
+                        "use epoch milliseconds ≥ 0, or -1 to start from the oldest source segment"
+                            .into(),
                 },
             );
             None
@@ -228,7 +230,10 @@ fn merge_rollup(c: &mut Collector, at: &str, b: &MergeRollupTaskSpec) -> TaskSpe
         let bucket_field = format!("{at}.bucketTimePeriod");
         let bucket_ms = match l.bucket_time_period.as_deref() {
             None => {
-                c.missing(&bucket_field, "give the level's bucket length, e.g. 1h or 1d");
+                c.missing(
+                    &bucket_field,
+                    "give the level's bucket length, e.g. 1h or 1d",
+                );
                 None
             }
             Some(v) => c.check(&bucket_field, units::parse_positive_period(v)),

@@ -86,7 +86,9 @@ pub enum Invalid {
         data_type: String,
         expected: String,
     },
-    #[error("{start:?} is not before endTime {end:?}; the range [startTime, endTime) must not be empty")]
+    #[error(
+        "{start:?} is not before endTime {end:?}; the range [startTime, endTime) must not be empty"
+    )]
     EmptyTimeRange { start: String, end: String },
     #[error("cannot be set together with {other}; {hint}")]
     Conflicting { other: String, hint: String },
@@ -182,7 +184,9 @@ pub struct ValidationErrors {
 impl ValidationErrors {
     /// Reason of the first error (for a condition's `reason`).
     pub fn reason(&self) -> &'static str {
-        self.errors.first().map_or("Invalid", ValidationError::reason)
+        self.errors
+            .first()
+            .map_or("Invalid", ValidationError::reason)
     }
 
     /// Whether some error is at `field` with `reason`.
@@ -242,7 +246,12 @@ impl Collector {
     }
 
     /// A period > 0, `default` when absent or invalid.
-    pub(crate) fn positive_period(&mut self, field: &str, value: Option<&str>, default: i64) -> i64 {
+    pub(crate) fn positive_period(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        default: i64,
+    ) -> i64 {
         value
             .and_then(|v| self.check(field, units::parse_positive_period(v)))
             .unwrap_or(default)

@@ -298,7 +298,9 @@ fn source_table(
             c.push(
                 "spec.sourceTable",
                 Invalid::NotAllowed {
-                    detail: format!("{s:?} is also the destination table; name the REALTIME source"),
+                    detail: format!(
+                        "{s:?} is also the destination table; name the REALTIME source"
+                    ),
                 },
             );
             None

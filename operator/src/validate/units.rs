@@ -168,7 +168,17 @@ mod tests {
 
     #[test]
     fn malformed_periods_are_refused() {
-        for bad in ["", "1x", "d", "-1d", "1.5h", "1 d", "1w", "PT1H", "99999999999999999d"] {
+        for bad in [
+            "",
+            "1x",
+            "d",
+            "-1d",
+            "1.5h",
+            "1 d",
+            "1w",
+            "PT1H",
+            "99999999999999999d",
+        ] {
             assert!(
                 matches!(parse_period(bad), Err(Invalid::Period { .. })),
                 "{bad}"
@@ -194,8 +204,20 @@ mod tests {
 
     #[test]
     fn malformed_sizes_are_refused() {
-        for bad in ["", "M", "5X", "-1M", "1.5", "1..5G", "5 GiBs", "99999999999P"] {
-            assert!(matches!(parse_size(bad), Err(Invalid::Size { .. })), "{bad}");
+        for bad in [
+            "",
+            "M",
+            "5X",
+            "-1M",
+            "1.5",
+            "1..5G",
+            "5 GiBs",
+            "99999999999P",
+        ] {
+            assert!(
+                matches!(parse_size(bad), Err(Invalid::Size { .. })),
+                "{bad}"
+            );
         }
         assert!(matches!(
             parse_size("0M"),
@@ -208,7 +230,10 @@ mod tests {
         assert_eq!(parse_time("1970-01-01T00:00:01Z"), Ok(1000));
         assert_eq!(parse_time("1970-01-01T01:00:00+01:00"), Ok(0));
         assert_eq!(parse_time("1700000000000"), Ok(1_700_000_000_000));
-        assert!(matches!(parse_time("2024-13-01"), Err(Invalid::Time { .. })));
+        assert!(matches!(
+            parse_time("2024-13-01"),
+            Err(Invalid::Time { .. })
+        ));
         assert!(matches!(parse_time("yesterday"), Err(Invalid::Time { .. })));
     }
 }
