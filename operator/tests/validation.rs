@@ -400,8 +400,18 @@ fn unsupported_uri_scheme_is_refused_with_the_supported_ones() {
         msg.contains("use file, s3, s3a, gs, az, abfs or memory"),
         "{msg}"
     );
-    t.spec.uri = "/tmp/events".into();
-    only_error(&validate::table(&t).unwrap_err(), "spec.uri", "InvalidUri");
+    for uri in ["/tmp/events", "s3:///no-bucket", "gs:bucket/events"] {
+        t.spec.uri = uri.into();
+        only_error(&validate::table(&t).unwrap_err(), "spec.uri", "InvalidUri");
+    }
+    for uri in [
+        "s3a://bucket/events",
+        "memory:///events",
+        "abfs://c@acct.dfs.core.windows.net/t",
+    ] {
+        t.spec.uri = uri.into();
+        validate::table(&t).unwrap_or_else(|e| panic!("{uri}: {e}"));
+    }
 }
 
 #[test]

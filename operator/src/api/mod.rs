@@ -90,6 +90,11 @@ pub(crate) fn date_time_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "format": "date-time" })
 }
 
+/// Schema of an `Option<DateTime<Utc>>` field.
+pub(crate) fn optional_date_time_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "format": "date-time", "nullable": true })
+}
+
 /// Schema of a list of `DateTime<Utc>`.
 pub(crate) fn date_time_list_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "array", "items": { "type": "string", "format": "date-time" } })

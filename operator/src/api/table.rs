@@ -94,11 +94,11 @@ pub struct TableStatus {
     pub bytes: Option<u64>,
     /// Smallest time-column value of committed segments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub min_time: Option<DateTime<Utc>>,
     /// Largest time-column value of committed segments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub max_time: Option<DateTime<Utc>>,
     /// Delta log version the summary was read at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +114,6 @@ pub struct TableStatus {
     /// For hybrid queries: rows older than this are read from the OFFLINE table, newer ones
     /// from the REALTIME table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub time_boundary: Option<DateTime<Utc>>,
 }

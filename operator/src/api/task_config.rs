@@ -191,10 +191,10 @@ pub struct MinionTaskConfigStatus {
     pub watermarks: Vec<WatermarkStatus>,
     /// Fire time of the last scheduled run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub last_schedule_time: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub next_schedule_time: Option<DateTime<Utc>>,
     /// The next fire times (at most 5).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -55,7 +55,7 @@ pub struct TaskRunSpec {
     pub config: Option<TaskBlocks>,
     /// Fire time this run was created for, when created by a schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub scheduled_time: Option<DateTime<Utc>>,
     /// Overrides the config's subtaskTimeout (period).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,10 +165,10 @@ pub struct SubtaskStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub start_time: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub completion_time: Option<DateTime<Utc>>,
 }
 
@@ -189,10 +189,10 @@ pub struct TaskRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub start_time: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "super::date_time_schema")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
     pub completion_time: Option<DateTime<Utc>>,
     /// Planned units (at most 100; subtasksTotal counts all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -322,7 +322,8 @@ pub(crate) fn check_uri(value: &str) -> Result<(), Invalid> {
             scheme: parsed.scheme().to_string(),
         });
     }
-    if !value.contains("://") {
+    let needs_bucket = !matches!(parsed.scheme(), "file" | "memory");
+    if !value.contains("://") || (needs_bucket && parsed.host_str().unwrap_or("").is_empty()) {
         return Err(Invalid::Uri {
             value: value.to_string(),
         });
