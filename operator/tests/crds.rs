@@ -233,3 +233,134 @@ fn printer_column_paths_exist_in_the_schemas() {
         }
     }
 }
+
+/// Checks `value` against a structural schema the way the API server would: types, enums,
+/// required keys, and keys the server would silently prune (unknown to the schema).
+fn check_value(schema: &Value, value: &Value, path: &str, problems: &mut Vec<String>) {
+    if value.is_null() {
+        if schema.get("nullable") != Some(&Value::Bool(true)) {
+            problems.push(format!("{path}: null but not nullable"));
+        }
+        return;
+    }
+    if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+        if !(value.is_i64() || value.is_u64() || value.is_string()) {
+            problems.push(format!("{path}: neither integer nor string"));
+        }
+        return;
+    }
+    let ok = match schema.get("type").and_then(Value::as_str) {
+        Some("string") => value.is_string(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("number") => value.is_number(),
+        Some("boolean") => value.is_boolean(),
+        Some("array") => value.is_array(),
+        Some("object") => value.is_object(),
+        _ => true,
+    };
+    if !ok {
+        problems.push(format!("{path}: {value} is not of type {}", schema["type"]));
+        return;
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        problems.push(format!("{path}: {value} not in {allowed:?}"));
+    }
+    if let Some(items) = value.as_array() {
+        for (i, item) in items.iter().enumerate() {
+            check_value(&schema["items"], item, &format!("{path}[{i}]"), problems);
+        }
+    }
+    if let Some(map) = value.as_object() {
+        for key in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if !map.contains_key(key.as_str().unwrap()) {
+                problems.push(format!("{path}.{}: required", key.as_str().unwrap()));
+            }
+        }
+        let props = schema.get("properties").and_then(Value::as_object);
+        for (k, v) in map {
+            let root_meta =
+                path.is_empty() && ["apiVersion", "kind", "metadata"].contains(&k.as_str());
+            match (
+                props.and_then(|p| p.get(k)),
+                schema.get("additionalProperties"),
+            ) {
+                _ if root_meta => {}
+                (Some(sub), _) => check_value(sub, v, &format!("{path}.{k}"), problems),
+                (None, Some(ap)) if ap.is_object() => {
+                    check_value(ap, v, &format!("{path}.{k}"), problems)
+                }
+                _ => problems.push(format!(
+                    "{path}.{k}: unknown to the schema (would be pruned)"
+                )),
+            }
+        }
+    }
+}
+
+fn crd_schema(kind: &str) -> Value {
+    let crd = api::crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap();
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref(),
+    )
+    .unwrap()
+}
+
+fn check_manifest(yaml: &str) -> Vec<String> {
+    let value: Value = serde_yaml::from_str(yaml).unwrap();
+    let mut problems = Vec::new();
+    check_value(
+        &crd_schema(value["kind"].as_str().unwrap()),
+        &value,
+        "",
+        &mut problems,
+    );
+    problems
+}
+
+#[test]
+fn every_sample_fits_its_crd_schema_without_pruning() {
+    let dir = root().join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let problems = check_manifest(&text);
+        assert!(
+            problems.is_empty(),
+            "{}:\n{}",
+            path.display(),
+            problems.join("\n")
+        );
+        checked += 1;
+    }
+    assert!(checked >= 11);
+}
+
+#[test]
+fn schema_check_catches_unknown_keys_and_wrong_types() {
+    let text = std::fs::read_to_string(root().join("config/mtc-merge-rollup.yaml")).unwrap();
+    let problems = check_manifest(
+        &text
+            .replace("bufferTimePeriod: 3h", "bufferPeriod: 3h")
+            .replace("maxNumParallelBuckets: 4", "maxNumParallelBuckets: four"),
+    );
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}

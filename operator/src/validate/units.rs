@@ -160,6 +160,24 @@ mod tests {
         assert_eq!(parse_period("0d"), Ok(0));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_compound_period_parses_to_the_sum_of_its_parts(
+            d in 0i64..1000, h in 0i64..100, m in 0i64..100, s in 0i64..100, ms in 0i64..1000
+        ) {
+            let text = format!("{d}d{h}h{m}m{s}s{ms}ms");
+            let expected = d * DAY_MS + h * HOUR_MS + m * MINUTE_MS + s * SECOND_MS + ms;
+            proptest::prop_assert_eq!(parse_period(&text), Ok(expected));
+        }
+
+        #[test]
+        fn parsers_never_panic_on_arbitrary_text(text in "\\PC{0,12}") {
+            let _ = parse_size(&text);
+            let _ = parse_period(&text);
+            let _ = parse_time(&text);
+        }
+    }
+
     #[test]
     fn compound_pinot_periods_add_up() {
         assert_eq!(parse_period("1d12h"), Ok(DAY_MS + 12 * HOUR_MS));
