@@ -36,7 +36,10 @@ pub fn range_predicate(schema: &TableSchema, range: TimeWindow, filter: Option<&
         if is_timestamp {
             format!("'{}'", super::fmt_ms(ms))
         } else {
-            schema.effective_time_unit().from_millis_ceil(ms).to_string()
+            schema
+                .effective_time_unit()
+                .from_millis_ceil(ms)
+                .to_string()
         }
     };
     let mut p = format!(
@@ -63,7 +66,10 @@ pub fn plan_backfill(input: &GeneratorInput, config: &SegmentBackfillConfig) -> 
         return no_task(
             input,
             NoTaskReason::NoNewFiles,
-            format!("no input file under {}; the range is left as it is", config.input_dir_uri),
+            format!(
+                "no input file under {}; the range is left as it is",
+                config.input_dir_uri
+            ),
         );
     }
     let overlapping: Vec<&SegmentRef> = super::available(dest)
@@ -88,7 +94,8 @@ pub fn plan_backfill(input: &GeneratorInput, config: &SegmentBackfillConfig) -> 
     let (deletes, rewrites): (Vec<&SegmentRef>, Vec<&SegmentRef>) =
         overlapping.into_iter().partition(|s| {
             config.filter.is_none()
-                && time_range(s).is_some_and(|(min, max)| min >= range.start_ms && max < range.end_ms)
+                && time_range(s)
+                    .is_some_and(|(min, max)| min >= range.start_ms && max < range.end_ms)
         });
     let task_type = input.config.task_type();
     let schema = &dest.def.schema;
@@ -139,8 +146,8 @@ pub fn plan_backfill(input: &GeneratorInput, config: &SegmentBackfillConfig) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::testkit::*;
     use crate::generator::plan;
+    use crate::generator::testkit::*;
     use crate::model::{DAY_MS, TaskSpec};
     use minion_contract::FileFormat;
 
@@ -175,7 +182,10 @@ mod tests {
         );
         assert_eq!(rewrite.window, None);
         let ingest = &p.subtasks[1];
-        assert_eq!(ingest.window, Some(TimeWindow::new(T0 + DAY_MS, T0 + 2 * DAY_MS)));
+        assert_eq!(
+            ingest.window,
+            Some(TimeWindow::new(T0 + DAY_MS, T0 + 2 * DAY_MS))
+        );
         assert_eq!(ingest.input_files.len(), 1);
         assert_eq!(ingest.processing.purge_predicate, None);
     }
@@ -184,8 +194,18 @@ mod tests {
     fn filtered_backfill_rewrites_instead_of_deleting_and_ingests_only_matching_rows() {
         let p = plan(&backfill(Some("id = 'x'"))).unwrap();
         assert_eq!(inputs_of(&p), vec![vec!["inside", "edge"], vec![]]);
-        assert!(p.subtasks[0].processing.purge_predicate.as_deref().unwrap().ends_with("AND (id = 'x')"));
-        assert_eq!(p.subtasks[1].processing.purge_predicate.as_deref(), Some("NOT (id = 'x')"));
+        assert!(
+            p.subtasks[0]
+                .processing
+                .purge_predicate
+                .as_deref()
+                .unwrap()
+                .ends_with("AND (id = 'x')")
+        );
+        assert_eq!(
+            p.subtasks[1].processing.purge_predicate.as_deref(),
+            Some("NOT (id = 'x')")
+        );
     }
 
     #[test]

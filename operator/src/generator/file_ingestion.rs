@@ -85,7 +85,8 @@ pub(crate) fn selected_files<'a>(
                 .uri
                 .strip_prefix(dir)
                 .map_or(f.uri.as_str(), |r| r.trim_start_matches('/'));
-            include.is_none_or(|p| glob_match(p, rel)) && !exclude.is_some_and(|p| glob_match(p, rel))
+            include.is_none_or(|p| glob_match(p, rel))
+                && !exclude.is_some_and(|p| glob_match(p, rel))
         })
         .collect();
     out.sort_by(|a, b| a.uri.cmp(&b.uri));
@@ -103,7 +104,8 @@ pub(crate) fn pack_files<'a>(
     let mut cur: Vec<&ListedFile> = Vec::new();
     let mut bytes = 0u64;
     for f in files {
-        if !cur.is_empty() && (cur.len() >= max_files || bytes.saturating_add(f.bytes) > max_bytes) {
+        if !cur.is_empty() && (cur.len() >= max_files || bytes.saturating_add(f.bytes) > max_bytes)
+        {
             out.push(std::mem::take(&mut cur));
             bytes = 0;
         }
@@ -159,7 +161,10 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
         );
     }
     if swap {
-        let listed: HashMap<&str, &str> = files.iter().map(|f| (f.uri.as_str(), f.version.as_str())).collect();
+        let listed: HashMap<&str, &str> = files
+            .iter()
+            .map(|f| (f.uri.as_str(), f.version.as_str()))
+            .collect();
         let stale_segment = dest.segments.iter().any(|s| {
             s.tags
                 .get(TAG_SOURCE_FILE)
@@ -169,14 +174,20 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
             return no_task(
                 input,
                 NoTaskReason::NoNewFiles,
-                format!("every file under {} is ingested at its current version", config.input_dir_uri),
+                format!(
+                    "every file under {} is ingested at its current version",
+                    config.input_dir_uri
+                ),
             );
         }
         if let Some(s) = first_locked(dest, &dest.segments) {
             return no_task(
                 input,
                 NoTaskReason::InputsLocked,
-                format!("a full swap replaces every segment, and {} is locked by another run", s.name()),
+                format!(
+                    "a full swap replaces every segment, and {} is locked by another run",
+                    s.name()
+                ),
             );
         }
         pending = files.clone();
@@ -193,7 +204,12 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
                 continue;
             }
             let old: Vec<&SegmentRef> = old
-                .map(|segs| segs.iter().copied().filter(|s| version_of(s) != f.version).collect())
+                .map(|segs| {
+                    segs.iter()
+                        .copied()
+                        .filter(|s| version_of(s) != f.version)
+                        .collect()
+                })
                 .unwrap_or_default();
             if old.iter().any(|s| locked.contains(s.path.as_str())) {
                 continue;
@@ -209,7 +225,11 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
             format!("no new or changed file under {}", config.input_dir_uri),
         );
     }
-    let mut batches = pack_files(&pending, config.task_max_data_size_bytes, config.task_max_num_files);
+    let mut batches = pack_files(
+        &pending,
+        config.task_max_data_size_bytes,
+        config.task_max_num_files,
+    );
     if let (false, Some(n)) = (swap, config.table_max_num_tasks) {
         batches.truncate(n.max(1) as usize);
     }
@@ -223,7 +243,11 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
     let mut delete_chunks = deletes_all.chunks(defaults::MAX_SEGMENTS_PER_TASK);
     let mut seen: HashSet<&str> = HashSet::new();
     for batch in batches {
-        let mut s = PlannedSubtask::new(input.config.task_type(), plan.subtasks.len() as u32, processing.clone());
+        let mut s = PlannedSubtask::new(
+            input.config.task_type(),
+            plan.subtasks.len() as u32,
+            processing.clone(),
+        );
         for f in batch {
             s.estimated_bytes += f.bytes;
             s.input_files.push(to_input_file(f, config.input_format));
@@ -243,7 +267,11 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
         plan.subtasks.push(s);
     }
     for chunk in delete_chunks {
-        let mut s = PlannedSubtask::new(input.config.task_type(), plan.subtasks.len() as u32, processing.clone());
+        let mut s = PlannedSubtask::new(
+            input.config.task_type(),
+            plan.subtasks.len() as u32,
+            processing.clone(),
+        );
         s.deletes = chunk.iter().map(|d| (*d).clone()).collect();
         plan.subtasks.push(s);
     }

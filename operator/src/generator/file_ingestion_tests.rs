@@ -36,8 +36,14 @@ fn rerun_after_success_ingests_nothing_new() {
     // Scenario 19, first half.
     let p = plan(
         &ingestion(|_| {})
-            .files(vec![file("a.parquet", 10, "v1"), file("b.parquet", 10, "v1")])
-            .dest_segments(vec![from_file("sa", "a.parquet", "v1"), from_file("sb", "b.parquet", "v1")]),
+            .files(vec![
+                file("a.parquet", 10, "v1"),
+                file("b.parquet", 10, "v1"),
+            ])
+            .dest_segments(vec![
+                from_file("sa", "a.parquet", "v1"),
+                from_file("sb", "b.parquet", "v1"),
+            ]),
     )
     .unwrap();
     assert!(p.is_empty());
@@ -49,8 +55,15 @@ fn rerun_after_partial_failure_ingests_only_the_failed_files() {
     // Scenario 19, second half: b's subtask failed, so no segment carries b.
     let p = plan(
         &ingestion(|c| c.task_max_num_files = Some(1))
-            .files(vec![file("a.parquet", 10, "v1"), file("b.parquet", 10, "v1"), file("c.parquet", 10, "v1")])
-            .dest_segments(vec![from_file("sa", "a.parquet", "v1"), from_file("sc", "c.parquet", "v1")]),
+            .files(vec![
+                file("a.parquet", 10, "v1"),
+                file("b.parquet", 10, "v1"),
+                file("c.parquet", 10, "v1"),
+            ])
+            .dest_segments(vec![
+                from_file("sa", "a.parquet", "v1"),
+                from_file("sc", "c.parquet", "v1"),
+            ]),
     )
     .unwrap();
     assert_eq!(files_of(&p), vec![vec!["b.parquet"]]);
@@ -66,10 +79,13 @@ fn file_ingestion_modes_and_limits() {
         deletes: Vec<Vec<&'static str>>,
         mode: CommitMode,
     }
-    let changed = || {
-        vec![file("a.parquet", 10, "v2"), file("b.parquet", 10, "v1")]
+    let changed = || vec![file("a.parquet", 10, "v2"), file("b.parquet", 10, "v1")];
+    let old = || {
+        vec![
+            from_file("sa", "a.parquet", "v1"),
+            from_file("sx", "gone.parquet", "v1"),
+        ]
     };
-    let old = || vec![from_file("sa", "a.parquet", "v1"), from_file("sx", "gone.parquet", "v1")];
     let cases = vec![
         Case {
             name: "append_mode_ignores_changed_files",
@@ -80,7 +96,9 @@ fn file_ingestion_modes_and_limits() {
         },
         Case {
             name: "sync_mode_reingests_changed_files_replacing_their_segments",
-            input: ingestion(|c| c.mode = IngestionMode::Sync).files(changed()).dest_segments(old()),
+            input: ingestion(|c| c.mode = IngestionMode::Sync)
+                .files(changed())
+                .dest_segments(old()),
             files: vec![vec!["a.parquet", "b.parquet"]],
             deletes: vec![vec!["sa"]],
             mode: CommitMode::PerSubtask,
@@ -115,15 +133,23 @@ fn file_ingestion_modes_and_limits() {
                 c.table_max_num_tasks = Some(2);
                 c.task_max_num_files = Some(1);
             })
-            .files(vec![file("a", 1, "v"), file("b", 1, "v"), file("c", 1, "v")]),
+            .files(vec![
+                file("a", 1, "v"),
+                file("b", 1, "v"),
+                file("c", 1, "v"),
+            ]),
             files: vec![vec!["a"], vec!["b"]],
             deletes: vec![vec![], vec![]],
             mode: CommitMode::PerSubtask,
         },
         Case {
             name: "task_max_data_size_closes_a_subtask_before_it_overflows",
-            input: ingestion(|c| c.task_max_data_size_bytes = 100)
-                .files(vec![file("a", 60, "v"), file("b", 60, "v"), file("c", 200, "v"), file("d", 1, "v")]),
+            input: ingestion(|c| c.task_max_data_size_bytes = 100).files(vec![
+                file("a", 60, "v"),
+                file("b", 60, "v"),
+                file("c", 200, "v"),
+                file("d", 1, "v"),
+            ]),
             files: vec![vec!["a"], vec!["b"], vec!["c"], vec!["d"]],
             deletes: vec![vec![], vec![], vec![], vec![]],
             mode: CommitMode::PerSubtask,
@@ -184,7 +210,8 @@ fn full_swap_waits_while_a_segment_is_locked() {
 
 #[test]
 fn sync_mode_writes_one_segment_per_file() {
-    let p = plan(&ingestion(|c| c.mode = IngestionMode::Sync).files(vec![file("a", 1, "v")])).unwrap();
+    let p =
+        plan(&ingestion(|c| c.mode = IngestionMode::Sync).files(vec![file("a", 1, "v")])).unwrap();
     assert!(p.subtasks[0].output.segment_per_input_file);
 }
 

@@ -84,7 +84,10 @@ impl<'a> LevelCtx<'_, 'a> {
             let end = bs.saturating_add(bucket);
             let window = TimeWindow::new(bs, end);
             if end > self.limit_ms {
-                break format!("next bucket {} ends after now − buffer", fmt_window(&window));
+                break format!(
+                    "next bucket {} ends after now − buffer",
+                    fmt_window(&window)
+                );
             }
             match self.gate_ms {
                 Some(None) => break "waits for the finer level's first watermark".to_string(),
@@ -129,7 +132,10 @@ impl<'a> LevelCtx<'_, 'a> {
                     segments: active.clone(),
                 });
                 if active.iter().any(|t| t.end >= end) {
-                    break format!("bucket {} has a segment spanning past it", fmt_window(&window));
+                    break format!(
+                        "bucket {} has a segment spanning past it",
+                        fmt_window(&window)
+                    );
                 }
                 if selected.len() >= max_parallel {
                     break "maxNumParallelBuckets reached".to_string();
@@ -145,7 +151,11 @@ impl<'a> LevelCtx<'_, 'a> {
     }
 }
 
-fn level_processing(input: &GeneratorInput, config: &MergeRollupConfig, level: &MergeLevel) -> Processing {
+fn level_processing(
+    input: &GeneratorInput,
+    config: &MergeRollupConfig,
+    level: &MergeLevel,
+) -> Processing {
     Processing {
         merge_type: level.merge_type,
         round_bucket_ms: level.round_bucket_ms,
@@ -234,14 +244,19 @@ pub fn plan_merge_rollup(input: &GeneratorInput, config: &MergeRollupConfig) -> 
             let mut by_partition: BTreeMap<Option<u32>, Vec<&SegmentRef>> = BTreeMap::new();
             for t in &bucket.segments {
                 planned.insert(t.segment.path.as_str());
-                let p = if partitioned { partition_of(t.segment) } else { None };
+                let p = if partitioned {
+                    partition_of(t.segment)
+                } else {
+                    None
+                };
                 by_partition.entry(p).or_default().push(t.segment);
             }
             for (partition, segments) in by_partition {
                 for chunk in split_by_limits(segments, level.max_records_per_task, u64::MAX) {
                     let index = plan.subtasks.len() as u32;
-                    let mut s = PlannedSubtask::new(input.config.task_type(), index, processing.clone())
-                        .with_inputs(chunk);
+                    let mut s =
+                        PlannedSubtask::new(input.config.task_type(), index, processing.clone())
+                            .with_inputs(chunk);
                     s.bucket = Some(bucket.window);
                     s.level = Some(level.name.clone());
                     s.partition = partition;
@@ -277,7 +292,10 @@ pub fn delay_buckets(
             if let Some(f) = finer {
                 bound = bound.min(f);
             }
-            out.push((level.name.clone(), (bound - w).div_euclid(level.bucket_ms).max(0)));
+            out.push((
+                level.name.clone(),
+                (bound - w).div_euclid(level.bucket_ms).max(0),
+            ));
         }
         finer = wm;
     }

@@ -46,7 +46,10 @@ fn first_run_merges_the_first_bucket_and_sets_every_level_watermark() {
     assert_eq!(inputs_of(&p), vec![vec!["a", "b"]]);
     assert_eq!(p.watermarks.get("1hour"), Some(&hour(0)));
     let s = &p.subtasks[0];
-    assert_eq!(s.output.tags.get("mergeLevel").map(String::as_str), Some("1hour"));
+    assert_eq!(
+        s.output.tags.get("mergeLevel").map(String::as_str),
+        Some("1hour")
+    );
     assert_eq!(s.processing.time_partition_ms, Some(HOUR_MS));
     assert!(s.replaces_inputs);
     assert_eq!(s.window, None, "rows outside the bucket are kept");
@@ -55,11 +58,13 @@ fn first_run_merges_the_first_bucket_and_sets_every_level_watermark() {
 #[test]
 fn task_split_by_max_records_gives_each_split_its_own_lineage_entry() {
     // Scenario 11: three ~10k-row segments, maxNumRecordsPerTask = 15000.
-    let p = plan(&one_level(|l| l.max_records_per_task = 15_000).dest_segments(vec![
-        seg("a", hour(0), hour(0) + 1, 10_000),
-        seg("b", hour(0) + 2, hour(0) + 3, 10_000),
-        seg("c", hour(0) + 4, hour(0) + 5, 9_000),
-    ]))
+    let p = plan(
+        &one_level(|l| l.max_records_per_task = 15_000).dest_segments(vec![
+            seg("a", hour(0), hour(0) + 1, 10_000),
+            seg("b", hour(0) + 2, hour(0) + 3, 10_000),
+            seg("c", hour(0) + 4, hour(0) + 5, 9_000),
+        ]),
+    )
     .unwrap();
     assert_eq!(inputs_of(&p), vec![vec!["a", "b"], vec!["c"]]);
     let reqs = p.lineage_requests("run-7");
@@ -72,12 +77,14 @@ fn task_split_by_max_records_gives_each_split_its_own_lineage_entry() {
 #[test]
 fn segment_spanning_two_buckets_stops_the_walk_after_the_first() {
     // Scenario 12.
-    let p = plan(&one_level(|l| l.max_num_parallel_buckets = 5).dest_segments(vec![
-        seg("span", hour(0) + 5, hour(1) + 5, 10),
-        seg("b", hour(1) + 10, hour(1) + 20, 10),
-        seg("c", hour(2), hour(2) + 1, 10),
-        seg("d", hour(3), hour(3) + 1, 10),
-    ]))
+    let p = plan(
+        &one_level(|l| l.max_num_parallel_buckets = 5).dest_segments(vec![
+            seg("span", hour(0) + 5, hour(1) + 5, 10),
+            seg("b", hour(1) + 10, hour(1) + 20, 10),
+            seg("c", hour(2), hour(2) + 1, 10),
+            seg("d", hour(3), hour(3) + 1, 10),
+        ]),
+    )
     .unwrap();
     assert_eq!(buckets(&p), vec![("1hour".into(), hourly(0))]);
     assert_eq!(inputs_of(&p), vec![vec!["span"]]);
@@ -100,7 +107,8 @@ fn daily_bucket_waits_for_hourly_watermark_and_hourly_merges() {
     // Scenario 13, table-driven.
     let day0 = TimeWindow::new(T0, T0 + DAY_MS);
     let merged_hourly = |n: i64| seg(&format!("h{n}"), hour(n), hour(n) + 1, 10).level("1hour");
-    let cases: Vec<(&str, GeneratorInput, Vec<(String, TimeWindow)>)> = vec![
+    type Case = (&'static str, GeneratorInput, Vec<(String, TimeWindow)>);
+    let cases: Vec<Case> = vec![
         (
             "hourly_watermark_inside_the_day_holds_the_daily_bucket",
             two_levels()
@@ -162,7 +170,12 @@ fn process_all_merges_late_data_behind_the_watermark() {
         seg("late", hour(0) + 2, hour(0) + 3, 10),
         seg("m5", hour(5), hour(5) + 1, 10).level("1hour"),
     ];
-    let from_wm = plan(&one_level(|_| {}).dest_segments(segs.clone()).watermark("1hour", hour(5))).unwrap();
+    let from_wm = plan(
+        &one_level(|_| {})
+            .dest_segments(segs.clone())
+            .watermark("1hour", hour(5)),
+    )
+    .unwrap();
     assert_eq!(reason(&from_wm), Some("NothingToMerge"));
     let all = plan(
         &one_level(|_| {})
@@ -277,7 +290,10 @@ fn segments_planned_at_a_finer_level_are_not_planned_again_coarser() {
 
 #[test]
 fn delay_is_buckets_between_watermark_and_the_finer_bound() {
-    let c = match merge_rollup(vec![merge_level("1hour", HOUR_MS), merge_level("1day", DAY_MS)]) {
+    let c = match merge_rollup(vec![
+        merge_level("1hour", HOUR_MS),
+        merge_level("1day", DAY_MS),
+    ]) {
         TaskSpec::MergeRollup(c) => c,
         _ => unreachable!(),
     };

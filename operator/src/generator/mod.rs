@@ -270,8 +270,7 @@ pub(crate) fn split_by_limits<'a>(
         cur.push(s);
         rows = rows.saturating_add(s.rows);
         bytes = bytes.saturating_add(s.bytes);
-        if rows >= max_rows || bytes >= max_bytes || cur.len() >= defaults::MAX_SEGMENTS_PER_TASK
-        {
+        if rows >= max_rows || bytes >= max_bytes || cur.len() >= defaults::MAX_SEGMENTS_PER_TASK {
             chunks.push(std::mem::take(&mut cur));
             rows = 0;
             bytes = 0;

@@ -165,7 +165,10 @@ impl PlannedSubtask {
     }
 
     /// Sets the inputs and the estimates from them.
-    pub(crate) fn with_inputs<'a>(mut self, inputs: impl IntoIterator<Item = &'a SegmentRef>) -> Self {
+    pub(crate) fn with_inputs<'a>(
+        mut self,
+        inputs: impl IntoIterator<Item = &'a SegmentRef>,
+    ) -> Self {
         for s in inputs {
             self.estimated_rows = self.estimated_rows.saturating_add(s.rows);
             self.estimated_bytes = self.estimated_bytes.saturating_add(s.bytes);
@@ -261,7 +264,11 @@ impl Plan {
     }
 
     /// Sets `skip` when there is no subtask (keeping watermarks to store).
-    pub(crate) fn or_skip(mut self, reason: NoTaskReason, message: impl FnOnce() -> String) -> Self {
+    pub(crate) fn or_skip(
+        mut self,
+        reason: NoTaskReason,
+        message: impl FnOnce() -> String,
+    ) -> Self {
         if self.subtasks.is_empty() && self.skip.is_none() {
             self.skip = Some(NoTask {
                 reason,
@@ -337,8 +344,15 @@ impl Plan {
                 })
                 .collect();
             let header = [
-                "SUBTASK", "LEVEL", "PARTITION", "WINDOW/BUCKET", "INPUTS", "FILES", "DELETES",
-                "ROWS", "BYTES",
+                "SUBTASK",
+                "LEVEL",
+                "PARTITION",
+                "WINDOW/BUCKET",
+                "INPUTS",
+                "FILES",
+                "DELETES",
+                "ROWS",
+                "BYTES",
             ];
             let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
             for r in &rows {

@@ -10,8 +10,7 @@ use proptest::prelude::*;
 use super::testkit::*;
 use super::{GeneratorInput, Plan, TableView, plan, time_range};
 use crate::model::{
-    HOUR_MS, MergeMode, RealtimeToOfflineConfig, SegmentImportConfig, TaskSpec,
-    WindowProcessing,
+    HOUR_MS, MergeMode, RealtimeToOfflineConfig, SegmentImportConfig, TaskSpec, WindowProcessing,
 };
 
 /// A random segment: (start in quarter hours, length in quarter hours, rows, partition,
@@ -20,7 +19,14 @@ type SegSpec = (i64, i64, u64, u32, bool, u8);
 
 fn seg_specs() -> impl Strategy<Value = Vec<SegSpec>> {
     prop::collection::vec(
-        (0i64..400, 0i64..12, 1u64..100, 0u32..3, prop::bool::weighted(0.15), 0u8..3),
+        (
+            0i64..400,
+            0i64..12,
+            1u64..100,
+            0u32..3,
+            prop::bool::weighted(0.15),
+            0u8..3,
+        ),
         0..60,
     )
 }
@@ -61,7 +67,12 @@ fn assert_no_lock_no_twice(p: &Plan, view: &TableView) -> Result<(), TestCaseErr
     Ok(())
 }
 
-fn window_input(task: TaskSpec, specs: &[SegSpec], watermark: Option<i64>, now_q: i64) -> GeneratorInput {
+fn window_input(
+    task: TaskSpec,
+    specs: &[SegSpec],
+    watermark: Option<i64>,
+    now_q: i64,
+) -> GeneratorInput {
     let (segs, locked) = build(specs, false);
     let refs: Vec<&str> = locked.iter().map(String::as_str).collect();
     let mut i = input(task).source_segments(segs).now(T0 + now_q * Q);
@@ -85,7 +96,10 @@ fn check_windows(i: &GeneratorInput, p: &Plan) -> Result<(), TestCaseError> {
         }
         prop_assert!(w.end_ms <= i.now_ms, "window past now");
         for v in &windows[a + 1..] {
-            prop_assert!(w.end_ms <= v.start_ms || v.end_ms <= w.start_ms, "overlap {w:?} {v:?}");
+            prop_assert!(
+                w.end_ms <= v.start_ms || v.end_ms <= w.start_ms,
+                "overlap {w:?} {v:?}"
+            );
         }
     }
     for s in &p.subtasks {
@@ -98,15 +112,25 @@ fn check_windows(i: &GeneratorInput, p: &Plan) -> Result<(), TestCaseError> {
     // Coverage: each row (modelled by a segment's min and max) inside a planned window is read
     // by exactly one subtask, the one whose window holds it.
     for seg in &source.segments {
-        let Some((min, max)) = time_range(seg) else { continue };
+        let Some((min, max)) = time_range(seg) else {
+            continue;
+        };
         for t in [min, max] {
             let readers = p
                 .subtasks
                 .iter()
-                .filter(|s| s.window.unwrap().contains(t) && s.inputs.iter().any(|x| x.path == seg.path))
+                .filter(|s| {
+                    s.window.unwrap().contains(t) && s.inputs.iter().any(|x| x.path == seg.path)
+                })
                 .count();
             let in_range = windows.iter().any(|w| w.contains(t));
-            prop_assert_eq!(readers, usize::from(in_range), "row at {} of {}", t, seg.path);
+            prop_assert_eq!(
+                readers,
+                usize::from(in_range),
+                "row at {} of {}",
+                t,
+                seg.path
+            );
         }
     }
     Ok(())
@@ -172,10 +196,8 @@ proptest! {
         for s in &p.subtasks {
             let level = s.level.clone().unwrap();
             let bucket = s.bucket.unwrap();
-            if !process_all {
-                if let Some(w) = i.watermarks.get(&level) {
-                    prop_assert!(bucket.start_ms >= *w, "bucket {bucket:?} behind {level} watermark");
-                }
+            if let (false, Some(w)) = (process_all, i.watermarks.get(&level)) {
+                prop_assert!(bucket.start_ms >= *w, "bucket {bucket:?} behind {level} watermark");
             }
             prop_assert!(s.inputs.len() <= crate::model::defaults::MAX_SEGMENTS_PER_TASK);
             // Every unlocked segment overlapping the bucket is merged by a subtask of it.

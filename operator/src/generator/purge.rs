@@ -52,7 +52,8 @@ pub fn plan_purge(input: &GeneratorInput, config: &PurgeConfig) -> Plan {
     for (i, (_, segment)) in due.into_iter().enumerate() {
         let mut s = PlannedSubtask::new(input.config.task_type(), i as u32, processing.clone())
             .with_inputs([segment]);
-        let mut tags = BTreeMap::from([(TAG_LAST_PURGE_TIME_MS.to_string(), input.now_ms.to_string())]);
+        let mut tags =
+            BTreeMap::from([(TAG_LAST_PURGE_TIME_MS.to_string(), input.now_ms.to_string())]);
         if let Some(level) = segment.tags.get(TAG_MERGE_LEVEL) {
             tags.insert(TAG_MERGE_LEVEL.to_string(), level.clone());
         }
@@ -71,8 +72,8 @@ pub fn plan_purge(input: &GeneratorInput, config: &PurgeConfig) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::testkit::*;
     use crate::generator::plan;
+    use crate::generator::testkit::*;
     use crate::model::{DAY_MS, TaskSpec, defaults};
 
     fn purge(max_tasks: u32) -> GeneratorInput {
@@ -100,11 +101,20 @@ mod tests {
             purged("exactly_threshold", 14),
         ]))
         .unwrap();
-        assert_eq!(inputs_of(&p), vec![vec!["never"], vec!["older"], vec!["old"]]);
+        assert_eq!(
+            inputs_of(&p),
+            vec![vec!["never"], vec!["older"], vec!["old"]]
+        );
         let out = &p.subtasks[0].output.tags;
-        assert_eq!(out.get(TAG_LAST_PURGE_TIME_MS), Some(&(T0 + 100 * DAY_MS).to_string()));
+        assert_eq!(
+            out.get(TAG_LAST_PURGE_TIME_MS),
+            Some(&(T0 + 100 * DAY_MS).to_string())
+        );
         assert_eq!(out.get(TAG_MERGE_LEVEL).map(String::as_str), Some("1day"));
-        assert_eq!(p.subtasks[0].processing.purge_predicate.as_deref(), Some("id = 'gdpr'"));
+        assert_eq!(
+            p.subtasks[0].processing.purge_predicate.as_deref(),
+            Some("id = 'gdpr'")
+        );
     }
 
     #[test]

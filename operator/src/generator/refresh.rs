@@ -28,7 +28,12 @@ use super::{
 };
 
 fn invalid_of(input: &GeneratorInput, s: &SegmentRef) -> u64 {
-    input.invalid_rows.get(&s.path).copied().unwrap_or(0).min(s.rows)
+    input
+        .invalid_rows
+        .get(&s.path)
+        .copied()
+        .unwrap_or(0)
+        .min(s.rows)
 }
 
 /// Whether a segment passes both thresholds.
@@ -108,7 +113,10 @@ pub fn plan_refresh(input: &GeneratorInput, config: &SegmentRefreshConfig) -> Pl
     for (_, bucket, chunk) in chunks {
         let index = plan.subtasks.len() as u32;
         let mut s = PlannedSubtask::new(task_type, index, processing.clone()).with_inputs(chunk);
-        s.bucket = Some(TimeWindow::new(bucket, bucket.saturating_add(config.bucket_ms)));
+        s.bucket = Some(TimeWindow::new(
+            bucket,
+            bucket.saturating_add(config.bucket_ms),
+        ));
         // Every other segment may hold a newer version of a key: all are context, except
         // all-invalid ones being deleted (they hold no newest version).
         let own: HashSet<&str> = s.inputs.iter().map(|i| i.path.as_str()).collect();
@@ -140,8 +148,8 @@ pub fn plan_refresh(input: &GeneratorInput, config: &SegmentRefreshConfig) -> Pl
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::testkit::*;
     use crate::generator::plan;
+    use crate::generator::testkit::*;
     use crate::model::{DAY_MS, TaskSpec};
 
     fn old(name: &str, rows: u64) -> SegmentRef {
@@ -156,10 +164,28 @@ mod tests {
     fn upsert_thresholds_select_compact_skip_delete_and_ignore_new_segments() {
         // Scenario 18: 1000 rows, P = 30, C = 100.
         let cases = [
-            ("300_invalid_is_compacted", 300, false, vec![vec!["s"]], vec![vec![]]),
+            (
+                "300_invalid_is_compacted",
+                300,
+                false,
+                vec![vec!["s"]],
+                vec![vec![]],
+            ),
             ("299_invalid_is_skipped", 299, false, vec![], vec![]),
-            ("all_invalid_segment_is_deleted", 1000, false, vec![vec![]], vec![vec!["s"]]),
-            ("segment_newer_than_buffer_is_ignored", 300, true, vec![], vec![]),
+            (
+                "all_invalid_segment_is_deleted",
+                1000,
+                false,
+                vec![vec![]],
+                vec![vec!["s"]],
+            ),
+            (
+                "segment_newer_than_buffer_is_ignored",
+                300,
+                true,
+                vec![],
+                vec![],
+            ),
         ];
         for (name, invalid, recent, want_inputs, want_deletes) in cases {
             let s = if recent {
@@ -167,7 +193,12 @@ mod tests {
             } else {
                 old("s", 1000)
             };
-            let p = plan(&upsert(30.0, 100).dest_segments(vec![s]).invalid("s", invalid)).unwrap();
+            let p = plan(
+                &upsert(30.0, 100)
+                    .dest_segments(vec![s])
+                    .invalid("s", invalid),
+            )
+            .unwrap();
             assert_eq!(inputs_of(&p), want_inputs, "{name}");
             assert_eq!(deletes_of(&p), want_deletes, "{name}");
             if want_inputs.is_empty() {
@@ -178,9 +209,17 @@ mod tests {
 
     #[test]
     fn deleted_segments_are_in_the_lineage_entry_and_need_no_worker() {
-        let p = plan(&upsert(30.0, 100).dest_segments(vec![old("s", 1000)]).invalid("s", 1000)).unwrap();
+        let p = plan(
+            &upsert(30.0, 100)
+                .dest_segments(vec![old("s", 1000)])
+                .invalid("s", 1000),
+        )
+        .unwrap();
         assert!(!p.subtasks[0].needs_worker());
-        assert_eq!(p.lineage_requests("r")[0].segments_from, vec!["data/s.parquet".to_string()]);
+        assert_eq!(
+            p.lineage_requests("r")[0].segments_from,
+            vec!["data/s.parquet".to_string()]
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ use crate::model::{
 
 use super::{
     CommitMode, DEFAULT_WATERMARK, GeneratorError, GeneratorInput, NoTaskReason, OutputNaming,
-    Plan, PlannedSubtask, TableView, Timed, blocked_by_incomplete_run, floor_to,
-    fmt_ms, fmt_window, latest_of_each_partition, no_task, sorted_by_time, visible,
+    Plan, PlannedSubtask, TableView, Timed, blocked_by_incomplete_run, floor_to, fmt_ms,
+    fmt_window, latest_of_each_partition, no_task, sorted_by_time, visible,
 };
 
 /// What the walk over windows found next.
@@ -123,13 +123,14 @@ fn prepare<'a>(
     if let Some(plan) = blocked_by_incomplete_run(input) {
         return Ok(Err(plan));
     }
-    let source: &TableView = input
-        .source
-        .as_ref()
-        .ok_or_else(|| GeneratorError::MissingSource {
-            task: input.config.task_type().as_str(),
-            table: input.config.table.clone(),
-        })?;
+    let source: &TableView =
+        input
+            .source
+            .as_ref()
+            .ok_or_else(|| GeneratorError::MissingSource {
+                task: input.config.task_type().as_str(),
+                table: input.config.table.clone(),
+            })?;
     let timed = sorted_by_time(visible(source));
     if timed.is_empty() {
         let (reason, what) = match source.def.table_type {
@@ -146,8 +147,8 @@ fn prepare<'a>(
     let watermark = match input.watermarks.get(DEFAULT_WATERMARK) {
         Some(w) => *w,
         None => {
-            let w = initial_watermark_ms
-                .unwrap_or_else(|| floor_to(timed[0].start, window.bucket_ms));
+            let w =
+                initial_watermark_ms.unwrap_or_else(|| floor_to(timed[0].start, window.bucket_ms));
             plan.watermarks.insert(DEFAULT_WATERMARK.to_string(), w);
             w
         }
@@ -256,7 +257,10 @@ fn skip_for(plan: Plan, step: &Step<'_>, watermark: i64, limit_ms: i64) -> Plan 
             )
         }),
         Step::Exhausted => plan.or_skip(NoTaskReason::NoDataAfterWatermark, || {
-            format!("no source data at or after the watermark {}", fmt_ms(watermark))
+            format!(
+                "no source data at or after the watermark {}",
+                fmt_ms(watermark)
+            )
         }),
     }
 }
@@ -320,7 +324,8 @@ pub fn plan_segment_import(
         if inputs.len() > defaults::MAX_SEGMENTS_PER_TASK {
             // Too many inputs for one subtask: plan this window alone, split, all or none.
             if groups.is_empty() && open.is_none() {
-                p.plan.subtasks = window_subtasks(input, &config.window, desired, 0, *window, inputs);
+                p.plan.subtasks =
+                    window_subtasks(input, &config.window, desired, 0, *window, inputs);
                 p.plan.commit_mode = CommitMode::AllOrNone;
                 return Ok(p.plan);
             }
@@ -433,7 +438,11 @@ pub fn advance_watermark(
 
 /// Delay metric of R2O and SegmentImport: whole buckets between the watermark and
 /// `now − buffer` (0 when caught up; `None` before the first watermark).
-pub fn delay_buckets(window: &WindowProcessing, watermark_ms: Option<i64>, now_ms: i64) -> Option<i64> {
+pub fn delay_buckets(
+    window: &WindowProcessing,
+    watermark_ms: Option<i64>,
+    now_ms: i64,
+) -> Option<i64> {
     let w = watermark_ms?;
     Some(((now_ms - window.buffer_ms - w).div_euclid(window.bucket_ms)).max(0))
 }

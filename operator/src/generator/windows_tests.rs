@@ -6,7 +6,9 @@ use crate::generator::testkit::*;
 use crate::model::{DAY_MS, HOUR_MS, RealtimeToOfflineConfig, SegmentImportConfig, TaskSpec};
 
 fn r2o() -> GeneratorInput {
-    input(TaskSpec::RealtimeToOffline(RealtimeToOfflineConfig::default()))
+    input(TaskSpec::RealtimeToOffline(
+        RealtimeToOfflineConfig::default(),
+    ))
 }
 
 fn import(f: impl FnOnce(&mut SegmentImportConfig)) -> GeneratorInput {
@@ -49,8 +51,16 @@ fn cold_start_watermark_is_the_earliest_row_floored_to_the_bucket() {
 fn window_is_processed_only_once_its_end_is_a_buffer_old() {
     // Scenario 2, table-driven over `now`.
     let cases = [
-        ("one_ms_before_end_plus_buffer_gives_no_task", day(1) + BUFFER - 1, false),
-        ("exactly_end_plus_buffer_gives_a_task", day(1) + BUFFER, true),
+        (
+            "one_ms_before_end_plus_buffer_gives_no_task",
+            day(1) + BUFFER - 1,
+            false,
+        ),
+        (
+            "exactly_end_plus_buffer_gives_a_task",
+            day(1) + BUFFER,
+            true,
+        ),
     ];
     for (name, now, want_task) in cases {
         let p = plan(
@@ -186,7 +196,11 @@ fn r2o_edge_cases() {
         Case {
             name: "empty_segments_are_ignored",
             input: r2o()
-                .source_segments(vec![seg("empty", day(0), day(0), 0), seg("a", day(1), day(1) + 1, 1), seg("b", day(2), day(3), 1)])
+                .source_segments(vec![
+                    seg("empty", day(0), day(0), 0),
+                    seg("a", day(1), day(1) + 1, 1),
+                    seg("b", day(2), day(3), 1),
+                ])
                 .now(day(10)),
             reason: None,
             inputs: vec![vec!["a"]],
@@ -285,7 +299,10 @@ fn segment_import_skips_windows_committed_beyond_the_watermark() {
     .unwrap();
     assert_eq!(
         windows(&p),
-        vec![TimeWindow::new(day(0), day(1)), TimeWindow::new(day(2), day(4))]
+        vec![
+            TimeWindow::new(day(0), day(1)),
+            TimeWindow::new(day(2), day(4))
+        ]
     );
 }
 
@@ -311,10 +328,34 @@ fn segment_import_stops_at_data_still_arriving_but_keeps_earlier_windows() {
 fn watermark_advances_only_over_the_contiguous_prefix_of_committed_windows() {
     let w = |a, b| TimeWindow::new(day(a), day(b));
     let cases = [
-        ("all_committed", vec![(w(0, 1), true), (w(2, 3), true)], vec![], day(3), vec![]),
-        ("first_failed_holds_everything", vec![(w(0, 1), false), (w(1, 2), true)], vec![], day(0), vec![w(1, 2)]),
-        ("middle_failed_stops_there", vec![(w(0, 1), true), (w(1, 2), false), (w(2, 3), true)], vec![], day(1), vec![w(2, 3)]),
-        ("earlier_committed_window_joins_the_prefix", vec![(w(0, 1), true)], vec![w(1, 2)], day(2), vec![]),
+        (
+            "all_committed",
+            vec![(w(0, 1), true), (w(2, 3), true)],
+            vec![],
+            day(3),
+            vec![],
+        ),
+        (
+            "first_failed_holds_everything",
+            vec![(w(0, 1), false), (w(1, 2), true)],
+            vec![],
+            day(0),
+            vec![w(1, 2)],
+        ),
+        (
+            "middle_failed_stops_there",
+            vec![(w(0, 1), true), (w(1, 2), false), (w(2, 3), true)],
+            vec![],
+            day(1),
+            vec![w(2, 3)],
+        ),
+        (
+            "earlier_committed_window_joins_the_prefix",
+            vec![(w(0, 1), true)],
+            vec![w(1, 2)],
+            day(2),
+            vec![],
+        ),
     ];
     for (name, planned, earlier, want, beyond) in cases {
         let got = advance_watermark(day(0), &planned, &earlier);
@@ -341,5 +382,9 @@ fn window_with_more_segments_than_the_cap_is_split_all_or_none() {
     let p = plan(&r2o().source_segments(segs).now(day(10))).unwrap();
     assert_eq!(p.subtasks.len(), 2);
     assert_eq!(p.commit_mode, CommitMode::AllOrNone);
-    assert!(p.subtasks.iter().all(|s| s.window == Some(TimeWindow::new(day(0), day(1)))));
+    assert!(
+        p.subtasks
+            .iter()
+            .all(|s| s.window == Some(TimeWindow::new(day(0), day(1))))
+    );
 }

@@ -1,0 +1,250 @@
+//! Planning time of MergeRollup and SegmentImport over a table of 100,000 segments (DESIGN §8:
+//! under a second). A plain `main` printing timings; run with
+//! `cargo bench -p minion-operator --bench generators`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use minion_contract::segment::TAG_MERGE_LEVEL;
+use minion_contract::{
+    Column, ColumnRole, ColumnType, MergeType, SegmentRef, TableSchema, TimeUnit,
+};
+use minion_operator::generator::{GeneratorInput, TableView, plan};
+use minion_operator::lineage::Lineage;
+use minion_operator::model::*;
+
+const SEGMENTS: usize = 100_000;
+const SEGMENT_SPAN_MS: i64 = 10 * MINUTE_MS;
+const T0: i64 = 1_577_836_800_000; // 2020-01-01T00:00:00Z
+const ITERATIONS: usize = 5;
+
+fn schema() -> TableSchema {
+    let col = |name: &str, data_type, role| Column {
+        name: name.into(),
+        data_type,
+        role,
+        nullable: true,
+    };
+    TableSchema {
+        columns: vec![
+            col("id", ColumnType::String, ColumnRole::Dimension),
+            col("ts", ColumnType::Long, ColumnRole::DateTime),
+            col("m", ColumnType::Long, ColumnRole::Metric),
+        ],
+        time_column: "ts".into(),
+        time_unit: TimeUnit::Milliseconds,
+        primary_key: vec![],
+        comparison_column: None,
+        partitioning: None,
+        sorted_column: None,
+        bloom_filter_columns: vec![],
+    }
+}
+
+fn table(name: &str, table_type: TableType, segments: Vec<SegmentRef>) -> TableView {
+    TableView {
+        def: TableDef {
+            namespace: "bench".into(),
+            name: name.into(),
+            table_type,
+            uri: format!("file:///bench/{name}"),
+            schema: schema(),
+            storage_secret: None,
+            retention_ms: defaults::APPEND_RETENTION_MS,
+        },
+        segments,
+        lineage: Lineage::default(),
+    }
+}
+
+/// 100,000 ten-minute segments (about 694 days), 4 stream partitions; the first half already
+/// merged hourly, so the walk crosses merged buckets before it finds work.
+fn segments() -> Vec<SegmentRef> {
+    (0..SEGMENTS)
+        .map(|i| {
+            let start = T0 + (i / 4) as i64 * SEGMENT_SPAN_MS * 4 + (i % 4) as i64;
+            let mut tags = BTreeMap::new();
+            if i < SEGMENTS / 2 {
+                tags.insert(TAG_MERGE_LEVEL.to_string(), "1hour".to_string());
+            }
+            SegmentRef {
+                path: format!("data/seg_{i:06}.parquet"),
+                rows: 20_000,
+                bytes: 2 << 20,
+                min_time_ms: Some(start),
+                max_time_ms: Some(start + SEGMENT_SPAN_MS - 1),
+                partition: Some((i % 4) as u32),
+                tags,
+            }
+        })
+        .collect()
+}
+
+fn config(task: TaskSpec) -> TaskConfig {
+    TaskConfig {
+        namespace: "bench".into(),
+        name: "bench".into(),
+        table: "events".into(),
+        source_table: Some("events_rt".into()),
+        schedule: None,
+        suspend: false,
+        missed_run_policy: MissedRunPolicy::default(),
+        starting_deadline_ms: None,
+        concurrency_policy: ConcurrencyPolicy::default(),
+        successful_runs_history_limit: 3,
+        failed_runs_history_limit: 3,
+        execution: Execution::default(),
+        task,
+    }
+}
+
+fn input(
+    task: TaskSpec,
+    source: Option<TableView>,
+    destination: TableView,
+    now_ms: i64,
+) -> GeneratorInput {
+    GeneratorInput {
+        config: config(task),
+        source,
+        destination,
+        watermarks: BTreeMap::new(),
+        committed_windows: vec![],
+        incomplete_runs: vec![],
+        files: vec![],
+        invalid_rows: HashMap::new(),
+        now_ms,
+    }
+}
+
+fn level(name: &str, bucket_ms: i64, parallel: u32) -> MergeLevel {
+    MergeLevel {
+        name: name.into(),
+        bucket_ms,
+        buffer_ms: 0,
+        round_bucket_ms: None,
+        merge_type: MergeType::Concat,
+        max_records_per_segment: defaults::MAX_RECORDS_PER_SEGMENT,
+        max_records_per_task: defaults::MAX_RECORDS_PER_TASK,
+        max_num_parallel_buckets: parallel,
+        erase_dimension_values: vec![],
+    }
+}
+
+/// Runs `f` a few times; returns (min, median) and the last result's summary.
+fn time<T>(
+    mut f: impl FnMut() -> T,
+    summary: impl Fn(&T) -> String,
+) -> (Duration, Duration, String) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..ITERATIONS {
+        let t = Instant::now();
+        let out = black_box(f());
+        times.push(t.elapsed());
+        last = Some(out);
+    }
+    times.sort();
+    (
+        times[0],
+        times[times.len() / 2],
+        summary(last.as_ref().expect("ran")),
+    )
+}
+
+fn report(name: &str, (min, median, summary): (Duration, Duration, String)) {
+    println!(
+        "{name:<58} min {:>8.1} ms  median {:>8.1} ms  ({summary})",
+        min.as_secs_f64() * 1e3,
+        median.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let segs = segments();
+    let end = segs
+        .iter()
+        .filter_map(|s| s.max_time_ms)
+        .max()
+        .unwrap_or(T0);
+    let now = end + 3 * DAY_MS;
+    println!(
+        "planning over {} segments, {ITERATIONS} iterations each",
+        segs.len()
+    );
+
+    let merge = |parallel: u32, mode: MergeMode| {
+        input(
+            TaskSpec::MergeRollup(MergeRollupConfig {
+                levels: vec![
+                    level("1hour", HOUR_MS, parallel),
+                    level("1day", DAY_MS, parallel),
+                    level("30days", 30 * DAY_MS, parallel),
+                ],
+                aggregation_types: BTreeMap::new(),
+                mode,
+            }),
+            None,
+            table("events", TableType::Offline, segs.clone()),
+            now,
+        )
+    };
+    let summary = |p: &Result<minion_operator::generator::Plan, _>| match p {
+        Ok(p) => format!(
+            "{} subtasks, {} inputs",
+            p.subtasks.len(),
+            p.subtasks.iter().map(|s| s.inputs.len()).sum::<usize>()
+        ),
+        Err(e) => format!("error {e}"),
+    };
+    for (name, parallel, mode) in [
+        (
+            "MergeRollup, 3 levels, maxNumParallelBuckets=1",
+            1,
+            MergeMode::ProcessFromWatermark,
+        ),
+        (
+            "MergeRollup, 3 levels, maxNumParallelBuckets=1000 (bootstrap)",
+            1000,
+            MergeMode::ProcessFromWatermark,
+        ),
+        (
+            "MergeRollup, 3 levels, processAll, maxNumParallelBuckets=1000",
+            1000,
+            MergeMode::ProcessAll,
+        ),
+    ] {
+        let i = merge(parallel, mode);
+        report(name, time(|| plan(&i), summary));
+    }
+
+    for (name, tasks, per_task) in [
+        (
+            "SegmentImport, cold start, defaults (10 tasks, 50M rows)",
+            10,
+            defaults::MAX_RECORDS_PER_TASK,
+        ),
+        ("SegmentImport, cold start, 1000 tasks of 1 day", 1000, 1),
+    ] {
+        let i = input(
+            TaskSpec::SegmentImport(SegmentImportConfig {
+                table_max_num_tasks: tasks,
+                max_records_per_task: per_task,
+                ..SegmentImportConfig::default()
+            }),
+            Some(table("events_rt", TableType::Realtime, segs.clone())),
+            table("events", TableType::Offline, vec![]),
+            now,
+        );
+        report(name, time(|| plan(&i), summary));
+    }
+
+    let i = input(
+        TaskSpec::RealtimeToOffline(RealtimeToOfflineConfig::default()),
+        Some(table("events_rt", TableType::Realtime, segs.clone())),
+        table("events", TableType::Offline, vec![]),
+        now,
+    );
+    report("RealtimeToOffline, cold start", time(|| plan(&i), summary));
+}
