@@ -55,13 +55,21 @@ impl Resource {
         }
     }
 
-    pub fn name(&self) -> &str {
-        let meta = match self {
+    pub fn metadata(&self) -> &kube::api::ObjectMeta {
+        match self {
             Resource::Table(r) => &r.metadata,
             Resource::MinionTaskConfig(r) => &r.metadata,
             Resource::TaskRun(r) => &r.metadata,
-        };
-        meta.name.as_deref().unwrap_or("")
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.metadata().name.as_deref().unwrap_or("")
+    }
+
+    /// `metadata.namespace`, if the manifest sets one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata().namespace.as_deref()
     }
 }
 

@@ -156,6 +156,18 @@ pub enum RunResult {
     Skipped,
 }
 
+impl RunResult {
+    /// The result as written in status (for Events and metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Succeeded => "Succeeded",
+            RunResult::Failed => "Failed",
+            RunResult::TimedOut => "TimedOut",
+            RunResult::Skipped => "Skipped",
+        }
+    }
+}
+
 /// Watermark of one merge level (or of the config, without level).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -89,6 +89,20 @@ pub enum TaskRunPhase {
 }
 
 impl TaskRunPhase {
+    /// The phase as written in status (for Events and metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskRunPhase::Pending => "Pending",
+            TaskRunPhase::Planning => "Planning",
+            TaskRunPhase::Running => "Running",
+            TaskRunPhase::Committing => "Committing",
+            TaskRunPhase::Succeeded => "Succeeded",
+            TaskRunPhase::Failed => "Failed",
+            TaskRunPhase::TimedOut => "TimedOut",
+            TaskRunPhase::Skipped => "Skipped",
+        }
+    }
+
     /// Succeeded, Failed, TimedOut and Skipped runs are finished.
     pub fn is_finished(self) -> bool {
         matches!(
@@ -136,6 +150,20 @@ pub enum SubtaskState {
     Committed,
     /// Lineage reverted, staged outputs deleted.
     Reverted,
+}
+
+impl SubtaskState {
+    /// The state as written in status (for Events and metric labels).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubtaskState::Pending => "Pending",
+            SubtaskState::Running => "Running",
+            SubtaskState::Succeeded => "Succeeded",
+            SubtaskState::Failed => "Failed",
+            SubtaskState::Committed => "Committed",
+            SubtaskState::Reverted => "Reverted",
+        }
+    }
 }
 
 /// Detail of one subtask.
@@ -220,4 +248,44 @@ pub struct TaskRunStatus {
     pub watermark_after: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_match_the_serialized_status_values() {
+        for p in [
+            TaskRunPhase::Pending,
+            TaskRunPhase::Planning,
+            TaskRunPhase::Running,
+            TaskRunPhase::Committing,
+            TaskRunPhase::Succeeded,
+            TaskRunPhase::Failed,
+            TaskRunPhase::TimedOut,
+            TaskRunPhase::Skipped,
+        ] {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        for s in [
+            SubtaskState::Pending,
+            SubtaskState::Running,
+            SubtaskState::Succeeded,
+            SubtaskState::Failed,
+            SubtaskState::Committed,
+            SubtaskState::Reverted,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        use crate::api::RunResult;
+        for r in [
+            RunResult::Succeeded,
+            RunResult::Failed,
+            RunResult::TimedOut,
+            RunResult::Skipped,
+        ] {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
 }
