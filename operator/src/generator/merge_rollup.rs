@@ -68,7 +68,8 @@ impl<'a> LevelCtx<'_, 'a> {
     }
 
     fn walk(&self, start_ms: i64) -> LevelWalk<'a> {
-        let bucket = self.level.bucket_ms;
+        // Validation rejects non-positive periods; the guard keeps the walk finite regardless.
+        let bucket = self.level.bucket_ms.max(1);
         let c = self.candidates;
         let mut next = c.partition_point(|t| t.start < start_ms);
         let mut active: Vec<Timed<'a>> = c[..next]

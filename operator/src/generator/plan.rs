@@ -382,3 +382,141 @@ impl Plan {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use minion_contract::{TableLocation, staging_prefix};
+
+    use super::*;
+    use crate::generator::testkit::*;
+    use crate::generator::{GeneratorInput, plan};
+    use crate::lineage::{LineageEntry, LineageState};
+    use crate::model::{HOUR_MS, TaskSpec};
+
+    fn merge_input() -> GeneratorInput {
+        input(merge_rollup(vec![merge_level("1hour", HOUR_MS)]))
+            .now(T0 + 10 * HOUR_MS)
+            .dest_segments(vec![seg("a", T0, T0 + 5, 10), seg("b", T0 + 6, T0 + 9, 20)])
+    }
+
+    fn location(name: &str) -> TableLocation {
+        TableLocation {
+            name: name.into(),
+            uri: format!("file:///tables/{name}"),
+            schema: schema(None, false),
+        }
+    }
+
+    #[test]
+    fn no_task_reasons_have_stable_camel_case_names_equal_to_their_serde_names() {
+        let all = [
+            NoTaskReason::WindowNotPastBuffer,
+            NoTaskReason::DataStillArriving,
+            NoTaskReason::PreviousRunIncomplete,
+            NoTaskReason::NothingToMerge,
+            NoTaskReason::NoSegments,
+            NoTaskReason::NoCompletedSegments,
+            NoTaskReason::NoDataAfterWatermark,
+            NoTaskReason::NoNewFiles,
+            NoTaskReason::NothingToRefresh,
+            NoTaskReason::NothingToPurge,
+            NoTaskReason::InputsLocked,
+        ];
+        for r in all {
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
+            assert!(r.as_str().chars().next().unwrap().is_ascii_uppercase());
+        }
+    }
+
+    #[test]
+    fn dry_run_plan_round_trips_through_json_and_yaml_and_renders_a_table() {
+        let p = plan(&merge_input()).unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), p);
+        let yaml = serde_yaml::to_string(&p).unwrap();
+        assert_eq!(serde_yaml::from_str::<Plan>(&yaml).unwrap(), p);
+        assert!(json.contains("\"commitMode\":\"perSubtask\""), "{json}");
+        let text = p.render();
+        assert!(
+            text.starts_with("MergeRollupTask: 1 subtask(s), commit per subtask"),
+            "{text}"
+        );
+        assert!(text.contains("SUBTASK  LEVEL"), "{text}");
+        assert!(
+            text.contains("[2020-08-13T00:00:00Z, 2020-08-13T01:00:00Z)"),
+            "{text}"
+        );
+        assert!(text.contains("set 1hour = 2020-08-13T00:00:00Z"), "{text}");
+    }
+
+    #[test]
+    fn skipped_plan_renders_its_reason() {
+        let p = plan(&merge_input().incomplete("run-1", &[])).unwrap();
+        assert!(
+            p.render().contains("no task: PreviousRunIncomplete"),
+            "{}",
+            p.render()
+        );
+    }
+
+    #[test]
+    fn subtask_spec_carries_inputs_processing_and_a_staging_prefix_under_the_lineage_prefix() {
+        let p = plan(&merge_input()).unwrap();
+        let req = &p.lineage_requests("events-merge-1")[0];
+        assert_eq!(req.id, "events-merge-1-0");
+        assert_eq!(req.output_prefix, "data/events-merge-1/0-");
+        let spec = p.subtasks[0].to_spec(
+            "ns",
+            "events-merge-1",
+            2,
+            location("events"),
+            location("events"),
+            1 << 20,
+        );
+        assert_eq!(
+            spec.output.staging_prefix,
+            staging_prefix("events-merge-1", 0, 2)
+        );
+        assert!(spec.output.staging_prefix.starts_with(&req.output_prefix));
+        assert_eq!(spec.inputs.len(), 2);
+        assert_eq!(spec.attempt, 2);
+        assert_eq!(spec.task_type, minion_contract::TaskType::MergeRollupTask);
+        assert_eq!(
+            spec.output.tags.get("mergeLevel").map(String::as_str),
+            Some("1hour")
+        );
+        assert_eq!(spec.memory_budget_bytes, 1 << 20);
+        assert_eq!(p.subtasks[0].estimated_rows, 30);
+    }
+
+    #[test]
+    fn run_timed_out_and_reverted_unblocks_the_next_run() {
+        // Scenario 20: the stuck run held `a`; once it is TimedOut its entry is REVERTED and it
+        // is no longer an incomplete run, so the next run plans `a` again.
+        let stuck = merge_input().incomplete("stuck", &[]).lock_dest(&["a"]);
+        assert_eq!(
+            reason(&plan(&stuck).unwrap()),
+            Some("PreviousRunIncomplete")
+        );
+        let mut next = merge_input().lock_dest(&["a"]);
+        let entry: &mut LineageEntry = &mut next.destination.lineage.entries[0];
+        entry.state = LineageState::Reverted;
+        assert_eq!(inputs_of(&plan(&next).unwrap()), vec![vec!["a", "b"]]);
+    }
+
+    #[test]
+    fn window_tasks_lock_nothing_in_the_destination() {
+        let i = input(TaskSpec::RealtimeToOffline(Default::default()))
+            .source_segments(vec![
+                seg("a", T0, T0 + 5, 10),
+                seg("tail", T0 + 30 * HOUR_MS, T0 + 50 * HOUR_MS, 10),
+            ])
+            .now(T0 + 100 * HOUR_MS);
+        let p = plan(&i).unwrap();
+        assert_eq!(inputs_of(&p), vec![vec!["a"]]);
+        assert!(p.lineage_requests("r")[0].segments_from.is_empty());
+    }
+}

@@ -16,6 +16,11 @@
 //!   over the contiguous prefix of committed windows.
 //! - A window with more than `MAX_SEGMENTS_PER_TASK` inputs is split over subtasks committed
 //!   all or none, and planned alone.
+//! - A window holding a segment locked by a lineage entry of the source waits
+//!   (`InputsLocked`): the segment is being replaced and its rows will be in the replacement.
+//! - Stream partitions are those seen in the source segments (field or `partition` tag); unlike
+//!   Pinot, a partition that never produced a segment cannot be told apart from one that does
+//!   not exist, so it does not hold the table back.
 
 use std::collections::HashSet;
 
@@ -160,7 +165,8 @@ fn prepare<'a>(
         active: Vec::new(),
         latest,
         locked: source.lineage.locked_segments(),
-        bucket_ms: window.bucket_ms,
+        // Validation rejects non-positive periods; the guard keeps the walk finite regardless.
+        bucket_ms: window.bucket_ms.max(1),
         limit_ms: input.now_ms.saturating_sub(window.buffer_ms),
     };
     Ok(Ok(Prepared {
