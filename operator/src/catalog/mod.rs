@@ -261,6 +261,7 @@ impl Catalog {
             out.push(stats::segment_from_file(
                 relative_path(&root, &add.path),
                 add.size,
+                file.num_records().map(|n| n as u64),
                 add.stats.as_deref(),
                 add.tags.as_ref(),
                 &self.time,

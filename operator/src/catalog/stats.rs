@@ -152,19 +152,26 @@ pub fn segment_tags(segment: &SegmentRef) -> HashMap<String, Option<String>> {
 }
 
 /// A listed file as a segment. Tags win over stats; files without either list with `rows = 0`
-/// and no time range.
+/// and no time range. `rows` is the row count deltalake already parsed from the stats, when it
+/// did; the stats JSON is parsed only for what neither it nor the tags give (listing 100,000
+/// of our own files parses no JSON).
 pub fn segment_from_file(
     path: String,
     size: i64,
+    rows: Option<u64>,
     stats: Option<&str>,
     tags: Option<&HashMap<String, Option<String>>>,
     time: &TimeColumn,
 ) -> SegmentRef {
-    let parsed = stats.map(|s| parse_stats(s, time)).unwrap_or_default();
     let tag = |key: &str| {
         tags.and_then(|t| t.get(key))
             .and_then(|v| v.as_deref())
             .and_then(|v| v.parse::<i64>().ok())
+    };
+    let (min_tag, max_tag) = (tag(TAG_MIN_TIME_MS), tag(TAG_MAX_TIME_MS));
+    let parsed = match stats {
+        Some(s) if rows.is_none() || min_tag.is_none() || max_tag.is_none() => parse_stats(s, time),
+        _ => FileStats::default(),
     };
     let free_tags: BTreeMap<String, String> = tags
         .into_iter()
@@ -174,10 +181,10 @@ pub fn segment_from_file(
         .collect();
     SegmentRef {
         path,
-        rows: parsed.rows.unwrap_or(0),
+        rows: rows.or(parsed.rows).unwrap_or(0),
         bytes: u64::try_from(size).unwrap_or(0),
-        min_time_ms: tag(TAG_MIN_TIME_MS).or(parsed.min_time_ms),
-        max_time_ms: tag(TAG_MAX_TIME_MS).or(parsed.max_time_ms),
+        min_time_ms: min_tag.or(parsed.min_time_ms),
+        max_time_ms: max_tag.or(parsed.max_time_ms),
         partition: tag(TAG_PARTITION).and_then(|p| u32::try_from(p).ok()),
         tags: free_tags,
     }
@@ -275,12 +282,15 @@ mod tests {
         let seg = segment(1000, 5000);
         let tags = segment_tags(&seg);
         let stats = stats_json(&seg, &t);
-        let listed = segment_from_file(seg.path.clone(), 100, Some(&stats), Some(&tags), &t);
+        let listed = segment_from_file(seg.path.clone(), 100, None, Some(&stats), Some(&tags), &t);
         assert_eq!(listed, seg, "a committed segment lists as it was committed");
+        let hinted = segment_from_file(seg.path.clone(), 100, Some(10), None, Some(&tags), &t);
+        assert_eq!(hinted, seg, "parsed row count plus tags need no stats JSON");
 
         let foreign = segment_from_file(
             "part-0.parquet".into(),
             42,
+            None,
             Some(r#"{"numRecords":3,"minValues":{"ts":7},"maxValues":{"ts":9}}"#),
             None,
             &t,
@@ -293,7 +303,7 @@ mod tests {
         assert_eq!(foreign.partition, None);
         assert!(foreign.tags.is_empty());
 
-        let bare = segment_from_file("x.parquet".into(), 1, None, None, &t);
+        let bare = segment_from_file("x.parquet".into(), 1, None, None, None, &t);
         assert_eq!((bare.rows, bare.min_time_ms), (0, None));
     }
 }
