@@ -12,9 +12,12 @@
 
 pub mod api;
 pub mod catalog;
+pub mod demo;
 pub mod generator;
+pub mod inspect;
 pub mod lineage;
 pub mod model;
+pub mod runner;
 pub mod schedule;
 pub mod scheduling;
 pub mod validate;

@@ -72,9 +72,13 @@ pub struct StartRequest {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LineageError {
-    #[error("lineage entry {id}: input segment {segment} is not in the catalog (already replaced or deleted); plan the run again")]
+    #[error(
+        "lineage entry {id}: input segment {segment} is not in the catalog (already replaced or deleted); plan the run again"
+    )]
     InputMissing { id: String, segment: String },
-    #[error("lineage entry {id}: input segment {segment} is locked by IN_PROGRESS entry {holder} of TaskRun {holder_run}; wait for that run to end or revert it")]
+    #[error(
+        "lineage entry {id}: input segment {segment} is locked by IN_PROGRESS entry {holder} of TaskRun {holder_run}; wait for that run to end or revert it"
+    )]
     InputLocked {
         id: String,
         segment: String,
@@ -297,7 +301,12 @@ impl Lineage {
     /// deadline); REVERTED entries older than that are dropped; ended entries beyond
     /// `history_limit` (oldest first) are dropped so the list stays bounded. Returns the staged
     /// prefixes to delete.
-    pub fn clean_up(&mut self, now_ms: i64, stale_after_ms: i64, history_limit: usize) -> Deletions {
+    pub fn clean_up(
+        &mut self,
+        now_ms: i64,
+        stale_after_ms: i64,
+        history_limit: usize,
+    ) -> Deletions {
         let mut deletions = Deletions::default();
         for entry in &mut self.entries {
             if entry.state == LineageState::InProgress
@@ -373,7 +382,7 @@ mod tests {
         }
     }
 
-    fn catalog(live: &[&str]) -> impl Fn(&str) -> bool + '_ {
+    fn catalog<'a>(live: &'a [&'a str]) -> impl Fn(&str) -> bool + 'a {
         move |s| live.contains(&s)
     }
 
