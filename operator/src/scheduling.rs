@@ -234,8 +234,14 @@ mod tests {
     #[test]
     fn task_run_names_are_deterministic_and_fit_in_a_label() {
         let t = at(14, 0, 0);
-        assert_eq!(task_run_name("events-merge", t), "events-merge-20261121-140000");
-        assert_eq!(task_run_name("events-merge", t), task_run_name("events-merge", t));
+        assert_eq!(
+            task_run_name("events-merge", t),
+            "events-merge-20261121-140000"
+        );
+        assert_eq!(
+            task_run_name("events-merge", t),
+            task_run_name("events-merge", t)
+        );
         assert_ne!(
             task_run_name("events-merge", t),
             manual_task_run_name("events-merge", t)
