@@ -170,13 +170,9 @@ impl Pipeline {
         let node = PrepareKeys { plan: plan.clone() };
         stream = TransformStream::boxed(stream, node, self.metrics.stage("round+partition"));
 
-        let mut writer = SegmentWriter::new(plan.clone(), self.target.clone(), tags)?;
+        let writer = SegmentWriter::new(plan.clone(), self.target.clone(), tags)?;
         if plan.sort_keys.is_empty() {
-            while let Some(batch) = stream.next().await {
-                writer.write(batch?).await?;
-            }
-            writer.close().await?;
-            return Ok(writer);
+            return write_all(writer, stream).await;
         }
         let combiner: Option<CombinerFactory> = plan.reduces().then(|| {
             let plan = plan.clone();
@@ -206,6 +202,13 @@ impl Pipeline {
         tracing::info!(
             phase = "merge",
             spilled_bytes = self.spill.stats.peak_bytes(),
+            spilled_runs = self
+                .spill
+                .stats
+                .runs
+                .load(std::sync::atomic::Ordering::Relaxed),
+            rss_bytes = status_bytes("VmRSS:").unwrap_or(0),
+            peak_rss_bytes = peak_rss_bytes().unwrap_or(0),
             "input read; writing sorted output"
         );
         let metrics = sort_metrics.clone();
@@ -222,12 +225,37 @@ impl Pipeline {
                 self.metrics.stage("reduce"),
             );
         }
-        while let Some(batch) = out.next().await {
-            writer.write(batch?).await?;
+        write_all(writer, out).await
+    }
+}
+
+/// Writes a stream into segments, encoding on another task so that Parquet encoding
+/// overlaps with sorting, merging and reducing.
+async fn write_all(writer: SegmentWriter, mut stream: BatchStream) -> Result<SegmentWriter> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<arrow::array::RecordBatch>(2);
+    let mut task = tokio::spawn(async move {
+        let mut writer = writer;
+        while let Some(batch) = rx.recv().await {
+            writer.write(batch).await?;
         }
         writer.close().await?;
-        Ok(writer)
+        Ok::<_, WorkerError>(writer)
+    });
+    while let Some(batch) = stream.next().await {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                // Never finish a segment from a failed stream.
+                task.abort();
+                return Err(e);
+            }
+        };
+        if tx.send(batch).await.is_err() {
+            break;
+        }
     }
+    drop(tx);
+    (&mut task).await.map_err(WorkerError::internal)?
 }
 
 async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> {
@@ -258,6 +286,14 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
             table_name: spec.destination.name.clone(),
             seq: Arc::new(AtomicU64::new(0)),
             row_group_bytes: (budget / 8).clamp(1 << 20, 64 << 20) as usize,
+            upload_buffer_bytes: if dest.uri.starts_with("s3")
+                || dest.uri.starts_with("gs")
+                || dest.uri.starts_with("az")
+            {
+                5 << 20
+            } else {
+                1 << 20
+            },
         },
         metrics: metrics.clone(),
         batch_size: options.batch_size,
@@ -359,8 +395,12 @@ pub(crate) fn skipped(uri: &str, e: &WorkerError) -> SkippedFile {
 
 /// Peak resident set size of this process (Linux `VmHWM`), for the log and the memory tests.
 pub fn peak_rss_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+fn status_bytes(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

@@ -160,6 +160,11 @@ fn local(path: &str, uri: &str) -> Result<Location> {
 /// Splits a file URI into its parent location and file name, so files can be read with the
 /// same machinery as segments.
 pub fn resolve_file(uri: &str) -> Result<(Location, Path)> {
+    if !uri.contains("://") && !uri.starts_with('/') {
+        // A relative local path.
+        let cwd = std::env::current_dir()?;
+        return resolve_file(&cwd.join(uri).to_string_lossy());
+    }
     let (dir, file) = uri
         .rsplit_once('/')
         .ok_or_else(|| WorkerError::BadSpec(format!("file URI {uri:?} has no directory")))?;

@@ -38,6 +38,8 @@ pub struct OutputTarget {
     pub seq: Arc<AtomicU64>,
     /// Cap on the bytes a row group buffers in memory.
     pub row_group_bytes: usize,
+    /// Bytes buffered before an upload part is sent (S3 needs parts of at least 5 MiB).
+    pub upload_buffer_bytes: usize,
 }
 
 struct OpenSegment {
@@ -151,7 +153,12 @@ impl SegmentWriter {
             "{}/_tmp/{seq}.parquet",
             self.target.output.staging_prefix.trim_end_matches('/')
         ));
-        let object = BufWriter::new(self.target.location.store.clone(), tmp.clone());
+        let object = BufWriter::with_capacity(
+            self.target.location.store.clone(),
+            tmp.clone(),
+            self.target.upload_buffer_bytes,
+        )
+        .with_max_concurrency(2);
         let writer = AsyncArrowWriter::try_new(
             object,
             self.plan.table_arrow.clone(),

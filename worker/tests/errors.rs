@@ -117,6 +117,11 @@ fn corrupt_parquet_names_the_file_and_is_permanent() {
     let m = failed_manifest(dir.path(), &s);
     assert_eq!(m.reason, Some(FailureReason::CorruptInput));
     assert!(m.message.unwrap().contains("in/a.parquet"));
+    // The failed run removed its spill directory.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("spill"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

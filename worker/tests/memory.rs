@@ -149,3 +149,68 @@ fn dedup_of_ten_times_the_budget_stays_within_memory_and_disk_bounds() {
         "spill files left behind"
     );
 }
+
+#[test]
+fn sigterm_during_a_spilling_sort_removes_the_spill_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = write_input(dir.path(), 3, 10 * 65_536);
+    let s = spec(
+        dir.path(),
+        events_schema(),
+        inputs,
+        processing(MergeType::Dedup),
+    );
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&s).unwrap()).unwrap();
+    let spill = dir.path().join("spill");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minion-worker"))
+        .args([
+            "run",
+            "--spec",
+            spec_path.to_str().unwrap(),
+            "--memory-budget",
+            "16MiB",
+        ])
+        .env("MINION_SPILL_DIR", &spill)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a run has been spilled.
+    let spilled = || {
+        std::fs::read_dir(&spill)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| {
+                std::fs::read_dir(d.path())
+                    .map(|mut f| f.next().is_some())
+                    .unwrap_or(false)
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !spilled() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no spill file appeared"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the worker ended before spilling"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(EXIT_TRANSIENT));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted by a signal"));
+    assert_eq!(
+        std::fs::read_dir(&spill).unwrap().count(),
+        0,
+        "spill files left behind"
+    );
+}

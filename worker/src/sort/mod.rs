@@ -23,6 +23,9 @@ use crate::stream::{BaselineMetrics, BatchTransform};
 use merge::{Merger, SortedRun};
 use spill::{SpillDir, SpilledRun};
 
+/// Fewest runs one merge pass should take at once.
+const MIN_FAN_IN: usize = 16;
+
 /// Creates the combiner applied to each sorted run before it is spilled.
 pub type CombinerFactory = Arc<dyn Fn() -> Result<Box<dyn BatchTransform>> + Send + Sync>;
 
@@ -61,8 +64,10 @@ pub struct ExternalSorter {
     buffered: Vec<RecordBatch>,
     buffered_bytes: usize,
     runs: Vec<SpilledRun>,
-    /// Largest batch plus keys seen, to size the merge fan-in.
-    max_batch_bytes: usize,
+    /// Rows and array bytes seen, to size spilled batches and the merge fan-in.
+    seen_rows: usize,
+    seen_bytes: usize,
+    in_flight: Option<std::thread::JoinHandle<Result<SpilledRun>>>,
     metrics: Arc<BaselineMetrics>,
 }
 
@@ -97,7 +102,9 @@ impl ExternalSorter {
             buffered: Vec::new(),
             buffered_bytes: 0,
             runs: Vec::new(),
-            max_batch_bytes: 0,
+            seen_rows: 0,
+            seen_bytes: 0,
+            in_flight: None,
             metrics,
         })
     }
@@ -111,7 +118,9 @@ impl ExternalSorter {
             .iter()
             .map(|&k| batch.column(k).get_array_memory_size())
             .sum();
-        arrays + keys + batch.num_rows() * 24
+        // Sort scratch per row: key slice + index (24 bytes, twice while merging halves) and
+        // the (batch, row) origin (16 bytes).
+        arrays + keys + batch.num_rows() * 64
     }
 
     /// Adds a batch, spilling a sorted run first if the budget would be exceeded.
@@ -124,7 +133,7 @@ impl ExternalSorter {
         }
         self.metrics.add_input(batch.num_rows());
         let cost = self.cost(&batch);
-        if cost > self.config.budget_bytes {
+        if cost > self.config.budget_bytes / 2 {
             return Err(WorkerError::BudgetTooSmall {
                 budget: self.config.budget_bytes as u64,
                 message: format!(
@@ -133,8 +142,10 @@ impl ExternalSorter {
                 ),
             });
         }
-        self.max_batch_bytes = self.max_batch_bytes.max(cost);
-        if self.buffered_bytes + cost > self.config.budget_bytes {
+        self.seen_rows += batch.num_rows();
+        self.seen_bytes += batch.get_array_memory_size();
+        // Half the budget per buffer: one may be sorting and spilling while the next fills.
+        if self.buffered_bytes + cost > self.config.budget_bytes / 2 {
             self.spill()?;
         }
         self.buffered_bytes += cost;
@@ -142,82 +153,75 @@ impl ExternalSorter {
         Ok(())
     }
 
-    fn sort_buffer(&mut self) -> Result<SortedBuffer> {
-        let batches = std::mem::take(&mut self.buffered);
+    /// Bytes one row takes in memory, on average (arrays and encoded keys).
+    fn row_bytes(&self) -> usize {
+        (2 * self.seen_bytes / self.seen_rows.max(1)).max(16)
+    }
+
+    /// Rows per spilled batch: small enough that a merge of [`MIN_FAN_IN`] runs, each
+    /// holding about three batches, fits the budget.
+    fn spill_batch_rows(&self) -> usize {
+        (self.config.budget_bytes / (3 * MIN_FAN_IN * self.row_bytes()))
+            .clamp(256.min(self.config.batch_size), self.config.batch_size)
+    }
+
+    fn take_buffer(&mut self) -> Vec<RecordBatch> {
         self.buffered_bytes = 0;
-        let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-        let mut rows = self.converter.empty_rows(n, n * 16);
-        let mut origin = Vec::with_capacity(n);
-        for (bi, b) in batches.iter().enumerate() {
-            let cols: Vec<ArrayRef> = self
-                .config
-                .keys
-                .iter()
-                .map(|&k| b.column(k).clone())
-                .collect();
-            self.converter.append(&mut rows, &cols)?;
-            origin.extend((0..b.num_rows()).map(|r| (bi, r)));
-        }
-        let mut idx: Vec<u32> = (0..n as u32).collect();
-        idx.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-        drop(rows);
-        let order = idx.into_iter().map(|i| origin[i as usize]).collect();
-        Ok(SortedBuffer {
-            batches,
-            order,
-            at: 0,
-            batch_size: self.config.batch_size,
-        })
+        std::mem::take(&mut self.buffered)
     }
 
-    /// Writes a sorted stream as a run, through the combiner if there is one.
-    fn write_run(&self, input: SortedRun) -> Result<SpilledRun> {
-        let mut writer = self.config.spill.writer(&self.config.schema)?;
-        let mut combiner = match &self.config.combiner {
-            Some(f) => Some(f()?),
-            None => None,
-        };
-        for batch in input {
-            let batch = batch?;
-            let out = match combiner.as_mut() {
-                Some(c) => c.apply(batch)?,
-                None => Some(batch),
-            };
-            if let Some(b) = out.filter(|b| b.num_rows() > 0) {
-                writer.write(&b)?;
-            }
+    /// Waits for the run being spilled in the background, if any.
+    fn join_spill(&mut self) -> Result<()> {
+        if let Some(handle) = self.in_flight.take() {
+            let run = handle
+                .join()
+                .map_err(|_| WorkerError::internal("the spill thread panicked"))??;
+            tracing::debug!(rows = run.rows, bytes = run.bytes, "spilled a sorted run");
+            self.runs.push(run);
         }
-        if let Some(b) = combiner.as_mut().map(|c| c.finish()).transpose()?.flatten() {
-            writer.write(&b)?;
-        }
-        writer.finish()
+        Ok(())
     }
 
+    /// Sorts and writes the buffer as a run on a background thread, so that reading the
+    /// next buffer overlaps with it. At most one spill is in flight.
     fn spill(&mut self) -> Result<()> {
+        self.join_spill()?;
         if self.buffered.is_empty() {
             return Ok(());
         }
-        let sorted = self.sort_buffer()?;
-        let run = self.write_run(Box::new(sorted))?;
-        tracing::debug!(rows = run.rows, bytes = run.bytes, "spilled a sorted run");
-        self.runs.push(run);
+        let batches = self.take_buffer();
+        let batch_size = self.spill_batch_rows();
+        let config = self.config.clone();
+        self.in_flight = Some(std::thread::spawn(move || {
+            let converter = config.converter()?;
+            let sorted = sort_batches(&converter, &config.keys, batches, batch_size)?;
+            write_run(&config, Box::new(sorted))
+        }));
         Ok(())
     }
 
     /// Ends the input and returns the sorted output.
     pub fn finish(mut self) -> Result<SortedRun> {
-        if self.runs.is_empty() {
-            let sorted = self.sort_buffer()?;
+        if self.runs.is_empty() && self.in_flight.is_none() {
+            let batches = self.take_buffer();
+            let sorted = sort_batches(
+                &self.converter,
+                &self.config.keys,
+                batches,
+                self.config.batch_size,
+            )?;
             return Ok(Box::new(sorted));
         }
         self.spill()?;
-        let fan_in = (self.config.budget_bytes / (2 * self.max_batch_bytes.max(1))).max(2);
+        self.join_spill()?;
+        let per_run = 3 * self.spill_batch_rows() * self.row_bytes();
+        let fan_in = (self.config.budget_bytes / per_run.max(1)).max(2);
         let mut runs = std::mem::take(&mut self.runs);
         while runs.len() > fan_in {
             let rest = runs.split_off(fan_in);
             let group = std::mem::replace(&mut runs, rest);
             let merged = self.merge(group)?;
-            let run = self.write_run(Box::new(merged))?;
+            let run = write_run(&self.config, Box::new(merged))?;
             runs.push(run);
         }
         Ok(Box::new(self.merge(runs)?))
@@ -241,6 +245,88 @@ impl ExternalSorter {
             _runs: runs,
         })
     }
+}
+
+/// Sorts buffered batches by their key.
+fn sort_batches(
+    converter: &RowConverter,
+    keys: &[usize],
+    batches: Vec<RecordBatch>,
+    batch_size: usize,
+) -> Result<SortedBuffer> {
+    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut rows = converter.empty_rows(n, n * 16);
+    let mut origin = Vec::with_capacity(n);
+    for (bi, b) in batches.iter().enumerate() {
+        let cols: Vec<ArrayRef> = keys.iter().map(|&k| b.column(k).clone()).collect();
+        converter.append(&mut rows, &cols)?;
+        origin.extend((0..b.num_rows()).map(|r| (bi, r)));
+    }
+    let mut keyed: Vec<(&[u8], u32)> = (0..n).map(|i| (rows.row(i).data(), i as u32)).collect();
+    parallel_sort(&mut keyed);
+    let order = keyed.into_iter().map(|(_, i)| origin[i as usize]).collect();
+    drop(rows);
+    Ok(SortedBuffer {
+        batches,
+        order,
+        at: 0,
+        batch_size,
+    })
+}
+
+/// Writes a sorted stream as a run, through the combiner if there is one.
+fn write_run(config: &SortConfig, input: SortedRun) -> Result<SpilledRun> {
+    let mut writer = config.spill.writer(&config.schema)?;
+    let mut combiner = match &config.combiner {
+        Some(f) => Some(f()?),
+        None => None,
+    };
+    for batch in input {
+        let batch = batch?;
+        let out = match combiner.as_mut() {
+            Some(c) => c.apply(batch)?,
+            None => Some(batch),
+        };
+        if let Some(b) = out.filter(|b| b.num_rows() > 0) {
+            writer.write(&b)?;
+        }
+    }
+    if let Some(b) = combiner.as_mut().map(|c| c.finish()).transpose()?.flatten() {
+        writer.write(&b)?;
+    }
+    writer.finish()
+}
+
+/// Sorts by key bytes, in two halves on two threads for large inputs, then merges them.
+fn parallel_sort(keyed: &mut Vec<(&[u8], u32)>) {
+    const PARALLEL_FROM: usize = 64 * 1024;
+    if keyed.len() < PARALLEL_FROM {
+        keyed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        return;
+    }
+    let mid = keyed.len() / 2;
+    {
+        let (left, right) = keyed.split_at_mut(mid);
+        std::thread::scope(|scope| {
+            scope.spawn(|| left.sort_unstable_by(|a, b| a.0.cmp(b.0)));
+            right.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        });
+    }
+    let mut merged = Vec::with_capacity(keyed.len());
+    let (left, right) = keyed.split_at(mid);
+    let (mut i, mut j) = (0, 0);
+    while i < left.len() && j < right.len() {
+        if right[j].0 < left[i].0 {
+            merged.push(right[j]);
+            j += 1;
+        } else {
+            merged.push(left[i]);
+            i += 1;
+        }
+    }
+    merged.extend_from_slice(&left[i..]);
+    merged.extend_from_slice(&right[j..]);
+    *keyed = merged;
 }
 
 /// A merge that owns its input runs, so they are deleted once it is dropped.
