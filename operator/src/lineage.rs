@@ -376,7 +376,7 @@ mod tests {
         StartRequest {
             id: id.into(),
             segments_from: from.iter().map(|s| s.to_string()).collect(),
-            output_prefix: format!("data/run/{id}-"),
+            output_prefix: format!("data/run/{id}"),
             task_run: "run".into(),
             subtask: Some(0),
         }
@@ -457,7 +457,7 @@ mod tests {
         l.start(req("e1", &["a"]), catalog(&["a"]), no_outputs, 1)
             .unwrap();
         let d = l.revert("e1", "worker failed", 2).unwrap();
-        assert_eq!(d.prefixes, vec!["data/run/e1-".to_string()]);
+        assert_eq!(d.prefixes, vec!["data/run/e1".to_string()]);
         assert_eq!(l.revert("e1", "again", 3).unwrap(), d);
         assert_eq!(
             l.end("e1", 4),
@@ -508,7 +508,7 @@ mod tests {
             .unwrap();
         let d = l.clean_up(STALE_AFTER_MS + 1, STALE_AFTER_MS, 20);
         // the stuck entry was reverted (its outputs deleted) …
-        assert!(d.prefixes.contains(&"data/run/stuck-".to_string()));
+        assert!(d.prefixes.contains(&"data/run/stuck".to_string()));
         assert_eq!(l.get("stuck").unwrap().state, LineageState::Reverted);
         // … and history holds at most 20 ended entries, the newest ones.
         assert!(l.entries.len() <= 20);

@@ -210,6 +210,35 @@ pub async fn execute_run(
         table: ctx.destination.name.clone(),
         source,
     };
+    // 0. Subtasks whose commit is already in the log (a replay after a crash between the
+    // commit and the status update) are only finished: never executed again, since a rerun
+    // would write over their committed outputs.
+    let mut already_committed = BTreeMap::new();
+    for s in &plan.subtasks {
+        let app = app_id::subtask(ctx.namespace, ctx.task_run, s.index);
+        if catalog.is_committed(&app, 1).await.map_err(catalog_err)? {
+            let id = format!("{}-{}", ctx.task_run, s.index);
+            if state.lineage.get(&id).is_some() {
+                state
+                    .lineage
+                    .end(&id, now_ms())
+                    .map_err(|source| RunError::Lineage {
+                        task_run: ctx.task_run.to_string(),
+                        source,
+                    })?;
+            }
+            already_committed.insert(
+                s.index,
+                SubtaskResult::Committed {
+                    input_rows: 0,
+                    output_rows: 0,
+                    outputs: 0,
+                    attempts: 0,
+                    already_committed: true,
+                },
+            );
+        }
+    }
     // 1. Lineage before any worker. Replaying this step after a crash is a no-op.
     let live: HashMap<String, ()> = catalog
         .segments()
@@ -218,7 +247,13 @@ pub async fn execute_run(
         .map(|s| (s.path, ()))
         .collect();
     for request in plan.lineage_requests(ctx.task_run) {
-        let prefix = request.output_prefix.clone();
+        if request
+            .subtask
+            .is_some_and(|i| already_committed.contains_key(&i))
+        {
+            continue;
+        }
+        let prefix = format!("{}/", request.output_prefix.trim_end_matches('/'));
         state
             .lineage
             .start(
@@ -248,16 +283,20 @@ pub async fn execute_run(
         max_attempts,
         budget,
     };
+    let skip: Vec<u32> = already_committed.keys().copied().collect();
     let mut finished = futures::stream::iter(
         plan.subtasks
             .iter()
+            .filter(|s| !skip.contains(&s.index))
             .map(|s| run_attempts(ctx, &settings, executor, s)),
     )
     .buffer_unordered(parallelism);
 
     let by_index: BTreeMap<u32, &PlannedSubtask> =
         plan.subtasks.iter().map(|s| (s.index, s)).collect();
-    let mut outcome = RunOutcome::default();
+    let mut outcome = RunOutcome {
+        subtasks: already_committed,
+    };
     let mut pending_all: Vec<(u32, Option<ResultManifest>, u32)> = Vec::new();
     let mut any_failed = false;
     while let Some((index, result)) = finished.next().await {
@@ -432,7 +471,8 @@ async fn commit(
             let done_before = state
                 .lineage
                 .get(&format!("{}-{}", ctx.task_run, s.index))
-                .is_some_and(|e| e.state == crate::lineage::LineageState::Completed);
+                // No entry: committed by an earlier pass of this run (see step 0).
+                .is_none_or(|e| e.state == crate::lineage::LineageState::Completed);
             Some((w, done_before || committed_now.contains(&s.index)))
         })
         .collect();

@@ -35,7 +35,9 @@ pub struct TableLocation {
 }
 
 /// Half-open time range `[startMs, endMs)` in epoch milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimeWindow {
     pub start_ms: i64,
@@ -181,12 +183,20 @@ impl SubtaskSpec {
     }
 }
 
-/// The staging prefix of one attempt of one subtask: `data/<taskRun>/<subtask>-<attempt>`.
+/// The staging prefix of one attempt of one subtask: `data/<taskRun>/<subtask>/<attempt>`.
+///
+/// Prefixes are directories (object stores list by whole path segments), so every attempt
+/// of a subtask lies under [`subtask_prefix`] and every subtask under [`run_prefix`].
 ///
 /// # Guarantees
 /// Distinct (run, subtask, attempt) triples give distinct, non-nested prefixes.
 pub fn staging_prefix(task_run: &str, subtask: u32, attempt: u32) -> String {
-    format!("data/{task_run}/{subtask}-{attempt}")
+    format!("{}/{attempt}", subtask_prefix(task_run, subtask))
+}
+
+/// The directory holding every attempt of one subtask: `data/<taskRun>/<subtask>`.
+pub fn subtask_prefix(task_run: &str, subtask: u32) -> String {
+    format!("data/{task_run}/{subtask}")
 }
 
 /// The prefix holding every attempt of every subtask of a run.
@@ -203,6 +213,8 @@ mod tests {
         assert_ne!(staging_prefix("r", 1, 1), staging_prefix("r", 1, 2));
         assert_ne!(staging_prefix("r", 1, 11), staging_prefix("r", 11, 1));
         assert!(staging_prefix("r", 0, 1).starts_with(&run_prefix("r")));
+        assert!(staging_prefix("r", 1, 2).starts_with(&format!("{}/", subtask_prefix("r", 1))));
+        assert!(!staging_prefix("r", 11, 2).starts_with(&format!("{}/", subtask_prefix("r", 1))));
     }
 
     #[test]

@@ -97,8 +97,9 @@ fn setup<E: std::fmt::Display>(context: &str) -> impl FnOnce(E) -> DemoError + '
     move |e| DemoError::Setup(format!("{context}: {e}"))
 }
 
-/// The samples, validated, with table URIs moved under `dir`.
-fn load_samples(dir: &Path) -> Result<(Vec<TableDef>, Vec<TaskConfig>), DemoError> {
+/// The demo's samples (`config/table-events-*.yaml`, `mtc-segment-import.yaml`,
+/// `mtc-merge-rollup.yaml`), validated, with table URIs moved under `dir`.
+pub fn load_samples(dir: &Path) -> Result<(Vec<TableDef>, Vec<TaskConfig>), DemoError> {
     let mut tables = Vec::new();
     let mut configs = Vec::new();
     for (file, text) in SAMPLES {
@@ -306,7 +307,8 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
     Ok(report)
 }
 
-async fn write_realtime(
+/// Writes the REALTIME table's segments: one per partition every `segment_period_ms`.
+pub async fn write_realtime(
     def: &TableDef,
     catalog: &mut Catalog,
     options: &DemoOptions,
