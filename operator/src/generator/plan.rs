@@ -284,7 +284,7 @@ impl Plan {
     }
 
     /// The lineage entries to open before any Job starts, one per subtask: id
-    /// `<taskRun>-<index>`, output prefix `data/<taskRun>/<index>-` (every attempt's
+    /// `<taskRun>-<index>`, output prefix `data/<taskRun>/<index>` (every attempt's
     /// [`staging_prefix`] starts with it).
     pub fn lineage_requests(&self, task_run: &str) -> Vec<StartRequest> {
         self.subtasks
@@ -292,7 +292,7 @@ impl Plan {
             .map(|s| StartRequest {
                 id: format!("{task_run}-{}", s.index),
                 segments_from: s.segments_from(),
-                output_prefix: format!("data/{task_run}/{}-", s.index),
+                output_prefix: minion_contract::subtask_prefix(task_run, s.index),
                 task_run: task_run.to_string(),
                 subtask: Some(s.index),
             })
@@ -467,7 +467,7 @@ mod tests {
         let p = plan(&merge_input()).unwrap();
         let req = &p.lineage_requests("events-merge-1")[0];
         assert_eq!(req.id, "events-merge-1-0");
-        assert_eq!(req.output_prefix, "data/events-merge-1/0-");
+        assert_eq!(req.output_prefix, "data/events-merge-1/0");
         let spec = p.subtasks[0].to_spec(
             "ns",
             "events-merge-1",
