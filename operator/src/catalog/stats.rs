@@ -160,11 +160,12 @@ pub fn segment_from_file(
     size: i64,
     rows: Option<u64>,
     stats: Option<&str>,
-    tags: Option<&HashMap<String, Option<String>>>,
+    tags: Option<HashMap<String, Option<String>>>,
     time: &TimeColumn,
 ) -> SegmentRef {
+    let tags = tags.unwrap_or_default();
     let tag = |key: &str| {
-        tags.and_then(|t| t.get(key))
+        tags.get(key)
             .and_then(|v| v.as_deref())
             .and_then(|v| v.parse::<i64>().ok())
     };
@@ -173,11 +174,11 @@ pub fn segment_from_file(
         Some(s) if rows.is_none() || min_tag.is_none() || max_tag.is_none() => parse_stats(s, time),
         _ => FileStats::default(),
     };
+    let partition = tag(TAG_PARTITION).and_then(|p| u32::try_from(p).ok());
     let free_tags: BTreeMap<String, String> = tags
         .into_iter()
-        .flatten()
         .filter(|(k, _)| !RESERVED_TAGS.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+        .map(|(k, v)| (k, v.unwrap_or_default()))
         .collect();
     SegmentRef {
         path,
@@ -185,7 +186,7 @@ pub fn segment_from_file(
         bytes: u64::try_from(size).unwrap_or(0),
         min_time_ms: min_tag.or(parsed.min_time_ms),
         max_time_ms: max_tag.or(parsed.max_time_ms),
-        partition: tag(TAG_PARTITION).and_then(|p| u32::try_from(p).ok()),
+        partition,
         tags: free_tags,
     }
 }
@@ -282,9 +283,16 @@ mod tests {
         let seg = segment(1000, 5000);
         let tags = segment_tags(&seg);
         let stats = stats_json(&seg, &t);
-        let listed = segment_from_file(seg.path.clone(), 100, None, Some(&stats), Some(&tags), &t);
+        let listed = segment_from_file(
+            seg.path.clone(),
+            100,
+            None,
+            Some(&stats),
+            Some(tags.clone()),
+            &t,
+        );
         assert_eq!(listed, seg, "a committed segment lists as it was committed");
-        let hinted = segment_from_file(seg.path.clone(), 100, Some(10), None, Some(&tags), &t);
+        let hinted = segment_from_file(seg.path.clone(), 100, Some(10), None, Some(tags), &t);
         assert_eq!(hinted, seg, "parsed row count plus tags need no stats JSON");
 
         let foreign = segment_from_file(
