@@ -163,6 +163,23 @@ impl Lineage {
             .collect()
     }
 
+    /// Segments the visibility rule hides: `segmentsFrom` of COMPLETED entries and
+    /// `segmentsTo` of IN_PROGRESS and REVERTED ones (see [`visible`]).
+    pub fn hidden_segments(&self) -> HashSet<&str> {
+        let mut hidden = HashSet::new();
+        for e in &self.entries {
+            match e.state {
+                LineageState::Completed => {
+                    hidden.extend(e.segments_from.iter().map(String::as_str))
+                }
+                LineageState::InProgress | LineageState::Reverted => {
+                    hidden.extend(e.segments_to.iter().map(String::as_str))
+                }
+            }
+        }
+        hidden
+    }
+
     /// Opens an IN_PROGRESS entry.
     ///
     /// # Guarantees
@@ -352,15 +369,7 @@ impl Lineage {
 /// this rule matters for views that merge the catalog with staged outputs (and for readers of
 /// a catalog without atomic commits).
 pub fn visible<'a>(segments: &'a [String], lineage: &Lineage) -> Vec<&'a str> {
-    let mut hidden: HashSet<&str> = HashSet::new();
-    for e in &lineage.entries {
-        match e.state {
-            LineageState::Completed => hidden.extend(e.segments_from.iter().map(String::as_str)),
-            LineageState::InProgress | LineageState::Reverted => {
-                hidden.extend(e.segments_to.iter().map(String::as_str))
-            }
-        }
-    }
+    let hidden = lineage.hidden_segments();
     segments
         .iter()
         .map(String::as_str)

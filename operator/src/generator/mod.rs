@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use minion_contract::segment::TAG_PARTITION;
 use minion_contract::{SegmentRef, TimeWindow};
 
-use crate::lineage::{Lineage, LineageState};
+use crate::lineage::Lineage;
 use crate::model::{TableDef, TableType, TaskConfig, TaskSpec, defaults};
 
 pub mod backfill;
@@ -146,15 +146,7 @@ pub(crate) fn blocked_by_incomplete_run(input: &GeneratorInput) -> Option<Plan> 
 /// Segments of `view` that are visible under the lineage rule: committed, not replaced by a
 /// COMPLETED entry, not staged outputs. Locked segments are included. Order is the catalog's.
 pub(crate) fn visible(view: &TableView) -> Vec<&SegmentRef> {
-    let mut hidden: HashSet<&str> = HashSet::new();
-    for e in &view.lineage.entries {
-        match e.state {
-            LineageState::Completed => hidden.extend(e.segments_from.iter().map(String::as_str)),
-            LineageState::InProgress | LineageState::Reverted => {
-                hidden.extend(e.segments_to.iter().map(String::as_str))
-            }
-        }
-    }
+    let hidden = view.lineage.hidden_segments();
     view.segments
         .iter()
         .filter(|s| !hidden.contains(s.path.as_str()))
