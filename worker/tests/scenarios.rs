@@ -144,7 +144,12 @@ async fn output_is_split_by_max_records_like_twelve_million_into_five_five_two()
     let first = &m.outputs[0];
     assert_eq!(
         first.path,
-        format!("data/run-1/0-1/pre_{}_{}_post_0.parquet", H10, H10 + 49_999)
+        format!(
+            "{}/pre_{}_{}_post_0.parquet",
+            s.output.staging_prefix,
+            H10,
+            H10 + 49_999
+        )
     );
     assert_eq!(first.tags["mergeLevel"], "1hour");
     assert_eq!(first.tags["minTimeMs"], H10.to_string());

@@ -68,6 +68,7 @@ pub struct ExternalSorter {
     seen_rows: usize,
     seen_bytes: usize,
     in_flight: Option<std::thread::JoinHandle<Result<SpilledRun>>>,
+    combiner_helps: bool,
     metrics: Arc<BaselineMetrics>,
 }
 
@@ -105,6 +106,7 @@ impl ExternalSorter {
             seen_rows: 0,
             seen_bytes: 0,
             in_flight: None,
+            combiner_helps: true,
             metrics,
         })
     }
@@ -176,6 +178,10 @@ impl ExternalSorter {
             let run = handle
                 .join()
                 .map_err(|_| WorkerError::internal("the spill thread panicked"))??;
+            // Pre-reducing runs pays only when it removes rows; stop when it hardly does.
+            if run.rows * 100 > run.input_rows * 99 {
+                self.combiner_helps = false;
+            }
             tracing::debug!(rows = run.rows, bytes = run.bytes, "spilled a sorted run");
             self.runs.push(run);
         }
@@ -191,7 +197,10 @@ impl ExternalSorter {
         }
         let batches = self.take_buffer();
         let batch_size = self.spill_batch_rows();
-        let config = self.config.clone();
+        let mut config = self.config.clone();
+        if !self.combiner_helps {
+            config.combiner = None;
+        }
         self.in_flight = Some(std::thread::spawn(move || {
             let converter = config.converter()?;
             let sorted = sort_batches(&converter, &config.keys, batches, batch_size)?;
@@ -277,12 +286,14 @@ fn sort_batches(
 /// Writes a sorted stream as a run, through the combiner if there is one.
 fn write_run(config: &SortConfig, input: SortedRun) -> Result<SpilledRun> {
     let mut writer = config.spill.writer(&config.schema)?;
+    let mut input_rows = 0u64;
     let mut combiner = match &config.combiner {
         Some(f) => Some(f()?),
         None => None,
     };
     for batch in input {
         let batch = batch?;
+        input_rows += batch.num_rows() as u64;
         let out = match combiner.as_mut() {
             Some(c) => c.apply(batch)?,
             None => Some(batch),
@@ -294,7 +305,9 @@ fn write_run(config: &SortConfig, input: SortedRun) -> Result<SpilledRun> {
     if let Some(b) = combiner.as_mut().map(|c| c.finish()).transpose()?.flatten() {
         writer.write(&b)?;
     }
-    writer.finish()
+    let mut run = writer.finish()?;
+    run.input_rows = input_rows;
+    Ok(run)
 }
 
 /// Sorts by key bytes, in two halves on two threads for large inputs, then merges them.

@@ -1,4 +1,4 @@
-//! Sorted runs spilled to local disk as LZ4-compressed Arrow IPC files, and the accounting
+//! Sorted runs spilled to local disk as ZSTD-compressed Arrow IPC files, and the accounting
 //! of the disk they use.
 //!
 //! Runs live in the subtask's private spill directory; each file is deleted as soon as it has
@@ -67,7 +67,7 @@ impl SpillDir {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("run-{n:06}.arrow"));
         let options =
-            IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+            IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
         let file = BufWriter::with_capacity(1 << 20, File::create(&path)?);
         let writer = FileWriter::try_new_with_options(file, schema, options)?;
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
@@ -103,6 +103,7 @@ impl RunWriter {
             path: self.path,
             bytes,
             rows: self.rows,
+            input_rows: self.rows,
             stats: self.stats,
         })
     }
@@ -114,6 +115,8 @@ pub struct SpilledRun {
     path: PathBuf,
     pub bytes: u64,
     pub rows: u64,
+    /// Rows before the combiner reduced them.
+    pub input_rows: u64,
     stats: Arc<SpillStats>,
 }
 
