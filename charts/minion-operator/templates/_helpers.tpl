@@ -1,0 +1,147 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "minion-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name of the release's objects: the release name when it already contains the chart name. */}}
+{{- define "minion-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "minion-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object of the release (no component: objects add their own). */}}
+{{- define "minion-operator.labels" -}}
+helm.sh/chart: {{ include "minion-operator.chart" . }}
+app.kubernetes.io/name: {{ include "minion-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: minion-operator
+{{- end }}
+
+{{/*
+Selects the operator's pods and nothing else (subtask pods carry component "worker"); stable across
+upgrades, since a Deployment's selector is immutable.
+*/}}
+{{- define "minion-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "minion-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "minion-operator.serviceAccountName" -}}
+{{- default (include "minion-operator.fullname" .) .Values.serviceAccount.name }}
+{{- end }}
+
+{{- define "minion-operator.workerServiceAccountName" -}}
+{{- default (printf "%s-worker" (include "minion-operator.fullname" .) | trunc 63 | trimSuffix "-") .Values.worker.serviceAccount.name }}
+{{- end }}
+
+{{- define "minion-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+Where the generated CRD YAML is read from. `files/crds/` is preferred: Helm installs whatever is in
+a chart's special `crds/` directory on its own (before templates, never upgraded), so CRDs kept there
+AND templated here make a plain `helm install` fail on ownership metadata. While the generator still
+writes `crds/`, that directory is used (install with `--skip-crds`; see docs/kubernetes.md).
+*/}}
+{{- define "minion-operator.crdGlob" -}}
+{{- if .Files.Glob "files/crds/*.yaml" }}files/crds/*.yaml{{ else }}crds/*.yaml{{ end }}
+{{- end }}
+
+{{/* Fails rendering on value combinations the schema cannot express clearly. */}}
+{{- define "minion-operator.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: only the leader may schedule and commit" }}
+{{- end }}
+{{- if and (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "serviceAccount.create=false needs serviceAccount.name (an existing ServiceAccount)" }}
+{{- end }}
+{{- if and (not .Values.worker.serviceAccount.create) (not .Values.worker.serviceAccount.name) }}
+{{- fail "worker.serviceAccount.create=false needs worker.serviceAccount.name (an existing ServiceAccount)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The restricted container securityContext (Pod Security Standard "restricted"). Subtask Jobs get the
+same from the operator.
+*/}}
+{{- define "minion-operator.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Namespaces that get the worker ServiceAccount, as a JSON array without duplicates. */}}
+{{- define "minion-operator.workerNamespaces" -}}
+{{- concat (list .Release.Namespace) .Values.watchNamespaces .Values.worker.serviceAccount.namespaces | uniq | toJson }}
+{{- end }}
+
+{{/*
+What the operator may do in the namespaces it watches, and nothing more (docs/kubernetes.md has the
+table with the reason for each rule). Used by the ClusterRole (all namespaces) or by one Role per
+watched namespace.
+*/}}
+{{- define "minion-operator.watchRules" -}}
+# Its resources: read all three; create scheduled TaskRuns and delete those past the history
+# limits; patch a TaskRun's finalizer (staged-output cleanup). Tables and MinionTaskConfigs are
+# never written: their spec, labels and annotations belong to the user.
+- apiGroups: ["minion.dev"]
+  resources: ["tables", "miniontaskconfigs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["minion.dev"]
+  resources: ["taskruns"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Status only through the status subresource (server-side apply).
+- apiGroups: ["minion.dev"]
+  resources: ["tables/status", "miniontaskconfigs/status", "taskruns/status"]
+  verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion (MinionTaskConfig -> TaskRun -> Job) need this where
+# the OwnerReferencesPermissionEnforcement admission plugin is on.
+- apiGroups: ["minion.dev"]
+  resources: ["miniontaskconfigs/finalizers", "taskruns/finalizers"]
+  verbs: ["update"]
+# One Job per subtask; deleted when a run is cancelled or times out.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Status and logs of subtask pods, for TaskRun status and failure reasons.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+# Events for every phase change and failure (`kubectl describe`).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+# Object-store credentials that Tables reference (spec.storageSecretRef). Read only, by name:
+# no list or watch. A cluster admin may narrow this further with resourceNames.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
