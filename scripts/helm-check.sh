@@ -9,7 +9,9 @@
 #      election);
 #   5. policy on the rendered objects (python3): RBAC grants nothing beyond the documented list,
 #      the worker ServiceAccount is bound to nothing and mounts no token, every container runs with
-#      the restricted securityContext, the templated CRDs equal the generated ones, crds.keep.
+#      the restricted securityContext, the templated CRDs equal the generated ones, crds.keep;
+#   6. the ArgoCD health checks in config/argocd/ (Lua 5.1, as ArgoCD runs them, through the PyPI
+#      package lupa) on table-driven cases, and that argocd-cm-patch.yaml holds the same Lua.
 # Exits non-zero on the first failure. Usage: bash scripts/helm-check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +60,7 @@ install_tools
 if ! python3 -c 'import yaml' 2>/dev/null; then
   if ! PYTHONPATH=$TOOLS/py python3 -c 'import yaml' 2>/dev/null; then
     step "installing PyYAML into $TOOLS/py"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/py" pyyaml
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/py" pyyaml
   fi
   export PYTHONPATH=$TOOLS/py${PYTHONPATH:+:$PYTHONPATH}
 fi
@@ -437,6 +439,91 @@ for t in secrets-list wildcard configmaps rw-root caps worker-bound worker-token
   fi
   ok "$t: $(grep -m1 FAILED "$WORK/t.out" | sed 's/^ *FAILED: //' | cut -c1-120)"
 done
+
+# --- 6. ArgoCD health checks -----------------------------------------------------------------
+step "ArgoCD health checks (config/argocd/health/*.lua under Lua 5.1)"
+if ! PYTHONPATH=$TOOLS/py python3 -c 'import lupa.lua51' 2>/dev/null; then
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS/py" 'lupa==2.8'
+fi
+PYTHONPATH=$TOOLS/py${PYTHONPATH:+:$PYTHONPATH} python3 - config/argocd <<'PY' || die "ArgoCD health checks"
+import os, sys, yaml
+from lupa import lua51
+
+root = sys.argv[1]
+failures = []
+
+def cond(type_, status, reason="R", message=""):
+    return {"type": type_, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2024-01-01T00:00:00Z"}
+
+def obj(kind, status=None, generation=1):
+    o = {"apiVersion": "minion.dev/v1alpha1", "kind": kind, "metadata": {"name": "x", "generation": generation}}
+    if status is not None:
+        o["status"] = status
+    return o
+
+def tr(phase, **kw):
+    return obj("TaskRun", {"phase": phase, "progress": "1/2", **kw})
+
+CASES = {
+    "taskrun.lua": [
+        (obj("TaskRun"), "Progressing"),
+        (tr("Pending"), "Progressing"), (tr("Planning"), "Progressing"),
+        (tr("Running"), "Progressing"), (tr("Committing"), "Progressing"),
+        (tr("Succeeded"), "Healthy"), (tr("Skipped", reason="NothingToDo"), "Healthy"),
+        (tr("Failed", reason="SubtaskFailed", message="subtask 0: exit 2"), "Degraded"),
+        (tr("TimedOut"), "Degraded"),
+        (obj("TaskRun", {"conditions": [cond("Complete", "True")]}), "Healthy"),
+        (obj("TaskRun", {"conditions": [cond("Failed", "True")]}), "Degraded"),
+    ],
+    "miniontaskconfig.lua": [
+        (obj("MinionTaskConfig"), "Progressing"),
+        (obj("MinionTaskConfig", {"conditions": []}), "Progressing"),
+        (obj("MinionTaskConfig", {"conditions": [cond("Ready", "True")], "nextScheduleTime": "2024-01-01T01:00:00Z"}), "Healthy"),
+        (obj("MinionTaskConfig", {"conditions": [cond("Ready", "False", "InvalidSchedule")]}), "Degraded"),
+        (obj("MinionTaskConfig", {"conditions": [cond("Ready", "True"), cond("Degraded", "True", "RunsFailing")]}), "Degraded"),
+        (obj("MinionTaskConfig", {"conditions": [cond("Ready", "True"), cond("Suspended", "True")]}), "Suspended"),
+        (obj("MinionTaskConfig", {"observedGeneration": 1, "conditions": [cond("Ready", "True")]}, generation=2), "Progressing"),
+    ],
+    "table.lua": [
+        (obj("Table"), "Progressing"),
+        (obj("Table", {"conditions": [cond("Ready", "True")]}), "Healthy"),
+        (obj("Table", {"conditions": [cond("Ready", "False", "CatalogUnreachable", "no such bucket")]}), "Degraded"),
+        (obj("Table", {"conditions": [cond("Ready", "True"), cond("Degraded", "True")]}), "Degraded"),
+        (obj("Table", {"observedGeneration": 3, "conditions": [cond("Ready", "True")]}, generation=3), "Healthy"),
+    ],
+}
+
+def to_lua(lua, value):
+    if isinstance(value, dict):
+        return lua.table_from({k: to_lua(lua, v) for k, v in value.items()})
+    if isinstance(value, list):
+        return lua.table_from([to_lua(lua, v) for v in value])
+    return value
+
+for script, cases in CASES.items():
+    code = open(os.path.join(root, "health", script)).read()
+    for o, want in cases:
+        lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+        lua.globals().obj = to_lua(lua, o)
+        hs = lua.execute(code)
+        got, msg = hs["status"], hs["message"]
+        label = f"{script} {o.get('status', {}).get('phase') or [c['type'] + '=' + c['status'] for c in o.get('status', {}).get('conditions', [])] or 'no status'}"
+        if got != want:
+            failures.append(f"{label}: {got}, want {want} ({msg})")
+        else:
+            print(f"   ok: {label} -> {got}: {msg}")
+
+patch = yaml.safe_load(open(os.path.join(root, "argocd-cm-patch.yaml")))["data"]
+for kind, script in (("Table", "table.lua"), ("MinionTaskConfig", "miniontaskconfig.lua"), ("TaskRun", "taskrun.lua")):
+    if patch.get(f"resource.customizations.health.minion.dev_{kind}") != open(os.path.join(root, "health", script)).read():
+        failures.append(f"argocd-cm-patch.yaml: {kind} differs from health/{script}")
+for f in failures:
+    print(f"   FAILED: {f}")
+if failures:
+    sys.exit(1)
+print("   ok: argocd-cm-patch.yaml holds the same Lua as health/*.lua")
+PY
 
 if [[ -d "$CHART/crds" ]]; then
   step "note"
