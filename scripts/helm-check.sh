@@ -179,7 +179,7 @@ kubectl_dry_run() {
 }
 
 # --- 2. lint and 3. template | kubectl dry-run per variant ------------------------------------
-VARIANTS=(default cluster-wide namespaced)
+VARIANTS=(default cluster-wide namespaced kind-e2e)
 values_args() { [[ "$1" == default ]] || echo "-f $CHART/ci/$1-values.yaml"; }
 
 for v in "${VARIANTS[@]}"; do
@@ -347,8 +347,9 @@ def check_variant(name, expect_crds, expect_keep):
         fail(f"{name}: expected one ConfigMap with worker-defaults.yaml")
     else:
         wd = yaml.safe_load(cm[0]["data"]["worker-defaults.yaml"])
-        need = {"image", "imagePullPolicy", "serviceAccountName", "memoryBudget", "resources", "nodeSelector",
-                "tolerations", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished"}
+        need = {"image", "imagePullPolicy", "imagePullSecrets", "serviceAccountName", "memoryBudget", "resources",
+                "nodeSelector", "tolerations", "backoffLimit", "activeDeadlineSeconds", "ttlSecondsAfterFinished",
+                "extraEnv", "extraVolumes", "extraVolumeMounts"}
         if need - set(wd):
             fail(f"{name}: worker-defaults.yaml lacks {sorted(need - set(wd))}")
         if wd.get("serviceAccountName") not in {w["metadata"]["name"] for w in workers}:
