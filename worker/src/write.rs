@@ -75,7 +75,10 @@ impl SegmentWriter {
             .set_dictionary_enabled(true)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(1 << 20))
-            .set_max_row_group_bytes(Some(target.row_group_bytes));
+            .set_max_row_group_bytes(Some(target.row_group_bytes))
+            // Page and dictionary buffers are per column; keep them small for small budgets.
+            .set_data_page_size_limit((target.row_group_bytes / 4).clamp(64 << 10, 1 << 20))
+            .set_dictionary_page_size_limit((target.row_group_bytes / 4).clamp(64 << 10, 1 << 20));
         for name in &plan.table.bloom_filter_columns {
             props = props.set_column_bloom_filter_enabled(ColumnPath::from(name.as_str()), true);
         }
