@@ -201,7 +201,7 @@ impl Plan {
             }
             MergeType::Dedup => {
                 sort_keys.extend(sorted);
-                sort_keys.extend(0..table_arrow.fields().len());
+                sort_keys.extend((0..table_arrow.fields().len()).filter(|i| Some(*i) != sorted));
             }
             MergeType::Rollup => {
                 let non_metric = |i: &usize| table.columns[*i].role != ColumnRole::Metric;
