@@ -8,14 +8,19 @@
 //! - [`schedule`]: Quartz and crontab expressions, next fire times (pure);
 //! - [`lineage`]: the lineage state machine (pure);
 //! - [`catalog`]: the table catalog over `deltalake` and the atomic segment replacement;
-//! - [`generator`]: one pure planner per task type.
+//! - [`generator`]: one pure planner per task type;
+//! - [`control`]: the backend-agnostic control loop (scheduling, TaskRun lifecycle);
+//! - [`local`]: the local backend (state directory, worker child processes);
+//! - [`cli`]: the `minion` CLI's subcommands.
 
 pub mod api;
 pub mod catalog;
+pub mod control;
 pub mod demo;
 pub mod generator;
 pub mod inspect;
 pub mod lineage;
+pub mod local;
 pub mod model;
 pub mod runner;
 pub mod schedule;

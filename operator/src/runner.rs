@@ -18,7 +18,7 @@
 //! What it may touch: the destination catalog, the staged prefixes of this run, and the
 //! [`RunState`] it is given (the caller persists it).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::Pin;
 
 use futures::StreamExt;
@@ -166,7 +166,8 @@ impl RunError {
     }
 }
 
-fn location(def: &TableDef) -> TableLocation {
+/// Where a table is, as a subtask spec names it.
+pub fn location(def: &TableDef) -> TableLocation {
     TableLocation {
         name: def.name.clone(),
         uri: def.uri.clone(),
@@ -210,66 +211,23 @@ pub async fn execute_run(
         table: ctx.destination.name.clone(),
         source,
     };
-    // 0. Subtasks whose commit is already in the log (a replay after a crash between the
-    // commit and the status update) are only finished: never executed again, since a rerun
-    // would write over their committed outputs.
-    let mut already_committed = BTreeMap::new();
-    for s in &plan.subtasks {
-        let app = app_id::subtask(ctx.namespace, ctx.task_run, s.index);
-        if catalog.is_committed(&app, 1).await.map_err(catalog_err)? {
-            let id = format!("{}-{}", ctx.task_run, s.index);
-            if state.lineage.get(&id).is_some() {
-                state
-                    .lineage
-                    .end(&id, now_ms())
-                    .map_err(|source| RunError::Lineage {
-                        task_run: ctx.task_run.to_string(),
-                        source,
-                    })?;
-            }
-            already_committed.insert(
-                s.index,
-                SubtaskResult::Committed {
-                    input_rows: 0,
-                    output_rows: 0,
-                    outputs: 0,
-                    attempts: 0,
-                    already_committed: true,
-                },
-            );
-        }
-    }
-    // 1. Lineage before any worker. Replaying this step after a crash is a no-op.
-    let live: HashMap<String, ()> = catalog
-        .segments()
-        .map_err(catalog_err)?
-        .into_iter()
-        .map(|s| (s.path, ()))
-        .collect();
-    for request in plan.lineage_requests(ctx.task_run) {
-        if request
-            .subtask
-            .is_some_and(|i| already_committed.contains_key(&i))
-        {
-            continue;
-        }
-        let prefix = format!("{}/", request.output_prefix.trim_end_matches('/'));
-        state
-            .lineage
-            .start(
-                request,
-                |p| live.contains_key(p),
-                |_| live.keys().find(|p| p.starts_with(&prefix)).cloned(),
-                now_ms(),
-            )
-            .map_err(|source| RunError::Lineage {
-                task_run: ctx.task_run.to_string(),
-                source,
-            })?;
-    }
-    for (level, wm) in &plan.watermarks {
-        state.watermarks.insert(level.clone(), *wm);
-    }
+    let already_committed: BTreeMap<u32, SubtaskResult> =
+        open_lineage(ctx, plan, catalog, state, &now_ms)
+            .await?
+            .into_iter()
+            .map(|index| {
+                (
+                    index,
+                    SubtaskResult::Committed {
+                        input_rows: 0,
+                        output_rows: 0,
+                        outputs: 0,
+                        attempts: 0,
+                        already_committed: true,
+                    },
+                )
+            })
+            .collect();
 
     // 2. Execute, at most `parallelism` at once.
     let source = location(ctx.source.unwrap_or(ctx.destination));
@@ -303,12 +261,14 @@ pub async fn execute_run(
         match result {
             Ok((manifest, attempts)) => match plan.commit_mode {
                 CommitMode::PerSubtask => {
-                    let r = commit(
+                    let before = committed_before(ctx, plan, state);
+                    let r = commit_subtasks(
                         ctx,
                         plan,
                         catalog,
                         state,
                         &[(index, manifest, attempts)],
+                        &before,
                         &now_ms,
                     )
                     .await
@@ -319,7 +279,7 @@ pub async fn execute_run(
             },
             Err((message, attempts)) => {
                 any_failed = true;
-                revert(ctx, catalog, state, index, &message, &now_ms)
+                revert_subtask(ctx, catalog, state, index, &message, &now_ms)
                     .await
                     .map_err(catalog_err)?;
                 outcome
@@ -335,7 +295,7 @@ pub async fn execute_run(
                 .failure_message()
                 .unwrap_or_else(|| "another subtask failed".into());
             for (index, _, attempts) in pending_all {
-                revert(ctx, catalog, state, index, &message, &now_ms)
+                revert_subtask(ctx, catalog, state, index, &message, &now_ms)
                     .await
                     .map_err(catalog_err)?;
                 outcome.subtasks.insert(
@@ -348,7 +308,8 @@ pub async fn execute_run(
             }
         } else if !pending_all.is_empty() {
             pending_all.sort_by_key(|(i, _, _)| *i);
-            let r = commit(ctx, plan, catalog, state, &pending_all, &now_ms)
+            let before = committed_before(ctx, plan, state);
+            let r = commit_subtasks(ctx, plan, catalog, state, &pending_all, &before, &now_ms)
                 .await
                 .map_err(catalog_err)?;
             outcome.subtasks.extend(r);
@@ -356,6 +317,95 @@ pub async fn execute_run(
     }
     debug_assert_eq!(outcome.subtasks.len(), by_index.len());
     Ok(outcome)
+}
+
+/// Steps 0–1 of the protocol: finishes subtasks whose commit is already in the log (a replay
+/// after a crash between the commit and the status update), then opens one IN_PROGRESS
+/// lineage entry per other subtask and stores the plan's watermarks in `state`. Returns the
+/// indices already committed.
+///
+/// # Guarantees
+/// Replaying it is a no-op: lineage entries already open with the same inputs are kept, and
+/// subtasks already committed are never opened again (a rerun would write over their
+/// committed outputs).
+///
+/// # Errors
+/// Lineage refused (inputs locked or gone, an output prefix holding live segments); catalog
+/// failures.
+pub async fn open_lineage(
+    ctx: &RunContext<'_>,
+    plan: &Plan,
+    catalog: &Catalog,
+    state: &mut RunState,
+    now_ms: &impl Fn() -> i64,
+) -> Result<BTreeSet<u32>, RunError> {
+    let catalog_err = |source| RunError::Catalog {
+        task_run: ctx.task_run.to_string(),
+        table: ctx.destination.name.clone(),
+        source,
+    };
+    let mut already_committed = BTreeSet::new();
+    for s in &plan.subtasks {
+        let app = app_id::subtask(ctx.namespace, ctx.task_run, s.index);
+        if catalog.is_committed(&app, 1).await.map_err(catalog_err)? {
+            let id = format!("{}-{}", ctx.task_run, s.index);
+            if state.lineage.get(&id).is_some() {
+                state
+                    .lineage
+                    .end(&id, now_ms())
+                    .map_err(|source| RunError::Lineage {
+                        task_run: ctx.task_run.to_string(),
+                        source,
+                    })?;
+            }
+            already_committed.insert(s.index);
+        }
+    }
+    let live: HashMap<String, ()> = catalog
+        .segments()
+        .map_err(catalog_err)?
+        .into_iter()
+        .map(|s| (s.path, ()))
+        .collect();
+    for request in plan.lineage_requests(ctx.task_run) {
+        if request
+            .subtask
+            .is_some_and(|i| already_committed.contains(&i))
+        {
+            continue;
+        }
+        let prefix = format!("{}/", request.output_prefix.trim_end_matches('/'));
+        state
+            .lineage
+            .start(
+                request,
+                |p| live.contains_key(p),
+                |_| live.keys().find(|p| p.starts_with(&prefix)).cloned(),
+                now_ms(),
+            )
+            .map_err(|source| RunError::Lineage {
+                task_run: ctx.task_run.to_string(),
+                source,
+            })?;
+    }
+    for (level, wm) in &plan.watermarks {
+        state.watermarks.insert(level.clone(), *wm);
+    }
+    Ok(already_committed)
+}
+
+/// Subtasks of `plan` whose lineage entry is COMPLETED or gone (committed by an earlier pass).
+fn committed_before(ctx: &RunContext<'_>, plan: &Plan, state: &RunState) -> BTreeSet<u32> {
+    plan.subtasks
+        .iter()
+        .filter(|s| {
+            state
+                .lineage
+                .get(&format!("{}-{}", ctx.task_run, s.index))
+                .is_none_or(|e| e.state == crate::lineage::LineageState::Completed)
+        })
+        .map(|s| s.index)
+        .collect()
 }
 
 struct Attempts<'a> {
@@ -408,7 +458,10 @@ async fn run_attempts(
 }
 
 /// Writes a spec as JSON into its staging prefix and returns its URI.
-async fn write_spec(spec: &SubtaskSpec) -> Result<String, String> {
+///
+/// # Errors
+/// The destination store cannot be resolved or written (message names the cause).
+pub async fn write_spec(spec: &SubtaskSpec) -> Result<String, String> {
     let dest = minion_worker::store::resolve(&spec.destination.uri).map_err(|e| e.to_string())?;
     let relative = format!("{}/_spec.json", spec.output.staging_prefix);
     let json = serde_json::to_vec_pretty(spec).map_err(|e| e.to_string())?;
@@ -418,14 +471,42 @@ async fn write_spec(spec: &SubtaskSpec) -> Result<String, String> {
     Ok(dest.child_uri(&relative))
 }
 
-/// One Delta commit for the given finished subtasks, then their lineage entries COMPLETED and
-/// the watermark advanced.
-async fn commit(
+/// Reads the result manifest of one attempt from `<staging prefix>/_manifest.json`.
+///
+/// # Errors
+/// The manifest is missing or unreadable (message names the URI).
+pub async fn read_manifest(spec: &SubtaskSpec) -> Result<ResultManifest, String> {
+    let dest = minion_worker::store::resolve(&spec.destination.uri).map_err(|e| e.to_string())?;
+    let path = spec.manifest_path();
+    let bytes = dest
+        .get_bytes(&dest.child(&path))
+        .await
+        .map_err(|e| format!("result manifest {}: {e}", dest.child_uri(&path)))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("result manifest {}: {e}", dest.child_uri(&path)))
+}
+
+/// One finished subtask handed to [`commit_subtasks`]: index, manifest (none when no worker
+/// ran), attempts used.
+pub type FinishedSubtask = (u32, Option<ResultManifest>, u32);
+
+/// Step 3 of the protocol: ONE Delta commit for the given finished subtasks (removing their
+/// inputs, adding their outputs, carrying each subtask's run identity and the advanced
+/// watermarks as `txn`s), then their lineage entries COMPLETED and the watermark advanced in
+/// `state`. `committed_before` are subtasks of this run committed by earlier calls.
+///
+/// # Guarantees
+/// A commit whose `txn` is already in the log is not made again (`already_committed`).
+///
+/// # Errors
+/// Catalog failures (nothing is committed then).
+pub async fn commit_subtasks(
     ctx: &RunContext<'_>,
     plan: &Plan,
     catalog: &mut Catalog,
     state: &mut RunState,
-    done: &[(u32, Option<ResultManifest>, u32)],
+    done: &[FinishedSubtask],
+    committed_before: &BTreeSet<u32>,
     now_ms: &impl Fn() -> i64,
 ) -> Result<BTreeMap<u32, SubtaskResult>, CatalogError> {
     let mut remove = Vec::new();
@@ -468,11 +549,7 @@ async fn commit(
         .filter(|s| s.commit_watermark_ms.is_some())
         .filter_map(|s| {
             let w = s.window?;
-            let done_before = state
-                .lineage
-                .get(&format!("{}-{}", ctx.task_run, s.index))
-                // No entry: committed by an earlier pass of this run (see step 0).
-                .is_none_or(|e| e.state == crate::lineage::LineageState::Completed);
+            let done_before = committed_before.contains(&s.index);
             Some((w, done_before || committed_now.contains(&s.index)))
         })
         .collect();
@@ -546,8 +623,12 @@ async fn commit(
     Ok(results)
 }
 
-/// Reverts one subtask: lineage REVERTED, every attempt's staged outputs deleted.
-async fn revert(
+/// Step 4 of the protocol: reverts one subtask — lineage REVERTED, every attempt's staged
+/// outputs deleted. Idempotent.
+///
+/// # Errors
+/// Deleting the staged prefix failed (the lineage is REVERTED in `state` already).
+pub async fn revert_subtask(
     ctx: &RunContext<'_>,
     catalog: &mut Catalog,
     state: &mut RunState,

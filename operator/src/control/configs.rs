@@ -1,0 +1,427 @@
+//! MinionTaskConfig reconcile: validation into conditions (`Ready`, `ScheduleValid`,
+//! `Suspended`) with a Warning Event when a config becomes invalid, cron scheduling (a
+//! TaskRun named [`task_run_name`] per due fire time), the status mirror (last/next schedule
+//! times, last run and result, active runs, watermarks from the log, delays in buckets), and
+//! history limits (old finished TaskRuns deleted).
+//!
+//! Deciding is pure ([`schedule_decision`], [`runs_to_delete`], [`last_result`]); the
+//! reconcile function only reads, writes status and creates or deletes TaskRuns.
+
+use chrono::{DateTime, Utc};
+
+use super::gather::{self, Catalogs};
+use super::{
+    Backend, ControlError, Created, Event, EventType, ObjectRef, created_at, k8s_time, name_of,
+    namespace_of,
+};
+use crate::api::condition::{READY, SCHEDULE_VALID, SUSPENDED, find_condition, set_condition};
+use crate::api::task_config::{MAX_ACTIVE_RUNS, MAX_NEXT_SCHEDULE_TIMES};
+use crate::api::{
+    ConditionStatus, DelayStatus, MinionTaskConfig, MinionTaskConfigStatus, RunResult, TaskRun,
+    TaskRunPhase, TaskRunSpec, WatermarkStatus,
+};
+use crate::model::{TaskConfig, TaskSpec};
+use crate::scheduling::{ScheduleDecision, ScheduleState, decide, task_run_name};
+
+/// The schedule decision of a valid config at `now`, or `None` without a schedule.
+pub fn schedule_decision(
+    config: &TaskConfig,
+    status: &MinionTaskConfigStatus,
+    created: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<ScheduleDecision> {
+    let schedule = config.schedule.as_ref()?;
+    Some(decide(
+        |t| schedule.next_after(t),
+        ScheduleState {
+            last_schedule_time: status.last_schedule_time.unwrap_or(created),
+            suspend: config.suspend,
+            missed_run_policy: config.missed_run_policy,
+            starting_deadline_ms: config.starting_deadline_ms,
+        },
+        now,
+    ))
+}
+
+/// The TaskRuns of `config` (same namespace, `configRef` = its name).
+pub fn runs_of<'r>(runs: &'r [TaskRun], namespace: &str, config: &str) -> Vec<&'r TaskRun> {
+    runs.iter()
+        .filter(|r| namespace_of(&r.metadata) == namespace)
+        .filter(|r| r.spec.config_ref.as_deref() == Some(config))
+        .collect()
+}
+
+fn phase(r: &TaskRun) -> TaskRunPhase {
+    r.status.as_ref().map(|s| s.phase).unwrap_or_default()
+}
+
+fn ended_at(r: &TaskRun) -> Option<DateTime<Utc>> {
+    r.status
+        .as_ref()
+        .and_then(|s| s.completion_time)
+        .or_else(|| created_at(&r.metadata))
+}
+
+/// Finished runs beyond the history limits, oldest first: successful (Succeeded, Skipped)
+/// beyond `successful`, unsuccessful (Failed, TimedOut) beyond `failed`.
+pub fn runs_to_delete(runs: &[&TaskRun], successful: u32, failed: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for (keep, ok) in [(successful, true), (failed, false)] {
+        let mut group: Vec<&&TaskRun> = runs
+            .iter()
+            .filter(|r| phase(r).is_finished())
+            .filter(|r| matches!(phase(r), TaskRunPhase::Succeeded | TaskRunPhase::Skipped) == ok)
+            .collect();
+        group.sort_by_key(|r| std::cmp::Reverse((ended_at(r), name_of(&r.metadata))));
+        out.extend(
+            group
+                .iter()
+                .skip(keep as usize)
+                .map(|r| name_of(&r.metadata)),
+        );
+    }
+    out
+}
+
+/// The most recently finished run with its result.
+pub fn last_result(runs: &[&TaskRun]) -> Option<(String, RunResult, String, String)> {
+    let last = runs
+        .iter()
+        .filter(|r| phase(r).is_finished())
+        .max_by_key(|r| (ended_at(r), name_of(&r.metadata)))?;
+    let s = last.status.as_ref()?;
+    let result = match s.phase {
+        TaskRunPhase::Succeeded => RunResult::Succeeded,
+        TaskRunPhase::TimedOut => RunResult::TimedOut,
+        TaskRunPhase::Skipped => RunResult::Skipped,
+        _ => RunResult::Failed,
+    };
+    Some((
+        name_of(&last.metadata),
+        result,
+        s.reason.clone().unwrap_or_default(),
+        s.message.clone().unwrap_or_default(),
+    ))
+}
+
+/// A TaskRun of `config` for `scheduled` (a schedule's fire time) or a manual run.
+pub fn new_task_run(
+    cfg: &MinionTaskConfig,
+    name: &str,
+    scheduled: Option<DateTime<Utc>>,
+) -> TaskRun {
+    let mut run = TaskRun::new(
+        name,
+        TaskRunSpec {
+            task_type: cfg.spec.task_type,
+            table: cfg.spec.table.clone(),
+            source_table: cfg.spec.source_table.clone(),
+            config_ref: Some(name_of(&cfg.metadata)),
+            config: None,
+            scheduled_time: scheduled,
+            subtask_timeout: None,
+            run_timeout: None,
+            max_attempts: None,
+            parallelism: None,
+            memory_budget: None,
+        },
+    );
+    run.metadata.namespace = Some(namespace_of(&cfg.metadata));
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("minion.dev/config".to_string(), name_of(&cfg.metadata));
+    run.metadata.labels = Some(labels);
+    run
+}
+
+/// What reconciling one config did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigOutcome {
+    /// A TaskRun created for a due fire time.
+    pub created: Option<String>,
+    pub deleted: Vec<String>,
+}
+
+/// Reconciles one MinionTaskConfig (see the module docs).
+///
+/// # Errors
+/// Backend failures; validation problems go to conditions and Events instead.
+pub async fn reconcile(
+    backend: &dyn Backend,
+    catalogs: &mut Catalogs,
+    cfg: &MinionTaskConfig,
+    runs: &[TaskRun],
+    now: DateTime<Utc>,
+) -> Result<ConfigOutcome, ControlError> {
+    let namespace = namespace_of(&cfg.metadata);
+    let name = name_of(&cfg.metadata);
+    let generation = cfg.metadata.generation;
+    let before = cfg.status.clone().unwrap_or_default();
+    let mut status = before.clone();
+    status.observed_generation = generation;
+    let mut outcome = ConfigOutcome::default();
+    let mine = runs_of(runs, &namespace, &name);
+
+    let resolved = gather::resolve_config(backend, cfg).await;
+    let schedule_error = crate::validate::task_config(cfg).err().and_then(|e| {
+        e.errors
+            .into_iter()
+            .find(|e| e.field == "spec.schedule" || e.field == "spec.timeZone")
+    });
+    let c = &mut status.conditions;
+    match &schedule_error {
+        Some(e) => set_condition(
+            c,
+            SCHEDULE_VALID,
+            ConditionStatus::False,
+            e.reason(),
+            e.to_string(),
+            generation,
+            now,
+        ),
+        None => {
+            let (reason, message) = match &cfg.spec.schedule {
+                Some(s) => ("Valid", format!("schedule {s:?} parses")),
+                None => ("NoSchedule", "runs start only on demand".to_string()),
+            };
+            set_condition(
+                c,
+                SCHEDULE_VALID,
+                ConditionStatus::True,
+                reason,
+                message,
+                generation,
+                now,
+            )
+        }
+    };
+    let (reason, message) = if cfg.spec.suspend {
+        ("Suspended", "spec.suspend is true: no new scheduled runs")
+    } else {
+        ("Active", "scheduled runs start when due")
+    };
+    set_condition(
+        c,
+        SUSPENDED,
+        cfg.spec.suspend.into(),
+        reason,
+        message,
+        generation,
+        now,
+    );
+
+    match &resolved {
+        Err(e) => {
+            let was =
+                find_condition(&before.conditions, READY).map(|c| (c.status, c.reason.clone()));
+            set_condition(
+                c,
+                READY,
+                ConditionStatus::False,
+                e.reason(),
+                e.to_string(),
+                generation,
+                now,
+            );
+            if was != Some((ConditionStatus::False, e.reason().to_string())) {
+                backend
+                    .record_event(&Event {
+                        object: ObjectRef::new("MinionTaskConfig", &namespace, &name),
+                        type_: EventType::Warning,
+                        reason: e.reason().to_string(),
+                        message: e.to_string(),
+                        time: now,
+                    })
+                    .await?;
+            }
+        }
+        Ok(resolved) => {
+            set_condition(
+                c,
+                READY,
+                ConditionStatus::True,
+                "Valid",
+                "the config is valid and its tables exist",
+                generation,
+                now,
+            );
+            let created = created_at(&cfg.metadata).unwrap_or(now);
+            if let Some(d) = schedule_decision(&resolved.config, &status, created, now) {
+                if let Some(t) = d.run_at {
+                    let run_name = task_run_name(&name, t);
+                    let run = new_task_run(cfg, &run_name, Some(t));
+                    if backend.create_task_run(&run).await? == Created::Created {
+                        backend
+                            .record_event(&Event {
+                                object: ObjectRef::new("MinionTaskConfig", &namespace, &name),
+                                type_: EventType::Normal,
+                                reason: "Scheduled".into(),
+                                message: format!("created TaskRun {run_name} for {t}"),
+                                time: now,
+                            })
+                            .await?;
+                        outcome.created = Some(run_name);
+                    }
+                }
+                if let Some(last) = d.last_schedule_time {
+                    status.last_schedule_time = Some(last);
+                }
+                status.next_schedule_time = d.next;
+                if let Some(schedule) = &resolved.config.schedule {
+                    status.next_schedule_times = schedule.next_n(now, MAX_NEXT_SCHEDULE_TIMES);
+                }
+            } else {
+                status.next_schedule_time = None;
+                status.next_schedule_times.clear();
+            }
+            mirror_watermarks(catalogs, resolved, &mut status, now).await?;
+        }
+    }
+
+    status.active_runs = mine
+        .iter()
+        .filter(|r| !phase(r).is_finished())
+        .map(|r| name_of(&r.metadata))
+        .take(MAX_ACTIVE_RUNS)
+        .collect();
+    if let Some((run, result, reason, message)) = last_result(&mine) {
+        status.last_run = Some(run);
+        status.last_result = Some(result);
+        status.last_result_reason = Some(reason);
+        status.last_result_message = Some(message);
+    }
+    if let Ok(r) = &resolved {
+        let limits = (
+            r.config.successful_runs_history_limit,
+            r.config.failed_runs_history_limit,
+        );
+        for old in runs_to_delete(&mine, limits.0, limits.1) {
+            if let Some(run) = mine.iter().find(|r| name_of(&r.metadata) == old) {
+                for job in run
+                    .status
+                    .iter()
+                    .flat_map(|s| &s.subtasks)
+                    .filter_map(|s| s.job.as_ref())
+                {
+                    backend.delete_subtask(&namespace, job).await?;
+                }
+            }
+            backend.delete_task_run(&namespace, &old).await?;
+            outcome.deleted.push(old);
+        }
+    }
+    if status != before {
+        backend
+            .update_task_config_status(&namespace, &name, &status)
+            .await?;
+    }
+    Ok(outcome)
+}
+
+/// Watermarks from the destination's log into status, with delays in buckets.
+async fn mirror_watermarks(
+    catalogs: &mut Catalogs,
+    resolved: &gather::Resolved,
+    status: &mut MinionTaskConfigStatus,
+    now: DateTime<Utc>,
+) -> Result<(), ControlError> {
+    let catalog = catalogs.get(&resolved.destination.def).await?;
+    let wms = gather::watermarks_from_log(catalog, &resolved.config).await?;
+    status.watermarks = wms
+        .iter()
+        .filter_map(|(level, ms)| {
+            Some(WatermarkStatus {
+                level: (!level.is_empty()).then(|| level.clone()),
+                watermark_ms: *ms,
+                watermark: DateTime::<Utc>::from_timestamp_millis(*ms)?,
+            })
+        })
+        .collect();
+    let now_ms = now.timestamp_millis();
+    let default = wms.get(crate::generator::DEFAULT_WATERMARK).copied();
+    status.delays = match &resolved.config.task {
+        TaskSpec::RealtimeToOffline(c) => window_delay(&c.window, default, now_ms),
+        TaskSpec::SegmentImport(c) => window_delay(&c.window, default, now_ms),
+        TaskSpec::MergeRollup(c) => crate::generator::merge_rollup::delay_buckets(c, &wms, now_ms)
+            .into_iter()
+            .map(|(level, buckets)| DelayStatus {
+                level: Some(level),
+                buckets,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok(())
+}
+
+fn window_delay(
+    w: &crate::model::WindowProcessing,
+    watermark: Option<i64>,
+    now_ms: i64,
+) -> Vec<DelayStatus> {
+    crate::generator::windows::delay_buckets(w, watermark, now_ms)
+        .map(|buckets| DelayStatus {
+            level: None,
+            buckets,
+        })
+        .into_iter()
+        .collect()
+}
+
+/// `metadata.creationTimestamp` for a new object (used by backends on create).
+pub fn stamp_creation(meta: &mut kube::api::ObjectMeta, now: DateTime<Utc>) {
+    if meta.creation_timestamp.is_none() {
+        meta.creation_timestamp = Some(k8s_time(now));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::api::TaskRunStatus;
+
+    fn run(name: &str, phase: TaskRunPhase, ended_min: i64) -> TaskRun {
+        let cfg: MinionTaskConfig = serde_yaml::from_str(
+            "apiVersion: minion.dev/v1alpha1\nkind: MinionTaskConfig\nmetadata: {name: c, namespace: default}\nspec: {table: t, taskType: MergeRollupTask}\n",
+        )
+        .unwrap();
+        let mut r = new_task_run(&cfg, name, None);
+        r.status = Some(TaskRunStatus {
+            phase,
+            completion_time: Some(
+                Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap()
+                    + chrono::Duration::minutes(ended_min),
+            ),
+            ..Default::default()
+        });
+        r
+    }
+
+    #[test]
+    fn history_limits_delete_the_oldest_finished_runs_of_each_kind() {
+        let runs = [
+            run("s1", TaskRunPhase::Succeeded, 1),
+            run("s2", TaskRunPhase::Skipped, 2),
+            run("s3", TaskRunPhase::Succeeded, 3),
+            run("f1", TaskRunPhase::Failed, 4),
+            run("f2", TaskRunPhase::TimedOut, 5),
+            run("active", TaskRunPhase::Running, 6),
+        ];
+        let refs: Vec<&TaskRun> = runs.iter().collect();
+        assert_eq!(runs_to_delete(&refs, 2, 1), vec!["s1", "f1"]);
+        assert!(runs_to_delete(&refs, 5, 5).is_empty());
+    }
+
+    #[test]
+    fn last_result_is_the_most_recently_finished_run() {
+        let runs = [
+            run("a", TaskRunPhase::Succeeded, 1),
+            run("b", TaskRunPhase::TimedOut, 2),
+            run("c", TaskRunPhase::Running, 3),
+        ];
+        let refs: Vec<&TaskRun> = runs.iter().collect();
+        let (name, result, ..) = last_result(&refs).unwrap();
+        assert_eq!((name.as_str(), result), ("b", RunResult::TimedOut));
+    }
+}

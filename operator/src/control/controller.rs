@@ -1,0 +1,222 @@
+//! The loop itself: each tick reconciles Tables, then MinionTaskConfigs (scheduling), then
+//! steps every unfinished TaskRun (oldest first) until it waits on a job or ends.
+//!
+//! A step that fails (a backend, catalog or storage error) is reported and retried on the
+//! next tick; it never stops the loop or other runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::gather::Catalogs;
+use super::runstep::{self, StepCtx};
+use super::taskrun::Step;
+use super::{Backend, Clock, ControlError, configs, created_at, name_of, namespace_of, tables};
+use crate::api::TaskRun;
+
+/// How the loop runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Stop after this many run steps (tests use it to kill the loop between steps).
+    pub max_steps: Option<u64>,
+    /// Pause between ticks.
+    pub poll_interval: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            max_steps: None,
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Clone, Debug, Default)]
+pub struct TickReport {
+    /// Run steps taken (waiting and finished runs take none).
+    pub steps: u64,
+    /// TaskRuns created by schedules.
+    pub created_runs: Vec<String>,
+    /// TaskRuns not finished after the tick.
+    pub active_runs: usize,
+    /// Steps or reconciles that failed (retried next tick).
+    pub errors: Vec<String>,
+    /// `max_steps` was reached.
+    pub limit_reached: bool,
+    /// One line per step taken, for progress output.
+    pub log: Vec<String>,
+}
+
+/// The control loop over one backend.
+pub struct Controller {
+    backend: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+    catalogs: Catalogs,
+    options: ControllerOptions,
+    steps: u64,
+}
+
+fn describe(step: &Step) -> Option<String> {
+    Some(match step {
+        Step::Wait | Step::Done => return None,
+        Step::Admit => "admitted".into(),
+        Step::Plan => "planned".into(),
+        Step::Launch {
+            index,
+            attempt,
+            job,
+        } => {
+            format!("subtask {index} attempt {attempt} started as {job}")
+        }
+        Step::Collect { index } => format!("subtask {index} finished"),
+        Step::AttemptFailed { index, reason, .. } => format!("subtask {index} failed: {reason}"),
+        Step::Abort { phase, reason, .. } => format!("aborted ({}: {reason})", phase.as_str()),
+        Step::Close => "committing".into(),
+        Step::CommitAll => "committed all subtasks".into(),
+        Step::Finish { phase, reason, .. } => format!("{} ({reason})", phase.as_str()),
+    })
+}
+
+impl Controller {
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        clock: Arc<dyn Clock>,
+        options: ControllerOptions,
+    ) -> Self {
+        Controller {
+            backend,
+            clock,
+            catalogs: Catalogs::default(),
+            options,
+            steps: 0,
+        }
+    }
+
+    /// Run steps taken since the controller was created.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    fn limit_reached(&self) -> bool {
+        self.options.max_steps.is_some_and(|m| self.steps >= m)
+    }
+
+    /// One pass over every resource.
+    ///
+    /// # Errors
+    /// Listing resources failed; failures of single objects are in the report instead.
+    pub async fn tick(&mut self) -> Result<TickReport, ControlError> {
+        let mut report = TickReport::default();
+        let backend = self.backend.clone();
+        let now = self.clock.now();
+        for table in backend.list_tables().await? {
+            if let Err(e) =
+                tables::reconcile(backend.as_ref(), &mut self.catalogs, &table, now).await
+            {
+                report
+                    .errors
+                    .push(format!("Table {}: {e}", name_of(&table.metadata)));
+            }
+        }
+        let runs = backend.list_task_runs().await?;
+        for cfg in backend.list_task_configs().await? {
+            match configs::reconcile(backend.as_ref(), &mut self.catalogs, &cfg, &runs, now).await {
+                Ok(o) => {
+                    if let Some(r) = &o.created {
+                        report.log.push(format!("{r}: created by the schedule"));
+                    }
+                    report.created_runs.extend(o.created);
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("MinionTaskConfig {}: {e}", name_of(&cfg.metadata))),
+            }
+        }
+        let mut order: Vec<(Option<chrono::DateTime<chrono::Utc>>, String, String)> = backend
+            .list_task_runs()
+            .await?
+            .iter()
+            .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+            .map(|r| {
+                (
+                    created_at(&r.metadata),
+                    namespace_of(&r.metadata),
+                    name_of(&r.metadata),
+                )
+            })
+            .collect();
+        order.sort();
+        for (_, namespace, name) in order {
+            loop {
+                if self.limit_reached() {
+                    report.limit_reached = true;
+                    return Ok(report);
+                }
+                let runs: Vec<TaskRun> = backend.list_task_runs().await?;
+                let Some(run) = runs
+                    .iter()
+                    .find(|r| {
+                        namespace_of(&r.metadata) == namespace && name_of(&r.metadata) == name
+                    })
+                    .cloned()
+                else {
+                    break;
+                };
+                let mut ctx = StepCtx {
+                    backend: backend.as_ref(),
+                    catalogs: &mut self.catalogs,
+                    now: self.clock.now(),
+                    runs: &runs,
+                };
+                match runstep::step(&mut ctx, &run).await {
+                    Ok(step) => match describe(&step) {
+                        Some(line) => {
+                            self.steps += 1;
+                            report.steps += 1;
+                            report.log.push(format!("{name}: {line}"));
+                        }
+                        None => break,
+                    },
+                    Err(e) => {
+                        tracing::warn!(task_run = %name, reason = e.reason(), error = %e, "step failed");
+                        report.errors.push(format!("TaskRun {name}: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        report.active_runs = backend
+            .list_task_runs()
+            .await?
+            .iter()
+            .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+            .count();
+        Ok(report)
+    }
+
+    /// Ticks until `max_steps` is reached, or — with `until_idle` — until no run is unfinished
+    /// and no schedule came due in the last tick. `on_tick` sees every report.
+    ///
+    /// # Errors
+    /// Listing resources failed.
+    pub async fn run(
+        &mut self,
+        until_idle: bool,
+        mut on_tick: impl FnMut(&TickReport),
+    ) -> Result<(), ControlError> {
+        loop {
+            let report = self.tick().await?;
+            on_tick(&report);
+            if report.limit_reached {
+                return Ok(());
+            }
+            if until_idle && report.active_runs == 0 && report.created_runs.is_empty() {
+                return Ok(());
+            }
+            if report.steps == 0 {
+                tokio::time::sleep(self.options.poll_interval).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! Gathering what a run needs: the run resolved against its config and tables (validated),
+//! the catalogs (cached per table URI), watermarks recovered from the Delta log, the stored
+//! plan and committed windows in object storage, and the [`GeneratorInput`] assembled from
+//! them. Shared by the control loop and `minion plan`.
+//!
+//! What it may touch: the backend (reads only), catalogs (create-or-open and refresh), and
+//! the `_minion/` directory of destination tables.
+
+use std::collections::{BTreeMap, HashMap};
+
+use minion_contract::TimeWindow;
+
+use super::{Backend, ControlError, name_of, namespace_of};
+use crate::api::{MinionTaskConfig, Table, TableStatus, TaskRun, TaskRunPhase};
+use crate::catalog::{Catalog, app_id};
+use crate::generator::{DEFAULT_WATERMARK, GeneratorInput, IncompleteRun, Plan, TableView};
+use crate::lineage::Lineage;
+use crate::model::{TableDef, TaskConfig, TaskSpec};
+use crate::validate::{self, ValidatedTaskRun};
+
+/// Open catalogs by table URI; each use refreshes to the latest log version.
+#[derive(Default)]
+pub struct Catalogs {
+    open: HashMap<String, Catalog>,
+}
+
+impl Catalogs {
+    /// The catalog of `def`, created when the table has none yet, refreshed otherwise.
+    ///
+    /// # Errors
+    /// The log cannot be created, opened or read.
+    pub async fn get(&mut self, def: &TableDef) -> Result<&mut Catalog, ControlError> {
+        let err = |source| ControlError::Catalog {
+            table: def.name.clone(),
+            source,
+        };
+        if !self.open.contains_key(&def.uri) {
+            let catalog = Catalog::create(&def.uri, &def.schema, HashMap::new())
+                .await
+                .map_err(err)?;
+            self.open.insert(def.uri.clone(), catalog);
+            return Ok(self.open.get_mut(&def.uri).expect("inserted"));
+        }
+        let catalog = self.open.get_mut(&def.uri).expect("present");
+        catalog.refresh().await.map_err(err)?;
+        Ok(catalog)
+    }
+}
+
+fn invalid(kind: &'static str, name: &str, e: &validate::ValidationErrors) -> ControlError {
+    ControlError::Invalid {
+        kind,
+        name: name.to_string(),
+        reason: e.reason(),
+        message: e.to_string(),
+    }
+}
+
+fn not_found(kind: &'static str, namespace: &str, name: &str) -> ControlError {
+    ControlError::Invalid {
+        kind,
+        name: format!("{namespace}/{name}"),
+        reason: "NotFound",
+        message: format!("{kind} {namespace}/{name} does not exist"),
+    }
+}
+
+/// A table, validated, with its status.
+#[derive(Clone, Debug)]
+pub struct ResolvedTable {
+    pub def: TableDef,
+    pub status: TableStatus,
+}
+
+/// Reads and validates a table.
+///
+/// # Errors
+/// `Invalid` (reason `NotFound` or the validation reason); backend failures.
+pub async fn table(
+    backend: &dyn Backend,
+    namespace: &str,
+    name: &str,
+) -> Result<ResolvedTable, ControlError> {
+    let t: Table = backend
+        .get_table(namespace, name)
+        .await?
+        .ok_or_else(|| not_found("Table", namespace, name))?;
+    let def = validate::table(&t).map_err(|e| invalid("Table", name, &e))?;
+    Ok(ResolvedTable {
+        def,
+        status: t.status.unwrap_or_default(),
+    })
+}
+
+/// A validated config with its destination and source tables.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub config: TaskConfig,
+    pub destination: ResolvedTable,
+    pub source: Option<ResolvedTable>,
+}
+
+async fn tables_of(
+    backend: &dyn Backend,
+    config: &TaskConfig,
+) -> Result<(ResolvedTable, Option<ResolvedTable>), ControlError> {
+    let destination = table(backend, &config.namespace, &config.table).await?;
+    let source = match &config.source_table {
+        Some(s) => Some(table(backend, &config.namespace, s).await?),
+        None => None,
+    };
+    Ok((destination, source))
+}
+
+/// Validates a MinionTaskConfig and checks it against its tables.
+///
+/// # Errors
+/// `Invalid` naming the first problem's reason and every problem in the message.
+pub async fn resolve_config(
+    backend: &dyn Backend,
+    cfg: &MinionTaskConfig,
+) -> Result<Resolved, ControlError> {
+    let name = name_of(&cfg.metadata);
+    let config = validate::task_config(cfg).map_err(|e| invalid("MinionTaskConfig", &name, &e))?;
+    let (destination, source) = tables_of(backend, &config).await?;
+    validate::against_tables(&config, &destination.def, source.as_ref().map(|s| &s.def))
+        .map_err(|e| invalid("MinionTaskConfig", &name, &e))?;
+    Ok(Resolved {
+        config,
+        destination,
+        source,
+    })
+}
+
+/// Validates a TaskRun (with the config it refers to) and checks it against its tables.
+///
+/// # Errors
+/// As [`resolve_config`], naming the TaskRun or its config.
+pub async fn resolve_run(
+    backend: &dyn Backend,
+    run: &TaskRun,
+) -> Result<(ValidatedTaskRun, Resolved), ControlError> {
+    let namespace = namespace_of(&run.metadata);
+    let name = name_of(&run.metadata);
+    let config = match &run.spec.config_ref {
+        Some(c) => backend.get_task_config(&namespace, c).await?,
+        None => None,
+    };
+    let validated =
+        validate::task_run(run, config.as_ref()).map_err(|e| invalid("TaskRun", &name, &e))?;
+    let (destination, source) = tables_of(backend, &validated.config).await?;
+    validated
+        .against_tables(&destination.def, source.as_ref().map(|s| &s.def))
+        .map_err(|e| invalid("TaskRun", &name, &e))?;
+    let resolved = Resolved {
+        config: validated.config.clone(),
+        destination,
+        source,
+    };
+    Ok((validated, resolved))
+}
+
+/// The watermark keys of a config: each merge level, or [`DEFAULT_WATERMARK`].
+pub fn watermark_levels(config: &TaskConfig) -> Vec<String> {
+    match &config.task {
+        TaskSpec::MergeRollup(m) => m.levels.iter().map(|l| l.name.clone()).collect(),
+        _ => vec![DEFAULT_WATERMARK.to_string()],
+    }
+}
+
+/// Watermarks recovered from the destination's Delta log (the `txn` version of each level's
+/// app id); levels never committed are absent.
+///
+/// # Errors
+/// The log cannot be read.
+pub async fn watermarks_from_log(
+    catalog: &Catalog,
+    config: &TaskConfig,
+) -> Result<BTreeMap<String, i64>, ControlError> {
+    let mut out = BTreeMap::new();
+    for level in watermark_levels(config) {
+        let app = app_id::watermark(
+            &config.namespace,
+            &config.name,
+            (!level.is_empty()).then_some(level.as_str()),
+        );
+        let version = catalog
+            .txn_version(&app)
+            .await
+            .map_err(|source| ControlError::Catalog {
+                table: config.table.clone(),
+                source,
+            })?;
+        if let Some(v) = version {
+            out.insert(level, v);
+        }
+    }
+    Ok(out)
+}
+
+fn plan_path(task_run: &str) -> String {
+    format!("_minion/runs/{task_run}/plan.json")
+}
+
+fn windows_path(namespace: &str, config: &str) -> String {
+    format!("_minion/configs/{namespace}/{config}/windows.json")
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    uri: &str,
+    relative: &str,
+) -> Result<Option<T>, ControlError> {
+    let loc = minion_worker::store::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
+    match loc.get_bytes(&loc.child(relative)).await {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ControlError::storage(&loc.child_uri(relative), e)),
+        Err(minion_worker::WorkerError::MissingInput { .. }) => Ok(None),
+        Err(e) => Err(ControlError::storage(&loc.child_uri(relative), e)),
+    }
+}
+
+async fn put_json<T: serde::Serialize>(
+    uri: &str,
+    relative: &str,
+    value: &T,
+) -> Result<(), ControlError> {
+    let loc = minion_worker::store::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ControlError::storage(uri, e))?;
+    loc.put_bytes(&loc.child(relative), bytes)
+        .await
+        .map_err(|e| ControlError::storage(&loc.child_uri(relative), e))
+}
+
+/// The full plan of a run stored at `<dest>/_minion/runs/<run>/plan.json`, if any.
+///
+/// # Errors
+/// The store cannot be read or the stored plan does not parse.
+pub async fn read_plan(dest_uri: &str, task_run: &str) -> Result<Option<Plan>, ControlError> {
+    get_json(dest_uri, &plan_path(task_run)).await
+}
+
+/// Stores the full plan of a run (overwriting is harmless: a run is planned once).
+///
+/// # Errors
+/// The store cannot be written.
+pub async fn write_plan(dest_uri: &str, task_run: &str, plan: &Plan) -> Result<(), ControlError> {
+    put_json(dest_uri, &plan_path(task_run), plan).await
+}
+
+/// URI of a run's stored plan, for messages.
+pub fn plan_uri(dest_uri: &str, task_run: &str) -> String {
+    format!("{}/{}", dest_uri.trim_end_matches('/'), plan_path(task_run))
+}
+
+/// Windows committed beyond the watermark by earlier runs of a window task (SegmentImport).
+///
+/// # Errors
+/// The store cannot be read.
+pub async fn read_committed_windows(
+    dest_uri: &str,
+    config: &TaskConfig,
+) -> Result<Vec<TimeWindow>, ControlError> {
+    Ok(
+        get_json(dest_uri, &windows_path(&config.namespace, &config.name))
+            .await?
+            .unwrap_or_default(),
+    )
+}
+
+/// Stores the committed windows beyond the watermark (see [`read_committed_windows`]).
+///
+/// # Errors
+/// The store cannot be written.
+pub async fn write_committed_windows(
+    dest_uri: &str,
+    config: &TaskConfig,
+    windows: &[TimeWindow],
+) -> Result<(), ControlError> {
+    put_json(
+        dest_uri,
+        &windows_path(&config.namespace, &config.name),
+        &windows,
+    )
+    .await
+}
+
+/// Earlier incomplete runs of `config` (other than `except`), by creation time.
+pub fn incomplete_runs(runs: &[TaskRun], config: &TaskConfig, except: &str) -> Vec<IncompleteRun> {
+    let mut out: Vec<(Option<chrono::DateTime<chrono::Utc>>, String)> = runs
+        .iter()
+        .filter(|r| namespace_of(&r.metadata) == config.namespace)
+        .filter(|r| r.spec.config_ref.as_deref() == Some(config.name.as_str()))
+        .filter(|r| name_of(&r.metadata) != except)
+        .filter(|r| {
+            let phase = r.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            !phase.is_finished() && phase != TaskRunPhase::Pending
+        })
+        .map(|r| (super::created_at(&r.metadata), name_of(&r.metadata)))
+        .collect();
+    out.sort();
+    out.into_iter()
+        .map(|(_, name)| IncompleteRun {
+            name,
+            levels: Vec::new(),
+        })
+        .collect()
+}
+
+/// Assembles the generator's input for `resolved` at `now_ms`.
+///
+/// # Errors
+/// Catalog or storage failures.
+pub async fn generator_input(
+    catalogs: &mut Catalogs,
+    resolved: &Resolved,
+    incomplete: Vec<IncompleteRun>,
+    now_ms: i64,
+) -> Result<GeneratorInput, ControlError> {
+    let view = |t: &ResolvedTable, segments| TableView {
+        def: t.def.clone(),
+        segments,
+        lineage: Lineage::new(t.status.lineage.clone()),
+    };
+    let source =
+        match &resolved.source {
+            Some(s) => {
+                let segments = catalogs.get(&s.def).await?.segments().map_err(|source| {
+                    ControlError::Catalog {
+                        table: s.def.name.clone(),
+                        source,
+                    }
+                })?;
+                Some(view(s, segments))
+            }
+            None => None,
+        };
+    let dest = &resolved.destination;
+    let catalog = catalogs.get(&dest.def).await?;
+    let segments = catalog.segments().map_err(|source| ControlError::Catalog {
+        table: dest.def.name.clone(),
+        source,
+    })?;
+    let watermarks = watermarks_from_log(catalog, &resolved.config).await?;
+    let committed_windows = read_committed_windows(&dest.def.uri, &resolved.config).await?;
+    Ok(GeneratorInput {
+        config: resolved.config.clone(),
+        source,
+        destination: view(dest, segments),
+        watermarks,
+        committed_windows,
+        incomplete_runs: incomplete,
+        files: Vec::new(),
+        invalid_rows: HashMap::new(),
+        now_ms,
+    })
+}

@@ -1,0 +1,803 @@
+//! Performs one step of a TaskRun (decided by [`super::taskrun::next_step`]) and writes the
+//! run's status after it, so a loop killed anywhere resumes from status and the Delta log.
+//!
+//! Order of writes in each step, chosen so every crash point replays safely:
+//! - Plan: the full plan to object storage, then the lineage entries in the destination
+//!   Table's status, then the run's status (`Running`, subtasks `Pending`).
+//! - Launch: the spec, then the job (idempotent by name), then the run's status.
+//! - Collect: the Delta commit (skipped on replay: its `txn` is in the log), then the Table's
+//!   lineage and summary, then the committed windows, then the run's status.
+//! - Revert/Abort: the lineage REVERTED in the Table's status, staged outputs deleted, then
+//!   the run's status.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use minion_contract::Outcome;
+
+use super::gather::{self, Catalogs, Resolved};
+use super::tables::{store_lineage, summarize};
+use super::taskrun::{self, Facts, RunSettings, Step, subtask_message};
+use super::{
+    Backend, ControlError, Event, EventType, LaunchRequest, ObjectRef, created_at, name_of,
+    namespace_of,
+};
+use crate::api::condition::{COMPLETE, FAILED, PROGRESSING, set_condition};
+use crate::api::task_run::MAX_SUBTASK_DETAIL;
+use crate::api::{PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunStatus};
+use crate::generator::{self, CommitMode, DEFAULT_WATERMARK, Plan};
+use crate::lineage::LineageState;
+use crate::model::ConcurrencyPolicy;
+use crate::runner::{self, RunContext, RunState};
+
+/// Everything one step works with.
+pub(super) struct StepCtx<'a> {
+    pub backend: &'a dyn Backend,
+    pub catalogs: &'a mut Catalogs,
+    pub now: DateTime<Utc>,
+    /// Every TaskRun (for the concurrency policy).
+    pub runs: &'a [TaskRun],
+}
+
+struct Run<'r> {
+    namespace: String,
+    name: String,
+    object: &'r TaskRun,
+    status: TaskRunStatus,
+}
+
+impl StepCtx<'_> {
+    async fn event(&self, run: &Run<'_>, type_: EventType, reason: &str, message: String) {
+        let event = Event {
+            object: ObjectRef::new("TaskRun", &run.namespace, &run.name),
+            type_,
+            reason: reason.to_string(),
+            message,
+            time: self.now,
+        };
+        if let Err(e) = self.backend.record_event(&event).await {
+            tracing::warn!(task_run = %run.name, error = %e, "could not record an event");
+        }
+    }
+
+    async fn save(&self, run: &mut Run<'_>) -> Result<(), ControlError> {
+        taskrun::recount(&mut run.status);
+        self.backend
+            .update_task_run_status(&run.namespace, &run.name, &run.status)
+            .await?;
+        Ok(())
+    }
+}
+
+fn settings_of(resolved: &Resolved, plan: &Plan) -> RunSettings {
+    let e = &resolved.config.execution;
+    RunSettings {
+        parallelism: e.parallelism,
+        max_attempts: e.max_attempts.max(1),
+        subtask_timeout_ms: e.subtask_timeout_ms,
+        run_timeout_ms: e.run_timeout_ms,
+        commit_mode: plan.commit_mode,
+        no_worker: plan
+            .subtasks
+            .iter()
+            .filter(|s| !s.needs_worker())
+            .map(|s| s.index)
+            .collect(),
+    }
+}
+
+fn conditions(status: &mut TaskRunStatus, generation: Option<i64>, now: DateTime<Utc>) {
+    let phase = status.phase;
+    let reason = status
+        .reason
+        .clone()
+        .unwrap_or_else(|| phase.as_str().into());
+    let message = status.message.clone().unwrap_or_default();
+    let progressing = matches!(
+        phase,
+        TaskRunPhase::Planning | TaskRunPhase::Running | TaskRunPhase::Committing
+    );
+    let c = &mut status.conditions;
+    set_condition(
+        c,
+        PROGRESSING,
+        progressing.into(),
+        phase.as_str(),
+        "",
+        generation,
+        now,
+    );
+    if phase.is_finished() {
+        let complete = matches!(phase, TaskRunPhase::Succeeded | TaskRunPhase::Skipped);
+        set_condition(
+            c,
+            COMPLETE,
+            complete.into(),
+            &reason,
+            message.clone(),
+            generation,
+            now,
+        );
+        set_condition(
+            c,
+            FAILED,
+            (!complete).into(),
+            &reason,
+            message,
+            generation,
+            now,
+        );
+    }
+}
+
+/// Performs the next step of `object`; returns the step taken.
+///
+/// # Errors
+/// Backend, catalog or storage failures; the step is retried on the next tick.
+pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step, ControlError> {
+    let mut run = Run {
+        namespace: namespace_of(&object.metadata),
+        name: name_of(&object.metadata),
+        object,
+        status: object.status.clone().unwrap_or_default(),
+    };
+    if run.status.phase.is_finished() {
+        return Ok(Step::Done);
+    }
+    let resolved = match gather::resolve_run(ctx.backend, object).await {
+        Ok((_, r)) => r,
+        Err(ControlError::Invalid {
+            reason, message, ..
+        }) if matches!(
+            run.status.phase,
+            TaskRunPhase::Pending | TaskRunPhase::Planning
+        ) =>
+        {
+            let step = Step::Finish {
+                phase: TaskRunPhase::Failed,
+                reason: reason.to_string(),
+                message,
+            };
+            finish(ctx, &mut run, &step).await?;
+            return Ok(step);
+        }
+        Err(e) => return Err(e),
+    };
+    let dest_uri = resolved.destination.def.uri.clone();
+    let plan = match run.status.phase {
+        TaskRunPhase::Running | TaskRunPhase::Committing => {
+            gather::read_plan(&dest_uri, &run.name).await?
+        }
+        _ => None,
+    };
+    let mut facts = Facts {
+        now: ctx.now,
+        settings: plan.as_ref().map(|p| settings_of(&resolved, p)),
+        jobs: Default::default(),
+    };
+    for s in run
+        .status
+        .subtasks
+        .iter()
+        .filter(|s| s.state == SubtaskState::Running)
+    {
+        if let Some(job) = &s.job {
+            let state = ctx.backend.subtask_state(&run.namespace, job).await?;
+            facts.jobs.insert(s.index, state);
+        }
+    }
+    let step = taskrun::next_step(&run.name, &run.status, &facts);
+    match (&step, plan) {
+        (Step::Admit, _) => admit(ctx, &mut run, &resolved).await?,
+        (Step::Plan, _) => plan_run(ctx, &mut run, &resolved).await?,
+        (Step::Launch { .. } | Step::Collect { .. } | Step::AttemptFailed { .. }, Some(plan))
+        | (Step::Abort { .. } | Step::CommitAll, Some(plan)) => {
+            act(ctx, &mut run, &resolved, &plan, &step).await?
+        }
+        (Step::Close, _) => {
+            run.status.phase = TaskRunPhase::Committing;
+            conditions(&mut run.status, object.metadata.generation, ctx.now);
+            ctx.save(&mut run).await?;
+        }
+        (Step::Finish { .. }, _) => finish(ctx, &mut run, &step).await?,
+        (Step::Wait | Step::Done, _) => {}
+        (_, None) => {
+            return Err(ControlError::storage(
+                &gather::plan_uri(&dest_uri, &run.name),
+                "the run's stored plan is missing",
+            ));
+        }
+    }
+    Ok(step)
+}
+
+/// Pending → Planning, or Skipped by the concurrency policy.
+async fn admit(
+    ctx: &mut StepCtx<'_>,
+    run: &mut Run<'_>,
+    resolved: &Resolved,
+) -> Result<(), ControlError> {
+    let mine = (created_at(&run.object.metadata), run.name.clone());
+    let earlier: Vec<&TaskRun> = match &run.object.spec.config_ref {
+        Some(config) => ctx
+            .runs
+            .iter()
+            .filter(|r| namespace_of(&r.metadata) == run.namespace)
+            .filter(|r| r.spec.config_ref.as_deref() == Some(config.as_str()))
+            .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+            .filter(|r| (created_at(&r.metadata), name_of(&r.metadata)) < mine)
+            .collect(),
+        None => Vec::new(),
+    };
+    if let Some(first) = earlier.first() {
+        match resolved.config.concurrency_policy {
+            ConcurrencyPolicy::Forbid => {
+                let step = Step::Finish {
+                    phase: TaskRunPhase::Skipped,
+                    reason: generator::NoTaskReason::PreviousRunIncomplete
+                        .as_str()
+                        .into(),
+                    message: format!(
+                        "earlier run {} of {} is still incomplete (concurrencyPolicy Forbid)",
+                        name_of(&first.metadata),
+                        resolved.config.name
+                    ),
+                };
+                return finish(ctx, run, &step).await;
+            }
+            ConcurrencyPolicy::Replace => {
+                for other in earlier {
+                    replace(ctx, other, &run.name).await?;
+                }
+            }
+        }
+    }
+    run.status.phase = TaskRunPhase::Planning;
+    run.status.start_time = Some(ctx.now);
+    conditions(&mut run.status, run.object.metadata.generation, ctx.now);
+    ctx.save(run).await?;
+    ctx.event(
+        run,
+        EventType::Normal,
+        "Planning",
+        "planning the run".into(),
+    )
+    .await;
+    Ok(())
+}
+
+/// Aborts an earlier run in favour of `by` (concurrencyPolicy Replace).
+async fn replace(ctx: &mut StepCtx<'_>, other: &TaskRun, by: &str) -> Result<(), ControlError> {
+    let mut run = Run {
+        namespace: namespace_of(&other.metadata),
+        name: name_of(&other.metadata),
+        object: other,
+        status: other.status.clone().unwrap_or_default(),
+    };
+    let abort = Step::Abort {
+        phase: TaskRunPhase::Failed,
+        reason: "ReplacedByNewerRun".into(),
+        message: format!("replaced by {by} (concurrencyPolicy Replace)"),
+    };
+    let (_, resolved) = gather::resolve_run(ctx.backend, other).await?;
+    let dest_uri = resolved.destination.def.uri.clone();
+    match gather::read_plan(&dest_uri, &run.name).await? {
+        Some(plan) => act(ctx, &mut run, &resolved, &plan, &abort).await,
+        None => finish(ctx, &mut run, &abort).await,
+    }
+}
+
+/// Planning → Running (plan stored, lineage open), or Skipped with the generator's reason.
+async fn plan_run(
+    ctx: &mut StepCtx<'_>,
+    run: &mut Run<'_>,
+    resolved: &Resolved,
+) -> Result<(), ControlError> {
+    let dest = &resolved.destination.def;
+    let plan = match gather::read_plan(&dest.uri, &run.name).await? {
+        Some(plan) => plan,
+        None => {
+            let incomplete = gather::incomplete_runs(ctx.runs, &resolved.config, &run.name);
+            let input = gather::generator_input(
+                ctx.catalogs,
+                resolved,
+                incomplete,
+                ctx.now.timestamp_millis(),
+            )
+            .await?;
+            let plan = match generator::plan(&input) {
+                Ok(p) => p,
+                Err(e) => {
+                    let step = Step::Finish {
+                        phase: TaskRunPhase::Failed,
+                        reason: e.reason().into(),
+                        message: e.to_string(),
+                    };
+                    return finish(ctx, run, &step).await;
+                }
+            };
+            if let Some(skip) = plan.skip.as_ref().filter(|_| plan.is_empty()) {
+                let step = Step::Finish {
+                    phase: TaskRunPhase::Skipped,
+                    reason: skip.reason.as_str().into(),
+                    message: skip.message.clone(),
+                };
+                return finish(ctx, run, &step).await;
+            }
+            gather::write_plan(&dest.uri, &run.name, &plan).await?;
+            plan
+        }
+    };
+    let mut state = run_state(ctx, resolved, &plan).await?;
+    let now_ms = ctx.now.timestamp_millis();
+    let rctx = run_context(run, resolved);
+    let catalog = ctx.catalogs.get(dest).await?;
+    let opened = runner::open_lineage(&rctx, &plan, catalog, &mut state, &|| now_ms).await;
+    let already = match opened {
+        Ok(already) => already,
+        Err(e) => {
+            // Undo what this run opened before the refusal, then fail it.
+            for s in &plan.subtasks {
+                let id = format!("{}-{}", run.name, s.index);
+                if state
+                    .lineage
+                    .get(&id)
+                    .is_some_and(|e| e.state == LineageState::InProgress)
+                {
+                    let _ = state.lineage.revert(&id, e.to_string(), now_ms);
+                }
+            }
+            save_lineage(ctx, resolved, &state, false).await?;
+            let step = Step::Finish {
+                phase: TaskRunPhase::Failed,
+                reason: e.reason().into(),
+                message: e.to_string(),
+            };
+            return finish(ctx, run, &step).await;
+        }
+    };
+    save_lineage(ctx, resolved, &state, false).await?;
+    run.status.plan = plan
+        .subtasks
+        .iter()
+        .take(MAX_SUBTASK_DETAIL)
+        .map(|s| {
+            let w = s.window.or(s.bucket);
+            PlannedUnit {
+                subtask: s.index,
+                window_start_ms: w.map(|w| w.start_ms),
+                window_end_ms: w.map(|w| w.end_ms),
+                level: s.level.clone(),
+                partition: s.partition,
+                inputs: (s.inputs.len() + s.input_files.len()) as u64,
+                estimated_rows: Some(s.estimated_rows),
+            }
+        })
+        .collect();
+    run.status.subtasks = plan
+        .subtasks
+        .iter()
+        .map(|s| SubtaskStatus {
+            index: s.index,
+            state: if already.contains(&s.index) {
+                SubtaskState::Committed
+            } else {
+                SubtaskState::Pending
+            },
+            inputs: (s.inputs.len() + s.input_files.len()) as u64,
+            ..Default::default()
+        })
+        .collect();
+    run.status.watermark_before = state.watermarks.values().copied().min();
+    run.status.phase = TaskRunPhase::Running;
+    conditions(&mut run.status, run.object.metadata.generation, ctx.now);
+    ctx.save(run).await?;
+    let message = format!(
+        "planned {} subtask(s), ~{} rows; plan at {}",
+        plan.subtasks.len(),
+        plan.estimated_rows(),
+        gather::plan_uri(&dest.uri, &run.name)
+    );
+    ctx.event(run, EventType::Normal, "Running", message).await;
+    Ok(())
+}
+
+fn run_context<'a>(run: &'a Run<'_>, resolved: &'a Resolved) -> RunContext<'a> {
+    RunContext {
+        namespace: &run.namespace,
+        task_run: &run.name,
+        config: &resolved.config,
+        source: resolved.source.as_ref().map(|s| &s.def),
+        destination: &resolved.destination.def,
+    }
+}
+
+/// The run state as stored: lineage from the destination's status (fresh), watermarks from
+/// the log (the plan's where the log has none yet), committed windows from storage.
+async fn run_state(
+    ctx: &mut StepCtx<'_>,
+    resolved: &Resolved,
+    plan: &Plan,
+) -> Result<RunState, ControlError> {
+    let dest = &resolved.destination.def;
+    let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
+    let catalog = ctx.catalogs.get(dest).await?;
+    let mut watermarks = gather::watermarks_from_log(catalog, &resolved.config).await?;
+    for (level, wm) in &plan.watermarks {
+        watermarks.entry(level.clone()).or_insert(*wm);
+    }
+    Ok(RunState {
+        lineage: crate::lineage::Lineage::new(fresh.status.lineage),
+        watermarks,
+        committed_windows: gather::read_committed_windows(&dest.uri, &resolved.config).await?,
+    })
+}
+
+/// Writes the lineage (and, after a commit, the catalog summary) into the destination's
+/// status; after a commit of a window task also the committed windows.
+async fn save_lineage(
+    ctx: &mut StepCtx<'_>,
+    resolved: &Resolved,
+    state: &RunState,
+    committed: bool,
+) -> Result<(), ControlError> {
+    let dest = &resolved.destination.def;
+    let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
+    let mut status = fresh.status;
+    store_lineage(&mut status, &state.lineage);
+    if committed {
+        let catalog = ctx.catalogs.get(dest).await?;
+        summarize(catalog, &dest.name, &mut status)?;
+        if state.watermarks.contains_key(DEFAULT_WATERMARK) {
+            gather::write_committed_windows(&dest.uri, &resolved.config, &state.committed_windows)
+                .await?;
+        }
+    }
+    ctx.backend
+        .update_table_status(&dest.namespace, &dest.name, &status)
+        .await?;
+    Ok(())
+}
+
+fn subtask_mut<'s>(status: &'s mut TaskRunStatus, index: u32) -> &'s mut SubtaskStatus {
+    let pos = status
+        .subtasks
+        .iter()
+        .position(|s| s.index == index)
+        .expect("steps name subtasks of the status");
+    &mut status.subtasks[pos]
+}
+
+/// Launch, Collect, AttemptFailed, Abort and CommitAll: the steps that need the stored plan.
+async fn act(
+    ctx: &mut StepCtx<'_>,
+    run: &mut Run<'_>,
+    resolved: &Resolved,
+    plan: &Plan,
+    step: &Step,
+) -> Result<(), ControlError> {
+    let dest = &resolved.destination.def;
+    let source = runner::location(resolved.source.as_ref().map_or(dest, |s| &s.def));
+    let destination = runner::location(dest);
+    let budget = resolved.config.execution.memory_budget_bytes;
+    let planned = |index: u32| {
+        plan.subtasks
+            .iter()
+            .find(|s| s.index == index)
+            .ok_or_else(|| ControlError::storage(&dest.uri, format!("subtask {index} not in plan")))
+    };
+    let spec_of = |index: u32, attempt: u32| -> Result<_, ControlError> {
+        Ok(planned(index)?.to_spec(
+            &run.namespace,
+            &run.name,
+            attempt,
+            source.clone(),
+            destination.clone(),
+            budget,
+        ))
+    };
+    let now_ms = ctx.now.timestamp_millis();
+    match step {
+        Step::Launch {
+            index,
+            attempt,
+            job,
+        } => {
+            let spec = spec_of(*index, *attempt)?;
+            let spec_uri = runner::write_spec(&spec)
+                .await
+                .map_err(|e| ControlError::storage(&dest.uri, e))?;
+            let request = LaunchRequest {
+                namespace: run.namespace.clone(),
+                task_run: run.name.clone(),
+                subtask: *index,
+                attempt: *attempt,
+                job: job.clone(),
+                spec_uri: spec_uri.clone(),
+                memory_budget_bytes: budget,
+                timeout_ms: resolved.config.execution.subtask_timeout_ms,
+            };
+            ctx.backend.launch_subtask(&request).await?;
+            let s = subtask_mut(&mut run.status, *index);
+            s.state = SubtaskState::Running;
+            s.attempts = *attempt;
+            s.job = Some(job.clone());
+            s.spec_uri = Some(spec_uri);
+            s.start_time = Some(ctx.now);
+            s.message = None;
+            ctx.save(run).await?;
+            let message = format!("subtask {index} attempt {attempt}: started job {job}");
+            ctx.event(run, EventType::Normal, "SubtaskStarted", message)
+                .await;
+        }
+        Step::Collect { index } => {
+            let attempts = subtask_mut(&mut run.status, *index).attempts;
+            let manifest = if planned(*index)?.needs_worker() {
+                let spec = spec_of(*index, attempts)?;
+                match runner::read_manifest(&spec).await {
+                    Ok(m) if m.outcome == Outcome::Succeeded => Some(m),
+                    Ok(m) => {
+                        let failed = Step::AttemptFailed {
+                            index: *index,
+                            reason: m.reason.map_or("WorkerFailed", |r| r.as_str()).into(),
+                            message: m.message.unwrap_or_default(),
+                            retry: attempts < resolved.config.execution.max_attempts,
+                            kill: false,
+                        };
+                        return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
+                    }
+                    Err(message) => {
+                        let failed = Step::AttemptFailed {
+                            index: *index,
+                            reason: "ManifestMissing".into(),
+                            message,
+                            retry: attempts < resolved.config.execution.max_attempts,
+                            kill: false,
+                        };
+                        return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
+                    }
+                }
+            } else {
+                None
+            };
+            let (rows_in, rows_out, outputs) = manifest.as_ref().map_or((0, 0, 0), |m| {
+                (m.input_rows, m.output_rows, m.outputs.len() as u64)
+            });
+            let committed = plan.commit_mode == CommitMode::PerSubtask;
+            if committed {
+                commit(ctx, run, resolved, plan, vec![(*index, manifest, attempts)]).await?;
+            }
+            let s = subtask_mut(&mut run.status, *index);
+            s.state = if committed {
+                SubtaskState::Committed
+            } else {
+                SubtaskState::Succeeded
+            };
+            s.input_rows = rows_in;
+            s.output_rows = rows_out;
+            s.outputs = outputs;
+            s.completion_time = Some(ctx.now);
+            ctx.save(run).await?;
+            let verb = if committed { "committed" } else { "staged" };
+            let message = format!(
+                "subtask {index}: {rows_in} rows in, {rows_out} rows out in {outputs} segment(s), {verb}"
+            );
+            let reason = if committed {
+                "SubtaskCommitted"
+            } else {
+                "SubtaskSucceeded"
+            };
+            ctx.event(run, EventType::Normal, reason, message).await;
+        }
+        Step::AttemptFailed {
+            index,
+            reason,
+            message,
+            retry,
+            kill,
+        } => {
+            let s = subtask_mut(&mut run.status, *index).clone();
+            if *kill && let Some(job) = &s.job {
+                ctx.backend.delete_subtask(&run.namespace, job).await?;
+            }
+            // The worker's own reason and message, when its manifest says more.
+            let (mut reason, mut message) = (reason.clone(), message.clone());
+            if planned(*index)?.needs_worker()
+                && let Ok(m) = runner::read_manifest(&spec_of(*index, s.attempts.max(1))?).await
+                && m.outcome == Outcome::Failed
+            {
+                if let Some(r) = m.reason {
+                    reason = r.as_str().to_string();
+                }
+                if let Some(msg) = m.message {
+                    message = msg;
+                }
+            }
+            let text = subtask_message(&reason, &message);
+            if *retry {
+                let st = subtask_mut(&mut run.status, *index);
+                st.state = SubtaskState::Pending;
+                st.message = Some(text.clone());
+                ctx.save(run).await?;
+                let m = format!(
+                    "subtask {index} attempt {} failed, retrying: {text}",
+                    s.attempts
+                );
+                ctx.event(run, EventType::Warning, "SubtaskRetrying", m)
+                    .await;
+            } else {
+                let mut state = run_state(ctx, resolved, plan).await?;
+                let rctx = run_context(run, resolved);
+                let catalog = ctx.catalogs.get(dest).await?;
+                runner::revert_subtask(&rctx, catalog, &mut state, *index, &text, &|| now_ms)
+                    .await
+                    .map_err(|source| ControlError::Catalog {
+                        table: dest.name.clone(),
+                        source,
+                    })?;
+                save_lineage(ctx, resolved, &state, false).await?;
+                let st = subtask_mut(&mut run.status, *index);
+                st.state = SubtaskState::Reverted;
+                st.message = Some(text.clone());
+                st.completion_time = Some(ctx.now);
+                ctx.save(run).await?;
+                let m = format!(
+                    "subtask {index} failed after {} attempt(s), reverted: {text}",
+                    s.attempts
+                );
+                ctx.event(run, EventType::Warning, "SubtaskFailed", m).await;
+            }
+        }
+        Step::Abort {
+            phase,
+            reason,
+            message,
+        } => {
+            let mut state = run_state(ctx, resolved, plan).await?;
+            let rctx = run_context(run, resolved);
+            let catalog = ctx.catalogs.get(dest).await?;
+            let text = subtask_message(reason, message);
+            for s in &run.status.subtasks {
+                if s.state == SubtaskState::Running
+                    && let Some(job) = &s.job
+                {
+                    ctx.backend.delete_subtask(&run.namespace, job).await?;
+                }
+                let id = format!("{}-{}", run.name, s.index);
+                let open = state
+                    .lineage
+                    .get(&id)
+                    .is_some_and(|e| e.state != LineageState::Completed);
+                if s.state != SubtaskState::Committed && open {
+                    runner::revert_subtask(&rctx, catalog, &mut state, s.index, &text, &|| now_ms)
+                        .await
+                        .map_err(|source| ControlError::Catalog {
+                            table: dest.name.clone(),
+                            source,
+                        })?;
+                }
+            }
+            save_lineage(ctx, resolved, &state, false).await?;
+            for s in &mut run.status.subtasks {
+                if s.state != SubtaskState::Committed && s.state != SubtaskState::Reverted {
+                    s.state = SubtaskState::Reverted;
+                    s.message = Some(text.clone());
+                    s.completion_time = Some(ctx.now);
+                }
+            }
+            let finish_step = Step::Finish {
+                phase: *phase,
+                reason: reason.clone(),
+                message: message.clone(),
+            };
+            finish(ctx, run, &finish_step).await?;
+        }
+        Step::CommitAll => {
+            let mut done = Vec::new();
+            for s in run
+                .status
+                .subtasks
+                .iter()
+                .filter(|s| s.state == SubtaskState::Succeeded)
+            {
+                let manifest = if planned(s.index)?.needs_worker() {
+                    let spec = spec_of(s.index, s.attempts)?;
+                    Some(
+                        runner::read_manifest(&spec)
+                            .await
+                            .map_err(|e| ControlError::storage(&dest.uri, e))?,
+                    )
+                } else {
+                    None
+                };
+                done.push((s.index, manifest, s.attempts));
+            }
+            commit(ctx, run, resolved, plan, done).await?;
+            for s in &mut run.status.subtasks {
+                if s.state == SubtaskState::Succeeded {
+                    s.state = SubtaskState::Committed;
+                }
+            }
+            ctx.save(run).await?;
+            let message = format!(
+                "{} subtask(s) committed in one commit",
+                run.status.subtasks.len()
+            );
+            ctx.event(run, EventType::Normal, "Committed", message)
+                .await;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// One Delta commit of `done`, then lineage, summary and committed windows stored.
+async fn commit(
+    ctx: &mut StepCtx<'_>,
+    run: &Run<'_>,
+    resolved: &Resolved,
+    plan: &Plan,
+    done: Vec<runner::FinishedSubtask>,
+) -> Result<(), ControlError> {
+    let dest = &resolved.destination.def;
+    let mut state = run_state(ctx, resolved, plan).await?;
+    let before: BTreeSet<u32> = run
+        .status
+        .subtasks
+        .iter()
+        .filter(|s| s.state == SubtaskState::Committed)
+        .map(|s| s.index)
+        .collect();
+    let rctx = run_context(run, resolved);
+    let now_ms = ctx.now.timestamp_millis();
+    let catalog = ctx.catalogs.get(dest).await?;
+    runner::commit_subtasks(&rctx, plan, catalog, &mut state, &done, &before, &|| now_ms)
+        .await
+        .map_err(|source| ControlError::Catalog {
+            table: dest.name.clone(),
+            source,
+        })?;
+    save_lineage(ctx, resolved, &state, true).await
+}
+
+/// Ends a run in `Step::Finish`'s phase.
+async fn finish(ctx: &mut StepCtx<'_>, run: &mut Run<'_>, step: &Step) -> Result<(), ControlError> {
+    let Step::Finish {
+        phase,
+        reason,
+        message,
+    } = step
+    else {
+        return Ok(());
+    };
+    run.status.phase = *phase;
+    run.status.reason = Some(reason.clone());
+    run.status.message = Some(message.clone());
+    run.status.completion_time = Some(ctx.now);
+    run.status.start_time.get_or_insert(ctx.now);
+    if *phase == TaskRunPhase::Succeeded
+        && let Ok((_, resolved)) = gather::resolve_run(ctx.backend, run.object).await
+    {
+        let catalog = ctx.catalogs.get(&resolved.destination.def).await?;
+        let wms = gather::watermarks_from_log(catalog, &resolved.config).await?;
+        run.status.watermark_after = wms.values().copied().min();
+    }
+    conditions(&mut run.status, run.object.metadata.generation, ctx.now);
+    ctx.save(run).await?;
+    let type_ = match phase {
+        TaskRunPhase::Succeeded | TaskRunPhase::Skipped => EventType::Normal,
+        _ => EventType::Warning,
+    };
+    let reason_text = match phase {
+        TaskRunPhase::Succeeded => "Succeeded".to_string(),
+        _ => reason.clone(),
+    };
+    ctx.event(
+        run,
+        type_,
+        &reason_text,
+        format!("{}: {message}", phase.as_str()),
+    )
+    .await;
+    Ok(())
+}

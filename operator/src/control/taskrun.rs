@@ -1,0 +1,563 @@
+//! The TaskRun lifecycle as a pure state machine: [`next_step`] reads a run's status and the
+//! facts the loop observed (job states, settings, `now`) and names the one step to take next.
+//!
+//! Phases: `Pending → Planning → Running → Committing → Succeeded | Failed | TimedOut |
+//! Skipped`. Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
+//! Reverted)`; a failed attempt with attempts left goes back to `Pending` with its attempt
+//! count kept, so the next launch uses `attempts + 1`.
+//!
+//! No I/O, no clock: the same status and facts give the same step.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use minion_contract::EXIT_BAD_INPUT;
+
+use super::JobState;
+use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
+use crate::generator::CommitMode;
+
+/// Reason of an attempt that exited with a failure.
+pub const REASON_WORKER_FAILED: &str = "WorkerFailed";
+/// Reason of an attempt whose job vanished (process killed, Job deleted).
+pub const REASON_WORKER_LOST: &str = "WorkerLost";
+/// Reason of an attempt past `subtaskTimeout`.
+pub const REASON_SUBTASK_TIMEOUT: &str = "SubtaskTimeout";
+/// Reason of a run past `runTimeout`.
+pub const REASON_RUN_TIMEOUT: &str = "RunTimeout";
+/// Reason of an all-or-none run aborted because one subtask failed.
+pub const REASON_SUBTASK_FAILED: &str = "SubtaskFailed";
+
+/// Settings of a planned run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSettings {
+    pub parallelism: u32,
+    pub max_attempts: u32,
+    pub subtask_timeout_ms: i64,
+    pub run_timeout_ms: i64,
+    pub commit_mode: CommitMode,
+    /// Subtasks that need no worker (they only delete segments).
+    pub no_worker: BTreeSet<u32>,
+}
+
+/// What the loop observed besides status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facts {
+    pub now: DateTime<Utc>,
+    /// Known once the run is planned (read from its stored plan).
+    pub settings: Option<RunSettings>,
+    /// State of the job of each `Running` subtask.
+    pub jobs: BTreeMap<u32, JobState>,
+}
+
+/// The next step of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Pending: apply the concurrency policy, then plan.
+    Admit,
+    /// Planning: plan (or reuse the stored plan), open lineage, list subtasks.
+    Plan,
+    /// Start an attempt.
+    Launch {
+        index: u32,
+        attempt: u32,
+        job: String,
+    },
+    /// The attempt succeeded (or no worker is needed): read its manifest, commit (per
+    /// subtask) or keep it staged (all-or-none).
+    Collect { index: u32 },
+    /// The attempt failed. `kill`: stop its job first. Without `retry` the subtask is reverted.
+    AttemptFailed {
+        index: u32,
+        reason: String,
+        message: String,
+        retry: bool,
+        kill: bool,
+    },
+    /// Stop every job, revert every subtask not committed, end in `phase`.
+    Abort {
+        phase: TaskRunPhase,
+        reason: String,
+        message: String,
+    },
+    /// Every subtask ended: enter `Committing`.
+    Close,
+    /// All-or-none: one commit of every staged subtask.
+    CommitAll,
+    /// End the run.
+    Finish {
+        phase: TaskRunPhase,
+        reason: String,
+        message: String,
+    },
+    /// Nothing to do until a job changes state or time passes.
+    Wait,
+    /// The run is finished.
+    Done,
+}
+
+/// Name of the job of one attempt: `<run>-<index>`, then `<run>-<index>-a<attempt>`.
+pub fn job_name(task_run: &str, index: u32, attempt: u32) -> String {
+    if attempt <= 1 {
+        format!("{task_run}-{index}")
+    } else {
+        format!("{task_run}-{index}-a{attempt}")
+    }
+}
+
+/// A subtask message carries its reason first: `Reason: detail`.
+pub fn subtask_message(reason: &str, message: &str) -> String {
+    format!("{reason}: {message}")
+}
+
+/// The reason part of a [`subtask_message`].
+pub fn reason_of(message: &str) -> &str {
+    match message.split_once(": ") {
+        Some((r, _)) if !r.is_empty() && !r.contains(' ') => r,
+        _ => REASON_SUBTASK_FAILED,
+    }
+}
+
+/// Decides the next step of a run.
+pub fn next_step(run: &str, status: &TaskRunStatus, facts: &Facts) -> Step {
+    match status.phase {
+        TaskRunPhase::Pending => Step::Admit,
+        TaskRunPhase::Planning => Step::Plan,
+        TaskRunPhase::Running => match &facts.settings {
+            Some(settings) => running(run, status, settings, facts),
+            None => Step::Plan,
+        },
+        TaskRunPhase::Committing => committing(status, facts.settings.as_ref()),
+        TaskRunPhase::Succeeded
+        | TaskRunPhase::Failed
+        | TaskRunPhase::TimedOut
+        | TaskRunPhase::Skipped => Step::Done,
+    }
+}
+
+fn past(start: Option<DateTime<Utc>>, limit_ms: i64, now: DateTime<Utc>) -> bool {
+    start.is_some_and(|s| now - s > Duration::milliseconds(limit_ms))
+}
+
+fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Facts) -> Step {
+    let now = facts.now;
+    let all_or_none = settings.commit_mode == CommitMode::AllOrNone;
+    if past(status.start_time, settings.run_timeout_ms, now) {
+        return Step::Abort {
+            phase: TaskRunPhase::TimedOut,
+            reason: REASON_RUN_TIMEOUT.into(),
+            message: format!(
+                "the run took longer than its runTimeout of {}s",
+                settings.run_timeout_ms / 1000
+            ),
+        };
+    }
+    for s in status
+        .subtasks
+        .iter()
+        .filter(|s| s.state == SubtaskState::Running)
+    {
+        let retry = s.attempts < settings.max_attempts;
+        let failed = |reason: &str, message: String, retry: bool, kill: bool| Step::AttemptFailed {
+            index: s.index,
+            reason: reason.to_string(),
+            message,
+            retry,
+            kill,
+        };
+        match facts.jobs.get(&s.index) {
+            Some(JobState::Succeeded) => return Step::Collect { index: s.index },
+            Some(JobState::Failed { exit_code, message }) => {
+                let permanent = *exit_code == Some(EXIT_BAD_INPUT);
+                return failed(
+                    REASON_WORKER_FAILED,
+                    message.clone(),
+                    retry && !permanent,
+                    false,
+                );
+            }
+            Some(JobState::Missing) => {
+                return failed(
+                    REASON_WORKER_LOST,
+                    format!(
+                        "job {} of attempt {} disappeared",
+                        s.job.as_deref().unwrap_or("?"),
+                        s.attempts
+                    ),
+                    retry,
+                    false,
+                );
+            }
+            Some(JobState::Pending | JobState::Running) | None => {
+                if past(s.start_time, settings.subtask_timeout_ms, now) {
+                    return failed(
+                        REASON_SUBTASK_TIMEOUT,
+                        format!(
+                            "attempt {} took longer than subtaskTimeout of {}s",
+                            s.attempts,
+                            settings.subtask_timeout_ms / 1000
+                        ),
+                        retry,
+                        true,
+                    );
+                }
+            }
+        }
+    }
+    if all_or_none
+        && let Some(failed) = status
+            .subtasks
+            .iter()
+            .find(|s| s.state == SubtaskState::Reverted)
+    {
+        let message = failed.message.clone().unwrap_or_default();
+        return Step::Abort {
+            phase: TaskRunPhase::Failed,
+            reason: reason_of(&message).to_string(),
+            message: format!(
+                "subtask {} failed, so the all-or-none run is reverted: {message}",
+                failed.index
+            ),
+        };
+    }
+    let running = status
+        .subtasks
+        .iter()
+        .filter(|s| s.state == SubtaskState::Running)
+        .count();
+    if running < settings.parallelism.max(1) as usize
+        && let Some(s) = status
+            .subtasks
+            .iter()
+            .find(|s| s.state == SubtaskState::Pending)
+    {
+        if settings.no_worker.contains(&s.index) {
+            return Step::Collect { index: s.index };
+        }
+        let attempt = s.attempts + 1;
+        return Step::Launch {
+            index: s.index,
+            attempt,
+            job: job_name(run, s.index, attempt),
+        };
+    }
+    let ended = |s: &SubtaskStatus| match s.state {
+        SubtaskState::Committed | SubtaskState::Reverted => true,
+        SubtaskState::Succeeded => all_or_none,
+        _ => false,
+    };
+    if status.subtasks.iter().all(ended) {
+        Step::Close
+    } else {
+        Step::Wait
+    }
+}
+
+fn committing(status: &TaskRunStatus, settings: Option<&RunSettings>) -> Step {
+    let all_or_none = settings.is_some_and(|s| s.commit_mode == CommitMode::AllOrNone);
+    let reverted = status
+        .subtasks
+        .iter()
+        .find(|s| s.state == SubtaskState::Reverted);
+    let staged = status
+        .subtasks
+        .iter()
+        .any(|s| s.state == SubtaskState::Succeeded);
+    if all_or_none && staged && reverted.is_none() {
+        return Step::CommitAll;
+    }
+    match reverted {
+        None => Step::Finish {
+            phase: TaskRunPhase::Succeeded,
+            reason: "Completed".into(),
+            message: format!("{} subtask(s) committed", status.subtasks.len()),
+        },
+        Some(s) => {
+            let message = s.message.clone().unwrap_or_default();
+            let failed = status
+                .subtasks
+                .iter()
+                .filter(|s| s.state == SubtaskState::Reverted)
+                .count();
+            Step::Finish {
+                phase: TaskRunPhase::Failed,
+                reason: reason_of(&message).to_string(),
+                message: format!(
+                    "{failed} of {} subtask(s) failed and were reverted; subtask {}: {message}",
+                    status.subtasks.len(),
+                    s.index
+                ),
+            }
+        }
+    }
+}
+
+/// Recomputes the counters and `progress` (`ended/total`) from `status.subtasks`.
+pub fn recount(status: &mut TaskRunStatus) {
+    let count = |st: SubtaskState| status.subtasks.iter().filter(|s| s.state == st).count() as u32;
+    status.subtasks_total = status.subtasks.len() as u32;
+    status.subtasks_pending = count(SubtaskState::Pending);
+    status.subtasks_running = count(SubtaskState::Running);
+    status.subtasks_succeeded = count(SubtaskState::Succeeded);
+    status.subtasks_failed = count(SubtaskState::Reverted) + count(SubtaskState::Failed);
+    status.subtasks_committed = count(SubtaskState::Committed);
+    let ended = status.subtasks_committed + status.subtasks_failed;
+    status.progress = Some(format!("{ended}/{}", status.subtasks_total));
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::minutes(min)
+    }
+
+    fn settings(mode: CommitMode) -> RunSettings {
+        RunSettings {
+            parallelism: 2,
+            max_attempts: 2,
+            subtask_timeout_ms: 10 * 60_000,
+            run_timeout_ms: 60 * 60_000,
+            commit_mode: mode,
+            no_worker: BTreeSet::new(),
+        }
+    }
+
+    fn sub(index: u32, state: SubtaskState, attempts: u32) -> SubtaskStatus {
+        SubtaskStatus {
+            index,
+            state,
+            attempts,
+            job: (attempts > 0).then(|| job_name("r", index, attempts)),
+            start_time: (state == SubtaskState::Running).then(|| t(0)),
+            ..Default::default()
+        }
+    }
+
+    fn running(subtasks: Vec<SubtaskStatus>) -> TaskRunStatus {
+        TaskRunStatus {
+            phase: TaskRunPhase::Running,
+            start_time: Some(t(0)),
+            subtasks,
+            ..Default::default()
+        }
+    }
+
+    fn facts(now: i64, mode: CommitMode, jobs: &[(u32, JobState)]) -> Facts {
+        Facts {
+            now: t(now),
+            settings: Some(settings(mode)),
+            jobs: jobs.iter().cloned().collect(),
+        }
+    }
+
+    #[test]
+    fn pending_and_planning_runs_admit_then_plan() {
+        let f = facts(0, CommitMode::PerSubtask, &[]);
+        assert_eq!(next_step("r", &TaskRunStatus::default(), &f), Step::Admit);
+        let planning = TaskRunStatus {
+            phase: TaskRunPhase::Planning,
+            ..Default::default()
+        };
+        assert_eq!(next_step("r", &planning, &f), Step::Plan);
+    }
+
+    #[test]
+    fn launches_at_most_parallelism_subtasks_with_deterministic_job_names() {
+        let s = running(vec![
+            sub(0, SubtaskState::Running, 1),
+            sub(1, SubtaskState::Pending, 0),
+            sub(2, SubtaskState::Pending, 0),
+        ]);
+        let f = facts(1, CommitMode::PerSubtask, &[(0, JobState::Running)]);
+        assert_eq!(
+            next_step("r", &s, &f),
+            Step::Launch {
+                index: 1,
+                attempt: 1,
+                job: "r-1".into()
+            }
+        );
+        let s = running(vec![
+            sub(0, SubtaskState::Running, 1),
+            sub(1, SubtaskState::Running, 1),
+            sub(2, SubtaskState::Pending, 0),
+        ]);
+        let f = facts(
+            1,
+            CommitMode::PerSubtask,
+            &[(0, JobState::Running), (1, JobState::Running)],
+        );
+        assert_eq!(next_step("r", &s, &f), Step::Wait);
+    }
+
+    #[test]
+    fn a_retried_subtask_launches_its_next_attempt_under_a_new_job_name() {
+        let s = running(vec![sub(0, SubtaskState::Pending, 1)]);
+        let f = facts(1, CommitMode::PerSubtask, &[]);
+        assert_eq!(
+            next_step("r", &s, &f),
+            Step::Launch {
+                index: 0,
+                attempt: 2,
+                job: "r-0-a2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn failed_attempt_retries_until_max_attempts_and_bad_input_never_retries() {
+        let failed = |code| JobState::Failed {
+            exit_code: Some(code),
+            message: "boom".into(),
+        };
+        let s = running(vec![sub(0, SubtaskState::Running, 1)]);
+        let step = next_step(
+            "r",
+            &s,
+            &facts(1, CommitMode::PerSubtask, &[(0, failed(1))]),
+        );
+        assert!(
+            matches!(step, Step::AttemptFailed { retry: true, .. }),
+            "{step:?}"
+        );
+        let step = next_step(
+            "r",
+            &s,
+            &facts(1, CommitMode::PerSubtask, &[(0, failed(EXIT_BAD_INPUT))]),
+        );
+        assert!(
+            matches!(step, Step::AttemptFailed { retry: false, .. }),
+            "{step:?}"
+        );
+        let s = running(vec![sub(0, SubtaskState::Running, 2)]);
+        let step = next_step(
+            "r",
+            &s,
+            &facts(1, CommitMode::PerSubtask, &[(0, failed(1))]),
+        );
+        assert!(
+            matches!(step, Step::AttemptFailed { retry: false, .. }),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn a_vanished_job_counts_as_a_lost_attempt() {
+        let s = running(vec![sub(0, SubtaskState::Running, 1)]);
+        let step = next_step(
+            "r",
+            &s,
+            &facts(1, CommitMode::PerSubtask, &[(0, JobState::Missing)]),
+        );
+        assert!(
+            matches!(&step, Step::AttemptFailed { reason, retry: true, kill: false, .. } if reason == REASON_WORKER_LOST),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn subtask_past_its_deadline_is_killed_and_run_past_its_deadline_times_out() {
+        let s = running(vec![sub(0, SubtaskState::Running, 1)]);
+        let step = next_step(
+            "r",
+            &s,
+            &facts(11, CommitMode::PerSubtask, &[(0, JobState::Running)]),
+        );
+        assert!(
+            matches!(&step, Step::AttemptFailed { reason, kill: true, .. } if reason == REASON_SUBTASK_TIMEOUT),
+            "{step:?}"
+        );
+        let step = next_step(
+            "r",
+            &s,
+            &facts(61, CommitMode::PerSubtask, &[(0, JobState::Running)]),
+        );
+        assert!(
+            matches!(
+                step,
+                Step::Abort {
+                    phase: TaskRunPhase::TimedOut,
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn succeeded_job_is_collected_and_subtasks_without_worker_skip_the_launch() {
+        let s = running(vec![sub(0, SubtaskState::Running, 1)]);
+        let f = facts(1, CommitMode::PerSubtask, &[(0, JobState::Succeeded)]);
+        assert_eq!(next_step("r", &s, &f), Step::Collect { index: 0 });
+        let s = running(vec![sub(3, SubtaskState::Pending, 0)]);
+        let mut f = facts(1, CommitMode::PerSubtask, &[]);
+        f.settings.as_mut().unwrap().no_worker.insert(3);
+        assert_eq!(next_step("r", &s, &f), Step::Collect { index: 3 });
+    }
+
+    #[test]
+    fn all_or_none_run_aborts_on_the_first_reverted_subtask_and_commits_once_all_staged() {
+        let mut failed = sub(1, SubtaskState::Reverted, 1);
+        failed.message = Some(subtask_message("CorruptInput", "bad file"));
+        let s = running(vec![sub(0, SubtaskState::Succeeded, 1), failed]);
+        let step = next_step("r", &s, &facts(1, CommitMode::AllOrNone, &[]));
+        assert!(
+            matches!(&step, Step::Abort { phase: TaskRunPhase::Failed, reason, .. } if reason == "CorruptInput"),
+            "{step:?}"
+        );
+        let s = running(vec![
+            sub(0, SubtaskState::Succeeded, 1),
+            sub(1, SubtaskState::Succeeded, 1),
+        ]);
+        let f = facts(1, CommitMode::AllOrNone, &[]);
+        assert_eq!(next_step("r", &s, &f), Step::Close);
+        let mut c = s.clone();
+        c.phase = TaskRunPhase::Committing;
+        assert_eq!(next_step("r", &c, &f), Step::CommitAll);
+    }
+
+    #[test]
+    fn committing_run_finishes_failed_with_the_workers_reason_when_a_subtask_was_reverted() {
+        let mut failed = sub(1, SubtaskState::Reverted, 2);
+        failed.message = Some(subtask_message("SchemaMismatch", "column x"));
+        let mut s = running(vec![sub(0, SubtaskState::Committed, 1), failed]);
+        s.phase = TaskRunPhase::Committing;
+        let step = next_step("r", &s, &facts(1, CommitMode::PerSubtask, &[]));
+        assert!(
+            matches!(&step, Step::Finish { phase: TaskRunPhase::Failed, reason, message } if reason == "SchemaMismatch" && message.contains("column x")),
+            "{step:?}"
+        );
+        s.subtasks.pop();
+        let step = next_step("r", &s, &facts(1, CommitMode::PerSubtask, &[]));
+        assert!(
+            matches!(
+                step,
+                Step::Finish {
+                    phase: TaskRunPhase::Succeeded,
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
+    }
+
+    #[test]
+    fn progress_counts_ended_subtasks_over_all() {
+        let mut s = running(vec![
+            sub(0, SubtaskState::Committed, 1),
+            sub(1, SubtaskState::Reverted, 1),
+            sub(2, SubtaskState::Running, 1),
+        ]);
+        recount(&mut s);
+        assert_eq!(s.progress.as_deref(), Some("2/3"));
+        assert_eq!(
+            (s.subtasks_committed, s.subtasks_failed, s.subtasks_running),
+            (1, 1, 1)
+        );
+        assert_eq!(reason_of("not a reason here"), REASON_SUBTASK_FAILED);
+    }
+}
