@@ -527,9 +527,8 @@ print("   ok: argocd-cm-patch.yaml holds the same Lua as health/*.lua")
 PY
 
 if [[ -d "$CHART/crds" ]]; then
-  step "note"
-  echo "   $CHART/crds/ exists: Helm installs that directory by itself before the templated CRDs,"
-  echo "   so a plain 'helm install' would hit an ownership conflict; until the generator writes"
-  echo "   $CHART/files/crds/ instead, install with --skip-crds (docs/kubernetes.md)."
+  echo "FAIL: $CHART/crds/ exists: Helm would install it before the templated CRDs and then refuse"
+  echo "      to adopt them; the generator writes $CHART/files/crds/ (docs/kubernetes.md)."
+  exit 1
 fi
 printf '\nhelm-check: all checks passed\n'

@@ -8,7 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use minion_operator::api;
 use serde_json::Value;
 
-const REGENERATE: &str = "cargo run -p minion-operator --bin minion-operator -- crds --out crds --out charts/minion-operator/crds";
+const REGENERATE: &str = "cargo run -p minion-operator --bin minion-operator -- crds --out crds --out charts/minion-operator/files/crds";
 const MAX_BYTES: usize = 256 * 1024;
 
 fn root() -> PathBuf {
@@ -26,7 +26,7 @@ fn committed_crds_are_up_to_date() {
             "taskruns.minion.dev.yaml"
         ]
     );
-    for dir in ["crds", "charts/minion-operator/crds"] {
+    for dir in ["crds", "charts/minion-operator/files/crds"] {
         for (name, yaml) in &files {
             let path = root().join(dir).join(name);
             let committed = std::fs::read_to_string(&path).unwrap_or_default();

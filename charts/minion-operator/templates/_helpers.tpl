@@ -54,14 +54,11 @@ app.kubernetes.io/component: operator
 {{- end }}
 
 {{/*
-Where the generated CRD YAML is read from. `files/crds/` is preferred: Helm installs whatever is in
-a chart's special `crds/` directory on its own (before templates, never upgraded), so CRDs kept there
-AND templated here make a plain `helm install` fail on ownership metadata. While the generator still
-writes `crds/`, that directory is used (install with `--skip-crds`; see docs/kubernetes.md).
+Where the generated CRD YAML is read from: `files/crds/`, written by
+`minion-operator crds --out charts/minion-operator/files/crds`. Not Helm's special `crds/`
+directory, which Helm installs on its own before templates and never upgrades.
 */}}
-{{- define "minion-operator.crdGlob" -}}
-{{- if .Files.Glob "files/crds/*.yaml" }}files/crds/*.yaml{{ else }}crds/*.yaml{{ end }}
-{{- end }}
+{{- define "minion-operator.crdGlob" -}}files/crds/*.yaml{{- end }}
 
 {{/* Fails rendering on value combinations the schema cannot express clearly. */}}
 {{- define "minion-operator.validate" -}}

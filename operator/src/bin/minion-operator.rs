@@ -1,7 +1,7 @@
 //! The `minion-operator` binary.
 //!
 //! - `minion-operator crds` prints the three CustomResourceDefinitions as multi-document
-//!   YAML; `minion-operator crds --out crds --out charts/minion-operator/crds` writes one file
+//!   YAML; `minion-operator crds --out crds --out charts/minion-operator/files/crds` writes one file
 //!   per CRD (`tables.minion.dev.yaml`, …) into each directory.
 //!
 //! The controller itself (`run`) is added by the control-loop work.
