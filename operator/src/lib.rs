@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod control;
 pub mod demo;
 pub mod generator;

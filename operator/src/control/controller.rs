@@ -1,5 +1,6 @@
-//! The loop itself: each tick reconciles Tables, then MinionTaskConfigs (scheduling), then
-//! steps every unfinished TaskRun (oldest first) until it waits on a job or ends.
+//! The loop itself: each tick reconciles Tables, then steps every unfinished TaskRun (oldest
+//! first) until it waits on a job or ends, then reconciles MinionTaskConfigs (status from the
+//! runs just stepped; scheduling — a run created here is stepped from the next tick on).
 //!
 //! A step that fails (a backend, catalog or storage error) is reported and retried on the
 //! next tick; it never stops the loop or other runs.
@@ -119,20 +120,6 @@ impl Controller {
                     .push(format!("Table {}: {e}", name_of(&table.metadata)));
             }
         }
-        let runs = backend.list_task_runs().await?;
-        for cfg in backend.list_task_configs().await? {
-            match configs::reconcile(backend.as_ref(), &mut self.catalogs, &cfg, &runs, now).await {
-                Ok(o) => {
-                    if let Some(r) = &o.created {
-                        report.log.push(format!("{r}: created by the schedule"));
-                    }
-                    report.created_runs.extend(o.created);
-                }
-                Err(e) => report
-                    .errors
-                    .push(format!("MinionTaskConfig {}: {e}", name_of(&cfg.metadata))),
-            }
-        }
         let mut order: Vec<(Option<chrono::DateTime<chrono::Utc>>, String, String)> = backend
             .list_task_runs()
             .await?
@@ -184,6 +171,20 @@ impl Controller {
                         break;
                     }
                 }
+            }
+        }
+        let runs = backend.list_task_runs().await?;
+        for cfg in backend.list_task_configs().await? {
+            match configs::reconcile(backend.as_ref(), &mut self.catalogs, &cfg, &runs, now).await {
+                Ok(o) => {
+                    if let Some(r) = &o.created {
+                        report.log.push(format!("{r}: created by the schedule"));
+                    }
+                    report.created_runs.extend(o.created);
+                }
+                Err(e) => report
+                    .errors
+                    .push(format!("MinionTaskConfig {}: {e}", name_of(&cfg.metadata))),
             }
         }
         report.active_runs = backend

@@ -260,8 +260,6 @@ pub enum ControlError {
         #[source]
         source: crate::catalog::CatalogError,
     },
-    #[error(transparent)]
-    Run(#[from] crate::runner::RunError),
     #[error("object storage {uri}: {message}")]
     Storage { uri: String, message: String },
     #[error("{kind} {name}: {message}")]
@@ -278,7 +276,6 @@ impl ControlError {
         match self {
             ControlError::Backend(e) => e.reason(),
             ControlError::Catalog { source, .. } => source.reason(),
-            ControlError::Run(e) => e.reason(),
             ControlError::Storage { .. } => "StorageUnavailable",
             ControlError::Invalid { reason, .. } => reason,
         }

@@ -459,7 +459,7 @@ async fn save_lineage(
     Ok(())
 }
 
-fn subtask_mut<'s>(status: &'s mut TaskRunStatus, index: u32) -> &'s mut SubtaskStatus {
+fn subtask_mut(status: &mut TaskRunStatus, index: u32) -> &mut SubtaskStatus {
     let pos = status
         .subtasks
         .iter()

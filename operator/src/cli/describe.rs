@@ -1,0 +1,319 @@
+//! `minion describe <kind> <name>`: one resource laid out like `kubectl describe` — metadata,
+//! spec summary, status, conditions, subtasks (TaskRun), lineage (Table), Events.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use chrono::Utc;
+
+use super::get::print_objects;
+use super::table_fmt::{age, opt, render, time, time_ms};
+use super::{CliError, Kind, Output};
+use crate::api::{Condition, MinionTaskConfig, Table, TaskRun};
+use crate::control::created_at;
+use crate::local::{EventLog, Store, Stored};
+
+fn field(out: &mut String, indent: usize, label: &str, value: impl std::fmt::Display) {
+    let pad = 18usize.saturating_sub(indent);
+    let _ = writeln!(
+        out,
+        "{}{:<pad$}{value}",
+        " ".repeat(indent),
+        format!("{label}:")
+    );
+}
+
+fn section(out: &mut String, title: &str, body: &str) {
+    let _ = writeln!(out, "{title}:");
+    if body.trim().is_empty() {
+        let _ = writeln!(out, "  <none>");
+    } else {
+        for line in body.lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+}
+
+fn conditions(out: &mut String, cs: &[Condition]) {
+    let rows: Vec<Vec<String>> = cs
+        .iter()
+        .map(|c| {
+            vec![
+                c.type_.clone(),
+                c.status.as_str().into(),
+                c.reason.clone(),
+                time(Some(c.last_transition_time)),
+                c.message.clone(),
+            ]
+        })
+        .collect();
+    let body = if rows.is_empty() {
+        String::new()
+    } else {
+        render(
+            &["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"],
+            &rows,
+        )
+    };
+    section(out, "Conditions", &body);
+}
+
+fn header<T: Stored>(out: &mut String, obj: &T) {
+    let m = obj.meta();
+    field(out, 0, "Name", m.name.clone().unwrap_or_default());
+    field(out, 0, "Namespace", crate::control::namespace_of(m));
+    field(out, 0, "Kind", T::KIND);
+    field(out, 0, "API Version", crate::api::API_VERSION);
+    field(out, 0, "Created", time(created_at(m)));
+    field(out, 0, "Generation", opt(m.generation));
+}
+
+fn events(out: &mut String, log: &EventLog, kind: &str, namespace: &str, name: &str) {
+    let now = Utc::now();
+    let rows: Vec<Vec<String>> = log
+        .read()
+        .into_iter()
+        .filter(|e| {
+            e.object.kind == kind && e.object.namespace == namespace && e.object.name == name
+        })
+        .map(|e| {
+            vec![
+                format!("{:?}", e.type_),
+                e.reason,
+                age(Some(e.time), now),
+                e.message,
+            ]
+        })
+        .collect();
+    let body = if rows.is_empty() {
+        String::new()
+    } else {
+        render(&["TYPE", "REASON", "AGE", "MESSAGE"], &rows)
+    };
+    section(out, "Events", &body);
+}
+
+fn find<T: Stored>(store: &Store, namespace: &str, name: &str) -> Result<T, CliError> {
+    store
+        .get::<T>(namespace, name)
+        .map_err(CliError::failed)?
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "{} {name:?} not found in namespace {namespace}",
+                T::KIND
+            ))
+        })
+}
+
+/// `minion describe`.
+pub(crate) fn describe(
+    state: &Path,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    output: Option<Output>,
+) -> Result<(), CliError> {
+    let store = Store::new(state);
+    let log = EventLog::new(state);
+    let mut out = String::new();
+    match Kind::parse(kind)? {
+        Kind::Table => {
+            let t: Table = find(&store, namespace, name)?;
+            if let Some(o) = output {
+                return print_objects(&[t], true, o);
+            }
+            header(&mut out, &t);
+            let _ = writeln!(out, "Spec:");
+            field(
+                &mut out,
+                2,
+                "Type",
+                format!("{:?}", t.spec.table_type).to_uppercase(),
+            );
+            field(&mut out, 2, "URI", &t.spec.uri);
+            field(&mut out, 2, "Time Column", &t.spec.schema.time_column);
+            let cols: Vec<String> = t
+                .spec
+                .schema
+                .columns
+                .iter()
+                .map(|c| format!("{} ({:?}, {:?})", c.name, c.data_type, c.role))
+                .collect();
+            field(&mut out, 2, "Columns", cols.join(", "));
+            let s = t.status.clone().unwrap_or_default();
+            let _ = writeln!(out, "Status:");
+            field(&mut out, 2, "Segments", opt(s.segments));
+            field(&mut out, 2, "Rows", opt(s.rows));
+            field(&mut out, 2, "Bytes", opt(s.bytes));
+            field(&mut out, 2, "Min Time", time(s.min_time));
+            field(&mut out, 2, "Max Time", time(s.max_time));
+            field(&mut out, 2, "Catalog Version", opt(s.catalog_version));
+            field(&mut out, 2, "Lineage Ended", s.lineage_ended_total);
+            conditions(&mut out, &s.conditions);
+            let rows: Vec<Vec<String>> = s
+                .lineage
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.id.clone(),
+                        e.state.as_str().into(),
+                        e.segments_from.len().to_string(),
+                        e.segments_to.len().to_string(),
+                        time_ms(Some(e.timestamp_ms)),
+                        e.message.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let body = if rows.is_empty() {
+                String::new()
+            } else {
+                render(&["ID", "STATE", "FROM", "TO", "TIME", "MESSAGE"], &rows)
+            };
+            section(&mut out, "Lineage", &body);
+            events(&mut out, &log, "Table", namespace, name);
+        }
+        Kind::TaskConfig => {
+            let c: MinionTaskConfig = find(&store, namespace, name)?;
+            if let Some(o) = output {
+                return print_objects(&[c], true, o);
+            }
+            header(&mut out, &c);
+            let _ = writeln!(out, "Spec:");
+            field(&mut out, 2, "Task Type", c.spec.task_type);
+            field(&mut out, 2, "Table", &c.spec.table);
+            field(
+                &mut out,
+                2,
+                "Source Table",
+                opt(c.spec.source_table.clone()),
+            );
+            field(&mut out, 2, "Schedule", opt(c.spec.schedule.clone()));
+            field(
+                &mut out,
+                2,
+                "Time Zone",
+                c.spec.time_zone.clone().unwrap_or_else(|| "UTC".into()),
+            );
+            field(&mut out, 2, "Suspend", c.spec.suspend);
+            let s = c.status.clone().unwrap_or_default();
+            let _ = writeln!(out, "Status:");
+            field(&mut out, 2, "Last Schedule", time(s.last_schedule_time));
+            let next: Vec<String> = s
+                .next_schedule_times
+                .iter()
+                .map(|t| time(Some(*t)))
+                .collect();
+            field(
+                &mut out,
+                2,
+                "Next Schedules",
+                if next.is_empty() {
+                    "<none>".into()
+                } else {
+                    next.join(", ")
+                },
+            );
+            field(&mut out, 2, "Last Run", opt(s.last_run.clone()));
+            field(
+                &mut out,
+                2,
+                "Last Result",
+                s.last_result.map_or("<none>", |r| r.as_str()),
+            );
+            if let Some(m) = s.last_result_message.as_ref().filter(|m| !m.is_empty()) {
+                field(&mut out, 2, "Last Message", m);
+            }
+            field(
+                &mut out,
+                2,
+                "Active Runs",
+                if s.active_runs.is_empty() {
+                    "<none>".into()
+                } else {
+                    s.active_runs.join(", ")
+                },
+            );
+            for w in &s.watermarks {
+                let label = format!("Watermark {}", w.level.as_deref().unwrap_or(""))
+                    .trim_end()
+                    .to_string();
+                field(&mut out, 2, &label, time(Some(w.watermark)));
+            }
+            for d in &s.delays {
+                let label = format!("Delay {}", d.level.as_deref().unwrap_or(""))
+                    .trim_end()
+                    .to_string();
+                field(&mut out, 2, &label, format!("{} bucket(s)", d.buckets));
+            }
+            conditions(&mut out, &s.conditions);
+            events(&mut out, &log, "MinionTaskConfig", namespace, name);
+        }
+        Kind::TaskRun => {
+            let r: TaskRun = find(&store, namespace, name)?;
+            if let Some(o) = output {
+                return print_objects(&[r], true, o);
+            }
+            header(&mut out, &r);
+            let _ = writeln!(out, "Spec:");
+            field(&mut out, 2, "Task Type", r.spec.task_type);
+            field(&mut out, 2, "Table", &r.spec.table);
+            field(&mut out, 2, "Config Ref", opt(r.spec.config_ref.clone()));
+            field(&mut out, 2, "Scheduled Time", time(r.spec.scheduled_time));
+            let s = r.status.clone().unwrap_or_default();
+            let _ = writeln!(out, "Status:");
+            field(&mut out, 2, "Phase", s.phase.as_str());
+            field(&mut out, 2, "Reason", opt(s.reason.clone()));
+            field(&mut out, 2, "Message", opt(s.message.clone()));
+            field(&mut out, 2, "Progress", opt(s.progress.clone()));
+            field(&mut out, 2, "Start Time", time(s.start_time));
+            field(&mut out, 2, "Completion Time", time(s.completion_time));
+            field(&mut out, 2, "Watermark Before", time_ms(s.watermark_before));
+            field(&mut out, 2, "Watermark After", time_ms(s.watermark_after));
+            conditions(&mut out, &s.conditions);
+            let rows: Vec<Vec<String>> = s
+                .subtasks
+                .iter()
+                .map(|t| {
+                    let plan = s.plan.iter().find(|p| p.subtask == t.index);
+                    let window = plan
+                        .filter(|p| p.window_start_ms.is_some())
+                        .map(|p| {
+                            format!(
+                                "[{}, {})",
+                                time_ms(p.window_start_ms),
+                                time_ms(p.window_end_ms)
+                            )
+                        })
+                        .unwrap_or_else(|| "-".into());
+                    vec![
+                        t.index.to_string(),
+                        t.state.as_str().into(),
+                        t.attempts.to_string(),
+                        t.job.clone().unwrap_or_else(|| "-".into()),
+                        window,
+                        t.inputs.to_string(),
+                        t.outputs.to_string(),
+                        t.input_rows.to_string(),
+                        t.output_rows.to_string(),
+                        t.message.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let body = if rows.is_empty() {
+                String::new()
+            } else {
+                render(
+                    &[
+                        "#", "STATE", "ATTEMPTS", "JOB", "WINDOW", "INPUTS", "OUTPUTS", "ROWS IN",
+                        "ROWS OUT", "MESSAGE",
+                    ],
+                    &rows,
+                )
+            };
+            section(&mut out, "Subtasks", &body);
+            events(&mut out, &log, "TaskRun", namespace, name);
+        }
+    }
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The `minion` CLI (also installable as the kubectl plugin `kubectl-minion`): argument
+//! definitions and one module per group of subcommands. Every command works on a local state
+//! directory (`--state-dir`, env `MINION_STATE_DIR`, default `.minion/state`).
+//!
+//! Output: tables for people, `-o json|yaml` for scripts; errors on stderr with a non-zero
+//! exit code ([`CliError::exit_code`]).
+
+mod apply;
+mod describe;
+mod get;
+mod ops;
+mod table_fmt;
+mod up;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Input the user must fix (bad manifests, unknown names); every problem is listed.
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// Stable reason (for scripts that parse stderr).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CliError::Invalid(_) => "Invalid",
+            CliError::NotFound(_) => "NotFound",
+            CliError::Failed(_) => "Failed",
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Invalid(_) => 2,
+            CliError::NotFound(_) => 3,
+            CliError::Failed(_) => 1,
+        }
+    }
+
+    pub(crate) fn failed(e: impl std::fmt::Display) -> Self {
+        CliError::Failed(e.to_string())
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "minion",
+    version,
+    about = "Run minion tasks locally and inspect them"
+)]
+pub struct Cli {
+    /// State directory of local mode (resources, status, events, worker logs).
+    #[arg(long, global = true, env = "MINION_STATE_DIR", default_value = crate::local::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of `get`, `describe` and `plan`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build a REALTIME table of synthetic events, move it to an OFFLINE table and merge/roll
+    /// it up with the samples of config/, all on this machine; then check count(*) and sum().
+    Demo {
+        /// Directory for the demo's tables (recreated).
+        #[arg(long, default_value = ".minion/demo")]
+        dir: PathBuf,
+        /// Days of events.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Rows per REALTIME segment.
+        #[arg(long, default_value_t = 2_000)]
+        rows_per_segment: usize,
+    },
+    /// Validate manifests (files or directories) and store them; nothing is stored if any
+    /// document is invalid.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List tables, taskconfigs (mtc) or taskruns (tr).
+    Get {
+        kind: String,
+        name: Option<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Show one resource with its status, conditions, subtasks and events.
+    Describe {
+        kind: String,
+        name: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Start a run of a MinionTaskConfig now (a TaskRun named `<config>-manual-<time>`).
+    Run {
+        config: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Show what a run of a MinionTaskConfig would do now, without doing it.
+    Plan {
+        config: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<Output>,
+    },
+    /// Committed segments of a table, its lineage entries and the watermarks of its configs.
+    Segments {
+        table: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Local mode.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+    /// Run one subtask (what each local job executes).
+    #[command(hide = true)]
+    Worker {
+        #[command(subcommand)]
+        command: WorkerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LocalCommand {
+    /// Run the control loop: schedules, runs, commits.
+    Up {
+        /// Stop when no run is pending or running and no schedule came due.
+        #[arg(long)]
+        until_idle: bool,
+        /// Pretend the clock reads this time at start (RFC3339); time still passes.
+        #[arg(long)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+        /// Stop after this many run steps (to test resuming).
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// Milliseconds between ticks while waiting.
+        #[arg(long, default_value_t = 250)]
+        poll_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WorkerCommand {
+    /// Run the subtask described by a spec.
+    Run {
+        /// URI of the subtask spec.
+        #[arg(long)]
+        spec: String,
+        /// Where to write the exit code and message when done (local jobs).
+        #[arg(long)]
+        exit_file: Option<PathBuf>,
+        /// Memory budget in bytes (overrides the spec).
+        #[arg(long)]
+        memory_budget: Option<u64>,
+        /// Directory for spill files.
+        #[arg(long, env = "MINION_SPILL_DIR")]
+        spill_dir: Option<PathBuf>,
+    },
+}
+
+/// Runs the CLI.
+pub async fn main(cli: Cli) -> ExitCode {
+    let state = cli.state_dir;
+    let result = match cli.command {
+        Command::Demo {
+            dir,
+            days,
+            rows_per_segment,
+        } => {
+            let options = crate::demo::DemoOptions {
+                dir,
+                days,
+                rows_per_segment,
+                ..Default::default()
+            };
+            crate::demo::run(&options)
+                .await
+                .map(|_| ())
+                .map_err(CliError::failed)
+        }
+        Command::Apply { files } => apply::apply(&state, &files),
+        Command::Get {
+            kind,
+            name,
+            namespace,
+            all_namespaces,
+            output,
+        } => {
+            let ns = (!all_namespaces).then_some(namespace.as_str());
+            get::get(&state, &kind, name.as_deref(), ns, output)
+        }
+        Command::Describe {
+            kind,
+            name,
+            namespace,
+            output,
+        } => describe::describe(&state, &kind, &namespace, &name, output),
+        Command::Run { config, namespace } => ops::run(&state, &namespace, &config).await,
+        Command::Plan {
+            config,
+            namespace,
+            output,
+        } => ops::plan(&state, &namespace, &config, output).await,
+        Command::Segments { table, namespace } => ops::segments(&state, &namespace, &table).await,
+        Command::Local {
+            command:
+                LocalCommand::Up {
+                    until_idle,
+                    now,
+                    max_steps,
+                    poll_ms,
+                },
+        } => up::up(&state, until_idle, now, max_steps, poll_ms).await,
+        Command::Worker {
+            command:
+                WorkerCommand::Run {
+                    spec,
+                    exit_file,
+                    memory_budget,
+                    spill_dir,
+                },
+        } => return worker::run(&spec, exit_file.as_deref(), memory_budget, spill_dir).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The three kinds, from the names and aliases users type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Table,
+    TaskConfig,
+    TaskRun,
+}
+
+impl Kind {
+    pub(crate) fn parse(s: &str) -> Result<Kind, CliError> {
+        match s.to_ascii_lowercase().as_str() {
+            "table" | "tables" | "tbl" | "table.minion.dev" | "tables.minion.dev" => {
+                Ok(Kind::Table)
+            }
+            "mtc"
+            | "taskconfig"
+            | "taskconfigs"
+            | "miniontaskconfig"
+            | "miniontaskconfigs"
+            | "miniontaskconfigs.minion.dev" => Ok(Kind::TaskConfig),
+            "tr" | "taskrun" | "taskruns" | "taskruns.minion.dev" => Ok(Kind::TaskRun),
+            other => Err(CliError::Invalid(vec![format!(
+                "unknown kind {other:?}; use tables (tbl), taskconfigs (mtc) or taskruns (tr)"
+            )])),
+        }
+    }
+}

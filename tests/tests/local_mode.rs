@@ -1,0 +1,351 @@
+//! Local mode end to end, through the `minion` binary: `apply` the samples of `config/` (URIs
+//! moved into a temp dir), fill the REALTIME table, `run` a config, `local up --until-idle`,
+//! and check the destination against the source with `count(*)`/`sum()`; a bad manifest
+//! changes nothing; a loop killed after every step, and a worker killed mid-run, lose and
+//! duplicate nothing.
+//!
+//! The binary is the one cargo builds for the workspace's tests (`target/<profile>/minion`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::Utc;
+use minion_contract::TimeWindow;
+use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
+use minion_operator::demo::{self, DemoOptions};
+use minion_operator::inspect::{self, Totals, sums_match};
+use minion_operator::model::{DAY_MS, HOUR_MS, TableDef};
+
+fn minion_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let bin = profile_dir.join(format!("minion{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p minion-operator --bin minion` (cargo test --workspace does)",
+        bin.display()
+    );
+    bin
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    manifests: PathBuf,
+    tables: Vec<TableDef>,
+    start_ms: i64,
+}
+
+impl Env {
+    /// Samples of `config/` with URIs under a temp dir (`mtc_extra` appended to the import
+    /// config's spec), and `days` of events in the REALTIME table.
+    async fn new(days: u32, mtc_extra: &str) -> Env {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let state = dir.path().join("state");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let uri = |name: &str| format!("file://{}/{name}", data.display());
+        for (file, extra) in [
+            ("table-events-realtime.yaml", ""),
+            ("table-events-offline.yaml", ""),
+            ("mtc-segment-import.yaml", mtc_extra),
+        ] {
+            let text = std::fs::read_to_string(samples.join(file)).unwrap();
+            let text = text
+                .replace(
+                    "file:///tmp/minion/events_realtime",
+                    &uri("events-realtime"),
+                )
+                .replace("file:///tmp/minion/events_offline", &uri("events-offline"))
+                // About one day of test data per subtask, so runs have several subtasks.
+                .replace(
+                    "maxNumRecordsPerTask: 50000000",
+                    "maxNumRecordsPerTask: 1000",
+                );
+            let text = if extra.is_empty() {
+                text
+            } else {
+                text.replace(
+                    "  segmentImportTask:\n",
+                    &format!("{extra}  segmentImportTask:\n"),
+                )
+            };
+            std::fs::write(manifests.join(file), text).unwrap();
+        }
+        let (tables, _) = demo::load_samples(&data).unwrap();
+        let realtime = tables.iter().find(|t| t.name == "events-realtime").unwrap();
+        let mut catalog = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
+            .await
+            .unwrap();
+        let options = DemoOptions {
+            dir: data.clone(),
+            days,
+            partitions: 2,
+            segment_period_ms: 6 * HOUR_MS,
+            rows_per_segment: 200,
+            now: Utc::now(),
+        };
+        let now_ms = options.now.timestamp_millis();
+        let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
+        let start_ms = end_ms - i64::from(days) * DAY_MS;
+        let per_partition = ((end_ms - start_ms) / options.segment_period_ms) as usize;
+        demo::write_realtime(realtime, &mut catalog, &options, start_ms, per_partition)
+            .await
+            .unwrap();
+        Env {
+            _dir: dir,
+            state,
+            manifests,
+            tables,
+            start_ms,
+        }
+    }
+
+    fn minion(&self, args: &[&str]) -> Output {
+        Command::new(minion_bin())
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.minion(args);
+        assert!(
+            out.status.success(),
+            "minion {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn apply(&self) {
+        let out = self.ok(&["apply", "-f", self.manifests.to_str().unwrap()]);
+        assert!(
+            out.contains("miniontaskconfig.minion.dev/events-import created"),
+            "{out}"
+        );
+    }
+
+    /// `minion run events-import`; returns the TaskRun's name.
+    fn run_import(&self) -> String {
+        let out = self.ok(&["run", "events-import"]);
+        out.trim()
+            .strip_prefix("taskrun.minion.dev/")
+            .and_then(|s| s.strip_suffix(" created"))
+            .unwrap_or_else(|| panic!("unexpected output {out:?}"))
+            .to_string()
+    }
+
+    fn task_run(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["get", "tr", name, "-o", "json"])).unwrap()
+    }
+
+    fn table(&self, name: &str) -> &TableDef {
+        self.tables.iter().find(|t| t.name == name).unwrap()
+    }
+
+    /// Totals of the destination and of the source before the import watermark.
+    async fn totals(&self) -> (Totals, Totals, i64) {
+        let realtime = self.table("events-realtime");
+        let offline = self.table("events-offline");
+        let source = Catalog::open(&realtime.uri, Default::default())
+            .await
+            .unwrap();
+        let dest = Catalog::open(&offline.uri, Default::default())
+            .await
+            .unwrap();
+        let watermark = dest
+            .txn_version(&app_id::watermark("default", "events-import", None))
+            .await
+            .unwrap()
+            .expect("the import committed a watermark");
+        let range = TimeWindow::new(self.start_ms - DAY_MS, watermark);
+        let src = inspect::totals(
+            &realtime.uri,
+            &realtime.schema,
+            &source.segments().unwrap(),
+            Some(range),
+        )
+        .await
+        .unwrap();
+        let dst = inspect::totals(
+            &offline.uri,
+            &offline.schema,
+            &dest.segments().unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+        (src, dst, watermark)
+    }
+
+    /// A tree listing (path → contents) of the state directory.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![self.state.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.insert(e.path(), std::fs::read(e.path()).unwrap());
+                }
+            }
+        }
+        out
+    }
+}
+
+fn assert_same(src: &Totals, dst: &Totals) {
+    assert!(src.rows > 0, "the import moved nothing");
+    assert_eq!(src.rows, dst.rows, "count(*) differs");
+    for metric in ["clicks", "revenue"] {
+        let (a, b) = (src.sums[metric], dst.sums[metric]);
+        assert!(sums_match(a, b), "sum({metric}) differs: {a} vs {b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_then_local_up_imports_every_finished_day_with_identical_totals() {
+    let env = Env::new(5, "").await;
+    env.apply();
+    let run = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&run);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    let total = tr["status"]["subtasksTotal"].as_u64().unwrap();
+    assert!(total >= 2, "expected several windows: {tr:#}");
+    assert_eq!(tr["status"]["progress"], format!("{total}/{total}"));
+    let (src, dst, watermark) = env.totals().await;
+    assert_same(&src, &dst);
+    assert!(watermark > env.start_ms);
+
+    let table = env.ok(&["get", "tr"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("Succeeded"),
+        "{table}"
+    );
+    let mtc = env.ok(&["get", "mtc"]);
+    assert!(
+        mtc.contains("SegmentImportTask") && mtc.contains("Succeeded"),
+        "{mtc}"
+    );
+    let described = env.ok(&["describe", "tr", &run]);
+    for expected in [
+        "Phase:",
+        "Succeeded",
+        "Conditions:",
+        "Complete",
+        "Subtasks:",
+        "Committed",
+        "Events:",
+        "SubtaskCommitted",
+    ] {
+        assert!(
+            described.contains(expected),
+            "{expected} missing in\n{described}"
+        );
+    }
+    let described = env.ok(&["describe", "mtc", "events-import"]);
+    assert!(described.contains("Watermark"), "{described}");
+    let segments = env.ok(&["segments", "events-offline"]);
+    assert!(
+        segments.contains("COMPLETED") && segments.contains("events-import"),
+        "{segments}"
+    );
+    let plan = env.ok(&["plan", "events-import"]);
+    assert!(
+        plan.contains("no task"),
+        "caught up, the next plan is empty: {plan}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_with_an_unknown_key_is_refused_naming_the_field_and_changes_nothing() {
+    let env = Env::new(1, "").await;
+    env.apply();
+    let before = env.snapshot();
+    let bad = env.manifests.join("mtc-segment-import.yaml");
+    let text = std::fs::read_to_string(&bad).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace(
+            "bucketTimePeriod: 1d",
+            "bucketTimePeriod: 1d\n    bucketTimePeriodd: 2d",
+        ),
+    )
+    .unwrap();
+    let out = env.minion(&["apply", "-f", env.manifests.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.segmentImportTask.bucketTimePeriodd")
+            && stderr.contains("unknown field"),
+        "{stderr}"
+    );
+    assert_eq!(env.snapshot(), before, "the state directory changed");
+    let out = env.minion(&["get", "tr", "nope"]);
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_killed_after_every_step_and_a_killed_worker_lose_and_duplicate_nothing() {
+    let env = Env::new(5, "  maxAttempts: 3\n  parallelism: 2\n").await;
+    env.apply();
+    let run = env.run_import();
+    let mut killed = false;
+    let mut phase = String::new();
+    for _ in 0..300 {
+        env.ok(&[
+            "local",
+            "up",
+            "--until-idle",
+            "--max-steps",
+            "1",
+            "--poll-ms",
+            "20",
+        ]);
+        let tr = env.task_run(&run);
+        phase = tr["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_string();
+        if matches!(
+            phase.as_str(),
+            "Succeeded" | "Failed" | "TimedOut" | "Skipped"
+        ) {
+            break;
+        }
+        // Kill the first worker we see running: its attempt must be retried.
+        if !killed
+            && let Some(job) = tr["status"]["subtasks"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["state"] == "Running"))
+                .and_then(|s| s["job"].as_str())
+        {
+            let record = env.state.join("jobs/default").join(format!("{job}.json"));
+            let record: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+            let pid = record["pid"].as_u64().unwrap().to_string();
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            killed = true;
+        }
+    }
+    assert_eq!(phase, "Succeeded", "{:#}", env.task_run(&run));
+    assert!(killed, "no worker was seen running");
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+}
