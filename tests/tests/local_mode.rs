@@ -209,6 +209,21 @@ impl Env {
     }
 }
 
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 fn assert_same(src: &Totals, dst: &Totals) {
     assert!(src.rows > 0, "the import moved nothing");
     assert_eq!(src.rows, dst.rows, "count(*) differs");
@@ -346,6 +361,61 @@ async fn a_loop_killed_after_every_step_and_a_killed_worker_lose_and_duplicate_n
     }
     assert_eq!(phase, "Succeeded", "{:#}", env.task_run(&run));
     assert!(killed, "no worker was seen running");
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_succeeds() {
+    let env = Env::new(5, "").await;
+    env.apply();
+    // Corrupt the oldest source segment: the worker reading it fails with bad input.
+    let realtime = env.table("events-realtime");
+    let source = Catalog::open(&realtime.uri, Default::default())
+        .await
+        .unwrap();
+    let oldest = source
+        .segments()
+        .unwrap()
+        .into_iter()
+        .min_by_key(|s| (s.min_time_ms, s.path.clone()))
+        .unwrap();
+    let file = PathBuf::from(realtime.uri.trim_start_matches("file://")).join(&oldest.path);
+    let original = std::fs::read(&file).unwrap();
+    std::fs::write(&file, b"not parquet").unwrap();
+
+    let failed = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&failed);
+    assert_eq!(tr["status"]["phase"], "Failed", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "CorruptInput", "{tr:#}");
+    let table: serde_json::Value =
+        serde_json::from_str(&env.ok(&["get", "tbl", "events-offline", "-o", "json"])).unwrap();
+    let lineage = table["status"]["lineage"].as_array().unwrap();
+    let reverted: Vec<&serde_json::Value> = lineage
+        .iter()
+        .filter(|e| e["taskRun"] == failed.as_str() && e["state"] == "REVERTED")
+        .collect();
+    assert!(!reverted.is_empty(), "{lineage:#?}");
+    let offline = env.table("events-offline");
+    for e in reverted {
+        let staged = PathBuf::from(offline.uri.trim_start_matches("file://"))
+            .join(e["outputPrefix"].as_str().unwrap());
+        // Object stores have no directories; empty local ones may stay behind.
+        let left = files_under(&staged);
+        assert!(left.is_empty(), "staged outputs left: {left:?}");
+    }
+    let described = env.ok(&["describe", "tr", &failed]);
+    assert!(
+        described.contains("CorruptInput") && described.contains("SubtaskFailed"),
+        "{described}"
+    );
+
+    std::fs::write(&file, original).unwrap();
+    let next = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&next);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
     let (src, dst, _) = env.totals().await;
     assert_same(&src, &dst);
 }

@@ -46,13 +46,21 @@ pub(crate) async fn run(state: &Path, namespace: &str, name: &str) -> Result<(),
     let b = backend(state);
     let cfg = config(&b, namespace, name).await?;
     gather::resolve_config(&b, &cfg).await.map_err(control)?;
-    let run_name = manual_task_run_name(name, Utc::now());
-    let run: TaskRun = configs::new_task_run(&cfg, &run_name, None);
-    match b.create_task_run(&run).await.map_err(CliError::failed)? {
-        Created::Created => println!("taskrun.minion.dev/{run_name} created"),
-        Created::AlreadyExists => println!("taskrun.minion.dev/{run_name} unchanged"),
+    // Names have one-second resolution: a second `run` within the same second waits for the
+    // next one rather than being taken for the first.
+    for _ in 0..3 {
+        let run_name = manual_task_run_name(name, Utc::now());
+        let run: TaskRun = configs::new_task_run(&cfg, &run_name, None);
+        if b.create_task_run(&run).await.map_err(CliError::failed)? == Created::Created {
+            println!("taskrun.minion.dev/{run_name} created");
+            return Ok(());
+        }
+        let ms = 1_000 - Utc::now().timestamp_subsec_millis().min(999);
+        tokio::time::sleep(std::time::Duration::from_millis(u64::from(ms))).await;
     }
-    Ok(())
+    Err(CliError::Failed(format!(
+        "could not create a TaskRun of {name}: the names of the last seconds are taken"
+    )))
 }
 
 /// `minion plan <config>`: the plan a run would make now (dry run).
