@@ -15,6 +15,10 @@
 //! A commit whose `txn` is already in the log is not made again (crash recovery): the catalog
 //! reports `already_committed` and only the state is finished.
 //!
+//! The steps are public on their own — [`open_lineage`], [`write_spec`], [`read_manifest`],
+//! [`commit_subtasks`], [`revert_subtask`] — so the control loop (`crate::control`) runs the
+//! same protocol one persisted step at a time; [`execute_run`] chains them in one call.
+//!
 //! What it may touch: the destination catalog, the staged prefixes of this run, and the
 //! [`RunState`] it is given (the caller persists it).
 

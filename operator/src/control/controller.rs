@@ -14,6 +14,10 @@ use super::taskrun::Step;
 use super::{Backend, Clock, ControlError, configs, created_at, name_of, namespace_of, tables};
 use crate::api::TaskRun;
 
+/// With `until_idle`, the loop gives up after this many ticks in a row that failed and made
+/// no progress.
+pub const STUCK_TICKS: u32 = 40;
+
 /// How the loop runs.
 #[derive(Clone, Debug)]
 pub struct ControllerOptions {
@@ -206,6 +210,7 @@ impl Controller {
         until_idle: bool,
         mut on_tick: impl FnMut(&TickReport),
     ) -> Result<(), ControlError> {
+        let mut stuck = 0u32;
         loop {
             let report = self.tick().await?;
             on_tick(&report);
@@ -214,6 +219,18 @@ impl Controller {
             }
             if until_idle && report.active_runs == 0 && report.created_runs.is_empty() {
                 return Ok(());
+            }
+            // With --until-idle, a run that fails every step would keep the loop up forever.
+            stuck = if report.steps == 0 && !report.errors.is_empty() {
+                stuck + 1
+            } else {
+                0
+            };
+            if until_idle && stuck >= STUCK_TICKS {
+                return Err(ControlError::Stuck {
+                    ticks: stuck,
+                    errors: report.errors.join("; "),
+                });
             }
             if report.steps == 0 {
                 tokio::time::sleep(self.options.poll_interval).await;

@@ -260,6 +260,8 @@ pub enum ControlError {
         #[source]
         source: crate::catalog::CatalogError,
     },
+    #[error("no progress in {ticks} ticks, every one failing: {errors}")]
+    Stuck { ticks: u32, errors: String },
     #[error("object storage {uri}: {message}")]
     Storage { uri: String, message: String },
     #[error("{kind} {name}: {message}")]
@@ -277,6 +279,7 @@ impl ControlError {
             ControlError::Backend(e) => e.reason(),
             ControlError::Catalog { source, .. } => source.reason(),
             ControlError::Storage { .. } => "StorageUnavailable",
+            ControlError::Stuck { .. } => "NoProgress",
             ControlError::Invalid { reason, .. } => reason,
         }
     }
