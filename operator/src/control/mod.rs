@@ -31,6 +31,7 @@ pub mod configs;
 mod controller;
 pub mod gather;
 mod runstep;
+mod subtasks;
 pub mod tables;
 pub mod taskrun;
 

@@ -10,25 +10,20 @@
 //! - Revert/Abort: the lineage REVERTED in the Table's status, staged outputs deleted, then
 //!   the run's status.
 
-use std::collections::BTreeSet;
-
-use chrono::{DateTime, Utc};
-use minion_contract::Outcome;
-
 use super::gather::{self, Catalogs, Resolved};
-use super::tables::{store_lineage, summarize};
-use super::taskrun::{self, Facts, RunSettings, Step, subtask_message};
+use super::subtasks::{act, run_context, run_state, save_lineage};
+use super::taskrun::{self, Facts, RunSettings, Step};
 use super::{
-    Backend, ControlError, Event, EventType, LaunchRequest, ObjectRef, created_at, name_of,
-    namespace_of,
+    Backend, ControlError, Event, EventType, ObjectRef, created_at, name_of, namespace_of,
 };
 use crate::api::condition::{COMPLETE, FAILED, PROGRESSING, set_condition};
 use crate::api::task_run::MAX_SUBTASK_DETAIL;
 use crate::api::{PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunStatus};
-use crate::generator::{self, CommitMode, DEFAULT_WATERMARK, Plan};
+use crate::generator::{self, Plan};
 use crate::lineage::LineageState;
 use crate::model::ConcurrencyPolicy;
-use crate::runner::{self, RunContext, RunState};
+use crate::runner;
+use chrono::{DateTime, Utc};
 
 /// Everything one step works with.
 pub(super) struct StepCtx<'a> {
@@ -39,15 +34,21 @@ pub(super) struct StepCtx<'a> {
     pub runs: &'a [TaskRun],
 }
 
-struct Run<'r> {
-    namespace: String,
-    name: String,
-    object: &'r TaskRun,
-    status: TaskRunStatus,
+pub(super) struct Run<'r> {
+    pub(super) namespace: String,
+    pub(super) name: String,
+    pub(super) object: &'r TaskRun,
+    pub(super) status: TaskRunStatus,
 }
 
 impl StepCtx<'_> {
-    async fn event(&self, run: &Run<'_>, type_: EventType, reason: &str, message: String) {
+    pub(super) async fn event(
+        &self,
+        run: &Run<'_>,
+        type_: EventType,
+        reason: &str,
+        message: String,
+    ) {
         let event = Event {
             object: ObjectRef::new("TaskRun", &run.namespace, &run.name),
             type_,
@@ -60,7 +61,7 @@ impl StepCtx<'_> {
         }
     }
 
-    async fn save(&self, run: &mut Run<'_>) -> Result<(), ControlError> {
+    pub(super) async fn save(&self, run: &mut Run<'_>) -> Result<(), ControlError> {
         taskrun::recount(&mut run.status);
         self.backend
             .update_task_run_status(&run.namespace, &run.name, &run.status)
@@ -402,366 +403,12 @@ async fn plan_run(
     Ok(())
 }
 
-fn run_context<'a>(run: &'a Run<'_>, resolved: &'a Resolved) -> RunContext<'a> {
-    RunContext {
-        namespace: &run.namespace,
-        task_run: &run.name,
-        config: &resolved.config,
-        source: resolved.source.as_ref().map(|s| &s.def),
-        destination: &resolved.destination.def,
-    }
-}
-
-/// The run state as stored: lineage from the destination's status (fresh), watermarks from
-/// the log (the plan's where the log has none yet), committed windows from storage.
-async fn run_state(
-    ctx: &mut StepCtx<'_>,
-    resolved: &Resolved,
-    plan: &Plan,
-) -> Result<RunState, ControlError> {
-    let dest = &resolved.destination.def;
-    let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
-    let catalog = ctx.catalogs.get(dest).await?;
-    let mut watermarks = gather::watermarks_from_log(catalog, &resolved.config).await?;
-    for (level, wm) in &plan.watermarks {
-        watermarks.entry(level.clone()).or_insert(*wm);
-    }
-    Ok(RunState {
-        lineage: crate::lineage::Lineage::new(fresh.status.lineage),
-        watermarks,
-        committed_windows: gather::read_committed_windows(&dest.uri, &resolved.config).await?,
-    })
-}
-
-/// Writes the lineage (and, after a commit, the catalog summary) into the destination's
-/// status; after a commit of a window task also the committed windows.
-async fn save_lineage(
-    ctx: &mut StepCtx<'_>,
-    resolved: &Resolved,
-    state: &RunState,
-    committed: bool,
-) -> Result<(), ControlError> {
-    let dest = &resolved.destination.def;
-    let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
-    let mut status = fresh.status;
-    store_lineage(&mut status, &state.lineage);
-    if committed {
-        let catalog = ctx.catalogs.get(dest).await?;
-        summarize(catalog, &dest.name, &mut status)?;
-        if state.watermarks.contains_key(DEFAULT_WATERMARK) {
-            gather::write_committed_windows(&dest.uri, &resolved.config, &state.committed_windows)
-                .await?;
-        }
-    }
-    ctx.backend
-        .update_table_status(&dest.namespace, &dest.name, &status)
-        .await?;
-    Ok(())
-}
-
-fn subtask_mut(status: &mut TaskRunStatus, index: u32) -> &mut SubtaskStatus {
-    let pos = status
-        .subtasks
-        .iter()
-        .position(|s| s.index == index)
-        .expect("steps name subtasks of the status");
-    &mut status.subtasks[pos]
-}
-
-/// Launch, Collect, AttemptFailed, Abort and CommitAll: the steps that need the stored plan.
-async fn act(
+/// Ends a run in `Step::Finish`'s phase.
+pub(super) async fn finish(
     ctx: &mut StepCtx<'_>,
     run: &mut Run<'_>,
-    resolved: &Resolved,
-    plan: &Plan,
     step: &Step,
 ) -> Result<(), ControlError> {
-    let dest = &resolved.destination.def;
-    let source = runner::location(resolved.source.as_ref().map_or(dest, |s| &s.def));
-    let destination = runner::location(dest);
-    let budget = resolved.config.execution.memory_budget_bytes;
-    let planned = |index: u32| {
-        plan.subtasks
-            .iter()
-            .find(|s| s.index == index)
-            .ok_or_else(|| ControlError::storage(&dest.uri, format!("subtask {index} not in plan")))
-    };
-    let spec_of = |index: u32, attempt: u32| -> Result<_, ControlError> {
-        Ok(planned(index)?.to_spec(
-            &run.namespace,
-            &run.name,
-            attempt,
-            source.clone(),
-            destination.clone(),
-            budget,
-        ))
-    };
-    let now_ms = ctx.now.timestamp_millis();
-    match step {
-        Step::Launch {
-            index,
-            attempt,
-            job,
-        } => {
-            let spec = spec_of(*index, *attempt)?;
-            let spec_uri = runner::write_spec(&spec)
-                .await
-                .map_err(|e| ControlError::storage(&dest.uri, e))?;
-            let request = LaunchRequest {
-                namespace: run.namespace.clone(),
-                task_run: run.name.clone(),
-                subtask: *index,
-                attempt: *attempt,
-                job: job.clone(),
-                spec_uri: spec_uri.clone(),
-                memory_budget_bytes: budget,
-                timeout_ms: resolved.config.execution.subtask_timeout_ms,
-            };
-            ctx.backend.launch_subtask(&request).await?;
-            let s = subtask_mut(&mut run.status, *index);
-            s.state = SubtaskState::Running;
-            s.attempts = *attempt;
-            s.job = Some(job.clone());
-            s.spec_uri = Some(spec_uri);
-            s.start_time = Some(ctx.now);
-            s.message = None;
-            ctx.save(run).await?;
-            let message = format!("subtask {index} attempt {attempt}: started job {job}");
-            ctx.event(run, EventType::Normal, "SubtaskStarted", message)
-                .await;
-        }
-        Step::Collect { index } => {
-            let attempts = subtask_mut(&mut run.status, *index).attempts;
-            let manifest = if planned(*index)?.needs_worker() {
-                let spec = spec_of(*index, attempts)?;
-                match runner::read_manifest(&spec).await {
-                    Ok(m) if m.outcome == Outcome::Succeeded => Some(m),
-                    Ok(m) => {
-                        let failed = Step::AttemptFailed {
-                            index: *index,
-                            reason: m.reason.map_or("WorkerFailed", |r| r.as_str()).into(),
-                            message: m.message.unwrap_or_default(),
-                            retry: attempts < resolved.config.execution.max_attempts,
-                            kill: false,
-                        };
-                        return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
-                    }
-                    Err(message) => {
-                        let failed = Step::AttemptFailed {
-                            index: *index,
-                            reason: "ManifestMissing".into(),
-                            message,
-                            retry: attempts < resolved.config.execution.max_attempts,
-                            kill: false,
-                        };
-                        return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
-                    }
-                }
-            } else {
-                None
-            };
-            let (rows_in, rows_out, outputs) = manifest.as_ref().map_or((0, 0, 0), |m| {
-                (m.input_rows, m.output_rows, m.outputs.len() as u64)
-            });
-            let committed = plan.commit_mode == CommitMode::PerSubtask;
-            if committed {
-                commit(ctx, run, resolved, plan, vec![(*index, manifest, attempts)]).await?;
-            }
-            let s = subtask_mut(&mut run.status, *index);
-            s.state = if committed {
-                SubtaskState::Committed
-            } else {
-                SubtaskState::Succeeded
-            };
-            s.input_rows = rows_in;
-            s.output_rows = rows_out;
-            s.outputs = outputs;
-            s.completion_time = Some(ctx.now);
-            ctx.save(run).await?;
-            let verb = if committed { "committed" } else { "staged" };
-            let message = format!(
-                "subtask {index}: {rows_in} rows in, {rows_out} rows out in {outputs} segment(s), {verb}"
-            );
-            let reason = if committed {
-                "SubtaskCommitted"
-            } else {
-                "SubtaskSucceeded"
-            };
-            ctx.event(run, EventType::Normal, reason, message).await;
-        }
-        Step::AttemptFailed {
-            index,
-            reason,
-            message,
-            retry,
-            kill,
-        } => {
-            let s = subtask_mut(&mut run.status, *index).clone();
-            if *kill && let Some(job) = &s.job {
-                ctx.backend.delete_subtask(&run.namespace, job).await?;
-            }
-            // The worker's own reason and message, when its manifest says more.
-            let (mut reason, mut message) = (reason.clone(), message.clone());
-            if planned(*index)?.needs_worker()
-                && let Ok(m) = runner::read_manifest(&spec_of(*index, s.attempts.max(1))?).await
-                && m.outcome == Outcome::Failed
-            {
-                if let Some(r) = m.reason {
-                    reason = r.as_str().to_string();
-                }
-                if let Some(msg) = m.message {
-                    message = msg;
-                }
-            }
-            let text = subtask_message(&reason, &message);
-            if *retry {
-                let st = subtask_mut(&mut run.status, *index);
-                st.state = SubtaskState::Pending;
-                st.message = Some(text.clone());
-                ctx.save(run).await?;
-                let m = format!(
-                    "subtask {index} attempt {} failed, retrying: {text}",
-                    s.attempts
-                );
-                ctx.event(run, EventType::Warning, "SubtaskRetrying", m)
-                    .await;
-            } else {
-                let mut state = run_state(ctx, resolved, plan).await?;
-                let rctx = run_context(run, resolved);
-                let catalog = ctx.catalogs.get(dest).await?;
-                runner::revert_subtask(&rctx, catalog, &mut state, *index, &text, &|| now_ms)
-                    .await
-                    .map_err(|source| ControlError::Catalog {
-                        table: dest.name.clone(),
-                        source,
-                    })?;
-                save_lineage(ctx, resolved, &state, false).await?;
-                let st = subtask_mut(&mut run.status, *index);
-                st.state = SubtaskState::Reverted;
-                st.message = Some(text.clone());
-                st.completion_time = Some(ctx.now);
-                ctx.save(run).await?;
-                let m = format!(
-                    "subtask {index} failed after {} attempt(s), reverted: {text}",
-                    s.attempts
-                );
-                ctx.event(run, EventType::Warning, "SubtaskFailed", m).await;
-            }
-        }
-        Step::Abort {
-            phase,
-            reason,
-            message,
-        } => {
-            let mut state = run_state(ctx, resolved, plan).await?;
-            let rctx = run_context(run, resolved);
-            let catalog = ctx.catalogs.get(dest).await?;
-            let text = subtask_message(reason, message);
-            for s in &run.status.subtasks {
-                if s.state == SubtaskState::Running
-                    && let Some(job) = &s.job
-                {
-                    ctx.backend.delete_subtask(&run.namespace, job).await?;
-                }
-                let id = format!("{}-{}", run.name, s.index);
-                let open = state
-                    .lineage
-                    .get(&id)
-                    .is_some_and(|e| e.state != LineageState::Completed);
-                if s.state != SubtaskState::Committed && open {
-                    runner::revert_subtask(&rctx, catalog, &mut state, s.index, &text, &|| now_ms)
-                        .await
-                        .map_err(|source| ControlError::Catalog {
-                            table: dest.name.clone(),
-                            source,
-                        })?;
-                }
-            }
-            save_lineage(ctx, resolved, &state, false).await?;
-            for s in &mut run.status.subtasks {
-                if s.state != SubtaskState::Committed && s.state != SubtaskState::Reverted {
-                    s.state = SubtaskState::Reverted;
-                    s.message = Some(text.clone());
-                    s.completion_time = Some(ctx.now);
-                }
-            }
-            let finish_step = Step::Finish {
-                phase: *phase,
-                reason: reason.clone(),
-                message: message.clone(),
-            };
-            finish(ctx, run, &finish_step).await?;
-        }
-        Step::CommitAll => {
-            let mut done = Vec::new();
-            for s in run
-                .status
-                .subtasks
-                .iter()
-                .filter(|s| s.state == SubtaskState::Succeeded)
-            {
-                let manifest = if planned(s.index)?.needs_worker() {
-                    let spec = spec_of(s.index, s.attempts)?;
-                    Some(
-                        runner::read_manifest(&spec)
-                            .await
-                            .map_err(|e| ControlError::storage(&dest.uri, e))?,
-                    )
-                } else {
-                    None
-                };
-                done.push((s.index, manifest, s.attempts));
-            }
-            commit(ctx, run, resolved, plan, done).await?;
-            for s in &mut run.status.subtasks {
-                if s.state == SubtaskState::Succeeded {
-                    s.state = SubtaskState::Committed;
-                }
-            }
-            ctx.save(run).await?;
-            let message = format!(
-                "{} subtask(s) committed in one commit",
-                run.status.subtasks.len()
-            );
-            ctx.event(run, EventType::Normal, "Committed", message)
-                .await;
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// One Delta commit of `done`, then lineage, summary and committed windows stored.
-async fn commit(
-    ctx: &mut StepCtx<'_>,
-    run: &Run<'_>,
-    resolved: &Resolved,
-    plan: &Plan,
-    done: Vec<runner::FinishedSubtask>,
-) -> Result<(), ControlError> {
-    let dest = &resolved.destination.def;
-    let mut state = run_state(ctx, resolved, plan).await?;
-    let before: BTreeSet<u32> = run
-        .status
-        .subtasks
-        .iter()
-        .filter(|s| s.state == SubtaskState::Committed)
-        .map(|s| s.index)
-        .collect();
-    let rctx = run_context(run, resolved);
-    let now_ms = ctx.now.timestamp_millis();
-    let catalog = ctx.catalogs.get(dest).await?;
-    runner::commit_subtasks(&rctx, plan, catalog, &mut state, &done, &before, &|| now_ms)
-        .await
-        .map_err(|source| ControlError::Catalog {
-            table: dest.name.clone(),
-            source,
-        })?;
-    save_lineage(ctx, resolved, &state, true).await
-}
-
-/// Ends a run in `Step::Finish`'s phase.
-async fn finish(ctx: &mut StepCtx<'_>, run: &mut Run<'_>, step: &Step) -> Result<(), ControlError> {
     let Step::Finish {
         phase,
         reason,
