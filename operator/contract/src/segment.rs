@@ -73,7 +73,10 @@ mod tests {
 
     #[test]
     fn segment_name_is_the_file_stem() {
-        assert_eq!(segment_name("data/r/0-1/events_1_2_0.parquet"), "events_1_2_0");
+        assert_eq!(
+            segment_name("data/r/0-1/events_1_2_0.parquet"),
+            "events_1_2_0"
+        );
         assert_eq!(segment_name("plain"), "plain");
     }
 }
