@@ -1,6 +1,8 @@
 //! Dedup and rollup over a stream sorted by the group key: adjacent rows with equal keys are
-//! collapsed (dedup keeps one, rollup aggregates the metrics). The last group of a batch is
-//! carried into the next, so groups spanning batches are reduced exactly once.
+//! collapsed (dedup keeps one, rollup aggregates the metrics). Each reduced batch is held
+//! back until the next one shows whether its last group continues there; only then are the
+//! two boundary rows combined, so groups spanning batches are reduced exactly once and
+//! batches whose groups end at their boundary pass through without a copy.
 //!
 //! Aggregations are associative and commutative, which lets the same reducer pre-reduce
 //! each sorted run before it is spilled (the combiner) and again after the merge:
@@ -19,7 +21,7 @@ use arrow::array::{
 };
 use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{ArrowNativeTypeOp, Float32Type, Float64Type, Int32Type, Int64Type};
-use arrow_row::RowConverter;
+use arrow_row::{OwnedRow, RowConverter, Rows};
 use arrow_schema::DataType;
 use minion_contract::AggregationType;
 
@@ -31,7 +33,9 @@ use crate::stream::BatchTransform;
 pub struct Reducer {
     plan: Arc<Plan>,
     converter: RowConverter,
-    carry: Option<RecordBatch>,
+    /// The last reduced batch and the key of its last row, held back until the next batch
+    /// shows whether its last group continues.
+    pending: Option<(RecordBatch, OwnedRow)>,
 }
 
 impl Reducer {
@@ -44,23 +48,35 @@ impl Reducer {
         Ok(Reducer {
             converter: RowConverter::new(fields)?,
             plan,
-            carry: None,
+            pending: None,
         })
     }
 
-    /// Collapses adjacent rows with equal keys within one sorted batch.
-    pub fn reduce_sorted(&self, batch: &RecordBatch) -> Result<RecordBatch> {
-        let n = batch.num_rows();
-        if n <= 1 {
-            return Ok(batch.clone());
-        }
+    fn key_rows(&self, batch: &RecordBatch) -> Result<Rows> {
         let cols: Vec<ArrayRef> = self
             .plan
             .sort_keys
             .iter()
             .map(|&k| batch.column(k).clone())
             .collect();
-        let rows = self.converter.convert_columns(&cols)?;
+        Ok(self.converter.convert_columns(&cols)?)
+    }
+
+    /// Collapses adjacent rows with equal keys within one sorted batch.
+    pub fn reduce_sorted(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if batch.num_rows() <= 1 {
+            return Ok(batch.clone());
+        }
+        let rows = self.key_rows(batch)?;
+        self.reduce_rows(batch, &rows)
+    }
+
+    /// [`Self::reduce_sorted`] with the batch's keys already encoded.
+    fn reduce_rows(&self, batch: &RecordBatch, rows: &Rows) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(batch.clone());
+        }
         let mut starts: Vec<usize> = Vec::with_capacity(n);
         starts.push(0);
         for i in 1..n {
@@ -117,21 +133,39 @@ impl Reducer {
 
 impl BatchTransform for Reducer {
     fn apply(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        let input = match self.carry.take() {
-            Some(carry) => concat_batches(&batch.schema(), [&carry, &batch])?,
-            None => batch,
-        };
-        let reduced = self.reduce_sorted(&input)?;
-        let n = reduced.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(None);
         }
-        self.carry = Some(reduced.slice(n - 1, 1));
-        Ok(Some(reduced.slice(0, n - 1)))
+        let rows = self.key_rows(&batch)?;
+        let mut reduced = self.reduce_rows(&batch, &rows)?;
+        let first_key = rows.row(0);
+        let last_key = rows.row(rows.num_rows() - 1).owned();
+        let Some((prev, prev_key)) = self.pending.take() else {
+            self.pending = Some((reduced, last_key));
+            return Ok(None);
+        };
+        let p = prev.num_rows();
+        if prev_key.row() != first_key {
+            // The common case: no group spans the two batches, nothing is copied.
+            self.pending = Some((reduced, last_key));
+            return Ok(Some(prev));
+        }
+        // The previous batch's last group continues: fold it into this batch's first row.
+        let pair = concat_batches(
+            &batch.schema(),
+            [&prev.slice(p - 1, 1), &reduced.slice(0, 1)],
+        )?;
+        let joined = self.reduce_sorted(&pair)?;
+        reduced = concat_batches(
+            &batch.schema(),
+            [&joined, &reduced.slice(1, reduced.num_rows() - 1)],
+        )?;
+        self.pending = Some((reduced, last_key));
+        Ok((p > 1).then(|| prev.slice(0, p - 1)))
     }
 
     fn finish(&mut self) -> Result<Option<RecordBatch>> {
-        Ok(self.carry.take())
+        Ok(self.pending.take().map(|(b, _)| b))
     }
 }
 

@@ -1,7 +1,10 @@
 //! External sort under a memory budget: batches are buffered until the sort share of the
 //! budget is reached, sorted by their key (Arrow row format), optionally pre-reduced (the
-//! combiner of dedup/rollup) and spilled as a run; at the end the runs are k-way merged,
-//! in several passes when there are too many to merge at once within the budget.
+//! combiner of dedup/rollup) and spilled as a run; at the end the last buffer is sorted in
+//! memory and k-way merged with the spilled runs (several passes when there are too many to
+//! merge at once within the other half of the budget). With large budgets a run is written
+//! as two consecutive parts (the two halves of its key range) encoded and compressed on two
+//! threads, and read back one after the other.
 //!
 //! # Guarantees
 //! Buffered input plus sort scratch stays within `budget_bytes` except for a single batch
@@ -25,6 +28,10 @@ use spill::{SpillDir, SpilledRun};
 
 /// Fewest runs one merge pass should take at once.
 const MIN_FAN_IN: usize = 16;
+
+/// Sort budgets from which a run is written by two threads (each holds an IPC writer and
+/// its buffers, which small budgets cannot afford twice).
+const PARALLEL_WRITE_FROM_BUDGET: usize = 256 << 20;
 
 /// Creates the combiner applied to each sorted run before it is spilled.
 pub type CombinerFactory = Arc<dyn Fn() -> Result<Box<dyn BatchTransform>> + Send + Sync>;
@@ -63,11 +70,12 @@ pub struct ExternalSorter {
     converter: RowConverter,
     buffered: Vec<RecordBatch>,
     buffered_bytes: usize,
-    runs: Vec<SpilledRun>,
+    /// Spilled runs; a run may be written as several consecutive parts (key ranges).
+    runs: Vec<Vec<SpilledRun>>,
     /// Rows and array bytes seen, to size spilled batches and the merge fan-in.
     seen_rows: usize,
     seen_bytes: usize,
-    in_flight: Option<std::thread::JoinHandle<Result<SpilledRun>>>,
+    in_flight: Option<std::thread::JoinHandle<Result<Vec<SpilledRun>>>>,
     combiner_helps: bool,
     metrics: Arc<BaselineMetrics>,
 }
@@ -78,6 +86,21 @@ struct SortedBuffer {
     order: Vec<(usize, usize)>,
     at: usize,
     batch_size: usize,
+}
+
+impl SortedBuffer {
+    /// Splits into the first and second half of the order (two sorted key ranges).
+    fn split(self) -> (SortedBuffer, SortedBuffer) {
+        let mut first = self.order;
+        let second = first.split_off(first.len() / 2);
+        let half = |order| SortedBuffer {
+            batches: self.batches.clone(),
+            order,
+            at: 0,
+            batch_size: self.batch_size,
+        };
+        (half(first), half(second))
+    }
 }
 
 impl Iterator for SortedBuffer {
@@ -175,15 +198,18 @@ impl ExternalSorter {
     /// Waits for the run being spilled in the background, if any.
     fn join_spill(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
-            let run = handle
+            let parts = handle
                 .join()
                 .map_err(|_| WorkerError::internal("the spill thread panicked"))??;
+            let rows: u64 = parts.iter().map(|p| p.rows).sum();
+            let input_rows: u64 = parts.iter().map(|p| p.input_rows).sum();
+            let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
             // Pre-reducing runs pays only when it removes rows; stop when it hardly does.
-            if run.rows * 100 > run.input_rows * 99 {
+            if rows * 100 > input_rows * 99 {
                 self.combiner_helps = false;
             }
-            tracing::debug!(rows = run.rows, bytes = run.bytes, "spilled a sorted run");
-            self.runs.push(run);
+            tracing::debug!(rows, bytes, parts = parts.len(), "spilled a sorted run");
+            self.runs.push(parts);
         }
         Ok(())
     }
@@ -204,7 +230,20 @@ impl ExternalSorter {
         self.in_flight = Some(std::thread::spawn(move || {
             let converter = config.converter()?;
             let sorted = sort_batches(&converter, &config.keys, batches, batch_size)?;
-            write_run(&config, Box::new(sorted))
+            if config.budget_bytes < PARALLEL_WRITE_FROM_BUDGET {
+                return Ok(vec![write_run(&config, Box::new(sorted))?]);
+            }
+            // Two halves of the sorted order, encoded and compressed on two threads, read
+            // back one after the other as one run.
+            let (first, second) = sorted.split();
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| write_run(&config, Box::new(second)));
+                let a = write_run(&config, Box::new(first));
+                let b = other
+                    .join()
+                    .map_err(|_| WorkerError::internal("the spill thread panicked"))?;
+                Ok(vec![a?, b?])
+            })
         }));
         Ok(())
     }
@@ -221,27 +260,41 @@ impl ExternalSorter {
             )?;
             return Ok(Box::new(sorted));
         }
-        self.spill()?;
+        // The last buffer is not spilled: it is sorted in memory (at most half the sort
+        // budget) and merged with the spilled runs, which share the other half.
         self.join_spill()?;
+        let last = self.take_buffer();
+        let in_memory = sort_batches(
+            &self.converter,
+            &self.config.keys,
+            last,
+            self.spill_batch_rows(),
+        )?;
         let per_run = 3 * self.spill_batch_rows() * self.row_bytes();
-        let fan_in = (self.config.budget_bytes / per_run.max(1)).max(2);
+        let fan_in = (self.config.budget_bytes / 2 / per_run.max(1)).max(2);
         let mut runs = std::mem::take(&mut self.runs);
-        while runs.len() > fan_in {
-            let rest = runs.split_off(fan_in);
+        while runs.len() + 1 > fan_in {
+            let rest = runs.split_off(fan_in.min(runs.len()));
             let group = std::mem::replace(&mut runs, rest);
-            let merged = self.merge(group)?;
+            let merged = self.merge(group, None)?;
             let run = write_run(&self.config, Box::new(merged))?;
-            runs.push(run);
+            runs.push(vec![run]);
         }
-        Ok(Box::new(self.merge(runs)?))
+        Ok(Box::new(self.merge(runs, Some(Box::new(in_memory)))?))
     }
 
-    fn merge(&self, runs: Vec<SpilledRun>) -> Result<MergedRuns> {
-        let mut sources: Vec<SortedRun> = Vec::with_capacity(runs.len());
-        for run in &runs {
-            let reader = run.reader()?;
-            sources.push(Box::new(reader.map(|b| b.map_err(Into::into))));
+    fn merge(&self, runs: Vec<Vec<SpilledRun>>, extra: Option<SortedRun>) -> Result<MergedRuns> {
+        let mut sources: Vec<SortedRun> = Vec::with_capacity(runs.len() + 1);
+        for parts in &runs {
+            let mut readers = Vec::with_capacity(parts.len());
+            for part in parts {
+                readers.push(part.reader()?);
+            }
+            sources.push(Box::new(
+                readers.into_iter().flatten().map(|b| b.map_err(Into::into)),
+            ));
         }
+        sources.extend(extra);
         let merger = Merger::new(
             self.config.converter()?,
             self.config.keys.clone(),
@@ -345,7 +398,7 @@ fn parallel_sort(keyed: &mut Vec<(&[u8], u32)>) {
 /// A merge that owns its input runs, so they are deleted once it is dropped.
 struct MergedRuns {
     merger: Merger,
-    _runs: Vec<SpilledRun>,
+    _runs: Vec<Vec<SpilledRun>>,
 }
 
 impl Iterator for MergedRuns {

@@ -18,6 +18,9 @@ use arrow_schema::SchemaRef;
 
 use crate::error::Result;
 
+/// ZSTD level of spilled runs.
+const SPILL_ZSTD_LEVEL: i32 = 1;
+
 /// Disk used by spill files: now, at peak, and in total.
 #[derive(Debug, Default)]
 pub struct SpillStats {
@@ -66,8 +69,11 @@ impl SpillDir {
     pub fn writer(&self, schema: &SchemaRef) -> Result<RunWriter> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("run-{n:06}.arrow"));
-        let options =
-            IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))?;
+        // Level 1: about twice as fast to compress as the default 3, with runs a few percent
+        // larger (still far below the 2× input disk bound).
+        let options = IpcWriteOptions::default()
+            .try_with_compression(Some(CompressionType::ZSTD))?
+            .try_with_compression_level(Some(SPILL_ZSTD_LEVEL))?;
         let file = BufWriter::with_capacity(1 << 20, File::create(&path)?);
         let writer = FileWriter::try_new_with_options(file, schema, options)?;
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
