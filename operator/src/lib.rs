@@ -11,6 +11,7 @@
 //! - [`generator`]: one pure planner per task type;
 //! - [`control`]: the backend-agnostic control loop (scheduling, TaskRun lifecycle);
 //! - [`local`]: the local backend (state directory, worker child processes);
+//! - [`k8s`]: the Kubernetes backend, subtask Jobs, leader election, metrics;
 //! - [`cli`]: the `minion` CLI's subcommands.
 
 pub mod api;
@@ -20,6 +21,7 @@ pub mod control;
 pub mod demo;
 pub mod generator;
 pub mod inspect;
+pub mod k8s;
 pub mod lineage;
 pub mod local;
 pub mod model;
