@@ -2,11 +2,14 @@
 //! API server.
 //!
 //! - [`job`]: one `batch/v1` Job per subtask attempt (pure builder, status reader);
+//! - [`backend`]: [`KubeBackend`], the control loop's [`crate::control::Backend`] on `kube::Api`;
 //!
 //! What it may touch: the `minion.dev` resources (status only through the status
 //! subresource), Jobs and Pods it owns, Events, its Lease, and the Secrets Tables name (read
 //! only). Subtask pods never call the API.
 
+pub mod backend;
 pub mod job;
 
+pub use backend::{FIELD_MANAGER, KubeBackend, WriteGate};
 pub use job::{JobError, WorkerDefaults};

@@ -1,0 +1,452 @@
+//! [`KubeBackend`]: [`Backend`] on the Kubernetes API through `kube::Api`.
+//!
+//! # Contract
+//! - Status is written only through the status subresource, by server-side apply with the
+//!   field manager [`FIELD_MANAGER`] (forced): the whole status is ours, spec, labels and
+//!   annotations are never sent.
+//! - A TaskRun created for a MinionTaskConfig is owned by it; each subtask Job by its TaskRun
+//!   (see [`super::job`]).
+//! - Events go through `kube::runtime::events::Recorder` (reporter [`FIELD_MANAGER`]).
+//! - Lists cover the watched namespaces (all when none are configured).
+//! - Every write first checks the [`WriteGate`]: a replica that lost its Lease writes nothing.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::job::{self, WorkerDefaults};
+use crate::api::{
+    MinionTaskConfig, MinionTaskConfigStatus, Table, TableStatus, TaskRun, TaskRunStatus,
+};
+use crate::control::{
+    Backend, BackendError, BoxFuture, Created, Event, EventType, JobState, LaunchRequest, name_of,
+    namespace_of,
+};
+
+/// Field manager of every status write, and the Events' reporting controller.
+pub const FIELD_MANAGER: &str = "minion-operator";
+/// Longest Event note the API accepts (1 kB).
+const MAX_NOTE: usize = 1000;
+
+/// Whether this replica may write (it holds the Lease). Open unless tied to a flag.
+#[derive(Clone, Debug, Default)]
+pub struct WriteGate(Option<Arc<AtomicBool>>);
+
+impl WriteGate {
+    /// A gate that is open while `flag` is true.
+    pub fn new(flag: Arc<AtomicBool>) -> Self {
+        WriteGate(Some(flag))
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.0.as_ref().is_none_or(|f| f.load(Ordering::SeqCst))
+    }
+
+    fn check(&self, operation: &str) -> Result<(), BackendError> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(BackendError::io(
+                operation,
+                "this replica does not hold the leader Lease",
+            ))
+        }
+    }
+}
+
+/// The Kubernetes backend.
+#[derive(Clone)]
+pub struct KubeBackend {
+    client: Client,
+    namespaces: Vec<String>,
+    defaults: Arc<WorkerDefaults>,
+    recorder: Recorder,
+    gate: WriteGate,
+}
+
+fn api_error(operation: String, e: kube::Error) -> BackendError {
+    BackendError::io(operation, e)
+}
+
+fn is_status(e: &kube::Error, check: fn(&kube::core::Status) -> bool) -> bool {
+    matches!(e, kube::Error::Api(s) if check(s))
+}
+
+fn not_found(kind: &'static str, namespace: &str, name: &str) -> BackendError {
+    BackendError::NotFound {
+        kind,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+impl KubeBackend {
+    /// A backend over `namespaces` (all when empty); `instance` names this replica in Events.
+    pub fn new(
+        client: Client,
+        namespaces: Vec<String>,
+        defaults: WorkerDefaults,
+        instance: Option<String>,
+        gate: WriteGate,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        KubeBackend {
+            client,
+            namespaces,
+            defaults: Arc::new(defaults),
+            recorder,
+            gate,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+
+    async fn list<K>(&self) -> Result<Vec<K>, BackendError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        let lp = ListParams::default();
+        let op = || format!("list {}", K::plural(&()));
+        if self.namespaces.is_empty() {
+            let api: Api<K> = Api::all(self.client.clone());
+            return Ok(api.list(&lp).await.map_err(|e| api_error(op(), e))?.items);
+        }
+        let mut out = Vec::new();
+        for ns in &self.namespaces {
+            let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+            out.extend(api.list(&lp).await.map_err(|e| api_error(op(), e))?.items);
+        }
+        Ok(out)
+    }
+
+    async fn get<K>(&self, namespace: &str, name: &str) -> Result<Option<K>, BackendError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        Api::<K>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(format!("get {} {namespace}/{name}", K::kind(&())), e))
+    }
+
+    /// Server-side apply of `status` on `/status`, as the only owner of the status.
+    async fn apply_status<K, S>(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        status: &S,
+    ) -> Result<(), BackendError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+        S: Serialize,
+    {
+        self.gate.check("update status")?;
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        match Api::<K>::namespaced(self.client.clone(), namespace)
+            .patch_status(name, &pp, &Patch::Apply(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, kube::core::Status::is_not_found) => {
+                Err(not_found(kind, namespace, name))
+            }
+            Err(e) => Err(api_error(
+                format!("apply status of {kind} {namespace}/{name}"),
+                e,
+            )),
+        }
+    }
+
+    async fn delete<K>(&self, namespace: &str, name: &str) -> Result<(), BackendError>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + Debug,
+    {
+        self.gate.check("delete")?;
+        match Api::<K>::namespaced(self.client.clone(), namespace)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, kube::core::Status::is_not_found) => Ok(()),
+            Err(e) => Err(api_error(
+                format!("delete {} {namespace}/{name}", K::kind(&())),
+                e,
+            )),
+        }
+    }
+
+    async fn create_run(&self, run: &TaskRun) -> Result<Created, BackendError> {
+        self.gate.check("create TaskRun")?;
+        let namespace = namespace_of(&run.metadata);
+        let mut run = run.clone();
+        run.status = None;
+        run.metadata.namespace = Some(namespace.clone());
+        run.metadata.creation_timestamp = None;
+        if run.metadata.owner_references.is_none()
+            && let Some(cfg_name) = &run.spec.config_ref
+            && let Some(cfg) = self.get::<MinionTaskConfig>(&namespace, cfg_name).await?
+            && let Some(owner) = cfg.controller_owner_ref(&())
+        {
+            run.metadata.owner_references = Some(vec![owner]);
+        }
+        let api: Api<TaskRun> = Api::namespaced(self.client.clone(), &namespace);
+        match api.create(&PostParams::default(), &run).await {
+            Ok(_) => Ok(Created::Created),
+            Err(e) if is_status(&e, kube::core::Status::is_already_exists) => {
+                Ok(Created::AlreadyExists)
+            }
+            Err(e) => Err(api_error(
+                format!("create TaskRun {namespace}/{}", name_of(&run.metadata)),
+                e,
+            )),
+        }
+    }
+
+    async fn event(&self, event: &Event) -> Result<(), BackendError> {
+        self.gate.check("record Event")?;
+        let o = &event.object;
+        let uid = match o.kind.as_str() {
+            "Table" => self
+                .get::<Table>(&o.namespace, &o.name)
+                .await?
+                .and_then(|r| r.metadata.uid),
+            "MinionTaskConfig" => self
+                .get::<MinionTaskConfig>(&o.namespace, &o.name)
+                .await?
+                .and_then(|r| r.metadata.uid),
+            "TaskRun" => self
+                .get::<TaskRun>(&o.namespace, &o.name)
+                .await?
+                .and_then(|r| r.metadata.uid),
+            _ => None,
+        };
+        let reference = ObjectReference {
+            api_version: Some(crate::api::API_VERSION.into()),
+            kind: Some(o.kind.clone()),
+            namespace: Some(o.namespace.clone()),
+            name: Some(o.name.clone()),
+            uid,
+            ..ObjectReference::default()
+        };
+        let mut note = event.message.clone();
+        if note.len() > MAX_NOTE {
+            let mut end = MAX_NOTE;
+            while !note.is_char_boundary(end) {
+                end -= 1;
+            }
+            note.truncate(end);
+        }
+        let ev = KubeEvent {
+            type_: match event.type_ {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: event.reason.clone(),
+            note: Some(note),
+            action: event.reason.clone(),
+            secondary: None,
+        };
+        self.recorder
+            .publish(&ev, &reference)
+            .await
+            .map_err(|e| api_error(format!("record Event {} on {}", event.reason, o.name), e))
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> Result<(), BackendError> {
+        self.gate.check("create Job")?;
+        let ns = &request.namespace;
+        let run = self
+            .get::<TaskRun>(ns, &request.task_run)
+            .await?
+            .ok_or_else(|| not_found("TaskRun", ns, &request.task_run))?;
+        let secret = self
+            .get::<Table>(ns, &run.spec.table)
+            .await?
+            .and_then(|t| t.spec.storage_secret_ref)
+            .map(|s| s.name);
+        let job = job::build(request, &self.defaults, &run, secret.as_deref()).map_err(|e| {
+            BackendError::Corrupt {
+                kind: "TaskRun",
+                namespace: ns.clone(),
+                name: request.task_run.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
+        match api.create(&PostParams::default(), &job).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, kube::core::Status::is_already_exists) => Ok(()),
+            Err(e) => Err(api_error(format!("create Job {ns}/{}", request.job), e)),
+        }
+    }
+
+    async fn state(&self, namespace: &str, name: &str) -> Result<JobState, BackendError> {
+        let Some(found) = self.get::<Job>(namespace, name).await? else {
+            return Ok(JobState::Missing);
+        };
+        let state = job::job_state(&found, None);
+        if !matches!(state, JobState::Failed { .. }) {
+            return Ok(state);
+        }
+        // The worker's exit code tells bad input from a transient failure; the pods may
+        // already be gone (TTL, or no `pods: list` right), then the Job's reason decides.
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"));
+        let code = pods
+            .list(&lp)
+            .await
+            .ok()
+            .and_then(|l| l.items.iter().rev().find_map(job::pod_exit_code));
+        Ok(job::job_state(&found, code))
+    }
+}
+
+impl Backend for KubeBackend {
+    fn list_tables(&self) -> BoxFuture<'_, Result<Vec<Table>, BackendError>> {
+        Box::pin(self.list())
+    }
+
+    fn list_task_configs(&self) -> BoxFuture<'_, Result<Vec<MinionTaskConfig>, BackendError>> {
+        Box::pin(self.list())
+    }
+
+    fn list_task_runs(&self) -> BoxFuture<'_, Result<Vec<TaskRun>, BackendError>> {
+        Box::pin(self.list())
+    }
+
+    fn get_table<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Table>, BackendError>> {
+        Box::pin(self.get(namespace, name))
+    }
+
+    fn get_task_config<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<MinionTaskConfig>, BackendError>> {
+        Box::pin(self.get(namespace, name))
+    }
+
+    fn get_task_run<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<TaskRun>, BackendError>> {
+        Box::pin(self.get(namespace, name))
+    }
+
+    fn create_task_run<'a>(
+        &'a self,
+        run: &'a TaskRun,
+    ) -> BoxFuture<'a, Result<Created, BackendError>> {
+        Box::pin(self.create_run(run))
+    }
+
+    fn delete_task_run<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.delete::<TaskRun>(namespace, name))
+    }
+
+    fn update_table_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        status: &'a TableStatus,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.apply_status::<Table, _>("Table", namespace, name, status))
+    }
+
+    fn update_task_config_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        status: &'a MinionTaskConfigStatus,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.apply_status::<MinionTaskConfig, _>(
+            "MinionTaskConfig",
+            namespace,
+            name,
+            status,
+        ))
+    }
+
+    fn update_task_run_status<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        status: &'a TaskRunStatus,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.apply_status::<TaskRun, _>("TaskRun", namespace, name, status))
+    }
+
+    fn record_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.event(event))
+    }
+
+    fn launch_subtask<'a>(
+        &'a self,
+        request: &'a LaunchRequest,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.launch(request))
+    }
+
+    fn subtask_state<'a>(
+        &'a self,
+        namespace: &'a str,
+        job: &'a str,
+    ) -> BoxFuture<'a, Result<JobState, BackendError>> {
+        Box::pin(self.state(namespace, job))
+    }
+
+    fn delete_subtask<'a>(
+        &'a self,
+        namespace: &'a str,
+        job: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.delete::<Job>(namespace, job))
+    }
+}
