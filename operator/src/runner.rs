@@ -490,6 +490,35 @@ pub async fn read_manifest(spec: &SubtaskSpec) -> Result<ResultManifest, String>
         .map_err(|e| format!("result manifest {}: {e}", dest.child_uri(&path)))
 }
 
+/// Records on each output of a subtask that packed several input files into shared segments
+/// (append-mode file ingestion) which files, at which version, it ingested — so a rerun knows
+/// them (scenario 19). The tag lands in the same Delta commit as the segments. Files the worker
+/// skipped are not recorded, so a later run tries them again.
+fn tag_source_files(
+    subtask: &PlannedSubtask,
+    manifest: &ResultManifest,
+    outputs: &mut [SegmentRef],
+) {
+    if subtask.input_files.is_empty() || subtask.output.segment_per_input_file {
+        return;
+    }
+    let ingested: BTreeMap<&str, &str> = subtask
+        .input_files
+        .iter()
+        .filter(|f| manifest.ingested_files.contains(&f.uri))
+        .map(|f| (f.uri.as_str(), f.version.as_deref().unwrap_or("")))
+        .collect();
+    if ingested.is_empty() {
+        return;
+    }
+    let tag = serde_json::to_string(&ingested).expect("a map of strings serializes");
+    for s in outputs {
+        s.tags
+            .entry(minion_contract::segment::TAG_SOURCE_FILES.to_string())
+            .or_insert_with(|| tag.clone());
+    }
+}
+
 /// One finished subtask handed to [`commit_subtasks`]: index, manifest (none when no worker
 /// ran), attempts used.
 pub type FinishedSubtask = (u32, Option<ResultManifest>, u32);
@@ -523,10 +552,13 @@ pub async fn commit_subtasks(
             .iter()
             .find(|s| s.index == *index)
             .expect("finished subtasks come from the plan");
-        let outputs = manifest
+        let mut outputs = manifest
             .as_ref()
             .map(|m| m.outputs.clone())
             .unwrap_or_default();
+        if let Some(m) = manifest {
+            tag_source_files(subtask, m, &mut outputs);
+        }
         let id = format!("{}-{index}", ctx.task_run);
         // The entry was opened by this run; recording outputs cannot fail but for a bug.
         if let Err(e) = state

@@ -20,6 +20,9 @@ pub const TAG_SHOULD_NOT_MERGE: &str = "shouldNotMerge";
 pub const TAG_SOURCE_FILE: &str = "sourceFile";
 /// Tag key carrying the source file's fingerprint (size and modification time) at ingestion.
 pub const TAG_SOURCE_FILE_VERSION: &str = "sourceFileVersion";
+/// Tag key naming the source files of a segment ingested from several files at once (file
+/// ingestion in append mode, m files → n segments): a JSON object `{"<uri>": "<version>"}`.
+pub const TAG_SOURCE_FILES: &str = "sourceFiles";
 /// Tag keys carrying the segment's time range in epoch milliseconds.
 pub const TAG_MIN_TIME_MS: &str = "minTimeMs";
 pub const TAG_MAX_TIME_MS: &str = "maxTimeMs";

@@ -186,3 +186,51 @@ pub(crate) fn apply(state: &Path, paths: &[PathBuf]) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// `minion execute -f FILE…`: creates TaskRuns carrying an inline config (Pinot's *execute*
+/// API), started by the next `local up` tick.
+///
+/// # Guarantees
+/// Nothing is stored unless every document is a valid TaskRun with an inline `config` whose
+/// name is not taken (a run executes once: rerunning means a new name, as `kubectl create`).
+pub(crate) fn execute(state: &Path, paths: &[PathBuf]) -> Result<(), CliError> {
+    let store = Store::new(state);
+    let resources = read_and_validate(&store, paths)?;
+    let mut errors = Vec::new();
+    for (file, r) in &resources {
+        let Resource::TaskRun(run) = r else {
+            errors.push(format!(
+                "{}: {} {}: `execute` takes TaskRuns only; use `minion apply` for other kinds",
+                file.display(),
+                kind_label(r),
+                r.name()
+            ));
+            continue;
+        };
+        let (ns, name) = key(&run.metadata);
+        if run.spec.config_ref.is_some() {
+            errors.push(format!(
+                "{}: TaskRun {name}: spec.configRef: `execute` runs an inline spec.config; \
+                 use `minion run <config>` to run a MinionTaskConfig",
+                file.display()
+            ));
+        }
+        match store.get::<crate::api::TaskRun>(&ns, &name) {
+            Ok(Some(_)) => errors.push(format!(
+                "{}: TaskRun {ns}/{name} already exists; give the new run another name",
+                file.display()
+            )),
+            Ok(None) => {}
+            Err(e) => return Err(CliError::failed(e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(CliError::Invalid(errors));
+    }
+    let now = chrono::Utc::now();
+    for (_, r) in &resources {
+        store.put_resource(r, now).map_err(CliError::failed)?;
+        println!("{}/{} created", kind_label(r), r.name());
+    }
+    Ok(())
+}

@@ -115,6 +115,12 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum)]
         output: Option<Output>,
     },
+    /// Create TaskRuns with an inline config (Pinot's execute: FileIngestion, SegmentBackfill);
+    /// `local up` runs them.
+    Execute {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Start a run of a MinionTaskConfig now (a TaskRun named `<config>-manual-<time>`).
     Run {
         config: String,
@@ -207,6 +213,7 @@ pub async fn main(cli: Cli) -> ExitCode {
                 .map_err(CliError::failed)
         }
         Command::Apply { files } => apply::apply(&state, &files),
+        Command::Execute { files } => apply::execute(&state, &files),
         Command::Get {
             kind,
             name,

@@ -3,8 +3,9 @@
 //! plan and committed windows in object storage, and the [`GeneratorInput`] assembled from
 //! them. Shared by the control loop and `minion plan`.
 //!
-//! What it may touch: the backend (reads only), catalogs (create-or-open and refresh), and
-//! the `_minion/` directory of destination tables.
+//! What it may touch: the backend (reads only), catalogs (create-or-open and refresh), the
+//! `_minion/` directory of destination tables, and (through [`super::inputs`]) input
+//! directories and upsert validity files.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -343,15 +344,25 @@ pub async fn generator_input(
     })?;
     let watermarks = watermarks_from_log(catalog, &resolved.config).await?;
     let committed_windows = read_committed_windows(&dest.def.uri, &resolved.config).await?;
+    let destination = view(dest, segments);
+    let files = match &resolved.config.task {
+        TaskSpec::FileIngestion(c) => super::inputs::list_files(&c.input_dir_uri).await?,
+        TaskSpec::SegmentBackfill(c) => super::inputs::list_files(&c.input_dir_uri).await?,
+        _ => Vec::new(),
+    };
+    let invalid_rows = match &resolved.config.task {
+        TaskSpec::SegmentRefresh(_) => super::inputs::invalid_rows(&dest.def, &destination).await?,
+        _ => HashMap::new(),
+    };
     Ok(GeneratorInput {
         config: resolved.config.clone(),
         source,
-        destination: view(dest, segments),
+        destination,
         watermarks,
         committed_windows,
         incomplete_runs: incomplete,
-        files: Vec::new(),
-        invalid_rows: HashMap::new(),
+        files,
+        invalid_rows,
         now_ms,
     })
 }

@@ -19,9 +19,9 @@
 //! - Include/exclude patterns are globs on the path relative to `inputDirURI` (`*` within a
 //!   directory, `**` across, `?` one character; an optional `glob:` prefix is ignored).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use minion_contract::segment::{TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION};
+use minion_contract::segment::{TAG_SOURCE_FILE, TAG_SOURCE_FILE_VERSION, TAG_SOURCE_FILES};
 use minion_contract::{InputFile, Processing, SegmentRef};
 
 use crate::model::{FileIngestionConfig, IngestionMode, defaults};
@@ -32,21 +32,34 @@ use super::{
     blocked_by_incomplete_run, first_locked, no_task,
 };
 
-/// Segments of the destination per source file URI.
-pub fn ingested_files(segments: &[SegmentRef]) -> HashMap<&str, Vec<&SegmentRef>> {
-    let mut out: HashMap<&str, Vec<&SegmentRef>> = HashMap::new();
+/// The source files of a segment with their versions at ingestion: its `sourceFile` tag, or
+/// every file of its `sourceFiles` tag (segments of several files).
+pub fn sources_of(s: &SegmentRef) -> Vec<(String, String)> {
+    if let Some(f) = s.tags.get(TAG_SOURCE_FILE) {
+        let version = s
+            .tags
+            .get(TAG_SOURCE_FILE_VERSION)
+            .cloned()
+            .unwrap_or_default();
+        return vec![(f.clone(), version)];
+    }
+    s.tags
+        .get(TAG_SOURCE_FILES)
+        .and_then(|t| serde_json::from_str::<BTreeMap<String, String>>(t).ok())
+        .map(|m| m.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Segments of the destination per source file URI, each with the file's version at
+/// ingestion.
+pub fn ingested_files(segments: &[SegmentRef]) -> HashMap<String, Vec<(&SegmentRef, String)>> {
+    let mut out: HashMap<String, Vec<(&SegmentRef, String)>> = HashMap::new();
     for s in segments {
-        if let Some(f) = s.tags.get(TAG_SOURCE_FILE) {
-            out.entry(f.as_str()).or_default().push(s);
+        for (file, version) in sources_of(s) {
+            out.entry(file).or_default().push((s, version));
         }
     }
     out
-}
-
-fn version_of(s: &SegmentRef) -> &str {
-    s.tags
-        .get(TAG_SOURCE_FILE_VERSION)
-        .map_or("", String::as_str)
 }
 
 /// Whether `text` matches the glob `pattern` (`*`, `**`, `?`).
@@ -143,7 +156,7 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
     let at_version = |f: &ListedFile| {
         ingested
             .get(f.uri.as_str())
-            .is_some_and(|segs| segs.iter().all(|s| version_of(s) == f.version))
+            .is_some_and(|segs| segs.iter().all(|(_, v)| *v == f.version))
     };
     let swap = config.consistent_push_swap_enabled;
     // Files to ingest, and per file the old segments its commit replaces.
@@ -166,9 +179,11 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
             .map(|f| (f.uri.as_str(), f.version.as_str()))
             .collect();
         let stale_segment = dest.segments.iter().any(|s| {
-            s.tags
-                .get(TAG_SOURCE_FILE)
-                .is_none_or(|f| listed.get(f.as_str()) != Some(&version_of(s)))
+            let sources = sources_of(s);
+            sources.is_empty()
+                || sources
+                    .iter()
+                    .any(|(f, v)| listed.get(f.as_str()) != Some(&v.as_str()))
         });
         if !stale_segment && files.iter().all(|f| at_version(f)) {
             return no_task(
@@ -206,8 +221,8 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
             let old: Vec<&SegmentRef> = old
                 .map(|segs| {
                     segs.iter()
-                        .copied()
-                        .filter(|s| version_of(s) != f.version)
+                        .filter(|(_, v)| *v != f.version)
+                        .map(|(s, _)| *s)
                         .collect()
                 })
                 .unwrap_or_default();

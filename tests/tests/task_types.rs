@@ -1,0 +1,636 @@
+//! Every task type end to end through local mode and the `minion` binary: samples of
+//! `config/` applied with their URIs moved into a temp dir, a run started (`minion run` for
+//! configs, `minion execute -f` for inline TaskRuns), `minion local up --until-idle`, and the
+//! result checked with `count(*)`/`sum()` and, where keys matter, the rows themselves.
+//! (SegmentImportTask is covered by `local_mode.rs`.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow::array::{AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use chrono::Utc;
+use minion_contract::{SegmentRef, TimeWindow};
+use minion_operator::api::{Resource, parse_manifests};
+use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
+use minion_operator::demo::{self, DemoOptions};
+use minion_operator::inspect::{self, Totals, sums_match};
+use minion_operator::model::{DAY_MS, HOUR_MS, TableDef};
+use minion_operator::validate;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn minion_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    profile_dir.join(format!("minion{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    state: PathBuf,
+    manifests: PathBuf,
+    /// Start of the REALTIME events (aligned to 6 h), when written.
+    start_ms: i64,
+}
+
+impl Env {
+    fn new() -> Env {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        Env {
+            dir,
+            state,
+            manifests,
+            start_ms: 0,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `config/<file>` with `/tmp/minion/` moved under the temp dir and `edits` applied,
+    /// written to the manifests directory; returns its path.
+    fn manifest(&self, file: &str, edits: &[(&str, &str)]) -> PathBuf {
+        let text = std::fs::read_to_string(samples().join(file)).unwrap();
+        let mut text = text.replace(
+            "file:///tmp/minion/",
+            &format!("file://{}/", self.data().display()),
+        );
+        for (from, to) in edits {
+            assert!(text.contains(from), "{file} has no {from:?}");
+            text = text.replace(from, to);
+        }
+        let path = self.manifests.join(file);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn apply(&self, file: &str, edits: &[(&str, &str)]) -> PathBuf {
+        let path = self.manifest(file, edits);
+        self.ok(&["apply", "-f", path.to_str().unwrap()]);
+        path
+    }
+
+    fn table(&self, file: &str) -> TableDef {
+        let text = std::fs::read_to_string(self.manifests.join(file)).unwrap();
+        match parse_manifests(&text).unwrap().remove(0) {
+            Resource::Table(t) => validate::table(&t).unwrap(),
+            _ => panic!("{file} is not a Table"),
+        }
+    }
+
+    fn minion(&self, args: &[&str]) -> Output {
+        Command::new(minion_bin())
+            .arg("--state-dir")
+            .arg(&self.state)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.minion(args);
+        assert!(
+            out.status.success(),
+            "minion {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `minion run <config>`, then the loop until idle; returns the run's final status.
+    fn run(&self, config: &str) -> serde_json::Value {
+        let out = self.ok(&["run", config]);
+        let name = out
+            .trim()
+            .strip_prefix("taskrun.minion.dev/")
+            .and_then(|s| s.strip_suffix(" created"))
+            .unwrap_or_else(|| panic!("unexpected output {out:?}"))
+            .to_string();
+        self.up();
+        self.task_run(&name)
+    }
+
+    fn up(&self) {
+        self.ok(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    }
+
+    fn task_run(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["get", "tr", name, "-o", "json"])).unwrap()
+    }
+
+    /// The event tables and `days` of events in the REALTIME one.
+    async fn events(&mut self, days: u32) {
+        self.apply("table-events-realtime.yaml", &[]);
+        self.apply("table-events-offline.yaml", &[]);
+        let realtime = self.table("table-events-realtime.yaml");
+        let mut catalog = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
+            .await
+            .unwrap();
+        let options = DemoOptions {
+            dir: self.data(),
+            days,
+            partitions: 2,
+            segment_period_ms: 6 * HOUR_MS,
+            rows_per_segment: 200,
+            now: Utc::now(),
+        };
+        let now_ms = options.now.timestamp_millis();
+        let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
+        self.start_ms = end_ms - i64::from(days) * DAY_MS;
+        let per_partition = ((end_ms - self.start_ms) / options.segment_period_ms) as usize;
+        demo::write_realtime(
+            &realtime,
+            &mut catalog,
+            &options,
+            self.start_ms,
+            per_partition,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// The events moved to the OFFLINE table by the SegmentImport sample.
+    async fn imported_events(&mut self, days: u32) {
+        self.events(days).await;
+        self.apply(
+            "mtc-segment-import.yaml",
+            &[(
+                "maxNumRecordsPerTask: 50000000",
+                "maxNumRecordsPerTask: 2000",
+            )],
+        );
+        let tr = self.run("events-import");
+        assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    }
+}
+
+async fn live(def: &TableDef) -> Vec<SegmentRef> {
+    Catalog::open(&def.uri, Default::default())
+        .await
+        .unwrap()
+        .segments()
+        .unwrap()
+}
+
+async fn totals(def: &TableDef, window: Option<TimeWindow>) -> Totals {
+    inspect::totals(&def.uri, &def.schema, &live(def).await, window)
+        .await
+        .unwrap()
+}
+
+/// Every row of the table's live segments.
+async fn rows(def: &TableDef) -> Vec<RecordBatch> {
+    let root = PathBuf::from(def.uri.trim_start_matches("file://"));
+    let mut out = Vec::new();
+    for s in live(def).await {
+        let file = std::fs::File::open(root.join(&s.path)).unwrap();
+        for b in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            out.push(b.unwrap());
+        }
+    }
+    out
+}
+
+fn strings(b: &RecordBatch, column: &str) -> Vec<String> {
+    let c = b.column_by_name(column).unwrap();
+    let c = arrow::compute::cast(c, &DataType::Utf8).unwrap();
+    c.as_string::<i32>()
+        .iter()
+        .map(|v| v.unwrap().to_string())
+        .collect()
+}
+
+fn longs(b: &RecordBatch, column: &str) -> Vec<i64> {
+    b.column_by_name(column)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec()
+}
+
+fn assert_sums(a: &Totals, b: &Totals, metrics: &[&str]) {
+    for m in metrics {
+        let (x, y) = (a.sums[*m], b.sums[*m]);
+        assert!(sums_match(x, y), "sum({m}) differs: {x} vs {y}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_to_offline_moves_one_window_per_run_with_sums_unchanged() {
+    let mut env = Env::new();
+    env.events(4).await;
+    env.apply(
+        "mtc-realtime-to-offline.yaml",
+        &[("suspend: true", "suspend: false")],
+    );
+    for _ in 0..2 {
+        let tr = env.run("events-r2o");
+        assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+        assert_eq!(tr["status"]["subtasksTotal"], 1, "{tr:#}");
+    }
+    let offline = env.table("table-events-offline.yaml");
+    let realtime = env.table("table-events-realtime.yaml");
+    let dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let watermark = dest
+        .txn_version(&app_id::watermark("default", "events-r2o", None))
+        .await
+        .unwrap()
+        .expect("a watermark committed");
+    // Two one-day windows from the first day holding data.
+    let first_day = env.start_ms - env.start_ms.rem_euclid(DAY_MS);
+    assert_eq!(watermark, first_day + 2 * DAY_MS);
+    let src = totals(&realtime, Some(TimeWindow::new(first_day, watermark))).await;
+    let dst = totals(&offline, None).await;
+    assert!(src.rows > 0);
+    // Rolled up to the minute: fewer rows, the same sums.
+    assert!(dst.rows <= src.rows && dst.rows > 0, "{src:?} vs {dst:?}");
+    assert_sums(&src, &dst, &["clicks", "revenue"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_rollup_merges_hours_then_rolls_days_up_with_sums_unchanged() {
+    let mut env = Env::new();
+    env.imported_events(5).await;
+    let offline = env.table("table-events-offline.yaml");
+    let before = totals(&offline, None).await;
+    env.apply(
+        "mtc-merge-rollup.yaml",
+        &[
+            ("maxNumParallelBuckets: 4", "maxNumParallelBuckets: 200"),
+            ("maxNumParallelBuckets: 2", "maxNumParallelBuckets: 20"),
+        ],
+    );
+    let mut skipped = false;
+    for _ in 0..8 {
+        let tr = env.run("events-merge");
+        let phase = tr["status"]["phase"].as_str().unwrap().to_string();
+        assert!(phase == "Succeeded" || phase == "Skipped", "{tr:#}");
+        let now = totals(&offline, None).await;
+        assert_sums(&before, &now, &["clicks", "revenue"]);
+        if phase == "Skipped" {
+            skipped = true;
+            break;
+        }
+    }
+    assert!(skipped, "merge rollup never caught up");
+    let after = totals(&offline, None).await;
+    let segments = live(&offline).await;
+    let levels: BTreeSet<&str> = segments.iter().filter_map(|s| s.merge_level()).collect();
+    // Every finished day went through the hourly level and was rolled up into a day.
+    assert!(levels.contains("1day"), "{levels:?}");
+    assert!(after.rows < before.rows, "the daily rollup reduced nothing");
+    assert_sums(&before, &after, &["clicks", "revenue"]);
+}
+
+fn users_batch(rows: &[(String, i64, f64)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("user_id", DataType::Utf8, false),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("plan", DataType::Utf8, true),
+        Field::new("updated_at", DataType::Int64, false),
+        Field::new("lifetime_revenue", DataType::Float64, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.0.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "FR"))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|_| "pro"))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+        ],
+    )
+    .unwrap()
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_refresh_keeps_only_the_latest_version_of_each_primary_key() {
+    let env = Env::new();
+    env.apply("table-users-upsert.yaml", &[]);
+    let users = env.table("table-users-upsert.yaml");
+    let mut catalog = Catalog::create(&users.uri, &users.schema, Default::default())
+        .await
+        .unwrap();
+    let day0 = Utc::now().timestamp_millis() - 30 * DAY_MS;
+    let day0 = day0 - day0.rem_euclid(DAY_MS);
+    // Three generations: all 400 users, then 200 of them updated, then 100 more updated
+    // and 100 new users. Each a few days apart, all older than the 7-day buffer.
+    let generation = |ids: std::ops::Range<u32>, day: i64, v: f64| -> Vec<(String, i64, f64)> {
+        ids.map(|i| {
+            (
+                format!("user-{i:04}"),
+                day0 + day * DAY_MS + i64::from(i),
+                v,
+            )
+        })
+        .collect()
+    };
+    let generations = [
+        generation(0..400, 0, 1.0),
+        generation(0..200, 5, 2.0),
+        [generation(200..300, 9, 3.0), generation(400..500, 9, 3.0)].concat(),
+    ];
+    let root = PathBuf::from(users.uri.trim_start_matches("file://"));
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for (g, rows) in generations.iter().enumerate() {
+        let path = format!("stream/users_{g}.parquet");
+        let batch = users_batch(rows);
+        write_parquet(&root.join(&path), &batch);
+        let min = rows.iter().map(|r| r.1).min().unwrap();
+        let max = rows.iter().map(|r| r.1).max().unwrap();
+        let segment = SegmentRef {
+            path,
+            rows: rows.len() as u64,
+            bytes: std::fs::metadata(root.join(format!("stream/users_{g}.parquet")))
+                .unwrap()
+                .len(),
+            min_time_ms: Some(min),
+            max_time_ms: Some(max),
+            partition: None,
+            tags: Default::default(),
+        };
+        catalog.append(&[segment], &[]).await.unwrap();
+        for r in rows {
+            expected.insert(r.0.clone(), r.1);
+        }
+    }
+    env.apply("mtc-refresh.yaml", &[]);
+    let tr = env.run("users-refresh");
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    let mut seen: BTreeMap<String, i64> = BTreeMap::new();
+    let mut count = 0;
+    for b in rows(&users).await {
+        for (k, t) in strings(&b, "user_id")
+            .into_iter()
+            .zip(longs(&b, "updated_at"))
+        {
+            count += 1;
+            assert!(seen.insert(k.clone(), t).is_none(), "{k} appears twice");
+        }
+    }
+    assert_eq!(count, 500);
+    assert_eq!(seen, expected, "a key lost its latest version");
+}
+
+/// Events as CSV text (header row) and as JSON lines.
+fn events_text(batch: &RecordBatch) -> (String, String) {
+    let mut csv = String::from("ts,country,browser,device,user_id,clicks,revenue,latency_ms\n");
+    let mut json = String::new();
+    let ts = longs(batch, "ts");
+    let clicks = longs(batch, "clicks");
+    let country = strings(batch, "country");
+    let user = strings(batch, "user_id");
+    let revenue = batch
+        .column_by_name("revenue")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>();
+    for i in 0..batch.num_rows() {
+        csv.push_str(&format!(
+            "{},{},chrome,mobile,{},{},{},10.0\n",
+            ts[i],
+            country[i],
+            user[i],
+            clicks[i],
+            revenue.value(i)
+        ));
+        json.push_str(&format!(
+            "{{\"ts\":{},\"country\":\"{}\",\"user_id\":\"{}\",\"clicks\":{},\"revenue\":{},\"extra\":1}}\n",
+            ts[i],
+            country[i],
+            user[i],
+            clicks[i],
+            revenue.value(i)
+        ));
+    }
+    (csv, json)
+}
+
+fn batch_totals(batches: &[RecordBatch]) -> (u64, i64, f64) {
+    let mut out = (0u64, 0i64, 0f64);
+    for b in batches {
+        out.0 += b.num_rows() as u64;
+        out.1 += longs(b, "clicks").iter().sum::<i64>();
+        out.2 += b
+            .column_by_name("revenue")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .values()
+            .iter()
+            .sum::<f64>();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_ingestion_ingests_csv_json_and_parquet_once_and_a_rerun_ingests_nothing() {
+    let env = Env::new();
+    env.apply("table-events-offline.yaml", &[]);
+    let offline = env.table("table-events-offline.yaml");
+    let input = env.data().join("incoming/events");
+    let day = Utc::now().timestamp_millis() - 10 * DAY_MS;
+    let mut rng = demo::events::Rng::new(9);
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let b =
+            demo::events::event_batch(&mut rng, 300, day + i * HOUR_MS, day + (i + 1) * HOUR_MS);
+        write_parquet(&input.join(format!("2024/part-{i}.parquet")), &b);
+        written.push(b);
+    }
+    let b = demo::events::event_batch(&mut rng, 250, day, day + DAY_MS);
+    let (csv, _) = events_text(&b);
+    std::fs::write(input.join("batch.csv"), csv).unwrap();
+    written.push(b);
+    let b = demo::events::event_batch(&mut rng, 150, day, day + DAY_MS);
+    let (_, json) = events_text(&b);
+    std::fs::write(input.join("batch.json"), json).unwrap();
+    written.push(b);
+    // Not matched by any run's pattern, and hidden: never ingested.
+    std::fs::write(input.join(".batch.csv.tmp"), "garbage").unwrap();
+    let expected = batch_totals(&written);
+
+    let runs = [
+        ("ingest-parquet", "parquet", "**/*.parquet"),
+        ("ingest-csv", "csv", "*.csv"),
+        ("ingest-json", "json", "*.json"),
+    ];
+    for (name, format, pattern) in runs {
+        let path = env.manifest(
+            "taskrun-file-ingestion.yaml",
+            &[
+                ("name: events-ingest-2024-01", &format!("name: {name}")),
+                ("inputFormat: parquet", &format!("inputFormat: {format}")),
+                ("\"**/*.parquet\"", &format!("\"{pattern}\"")),
+            ],
+        );
+        env.ok(&["execute", "-f", path.to_str().unwrap()]);
+    }
+    env.up();
+    for (name, _, _) in runs {
+        let tr = env.task_run(name);
+        assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    }
+    let t = totals(&offline, None).await;
+    assert_eq!(t.rows, expected.0);
+    assert_eq!(t.sums["clicks"], expected.1 as f64);
+    assert!(sums_match(t.sums["revenue"], expected.2));
+
+    // Scenario 19: a rerun after success ingests nothing new.
+    let path = env.manifest(
+        "taskrun-file-ingestion.yaml",
+        &[("name: events-ingest-2024-01", "name: ingest-parquet-again")],
+    );
+    env.ok(&["execute", "-f", path.to_str().unwrap()]);
+    env.up();
+    let tr = env.task_run("ingest-parquet-again");
+    assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "NoNewFiles", "{tr:#}");
+    assert_eq!(totals(&offline, None).await, t);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_backfill_replaces_one_day_all_or_none_and_leaves_other_days_alone() {
+    let mut env = Env::new();
+    env.imported_events(5).await;
+    let offline = env.table("table-events-offline.yaml");
+    let first_day = env.start_ms - env.start_ms.rem_euclid(DAY_MS) + DAY_MS;
+    let range = TimeWindow::new(first_day, first_day + DAY_MS);
+    let before = totals(&offline, None).await;
+    let inside_before = totals(&offline, Some(range)).await;
+    assert!(inside_before.rows > 0);
+
+    let input = env.data().join("backfill/day");
+    let mut rng = demo::events::Rng::new(5);
+    // Rows spill over the range on both sides: only those inside are kept.
+    let b = demo::events::event_batch(
+        &mut rng,
+        400,
+        range.start_ms - HOUR_MS,
+        range.end_ms + HOUR_MS,
+    );
+    write_parquet(&input.join("corrected.parquet"), &b);
+    let inside: Vec<usize> = longs(&b, "ts")
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| range.contains(**t))
+        .map(|(i, _)| i)
+        .collect();
+    let kept = arrow::compute::take_record_batch(
+        &b,
+        &arrow::array::UInt32Array::from_iter_values(inside.iter().map(|i| *i as u32)),
+    )
+    .unwrap();
+    let expected_inside = batch_totals(&[kept]);
+
+    let start = chrono::DateTime::from_timestamp_millis(range.start_ms).unwrap();
+    let path = env.manifest(
+        "taskrun-backfill.yaml",
+        &[
+            (
+                "startTime: \"2024-01-01T00:00:00Z\"",
+                &format!("startTime: \"{}\"", start.to_rfc3339()),
+            ),
+            (
+                "endTime: 1706745600000",
+                &format!("endTime: {}", range.end_ms),
+            ),
+            ("      filter: \"country = 'FR'\"\n", ""),
+            ("backfill/events_fr_2024_01/", "backfill/day/"),
+        ],
+    );
+    env.ok(&["execute", "-f", path.to_str().unwrap()]);
+    env.up();
+    let tr = env.task_run("events-backfill-fr-2024-01");
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+
+    let inside_after = totals(&offline, Some(range)).await;
+    assert_eq!(inside_after.rows, expected_inside.0);
+    assert_eq!(inside_after.sums["clicks"], expected_inside.1 as f64);
+    assert!(sums_match(inside_after.sums["revenue"], expected_inside.2));
+    let after = totals(&offline, None).await;
+    // Outside the range: unchanged.
+    assert_eq!(
+        after.rows - inside_after.rows,
+        before.rows - inside_before.rows
+    );
+    for m in ["clicks", "revenue"] {
+        let a = after.sums[m] - inside_after.sums[m];
+        let b = before.sums[m] - inside_before.sums[m];
+        assert!(sums_match(a, b), "sum({m}) outside the range: {a} vs {b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_drops_matching_rows_and_keeps_every_other_row() {
+    let mut env = Env::new();
+    env.imported_events(4).await;
+    let offline = env.table("table-events-offline.yaml");
+    let keep = |batches: &[RecordBatch]| -> (u64, BTreeMap<String, u64>) {
+        let mut fr = 0;
+        let mut others: BTreeMap<String, u64> = BTreeMap::new();
+        for b in batches {
+            for (c, u) in strings(b, "country").into_iter().zip(strings(b, "user_id")) {
+                if c == "FR" {
+                    fr += 1;
+                } else {
+                    *others.entry(format!("{c}/{u}")).or_default() += 1;
+                }
+            }
+        }
+        (fr, others)
+    };
+    let (fr_before, others_before) = keep(&rows(&offline).await);
+    assert!(fr_before > 0);
+    let before = totals(&offline, None).await;
+    env.apply(
+        "mtc-purge.yaml",
+        &[
+            ("user_id = 'u-42'", "country = 'FR'"),
+            ("tableMaxNumTasks: 4", "tableMaxNumTasks: 100"),
+        ],
+    );
+    let tr = env.run("events-purge");
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    let (fr_after, others_after) = keep(&rows(&offline).await);
+    assert_eq!(fr_after, 0);
+    assert_eq!(
+        others_after, others_before,
+        "rows not matching the predicate changed"
+    );
+    let after = totals(&offline, None).await;
+    assert_eq!(after.rows, before.rows - fr_before);
+    // Purged again only after lastPurgeTimeThresholdPeriod: the next run has nothing to do.
+    let tr = env.run("events-purge");
+    assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
+}
