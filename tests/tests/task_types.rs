@@ -634,3 +634,36 @@ async fn purge_drops_matching_rows_and_keeps_every_other_row() {
     let tr = env.run("events-purge");
     assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_adds_parquet_csv_and_json_files_as_segments_once() {
+    let env = Env::new();
+    env.apply("table-events-realtime.yaml", &[]);
+    let realtime = env.table("table-events-realtime.yaml");
+    let input = env.dir.path().join("push");
+    std::fs::create_dir_all(&input).unwrap();
+    let day = Utc::now().timestamp_millis() - DAY_MS;
+    let mut rng = demo::events::Rng::new(3);
+    let a = demo::events::event_batch(&mut rng, 120, day, day + HOUR_MS);
+    write_parquet(&input.join("a.parquet"), &a);
+    let b = demo::events::event_batch(&mut rng, 80, day, day + HOUR_MS);
+    std::fs::write(input.join("b.csv"), events_text(&b).0).unwrap();
+    let c = demo::events::event_batch(&mut rng, 40, day, day + HOUR_MS);
+    std::fs::write(input.join("c.json"), events_text(&c).1).unwrap();
+    let expected = batch_totals(&[a, b, c]);
+    let files: Vec<String> = ["a.parquet", "b.csv", "c.json"]
+        .iter()
+        .map(|f| input.join(f).to_string_lossy().into_owned())
+        .collect();
+    let mut args = vec!["push", "events-realtime"];
+    args.extend(files.iter().map(String::as_str));
+    let out = env.ok(&args);
+    assert!(out.contains("240 row(s) added from 3 file(s)"), "{out}");
+    let t = totals(&realtime, None).await;
+    assert_eq!(t.rows, expected.0);
+    assert_eq!(t.sums["clicks"], expected.1 as f64);
+    assert!(sums_match(t.sums["revenue"], expected.2));
+    let out = env.ok(&args);
+    assert!(out.contains("nothing to push"), "{out}");
+    assert_eq!(totals(&realtime, None).await, t);
+}

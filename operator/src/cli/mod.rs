@@ -9,6 +9,7 @@ mod apply;
 mod describe;
 mod get;
 mod ops;
+mod push;
 mod table_fmt;
 mod up;
 mod worker;
@@ -121,6 +122,14 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Add Parquet/CSV/JSON files to a table as segments (coerced to its schema, one commit).
+    Push {
+        table: String,
+        #[arg(required = true)]
+        files: Vec<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Start a run of a MinionTaskConfig now (a TaskRun named `<config>-manual-<time>`).
     Run {
         config: String,
@@ -214,6 +223,11 @@ pub async fn main(cli: Cli) -> ExitCode {
         }
         Command::Apply { files } => apply::apply(&state, &files),
         Command::Execute { files } => apply::execute(&state, &files),
+        Command::Push {
+            table,
+            files,
+            namespace,
+        } => push::push(&state, &namespace, &table, &files).await,
         Command::Get {
             kind,
             name,
