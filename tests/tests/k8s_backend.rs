@@ -1,0 +1,433 @@
+//! The Kubernetes backend end to end, without a cluster: the control loop runs with
+//! `KubeBackend` and a real `kube::Client` against the in-process fake API
+//! (`minion_e2e::fake_api`). A simulated Job controller watches Jobs, runs each Job's worker
+//! in process on the spec URI from its args, and sets the Job's status Complete or Failed.
+//! After every step: the Delta table holds exactly the rows of the committed subtasks; at
+//! the end: TaskRun status, Events, the Jobs' owner/labels/security, lineage, watermark and
+//! `count(*)`/`sum()` against the source.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use minion_contract::{EXIT_BAD_INPUT, TimeWindow};
+use minion_e2e::fake_api::FakeApi;
+use minion_operator::api::{MinionTaskConfig, Resource, Table, TaskRun, parse_manifests};
+use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
+use minion_operator::control::{
+    Backend, Controller, ControllerOptions, SystemClock, configs::new_task_run,
+};
+use minion_operator::demo::{self, DemoOptions};
+use minion_operator::inspect::{self, Totals, sums_match};
+use minion_operator::k8s::{KubeBackend, WorkerDefaults, WriteGate};
+use minion_operator::model::{DAY_MS, HOUR_MS, TableDef};
+use serde_json::Value;
+
+const TASK_RUNS: &str = "minion.dev/v1alpha1/taskruns";
+
+struct Env {
+    _dir: tempfile::TempDir,
+    api: FakeApi,
+    tables: Vec<TableDef>,
+    start_ms: i64,
+    _jobs: tokio::task::JoinHandle<()>,
+}
+
+/// The simulated Job controller: runs every new Job's worker in process, then sets its
+/// status (Failed by the pod failure policy on the bad-input exit code).
+async fn job_controller(client: kube::Client, spill: PathBuf) {
+    let jobs: Api<Job> = Api::namespaced(client, "default");
+    let mut events = watcher(jobs.clone(), watcher::Config::default()).boxed();
+    while let Some(Ok(event)) = events.next().await {
+        let (watcher::Event::Apply(job) | watcher::Event::InitApply(job)) = event else {
+            continue;
+        };
+        if job.status.as_ref().is_some_and(|s| s.conditions.is_some()) {
+            continue;
+        }
+        let name = job.metadata.name.clone().unwrap();
+        let args = job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .args
+            .clone()
+            .unwrap();
+        let arg = |flag: &str| args[args.iter().position(|a| a == flag).unwrap() + 1].clone();
+        let options = minion_worker::RunOptions {
+            memory_budget_bytes: Some(arg("--memory-budget").parse().unwrap()),
+            spill_dir: Some(spill.clone()),
+            ..Default::default()
+        };
+        let result = match minion_worker::read_spec(&arg("--spec")).await {
+            Ok(spec) => minion_worker::run_subtask(&spec, &options)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let status = match result {
+            Ok(()) => serde_json::json!({"status": {"succeeded": 1, "conditions": [
+                {"type": "Complete", "status": "True"}]}}),
+            Err(e) => {
+                let reason = if e.exit_code() == EXIT_BAD_INPUT {
+                    "PodFailurePolicy"
+                } else {
+                    "BackoffLimitExceeded"
+                };
+                serde_json::json!({"status": {"failed": 1, "conditions": [
+                    {"type": "Failed", "status": "True", "reason": reason, "message": e.to_string()}]}})
+            }
+        };
+        jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
+}
+
+impl Env {
+    async fn new(days: u32) -> Env {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let spill = dir.path().join("spill");
+        std::fs::create_dir_all(&spill).unwrap();
+        let api = FakeApi::start().await;
+        let client = api.client();
+        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        let uri = |name: &str| format!("file://{}/{name}", data.display());
+        for file in [
+            "table-events-realtime.yaml",
+            "table-events-offline.yaml",
+            "mtc-segment-import.yaml",
+        ] {
+            let text = std::fs::read_to_string(samples.join(file))
+                .unwrap()
+                .replace(
+                    "file:///tmp/minion/events_realtime",
+                    &uri("events-realtime"),
+                )
+                .replace("file:///tmp/minion/events_offline", &uri("events-offline"))
+                .replace(
+                    "maxNumRecordsPerTask: 50000000",
+                    "maxNumRecordsPerTask: 1000",
+                );
+            for r in parse_manifests(&text).unwrap() {
+                let pp = PostParams::default();
+                match r {
+                    Resource::Table(t) => {
+                        Api::<Table>::namespaced(client.clone(), "default")
+                            .create(&pp, &t)
+                            .await
+                            .unwrap();
+                    }
+                    Resource::MinionTaskConfig(c) => {
+                        Api::<MinionTaskConfig>::namespaced(client.clone(), "default")
+                            .create(&pp, &c)
+                            .await
+                            .unwrap();
+                    }
+                    Resource::TaskRun(_) => unreachable!("no TaskRun sample here"),
+                }
+            }
+        }
+        let (tables, _) = demo::load_samples(&data).unwrap();
+        let realtime = tables.iter().find(|t| t.name == "events-realtime").unwrap();
+        let mut catalog = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
+            .await
+            .unwrap();
+        let options = DemoOptions {
+            dir: data.clone(),
+            days,
+            partitions: 2,
+            segment_period_ms: 6 * HOUR_MS,
+            rows_per_segment: 200,
+            now: Utc::now(),
+        };
+        let now_ms = options.now.timestamp_millis();
+        let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
+        let start_ms = end_ms - i64::from(days) * DAY_MS;
+        let per_partition = ((end_ms - start_ms) / options.segment_period_ms) as usize;
+        demo::write_realtime(realtime, &mut catalog, &options, start_ms, per_partition)
+            .await
+            .unwrap();
+        let jobs = tokio::spawn(job_controller(client, spill));
+        Env {
+            _dir: dir,
+            api,
+            tables,
+            start_ms,
+            _jobs: jobs,
+        }
+    }
+
+    fn backend(&self) -> Arc<KubeBackend> {
+        Arc::new(KubeBackend::new(
+            self.api.client(),
+            vec!["default".into()],
+            WorkerDefaults::parse("defaults", "serviceAccountName: minion-operator-worker\n")
+                .unwrap(),
+            Some("test".into()),
+            WriteGate::default(),
+        ))
+    }
+
+    fn table(&self, name: &str) -> &TableDef {
+        self.tables.iter().find(|t| t.name == name).unwrap()
+    }
+
+    async fn dest_totals(&self) -> Totals {
+        let offline = self.table("events-offline");
+        let dest = Catalog::open(&offline.uri, Default::default())
+            .await
+            .unwrap();
+        inspect::totals(
+            &offline.uri,
+            &offline.schema,
+            &dest.segments().unwrap(),
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Creates a manual TaskRun of `events-import` and steps the loop until it ends,
+    /// checking after every step that the destination holds exactly the committed rows.
+    async fn run_import(&self, backend: &Arc<KubeBackend>, name: &str) -> Value {
+        let cfg = backend
+            .get_task_config("default", "events-import")
+            .await
+            .unwrap()
+            .unwrap();
+        backend
+            .create_task_run(&new_task_run(&cfg, name, None))
+            .await
+            .unwrap();
+        let mut controller = Controller::new(
+            backend.clone(),
+            Arc::new(SystemClock),
+            ControllerOptions {
+                max_steps: None,
+                poll_interval: Duration::from_millis(20),
+            },
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            let report = controller.tick().await.unwrap();
+            let run = self.api.get(TASK_RUNS, "default", name).unwrap();
+            let committed: u64 = run["status"]["subtasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["state"] == "Committed")
+                .map(|s| s["outputRows"].as_u64().unwrap())
+                .sum();
+            if report.steps > 0 && self.table_exists().await {
+                assert_eq!(self.dest_totals().await.rows, committed, "{run:#}");
+            }
+            let phase = run["status"]["phase"].as_str().unwrap_or("Pending");
+            if matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Skipped") {
+                return run;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stuck: {run:#} {report:?}"
+            );
+            if report.steps == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
+    async fn table_exists(&self) -> bool {
+        Catalog::open(&self.table("events-offline").uri, Default::default())
+            .await
+            .is_ok()
+    }
+
+    fn events_of(&self, name: &str) -> Vec<Value> {
+        self.api
+            .list("events.k8s.io/v1/events", Some("default"))
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_run_on_the_kubernetes_backend_imports_every_finished_day_through_jobs() {
+    let env = Env::new(5).await;
+    let backend = env.backend();
+    let run = env.run_import(&backend, "events-import-manual-1").await;
+    let status = &run["status"];
+    assert_eq!(status["phase"], "Succeeded", "{run:#}");
+    let total = status["subtasksTotal"].as_u64().unwrap();
+    assert!(total >= 2, "expected several windows: {run:#}");
+    assert_eq!(status["progress"], format!("{total}/{total}"));
+    assert!(
+        status["subtasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == "Committed"),
+        "{run:#}"
+    );
+    assert_eq!(
+        run["metadata"]["ownerReferences"][0]["kind"], "MinionTaskConfig",
+        "a config owns its runs"
+    );
+
+    // Jobs: one per subtask, owned by the run, our labels only, restricted pods.
+    let jobs = env.api.list("batch/v1/jobs", Some("default"));
+    assert_eq!(jobs.len() as u64, total);
+    for job in &jobs {
+        let owner = &job["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "TaskRun");
+        assert_eq!(owner["uid"], run["metadata"]["uid"]);
+        assert_eq!(owner["controller"], true);
+        let labels = job["metadata"]["labels"].as_object().unwrap();
+        assert_eq!(labels["minion.dev/task-run"], "events-import-manual-1");
+        assert!(
+            labels
+                .keys()
+                .all(|k| k.starts_with("minion.dev/") || k == "app.kubernetes.io/managed-by")
+        );
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["serviceAccountName"], "minion-operator-worker");
+        assert_eq!(
+            pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+            true
+        );
+    }
+
+    // Events tell the story.
+    let reasons: Vec<String> = env
+        .events_of("events-import-manual-1")
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect();
+    for expected in ["SubtaskStarted", "SubtaskCommitted"] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected} missing in {reasons:?}"
+        );
+    }
+    let event = &env.events_of("events-import-manual-1")[0];
+    assert_eq!(event["reportingController"], "minion-operator");
+    assert_eq!(event["regarding"]["uid"], run["metadata"]["uid"]);
+
+    // Lineage and watermark.
+    let table = env
+        .api
+        .get("minion.dev/v1alpha1/tables", "default", "events-offline")
+        .unwrap();
+    let completed = table["status"]["lineage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["taskRun"] == "events-import-manual-1" && e["state"] == "COMPLETED")
+        .count() as u64;
+    assert_eq!(completed, total, "{table:#}");
+    let offline = env.table("events-offline");
+    let dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let watermark = dest
+        .txn_version(&app_id::watermark("default", "events-import", None))
+        .await
+        .unwrap()
+        .expect("a committed watermark");
+    assert!(watermark > env.start_ms);
+    assert_eq!(
+        status["watermarkAfter"].as_i64(),
+        Some(watermark),
+        "{run:#}"
+    );
+
+    // The data: the destination equals the source up to the watermark.
+    let realtime = env.table("events-realtime");
+    let source = Catalog::open(&realtime.uri, Default::default())
+        .await
+        .unwrap();
+    let src = inspect::totals(
+        &realtime.uri,
+        &realtime.schema,
+        &source.segments().unwrap(),
+        Some(TimeWindow::new(env.start_ms - DAY_MS, watermark)),
+    )
+    .await
+    .unwrap();
+    let dst = env.dest_totals().await;
+    assert!(src.rows > 0);
+    assert_eq!(src.rows, dst.rows, "count(*) differs");
+    for metric in ["clicks", "revenue"] {
+        assert!(
+            sums_match(src.sums[metric], dst.sums[metric]),
+            "sum({metric}) differs"
+        );
+    }
+
+    // Status went through the status subresource only: the spec is as created.
+    let tr: TaskRun = serde_json::from_value(run.clone()).unwrap();
+    assert_eq!(tr.spec.config_ref.as_deref(), Some("events-import"));
+    assert_eq!(
+        run["metadata"]["labels"]["minion.dev/config"], "events-import",
+        "labels untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted_lineage() {
+    let env = Env::new(3).await;
+    let realtime = env.table("events-realtime");
+    let source = Catalog::open(&realtime.uri, Default::default())
+        .await
+        .unwrap();
+    let oldest = source
+        .segments()
+        .unwrap()
+        .into_iter()
+        .min_by_key(|s| (s.min_time_ms, s.path.clone()))
+        .unwrap();
+    let file = PathBuf::from(realtime.uri.trim_start_matches("file://")).join(&oldest.path);
+    std::fs::write(&file, b"not parquet").unwrap();
+
+    let backend = env.backend();
+    let run = env.run_import(&backend, "events-import-manual-2").await;
+    assert_eq!(run["status"]["phase"], "Failed", "{run:#}");
+    assert_eq!(run["status"]["reason"], "CorruptInput", "{run:#}");
+    let warnings: Vec<Value> = env
+        .events_of("events-import-manual-2")
+        .into_iter()
+        .filter(|e| e["type"] == "Warning")
+        .collect();
+    assert!(
+        warnings.iter().any(|e| e["reason"] == "SubtaskFailed"),
+        "{warnings:#?}"
+    );
+    let table = env
+        .api
+        .get("minion.dev/v1alpha1/tables", "default", "events-offline")
+        .unwrap();
+    let lineage = table["status"]["lineage"].as_array().unwrap();
+    assert!(
+        lineage
+            .iter()
+            .any(|e| e["taskRun"] == "events-import-manual-2" && e["state"] == "REVERTED"),
+        "{lineage:#?}"
+    );
+    assert!(
+        lineage.iter().all(|e| e["state"] != "IN_PROGRESS"),
+        "{lineage:#?}"
+    );
+}
