@@ -6,6 +6,8 @@
 //!   than `retention_ms` ago, so readers of older snapshots can finish;
 //! - an **unreferenced** file (neither live nor tombstoned: staged outputs of dead runs, files
 //!   whose tombstones expired) is deleted once it is older than [`UNREFERENCED_MIN_AGE_MS`];
+//! - a **sidecar** of a live segment (`<segment path>.validity`, the upsert validity file the
+//!   worker writes beside it) counts as referenced: it lives and dies with its segment;
 //! - nothing live, nothing under a protected prefix (the output prefixes of live lineage
 //!   entries), nothing in `_delta_log/` and nothing under another top-level directory whose
 //!   name starts with `_` or `.` (Delta's hidden-file rule) is ever deleted.
@@ -69,11 +71,20 @@ pub(crate) struct CleanupInput<'a> {
     pub protected_prefixes: &'a [String],
 }
 
+/// Whether `path` is a sidecar (validity file) of a live segment.
+fn is_live_sidecar(path: &str, live: &HashMap<String, i64>) -> bool {
+    path.strip_suffix(minion_worker::upsert::VALIDITY_SUFFIX)
+        .is_some_and(|segment| live.contains_key(segment))
+}
+
 /// Decides which files to delete. The report lists them in `deleted`.
 pub(crate) fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupReport {
     let mut report = CleanupReport::default();
     for file in input.files {
         let path = file.path.as_str();
+        if is_live_sidecar(path, input.live) {
+            continue;
+        }
         if is_hidden(path)
             || input.live.contains_key(path)
             || input
@@ -313,6 +324,28 @@ mod tests {
         let r = run(&files, &["live.parquet"], &[], &["data/run/0-1"]);
         assert!(r.deleted.is_empty(), "{r:?}");
         assert_eq!(r.kept_unreferenced, 1);
+    }
+
+    #[test]
+    fn validity_sidecars_of_live_segments_are_kept_and_those_of_dead_ones_are_not() {
+        let files = [
+            file("seg-live.parquet", 90 * 24 * HOUR),
+            file("seg-live.parquet.validity", 90 * 24 * HOUR),
+            file("seg-gone.parquet", 90 * 24 * HOUR),
+            file("seg-gone.parquet.validity", 90 * 24 * HOUR),
+        ];
+        let r = run(
+            &files,
+            &["seg-live.parquet"],
+            &[("seg-gone.parquet", 5 * HOUR)],
+            &[],
+        );
+        assert_eq!(
+            r.deleted,
+            vec!["seg-gone.parquet", "seg-gone.parquet.validity"]
+        );
+        assert_eq!((r.replaced_files, r.unreferenced_files), (1, 1));
+        assert_eq!(r.kept_unreferenced, 0);
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The loop itself: each tick reconciles Tables, then steps every unfinished TaskRun (oldest
+//! The loop itself: each tick reconciles Tables (and housekeeps each at most once per
+//! [`super::housekeeping::HOUSEKEEPING_INTERVAL_MS`], always on the first tick), then steps every unfinished TaskRun (oldest
 //! first) until it waits on a job or ends, then reconciles MinionTaskConfigs (status from the
 //! runs just stepped; scheduling — a run created here is stepped from the next tick on).
 //!
@@ -11,7 +12,9 @@ use std::time::Duration;
 use super::gather::Catalogs;
 use super::runstep::{self, StepCtx};
 use super::taskrun::Step;
-use super::{Backend, Clock, ControlError, configs, created_at, name_of, namespace_of, tables};
+use super::{
+    Backend, Clock, ControlError, configs, created_at, housekeeping, name_of, namespace_of, tables,
+};
 use crate::api::TaskRun;
 
 /// With `until_idle`, the loop gives up after this many ticks in a row that failed and made
@@ -60,6 +63,8 @@ pub struct Controller {
     catalogs: Catalogs,
     options: ControllerOptions,
     steps: u64,
+    /// Last housekeeping time of each table (`namespace/name`).
+    housekept: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 fn describe(step: &Step) -> Option<String> {
@@ -95,6 +100,7 @@ impl Controller {
             catalogs: Catalogs::default(),
             options,
             steps: 0,
+            housekept: Default::default(),
         }
     }
 
@@ -122,6 +128,36 @@ impl Controller {
                 report
                     .errors
                     .push(format!("Table {}: {e}", name_of(&table.metadata)));
+                continue;
+            }
+            let key = format!(
+                "{}/{}",
+                namespace_of(&table.metadata),
+                name_of(&table.metadata)
+            );
+            let due = self.housekept.get(&key).is_none_or(|last| {
+                (now - *last).num_milliseconds() >= housekeeping::HOUSEKEEPING_INTERVAL_MS
+            });
+            if due {
+                // Attempted counts: a failing clean-up is retried at the next interval.
+                self.housekept.insert(key, now);
+                match housekeeping::housekeep(backend.as_ref(), &mut self.catalogs, &table, now)
+                    .await
+                {
+                    Ok(done) => {
+                        if let Some(done) = done.filter(|d| d.deleted_anything()) {
+                            report.log.push(format!(
+                                "{}: {}",
+                                name_of(&table.metadata),
+                                done.summary()
+                            ));
+                        }
+                    }
+                    Err(e) => report.errors.push(format!(
+                        "Table {} housekeeping: {e}",
+                        name_of(&table.metadata)
+                    )),
+                }
             }
         }
         let mut order: Vec<(Option<chrono::DateTime<chrono::Utc>>, String, String)> = backend

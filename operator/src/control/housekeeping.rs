@@ -1,0 +1,125 @@
+//! Housekeeping of one Table (DESIGN §3 step 6), on a slow cadence
+//! ([`HOUSEKEEPING_INTERVAL_MS`] of the loop's clock per table, and on the loop's first tick):
+//!
+//! 1. Stale lineage: [`Lineage::clean_up`] reverts IN_PROGRESS entries older than
+//!    [`STALE_AFTER_MS`], drops old ended ones beyond [`DEFAULT_HISTORY_LIMIT`], and names the
+//!    staged prefixes to delete; they are deleted ([`Catalog::delete_prefix`], which never
+//!    deletes a live file) and the lineage is written back to the Table's status.
+//! 2. Files: [`Catalog::clean_up`] with the Table's `replacedSegmentRetention`, protecting the
+//!    output prefixes of IN_PROGRESS entries (staged outputs of runs in flight); the catalog
+//!    keeps sidecars of live segments (`<segment>.validity`).
+//! 3. A Normal Event `CleanedUp` on the Table summarises what was deleted, when anything was.
+//!
+//! Order: lineage first (status written before files go), so a crash leaves no IN_PROGRESS
+//! entry pointing at deleted outputs.
+
+use chrono::{DateTime, Utc};
+
+use super::gather::{self, Catalogs};
+use super::tables::store_lineage;
+use super::{Backend, ControlError, Event, EventType, ObjectRef, name_of, namespace_of};
+use crate::api::Table;
+use crate::catalog::CleanupReport;
+use crate::lineage::{DEFAULT_HISTORY_LIMIT, Lineage, STALE_AFTER_MS};
+use crate::validate;
+
+/// Housekeeping runs at most once per table in this much time of the loop's clock.
+pub const HOUSEKEEPING_INTERVAL_MS: i64 = 10 * 60 * 1000;
+
+/// What one housekeeping pass of a table did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Housekeeping {
+    /// IN_PROGRESS lineage entries reverted as stale.
+    pub stale_reverted: usize,
+    /// Lineage entries dropped from status.
+    pub lineage_dropped: usize,
+    /// Staged files deleted under reverted prefixes.
+    pub staged_files: usize,
+    /// The catalog clean-up.
+    pub files: CleanupReport,
+}
+
+impl Housekeeping {
+    pub fn deleted_anything(&self) -> bool {
+        self.staged_files > 0 || self.files.deleted_files() > 0 || self.lineage_dropped > 0
+    }
+
+    pub fn summary(&self) -> String {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        format!(
+            "deleted {} replaced file(s) ({:.1} MiB) past the retention, {} unreferenced file(s) ({:.1} MiB), {} staged file(s) of reverted runs; {} stale lineage entr(ies) reverted, {} old entr(ies) dropped",
+            self.files.replaced_files,
+            mib(self.files.replaced_bytes),
+            self.files.unreferenced_files,
+            mib(self.files.unreferenced_bytes),
+            self.staged_files,
+            self.stale_reverted,
+            self.lineage_dropped,
+        )
+    }
+}
+
+/// Cleans up one valid Table (see the module docs). Invalid tables are skipped.
+///
+/// # Errors
+/// Backend, catalog or storage failures (retried at the next pass).
+pub async fn housekeep(
+    backend: &dyn Backend,
+    catalogs: &mut Catalogs,
+    table: &Table,
+    now: DateTime<Utc>,
+) -> Result<Option<Housekeeping>, ControlError> {
+    let Ok(def) = validate::table(table) else {
+        return Ok(None);
+    };
+    let namespace = namespace_of(&table.metadata);
+    let name = name_of(&table.metadata);
+    let now_ms = now.timestamp_millis();
+    let catalog_err = |source| ControlError::Catalog {
+        table: name.clone(),
+        source,
+    };
+    let mut done = Housekeeping::default();
+
+    // 1. Lineage.
+    let fresh = gather::table(backend, &namespace, &name).await?;
+    let mut status = fresh.status.clone();
+    let mut lineage = Lineage::new(status.lineage.clone());
+    let live_before = lineage.live().count();
+    let entries_before = lineage.entries.len();
+    let deletions = lineage.clean_up(now_ms, STALE_AFTER_MS, DEFAULT_HISTORY_LIMIT);
+    done.stale_reverted = live_before - lineage.live().count();
+    done.lineage_dropped = entries_before - lineage.entries.len();
+    if lineage.entries != status.lineage {
+        store_lineage(&mut status, &lineage);
+        backend
+            .update_table_status(&namespace, &name, &status)
+            .await?;
+    }
+    let catalog = catalogs.get(&def).await?;
+    for prefix in &deletions.prefixes {
+        done.staged_files += catalog.delete_prefix(prefix).await.map_err(catalog_err)?;
+    }
+
+    // 2. Files.
+    let protected: Vec<String> = lineage.live().map(|e| e.output_prefix.clone()).collect();
+    done.files = catalog
+        .clean_up(now_ms, def.retention_ms, &protected, false)
+        .await
+        .map_err(catalog_err)?;
+
+    // 3. Event.
+    if done.deleted_anything() {
+        let event = Event {
+            object: ObjectRef::new("Table", &namespace, &name),
+            type_: EventType::Normal,
+            reason: "CleanedUp".into(),
+            message: done.summary(),
+            time: now,
+        };
+        if let Err(e) = backend.record_event(&event).await {
+            tracing::warn!(table = %name, error = %e, "could not record an event");
+        }
+    }
+    Ok(Some(done))
+}
