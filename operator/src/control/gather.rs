@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use minion_contract::TimeWindow;
 
 use super::{Backend, ControlError, name_of, namespace_of};
-use crate::api::{MinionTaskConfig, Table, TableStatus, TaskRun, TaskRunPhase};
+use crate::api::{MinionTaskConfig, SubtaskStatus, Table, TableStatus, TaskRun, TaskRunPhase};
 use crate::catalog::{Catalog, app_id};
 use crate::generator::{DEFAULT_WATERMARK, GeneratorInput, IncompleteRun, Plan, TableView};
 use crate::lineage::Lineage;
@@ -203,6 +203,10 @@ fn plan_path(task_run: &str) -> String {
     format!("_minion/runs/{task_run}/plan.json")
 }
 
+fn subtasks_path(task_run: &str) -> String {
+    format!("_minion/runs/{task_run}/subtasks.json")
+}
+
 fn windows_path(namespace: &str, config: &str) -> String {
     format!("_minion/configs/{namespace}/{config}/windows.json")
 }
@@ -247,6 +251,79 @@ pub async fn read_plan(dest_uri: &str, task_run: &str) -> Result<Option<Plan>, C
 /// The store cannot be written.
 pub async fn write_plan(dest_uri: &str, task_run: &str, plan: &Plan) -> Result<(), ControlError> {
     put_json(dest_uri, &plan_path(task_run), plan).await
+}
+
+/// Every subtask's state of a run too large for its status (more than
+/// [`crate::api::task_run::MAX_SUBTASK_DETAIL`] subtasks), stored at
+/// `<dest>/_minion/runs/<run>/subtasks.json`, if any.
+///
+/// # Errors
+/// The store cannot be read or the stored list does not parse.
+pub async fn read_subtasks(
+    dest_uri: &str,
+    task_run: &str,
+) -> Result<Option<Vec<SubtaskStatus>>, ControlError> {
+    get_json(dest_uri, &subtasks_path(task_run)).await
+}
+
+/// Stores every subtask's state of a run (see [`read_subtasks`]).
+///
+/// # Errors
+/// The store cannot be written.
+pub async fn write_subtasks(
+    dest_uri: &str,
+    task_run: &str,
+    subtasks: &[SubtaskStatus],
+) -> Result<(), ControlError> {
+    put_json(dest_uri, &subtasks_path(task_run), &subtasks).await
+}
+
+/// Deletes the run's directory `<dest>/_minion/runs/<run>/` (plan, subtask states) and
+/// returns how many objects were deleted. Only that directory: the name must be a plain
+/// resource name.
+///
+/// # Errors
+/// An unusable run name, or the store cannot be listed or written.
+pub async fn delete_run_dir(dest_uri: &str, task_run: &str) -> Result<usize, ControlError> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    if task_run.is_empty()
+        || task_run.contains('/')
+        || task_run.starts_with('.')
+        || task_run.contains("..")
+    {
+        return Err(ControlError::storage(
+            dest_uri,
+            format!("refusing to delete the run directory of {task_run:?}"),
+        ));
+    }
+    let relative = format!("_minion/runs/{task_run}/");
+    let loc =
+        minion_worker::store::resolve(dest_uri).map_err(|e| ControlError::storage(dest_uri, e))?;
+    let dir = loc.child(&relative);
+    let files: Vec<object_store::path::Path> = loc
+        .store
+        .list(Some(&dir))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(|e| ControlError::storage(&loc.child_uri(&relative), e))?;
+    let mut deleted = 0;
+    for path in files {
+        match loc.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+            Err(e) => return Err(ControlError::storage(&loc.child_uri(&relative), e)),
+        }
+    }
+    if deleted > 0
+        && let Some(local) = dest_uri.strip_prefix("file://")
+    {
+        // The local store leaves empty directories behind.
+        let _ = std::fs::remove_dir_all(
+            std::path::Path::new(local).join(relative.trim_end_matches('/')),
+        );
+    }
+    Ok(deleted)
 }
 
 /// URI of a run's stored plan, for messages.

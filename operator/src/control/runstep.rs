@@ -38,7 +38,59 @@ pub(super) struct Run<'r> {
     pub(super) namespace: String,
     pub(super) name: String,
     pub(super) object: &'r TaskRun,
+    /// Every subtask, also beyond the detail kept in the object's status (see [`Run::load`]).
     pub(super) status: TaskRunStatus,
+    /// URI of the destination table (the run's directory is under it); empty before the run
+    /// is resolved.
+    pub(super) dest_uri: String,
+}
+
+impl<'r> Run<'r> {
+    /// The run with every subtask's state: from status, or — when status holds only the
+    /// bounded detail — from `<dest>/_minion/runs/<run>/subtasks.json`.
+    ///
+    /// # Errors
+    /// The stored subtask states cannot be read.
+    pub(super) async fn load(object: &'r TaskRun, dest_uri: &str) -> Result<Self, ControlError> {
+        let mut run = Run {
+            namespace: namespace_of(&object.metadata),
+            name: name_of(&object.metadata),
+            object,
+            status: object.status.clone().unwrap_or_default(),
+            dest_uri: dest_uri.to_string(),
+        };
+        if run.status.subtasks_total as usize > run.status.subtasks.len()
+            && !dest_uri.is_empty()
+            && let Some(all) = gather::read_subtasks(dest_uri, &run.name).await?
+        {
+            run.status.subtasks = all;
+        }
+        Ok(run)
+    }
+}
+
+/// The detail kept in status: the first [`MAX_SUBTASK_DETAIL`] subtasks by index, and up to
+/// as many failed ones beyond them (the counters cover all).
+pub fn bounded_detail(subtasks: &[SubtaskStatus]) -> Vec<SubtaskStatus> {
+    if subtasks.len() <= MAX_SUBTASK_DETAIL {
+        return subtasks.to_vec();
+    }
+    let mut sorted: Vec<&SubtaskStatus> = subtasks.iter().collect();
+    sorted.sort_by_key(|s| s.index);
+    let failed =
+        |s: &&&SubtaskStatus| matches!(s.state, SubtaskState::Reverted | SubtaskState::Failed);
+    sorted
+        .iter()
+        .take(MAX_SUBTASK_DETAIL)
+        .chain(
+            sorted
+                .iter()
+                .skip(MAX_SUBTASK_DETAIL)
+                .filter(failed)
+                .take(MAX_SUBTASK_DETAIL),
+        )
+        .map(|s| (*s).clone())
+        .collect()
 }
 
 impl StepCtx<'_> {
@@ -61,11 +113,29 @@ impl StepCtx<'_> {
         }
     }
 
+    /// Writes the run's status. Beyond [`MAX_SUBTASK_DETAIL`] subtasks, every subtask's state
+    /// goes to the run's directory first and status keeps the counters and
+    /// [`bounded_detail`].
     pub(super) async fn save(&self, run: &mut Run<'_>) -> Result<(), ControlError> {
         taskrun::recount(&mut run.status);
-        self.backend
-            .update_task_run_status(&run.namespace, &run.name, &run.status)
-            .await?;
+        if run.status.subtasks.len() > MAX_SUBTASK_DETAIL {
+            if run.dest_uri.is_empty() {
+                return Err(ControlError::storage(
+                    "",
+                    format!("run {} has no destination to store its subtasks", run.name),
+                ));
+            }
+            gather::write_subtasks(&run.dest_uri, &run.name, &run.status.subtasks).await?;
+            let mut bounded = run.status.clone();
+            bounded.subtasks = bounded_detail(&run.status.subtasks);
+            self.backend
+                .update_task_run_status(&run.namespace, &run.name, &bounded)
+                .await?;
+        } else {
+            self.backend
+                .update_task_run_status(&run.namespace, &run.name, &run.status)
+                .await?;
+        }
         Ok(())
     }
 }
@@ -141,6 +211,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         name: name_of(&object.metadata),
         object,
         status: object.status.clone().unwrap_or_default(),
+        dest_uri: String::new(),
     };
     if run.status.phase.is_finished() {
         return Ok(Step::Done);
@@ -165,6 +236,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         Err(e) => return Err(e),
     };
     let dest_uri = resolved.destination.def.uri.clone();
+    let mut run = Run::load(object, &dest_uri).await?;
     let plan = match run.status.phase {
         TaskRunPhase::Running | TaskRunPhase::Committing => {
             gather::read_plan(&dest_uri, &run.name).await?
@@ -269,12 +341,6 @@ async fn admit(
 
 /// Aborts an earlier run in favour of `by` (concurrencyPolicy Replace).
 async fn replace(ctx: &mut StepCtx<'_>, other: &TaskRun, by: &str) -> Result<(), ControlError> {
-    let mut run = Run {
-        namespace: namespace_of(&other.metadata),
-        name: name_of(&other.metadata),
-        object: other,
-        status: other.status.clone().unwrap_or_default(),
-    };
     let abort = Step::Abort {
         phase: TaskRunPhase::Failed,
         reason: "ReplacedByNewerRun".into(),
@@ -282,6 +348,7 @@ async fn replace(ctx: &mut StepCtx<'_>, other: &TaskRun, by: &str) -> Result<(),
     };
     let (_, resolved) = gather::resolve_run(ctx.backend, other).await?;
     let dest_uri = resolved.destination.def.uri.clone();
+    let mut run = Run::load(other, &dest_uri).await?;
     match gather::read_plan(&dest_uri, &run.name).await? {
         Some(plan) => act(ctx, &mut run, &resolved, &plan, &abort).await,
         None => finish(ctx, &mut run, &abort).await,
