@@ -2,7 +2,8 @@
 //! `Suspended`) with a Warning Event when a config becomes invalid, cron scheduling (a
 //! TaskRun named [`task_run_name`] per due fire time), the status mirror (last/next schedule
 //! times, last run and result, active runs, watermarks from the log, delays in buckets), and
-//! history limits (old finished TaskRuns deleted).
+//! history limits (old finished TaskRuns deleted, with their jobs and their directory
+//! `<dest>/_minion/runs/<run>/`).
 //!
 //! Deciding is pure ([`schedule_decision`], [`runs_to_delete`], [`last_result`]); the
 //! reconcile function only reads, writes status and creates or deletes TaskRuns.
@@ -294,17 +295,29 @@ pub async fn reconcile(
             r.config.successful_runs_history_limit,
             r.config.failed_runs_history_limit,
         );
+        let dest_uri = r.destination.def.uri.as_str();
         for old in runs_to_delete(&mine, limits.0, limits.1) {
             if let Some(run) = mine.iter().find(|r| name_of(&r.metadata) == old) {
-                for job in run
+                let mut subtasks = run
                     .status
-                    .iter()
-                    .flat_map(|s| &s.subtasks)
-                    .filter_map(|s| s.job.as_ref())
+                    .as_ref()
+                    .map(|s| s.subtasks.clone())
+                    .unwrap_or_default();
+                if run
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.subtasks_total as usize > s.subtasks.len())
+                    && let Some(all) = gather::read_subtasks(dest_uri, &old).await?
                 {
+                    subtasks = all;
+                }
+                for job in subtasks.iter().filter_map(|s| s.job.as_ref()) {
                     backend.delete_subtask(&namespace, job).await?;
                 }
             }
+            // The run's directory (plan, subtask states) before the run: a crash in between
+            // leaves a finished run that is deleted again next time.
+            gather::delete_run_dir(dest_uri, &old).await?;
             backend.delete_task_run(&namespace, &old).await?;
             outcome.deleted.push(old);
         }
