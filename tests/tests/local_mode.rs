@@ -419,3 +419,187 @@ async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_
     let (src, dst, _) = env.totals().await;
     assert_same(&src, &dst);
 }
+
+fn up_at(env: &Env, now: chrono::DateTime<Utc>) {
+    env.ok(&[
+        "local",
+        "up",
+        "--until-idle",
+        "--poll-ms",
+        "50",
+        "--now",
+        &now.to_rfc3339(),
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn housekeeping_deletes_replaced_segments_after_the_retention_and_dead_staged_files_after_a_day()
+ {
+    use minion_operator::catalog::Replacement;
+    let env = Env::new(4, "").await;
+    env.apply();
+    let run = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    assert_eq!(env.task_run(&run)["status"]["phase"], "Succeeded");
+    let offline = env.table("events-offline");
+    let root = PathBuf::from(offline.uri.trim_start_matches("file://"));
+    // Replace one segment by a copy of it: the original becomes a replaced (tombstoned) file.
+    let mut dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let old = dest.segments().unwrap().into_iter().next().unwrap();
+    let mut copy = old.clone();
+    copy.path = format!(
+        "data/replaced-by-test/{}",
+        Path::new(&old.path).file_name().unwrap().to_str().unwrap()
+    );
+    std::fs::create_dir_all(root.join("data/replaced-by-test")).unwrap();
+    std::fs::copy(root.join(&old.path), root.join(&copy.path)).unwrap();
+    dest.replace(Replacement {
+        remove: vec![old.path.clone()],
+        add: vec![copy.clone()],
+        txns: vec![],
+        data_change: false,
+        operation: "TEST REPLACE",
+    })
+    .await
+    .unwrap();
+    // Staged outputs of a dead run: neither in the log nor in any lineage entry.
+    let dead = root.join("data/dead-run/0-1/out.parquet");
+    std::fs::create_dir_all(dead.parent().unwrap()).unwrap();
+    std::fs::write(&dead, b"staged by a run that died").unwrap();
+    // A validity sidecar of a live segment stays as long as its segment.
+    let sidecar = root.join(format!("{}.validity", copy.path));
+    std::fs::write(&sidecar, b"sidecar").unwrap();
+
+    let now = Utc::now();
+    // Within the table's replacedSegmentRetention (4h): nothing goes.
+    up_at(&env, now + chrono::Duration::hours(1));
+    assert!(root.join(&old.path).exists(), "replaced too early");
+    assert!(dead.exists());
+    // Past the retention: the replaced file goes, the young dead file stays.
+    up_at(&env, now + chrono::Duration::hours(5));
+    assert!(!root.join(&old.path).exists(), "replaced file kept");
+    assert!(dead.exists(), "unreferenced file deleted before a day");
+    let events = std::fs::read_to_string(env.state.join("events.jsonl")).unwrap();
+    assert!(
+        events.contains("CleanedUp") && events.contains("1 replaced file(s)"),
+        "{events}"
+    );
+    // Past a day: the dead run's staged file goes too.
+    up_at(&env, now + chrono::Duration::hours(30));
+    assert!(!dead.exists(), "staged file of a dead run kept");
+    // Nothing live was touched, nor the sidecar of a live segment.
+    dest.refresh().await.unwrap();
+    for s in dest.segments().unwrap() {
+        assert!(
+            root.join(&s.path).exists(),
+            "live segment {} deleted",
+            s.path
+        );
+    }
+    assert!(
+        sidecar.exists(),
+        "validity sidecar of a live segment deleted"
+    );
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_beyond_the_history_limit_are_deleted_with_their_run_directory() {
+    let env = Env::new(4, "  successfulRunsHistoryLimit: 1\n").await;
+    env.apply();
+    let offline = env.table("events-offline");
+    let runs_dir = PathBuf::from(offline.uri.trim_start_matches("file://")).join("_minion/runs");
+    let first = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    assert_eq!(env.task_run(&first)["status"]["phase"], "Succeeded");
+    assert!(runs_dir.join(&first).join("plan.json").exists());
+    let second = env.run_import();
+    assert_ne!(first, second);
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let out = env.minion(&["get", "tr", &first]);
+    assert!(!out.status.success(), "{first} still exists");
+    assert!(
+        !runs_dir.join(&first).exists(),
+        "{} left behind",
+        runs_dir.join(&first).display()
+    );
+    let tr = env.task_run(&second);
+    assert!(
+        matches!(
+            tr["status"]["phase"].as_str(),
+            Some("Succeeded" | "Skipped")
+        ),
+        "{tr:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_150_subtasks_succeeds_with_bounded_status_detail() {
+    use minion_operator::api::task_run::MAX_SUBTASK_DETAIL;
+    let env = Env::new(1, "").await;
+    env.apply();
+    let data = env._dir.path().join("data");
+    let input = data.join("incoming/many");
+    std::fs::create_dir_all(&input).unwrap();
+    let day = Utc::now().timestamp_millis() - 10 * DAY_MS;
+    let files = 150;
+    for i in 0..files {
+        let ts = day + i64::from(i) * 1000;
+        let csv = format!(
+            "ts,country,browser,device,user_id,clicks,revenue,latency_ms\n\
+             {ts},US,chrome,mobile,u{i},1,1.5,10.0\n\
+             {},DE,firefox,desktop,v{i},2,2.5,20.0\n",
+            ts + 1
+        );
+        std::fs::write(input.join(format!("part-{i:03}.csv")), csv).unwrap();
+    }
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/taskrun-file-ingestion.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "file:///tmp/minion/incoming/events/",
+        &format!("file://{}/", input.display()),
+    )
+    .replace("name: events-ingest-2024-01", "name: ingest-many")
+    .replace("inputFormat: parquet", "inputFormat: csv")
+    .replace("\"**/*.parquet\"", "\"*.csv\"")
+    .replace(
+        "tableMaxNumTasks: -1",
+        "tableMaxNumTasks: -1\n      taskMaxNumFiles: 1",
+    )
+    .replace("parallelism: 2", "parallelism: 4");
+    let path = env.manifests.join("taskrun-many.yaml");
+    std::fs::write(&path, text).unwrap();
+    env.ok(&["execute", "-f", path.to_str().unwrap()]);
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    let tr = env.task_run("ingest-many");
+    let status = &tr["status"];
+    assert_eq!(status["phase"], "Succeeded", "{status:#}");
+    assert_eq!(status["subtasksTotal"], files, "{status:#}");
+    assert_eq!(status["subtasksCommitted"], files, "{status:#}");
+    assert_eq!(status["progress"], format!("{files}/{files}"));
+    let detail = status["subtasks"].as_array().unwrap();
+    assert_eq!(detail.len(), MAX_SUBTASK_DETAIL);
+    assert!(status["plan"].as_array().unwrap().len() <= MAX_SUBTASK_DETAIL);
+    // Every subtask's state is kept beside the run's plan.
+    let offline = env.table("events-offline");
+    let stored: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(
+            PathBuf::from(offline.uri.trim_start_matches("file://"))
+                .join("_minion/runs/ingest-many/subtasks.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored.len(), files as usize);
+    assert!(stored.iter().all(|s| s["state"] == "Committed"));
+    let dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let rows: u64 = dest.segments().unwrap().iter().map(|s| s.rows).sum();
+    assert_eq!(rows, 2 * files as u64);
+}
