@@ -2,7 +2,7 @@
 //! ([`HOUSEKEEPING_INTERVAL_MS`] of the loop's clock per table, and on the loop's first tick):
 //!
 //! 1. Stale lineage: [`Lineage::clean_up`] reverts IN_PROGRESS entries older than
-//!    [`STALE_AFTER_MS`], drops old ended ones beyond [`DEFAULT_HISTORY_LIMIT`], and names the
+//!    [`STALE_AFTER_MS`] (except those of TaskRuns still unfinished, which end them), drops old ended ones beyond [`DEFAULT_HISTORY_LIMIT`], and names the
 //!    staged prefixes to delete; they are deleted ([`Catalog::delete_prefix`], which never
 //!    deletes a live file) and the lineage is written back to the Table's status.
 //! 2. Files: [`Catalog::clean_up`] with the Table's `replacedSegmentRetention`, protecting the
@@ -13,6 +13,8 @@
 //! Order: lineage first (status written before files go), so a crash leaves no IN_PROGRESS
 //! entry pointing at deleted outputs.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 
 use super::gather::{self, Catalogs};
@@ -20,7 +22,7 @@ use super::tables::store_lineage;
 use super::{Backend, ControlError, Event, EventType, ObjectRef, name_of, namespace_of};
 use crate::api::Table;
 use crate::catalog::CleanupReport;
-use crate::lineage::{DEFAULT_HISTORY_LIMIT, Lineage, STALE_AFTER_MS};
+use crate::lineage::{DEFAULT_HISTORY_LIMIT, Lineage, LineageState, STALE_AFTER_MS};
 use crate::validate;
 
 /// Housekeeping runs at most once per table in this much time of the loop's clock.
@@ -84,12 +86,30 @@ pub async fn housekeep(
     // 1. Lineage.
     let fresh = gather::table(backend, &namespace, &name).await?;
     let mut status = fresh.status.clone();
-    let mut lineage = Lineage::new(status.lineage.clone());
+    // Entries of runs still unfinished are theirs to end (a run may outlive STALE_AFTER_MS
+    // with a long runTimeout): they are never reverted here.
+    let active: HashSet<String> = backend
+        .list_task_runs()
+        .await?
+        .iter()
+        .filter(|r| namespace_of(&r.metadata) == namespace)
+        .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .map(|r| name_of(&r.metadata))
+        .collect();
+    let (kept, rest): (Vec<_>, Vec<_>) = status
+        .lineage
+        .iter()
+        .cloned()
+        .partition(|e| e.state == LineageState::InProgress && active.contains(&e.task_run));
+    let mut lineage = Lineage::new(rest);
     let live_before = lineage.live().count();
     let entries_before = lineage.entries.len();
     let deletions = lineage.clean_up(now_ms, STALE_AFTER_MS, DEFAULT_HISTORY_LIMIT);
     done.stale_reverted = live_before - lineage.live().count();
     done.lineage_dropped = entries_before - lineage.entries.len();
+    let mut entries = kept;
+    entries.append(&mut lineage.entries);
+    let lineage = Lineage::new(entries);
     if lineage.entries != status.lineage {
         store_lineage(&mut status, &lineage);
         backend

@@ -515,3 +515,47 @@ pub(super) async fn finish(
     .await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(index: u32, state: SubtaskState) -> SubtaskStatus {
+        SubtaskStatus {
+            index,
+            state,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn bounded_detail_keeps_the_first_subtasks_and_failed_ones_beyond_them() {
+        let small: Vec<_> = (0..10).map(|i| sub(i, SubtaskState::Pending)).collect();
+        assert_eq!(bounded_detail(&small), small);
+        let n = MAX_SUBTASK_DETAIL as u32 * 3;
+        let mut all: Vec<_> = (0..n)
+            .rev()
+            .map(|i| sub(i, SubtaskState::Committed))
+            .collect();
+        all[0].state = SubtaskState::Reverted; // index n - 1
+        all[5].state = SubtaskState::Failed; // index n - 6
+        let detail = bounded_detail(&all);
+        assert_eq!(detail.len(), MAX_SUBTASK_DETAIL + 2);
+        assert!(
+            detail[..MAX_SUBTASK_DETAIL]
+                .iter()
+                .enumerate()
+                .all(|(i, s)| s.index == i as u32)
+        );
+        assert_eq!(
+            (
+                detail[MAX_SUBTASK_DETAIL].index,
+                detail[MAX_SUBTASK_DETAIL + 1].index
+            ),
+            (n - 6, n - 1)
+        );
+        // Failed ones beyond the first are bounded too.
+        let failed: Vec<_> = (0..n).map(|i| sub(i, SubtaskState::Reverted)).collect();
+        assert_eq!(bounded_detail(&failed).len(), 2 * MAX_SUBTASK_DETAIL);
+    }
+}
