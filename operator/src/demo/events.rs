@@ -83,6 +83,19 @@ impl Rng {
 
 /// `rows` events with times spread over `[start_ms, end_ms)`, sorted by time.
 pub fn event_batch(rng: &mut Rng, rows: usize, start_ms: i64, end_ms: i64) -> RecordBatch {
+    event_batch_with_duplicates(rng, rows, start_ms, end_ms, 0).0
+}
+
+/// Like [`event_batch`], but about `per_mille` rows in a thousand repeat the row before them
+/// exactly, as an at-least-once producer writes a row twice. Returns the batch and how many
+/// rows are such repeats.
+pub fn event_batch_with_duplicates(
+    rng: &mut Rng,
+    rows: usize,
+    start_ms: i64,
+    end_ms: i64,
+    per_mille: u64,
+) -> (RecordBatch, u64) {
     let span = (end_ms - start_ms).max(1) as u64;
     let mut times: Vec<i64> = (0..rows)
         .map(|_| start_ms + rng.below(span) as i64)
@@ -96,18 +109,40 @@ pub fn event_batch(rng: &mut Rng, rows: usize, start_ms: i64, end_ms: i64) -> Re
     let mut clicks = Int64Builder::with_capacity(rows);
     let mut revenue = Float64Builder::with_capacity(rows);
     let mut latency = Float64Builder::with_capacity(rows);
+    let mut previous: Option<Event> = None;
+    let mut duplicates = 0;
     for t in times {
-        ts.append_value(t);
-        // Skewed choices: low indexes are more frequent, as in real traffic.
-        let skew = |rng: &mut Rng, n: usize| ((rng.unit().powi(2)) * n as f64) as usize;
-        country.append_value(COUNTRIES[skew(rng, COUNTRIES.len())]);
-        browser.append_value(BROWSERS[skew(rng, BROWSERS.len())]);
-        device.append_value(DEVICES[skew(rng, DEVICES.len())]);
-        user.append_value(format!("u{:05}", rng.below(50_000)));
-        clicks.append_value(1 + rng.below(5) as i64);
-        // Whole cents, so sums are exact in f64 and comparisons are meaningful.
-        revenue.append_value((rng.below(5_000) as f64) / 100.0);
-        latency.append_value(5.0 + rng.below(995) as f64);
+        let repeat = per_mille > 0 && previous.is_some() && rng.below(1000) < per_mille;
+        let event = match (&previous, repeat) {
+            (Some(p), true) => {
+                duplicates += 1;
+                p.clone()
+            }
+            _ => {
+                // Skewed choices: low indexes are more frequent, as in real traffic.
+                let skew = |rng: &mut Rng, n: usize| ((rng.unit().powi(2)) * n as f64) as usize;
+                Event {
+                    ts: t,
+                    country: COUNTRIES[skew(rng, COUNTRIES.len())],
+                    browser: BROWSERS[skew(rng, BROWSERS.len())],
+                    device: DEVICES[skew(rng, DEVICES.len())],
+                    user: format!("u{:05}", rng.below(50_000)),
+                    clicks: 1 + rng.below(5) as i64,
+                    // Whole cents, so sums are exact in f64 and comparisons are meaningful.
+                    revenue: (rng.below(5_000) as f64) / 100.0,
+                    latency: 5.0 + rng.below(995) as f64,
+                }
+            }
+        };
+        ts.append_value(event.ts);
+        country.append_value(event.country);
+        browser.append_value(event.browser);
+        device.append_value(event.device);
+        user.append_value(&event.user);
+        clicks.append_value(event.clicks);
+        revenue.append_value(event.revenue);
+        latency.append_value(event.latency);
+        previous = Some(event);
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(ts.finish()),
@@ -120,7 +155,21 @@ pub fn event_batch(rng: &mut Rng, rows: usize, start_ms: i64, end_ms: i64) -> Re
         Arc::new(latency.finish()),
     ];
     let schema = crate::catalog::arrow_schema(&event_schema());
-    RecordBatch::try_new(schema, columns).expect("event columns match the event schema")
+    let batch =
+        RecordBatch::try_new(schema, columns).expect("event columns match the event schema");
+    (batch, duplicates)
+}
+
+#[derive(Clone)]
+struct Event {
+    ts: i64,
+    country: &'static str,
+    browser: &'static str,
+    device: &'static str,
+    user: String,
+    clicks: i64,
+    revenue: f64,
+    latency: f64,
 }
 
 /// Writes `batch` as one Parquet segment at `path` (relative to the table URI) and describes
@@ -171,6 +220,24 @@ pub async fn write_segment(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicated_events_repeat_the_row_before_them_exactly() {
+        let (batch, dups) = event_batch_with_duplicates(&mut Rng::new(3), 5_000, 0, 1_000_000, 50);
+        assert!(dups > 100 && dups < 500, "{dups}");
+        let rows: Vec<String> = (0..batch.num_rows())
+            .map(|i| {
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::util::display::array_value_to_string(c, i).unwrap())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect();
+        let repeats = rows.windows(2).filter(|w| w[0] == w[1]).count() as u64;
+        assert_eq!(repeats, dups);
+    }
 
     #[test]
     fn generated_events_are_sorted_within_range_and_deterministic() {

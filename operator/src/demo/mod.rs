@@ -27,7 +27,7 @@ use crate::model::{DAY_MS, HOUR_MS, TableDef, TaskConfig};
 use crate::runner::{InProcessExecutor, RunContext, RunState, execute_run};
 use crate::validate;
 
-const SAMPLES: [(&str, &str); 4] = [
+const SAMPLES: [(&str, &str); 5] = [
     (
         "config/table-events-realtime.yaml",
         include_str!("../../../config/table-events-realtime.yaml"),
@@ -44,7 +44,14 @@ const SAMPLES: [(&str, &str); 4] = [
         "config/mtc-merge-rollup.yaml",
         include_str!("../../../config/mtc-merge-rollup.yaml"),
     ),
+    (
+        "config/mtc-dedup.yaml",
+        include_str!("../../../config/mtc-dedup.yaml"),
+    ),
 ];
+
+/// Rows in a thousand the demo's stream writer writes twice (at-least-once delivery).
+const DEMO_DUPLICATES_PER_MILLE: u64 = 5;
 
 /// Settings of one demo run.
 #[derive(Clone, Debug)]
@@ -79,6 +86,7 @@ pub struct DemoReport {
     pub offline_after_import: Totals,
     pub source_in_imported_range: Totals,
     pub offline_after_merge: Totals,
+    pub realtime_after_dedup: Totals,
     pub imported_range: Option<TimeWindow>,
     pub runs: usize,
 }
@@ -162,12 +170,13 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
         options.partitions,
         realtime.uri
     );
-    write_realtime(
+    let duplicates = write_realtime_with_duplicates(
         realtime,
         catalogs.get_mut(&realtime.name).expect("created"),
         options,
         start_ms,
         per_partition,
+        DEMO_DUPLICATES_PER_MILLE,
     )
     .await?;
     let mut report = DemoReport {
@@ -175,11 +184,12 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
         ..DemoReport::default()
     };
     print_totals("events-realtime", &report.realtime_before);
+    println!("  ({duplicates} of those rows were written twice by the at-least-once writer)");
 
     // 2. Run each sample config until it has nothing left to do.
     let mut lineage: HashMap<String, Lineage> = HashMap::new();
     let mut watermarks: HashMap<String, (BTreeMap<String, i64>, Vec<TimeWindow>)> = HashMap::new();
-    for name in ["events-import", "events-merge"] {
+    for name in ["events-import", "events-merge", "events-realtime-dedup"] {
         let config = configs
             .iter()
             .find(|c| c.name == name)
@@ -287,6 +297,18 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
             }
         }
     }
+    report.realtime_after_dedup = table_totals(&catalogs[&realtime.name], realtime, None).await?;
+    print_totals("events-realtime after dedup", &report.realtime_after_dedup);
+    let removed = report.realtime_before.rows - report.realtime_after_dedup.rows;
+    if removed == 0 || removed > duplicates {
+        return Err(DemoError::Check(format!(
+            "dedup removed {removed} rows; the writer repeated {duplicates}"
+        )));
+    }
+    println!(
+        "  ✔ dedup: {removed} repeated rows removed ({} still in buckets younger than the buffer or the partitions' latest segments)",
+        duplicates - removed
+    );
     report.offline_after_merge = table_totals(&catalogs[&offline.name], offline, None).await?;
     print_totals(
         "events-offline after merge/rollup",
@@ -315,18 +337,36 @@ pub async fn write_realtime(
     start_ms: i64,
     per_partition: usize,
 ) -> Result<(), DemoError> {
+    write_realtime_with_duplicates(def, catalog, options, start_ms, per_partition, 0)
+        .await
+        .map(|_| ())
+}
+
+/// Like [`write_realtime`], with about `per_mille` rows in a thousand written twice; returns
+/// how many rows are such repeats.
+async fn write_realtime_with_duplicates(
+    def: &TableDef,
+    catalog: &mut Catalog,
+    options: &DemoOptions,
+    start_ms: i64,
+    per_partition: usize,
+    per_mille: u64,
+) -> Result<u64, DemoError> {
+    let mut duplicates = 0;
     let location = minion_worker::store::resolve(&def.uri).map_err(setup(&def.name))?;
     let mut rng = events::Rng::new(42);
     let mut batch_of_segments = Vec::new();
     for i in 0..per_partition {
         let from = start_ms + i as i64 * options.segment_period_ms;
         for p in 0..options.partitions {
-            let batch = events::event_batch(
+            let (batch, repeats) = events::event_batch_with_duplicates(
                 &mut rng,
                 options.rows_per_segment,
                 from,
                 from + options.segment_period_ms,
+                per_mille,
             );
+            duplicates += repeats;
             let path = format!("stream/p{p}/events_{from}_{p}.parquet");
             let segment =
                 events::write_segment(&location, &path, &batch, &def.schema.time_column, Some(p))
@@ -344,7 +384,7 @@ pub async fn write_realtime(
         }
     }
     catalog.checkpoint().await.map_err(setup(&def.name))?;
-    Ok(())
+    Ok(duplicates)
 }
 
 async fn table_totals(
