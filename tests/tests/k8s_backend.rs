@@ -431,3 +431,95 @@ async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted
         "{lineage:#?}"
     );
 }
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs_the_loop() {
+    use minion_operator::k8s::lease::LeaseConfig;
+    use minion_operator::k8s::operator::{OperatorOptions, run_with_client};
+    let env = Env::new(4).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let options = OperatorOptions {
+        namespaces: vec!["default".into()],
+        metrics_addr: port,
+        lease: Some(LeaseConfig::new("default", "minion-operator", "pod-a")),
+        worker_defaults: PathBuf::from("/nonexistent/worker-defaults.yaml"),
+        poll_interval: Duration::from_millis(20),
+        instance: Some("pod-a".into()),
+    };
+    let backend = env.backend();
+    let cfg = backend
+        .get_task_config("default", "events-import")
+        .await
+        .unwrap()
+        .unwrap();
+    backend
+        .create_task_run(&new_task_run(&cfg, "events-import-manual-3", None))
+        .await
+        .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run_with_client(env.api.client(), options, async {
+        let _ = stop_rx.await;
+    }));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let run = env
+            .api
+            .get(TASK_RUNS, "default", "events-import-manual-3")
+            .unwrap();
+        if let Some(phase) = run["status"]["phase"].as_str()
+            && matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Skipped")
+        {
+            assert_eq!(phase, "Succeeded", "{run:#}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{run:#}\nmetrics: {}",
+            http_get(port, "/metrics").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lease = env
+        .api
+        .get(
+            "coordination.k8s.io/v1/leases",
+            "default",
+            "minion-operator",
+        )
+        .expect("the Lease was created");
+    assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
+    assert!(http_get(port, "/livez").await.starts_with("HTTP/1.1 200"));
+    assert!(http_get(port, "/readyz").await.starts_with("HTTP/1.1 200"));
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = http_get(port, "/metrics").await;
+        if metrics.contains("minion_taskrun_total{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.contains(r#"minion_taskrun_total{type="SegmentImportTask",table="events-offline",result="Succeeded"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("minion_leader 1"), "{metrics}");
+    assert!(
+        metrics.contains("minion_reconcile_total{result=\"ok\"}"),
+        "{metrics}"
+    );
+    stop_tx.send(()).unwrap();
+    op.await.unwrap().unwrap();
+}

@@ -4,12 +4,18 @@
 //!   YAML; `minion-operator crds --out crds --out charts/minion-operator/files/crds` writes one file
 //!   per CRD (`tables.minion.dev.yaml`, …) into each directory.
 //!
-//! The controller itself (`run`) is added by the control-loop work.
+//! - `minion-operator run`: the operator (docs/kubernetes.md, "Runtime contract"): flags
+//!   `--namespaces`, `--log-format`, `--metrics-addr`, `--leader-election-namespace`,
+//!   `--lease-name`; environment `MINION_WATCH_NAMESPACES`, `MINION_LOG_FORMAT`,
+//!   `POD_NAMESPACE`, `POD_NAME`, `MINION_LEADER_ELECTION`; worker defaults from
+//!   `/etc/minion/worker-defaults.yaml`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use minion_operator::k8s::lease::LeaseConfig;
+use minion_operator::k8s::operator::{OperatorOptions, run};
 
 #[derive(Parser)]
 #[command(
@@ -30,11 +36,50 @@ enum Command {
         #[arg(long = "out", value_name = "DIR")]
         out: Vec<PathBuf>,
     },
+    /// Run the operator against the cluster of the kubeconfig or the in-cluster account.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Watched namespaces, comma-separated. Empty: all.
+    #[arg(
+        long,
+        env = "MINION_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    namespaces: Vec<String>,
+    /// `json` (one object per line, with the TaskRun as a field) or `text`.
+    #[arg(long, env = "MINION_LOG_FORMAT", value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// One port for /metrics, /livez and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: std::net::SocketAddr,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "minion-operator")]
+    lease_name: String,
+    /// Defaults of subtask Jobs (written by the chart).
+    #[arg(long, default_value = minion_operator::k8s::job::WORKER_DEFAULTS_PATH)]
+    worker_defaults: PathBuf,
+    /// Pause between idle ticks, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    poll_ms: u64,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => operate(args),
         Command::Crds { out } => match crds(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -63,4 +108,67 @@ fn crds(out: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+fn operate(args: RunArgs) -> ExitCode {
+    init_logs(args.log_format);
+    minion_operator::catalog::install_crypto_provider();
+    // An environment variable, not a flag: a binary that does not read it ignores it.
+    let election = std::env::var("MINION_LEADER_ELECTION").ok();
+    let election_on = election.as_deref().is_none_or(|v| v != "false");
+    let lease = match (&args.leader_election_namespace, election_on) {
+        (Some(ns), true) => {
+            let identity = std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("minion-operator-{}", std::process::id()));
+            Some(LeaseConfig::new(ns, &args.lease_name, &identity))
+        }
+        (None, true) if election.as_deref() == Some("true") => {
+            eprintln!(
+                "minion-operator run: leader election needs --leader-election-namespace or POD_NAMESPACE"
+            );
+            return ExitCode::FAILURE;
+        }
+        _ => None,
+    };
+    let options = OperatorOptions {
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.is_empty())
+            .collect(),
+        metrics_addr: args.metrics_addr,
+        lease,
+        worker_defaults: args.worker_defaults,
+        poll_interval: std::time::Duration::from_millis(args.poll_ms.max(10)),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("minion-operator run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(options)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(reason = e.reason(), error = %e, "minion-operator stopped");
+            ExitCode::FAILURE
+        }
+    }
 }

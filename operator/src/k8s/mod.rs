@@ -4,6 +4,7 @@
 //! - [`job`]: one `batch/v1` Job per subtask attempt (pure builder, status reader);
 //! - [`lease`]: Lease-based leader election (pure decision, thin acting loop);
 //! - [`metrics`]: the Prometheus metrics, registered once;
+//! - [`operator`]: the `minion-operator run` process (metrics/health port, election, loop);
 //! - [`backend`]: [`KubeBackend`], the control loop's [`crate::control::Backend`] on `kube::Api`;
 //!
 //! What it may touch: the `minion.dev` resources (status only through the status
@@ -14,6 +15,7 @@ pub mod backend;
 pub mod job;
 pub mod lease;
 pub mod metrics;
+pub mod operator;
 
 pub use backend::{FIELD_MANAGER, KubeBackend, WriteGate};
 pub use job::{JobError, WorkerDefaults};
