@@ -1,17 +1,7 @@
-//! `minion`: the user CLI (also installable as the kubectl plugin `kubectl-minion`). The
-//! commands live in `minion_operator::cli`.
-
-use std::process::ExitCode;
-
-use clap::Parser;
+//! `minion`: the user CLI (also built as the kubectl plugin `kubectl-minion`). The commands
+//! live in `minion_operator::cli`.
 
 #[tokio::main]
-async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    minion_operator::cli::main(minion_operator::cli::Cli::parse()).await
+async fn main() -> std::process::ExitCode {
+    minion_operator::cli::run_process().await
 }

@@ -201,6 +201,18 @@ pub enum WorkerCommand {
     },
 }
 
+/// The process entry point of `minion` and `kubectl-minion`: logs to stderr (`RUST_LOG`,
+/// default `warn`), parses the arguments and runs the command.
+pub async fn run_process() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    main(Cli::parse()).await
+}
+
 /// Runs the CLI.
 pub async fn main(cli: Cli) -> ExitCode {
     let state = cli.state_dir;
