@@ -603,3 +603,62 @@ async fn a_run_of_150_subtasks_succeeds_with_bounded_status_detail() {
     let rows: u64 = dest.segments().unwrap().iter().map(|s| s.rows).sum();
     assert_eq!(rows, 2 * files as u64);
 }
+
+#[tokio::test]
+async fn local_up_with_a_manifest_directory_applies_it_and_reapplies_changes() {
+    let env = Env::new(2, "").await;
+    let mut up = Command::new(minion_bin())
+        .arg("--state-dir")
+        .arg(&env.state)
+        .args(["local", "up", "--poll-ms", "50", "-f"])
+        .arg(&env.manifests)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let suspended = |env: &Env| -> Option<bool> {
+        let out = env.minion(&["get", "mtc", "events-import", "-o", "json"]);
+        if !out.status.success() {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v["spec"]["suspend"].as_bool().unwrap_or(false))
+    };
+    let wait_for = |want: bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if suspended(&env) == Some(want) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        false
+    };
+    let applied = wait_for(false);
+    // Edit the config in place, as a GitOps sync or an editor would.
+    let file = env.manifests.join("mtc-segment-import.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace(
+            "  segmentImportTask:\n",
+            "  suspend: true\n  segmentImportTask:\n",
+        ),
+    )
+    .unwrap();
+    let reapplied = applied && wait_for(true);
+    // A broken edit is reported and changes nothing.
+    std::fs::write(&file, "kind: MinionTaskConfig\napiVersion: minion.dev/v1alpha1\nmetadata: {name: events-import}\nspec: {bogus: 1}\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let still = suspended(&env);
+    up.kill().unwrap();
+    let out = up.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(applied, "the directory was not applied at start: {stderr}");
+    assert!(
+        reapplied,
+        "the edited manifest was not re-applied: {stderr}"
+    );
+    assert_eq!(still, Some(true), "a broken edit changed the stored config");
+    assert!(stderr.contains("manifests not applied"), "{stderr}");
+}

@@ -18,7 +18,7 @@ use crate::validate;
 
 /// Manifest files named by `paths`: files as given, directories' `*.yaml`/`*.yml` (recursive,
 /// sorted).
-fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+pub(crate) fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {

@@ -179,6 +179,10 @@ pub enum LocalCommand {
         /// Milliseconds between ticks while waiting.
         #[arg(long, default_value_t = 250)]
         poll_ms: u64,
+        /// Manifest files or directories to apply at start and again whenever they change
+        /// (a GitOps-style directory of Tables and MinionTaskConfigs).
+        #[arg(short = 'f', long = "filename")]
+        watch: Vec<PathBuf>,
     },
 }
 
@@ -270,8 +274,9 @@ pub async fn main(cli: Cli) -> ExitCode {
                     now,
                     max_steps,
                     poll_ms,
+                    watch,
                 },
-        } => up::up(&state, until_idle, now, max_steps, poll_ms).await,
+        } => up::up(&state, until_idle, now, max_steps, poll_ms, watch).await,
         Command::Worker {
             command:
                 WorkerCommand::Run {

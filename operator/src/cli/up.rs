@@ -2,7 +2,7 @@
 //! processes of this binary (`minion worker run`), in their own process group, so an
 //! interrupted loop leaves them running and a restarted one picks them up again.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ pub(crate) async fn up(
     now: Option<DateTime<Utc>>,
     max_steps: Option<u64>,
     poll_ms: u64,
+    watch: Vec<PathBuf>,
 ) -> Result<(), CliError> {
     crate::catalog::install_crypto_provider();
     let program = std::env::current_exe().map_err(CliError::failed)?;
@@ -47,7 +48,10 @@ pub(crate) async fn up(
         },
     );
     eprintln!("minion local up: state in {}", state.display());
+    let mut manifests = WatchedManifests::new(watch);
+    manifests.apply_if_changed(&state);
     let run = controller.run(until_idle, |report| {
+        manifests.apply_if_changed(&state);
         for line in &report.log {
             println!("{line}");
         }
@@ -60,6 +64,51 @@ pub(crate) async fn up(
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted; running workers continue and `minion local up` resumes them");
             Ok(())
+        }
+    }
+}
+
+/// Manifest files `local up -f` re-applies when they change.
+struct WatchedManifests {
+    paths: Vec<PathBuf>,
+    /// (file, modification time, length) at the last apply attempt.
+    seen: Vec<(PathBuf, Option<std::time::SystemTime>, u64)>,
+}
+
+impl WatchedManifests {
+    fn new(paths: Vec<PathBuf>) -> Self {
+        WatchedManifests {
+            paths,
+            seen: Vec::new(),
+        }
+    }
+
+    fn fingerprint(&self) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+        let files = super::apply::manifest_files(&self.paths).unwrap_or_default();
+        files
+            .into_iter()
+            .map(|f| {
+                let meta = std::fs::metadata(&f).ok();
+                let modified = meta.as_ref().and_then(|m| m.modified().ok());
+                let len = meta.map_or(0, |m| m.len());
+                (f, modified, len)
+            })
+            .collect()
+    }
+
+    /// Applies the manifests when any was added, removed or changed since the last attempt.
+    /// A bad manifest is reported and changes nothing; it is not retried until it changes.
+    fn apply_if_changed(&mut self, state: &Path) {
+        if self.paths.is_empty() {
+            return;
+        }
+        let now = self.fingerprint();
+        if now == self.seen {
+            return;
+        }
+        self.seen = now;
+        if let Err(e) = super::apply::apply(state, &self.paths) {
+            eprintln!("warning: manifests not applied (nothing changed): {e}");
         }
     }
 }
