@@ -662,3 +662,71 @@ async fn local_up_with_a_manifest_directory_applies_it_and_reapplies_changes() {
     assert_eq!(still, Some(true), "a broken edit changed the stored config");
     assert!(stderr.contains("manifests not applied"), "{stderr}");
 }
+
+/// Runs `config` through `minion run` + `local up --until-idle` until its run is Skipped
+/// (caught up); returns the number of runs that did work.
+fn run_until_caught_up(env: &Env, config: &str) -> usize {
+    for done in 0..30 {
+        let out = env.ok(&["run", config]);
+        let run = out
+            .trim()
+            .strip_prefix("taskrun.minion.dev/")
+            .and_then(|s| s.strip_suffix(" created"))
+            .unwrap_or_else(|| panic!("unexpected output {out:?}"))
+            .to_string();
+        env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+        let tr = env.task_run(&run);
+        match tr["status"]["phase"].as_str() {
+            Some("Succeeded") => continue,
+            Some("Skipped") => return done,
+            other => panic!("{config}: run {run} ended {other:?}: {tr:#}"),
+        }
+    }
+    panic!("{config} did not catch up in 30 runs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_flow_import_merge_and_dedup_through_local_mode_keeps_every_sum() {
+    let env = Env::new(4, "").await;
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    for file in ["mtc-merge-rollup.yaml", "mtc-dedup.yaml"] {
+        std::fs::copy(samples.join(file), env.manifests.join(file)).unwrap();
+    }
+    env.ok(&["apply", "-f", env.manifests.to_str().unwrap()]);
+    let realtime = env.table("events-realtime").clone();
+    let offline = env.table("events-offline").clone();
+    let all = |def: TableDef| async move {
+        let c = Catalog::open(&def.uri, Default::default()).await.unwrap();
+        inspect::totals(&def.uri, &def.schema, &c.segments().unwrap(), None)
+            .await
+            .unwrap()
+    };
+    let realtime_before = all(realtime.clone()).await;
+
+    assert!(run_until_caught_up(&env, "events-import") >= 1);
+    let (src, imported, _) = env.totals().await;
+    assert_same(&src, &imported);
+
+    assert!(run_until_caught_up(&env, "events-merge") >= 1);
+    let merged = all(offline.clone()).await;
+    assert!(
+        merged.rows < imported.rows,
+        "the daily rollup collapses rows"
+    );
+    assert!(merged.segments < imported.segments || merged.rows < imported.rows);
+    for metric in ["clicks", "revenue"] {
+        assert!(
+            sums_match(merged.sums[metric], imported.sums[metric]),
+            "sum({metric}) changed by the merge"
+        );
+    }
+
+    assert!(run_until_caught_up(&env, "events-realtime-dedup") >= 1);
+    let deduped = all(realtime.clone()).await;
+    // The generated events hold no repeated rows: dedup rewrites the segments (here cut into
+    // hourly buckets) and keeps every row.
+    assert_eq!(deduped.rows, realtime_before.rows);
+    for (metric, sum) in &realtime_before.sums {
+        assert!(sums_match(deduped.sums[metric], *sum), "sum({metric})");
+    }
+}
