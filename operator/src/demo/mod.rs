@@ -239,6 +239,12 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
                 destination: dest_def,
             };
             let t = Instant::now();
+            let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+                "{run_name}: {} subtasks, about {} rows…",
+                plan.subtasks.len(),
+                plan.estimated_rows()
+            ));
+            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
             let outcome = execute_run(
                 &ctx,
                 &plan,
@@ -252,6 +258,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
                 run: run_name.clone(),
                 message: e.to_string(),
             })?;
+            spinner.finish_and_clear();
             lineage.insert(dest_def.name.clone(), state.lineage);
             watermarks.insert(
                 config.name.clone(),
@@ -353,6 +360,14 @@ async fn write_realtime_with_duplicates(
     per_mille: u64,
 ) -> Result<u64, DemoError> {
     let mut duplicates = 0;
+    // Drawn on stderr, and only when it is a terminal.
+    let bar = indicatif::ProgressBar::new((per_partition * options.partitions as usize) as u64)
+        .with_style(
+            indicatif::ProgressStyle::with_template(
+                "  {bar:40} {pos}/{len} segments written, eta {eta}",
+            )
+            .expect("valid template"),
+        );
     let location = minion_worker::store::resolve(&def.uri).map_err(setup(&def.name))?;
     let mut rng = events::Rng::new(42);
     let mut batch_of_segments = Vec::new();
@@ -367,6 +382,7 @@ async fn write_realtime_with_duplicates(
                 per_mille,
             );
             duplicates += repeats;
+            bar.inc(1);
             let path = format!("stream/p{p}/events_{from}_{p}.parquet");
             let segment =
                 events::write_segment(&location, &path, &batch, &def.schema.time_column, Some(p))
@@ -383,6 +399,7 @@ async fn write_realtime_with_duplicates(
             batch_of_segments.clear();
         }
     }
+    bar.finish_and_clear();
     catalog.checkpoint().await.map_err(setup(&def.name))?;
     Ok(duplicates)
 }
