@@ -377,6 +377,19 @@ async fn a_task_run_on_the_kubernetes_backend_imports_every_finished_day_through
         );
     }
 
+    // What `kubectl wait --for=condition=Complete tr/<name>` and
+    // `kubectl wait --for=condition=Ready mtc/<name>` read.
+    assert_eq!(condition(&run, "Complete"), Some("True"), "{run:#}");
+    let mtc = env
+        .api
+        .get(
+            "minion.dev/v1alpha1/miniontaskconfigs",
+            "default",
+            "events-import",
+        )
+        .unwrap();
+    assert_eq!(condition(&mtc, "Ready"), Some("True"), "{mtc:#}");
+
     // Status went through the status subresource only: the spec is as created.
     let tr: TaskRun = serde_json::from_value(run.clone()).unwrap();
     assert_eq!(tr.spec.config_ref.as_deref(), Some("events-import"));
@@ -415,6 +428,20 @@ async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted
         warnings.iter().any(|e| e["reason"] == "SubtaskFailed"),
         "{warnings:#?}"
     );
+    let failed_run = env
+        .api
+        .get(
+            "minion.dev/v1alpha1/taskruns",
+            "default",
+            "events-import-manual-2",
+        )
+        .unwrap();
+    assert_eq!(
+        condition(&failed_run, "Failed"),
+        Some("True"),
+        "{failed_run:#}"
+    );
+    assert_ne!(condition(&failed_run, "Complete"), Some("True"));
     let table = env
         .api
         .get("minion.dev/v1alpha1/tables", "default", "events-offline")
@@ -522,4 +549,13 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
     );
     stop_tx.send(()).unwrap();
     op.await.unwrap().unwrap();
+}
+
+/// The status of condition `type_` in an object's `status.conditions`, as `kubectl wait` reads it.
+fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a str> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?["status"]
+        .as_str()
 }
