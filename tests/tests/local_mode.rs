@@ -730,3 +730,29 @@ async fn the_demo_flow_import_merge_and_dedup_through_local_mode_keeps_every_sum
         assert!(sums_match(deduped.sums[metric], *sum), "sum({metric})");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fire_times_missed_while_the_loop_was_down_are_reported_and_skipped() {
+    let env = Env::new(2, "").await;
+    let file = env.manifests.join("mtc-segment-import.yaml");
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "schedule: \"0 */15 * * * ?\"",
+        "schedule: \"0 * * * * ?\"\n  missedRunPolicy: Skip",
+    );
+    std::fs::write(&file, text).unwrap();
+    env.apply();
+    // The loop comes up ten minutes after the config was applied.
+    let later = (Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    env.ok(&[
+        "local",
+        "up",
+        "--until-idle",
+        "--poll-ms",
+        "50",
+        "--now",
+        &later,
+    ]);
+    let described = env.ok(&["describe", "mtc", "events-import"]);
+    assert!(described.contains("MissedSchedule"), "{described}");
+    assert!(described.contains("missedRunPolicy Skip"), "{described}");
+}

@@ -140,6 +140,17 @@ pub struct ConfigOutcome {
     /// A TaskRun created for a due fire time.
     pub created: Option<String>,
     pub deleted: Vec<String>,
+    /// Fire times of the schedule that will never get a run (`minion_schedule_missed_total`),
+    /// with the config's destination table and task type.
+    pub missed: Option<MissedFires>,
+}
+
+/// Missed fire times of one config's schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissedFires {
+    pub table: String,
+    pub task_type: String,
+    pub count: u64,
 }
 
 /// Reconciles one MinionTaskConfig (see the module docs).
@@ -247,6 +258,27 @@ pub async fn reconcile(
             );
             let created = created_at(&cfg.metadata).unwrap_or(now);
             if let Some(d) = schedule_decision(&resolved.config, &status, created, now) {
+                if d.missed > 0 {
+                    backend
+                        .record_event(&Event {
+                            object: ObjectRef::new("MinionTaskConfig", &namespace, &name),
+                            type_: EventType::Warning,
+                            reason: "MissedSchedule".into(),
+                            message: format!(
+                                "{} fire time(s) of {:?} were missed and will not run (missedRunPolicy {:?})",
+                                d.missed,
+                                cfg.spec.schedule.as_deref().unwrap_or_default(),
+                                resolved.config.missed_run_policy
+                            ),
+                            time: now,
+                        })
+                        .await?;
+                    outcome.missed = Some(MissedFires {
+                        table: resolved.config.table.clone(),
+                        task_type: resolved.config.task_type().to_string(),
+                        count: d.missed,
+                    });
+                }
                 if let Some(t) = d.run_at {
                     let run_name = task_run_name(&name, t);
                     let run = new_task_run(cfg, &run_name, Some(t));

@@ -54,6 +54,8 @@ pub struct TickReport {
     pub limit_reached: bool,
     /// One line per step taken, for progress output.
     pub log: Vec<String>,
+    /// Missed schedule fire times found this tick, per config.
+    pub missed: Vec<super::configs::MissedFires>,
 }
 
 /// The control loop over one backend.
@@ -221,6 +223,7 @@ impl Controller {
                         report.log.push(format!("{r}: created by the schedule"));
                     }
                     report.created_runs.extend(o.created);
+                    report.missed.extend(o.missed);
                 }
                 Err(e) => report
                     .errors

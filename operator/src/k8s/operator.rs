@@ -202,6 +202,9 @@ async fn control_loop(
                     for e in &report.errors {
                         tracing::warn!(error = %e, "reconcile failed; retried next tick");
                     }
+                    for m in &report.missed {
+                        metrics.schedule_missed(&m.table, &m.task_type, m.count);
+                    }
                     stepped = report.steps > 0;
                 }
                 Err(e) => {
