@@ -1,0 +1,295 @@
+//! The real-cluster end-to-end suite: runs only when `MINION_E2E_KUBECONFIG` names a
+//! kubeconfig (the kind workflow `.github/workflows/e2e-kind.yaml` sets it); otherwise it prints
+//! a notice and passes.
+//!
+//! Against that cluster it installs the CRDs (server-side apply), starts `minion-operator run`
+//! out of cluster, creates the sample Tables and SegmentImport config of `config/` under unique
+//! names with `file://` URIs in `MINION_E2E_DATA_DIR` (a directory the cluster's nodes mount at
+//! the same path), fills the REALTIME table, creates a TaskRun and waits for it to succeed
+//! through real Jobs running `MINION_E2E_IMAGE`; then checks `count(*)`/`sum()` of the
+//! destination against the source and the `Complete` condition `kubectl wait` reads.
+//!
+//! Needs `target/<profile>/minion-operator` (`cargo build -p minion-operator --bin
+//! minion-operator`), the worker ServiceAccount `minion-operator-worker` in the namespace (the
+//! chart creates it) and the nodes able to pull or hold the image.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use minion_contract::TimeWindow;
+use minion_operator::api::{self, MinionTaskConfig, Resource, Table, TaskRun};
+use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
+use minion_operator::demo::{self, DemoOptions};
+use minion_operator::inspect::{self, sums_match};
+use minion_operator::model::{DAY_MS, HOUR_MS};
+use minion_operator::validate;
+
+const NAMESPACE: &str = "default";
+
+fn operator_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let bin = dir.join("minion-operator");
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo build -p minion-operator --bin minion-operator",
+        bin.display()
+    );
+    bin
+}
+
+/// Kills the operator when the test ends, passed or not.
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The samples with names suffixed by `suffix`, URIs under `data`, and no schedule (the test
+/// creates its run).
+fn samples(suffix: &str, data: &Path) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let mut text = String::new();
+    for file in [
+        "table-events-realtime.yaml",
+        "table-events-offline.yaml",
+        "mtc-segment-import.yaml",
+    ] {
+        text.push_str("---\n");
+        text.push_str(&std::fs::read_to_string(dir.join(file)).unwrap());
+    }
+    text.replace(
+        "file:///tmp/minion/events_realtime",
+        &format!("file://{}/events-realtime", data.display()),
+    )
+    .replace(
+        "file:///tmp/minion/events_offline",
+        &format!("file://{}/events-offline", data.display()),
+    )
+    .replace(
+        "name: events-realtime",
+        &format!("name: events-realtime{suffix}"),
+    )
+    .replace(
+        "name: events-offline",
+        &format!("name: events-offline{suffix}"),
+    )
+    .replace(
+        "name: events-import",
+        &format!("name: events-import{suffix}"),
+    )
+    .replace(
+        "table: events-offline",
+        &format!("table: events-offline{suffix}"),
+    )
+    .replace(
+        "sourceTable: events-realtime",
+        &format!("sourceTable: events-realtime{suffix}"),
+    )
+    .replace("  schedule: \"0 */15 * * * ?\"\n", "")
+    .replace(
+        "maxNumRecordsPerTask: 50000000",
+        "maxNumRecordsPerTask: 2000",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
+    let Ok(kubeconfig) = std::env::var("MINION_E2E_KUBECONFIG") else {
+        println!(
+            "skipping the real-cluster suite: set MINION_E2E_KUBECONFIG (and MINION_E2E_DATA_DIR, MINION_E2E_IMAGE) to run it"
+        );
+        return;
+    };
+    install_crypto_provider();
+    let data_root = PathBuf::from(
+        std::env::var("MINION_E2E_DATA_DIR").unwrap_or_else(|_| "/tmp/minion".into()),
+    );
+    let image = std::env::var("MINION_E2E_IMAGE").unwrap_or_else(|_| "minion-operator:e2e".into());
+    let suffix = format!("-e2e{}", std::process::id());
+    let data = data_root.join(format!("suite{suffix}"));
+    std::fs::create_dir_all(&data).unwrap();
+
+    let config = kube::Config::from_custom_kubeconfig(
+        Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+
+    // CRDs, as `kubectl apply --server-side -f crds/` would.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let ssa = PatchParams::apply("minion-e2e").force();
+    for crd in api::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(&name, &ssa, &Patch::Apply(&crd)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The resources, and the REALTIME table's data.
+    let resources = api::parse_manifests(&samples(&suffix, &data)).unwrap();
+    let tables: Api<Table> = Api::namespaced(client.clone(), NAMESPACE);
+    let configs: Api<MinionTaskConfig> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut defs = Vec::new();
+    for r in resources {
+        match r {
+            Resource::Table(t) => {
+                defs.push(validate::table(&t).unwrap());
+                tables.create(&PostParams::default(), &t).await.unwrap();
+            }
+            Resource::MinionTaskConfig(c) => {
+                configs.create(&PostParams::default(), &c).await.unwrap();
+            }
+            Resource::TaskRun(_) => {}
+        }
+    }
+    let realtime = defs
+        .iter()
+        .find(|d| d.table_type == minion_operator::model::TableType::Realtime)
+        .unwrap()
+        .clone();
+    let offline = defs
+        .iter()
+        .find(|d| d.table_type == minion_operator::model::TableType::Offline)
+        .unwrap()
+        .clone();
+    let mut source = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
+        .await
+        .unwrap();
+    let options = DemoOptions {
+        dir: data.clone(),
+        days: 4,
+        partitions: 2,
+        segment_period_ms: 6 * HOUR_MS,
+        rows_per_segment: 500,
+        now: Utc::now(),
+    };
+    let now_ms = options.now.timestamp_millis();
+    let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
+    let start_ms = end_ms - 4 * DAY_MS;
+    let per_partition = ((end_ms - start_ms) / options.segment_period_ms) as usize;
+    demo::write_realtime(&realtime, &mut source, &options, start_ms, per_partition)
+        .await
+        .unwrap();
+
+    // Subtask Jobs: the image, the worker account, the shared data directory.
+    let defaults = data.join("worker-defaults.yaml");
+    std::fs::write(
+        &defaults,
+        format!(
+            "image: {image}\nimagePullPolicy: IfNotPresent\nserviceAccountName: minion-operator-worker\n\
+             backoffLimit: 0\nactiveDeadlineSeconds: 900\nttlSecondsAfterFinished: 3600\n\
+             extraVolumes:\n  - name: data\n    hostPath: {{path: {root}, type: Directory}}\n\
+             extraVolumeMounts:\n  - {{name: data, mountPath: {root}}}\n",
+            root = data_root.display()
+        ),
+    )
+    .unwrap();
+    let _operator = Operator(
+        Command::new(operator_bin())
+            .env("KUBECONFIG", &kubeconfig)
+            .args(["run", "--namespaces", NAMESPACE, "--log-format", "text"])
+            .args(["--leader-election-namespace", NAMESPACE])
+            .args(["--lease-name", &format!("minion-operator{suffix}")])
+            .args(["--metrics-addr", "127.0.0.1:0"])
+            .arg("--worker-defaults")
+            .arg(&defaults)
+            .spawn()
+            .unwrap(),
+    );
+
+    // A manual run of the import (Pinot's schedule API).
+    let run_name = format!("events-import{suffix}-1");
+    let run: TaskRun = serde_json::from_value(serde_json::json!({
+        "apiVersion": "minion.dev/v1alpha1",
+        "kind": "TaskRun",
+        "metadata": {"name": run_name, "namespace": NAMESPACE},
+        "spec": {
+            "taskType": "SegmentImportTask",
+            "table": offline.name,
+            "configRef": format!("events-import{suffix}"),
+        }
+    }))
+    .unwrap();
+    let runs: Api<TaskRun> = Api::namespaced(client.clone(), NAMESPACE);
+    runs.create(&PostParams::default(), &run).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let finished = loop {
+        let tr = runs.get(&run_name).await.unwrap();
+        let phase = tr.status.as_ref().map(|s| s.phase.as_str().to_string());
+        println!("TaskRun {run_name}: {phase:?}");
+        if matches!(
+            phase.as_deref(),
+            Some("Succeeded" | "Failed" | "TimedOut" | "Skipped")
+        ) {
+            break tr;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "TaskRun {run_name} did not finish in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    let status = finished.status.clone().unwrap();
+    assert_eq!(status.phase.as_str(), "Succeeded", "{status:#?}");
+    let complete = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Complete")
+        .map(|c| c.status.clone());
+    assert_eq!(
+        serde_json::to_value(complete).unwrap(),
+        serde_json::json!("True"),
+        "kubectl wait --for=condition=Complete reads this"
+    );
+
+    let dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let watermark = dest
+        .txn_version(&app_id::watermark(
+            NAMESPACE,
+            &format!("events-import{suffix}"),
+            None,
+        ))
+        .await
+        .unwrap()
+        .expect("a committed watermark");
+    let src = inspect::totals(
+        &realtime.uri,
+        &realtime.schema,
+        &source.segments().unwrap(),
+        Some(TimeWindow::new(start_ms - DAY_MS, watermark)),
+    )
+    .await
+    .unwrap();
+    let dst = inspect::totals(
+        &offline.uri,
+        &offline.schema,
+        &dest.segments().unwrap(),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(src.rows > 0);
+    assert_eq!(src.rows, dst.rows, "count(*)");
+    for metric in ["clicks", "revenue"] {
+        assert!(
+            sums_match(src.sums[metric], dst.sums[metric]),
+            "sum({metric})"
+        );
+    }
+}
