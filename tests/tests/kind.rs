@@ -249,7 +249,7 @@ async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
         .conditions
         .iter()
         .find(|c| c.type_ == "Complete")
-        .map(|c| c.status.clone());
+        .map(|c| c.status);
     assert_eq!(
         serde_json::to_value(complete).unwrap(),
         serde_json::json!("True"),
