@@ -254,8 +254,6 @@ pub async fn execute_run(
     )
     .buffer_unordered(parallelism);
 
-    let by_index: BTreeMap<u32, &PlannedSubtask> =
-        plan.subtasks.iter().map(|s| (s.index, s)).collect();
     let mut outcome = RunOutcome {
         subtasks: already_committed,
     };
@@ -319,7 +317,7 @@ pub async fn execute_run(
             outcome.subtasks.extend(r);
         }
     }
-    debug_assert_eq!(outcome.subtasks.len(), by_index.len());
+    debug_assert_eq!(outcome.subtasks.len(), plan.subtasks.len());
     Ok(outcome)
 }
 
