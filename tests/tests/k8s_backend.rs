@@ -153,11 +153,7 @@ impl Env {
             rows_per_segment: 200,
             now: Utc::now(),
         };
-        let now_ms = options.now.timestamp_millis();
-        let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
-        let start_ms = end_ms - i64::from(days) * DAY_MS;
-        let per_partition = ((end_ms - start_ms) / options.segment_period_ms) as usize;
-        demo::write_realtime(realtime, &mut catalog, &options, start_ms, per_partition)
+        let start_ms = demo::write_realtime(realtime, &mut catalog, &options)
             .await
             .unwrap();
         let jobs = tokio::spawn(job_controller(client, spill));

@@ -176,11 +176,7 @@ async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
         rows_per_segment: 500,
         now: Utc::now(),
     };
-    let now_ms = options.now.timestamp_millis();
-    let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
-    let start_ms = end_ms - 4 * DAY_MS;
-    let per_partition = ((end_ms - start_ms) / options.segment_period_ms) as usize;
-    demo::write_realtime(&realtime, &mut source, &options, start_ms, per_partition)
+    let start_ms = demo::write_realtime(&realtime, &mut source, &options)
         .await
         .unwrap();
 

@@ -51,17 +51,11 @@ impl Fixture {
             rows_per_segment: 200,
             now: now(),
         };
-        let end_ms = now().timestamp_millis();
-        let end_ms = end_ms - end_ms.rem_euclid(options.segment_period_ms);
-        let start_ms = end_ms - i64::from(days) * 24 * HOUR_MS;
-        let per_partition = ((end_ms - start_ms) / options.segment_period_ms) as usize;
         let realtime = tables.iter().find(|t| t.name == "events-realtime").unwrap();
-        demo::write_realtime(
+        let start_ms = demo::write_realtime(
             realtime,
             catalogs.get_mut("events-realtime").unwrap(),
             &options,
-            start_ms,
-            per_partition,
         )
         .await
         .unwrap();

@@ -150,19 +150,9 @@ impl Env {
             rows_per_segment: 200,
             now: Utc::now(),
         };
-        let now_ms = options.now.timestamp_millis();
-        let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
-        self.start_ms = end_ms - i64::from(days) * DAY_MS;
-        let per_partition = ((end_ms - self.start_ms) / options.segment_period_ms) as usize;
-        demo::write_realtime(
-            &realtime,
-            &mut catalog,
-            &options,
-            self.start_ms,
-            per_partition,
-        )
-        .await
-        .unwrap();
+        self.start_ms = demo::write_realtime(&realtime, &mut catalog, &options)
+            .await
+            .unwrap();
     }
 
     /// The events moved to the OFFLINE table by the SegmentImport sample.

@@ -79,6 +79,20 @@ impl Default for DemoOptions {
     }
 }
 
+impl DemoOptions {
+    /// Where the REALTIME data starts (epoch ms: `days` before `now`, aligned to the segment
+    /// period) and how many segments each partition gets.
+    pub fn span(&self) -> (i64, usize) {
+        let now_ms = self.now.timestamp_millis();
+        let end_ms = now_ms - now_ms.rem_euclid(self.segment_period_ms);
+        let start_ms = end_ms - i64::from(self.days) * DAY_MS;
+        (
+            start_ms,
+            ((end_ms - start_ms) / self.segment_period_ms) as usize,
+        )
+    }
+}
+
 /// What the demo measured.
 #[derive(Clone, Debug, Default)]
 pub struct DemoReport {
@@ -159,9 +173,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
 
     // 1. A REALTIME table as a stream writer leaves it: many small segments.
     let now_ms = options.now.timestamp_millis();
-    let end_ms = now_ms - now_ms.rem_euclid(options.segment_period_ms);
-    let start_ms = end_ms - i64::from(options.days) * DAY_MS;
-    let per_partition = ((end_ms - start_ms) / options.segment_period_ms) as usize;
+    let (start_ms, per_partition) = options.span();
     println!(
         "▶ writing {} segments of {} rows ({} days × {} partitions) into {}",
         per_partition * options.partitions as usize,
@@ -174,8 +186,6 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
         realtime,
         catalogs.get_mut(&realtime.name).expect("created"),
         options,
-        start_ms,
-        per_partition,
         DEMO_DUPLICATES_PER_MILLE,
     )
     .await?;
@@ -336,17 +346,16 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
     Ok(report)
 }
 
-/// Writes the REALTIME table's segments: one per partition every `segment_period_ms`.
+/// Writes the REALTIME table's segments: one per partition every `segment_period_ms`, over
+/// the `days` before `now` (see [`DemoOptions::span`]). Returns where the data starts, in
+/// epoch milliseconds.
 pub async fn write_realtime(
     def: &TableDef,
     catalog: &mut Catalog,
     options: &DemoOptions,
-    start_ms: i64,
-    per_partition: usize,
-) -> Result<(), DemoError> {
-    write_realtime_with_duplicates(def, catalog, options, start_ms, per_partition, 0)
-        .await
-        .map(|_| ())
+) -> Result<i64, DemoError> {
+    write_realtime_with_duplicates(def, catalog, options, 0).await?;
+    Ok(options.span().0)
 }
 
 /// Like [`write_realtime`], with about `per_mille` rows in a thousand written twice; returns
@@ -355,10 +364,9 @@ async fn write_realtime_with_duplicates(
     def: &TableDef,
     catalog: &mut Catalog,
     options: &DemoOptions,
-    start_ms: i64,
-    per_partition: usize,
     per_mille: u64,
 ) -> Result<u64, DemoError> {
+    let (start_ms, per_partition) = options.span();
     let mut duplicates = 0;
     // Drawn on stderr, and only when it is a terminal.
     let bar = indicatif::ProgressBar::new((per_partition * options.partitions as usize) as u64)
