@@ -17,6 +17,7 @@ pub mod predicate;
 pub mod reduce;
 pub mod run;
 pub mod scan;
+pub mod signal;
 pub mod sort;
 pub mod spilldir;
 pub mod store;
@@ -30,6 +31,7 @@ pub mod write;
 pub use error::WorkerError;
 pub use minion_contract::{ResultManifest, SubtaskSpec};
 pub use run::{RunOptions, RunReport, run_subtask, run_subtask_report};
+pub use signal::shutdown_signal;
 pub use upsert::{SegmentValidity, Validity, compute_validity, read_validity};
 
 /// Reads a subtask spec from any supported URI.

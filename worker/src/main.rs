@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use minion_worker::{RunOptions, WorkerError, read_spec, run_subtask_report};
+use minion_worker::{RunOptions, WorkerError, read_spec, run_subtask_report, shutdown_signal};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -105,22 +105,4 @@ fn main() -> ExitCode {
 fn fail(e: &WorkerError) -> ExitCode {
     eprintln!("minion-worker: {} ({})", e, e.reason().as_str());
     ExitCode::from(e.exit_code() as u8)
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -6,27 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use minion_worker::{RunOptions, WorkerError, read_spec, run_subtask_report};
+use minion_worker::{RunOptions, WorkerError, read_spec, run_subtask_report, shutdown_signal};
 
 use crate::local::{ExitRecord, write_exit_record};
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
 
 /// `minion worker run`.
 pub(crate) async fn run(

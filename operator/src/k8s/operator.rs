@@ -108,7 +108,7 @@ pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
     let client = kube::Client::try_default()
         .await
         .map_err(OperatorError::Client)?;
-    run_with_client(client, options, shutdown()).await
+    run_with_client(client, options, minion_worker::shutdown_signal()).await
 }
 
 /// [`run`] with a given client, stopping when `stop` completes (tests).
@@ -226,22 +226,4 @@ async fn control_loop(
             tokio::time::sleep(poll).await;
         }
     }
-}
-
-async fn shutdown() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
