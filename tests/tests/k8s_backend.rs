@@ -24,7 +24,7 @@ use minion_operator::control::{
 };
 use minion_operator::demo::{self, DemoOptions};
 use minion_operator::inspect::{self, Totals, sums_match};
-use minion_operator::k8s::{KubeBackend, WorkerDefaults, WriteGate};
+use minion_operator::k8s::{KubeBackend, Watches, WorkerDefaults, WriteGate};
 use minion_operator::model::{DAY_MS, HOUR_MS, TableDef};
 use serde_json::Value;
 
@@ -177,6 +177,28 @@ impl Env {
         ))
     }
 
+    /// The backend as the operator runs it: reads from watch-fed caches, once synced.
+    async fn cached_backend(&self) -> (Arc<KubeBackend>, Watches) {
+        let (backend, watches) = KubeBackend::new(
+            self.api.client(),
+            vec!["default".into()],
+            WorkerDefaults::parse("defaults", "serviceAccountName: minion-operator-worker\n")
+                .unwrap(),
+            Some("test".into()),
+            WriteGate::default(),
+        )
+        .with_watches();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !backend.is_synced() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "watches never synced"
+            );
+            watches.changed_within(Duration::from_millis(50)).await;
+        }
+        (Arc::new(backend), watches)
+    }
+
     fn table(&self, name: &str) -> &TableDef {
         self.tables.iter().find(|t| t.name == name).unwrap()
     }
@@ -262,7 +284,9 @@ impl Env {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_run_on_the_kubernetes_backend_imports_every_finished_day_through_jobs() {
     let env = Env::new(5).await;
-    let backend = env.backend();
+    // Every step reads the run back from the caches: a stale read would repeat a step (a
+    // second Job, a double commit), which the checks below and in run_import would catch.
+    let (backend, _watches) = env.cached_backend().await;
     let run = env.run_import(&backend, "events-import-manual-1").await;
     let status = &run["status"];
     assert_eq!(status["phase"], "Succeeded", "{run:#}");
@@ -479,7 +503,8 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         metrics_addr: port,
         lease: Some(LeaseConfig::new("default", "minion-operator", "pod-a")),
         worker_defaults: PathBuf::from("/nonexistent/worker-defaults.yaml"),
-        poll_interval: Duration::from_millis(20),
+        // Far beyond the test's deadline: progress must come from watch events alone.
+        poll_interval: Duration::from_secs(3600),
         instance: Some("pod-a".into()),
     };
     let backend = env.backend();
@@ -543,6 +568,20 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         metrics.contains("minion_reconcile_total{result=\"ok\"}"),
         "{metrics}"
     );
+    // Reads come from the watches' caches: one list per kind to start each watch (and one
+    // more after a watch restart), never a list per tick or per step.
+    for resource in [
+        TASK_RUNS,
+        "batch/v1/jobs",
+        "minion.dev/v1alpha1/miniontaskconfigs",
+    ] {
+        assert!(
+            env.api.reads("watch", resource) >= 1,
+            "{resource} is watched"
+        );
+        let lists = env.api.reads("list", resource);
+        assert!(lists <= 3, "{resource} listed {lists} times");
+    }
     stop_tx.send(()).unwrap();
     op.await.unwrap().unwrap();
 }

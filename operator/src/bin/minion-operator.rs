@@ -71,8 +71,9 @@ struct RunArgs {
     /// Defaults of subtask Jobs (written by the chart).
     #[arg(long, default_value = minion_operator::k8s::job::WORKER_DEFAULTS_PATH)]
     worker_defaults: PathBuf,
-    /// Pause between idle ticks, in milliseconds.
-    #[arg(long, default_value_t = 1000)]
+    /// Resync period in milliseconds: the longest pause between ticks when no watched object
+    /// changes and no schedule comes due (changes wake the loop at once).
+    #[arg(long, default_value_t = 30_000)]
     poll_ms: u64,
 }
 

@@ -9,6 +9,9 @@
 //! - Events go through `kube::runtime::events::Recorder` (reporter [`FIELD_MANAGER`]).
 //! - Lists cover the watched namespaces (all when none are configured).
 //! - Every write first checks the [`WriteGate`]: a replica that lost its Lease writes nothing.
+//! - With [`KubeBackend::with_watches`], lists and gets are served from watch-fed caches
+//!   ([`super::cache`]) once synced, and every object our writes return is recorded there
+//!   (read-your-writes); without, every read asks the API server.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::cache::{ObjectCache, spawn_watch};
 use super::job::{self, WorkerDefaults};
 use crate::api::{
     MinionTaskConfig, MinionTaskConfigStatus, Table, TableStatus, TaskRun, TaskRunStatus,
@@ -62,6 +66,122 @@ impl WriteGate {
     }
 }
 
+/// The caches of one kind: one per watched scope (a namespace, or `None` for all).
+struct Scoped<K> {
+    scopes: Vec<(Option<String>, Arc<ObjectCache<K>>)>,
+}
+
+impl<K: Resource + Clone> Scoped<K> {
+    fn new(namespaces: &[String]) -> Self {
+        let scopes = if namespaces.is_empty() {
+            vec![(None, Arc::default())]
+        } else {
+            namespaces
+                .iter()
+                .map(|ns| (Some(ns.clone()), Arc::default()))
+                .collect()
+        };
+        Scoped { scopes }
+    }
+
+    fn scope(&self, namespace: &str) -> Option<&ObjectCache<K>> {
+        self.scopes
+            .iter()
+            .find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace))
+            .map(|(_, c)| c.as_ref())
+    }
+
+    /// Every object, or `None` while a scope has not synced.
+    fn list(&self) -> Option<Vec<K>> {
+        let mut out = Vec::new();
+        for (_, cache) in &self.scopes {
+            if !cache.is_synced() {
+                return None;
+            }
+            out.extend(cache.list());
+        }
+        Some(out)
+    }
+
+    /// The object, `Some(None)` when absent, `None` when the cache cannot tell.
+    fn get(&self, namespace: &str, name: &str) -> Option<Option<K>> {
+        let cache = self.scope(namespace).filter(|c| c.is_synced())?;
+        Some(cache.get(namespace, name))
+    }
+
+    fn observe(&self, object: K) {
+        let namespace = object.meta().namespace.clone().unwrap_or_default();
+        if let Some(cache) = self.scope(&namespace) {
+            cache.observe(object);
+        }
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        if let Some(cache) = self.scope(namespace) {
+            cache.forget(namespace, name);
+        }
+    }
+}
+
+/// The watch-fed caches of every kind the loop reads.
+struct Caches {
+    tables: Scoped<Table>,
+    configs: Scoped<MinionTaskConfig>,
+    runs: Scoped<TaskRun>,
+    jobs: Scoped<Job>,
+}
+
+/// A kind with a cache in [`Caches`].
+trait Cached: Sized {
+    fn scoped(caches: &Caches) -> &Scoped<Self>;
+}
+
+impl Cached for Table {
+    fn scoped(caches: &Caches) -> &Scoped<Self> {
+        &caches.tables
+    }
+}
+
+impl Cached for MinionTaskConfig {
+    fn scoped(caches: &Caches) -> &Scoped<Self> {
+        &caches.configs
+    }
+}
+
+impl Cached for TaskRun {
+    fn scoped(caches: &Caches) -> &Scoped<Self> {
+        &caches.runs
+    }
+}
+
+impl Cached for Job {
+    fn scoped(caches: &Caches) -> &Scoped<Self> {
+        &caches.jobs
+    }
+}
+
+/// The running watches of a [`KubeBackend`]: `wake` is notified whenever a watched object
+/// changed in a way our own writes did not cause. Dropping it stops the watches.
+pub struct Watches {
+    pub wake: Arc<tokio::sync::Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Watches {
+    /// Waits for the next change, at most `timeout`.
+    pub async fn changed_within(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.wake.notified()).await;
+    }
+}
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// The Kubernetes backend.
 #[derive(Clone)]
 pub struct KubeBackend {
@@ -70,6 +190,7 @@ pub struct KubeBackend {
     defaults: Arc<WorkerDefaults>,
     recorder: Recorder,
     gate: WriteGate,
+    caches: Option<Arc<Caches>>,
 }
 
 fn api_error(operation: String, e: kube::Error) -> BackendError {
@@ -110,7 +231,69 @@ impl KubeBackend {
             defaults: Arc::new(defaults),
             recorder,
             gate,
+            caches: None,
         }
+    }
+
+    /// Serves reads from watch-fed caches: starts one watch per kind (Tables,
+    /// MinionTaskConfigs, TaskRuns, and the Jobs labelled as ours) per watched scope. Must be
+    /// called inside a Tokio runtime; the watches stop when the returned [`Watches`] drops.
+    pub fn with_watches(mut self) -> (Self, Watches) {
+        let caches = Arc::new(Caches {
+            tables: Scoped::new(&self.namespaces),
+            configs: Scoped::new(&self.namespaces),
+            runs: Scoped::new(&self.namespaces),
+            jobs: Scoped::new(&self.namespaces),
+        });
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let jobs_selector = format!("{}={}", job::MANAGED_BY_LABEL, job::MANAGED_BY);
+        let mut tasks = Vec::new();
+        fn api<K>(client: &Client, scope: &Option<String>) -> Api<K>
+        where
+            K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+        {
+            match scope {
+                Some(ns) => Api::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            }
+        }
+        for (scope, cache) in &caches.tables.scopes {
+            let api = api(&self.client, scope);
+            tasks.push(spawn_watch(api, None, cache.clone(), wake.clone()));
+        }
+        for (scope, cache) in &caches.configs.scopes {
+            let api = api(&self.client, scope);
+            tasks.push(spawn_watch(api, None, cache.clone(), wake.clone()));
+        }
+        for (scope, cache) in &caches.runs.scopes {
+            let api = api(&self.client, scope);
+            tasks.push(spawn_watch(api, None, cache.clone(), wake.clone()));
+        }
+        for (scope, cache) in &caches.jobs.scopes {
+            let api = api(&self.client, scope);
+            tasks.push(spawn_watch(
+                api,
+                Some(&jobs_selector),
+                cache.clone(),
+                wake.clone(),
+            ));
+        }
+        self.caches = Some(caches);
+        (self, Watches { wake, tasks })
+    }
+
+    /// Whether every watch has completed its first list (always true without watches).
+    pub fn is_synced(&self) -> bool {
+        self.caches.as_ref().is_none_or(|c| {
+            c.tables.list().is_some()
+                && c.configs.list().is_some()
+                && c.runs.list().is_some()
+                && c.jobs.list().is_some()
+        })
+    }
+
+    fn cache<K: Cached>(&self) -> Option<&Scoped<K>> {
+        self.caches.as_deref().map(K::scoped)
     }
 
     pub fn client(&self) -> &Client {
@@ -126,8 +309,12 @@ impl KubeBackend {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
             + DeserializeOwned
-            + Debug,
+            + Debug
+            + Cached,
     {
+        if let Some(items) = self.cache::<K>().and_then(Scoped::list) {
+            return Ok(items);
+        }
         let lp = ListParams::default();
         let op = || format!("list {}", K::plural(&()));
         if self.namespaces.is_empty() {
@@ -147,8 +334,12 @@ impl KubeBackend {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
             + DeserializeOwned
-            + Debug,
+            + Debug
+            + Cached,
     {
+        if let Some(found) = self.cache::<K>().and_then(|c| c.get(namespace, name)) {
+            return Ok(found);
+        }
         Api::<K>::namespaced(self.client.clone(), namespace)
             .get_opt(name)
             .await
@@ -169,6 +360,7 @@ impl KubeBackend {
             + DeserializeOwned
             + Debug,
         S: Serialize,
+        K: Cached,
     {
         self.gate.check("update status")?;
         let patch = serde_json::json!({
@@ -181,7 +373,12 @@ impl KubeBackend {
             .patch_status(name, &pp, &Patch::Apply(&patch))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(updated) => {
+                if let Some(cache) = self.cache::<K>() {
+                    cache.observe(updated);
+                }
+                Ok(())
+            }
             Err(e) if is_status(&e, kube::core::Status::is_not_found) => {
                 Err(not_found(kind, namespace, name))
             }
@@ -197,15 +394,27 @@ impl KubeBackend {
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
             + Clone
             + DeserializeOwned
-            + Debug,
+            + Debug
+            + Cached,
     {
         self.gate.check("delete")?;
+        let forget = || {
+            if let Some(cache) = self.cache::<K>() {
+                cache.forget(namespace, name);
+            }
+        };
         match Api::<K>::namespaced(self.client.clone(), namespace)
             .delete(name, &DeleteParams::background())
             .await
         {
-            Ok(_) => Ok(()),
-            Err(e) if is_status(&e, kube::core::Status::is_not_found) => Ok(()),
+            Ok(_) => {
+                forget();
+                Ok(())
+            }
+            Err(e) if is_status(&e, kube::core::Status::is_not_found) => {
+                forget();
+                Ok(())
+            }
             Err(e) => Err(api_error(
                 format!("delete {} {namespace}/{name}", K::kind(&())),
                 e,
@@ -229,7 +438,12 @@ impl KubeBackend {
         }
         let api: Api<TaskRun> = Api::namespaced(self.client.clone(), &namespace);
         match api.create(&PostParams::default(), &run).await {
-            Ok(_) => Ok(Created::Created),
+            Ok(created) => {
+                if let Some(cache) = self.cache::<TaskRun>() {
+                    cache.observe(created);
+                }
+                Ok(Created::Created)
+            }
             Err(e) if is_status(&e, kube::core::Status::is_already_exists) => {
                 Ok(Created::AlreadyExists)
             }
@@ -312,7 +526,12 @@ impl KubeBackend {
         })?;
         let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
         match api.create(&PostParams::default(), &job).await {
-            Ok(_) => Ok(()),
+            Ok(created) => {
+                if let Some(cache) = self.cache::<Job>() {
+                    cache.observe(created);
+                }
+                Ok(())
+            }
             Err(e) if is_status(&e, kube::core::Status::is_already_exists) => Ok(()),
             Err(e) => Err(api_error(format!("create Job {ns}/{}", request.job), e)),
         }

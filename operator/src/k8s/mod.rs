@@ -6,16 +6,19 @@
 //! - [`metrics`]: the Prometheus metrics, registered once;
 //! - [`operator`]: the `minion-operator run` process (metrics/health port, election, loop);
 //! - [`backend`]: [`KubeBackend`], the control loop's [`crate::control::Backend`] on `kube::Api`;
+//! - [`cache`]: watch-fed caches (kube-runtime `watcher`) that serve the backend's reads and
+//!   wake the loop when a Job, TaskRun, config or Table changes;
 //!
 //! What it may touch: the `minion.dev` resources (status only through the status
 //! subresource), Jobs and Pods it owns, Events, its Lease, and the Secrets Tables name (read
 //! only). Subtask pods never call the API.
 
 pub mod backend;
+pub mod cache;
 pub mod job;
 pub mod lease;
 pub mod metrics;
 pub mod operator;
 
-pub use backend::{FIELD_MANAGER, KubeBackend, WriteGate};
+pub use backend::{FIELD_MANAGER, KubeBackend, Watches, WriteGate};
 pub use job::{JobError, WorkerDefaults};

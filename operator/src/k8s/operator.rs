@@ -2,7 +2,11 @@
 //!
 //! One port serves `/metrics` (Prometheus text), `/livez` and `/readyz`. Leader election
 //! (optional) publishes a flag that gates every backend write; only the leader ticks the
-//! control loop. Ticks follow `minion local up`: step until every run waits, then sleep.
+//! control loop. Ticks follow `minion local up`: step until every run waits, then wait for
+//! a change. The backend reads from watch-fed caches ([`super::cache`]); a change to a
+//! watched Job, TaskRun, MinionTaskConfig or Table wakes the loop at once, and otherwise it
+//! ticks at the next schedule fire time or after `poll_interval` (the resync period, which
+//! also bounds how late a run's own deadline is noticed), whichever comes first.
 //!
 //! What it may touch: the API server (through [`KubeBackend`] and the Lease), object
 //! storage (through the control loop), the metrics port.
@@ -34,6 +38,7 @@ pub struct OperatorOptions {
     /// `None`: leader election off (a single replica).
     pub lease: Option<LeaseConfig>,
     pub worker_defaults: PathBuf,
+    /// Longest pause between ticks when nothing changes (resync period).
     pub poll_interval: Duration,
     /// Names this replica in Events (the pod name).
     pub instance: Option<String>,
@@ -142,16 +147,32 @@ pub async fn run_with_client(
         }
         None => (Arc::new(AtomicBool::new(true)), None),
     };
-    let backend = Arc::new(KubeBackend::new(
+    let (backend, watches) = KubeBackend::new(
         client,
         options.namespaces.clone(),
         defaults,
         options.instance.clone(),
         WriteGate::new(leader.clone()),
-    ));
+    )
+    .with_watches();
+    let backend = Arc::new(backend);
     tracing::info!(namespaces = ?options.namespaces, metrics = %options.metrics_addr, leader_election = options.lease.is_some(), "minion-operator started");
+    // Ticks read from the caches; before they are filled every read would go to the API.
+    let sync_deadline = Instant::now() + SYNC_TIMEOUT;
+    while !backend.is_synced() && Instant::now() < sync_deadline {
+        watches.changed_within(Duration::from_millis(100)).await;
+    }
+    if backend.is_synced() {
+        tracing::info!("caches synced");
+    } else {
+        tracing::warn!(
+            timeout_s = SYNC_TIMEOUT.as_secs(),
+            "caches not synced yet; reading from the API server meanwhile"
+        );
+    }
     let work = control_loop(
         backend,
+        &watches,
         clock,
         leader,
         metrics,
@@ -169,8 +190,34 @@ pub async fn run_with_client(
     Ok(())
 }
 
+/// How long an idle leader may wait: until the earliest schedule fire time of an unsuspended
+/// config, at most `poll`, at least a few milliseconds (a fire time already due is handled
+/// by the tick that follows).
+fn idle_wait(
+    configs: &[crate::api::MinionTaskConfig],
+    now: chrono::DateTime<chrono::Utc>,
+    poll: Duration,
+) -> Duration {
+    configs
+        .iter()
+        .filter(|c| !c.spec.suspend)
+        .filter_map(|c| c.status.as_ref()?.next_schedule_time)
+        .map(|at| (at - now).to_std().unwrap_or_default())
+        .min()
+        .map_or(poll, |d| d.min(poll))
+        .max(MIN_WAIT)
+}
+
+/// How long the loop waits for the watches' first lists before ticking anyway.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Shortest pause between idle ticks.
+const MIN_WAIT: Duration = Duration::from_millis(20);
+/// How often a follower checks whether it became the leader.
+const FOLLOWER_WAIT: Duration = Duration::from_secs(1);
+
 async fn control_loop(
     backend: Arc<KubeBackend>,
+    watches: &super::backend::Watches,
     clock: Arc<dyn Clock>,
     leader: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
@@ -179,7 +226,7 @@ async fn control_loop(
 ) {
     let mut controller = Controller::new(
         backend.clone(),
-        clock,
+        clock.clone(),
         ControllerOptions {
             max_steps: None,
             poll_interval: poll,
@@ -215,15 +262,55 @@ async fn control_loop(
         }
         // Gauges follow status whether or not this replica leads; a follower is ready once
         // it can read the resources (it just does not schedule or commit).
+        let mut wait = if leads { poll } else { FOLLOWER_WAIT.min(poll) };
         if let (Ok(configs), Ok(runs)) = (
             backend.list_task_configs().await,
             backend.list_task_runs().await,
         ) {
             probe.ready.store(true, Ordering::SeqCst);
             metrics.observe(&configs, &runs);
+            if leads {
+                wait = idle_wait(&configs, clock.now(), poll);
+            }
         }
         if !stepped {
-            tokio::time::sleep(poll).await;
+            watches.changed_within(wait).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{MinionTaskConfig, MinionTaskConfigStatus};
+    use chrono::{TimeZone, Utc};
+
+    fn config(next_in_s: Option<i64>, suspend: bool) -> MinionTaskConfig {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let yaml = format!(
+            "apiVersion: minion.dev/v1alpha1\nkind: MinionTaskConfig\nmetadata: {{name: c, namespace: ns}}\n\
+             spec: {{table: t, taskType: SegmentImportTask, schedule: '* * * * *', suspend: {suspend}}}\n"
+        );
+        let mut c: MinionTaskConfig = serde_yaml::from_str(&yaml).unwrap();
+        c.status = Some(MinionTaskConfigStatus {
+            next_schedule_time: next_in_s.map(|s| now + chrono::Duration::seconds(s)),
+            ..Default::default()
+        });
+        c
+    }
+
+    #[test]
+    fn an_idle_leader_wakes_for_the_earliest_unsuspended_schedule_within_the_resync_period() {
+        let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let poll = Duration::from_secs(30);
+        assert_eq!(idle_wait(&[], now, poll), poll);
+        let configs = [
+            config(Some(12), false),
+            config(Some(5), true),
+            config(None, false),
+        ];
+        assert_eq!(idle_wait(&configs, now, poll), Duration::from_secs(12));
+        assert_eq!(idle_wait(&[config(Some(90), false)], now, poll), poll);
+        assert_eq!(idle_wait(&[config(Some(-5), false)], now, poll), MIN_WAIT);
     }
 }

@@ -168,6 +168,16 @@ impl FakeApi {
             .create(resource, namespace, object, false, &now())
     }
 
+    /// How many `verb` (`list`, `get` or `watch`) requests `resource` has served.
+    pub fn reads(&self, verb: &str, resource: &str) -> u64 {
+        let s = self.store.lock().expect("store");
+        s.reads
+            .iter()
+            .filter(|((v, r), _)| *v == verb && r == resource)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// Every change so far (what a watch from resourceVersion 0 replays).
     pub fn history(&self) -> Vec<Change> {
         self.store.lock().expect("store").history.clone()
@@ -205,6 +215,19 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Bo
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let ns = t.namespace.clone().unwrap_or_default();
     let status_only = t.subresource.as_deref() == Some("status");
+    if method == Method::GET {
+        let verb = match (&t.name, param("watch").as_deref()) {
+            (None, Some("true" | "1")) => "watch",
+            (None, _) => "list",
+            (Some(_), _) => "get",
+        };
+        *store
+            .lock()
+            .expect("store")
+            .reads
+            .entry((verb, t.resource.clone()))
+            .or_default() += 1;
+    }
     let result = match (&method, &t.name) {
         (&Method::GET, None) if matches!(param("watch").as_deref(), Some("true" | "1")) => {
             return watch(

@@ -61,6 +61,8 @@ pub struct Store {
     uid: u64,
     objects: BTreeMap<(ResourceKey, String, String), Value>,
     pub history: Vec<Change>,
+    /// Reads served, per `(verb, resource)` with verb `list`, `get` or `watch`.
+    pub reads: BTreeMap<(&'static str, String), u64>,
 }
 
 /// RFC 7386 JSON merge patch.
