@@ -162,6 +162,37 @@ fn bad_size_names_the_field_and_the_allowed_suffixes() {
 }
 
 #[test]
+fn worker_pod_settings_refuse_bad_quantities_small_memory_limits_and_bad_tolerations() {
+    let mut c = mtc("mtc-segment-import.yaml");
+    let worker = |yaml: &str| Some(serde_yaml::from_str::<api::WorkerPodSpec>(yaml).unwrap());
+    c.spec.memory_budget = Some("1Gi".into());
+    c.spec.worker = worker("resources: {requests: {cpu: 2 cores}}");
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(
+        &errs,
+        "spec.worker.resources.requests.cpu",
+        "InvalidQuantity",
+    );
+    assert!(msg.contains("\"2 cores\"") && msg.contains("500m"), "{msg}");
+
+    c.spec.worker = worker("resources: {limits: {memory: 1Gi}}");
+    let errs = validate::task_config(&c).unwrap_err();
+    let msg = only_error(&errs, "spec.worker.resources.limits.memory", "OutOfRange");
+    assert!(msg.contains("1088 MiB") && msg.contains("OOM"), "{msg}");
+
+    c.spec.worker = worker("tolerations: [{key: a, operator: Exist}]");
+    let errs = validate::task_config(&c).unwrap_err();
+    only_error(&errs, "spec.worker.tolerations[0].operator", "OutOfRange");
+
+    c.spec.worker = worker(
+        "resources: {requests: {cpu: 500m, memory: 1.5Gi}, limits: {memory: 2Gi}}\n\
+         nodeSelector: {pool: batch}\n\
+         tolerations: [{key: a, operator: Exists, effect: NoSchedule}]",
+    );
+    validate::task_config(&c).unwrap();
+}
+
+#[test]
 fn bad_cron_names_the_schedule_and_both_dialects() {
     let mut c = mtc("mtc-purge.yaml");
     c.spec.schedule = Some("0 30 25 * * ?".into());

@@ -328,6 +328,11 @@ async fn a_task_run_on_the_kubernetes_backend_imports_every_finished_day_through
             pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
             true
         );
+        // The config's spec.worker, and a memory request of the budget + 64 MiB overhead.
+        assert_eq!(
+            pod["containers"][0]["resources"]["requests"],
+            serde_json::json!({"cpu": "250m", "memory": "576Mi"}),
+        );
     }
 
     // Events tell the story.

@@ -62,6 +62,9 @@ impl FailureReason {
 pub const EXIT_BAD_INPUT: i32 = 3;
 /// Exit code of the worker for a transient failure; Jobs may retry.
 pub const EXIT_TRANSIENT: i32 = 1;
+/// Memory the worker may use beyond its `--memory-budget` (runtime, I/O buffers, decoders):
+/// a pod needs at least the budget plus this much (docs/benchmarks.md, "Memory bound").
+pub const WORKER_OVERHEAD_BYTES: u64 = 64 << 20;
 
 /// A file that file ingestion skipped, with the reason.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -22,7 +22,7 @@ pub use manifest::{ManifestError, parse_manifests};
 pub use table::{SecretRef, Table, TableSpec, TableStatus, TableType};
 pub use task_config::{
     ConcurrencyPolicy, DelayStatus, MinionTaskConfig, MinionTaskConfigSpec, MinionTaskConfigStatus,
-    MissedRunPolicy, RunResult, WatermarkStatus,
+    MissedRunPolicy, RunResult, WatermarkStatus, WorkerPodSpec, WorkerResources, WorkerToleration,
 };
 pub use task_run::{
     PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,

@@ -130,6 +130,52 @@ pub struct MinionTaskConfigSpec {
     /// Memory budget of one subtask (size, e.g. 512Mi). Default 512Mi.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_budget: Option<String>,
+    /// Pod settings of this config's subtask Jobs on Kubernetes, over the chart's
+    /// `worker` defaults (ignored by the local backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerPodSpec>,
+}
+
+/// Pod settings of subtask Jobs: `resources` and `nodeSelector` are merged key by key over
+/// the chart's defaults (these win); `tolerations` are added to the defaults'.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerPodSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<WorkerResources>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub node_selector: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<WorkerToleration>,
+}
+
+/// Container resources as Kubernetes quantities (`cpu: 500m`, `memory: 1Gi`). Without a
+/// memory request, the Job requests the memory budget plus the worker's fixed overhead.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerResources {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub requests: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub limits: std::collections::BTreeMap<String, String>,
+}
+
+/// A pod toleration, as in a Pod spec.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerToleration {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Exists or Equal (default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// NoSchedule, PreferNoSchedule or NoExecute; empty matches all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toleration_seconds: Option<i64>,
 }
 
 impl MinionTaskConfigSpec {

@@ -516,13 +516,25 @@ impl KubeBackend {
             .await?
             .and_then(|t| t.spec.storage_secret_ref)
             .map(|s| s.name);
-        let job = job::build(request, &self.defaults, &run, secret.as_deref()).map_err(|e| {
-            BackendError::Corrupt {
-                kind: "TaskRun",
-                namespace: ns.clone(),
-                name: request.task_run.clone(),
-                message: e.to_string(),
-            }
+        let overrides = match &run.spec.config_ref {
+            Some(name) => self
+                .get::<MinionTaskConfig>(ns, name)
+                .await?
+                .and_then(|c| c.spec.worker),
+            None => None,
+        };
+        let job = job::build(
+            request,
+            &self.defaults,
+            overrides.as_ref(),
+            &run,
+            secret.as_deref(),
+        )
+        .map_err(|e| BackendError::Corrupt {
+            kind: "TaskRun",
+            namespace: ns.clone(),
+            name: request.task_run.clone(),
+            message: e.to_string(),
         })?;
         let api: Api<Job> = Api::namespaced(self.client.clone(), ns);
         match api.create(&PostParams::default(), &job).await {

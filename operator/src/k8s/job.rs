@@ -14,6 +14,9 @@
 //!   ServiceAccount without a token; `/tmp` is an `emptyDir`.
 //! - `podFailurePolicy`: disruptions (`DisruptionTarget`) are not counted; the worker's
 //!   bad-input exit code ([`EXIT_BAD_INPUT`]) fails the Job at once.
+//! - Resources, node selector and tolerations: the chart's defaults with the config's
+//!   `spec.worker` over them; the memory request defaults to the budget plus the worker's
+//!   fixed overhead.
 //! - `backoffLimit` is the defaults' (0 when unset: the control loop counts attempts itself);
 //!   `activeDeadlineSeconds` is the subtask timeout (the defaults' when the request has none).
 
@@ -24,11 +27,12 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     EnvVar, LocalObjectReference, ResourceRequirements, Toleration, Volume, VolumeMount,
 };
-use minion_contract::EXIT_BAD_INPUT;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use minion_contract::{EXIT_BAD_INPUT, WORKER_OVERHEAD_BYTES};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::TaskRun;
+use crate::api::{TaskRun, WorkerPodSpec};
 use crate::control::{JobState, LaunchRequest};
 
 /// Where the chart mounts the worker defaults.
@@ -144,6 +148,38 @@ pub fn labels(request: &LaunchRequest) -> BTreeMap<String, String> {
     ])
 }
 
+/// The worker container's resources: the defaults', with the config's `requests` and
+/// `limits` merged over them per resource; without a memory request, the memory budget plus
+/// the worker's fixed overhead (so the scheduler places the pod where the budget fits).
+fn resources(
+    request: &LaunchRequest,
+    defaults: &WorkerDefaults,
+    overrides: Option<&WorkerPodSpec>,
+) -> serde_json::Value {
+    let quantities = |m: &Option<BTreeMap<String, Quantity>>| -> BTreeMap<String, String> {
+        m.iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    };
+    let base = defaults.resources.as_ref();
+    let mut requests = quantities(&base.and_then(|r| r.requests.clone()));
+    let mut limits = quantities(&base.and_then(|r| r.limits.clone()));
+    if let Some(r) = overrides.and_then(|o| o.resources.as_ref()) {
+        requests.extend(r.requests.clone());
+        limits.extend(r.limits.clone());
+    }
+    if !requests.contains_key("memory") {
+        let need = request.memory_budget_bytes + WORKER_OVERHEAD_BYTES;
+        requests.insert("memory".into(), format!("{}Mi", need.div_ceil(1 << 20)));
+    }
+    let mut out = json!({"requests": requests});
+    if !limits.is_empty() {
+        out["limits"] = json!(limits);
+    }
+    out
+}
+
 /// The Job of one subtask attempt, owned by `owner`, with object-store credentials from
 /// `storage_secret` (the Table's `storageSecretRef`) as environment variables.
 ///
@@ -153,6 +189,7 @@ pub fn labels(request: &LaunchRequest) -> BTreeMap<String, String> {
 pub fn build(
     request: &LaunchRequest,
     defaults: &WorkerDefaults,
+    overrides: Option<&WorkerPodSpec>,
     owner: &TaskRun,
     storage_secret: Option<&str>,
 ) -> Result<Job, JobError> {
@@ -200,9 +237,7 @@ pub fn build(
     if let Some(policy) = &defaults.image_pull_policy {
         container["imagePullPolicy"] = json!(policy);
     }
-    if let Some(resources) = &defaults.resources {
-        container["resources"] = json!(resources);
-    }
+    container["resources"] = resources(request, defaults, overrides);
     if let Some(secret) = storage_secret {
         container["envFrom"] = json!([{"secretRef": {"name": secret}}]);
     }
@@ -225,11 +260,19 @@ pub fn build(
     if !defaults.image_pull_secrets.is_empty() {
         pod["imagePullSecrets"] = json!(defaults.image_pull_secrets);
     }
-    if !defaults.node_selector.is_empty() {
-        pod["nodeSelector"] = json!(defaults.node_selector);
+    let mut node_selector = defaults.node_selector.clone();
+    let mut tolerations = json!(defaults.tolerations);
+    if let Some(o) = overrides {
+        node_selector.extend(o.node_selector.clone());
+        if let Some(list) = tolerations.as_array_mut() {
+            list.extend(o.tolerations.iter().map(|t| json!(t)));
+        }
     }
-    if !defaults.tolerations.is_empty() {
-        pod["tolerations"] = json!(defaults.tolerations);
+    if !node_selector.is_empty() {
+        pod["nodeSelector"] = json!(node_selector);
+    }
+    if tolerations.as_array().is_some_and(|l| !l.is_empty()) {
+        pod["tolerations"] = tolerations;
     }
     let labels = labels(request);
     let mut spec = json!({

@@ -34,7 +34,7 @@ spec:
     serde_yaml::from_str(yaml).unwrap()
 }
 
-/// The chart's default values (docs/kubernetes.md, "Worker defaults"), plus extras.
+/// Worker defaults as a chart user may set them (docs/kubernetes.md, "Worker defaults").
 const CHART_DEFAULTS: &str = r#"
 activeDeadlineSeconds: 3600
 backoffLimit: 3
@@ -57,7 +57,14 @@ fn defaults() -> WorkerDefaults {
 }
 
 fn built() -> serde_json::Value {
-    let job = build(&request(), &defaults(), &owner(), Some("s3-credentials")).unwrap();
+    let job = build(
+        &request(),
+        &defaults(),
+        None,
+        &owner(),
+        Some("s3-credentials"),
+    )
+    .unwrap();
     serde_json::to_value(job).unwrap()
 }
 
@@ -96,7 +103,7 @@ fn job_is_owned_by_its_task_run_as_controller() {
     let mut run = owner();
     run.metadata.uid = None;
     assert_eq!(
-        build(&request(), &defaults(), &run, None)
+        build(&request(), &defaults(), None, &run, None)
             .unwrap_err()
             .reason(),
         "OwnerWithoutUid"
@@ -191,7 +198,7 @@ fn job_limits_come_from_the_subtask_timeout_and_the_defaults() {
     );
     let mut req = request();
     req.timeout_ms = 0;
-    let bare = build(&req, &WorkerDefaults::default(), &owner(), None).unwrap();
+    let bare = build(&req, &WorkerDefaults::default(), None, &owner(), None).unwrap();
     let bare = serde_json::to_value(bare).unwrap();
     assert_eq!(
         bare["spec"]["backoffLimit"], 0,
@@ -269,4 +276,42 @@ fn job_state_follows_the_jobs_conditions() {
             ..
         }
     ));
+}
+
+#[test]
+fn a_configs_worker_settings_merge_over_the_chart_defaults() {
+    let overrides: WorkerPodSpec = serde_yaml::from_str(
+        "resources: {requests: {cpu: '2'}, limits: {memory: 3Gi, cpu: '4'}}\n\
+         nodeSelector: {pool: spot, zone: a}\n\
+         tolerations: [{key: spot, operator: Exists, effect: NoSchedule}]\n",
+    )
+    .unwrap();
+    let job = build(&request(), &defaults(), Some(&overrides), &owner(), None).unwrap();
+    let pod = serde_json::to_value(job).unwrap()["spec"]["template"]["spec"].clone();
+    assert_eq!(
+        pod["containers"][0]["resources"],
+        serde_json::json!({
+            "requests": {"cpu": "2", "memory": "768Mi"},
+            "limits": {"cpu": "4", "memory": "3Gi"},
+        })
+    );
+    assert_eq!(
+        pod["nodeSelector"],
+        serde_json::json!({"pool": "spot", "zone": "a"})
+    );
+    let tolerations = pod["tolerations"].as_array().unwrap();
+    assert_eq!(
+        tolerations.len(),
+        2,
+        "the config's are added to the defaults'"
+    );
+    assert_eq!(tolerations[1]["key"], "spot");
+
+    // Without any memory request the pod asks for the budget plus the worker's overhead.
+    let bare = build(&request(), &WorkerDefaults::default(), None, &owner(), None).unwrap();
+    let bare = serde_json::to_value(bare).unwrap();
+    assert_eq!(
+        bare["spec"]["template"]["spec"]["containers"][0]["resources"],
+        serde_json::json!({"requests": {"memory": "576Mi"}})
+    );
 }

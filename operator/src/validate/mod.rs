@@ -39,6 +39,10 @@ pub enum Invalid {
     Size { value: String },
     #[error("{value:?} must be a size greater than 0 (e.g. 512Mi)")]
     SizeNotPositive { value: String },
+    #[error(
+        "{value:?} is not a Kubernetes quantity; use a number with an optional suffix: m, k, M, G, T or Ki, Mi, Gi, Ti (e.g. 500m, 2, 1Gi)"
+    )]
+    Quantity { value: String },
     #[error("{0}")]
     Schedule(ScheduleError),
     #[error(
@@ -112,6 +116,7 @@ impl Invalid {
         match self {
             Invalid::Period { .. } | Invalid::PeriodNotPositive { .. } => "InvalidPeriod",
             Invalid::Size { .. } | Invalid::SizeNotPositive { .. } => "InvalidSize",
+            Invalid::Quantity { .. } => "InvalidQuantity",
             Invalid::Schedule(e) => e.reason(),
             Invalid::Time { .. } => "InvalidTime",
             Invalid::Uri { .. } => "InvalidUri",

@@ -99,6 +99,9 @@ pub fn task_config(cfg: &MinionTaskConfig) -> Result<TaskConfig, ValidationError
         },
         Execution::default(),
     );
+    if let Some(worker) = &spec.worker {
+        worker_pod(&mut c, "spec.worker", worker, execution.memory_budget_bytes);
+    }
     let config = TaskConfig {
         namespace: c.resource().namespace.clone(),
         name: c.resource().name.clone(),
@@ -328,6 +331,79 @@ fn schedule(c: &mut Collector, spec: &api::MinionTaskConfigSpec) -> Option<Sched
         Err(e) => {
             c.push("spec.schedule", Invalid::Schedule(e));
             None
+        }
+    }
+}
+
+/// Checks a config's Job pod settings: quantities parse, tolerations are well formed, and a
+/// memory limit leaves room for the budget plus the worker's fixed overhead.
+fn worker_pod(c: &mut Collector, at: &str, worker: &api::WorkerPodSpec, budget_bytes: u64) {
+    let Some(resources) = &worker.resources else {
+        return check_tolerations(c, at, &worker.tolerations);
+    };
+    for (kind, map) in [
+        ("requests", &resources.requests),
+        ("limits", &resources.limits),
+    ] {
+        for (name, value) in map {
+            c.check(
+                &format!("{at}.resources.{kind}.{name}"),
+                super::units::parse_quantity(value),
+            );
+        }
+    }
+    let need = budget_bytes + minion_contract::WORKER_OVERHEAD_BYTES;
+    if let Some(limit) = resources.limits.get("memory")
+        && let Ok(bytes) = super::units::parse_quantity(limit)
+        && bytes < need as f64
+    {
+        c.push(
+            format!("{at}.resources.limits.memory"),
+            Invalid::OutOfRange {
+                value: limit.clone(),
+                allowed: format!(
+                    "use at least the memory budget ({} MiB) plus the worker's {} MiB overhead = {} MiB, or lower spec.memoryBudget; below it the pod is OOM-killed",
+                    budget_bytes >> 20,
+                    minion_contract::WORKER_OVERHEAD_BYTES >> 20,
+                    need.div_ceil(1 << 20)
+                ),
+            },
+        );
+    }
+    check_tolerations(c, at, &worker.tolerations);
+}
+
+fn check_tolerations(c: &mut Collector, at: &str, tolerations: &[api::WorkerToleration]) {
+    for (i, t) in tolerations.iter().enumerate() {
+        let field = format!("{at}.tolerations[{i}]");
+        match t.operator.as_deref() {
+            None | Some("Equal") => {}
+            Some("Exists") if t.value.is_some() => c.push(
+                format!("{field}.value"),
+                Invalid::NotAllowed {
+                    detail: "operator Exists takes no value; remove it or use operator Equal"
+                        .into(),
+                },
+            ),
+            Some("Exists") => {}
+            Some(other) => c.push(
+                format!("{field}.operator"),
+                Invalid::OutOfRange {
+                    value: other.into(),
+                    allowed: "use Equal or Exists".into(),
+                },
+            ),
+        }
+        if let Some(effect) = t.effect.as_deref()
+            && !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            c.push(
+                format!("{field}.effect"),
+                Invalid::OutOfRange {
+                    value: effect.into(),
+                    allowed: "use NoSchedule, PreferNoSchedule or NoExecute (or omit it)".into(),
+                },
+            );
         }
     }
 }

@@ -67,6 +67,49 @@ pub fn parse_positive_period(value: &str) -> Result<i64, Invalid> {
     }
 }
 
+/// Parses a Kubernetes resource quantity (`500m`, `2`, `1.5Gi`, `1e3`, `64M`) into its
+/// value in base units (cores, bytes).
+///
+/// # Errors
+/// [`Invalid::Quantity`] for anything else.
+pub fn parse_quantity(value: &str) -> Result<f64, Invalid> {
+    let bad = || Invalid::Quantity {
+        value: value.to_string(),
+    };
+    let s = value.trim();
+    let number_len = s
+        .bytes()
+        .enumerate()
+        .take_while(|(i, b)| b.is_ascii_digit() || *b == b'.' || (*i == 0 && *b == b'+'))
+        .count();
+    let (number, suffix) = s.split_at(number_len);
+    let number: f64 = number.parse().map_err(|_| bad())?;
+    let multiplier = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "Pi" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "Ei" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        e if e.starts_with(['e', 'E']) => {
+            let exp: i32 = e[1..].parse().map_err(|_| bad())?;
+            10f64.powi(exp)
+        }
+        _ => return Err(bad()),
+    };
+    Ok(number * multiplier)
+}
+
 /// Parses a size into bytes.
 ///
 /// A number (decimals allowed with a unit) optionally followed by `K`, `M`, `G`, `T`, `P`
@@ -147,6 +190,19 @@ pub fn parse_time(value: &str) -> Result<i64, Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kubernetes_quantities() {
+        assert_eq!(parse_quantity("500m"), Ok(0.5));
+        assert_eq!(parse_quantity("2"), Ok(2.0));
+        assert_eq!(parse_quantity("1Gi"), Ok(1_073_741_824.0));
+        assert_eq!(parse_quantity("1.5Mi"), Ok(1_572_864.0));
+        assert_eq!(parse_quantity("64M"), Ok(64e6));
+        assert_eq!(parse_quantity("1e3"), Ok(1000.0));
+        for bad in ["", "lots", "1GB", "2 cores", "-1", "Mi"] {
+            assert!(parse_quantity(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn periods_in_every_unit() {
