@@ -486,7 +486,9 @@ async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
     let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
@@ -512,6 +514,18 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         poll_interval: Duration::from_secs(3600),
         instance: Some("pod-a".into()),
     };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let op = tokio::spawn(run_with_client(env.api.client(), options, async {
+        let _ = stop_rx.await;
+    }));
+    // Ready once the caches are filled; the run created after that reaches the idle loop
+    // only through the TaskRun watch.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !http_get(port, "/readyz").await.starts_with("HTTP/1.1 200") {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let backend = env.backend();
     let cfg = backend
         .get_task_config("default", "events-import")
@@ -522,10 +536,6 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         .create_task_run(&new_task_run(&cfg, "events-import-manual-3", None))
         .await
         .unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let op = tokio::spawn(run_with_client(env.api.client(), options, async {
-        let _ = stop_rx.await;
-    }));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let run = env
