@@ -1,4 +1,4 @@
-//! The real-cluster end-to-end suite: runs only when `MINION_E2E_KUBECONFIG` names a
+//! The real-cluster end-to-end suite. The cluster test runs only when `MINION_E2E_KUBECONFIG` names a
 //! kubeconfig (the kind workflow `.github/workflows/e2e-kind.yaml` sets it); otherwise it prints
 //! a notice and passes.
 //!
@@ -12,6 +12,10 @@
 //! Needs `target/<profile>/minion-operator` (`cargo build -p minion-operator --bin
 //! minion-operator`), the worker ServiceAccount `minion-operator-worker` in the namespace (the
 //! chart creates it) and the nodes able to pull or hold the image.
+//!
+//! The same scenario also runs everywhere against the in-process API: the operator binary
+//! with a kubeconfig naming it, and the Jobs run as local `minion-worker` processes
+//! (`target/<profile>/minion-worker`, built with the workspace's tests).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -104,11 +108,23 @@ fn samples(suffix: &str, data: &Path) -> String {
     )
 }
 
+/// Where the scenario runs: a client, the kubeconfig the operator process gets, the data
+/// directory every pod sees at the same path, and the Jobs' worker defaults.
+struct Cluster {
+    client: kube::Client,
+    kubeconfig: PathBuf,
+    data_root: PathBuf,
+    worker_defaults: String,
+    /// Pause after installing the CRDs (a real API server needs a moment to serve them).
+    crd_settle: Duration,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
     let Ok(kubeconfig) = std::env::var("MINION_E2E_KUBECONFIG") else {
         println!(
-            "skipping the real-cluster suite: set MINION_E2E_KUBECONFIG (and MINION_E2E_DATA_DIR, MINION_E2E_IMAGE) to run it"
+            "skipping the real-cluster suite: set MINION_E2E_KUBECONFIG (and MINION_E2E_DATA_DIR, MINION_E2E_IMAGE) to run it; \
+             the same scenario runs against the in-process API in the_suite_runs_the_operator_binary_against_the_in_process_api"
         );
         return;
     };
@@ -117,17 +133,80 @@ async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
         std::env::var("MINION_E2E_DATA_DIR").unwrap_or_else(|_| "/tmp/minion".into()),
     );
     let image = std::env::var("MINION_E2E_IMAGE").unwrap_or_else(|_| "minion-operator:e2e".into());
-    let suffix = format!("-e2e{}", std::process::id());
-    let data = data_root.join(format!("suite{suffix}"));
-    std::fs::create_dir_all(&data).unwrap();
-
     let config = kube::Config::from_custom_kubeconfig(
         Kubeconfig::read_from(&kubeconfig).unwrap(),
         &KubeConfigOptions::default(),
     )
     .await
     .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let worker_defaults = format!(
+        "image: {image}\nimagePullPolicy: IfNotPresent\nserviceAccountName: minion-operator-worker\n\
+         backoffLimit: 0\nactiveDeadlineSeconds: 900\nttlSecondsAfterFinished: 3600\n\
+         extraVolumes:\n  - name: data\n    hostPath: {{path: {root}, type: Directory}}\n\
+         extraVolumeMounts:\n  - {{name: data, mountPath: {root}}}\n",
+        root = data_root.display()
+    );
+    scenario(&Cluster {
+        client: kube::Client::try_from(config).unwrap(),
+        kubeconfig: PathBuf::from(kubeconfig),
+        data_root,
+        worker_defaults,
+        crd_settle: Duration::from_secs(2),
+    })
+    .await;
+}
+
+/// The real-cluster scenario with the `minion-operator` binary as it runs out of cluster,
+/// against the in-process API (`minion_e2e::fake_api`), and the Jobs run as local
+/// `minion-worker` processes by [`minion_e2e::fake_api::kubelet`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_runs_the_operator_binary_against_the_in_process_api() {
+    install_crypto_provider();
+    let bin_dir = operator_bin().parent().unwrap().to_path_buf();
+    assert!(
+        bin_dir.join("minion-worker").exists(),
+        "{} is missing: cargo build -p minion-worker --bin minion-worker",
+        bin_dir.join("minion-worker").display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let api = minion_e2e::fake_api::FakeApi::start().await;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{}\"}}\n\
+             users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: default}}\n\
+             current-context: fake\n",
+            api.url()
+        ),
+    )
+    .unwrap();
+    let kubelet = tokio::spawn(minion_e2e::fake_api::kubelet::run_jobs(
+        api.client(),
+        NAMESPACE.into(),
+        bin_dir,
+        dir.path().join("pods"),
+    ));
+    scenario(&Cluster {
+        client: api.client(),
+        kubeconfig,
+        data_root: dir.path().join("data"),
+        worker_defaults: "serviceAccountName: minion-operator-worker\nbackoffLimit: 0\nactiveDeadlineSeconds: 900\n".into(),
+        crd_settle: Duration::ZERO,
+    })
+    .await;
+    let jobs = api.list("batch/v1/jobs", Some(NAMESPACE));
+    assert!(!jobs.is_empty(), "the run went through Jobs");
+    kubelet.abort();
+}
+
+/// Installs the CRDs, creates the samples, fills the REALTIME table, starts the operator
+/// process, creates a run and waits for it, then checks count/sum and the conditions.
+async fn scenario(cluster: &Cluster) {
+    let client = cluster.client.clone();
+    let suffix = format!("-e2e{}", std::process::id());
+    let data = cluster.data_root.join(format!("suite{suffix}"));
+    std::fs::create_dir_all(&data).unwrap();
 
     // CRDs, as `kubectl apply --server-side -f crds/` would.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -136,7 +215,7 @@ async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
         let name = crd.metadata.name.clone().unwrap();
         crds.patch(&name, &ssa, &Patch::Apply(&crd)).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(cluster.crd_settle).await;
 
     // The resources, and the REALTIME table's data.
     let resources = api::parse_manifests(&samples(&suffix, &data)).unwrap();
@@ -182,20 +261,10 @@ async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
 
     // Subtask Jobs: the image, the worker account, the shared data directory.
     let defaults = data.join("worker-defaults.yaml");
-    std::fs::write(
-        &defaults,
-        format!(
-            "image: {image}\nimagePullPolicy: IfNotPresent\nserviceAccountName: minion-operator-worker\n\
-             backoffLimit: 0\nactiveDeadlineSeconds: 900\nttlSecondsAfterFinished: 3600\n\
-             extraVolumes:\n  - name: data\n    hostPath: {{path: {root}, type: Directory}}\n\
-             extraVolumeMounts:\n  - {{name: data, mountPath: {root}}}\n",
-            root = data_root.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&defaults, &cluster.worker_defaults).unwrap();
     let _operator = Operator(
         Command::new(operator_bin())
-            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECONFIG", &cluster.kubeconfig)
             .args(["run", "--namespaces", NAMESPACE, "--log-format", "text"])
             .args(["--leader-election-namespace", NAMESPACE])
             .args(["--lease-name", &format!("minion-operator{suffix}")])

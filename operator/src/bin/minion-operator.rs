@@ -77,6 +77,10 @@ struct RunArgs {
     poll_ms: u64,
 }
 
+/// Our progress at info; the Delta kernel's per-snapshot and per-scan lines only from warn
+/// (they would bury the TaskRun lines in `kubectl logs`). `RUST_LOG` replaces it.
+const DEFAULT_LOG_FILTER: &str = "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -113,7 +117,7 @@ fn crds(out: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
 
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);

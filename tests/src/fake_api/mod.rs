@@ -2,10 +2,11 @@
 //! (issue 5, item 6): JSON over HTTP/1.1 on 127.0.0.1, no auth, any resource under
 //! `/api/v1/…` and `/apis/<group>/<version>/…`.
 //!
-//! Served: namespaced create (POST; 409 `AlreadyExists`), get, list (all namespaces too,
+//! Served: create (POST; 409 `AlreadyExists`), get, list (all namespaces too,
 //! with `labelSelector` equality terms and the list's `resourceVersion`), replace (PUT),
 //! patch (merge, strategic merge taken as merge, server-side apply: a merge on the main
-//! resource, the whole status on `/status` — one field manager owns it), delete (background
+//! resource, creating it when absent, the whole status on `/status` — one field manager owns
+//! it), cluster-scoped resources (`/apis/<group>/<version>/<plural>/<name>`), delete (background
 //! garbage collection of owned objects), `resourceVersion` conflicts (409 on a stale PUT or
 //! patch that carries one), and `?watch=true` streams of newline-delimited `WatchEvent`s
 //! (from a `resourceVersion`, or the current objects first). Not served: discovery,
@@ -13,6 +14,7 @@
 //!
 //! Tests read and change objects directly through [`FakeApi`]'s methods too.
 
+pub mod kubelet;
 pub mod store;
 
 use std::convert::Infallible;
@@ -68,6 +70,7 @@ fn parse_path(path: &str) -> Option<Target> {
         ["namespaces", ns, plural, name] => (Some(*ns), *plural, Some(*name), None),
         ["namespaces", ns, plural, name, sub] => (Some(*ns), *plural, Some(*name), Some(*sub)),
         [plural] => (None, *plural, None, None),
+        [plural, name] => (None, *plural, Some(*name), None),
         _ => return None,
     };
     Some(Target {
@@ -279,6 +282,18 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Bo
                 reason: "UnsupportedMediaType",
                 message: "JSON patch is not served by the fake API".into(),
             }),
+            Some(patch)
+                if content_type.contains("apply-patch") && !status_only && {
+                    let s = store.lock().expect("store");
+                    s.get(&t.resource, &ns, name).is_none()
+                } =>
+            {
+                // Server-side apply creates what does not exist yet.
+                store
+                    .lock()
+                    .expect("store")
+                    .create(&t.resource, &ns, patch, false, &now())
+            }
             Some(patch) => {
                 let apply = content_type.contains("apply-patch");
                 store
