@@ -517,6 +517,44 @@ fn tag_source_files(
     }
 }
 
+/// Carries the source files of the segments a subtask replaces (a merge, rollup, refresh or
+/// purge of ingested segments) onto its outputs, so file ingestion still knows those files
+/// were ingested and never ingests them twice. Rows of replaced segments that came from no
+/// file are marked [`minion_contract::segment::UNTRACKED_SOURCE`]. Ingestion subtasks tag
+/// their own outputs ([`tag_source_files`]).
+fn carry_source_files(subtask: &PlannedSubtask, outputs: &mut [SegmentRef]) {
+    use minion_contract::segment::{TAG_SOURCE_FILE, TAG_SOURCE_FILES, UNTRACKED_SOURCE};
+    if !subtask.input_files.is_empty() || outputs.is_empty() {
+        return;
+    }
+    let replaced = subtask
+        .inputs
+        .iter()
+        .filter(|_| subtask.replaces_inputs)
+        .chain(subtask.deletes.iter());
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    let mut untracked = false;
+    for segment in replaced {
+        let sources = crate::generator::file_ingestion::sources_of(segment);
+        untracked |= sources.is_empty();
+        files.extend(sources);
+    }
+    if files.is_empty() {
+        return;
+    }
+    if untracked {
+        files.insert(UNTRACKED_SOURCE.into(), String::new());
+    }
+    let tag = serde_json::to_string(&files).expect("a map of strings serializes");
+    for s in outputs {
+        if !s.tags.contains_key(TAG_SOURCE_FILE) {
+            s.tags
+                .entry(TAG_SOURCE_FILES.to_string())
+                .or_insert_with(|| tag.clone());
+        }
+    }
+}
+
 /// One finished subtask handed to [`commit_subtasks`]: index, manifest (none when no worker
 /// ran), attempts used.
 pub type FinishedSubtask = (u32, Option<ResultManifest>, u32);
@@ -557,6 +595,7 @@ pub async fn commit_subtasks(
         if let Some(m) = manifest {
             tag_source_files(subtask, m, &mut outputs);
         }
+        carry_source_files(subtask, &mut outputs);
         let id = format!("{}-{index}", ctx.task_run);
         // The entry was opened by this run; recording outputs cannot fail but for a bug.
         if let Err(e) = state

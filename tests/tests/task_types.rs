@@ -507,6 +507,43 @@ async fn file_ingestion_ingests_csv_json_and_parquet_once_and_a_rerun_ingests_no
     assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
     assert_eq!(tr["status"]["reason"], "NoNewFiles", "{tr:#}");
     assert_eq!(totals(&offline, None).await, t);
+
+    // MergeRollup merges the ingested segments; the merged ones still name their files, so
+    // ingesting again still finds nothing new and counts no row twice.
+    env.apply("mtc-merge-rollup.yaml", &[]);
+    let mut merged = false;
+    for _ in 0..6 {
+        let tr = env.run("events-merge");
+        let phase = tr["status"]["phase"].as_str().unwrap().to_string();
+        assert!(phase == "Succeeded" || phase == "Skipped", "{tr:#}");
+        merged |= phase == "Succeeded";
+        if phase == "Skipped" {
+            break;
+        }
+    }
+    assert!(merged, "the ingested segments were never merged");
+    assert!(
+        live(&offline)
+            .await
+            .iter()
+            .any(|s| s.merge_level().is_some()),
+        "no merged segment"
+    );
+    let merged_totals = totals(&offline, None).await;
+    assert_eq!(merged_totals.sums["clicks"], expected.1 as f64);
+    let path = env.manifest(
+        "taskrun-file-ingestion.yaml",
+        &[(
+            "name: events-ingest-2024-01",
+            "name: ingest-parquet-after-merge",
+        )],
+    );
+    env.ok(&["execute", "-f", path.to_str().unwrap()]);
+    env.up();
+    let tr = env.task_run("ingest-parquet-after-merge");
+    assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "NoNewFiles", "{tr:#}");
+    assert_eq!(totals(&offline, None).await, merged_totals);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,9 @@ pub const TAG_SOURCE_FILE_VERSION: &str = "sourceFileVersion";
 /// Tag key naming the source files of a segment ingested from several files at once (file
 /// ingestion in append mode, m files → n segments): a JSON object `{"<uri>": "<version>"}`.
 pub const TAG_SOURCE_FILES: &str = "sourceFiles";
+/// Key in a `sourceFiles` map for rows that did not come from a file (a segment merged from
+/// ingested and other segments), so a sync-mode re-ingestion never replaces it.
+pub const UNTRACKED_SOURCE: &str = "*";
 /// Tag keys carrying the segment's time range in epoch milliseconds.
 pub const TAG_MIN_TIME_MS: &str = "minTimeMs";
 pub const TAG_MAX_TIME_MS: &str = "maxTimeMs";

@@ -16,6 +16,10 @@
 //!   listed file is ingested and every live segment replaced in one all-or-none commit (so
 //!   data of deleted files is dropped); it runs only when something changed, and ignores
 //!   `tableMaxNumTasks` since a swap cannot be partial.
+//! - Segments that other tasks merged carry the `sourceFiles` of what they replaced, so files
+//!   stay ingested after a MergeRollup. In sync mode, a changed file whose old rows share a
+//!   segment with other files is re-ingested together with them in one subtask
+//!   ([`sync_group`]), or waits when that cannot restore every row.
 //! - Include/exclude patterns are globs on the path relative to `inputDirURI` (`*` within a
 //!   directory, `**` across, `?` one character; an optional `glob:` prefix is ignored).
 
@@ -60,6 +64,47 @@ pub fn ingested_files(segments: &[SegmentRef]) -> HashMap<String, Vec<(&SegmentR
         }
     }
     out
+}
+
+/// The files to re-ingest with `changed` in sync mode, and the segments they replace, when
+/// its old segments also hold other files' rows (merged by MergeRollup): every file sharing a
+/// replaced segment is re-ingested from its current version in the same subtask, and every
+/// segment of those files is replaced, transitively — so the one commit neither drops nor
+/// doubles a row. `None` (the file waits) when a replaced segment holds rows of a file no
+/// longer listed, or rows that came from no file: re-ingesting could not restore them.
+pub(crate) fn sync_group<'a>(
+    changed: &'a ListedFile,
+    listed: &HashMap<&str, &'a ListedFile>,
+    ingested: &HashMap<String, Vec<(&'a SegmentRef, String)>>,
+) -> Option<(Vec<&'a ListedFile>, Vec<&'a SegmentRef>)> {
+    let mut files: Vec<&ListedFile> = Vec::new();
+    let mut seen_files: HashSet<&str> = HashSet::new();
+    let mut segments: Vec<&SegmentRef> = Vec::new();
+    let mut seen_segments: HashSet<&str> = HashSet::new();
+    let mut queue = vec![changed];
+    while let Some(file) = queue.pop() {
+        if !seen_files.insert(file.uri.as_str()) {
+            continue;
+        }
+        files.push(file);
+        for (segment, version) in ingested.get(file.uri.as_str()).into_iter().flatten() {
+            if file.uri == changed.uri && *version == changed.version {
+                continue;
+            }
+            if !seen_segments.insert(segment.path.as_str()) {
+                continue;
+            }
+            segments.push(segment);
+            for (other, _) in sources_of(segment) {
+                if seen_files.contains(other.as_str()) {
+                    continue;
+                }
+                queue.push(listed.get(other.as_str())?);
+            }
+        }
+    }
+    files[1..].sort_by(|a, b| a.uri.cmp(&b.uri));
+    Some((files, segments))
 }
 
 /// Whether `text` matches the glob `pattern` (`*`, `**`, `?`).
@@ -163,6 +208,10 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
     let mut pending: Vec<&ListedFile> = Vec::new();
     let mut replaces: HashMap<&str, Vec<&SegmentRef>> = HashMap::new();
     let mut deletes_all: Vec<&SegmentRef> = Vec::new();
+    // Sync mode: files re-ingested together (one subtask) with the segments they replace.
+    let mut groups: Vec<(Vec<&ListedFile>, Vec<&SegmentRef>)> = Vec::new();
+    // Sync mode: changed files whose old rows share a segment that re-ingestion cannot rebuild.
+    let mut unrebuildable: Vec<&str> = Vec::new();
     if swap && files.is_empty() {
         return no_task(
             input,
@@ -209,8 +258,30 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
         deletes_all = dest.segments.iter().collect();
     } else {
         let locked = dest.lineage.locked_segments();
+        let listed: HashMap<&str, &ListedFile> =
+            files.iter().map(|f| (f.uri.as_str(), *f)).collect();
+        let mut grouped: HashSet<&str> = HashSet::new();
         for f in &files {
+            if grouped.contains(f.uri.as_str()) {
+                continue;
+            }
             let old = ingested.get(f.uri.as_str());
+            if config.mode == IngestionMode::Sync
+                && !at_version(f)
+                && old.is_some_and(|segs| segs.iter().any(|(s, _)| sources_of(s).len() > 1))
+            {
+                // Its old rows share segments with other files (merged by MergeRollup): see
+                // `sync_group`.
+                match sync_group(f, &listed, &ingested) {
+                    Some((group, old)) if !old.iter().any(|s| locked.contains(s.path.as_str())) => {
+                        grouped.extend(group.iter().map(|g| g.uri.as_str()));
+                        groups.push((group, old));
+                    }
+                    Some(_) => {}
+                    None => unrebuildable.push(f.uri.as_str()),
+                }
+                continue;
+            }
             let ingest = match config.mode {
                 IngestionMode::Append => old.is_none(),
                 IngestionMode::Sync => !at_version(f),
@@ -233,18 +304,33 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
             pending.push(f);
         }
     }
-    if pending.is_empty() && deletes_all.is_empty() {
+    if pending.is_empty() && deletes_all.is_empty() && groups.is_empty() {
+        if !unrebuildable.is_empty() {
+            return no_task(
+                input,
+                NoTaskReason::NoNewFiles,
+                format!(
+                    "{} changed, but its old rows share a merged segment with rows of a file no longer listed or not from a file; re-ingesting it would lose those rows, so its old version stays",
+                    unrebuildable.join(", ")
+                ),
+            );
+        }
         return no_task(
             input,
             NoTaskReason::NoNewFiles,
             format!("no new or changed file under {}", config.input_dir_uri),
         );
     }
-    let mut batches = pack_files(
+    let mut batches: Vec<Vec<&ListedFile>> = Vec::new();
+    for (group, old) in &groups {
+        replaces.insert(group[0].uri.as_str(), old.clone());
+        batches.push(group.clone());
+    }
+    batches.extend(pack_files(
         &pending,
         config.task_max_data_size_bytes,
         config.task_max_num_files,
-    );
+    ));
     if let (false, Some(n)) = (swap, config.table_max_num_tasks) {
         batches.truncate(n.max(1) as usize);
     }

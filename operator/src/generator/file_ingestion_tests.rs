@@ -215,6 +215,78 @@ fn sync_mode_writes_one_segment_per_file() {
     assert!(p.subtasks[0].output.segment_per_input_file);
 }
 
+/// A segment merged (by MergeRollup) from segments of `files` (`(file, version)`).
+fn merged(name: &str, files: &[(&str, &str)]) -> SegmentRef {
+    let map: std::collections::BTreeMap<String, String> = files
+        .iter()
+        .map(|(f, v)| {
+            let uri = if *f == minion_contract::segment::UNTRACKED_SOURCE {
+                f.to_string()
+            } else {
+                format!("s3://in/events/{f}")
+            };
+            (uri, v.to_string())
+        })
+        .collect();
+    seg(name, T0, T0 + 1, 20).tag(
+        minion_contract::segment::TAG_SOURCE_FILES,
+        &serde_json::to_string(&map).unwrap(),
+    )
+}
+
+#[test]
+fn files_merged_by_another_task_stay_ingested() {
+    let p = plan(
+        &ingestion(|_| {})
+            .files(vec![file("a", 10, "v1"), file("b", 10, "v1")])
+            .dest_segments(vec![merged("m", &[("a", "v1"), ("b", "v1")])]),
+    )
+    .unwrap();
+    assert_eq!(reason(&p), Some("NoNewFiles"), "no file is ingested twice");
+}
+
+#[test]
+fn sync_mode_reingests_every_file_sharing_a_merged_segment_in_one_subtask() {
+    let p = plan(
+        &ingestion(|c| c.mode = IngestionMode::Sync)
+            .files(vec![
+                file("a", 10, "v2"),
+                file("b", 10, "v1"),
+                file("c", 10, "v1"),
+                file("d", 10, "v1"),
+            ])
+            .dest_segments(vec![
+                merged("m1", &[("a", "v1"), ("b", "v1")]),
+                merged("m2", &[("b", "v1"), ("c", "v1")]),
+                from_file("sd", "d", "v1"),
+            ]),
+    )
+    .unwrap();
+    // a changed; its segment m1 holds b's rows, and b's other segment m2 holds c's.
+    assert_eq!(files_of(&p), vec![vec!["a", "b", "c"]]);
+    let mut deleted: Vec<&str> = p.subtasks[0]
+        .deletes
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect();
+    deleted.sort();
+    assert_eq!(deleted.len(), 2, "{deleted:?}");
+    assert!(deleted[0].contains("m1") && deleted[1].contains("m2"));
+}
+
+#[test]
+fn sync_mode_leaves_a_merged_segment_it_could_not_rebuild() {
+    for co_source in ["gone", minion_contract::segment::UNTRACKED_SOURCE] {
+        let p = plan(
+            &ingestion(|c| c.mode = IngestionMode::Sync)
+                .files(vec![file("a", 10, "v2")])
+                .dest_segments(vec![merged("m", &[("a", "v1"), (co_source, "v1")])]),
+        )
+        .unwrap();
+        assert!(p.is_empty(), "{co_source}: {p:?}");
+    }
+}
+
 #[test]
 fn glob_matches_like_java_path_matchers() {
     assert!(glob_match("*.parquet", "a.parquet"));
