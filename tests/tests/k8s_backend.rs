@@ -166,20 +166,8 @@ impl Env {
         }
     }
 
-    fn backend(&self) -> Arc<KubeBackend> {
-        Arc::new(KubeBackend::new(
-            self.api.client(),
-            vec!["default".into()],
-            WorkerDefaults::parse("defaults", "serviceAccountName: minion-operator-worker\n")
-                .unwrap(),
-            Some("test".into()),
-            WriteGate::default(),
-        ))
-    }
-
-    /// The backend as the operator runs it: reads from watch-fed caches, once synced.
-    async fn cached_backend(&self) -> (Arc<KubeBackend>, Watches) {
-        let (backend, watches) = KubeBackend::new(
+    fn kube_backend(&self) -> KubeBackend {
+        KubeBackend::new(
             self.api.client(),
             vec!["default".into()],
             WorkerDefaults::parse("defaults", "serviceAccountName: minion-operator-worker\n")
@@ -187,7 +175,16 @@ impl Env {
             Some("test".into()),
             WriteGate::default(),
         )
-        .with_watches();
+    }
+
+    /// A backend reading straight from the API.
+    fn backend(&self) -> Arc<KubeBackend> {
+        Arc::new(self.kube_backend())
+    }
+
+    /// The backend as the operator runs it: reads from watch-fed caches, once synced.
+    async fn cached_backend(&self) -> (Arc<KubeBackend>, Watches) {
+        let (backend, watches) = self.kube_backend().with_watches();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while !backend.is_synced() {
             assert!(
