@@ -6,11 +6,11 @@
 //! the end: TaskRun status, Events, the Jobs' owner/labels/security, lineage, watermark and
 //! `count(*)`/`sum()` against the source.
 
+use minion_e2e::fixtures::realtime_events;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -22,10 +22,10 @@ use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
 use minion_operator::control::{
     Backend, Controller, ControllerOptions, SystemClock, configs::new_task_run,
 };
-use minion_operator::demo::{self, DemoOptions};
+use minion_operator::demo::{self};
 use minion_operator::inspect::{self, Totals, sums_match};
 use minion_operator::k8s::{KubeBackend, Watches, WorkerDefaults, WriteGate};
-use minion_operator::model::{DAY_MS, HOUR_MS, TableDef};
+use minion_operator::model::{DAY_MS, TableDef};
 use serde_json::Value;
 
 const TASK_RUNS: &str = "minion.dev/v1alpha1/taskruns";
@@ -142,20 +142,7 @@ impl Env {
         }
         let (tables, _) = demo::load_samples(&data).unwrap();
         let realtime = tables.iter().find(|t| t.name == "events-realtime").unwrap();
-        let mut catalog = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
-            .await
-            .unwrap();
-        let options = DemoOptions {
-            dir: data.clone(),
-            days,
-            partitions: 2,
-            segment_period_ms: 6 * HOUR_MS,
-            rows_per_segment: 200,
-            now: Utc::now(),
-        };
-        let start_ms = demo::write_realtime(realtime, &mut catalog, &options)
-            .await
-            .unwrap();
+        let (_, start_ms) = realtime_events(realtime, &data, days, 200).await;
         let jobs = tokio::spawn(job_controller(client, spill));
         Env {
             _dir: dir,

@@ -17,37 +17,25 @@
 //! with a kubeconfig naming it, and the Jobs run as local `minion-worker` processes
 //! (`target/<profile>/minion-worker`, built with the workspace's tests).
 
+use minion_e2e::fixtures::{realtime_events, workspace_binary};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use minion_contract::TimeWindow;
 use minion_operator::api::{self, MinionTaskConfig, Resource, Table, TaskRun};
 use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
-use minion_operator::demo::{self, DemoOptions};
 use minion_operator::inspect::{self, sums_match};
-use minion_operator::model::{DAY_MS, HOUR_MS};
+use minion_operator::model::DAY_MS;
 use minion_operator::validate;
 
 const NAMESPACE: &str = "default";
 
 fn operator_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps");
-    let bin = dir.join("minion-operator");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build -p minion-operator --bin minion-operator",
-        bin.display()
-    );
-    bin
+    workspace_binary("minion-operator", "minion-operator")
 }
 
 /// Kills the operator when the test ends, passed or not.
@@ -244,20 +232,7 @@ async fn scenario(cluster: &Cluster) {
         .find(|d| d.table_type == minion_operator::model::TableType::Offline)
         .unwrap()
         .clone();
-    let mut source = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
-        .await
-        .unwrap();
-    let options = DemoOptions {
-        dir: data.clone(),
-        days: 4,
-        partitions: 2,
-        segment_period_ms: 6 * HOUR_MS,
-        rows_per_segment: 500,
-        now: Utc::now(),
-    };
-    let start_ms = demo::write_realtime(&realtime, &mut source, &options)
-        .await
-        .unwrap();
+    let (source, start_ms) = realtime_events(&realtime, &data, 4, 500).await;
 
     // Subtask Jobs: the image, the worker account, the shared data directory.
     let defaults = data.join("worker-defaults.yaml");

@@ -6,6 +6,7 @@
 //!
 //! The binary is the one cargo builds for the workspace's tests (`target/<profile>/minion`).
 
+use minion_e2e::fixtures::{Minion, realtime_events, workspace_binary};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,24 +14,9 @@ use std::process::{Command, Output};
 use chrono::Utc;
 use minion_contract::TimeWindow;
 use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
-use minion_operator::demo::{self, DemoOptions};
+use minion_operator::demo::{self};
 use minion_operator::inspect::{self, Totals, sums_match};
-use minion_operator::model::{DAY_MS, HOUR_MS, TableDef};
-
-fn minion_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps");
-    let bin = profile_dir.join(format!("minion{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build -p minion-operator --bin minion` (cargo test --workspace does)",
-        bin.display()
-    );
-    bin
-}
+use minion_operator::model::{DAY_MS, TableDef};
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -81,20 +67,7 @@ impl Env {
         }
         let (tables, _) = demo::load_samples(&data).unwrap();
         let realtime = tables.iter().find(|t| t.name == "events-realtime").unwrap();
-        let mut catalog = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
-            .await
-            .unwrap();
-        let options = DemoOptions {
-            dir: data.clone(),
-            days,
-            partitions: 2,
-            segment_period_ms: 6 * HOUR_MS,
-            rows_per_segment: 200,
-            now: Utc::now(),
-        };
-        let start_ms = demo::write_realtime(realtime, &mut catalog, &options)
-            .await
-            .unwrap();
+        let (_catalog, start_ms) = realtime_events(realtime, &data, days, 200).await;
         Env {
             _dir: dir,
             state,
@@ -105,23 +78,17 @@ impl Env {
     }
 
     fn minion(&self, args: &[&str]) -> Output {
-        Command::new(minion_bin())
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .unwrap()
+        Minion {
+            state: self.state.clone(),
+        }
+        .run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.minion(args);
-        assert!(
-            out.status.success(),
-            "minion {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        Minion {
+            state: self.state.clone(),
+        }
+        .ok(args)
     }
 
     fn apply(&self) {
@@ -603,7 +570,7 @@ async fn a_run_of_150_subtasks_succeeds_with_bounded_status_detail() {
 #[tokio::test]
 async fn local_up_with_a_manifest_directory_applies_it_and_reapplies_changes() {
     let env = Env::new(2, "").await;
-    let mut up = Command::new(minion_bin())
+    let mut up = Command::new(workspace_binary("minion", "minion-operator"))
         .arg("--state-dir")
         .arg(&env.state)
         .args(["local", "up", "--poll-ms", "50", "-f"])

@@ -4,9 +4,9 @@
 //! result checked with `count(*)`/`sum()` and, where keys matter, the rows themselves.
 //! (SegmentImportTask is covered by `local_mode.rs`.)
 
+use minion_e2e::fixtures::{Minion, realtime_events};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Arc;
 
 use arrow::array::{AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
@@ -15,21 +15,12 @@ use chrono::Utc;
 use minion_contract::{SegmentRef, TimeWindow};
 use minion_operator::api::{Resource, parse_manifests};
 use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
-use minion_operator::demo::{self, DemoOptions};
+use minion_operator::demo::{self};
 use minion_operator::inspect::{self, Totals, sums_match};
 use minion_operator::model::{DAY_MS, HOUR_MS, TableDef};
 use minion_operator::validate;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-fn minion_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps");
-    profile_dir.join(format!("minion{}", std::env::consts::EXE_SUFFIX))
-}
 
 fn samples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
@@ -93,24 +84,11 @@ impl Env {
         }
     }
 
-    fn minion(&self, args: &[&str]) -> Output {
-        Command::new(minion_bin())
-            .arg("--state-dir")
-            .arg(&self.state)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.minion(args);
-        assert!(
-            out.status.success(),
-            "minion {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        Minion {
+            state: self.state.clone(),
+        }
+        .ok(args)
     }
 
     /// `minion run <config>`, then the loop until idle; returns the run's final status.
@@ -139,20 +117,8 @@ impl Env {
         self.apply("table-events-realtime.yaml", &[]);
         self.apply("table-events-offline.yaml", &[]);
         let realtime = self.table("table-events-realtime.yaml");
-        let mut catalog = Catalog::create(&realtime.uri, &realtime.schema, Default::default())
-            .await
-            .unwrap();
-        let options = DemoOptions {
-            dir: self.data(),
-            days,
-            partitions: 2,
-            segment_period_ms: 6 * HOUR_MS,
-            rows_per_segment: 200,
-            now: Utc::now(),
-        };
-        self.start_ms = demo::write_realtime(&realtime, &mut catalog, &options)
-            .await
-            .unwrap();
+        let (_, start_ms) = realtime_events(&realtime, &self.data(), days, 200).await;
+        self.start_ms = start_ms;
     }
 
     /// The events moved to the OFFLINE table by the SegmentImport sample.
