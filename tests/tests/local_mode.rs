@@ -329,6 +329,102 @@ async fn a_loop_killed_after_every_step_and_a_killed_worker_lose_and_duplicate_n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_place_merge_killed_after_every_step_never_shows_a_half_swap() {
+    let env = Env::new(4, "").await;
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let merge = std::fs::read_to_string(samples.join("mtc-merge-rollup.yaml"))
+        .unwrap()
+        .replace("spec:\n", "spec:\n  maxAttempts: 3\n  parallelism: 2\n");
+    std::fs::write(env.manifests.join("mtc-merge-rollup.yaml"), merge).unwrap();
+    env.ok(&["apply", "-f", env.manifests.to_str().unwrap()]);
+    run_until_caught_up(&env, "events-import");
+    let offline = env.table("events-offline").clone();
+    let visible = || async {
+        let c = Catalog::open(&offline.uri, Default::default())
+            .await
+            .unwrap();
+        inspect::totals(&offline.uri, &offline.schema, &c.segments().unwrap(), None)
+            .await
+            .unwrap()
+    };
+    let imported = visible().await;
+    let (mut killed, mut steps, mut runs) = (false, 0, 0);
+    // Hourly concat runs, then daily rollups, until the config has nothing left to do.
+    'runs: loop {
+        let out = env.ok(&["run", "events-merge"]);
+        let run = out
+            .trim()
+            .strip_prefix("taskrun.minion.dev/")
+            .and_then(|s| s.strip_suffix(" created"))
+            .unwrap()
+            .to_string();
+        loop {
+            steps += 1;
+            assert!(steps < 600, "the merge runs did not finish");
+            env.ok(&[
+                "local",
+                "up",
+                "--until-idle",
+                "--max-steps",
+                "1",
+                "--poll-ms",
+                "20",
+            ]);
+            // What a query sees between any two steps: every sum unchanged, whatever was
+            // swapped (rollup collapses rows, so rows are not compared).
+            let now = visible().await;
+            for metric in ["clicks", "revenue"] {
+                assert!(
+                    sums_match(now.sums[metric], imported.sums[metric]),
+                    "run {run}, after step {steps}: sum({metric}) {} vs {}",
+                    now.sums[metric],
+                    imported.sums[metric]
+                );
+            }
+            let tr = env.task_run(&run);
+            match tr["status"]["phase"].as_str().unwrap_or("Pending") {
+                "Succeeded" => break,
+                "Skipped" => break 'runs,
+                "Failed" | "TimedOut" => panic!("{tr:#}"),
+                _ => {}
+            }
+            if !killed
+                && let Some(job) = tr["status"]["subtasks"]
+                    .as_array()
+                    .and_then(|s| s.iter().find(|s| s["state"] == "Running"))
+                    .and_then(|s| s["job"].as_str())
+            {
+                let record = env.state.join("jobs/default").join(format!("{job}.json"));
+                let record: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+                let pid = record["pid"].as_u64().unwrap().to_string();
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                killed = true;
+            }
+        }
+        runs += 1;
+    }
+    assert!(killed, "no worker was seen running");
+    let c = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let levels: std::collections::BTreeSet<String> = c
+        .segments()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.merge_level().map(str::to_string))
+        .collect();
+    assert!(
+        levels.contains("1day"),
+        "{runs} runs, {steps} steps: {levels:?}"
+    );
+    assert!(
+        visible().await.rows < imported.rows,
+        "the daily rollup collapsed nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_succeeds() {
     let env = Env::new(5, "").await;
     env.apply();
