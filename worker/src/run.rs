@@ -13,7 +13,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use futures::StreamExt;
-use minion_contract::{CONTRACT_VERSION, Outcome, ResultManifest, SkippedFile, SubtaskSpec};
+use minion_contract::{
+    CONTRACT_VERSION, MergeType, Outcome, ResultManifest, SkippedFile, SubtaskSpec,
+};
 
 use crate::error::{Result, WorkerError};
 use crate::plan::Plan;
@@ -174,7 +176,11 @@ impl Pipeline {
         if plan.sort_keys.is_empty() {
             return write_all(writer, stream).await;
         }
-        let combiner: Option<CombinerFactory> = plan.reduces().then(|| {
+        // Dedup keys cover every column: the sorter drops equal rows itself. Rollup
+        // pre-reduces spilled runs with the reducer and reduces the sorted output.
+        let distinct = plan.merge == MergeType::Dedup;
+        let rollup = plan.reduces() && !distinct;
+        let combiner: Option<CombinerFactory> = rollup.then(|| {
             let plan = plan.clone();
             Arc::new(move || Ok(Box::new(Reducer::new(plan.clone())?) as Box<dyn BatchTransform>))
                 as CombinerFactory
@@ -187,6 +193,7 @@ impl Pipeline {
             batch_size: self.batch_size,
             spill: self.spill.clone(),
             combiner,
+            distinct,
         };
         let sort_metrics = self.metrics.stage("sort");
         let mut sorter = ExternalSorter::new(config, sort_metrics.clone())?;
@@ -218,7 +225,7 @@ impl Pipeline {
             }
         }))
         .boxed();
-        if plan.reduces() {
+        if rollup {
             out = TransformStream::boxed(
                 out,
                 Reducer::new(plan.clone())?,

@@ -197,6 +197,7 @@ async fn validity_of(
         batch_size: 8192,
         spill: spill.clone(),
         combiner: None,
+        distinct: false,
     };
     let metrics = Arc::new(BaselineMetrics::default());
     let mut sorter = ExternalSorter::new(config, metrics)?;

@@ -89,6 +89,7 @@ fn rollup(plan: &Arc<Plan>, input: Vec<RecordBatch>, budget: usize) -> RecordBat
         combiner: Some(Arc::new(move || {
             Ok(Box::new(Reducer::new(combiner_plan.clone())?) as Box<dyn BatchTransform>)
         })),
+        distinct: false,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in input {

@@ -1,67 +1,69 @@
-//! K-way merge of sorted runs: a binary heap of run cursors ordered by their current row's
-//! key (Arrow row format), emitting output batches with `interleave`.
+//! K-way merge of sorted runs of encoded rows: a binary heap of run cursors ordered by their
+//! current row's key bytes. Output rows are copied (or decoded to Arrow) straight from the
+//! runs' chunks; keys are never re-encoded.
 //!
-//! Memory: one batch (plus its encoded keys) per run, plus the batches referenced by the
-//! output batch being assembled.
+//! Memory: one chunk per run, plus the chunks referenced by the output being assembled.
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow_row::{RowConverter, Rows};
-use arrow_schema::SchemaRef;
-use arrow_select::interleave::interleave_record_batch;
+use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use arrow_row::Row;
+
+use super::rows::{RowChunk, RowLayout};
 use crate::error::Result;
 
 /// A source of sorted batches.
 pub type SortedRun = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
+/// A source of sorted row chunks.
+pub type RowRun = Box<dyn Iterator<Item = Result<RowChunk>> + Send>;
+
 struct Cursor {
-    run: SortedRun,
-    rows: Rows,
-    /// Index of the cursor's current batch in `Merger::batches`.
-    batch: usize,
+    run: RowRun,
+    /// Index of the cursor's current chunk in `Merger::chunks`.
+    chunk: usize,
     pos: usize,
     len: usize,
 }
 
-/// Merges sorted runs into one sorted stream of batches.
+/// Merges sorted runs into one sorted stream.
 pub struct Merger {
-    converter: RowConverter,
-    keys: Vec<usize>,
+    layout: Arc<RowLayout>,
     cursors: Vec<Cursor>,
     /// Min-heap of cursor indices.
     heap: Vec<usize>,
-    batches: Vec<RecordBatch>,
-    out: Vec<(usize, usize)>,
-    batch_size: usize,
-    schema: SchemaRef,
+    chunks: Vec<RowChunk>,
+    out: Vec<(u32, u32)>,
+    batch_rows: usize,
+    /// Drop rows whose key equals the previous output row's key.
+    distinct: bool,
+    last: Option<Vec<u8>>,
 }
 
 impl Merger {
     pub fn new(
-        converter: RowConverter,
-        keys: Vec<usize>,
-        schema: SchemaRef,
-        runs: Vec<SortedRun>,
-        batch_size: usize,
+        layout: Arc<RowLayout>,
+        runs: Vec<RowRun>,
+        batch_rows: usize,
+        distinct: bool,
     ) -> Result<Self> {
         let mut m = Merger {
-            converter,
-            keys,
+            layout,
             cursors: Vec::new(),
             heap: Vec::new(),
-            batches: Vec::new(),
+            chunks: Vec::new(),
             out: Vec::new(),
-            batch_size,
-            schema,
+            batch_rows: batch_rows.max(1),
+            distinct,
+            last: None,
         };
         for mut run in runs {
-            if let Some((batch, rows)) = m.next_nonempty(&mut run)? {
-                let len = batch.num_rows();
-                m.batches.push(batch);
+            if let Some(chunk) = next_nonempty(&mut run)? {
+                let len = chunk.num_rows();
+                m.chunks.push(chunk);
                 m.cursors.push(Cursor {
                     run,
-                    rows,
-                    batch: m.batches.len() - 1,
+                    chunk: m.chunks.len() - 1,
                     pos: 0,
                     len,
                 });
@@ -74,22 +76,13 @@ impl Merger {
         Ok(m)
     }
 
-    fn next_nonempty(&self, run: &mut SortedRun) -> Result<Option<(RecordBatch, Rows)>> {
-        for batch in run.by_ref() {
-            let batch = batch?;
-            if batch.num_rows() > 0 {
-                let cols: Vec<ArrayRef> =
-                    self.keys.iter().map(|&k| batch.column(k).clone()).collect();
-                let rows = self.converter.convert_columns(&cols)?;
-                return Ok(Some((batch, rows)));
-            }
-        }
-        Ok(None)
+    fn key(&self, cursor: usize) -> &[u8] {
+        let c = &self.cursors[cursor];
+        self.chunks[c.chunk].keys.row(c.pos).data()
     }
 
     fn less(&self, a: usize, b: usize) -> bool {
-        let (ca, cb) = (&self.cursors[a], &self.cursors[b]);
-        ca.rows.row(ca.pos) < cb.rows.row(cb.pos)
+        self.key(a) < self.key(b)
     }
 
     fn sift_down(&mut self, mut i: usize) {
@@ -112,41 +105,40 @@ impl Merger {
         }
     }
 
-    fn flush(&mut self) -> Result<RecordBatch> {
-        let refs: Vec<&RecordBatch> = self.batches.iter().collect();
-        let out = interleave_record_batch(&refs, &self.out)?;
-        self.out.clear();
-        // Keep only the batches cursors still point into.
-        let mut kept = Vec::with_capacity(self.cursors.len());
-        for c in &mut self.cursors {
-            if c.pos < c.len {
-                kept.push(self.batches[c.batch].clone());
-                c.batch = kept.len() - 1;
-            }
-        }
-        self.batches = kept;
-        Ok(out)
-    }
-
-    /// The next merged batch, or `None` when every run is exhausted.
-    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        while self.out.len() < self.batch_size && !self.heap.is_empty() {
+    /// Selects up to `batch_rows` next rows into `out`; false when every run is exhausted.
+    fn fill(&mut self) -> Result<bool> {
+        while self.out.len() < self.batch_rows && !self.heap.is_empty() {
             let top = self.heap[0];
+            let (chunk, pos) = (self.cursors[top].chunk, self.cursors[top].pos);
+            let keep = if self.distinct {
+                let key = self.chunks[chunk].keys.row(pos).data();
+                match &mut self.last {
+                    Some(last) if last.as_slice() == key => false,
+                    Some(last) => {
+                        last.clear();
+                        last.extend_from_slice(key);
+                        true
+                    }
+                    None => {
+                        self.last = Some(key.to_vec());
+                        true
+                    }
+                }
+            } else {
+                true
+            };
+            if keep {
+                self.out.push((chunk as u32, pos as u32));
+            }
             let c = &mut self.cursors[top];
-            self.out.push((c.batch, c.pos));
             c.pos += 1;
             if c.pos == c.len {
-                let mut run = std::mem::replace(&mut c.run, Box::new(std::iter::empty()));
-                let next = self.next_nonempty(&mut run)?;
-                let c = &mut self.cursors[top];
-                c.run = run;
-                match next {
-                    Some((batch, rows)) => {
-                        c.len = batch.num_rows();
-                        c.rows = rows;
+                match next_nonempty(&mut c.run)? {
+                    Some(next) => {
+                        c.len = next.num_rows();
                         c.pos = 0;
-                        self.batches.push(batch);
-                        c.batch = self.batches.len() - 1;
+                        self.chunks.push(next);
+                        c.chunk = self.chunks.len() - 1;
                     }
                     None => {
                         let last = self.heap.len() - 1;
@@ -159,20 +151,96 @@ impl Merger {
                 self.sift_down(0);
             }
         }
-        if self.out.is_empty() {
-            return Ok(None);
-        }
-        self.flush().map(Some)
+        Ok(!self.out.is_empty())
     }
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
+    /// Forgets the selected rows and the chunks no cursor points into any more.
+    fn release(&mut self) {
+        self.out.clear();
+        let mut kept = Vec::with_capacity(self.cursors.len());
+        let mut old: Vec<Option<RowChunk>> = std::mem::take(&mut self.chunks)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for c in &mut self.cursors {
+            if c.pos < c.len
+                && let Some(chunk) = old[c.chunk].take()
+            {
+                kept.push(chunk);
+                c.chunk = kept.len() - 1;
+            }
+        }
+        self.chunks = kept;
+    }
+
+    fn selected_keys(&self) -> Vec<Row<'_>> {
+        self.out
+            .iter()
+            .map(|&(c, p)| self.chunks[c as usize].keys.row(p as usize))
+            .collect()
+    }
+
+    fn selected_payload(&self) -> Option<Vec<Row<'_>>> {
+        self.layout.payload_conv.as_ref()?;
+        Some(
+            self.out
+                .iter()
+                .map(|&(c, p)| {
+                    self.chunks[c as usize]
+                        .payload
+                        .as_ref()
+                        .expect("payload rows")
+                        .row(p as usize)
+                })
+                .collect(),
+        )
+    }
+
+    /// The next merged batch, or `None` when every run is exhausted.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let batch = self
+            .layout
+            .decode(self.selected_keys(), self.selected_payload())?;
+        self.release();
+        Ok(Some(batch))
+    }
+
+    /// The next merged rows, or `None` when every run is exhausted.
+    pub fn next_chunk(&mut self) -> Result<Option<RowChunk>> {
+        if !self.fill()? {
+            return Ok(None);
+        }
+        let keys = self.selected_keys();
+        let payload = self.selected_payload();
+        let key_bytes = keys.iter().map(|r| r.data().len()).sum();
+        let payload_bytes = payload
+            .as_ref()
+            .map_or(0, |p| p.iter().map(|r| r.data().len()).sum());
+        let mut chunk = self
+            .layout
+            .empty_chunk(keys.len(), key_bytes, payload_bytes);
+        for r in keys {
+            chunk.keys.push(r);
+        }
+        if let (Some(rows), Some(out)) = (payload, chunk.payload.as_mut()) {
+            for r in rows {
+                out.push(r);
+            }
+        }
+        self.release();
+        Ok(Some(chunk))
     }
 }
 
-impl Iterator for Merger {
-    type Item = Result<RecordBatch>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_batch().transpose()
+fn next_nonempty(run: &mut RowRun) -> Result<Option<RowChunk>> {
+    for chunk in run.by_ref() {
+        let chunk = chunk?;
+        if chunk.num_rows() > 0 {
+            return Ok(Some(chunk));
+        }
     }
+    Ok(None)
 }

@@ -1,10 +1,15 @@
-//! External sort under a memory budget: batches are buffered until the sort share of the
-//! budget is reached, sorted by their key (Arrow row format), optionally pre-reduced (the
-//! combiner of dedup/rollup) and spilled as a run; at the end the last buffer is sorted in
-//! memory and k-way merged with the spilled runs (several passes when there are too many to
-//! merge at once within the other half of the budget). With large budgets a run is written
-//! as two consecutive parts (the two halves of its key range) encoded and compressed on two
-//! threads, and read back one after the other.
+//! External sort under a memory budget: batches are encoded into rows as they arrive (the
+//! key in the Arrow row format, the other columns as a payload; see [`rows`]) and buffered
+//! until the sort share of the budget is reached, then sorted by key bytes, optionally
+//! pre-reduced (the combiner of rollup) and spilled as a run of row bytes; at the end the
+//! last buffer is sorted in memory and k-way merged with the spilled runs (several passes
+//! when there are too many to merge at once within the other half of the budget). Rows go
+//! back to Arrow only when they leave the sorter. With large budgets a run is written as two
+//! consecutive parts (the two halves of its key range) compressed on two threads, and read
+//! back one after the other.
+//!
+//! With `distinct` (dedup: the key covers every column), rows whose key equals the previous
+//! row's are dropped while runs are written and merged.
 //!
 //! # Guarantees
 //! Buffered input plus sort scratch stays within `budget_bytes` except for a single batch
@@ -12,18 +17,19 @@
 //! given directory and are deleted once merged.
 
 pub mod merge;
+pub mod rows;
 pub mod spill;
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch};
-use arrow_row::{RowConverter, SortField};
+use arrow::array::RecordBatch;
 use arrow_schema::{SchemaRef, SortOptions};
-use arrow_select::interleave::interleave_record_batch;
 
 use crate::error::{Result, WorkerError};
 use crate::stream::{BaselineMetrics, BatchTransform};
-use merge::{Merger, SortedRun};
+use merge::{Merger, RowRun, SortedRun};
+use rows::{RowChunk, RowLayout};
 use spill::{SpillDir, SpilledRun};
 
 /// Fewest runs one merge pass should take at once.
@@ -32,6 +38,9 @@ const MIN_FAN_IN: usize = 16;
 /// Sort budgets from which a run is written by two threads (each holds an IPC writer and
 /// its buffers, which small budgets cannot afford twice).
 const PARALLEL_WRITE_FROM_BUDGET: usize = 256 << 20;
+
+/// Sort scratch per buffered row: its 56-byte sort entry and its 8-byte sorted position.
+const SCRATCH_PER_ROW: usize = 64;
 
 /// Creates the combiner applied to each sorted run before it is spilled.
 pub type CombinerFactory = Arc<dyn Fn() -> Result<Box<dyn BatchTransform>> + Send + Sync>;
@@ -47,32 +56,19 @@ pub struct SortConfig {
     pub batch_size: usize,
     pub spill: SpillDir,
     pub combiner: Option<CombinerFactory>,
-}
-
-impl SortConfig {
-    pub fn converter(&self) -> Result<RowConverter> {
-        let fields = self
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, &k)| {
-                let dt = self.schema.field(k).data_type().clone();
-                SortField::new_with_options(dt, self.options.get(i).copied().unwrap_or_default())
-            })
-            .collect();
-        Ok(RowConverter::new(fields)?)
-    }
+    /// Keep one row of each run of equal keys (dedup, where the key is every column).
+    pub distinct: bool,
 }
 
 /// Sorts a stream of batches that may be far larger than memory.
 pub struct ExternalSorter {
     config: SortConfig,
-    converter: RowConverter,
-    buffered: Vec<RecordBatch>,
+    layout: Arc<RowLayout>,
+    buffered: Vec<RowChunk>,
     buffered_bytes: usize,
     /// Spilled runs; a run may be written as several consecutive parts (key ranges).
     runs: Vec<Vec<SpilledRun>>,
-    /// Rows and array bytes seen, to size spilled batches and the merge fan-in.
+    /// Rows and encoded bytes seen, to size spilled chunks and the merge fan-in.
     seen_rows: usize,
     seen_bytes: usize,
     in_flight: Option<std::thread::JoinHandle<Result<Vec<SpilledRun>>>>,
@@ -80,12 +76,68 @@ pub struct ExternalSorter {
     metrics: Arc<BaselineMetrics>,
 }
 
+/// A buffered row while sorting: the first 32 bytes of its key (big-endian words,
+/// zero-padded) settle nearly every comparison without touching the key, whose bytes sit
+/// elsewhere in memory; the key itself breaks ties.
+#[derive(Clone, Copy)]
+struct SortEntry<'a> {
+    prefix: [u64; 4],
+    key: &'a [u8],
+    chunk: u32,
+    row: u32,
+}
+
+impl<'a> SortEntry<'a> {
+    fn new(key: &'a [u8], chunk: u32, row: u32) -> Self {
+        let mut b = [0u8; 32];
+        let n = key.len().min(32);
+        b[..n].copy_from_slice(&key[..n]);
+        let word = |i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        SortEntry {
+            prefix: [word(0), word(1), word(2), word(3)],
+            key,
+            chunk,
+            row,
+        }
+    }
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| self.key.cmp(other.key))
+    }
+}
+
+/// Position of a sorted row; the top bit of `chunk` marks a row whose key equals the
+/// previous row's (dropped when `distinct`).
+#[derive(Clone, Copy)]
+struct Entry {
+    chunk: u32,
+    row: u32,
+}
+
+const DUPLICATE: u32 = 1 << 31;
+
+impl Entry {
+    fn chunk(self) -> usize {
+        (self.chunk & !DUPLICATE) as usize
+    }
+    fn row(self) -> usize {
+        self.row as usize
+    }
+    fn duplicate(self) -> bool {
+        self.chunk & DUPLICATE != 0
+    }
+}
+
 /// A sorted buffer ready to be emitted in order.
 struct SortedBuffer {
-    batches: Vec<RecordBatch>,
-    order: Vec<(usize, usize)>,
+    layout: Arc<RowLayout>,
+    chunks: Arc<Vec<RowChunk>>,
+    order: Vec<Entry>,
     at: usize,
-    batch_size: usize,
+    batch_rows: usize,
+    distinct: bool,
 }
 
 impl SortedBuffer {
@@ -94,34 +146,110 @@ impl SortedBuffer {
         let mut first = self.order;
         let second = first.split_off(first.len() / 2);
         let half = |order| SortedBuffer {
-            batches: self.batches.clone(),
+            layout: self.layout.clone(),
+            chunks: self.chunks.clone(),
             order,
             at: 0,
-            batch_size: self.batch_size,
+            batch_rows: self.batch_rows,
+            distinct: self.distinct,
         };
         (half(first), half(second))
+    }
+
+    /// The next rows to emit, in order.
+    fn select(&mut self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.batch_rows.min(self.order.len() - self.at));
+        while out.len() < self.batch_rows && self.at < self.order.len() {
+            let e = self.order[self.at];
+            self.at += 1;
+            if !(self.distinct && e.duplicate()) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn next_chunk(&mut self) -> Option<RowChunk> {
+        let selected = self.select();
+        if selected.is_empty() {
+            self.chunks = Arc::default();
+            return None;
+        }
+        let chunks = &self.chunks;
+        let key_bytes = selected
+            .iter()
+            .map(|&e| chunks[e.chunk()].keys.row(e.row()).data().len())
+            .sum();
+        let payload = |e: Entry| chunks[e.chunk()].payload.as_ref().map(|p| p.row(e.row()));
+        let payload_bytes = selected
+            .iter()
+            .map(|&e| payload(e).map_or(0, |r| r.data().len()))
+            .sum();
+        let mut out = self
+            .layout
+            .empty_chunk(selected.len(), key_bytes, payload_bytes);
+        for &e in &selected {
+            out.keys.push(chunks[e.chunk()].keys.row(e.row()));
+            if let (Some(p), Some(r)) = (out.payload.as_mut(), payload(e)) {
+                p.push(r);
+            }
+        }
+        Some(out)
+    }
+
+    fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
+        let selected = self.select();
+        if selected.is_empty() {
+            self.chunks = Arc::default();
+            return None;
+        }
+        let chunks = &self.chunks;
+        let keys = selected
+            .iter()
+            .map(|&e| chunks[e.chunk()].keys.row(e.row()))
+            .collect();
+        let payload = self.layout.payload_conv.as_ref().map(|_| {
+            selected
+                .iter()
+                .map(|&e| {
+                    chunks[e.chunk()]
+                        .payload
+                        .as_ref()
+                        .expect("payload rows")
+                        .row(e.row())
+                })
+                .collect()
+        });
+        Some(self.layout.decode(keys, payload))
     }
 }
 
 impl Iterator for SortedBuffer {
+    type Item = Result<RowChunk>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_chunk().map(Ok)
+    }
+}
+
+/// A sorted buffer emitted as batches.
+struct SortedBatches(SortedBuffer);
+
+impl Iterator for SortedBatches {
     type Item = Result<RecordBatch>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.at >= self.order.len() {
-            self.batches.clear();
-            return None;
-        }
-        let end = (self.at + self.batch_size).min(self.order.len());
-        let refs: Vec<&RecordBatch> = self.batches.iter().collect();
-        let out = interleave_record_batch(&refs, &self.order[self.at..end]);
-        self.at = end;
-        Some(out.map_err(Into::into))
+        self.0.next_batch()
     }
 }
 
 impl ExternalSorter {
     pub fn new(config: SortConfig, metrics: Arc<BaselineMetrics>) -> Result<Self> {
+        let layout = Arc::new(RowLayout::new(
+            config.schema.clone(),
+            &config.keys,
+            &config.options,
+        )?);
         Ok(ExternalSorter {
-            converter: config.converter()?,
+            layout,
             config,
             buffered: Vec::new(),
             buffered_bytes: 0,
@@ -134,20 +262,6 @@ impl ExternalSorter {
         })
     }
 
-    /// Bytes a buffered batch costs: its arrays plus its encoded keys and order entries.
-    fn cost(&self, batch: &RecordBatch) -> usize {
-        let arrays = batch.get_array_memory_size();
-        let keys: usize = self
-            .config
-            .keys
-            .iter()
-            .map(|&k| batch.column(k).get_array_memory_size())
-            .sum();
-        // Sort scratch per row: key slice + index (24 bytes, twice while merging halves) and
-        // the (batch, row) origin (16 bytes).
-        arrays + keys + batch.num_rows() * 64
-    }
-
     /// Adds a batch, spilling a sorted run first if the budget would be exceeded.
     ///
     /// # Errors
@@ -156,41 +270,41 @@ impl ExternalSorter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.metrics.add_input(batch.num_rows());
-        let cost = self.cost(&batch);
+        let n = batch.num_rows();
+        self.metrics.add_input(n);
+        let chunk = self.layout.encode(&batch)?;
+        drop(batch);
+        let cost = chunk.size() + n * SCRATCH_PER_ROW;
         if cost > self.config.budget_bytes / 2 {
             return Err(WorkerError::BudgetTooSmall {
                 budget: self.config.budget_bytes as u64,
-                message: format!(
-                    "one batch of {} rows needs {cost} bytes to sort",
-                    batch.num_rows()
-                ),
+                message: format!("one batch of {n} rows needs {cost} bytes to sort"),
             });
         }
-        self.seen_rows += batch.num_rows();
-        self.seen_bytes += batch.get_array_memory_size();
+        self.seen_rows += n;
+        self.seen_bytes += chunk.size();
         // Half the budget per buffer: one may be sorting and spilling while the next fills.
         if self.buffered_bytes + cost > self.config.budget_bytes / 2 {
             self.spill()?;
         }
         self.buffered_bytes += cost;
-        self.buffered.push(batch);
+        self.buffered.push(chunk);
         Ok(())
     }
 
-    /// Bytes one row takes in memory, on average (arrays and encoded keys).
+    /// Bytes one row takes in memory while merged, on average (rows and read buffers).
     fn row_bytes(&self) -> usize {
         (2 * self.seen_bytes / self.seen_rows.max(1)).max(16)
     }
 
-    /// Rows per spilled batch: small enough that a merge of [`MIN_FAN_IN`] runs, each
-    /// holding about three batches, fits the budget.
+    /// Rows per spilled chunk: small enough that a merge of [`MIN_FAN_IN`] runs, each
+    /// holding about three chunks, fits the budget.
     fn spill_batch_rows(&self) -> usize {
         (self.config.budget_bytes / (3 * MIN_FAN_IN * self.row_bytes()))
             .clamp(256.min(self.config.batch_size), self.config.batch_size)
     }
 
-    fn take_buffer(&mut self) -> Vec<RecordBatch> {
+    fn take_buffer(&mut self) -> Vec<RowChunk> {
         self.buffered_bytes = 0;
         std::mem::take(&mut self.buffered)
     }
@@ -214,6 +328,11 @@ impl ExternalSorter {
         Ok(())
     }
 
+    /// The combiner for the next run, while it still pays.
+    fn combiner(&self) -> Option<CombinerFactory> {
+        self.config.combiner.clone().filter(|_| self.combiner_helps)
+    }
+
     /// Sorts and writes the buffer as a run on a background thread, so that reading the
     /// next buffer overlaps with it. At most one spill is in flight.
     fn spill(&mut self) -> Result<()> {
@@ -221,24 +340,30 @@ impl ExternalSorter {
         if self.buffered.is_empty() {
             return Ok(());
         }
-        let batches = self.take_buffer();
-        let batch_size = self.spill_batch_rows();
-        let mut config = self.config.clone();
-        if !self.combiner_helps {
-            config.combiner = None;
-        }
+        let chunks = self.take_buffer();
+        let batch_rows = self.spill_batch_rows();
+        let spill = self.config.spill.clone();
+        let layout = self.layout.clone();
+        let combiner = self.combiner();
+        let parallel = self.config.budget_bytes >= PARALLEL_WRITE_FROM_BUDGET;
+        let distinct = self.config.distinct;
         self.in_flight = Some(std::thread::spawn(move || {
-            let converter = config.converter()?;
-            let sorted = sort_batches(&converter, &config.keys, batches, batch_size)?;
-            if config.budget_bytes < PARALLEL_WRITE_FROM_BUDGET {
-                return Ok(vec![write_run(&config, Box::new(sorted))?]);
+            let started = std::time::Instant::now();
+            let sorted = sort_chunks(&layout, chunks, batch_rows, distinct);
+            tracing::debug!(
+                rows = sorted.order.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "sorted a buffer"
+            );
+            if !parallel {
+                return Ok(vec![write_run(&spill, &layout, &combiner, sorted)?]);
             }
-            // Two halves of the sorted order, encoded and compressed on two threads, read
-            // back one after the other as one run.
+            // Two halves of the sorted order, compressed on two threads, read back one
+            // after the other as one run.
             let (first, second) = sorted.split();
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| write_run(&config, Box::new(second)));
-                let a = write_run(&config, Box::new(first));
+                let other = scope.spawn(|| write_run(&spill, &layout, &combiner, second));
+                let a = write_run(&spill, &layout, &combiner, first);
                 let b = other
                     .join()
                     .map_err(|_| WorkerError::internal("the spill thread panicked"))?;
@@ -251,159 +376,196 @@ impl ExternalSorter {
     /// Ends the input and returns the sorted output.
     pub fn finish(mut self) -> Result<SortedRun> {
         if self.runs.is_empty() && self.in_flight.is_none() {
-            let batches = self.take_buffer();
-            let sorted = sort_batches(
-                &self.converter,
-                &self.config.keys,
-                batches,
+            let chunks = self.take_buffer();
+            let sorted = sort_chunks(
+                &self.layout,
+                chunks,
                 self.config.batch_size,
-            )?;
-            return Ok(Box::new(sorted));
+                self.config.distinct,
+            );
+            return Ok(Box::new(SortedBatches(sorted)));
         }
         // The last buffer is not spilled: it is sorted in memory (at most half the sort
         // budget) and merged with the spilled runs, which share the other half.
         self.join_spill()?;
         let last = self.take_buffer();
-        let in_memory = sort_batches(
-            &self.converter,
-            &self.config.keys,
+        let in_memory = sort_chunks(
+            &self.layout,
             last,
             self.spill_batch_rows(),
-        )?;
+            self.config.distinct,
+        );
         let per_run = 3 * self.spill_batch_rows() * self.row_bytes();
         let fan_in = (self.config.budget_bytes / 2 / per_run.max(1)).max(2);
         let mut runs = std::mem::take(&mut self.runs);
         while runs.len() + 1 > fan_in {
             let rest = runs.split_off(fan_in.min(runs.len()));
             let group = std::mem::replace(&mut runs, rest);
-            let merged = self.merge(group, None)?;
-            let run = write_run(&self.config, Box::new(merged))?;
+            let merged = MergedRuns(self.merge(group, None)?);
+            let run = write_run(&self.config.spill, &self.layout, &self.combiner(), merged)?;
             runs.push(vec![run]);
         }
-        Ok(Box::new(self.merge(runs, Some(Box::new(in_memory)))?))
+        Ok(Box::new(MergedBatches(
+            self.merge(runs, Some(Box::new(in_memory)))?,
+        )))
     }
 
-    fn merge(&self, runs: Vec<Vec<SpilledRun>>, extra: Option<SortedRun>) -> Result<MergedRuns> {
-        let mut sources: Vec<SortedRun> = Vec::with_capacity(runs.len() + 1);
+    fn merge(&self, runs: Vec<Vec<SpilledRun>>, extra: Option<RowRun>) -> Result<MergerOwning> {
+        let mut sources: Vec<RowRun> = Vec::with_capacity(runs.len() + 1);
         for parts in &runs {
             let mut readers = Vec::with_capacity(parts.len());
             for part in parts {
                 readers.push(part.reader()?);
             }
+            let layout = self.layout.clone();
             sources.push(Box::new(
-                readers.into_iter().flatten().map(|b| b.map_err(Into::into)),
+                readers
+                    .into_iter()
+                    .flatten()
+                    .map(move |b| layout.from_spill(b?)),
             ));
         }
         sources.extend(extra);
         let merger = Merger::new(
-            self.config.converter()?,
-            self.config.keys.clone(),
-            self.config.schema.clone(),
+            self.layout.clone(),
             sources,
             self.config.batch_size,
+            self.config.distinct,
         )?;
-        Ok(MergedRuns {
+        Ok(MergerOwning {
             merger,
             _runs: runs,
         })
     }
 }
 
-/// Sorts buffered batches by their key.
-fn sort_batches(
-    converter: &RowConverter,
-    keys: &[usize],
-    batches: Vec<RecordBatch>,
-    batch_size: usize,
-) -> Result<SortedBuffer> {
-    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut rows = converter.empty_rows(n, n * 16);
-    let mut origin = Vec::with_capacity(n);
-    for (bi, b) in batches.iter().enumerate() {
-        let cols: Vec<ArrayRef> = keys.iter().map(|&k| b.column(k).clone()).collect();
-        converter.append(&mut rows, &cols)?;
-        origin.extend((0..b.num_rows()).map(|r| (bi, r)));
+/// Sorts buffered rows by their key.
+fn sort_chunks(
+    layout: &Arc<RowLayout>,
+    chunks: Vec<RowChunk>,
+    batch_rows: usize,
+    distinct: bool,
+) -> SortedBuffer {
+    let n: usize = chunks.iter().map(RowChunk::num_rows).sum();
+    let mut keyed = Vec::with_capacity(n);
+    for (ci, c) in chunks.iter().enumerate() {
+        keyed.extend(
+            c.keys
+                .iter()
+                .enumerate()
+                .map(|(r, key)| SortEntry::new(key.data(), ci as u32, r as u32)),
+        );
     }
-    let mut keyed: Vec<(&[u8], u32)> = (0..n).map(|i| (rows.row(i).data(), i as u32)).collect();
-    parallel_sort(&mut keyed);
-    let order = keyed.into_iter().map(|(_, i)| origin[i as usize]).collect();
-    drop(rows);
-    Ok(SortedBuffer {
-        batches,
+    let order = parallel_sort(keyed);
+    SortedBuffer {
+        layout: layout.clone(),
+        chunks: Arc::new(chunks),
         order,
         at: 0,
-        batch_size,
-    })
+        batch_rows,
+        distinct,
+    }
 }
 
-/// Writes a sorted stream as a run, through the combiner if there is one.
-fn write_run(config: &SortConfig, input: SortedRun) -> Result<SpilledRun> {
-    let mut writer = config.spill.writer(&config.schema)?;
+/// Writes sorted rows as a run, through the combiner if there is one.
+fn write_run(
+    spill: &SpillDir,
+    layout: &RowLayout,
+    combiner: &Option<CombinerFactory>,
+    input: impl Iterator<Item = Result<RowChunk>>,
+) -> Result<SpilledRun> {
+    let mut writer = spill.writer(&layout.spill_schema)?;
     let mut input_rows = 0u64;
-    let mut combiner = match &config.combiner {
+    let mut combiner = match combiner {
         Some(f) => Some(f()?),
         None => None,
     };
-    for batch in input {
-        let batch = batch?;
-        input_rows += batch.num_rows() as u64;
-        let out = match combiner.as_mut() {
-            Some(c) => c.apply(batch)?,
-            None => Some(batch),
-        };
-        if let Some(b) = out.filter(|b| b.num_rows() > 0) {
-            writer.write(&b)?;
+    for chunk in input {
+        let chunk = chunk?;
+        input_rows += chunk.num_rows() as u64;
+        match combiner.as_mut() {
+            Some(c) => {
+                let batch = layout.decode_chunk(&chunk)?;
+                drop(chunk);
+                if let Some(b) = c.apply(batch)?.filter(|b| b.num_rows() > 0) {
+                    writer.write(&layout.to_spill(layout.encode(&b)?)?)?;
+                }
+            }
+            None => writer.write(&layout.to_spill(chunk)?)?,
         }
     }
-    if let Some(b) = combiner.as_mut().map(|c| c.finish()).transpose()?.flatten() {
-        writer.write(&b)?;
+    if let Some(b) = combiner.as_mut().map(|c| c.finish()).transpose()?.flatten()
+        && b.num_rows() > 0
+    {
+        writer.write(&layout.to_spill(layout.encode(&b)?)?)?;
     }
     let mut run = writer.finish()?;
     run.input_rows = input_rows;
     Ok(run)
 }
 
-/// Sorts by key bytes, in two halves on two threads for large inputs, then merges them.
-fn parallel_sort(keyed: &mut Vec<(&[u8], u32)>) {
+/// Sorts entries by key, in two halves on two threads for large inputs, merging the halves
+/// straight into the row positions (marking rows whose key repeats the previous one).
+fn parallel_sort<'a>(mut keyed: Vec<SortEntry<'a>>) -> Vec<Entry> {
     const PARALLEL_FROM: usize = 64 * 1024;
+    let mut order = Vec::with_capacity(keyed.len());
+    let mut prev: Option<&'a [u8]> = None;
+    let mut emit = |e: &SortEntry<'a>| {
+        let dup = prev.is_some_and(|p| p == e.key);
+        prev = Some(e.key);
+        order.push(Entry {
+            chunk: e.chunk | if dup { DUPLICATE } else { 0 },
+            row: e.row,
+        });
+    };
     if keyed.len() < PARALLEL_FROM {
-        keyed.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        return;
+        keyed.sort_unstable_by(SortEntry::cmp);
+        keyed.iter().for_each(emit);
+        return order;
     }
     let mid = keyed.len() / 2;
-    {
-        let (left, right) = keyed.split_at_mut(mid);
-        std::thread::scope(|scope| {
-            scope.spawn(|| left.sort_unstable_by(|a, b| a.0.cmp(b.0)));
-            right.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        });
-    }
-    let mut merged = Vec::with_capacity(keyed.len());
-    let (left, right) = keyed.split_at(mid);
+    let (left, right) = keyed.split_at_mut(mid);
+    std::thread::scope(|scope| {
+        scope.spawn(|| left.sort_unstable_by(SortEntry::cmp));
+        right.sort_unstable_by(SortEntry::cmp);
+    });
     let (mut i, mut j) = (0, 0);
     while i < left.len() && j < right.len() {
-        if right[j].0 < left[i].0 {
-            merged.push(right[j]);
+        if right[j].cmp(&left[i]).is_lt() {
+            emit(&right[j]);
             j += 1;
         } else {
-            merged.push(left[i]);
+            emit(&left[i]);
             i += 1;
         }
     }
-    merged.extend_from_slice(&left[i..]);
-    merged.extend_from_slice(&right[j..]);
-    *keyed = merged;
+    left[i..].iter().for_each(&mut emit);
+    right[j..].iter().for_each(&mut emit);
+    order
 }
 
 /// A merge that owns its input runs, so they are deleted once it is dropped.
-struct MergedRuns {
+struct MergerOwning {
     merger: Merger,
     _runs: Vec<Vec<SpilledRun>>,
 }
 
+/// A merge emitted as row chunks (an intermediate pass).
+struct MergedRuns(MergerOwning);
+
 impl Iterator for MergedRuns {
+    type Item = Result<RowChunk>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.merger.next_chunk().transpose()
+    }
+}
+
+/// A merge emitted as batches (the output).
+struct MergedBatches(MergerOwning);
+
+impl Iterator for MergedBatches {
     type Item = Result<RecordBatch>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.merger.next()
+        self.0.merger.next_batch().transpose()
     }
 }
