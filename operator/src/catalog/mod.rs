@@ -81,6 +81,43 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// deltalake's default log store (commits written with `PutMode::Create`, which S3, GCS and
+/// Azure honour as a conditional write), for the cloud schemes deltalake registers only with
+/// its cloud features. The store itself is ours (see [`builder`]).
+#[derive(Debug)]
+struct CloudLogStores;
+
+impl deltalake::logstore::LogStoreFactory for CloudLogStores {
+    fn with_options(
+        &self,
+        prefixed_store: deltalake::logstore::ObjectStoreRef,
+        root_store: deltalake::logstore::ObjectStoreRef,
+        location: &Url,
+        options: &deltalake::logstore::StorageConfig,
+    ) -> deltalake::DeltaResult<Arc<dyn deltalake::logstore::LogStore>> {
+        Ok(deltalake::logstore::default_logstore(
+            prefixed_store,
+            root_store,
+            location,
+            options,
+        ))
+    }
+}
+
+/// Registers [`CloudLogStores`] for `s3`, `s3a`, `gs`, `az`, `abfs`, `abfss` and `azure`, once.
+fn register_cloud_log_stores() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let registry = deltalake::logstore::logstore_factories();
+        for scheme in ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure"] {
+            let url = Url::parse(&format!("{scheme}://")).expect("a scheme URL");
+            if !registry.contains_key(&url) {
+                registry.insert(url, Arc::new(CloudLogStores));
+            }
+        }
+    });
+}
+
 /// The application ids the operator commits under (see the module docs).
 pub mod app_id {
     /// The watermark app id of a task config, per merge level where the task has levels.
@@ -480,8 +517,10 @@ fn table_url(uri: &str, create: bool) -> Result<Url> {
 }
 
 /// A table builder for `url`. deltalake registers only `file://` and `memory://` without its
-/// cloud features, so other schemes get an `object_store` built from the URL and the storage
-/// options (S3, GCS, Azure — the workspace enables those `object_store` features).
+/// cloud features, so other schemes get an `object_store` of the bucket: without storage
+/// options, the same store the worker and the rest of the operator use (credentials and
+/// endpoint from the environment, e.g. `AWS_*` from the Table's Secret, and a bounded retry
+/// policy); with options, one built from the URL and those options only.
 fn builder(
     uri: &str,
     url: &Url,
@@ -491,14 +530,22 @@ fn builder(
         .map_err(|e| CatalogError::delta(uri, e))?
         .with_storage_options(storage_options.clone());
     if !matches!(url.scheme(), "file" | "memory") {
-        let (store, _) =
-            object_store::parse_url_opts(url, storage_options.clone()).map_err(|e| {
-                CatalogError::InvalidUri {
-                    uri: uri.to_string(),
-                    detail: e.to_string(),
-                }
-            })?;
-        b = b.with_storage_backend(Arc::from(store), url.clone());
+        register_cloud_log_stores();
+        let invalid = |detail: String| CatalogError::InvalidUri {
+            uri: uri.to_string(),
+            detail,
+        };
+        let store: Arc<dyn object_store::ObjectStore> = if storage_options.is_empty() {
+            minion_worker::store::resolve(uri)
+                .map_err(|e| invalid(e.to_string()))?
+                .store
+        } else {
+            object_store::parse_url_opts(url, storage_options.clone())
+                .map_err(|e| invalid(e.to_string()))?
+                .0
+                .into()
+        };
+        b = b.with_storage_backend(store, url.clone());
     }
     Ok(b)
 }
