@@ -33,9 +33,9 @@ use crate::stream::BatchTransform;
 pub struct Reducer {
     plan: Arc<Plan>,
     converter: RowConverter,
-    /// The last reduced batch and the key of its last row, held back until the next batch
-    /// shows whether its last group continues.
-    pending: Option<(RecordBatch, OwnedRow)>,
+    /// The last reduced batch and the key of its last row (none when group boundaries are
+    /// given), held back until the next batch shows whether its last group continues.
+    pending: Option<(RecordBatch, Option<OwnedRow>)>,
 }
 
 impl Reducer {
@@ -84,6 +84,12 @@ impl Reducer {
                 starts.push(i);
             }
         }
+        self.reduce_groups(batch, &starts)
+    }
+
+    /// Aggregates each group of rows; groups start at `starts` (ascending, the first 0).
+    fn reduce_groups(&self, batch: &RecordBatch, starts: &[usize]) -> Result<RecordBatch> {
+        let n = batch.num_rows();
         if starts.len() == n {
             return self.zero_null_counts(batch);
         }
@@ -131,21 +137,41 @@ impl Reducer {
     }
 }
 
-impl BatchTransform for Reducer {
-    fn apply(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
-        if batch.num_rows() == 0 {
+impl Reducer {
+    /// Reduces the next batch of a stream whose group boundaries are known: `continues[i]`
+    /// says row `i` has the same key as the row before it (for row 0, the previous batch's
+    /// last row). Returns what is final so far; [`BatchTransform::finish`] returns the rest.
+    pub fn apply_grouped(
+        &mut self,
+        batch: RecordBatch,
+        continues: &[bool],
+    ) -> Result<Option<RecordBatch>> {
+        let n = batch.num_rows();
+        if n == 0 {
             return Ok(None);
         }
-        let rows = self.key_rows(&batch)?;
-        let mut reduced = self.reduce_rows(&batch, &rows)?;
-        let first_key = rows.row(0);
-        let last_key = rows.row(rows.num_rows() - 1).owned();
-        let Some((prev, prev_key)) = self.pending.take() else {
+        let mut starts: Vec<usize> = Vec::with_capacity(n);
+        starts.push(0);
+        starts.extend((1..n).filter(|&i| !continues[i]));
+        let reduced = self.reduce_groups(&batch, &starts)?;
+        self.settle(batch, reduced, continues[0], None)
+    }
+
+    /// Holds back `reduced` and returns the previous batch, first folding the previous
+    /// batch's last group into this batch's first row when it continues there.
+    fn settle(
+        &mut self,
+        batch: RecordBatch,
+        mut reduced: RecordBatch,
+        continues: bool,
+        last_key: Option<OwnedRow>,
+    ) -> Result<Option<RecordBatch>> {
+        let Some((prev, _)) = self.pending.take() else {
             self.pending = Some((reduced, last_key));
             return Ok(None);
         };
         let p = prev.num_rows();
-        if prev_key.row() != first_key {
+        if !continues {
             // The common case: no group spans the two batches, nothing is copied.
             self.pending = Some((reduced, last_key));
             return Ok(Some(prev));
@@ -155,13 +181,27 @@ impl BatchTransform for Reducer {
             &batch.schema(),
             [&prev.slice(p - 1, 1), &reduced.slice(0, 1)],
         )?;
-        let joined = self.reduce_sorted(&pair)?;
+        let joined = self.reduce_groups(&pair, &[0])?;
         reduced = concat_batches(
             &batch.schema(),
             [&joined, &reduced.slice(1, reduced.num_rows() - 1)],
         )?;
         self.pending = Some((reduced, last_key));
         Ok((p > 1).then(|| prev.slice(0, p - 1)))
+    }
+}
+
+impl BatchTransform for Reducer {
+    fn apply(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        if batch.num_rows() == 0 {
+            return Ok(None);
+        }
+        let rows = self.key_rows(&batch)?;
+        let reduced = self.reduce_rows(&batch, &rows)?;
+        let first_key = rows.row(0);
+        let last_key = rows.row(rows.num_rows() - 1).owned();
+        let continues = matches!(&self.pending, Some((_, Some(k))) if k.row() == first_key);
+        self.settle(batch, reduced, continues, Some(last_key))
     }
 
     fn finish(&mut self) -> Result<Option<RecordBatch>> {

@@ -204,7 +204,7 @@ impl Pipeline {
             sort_metrics.add_elapsed(start);
         }
         let start = Instant::now();
-        let sorted = sorter.finish()?;
+        let sorted = sorter.finish_grouped()?;
         sort_metrics.add_elapsed(start);
         tracing::info!(
             phase = "merge",
@@ -219,20 +219,66 @@ impl Pipeline {
             "input read; writing sorted output"
         );
         let metrics = sort_metrics.clone();
-        let mut out: BatchStream = futures::stream::iter(sorted.inspect(move |b| {
-            if let Ok(b) = b {
+        let sorted = sorted.inspect(move |b| {
+            if let Ok((b, _)) = b {
                 metrics.add_output(b.num_rows());
             }
-        }))
-        .boxed();
-        if rollup {
-            out = TransformStream::boxed(
-                out,
-                Reducer::new(plan.clone())?,
-                self.metrics.stage("reduce"),
-            );
-        }
+        });
+        let out: BatchStream = if rollup {
+            // The sorter tells where groups start: the reducer need not re-encode keys.
+            let reduce = GroupedReduce {
+                input: Box::new(sorted),
+                reducer: Reducer::new(plan.clone())?,
+                metrics: self.metrics.stage("reduce"),
+                done: false,
+            };
+            futures::stream::iter(reduce).boxed()
+        } else {
+            futures::stream::iter(sorted.map(|r| r.map(|(b, _)| b))).boxed()
+        };
         write_all(writer, out).await
+    }
+}
+
+/// Rollup of sorted batches whose group boundaries the sorter reported.
+struct GroupedReduce {
+    input: crate::sort::GroupedRun,
+    reducer: Reducer,
+    metrics: Arc<crate::stream::BaselineMetrics>,
+    done: bool,
+}
+
+impl Iterator for GroupedReduce {
+    type Item = Result<arrow::array::RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let next = self.input.next();
+            let start = Instant::now();
+            let out = match next {
+                Some(Ok((batch, continues))) => {
+                    self.metrics.add_input(batch.num_rows());
+                    self.reducer.apply_grouped(batch, &continues)
+                }
+                Some(Err(e)) => Err(e),
+                None => {
+                    self.done = true;
+                    self.reducer.finish()
+                }
+            };
+            self.metrics.add_elapsed(start);
+            match out {
+                Ok(Some(b)) if b.num_rows() > 0 => {
+                    self.metrics.add_output(b.num_rows());
+                    return Some(Ok(b));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        None
     }
 }
 

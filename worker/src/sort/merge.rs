@@ -37,6 +37,10 @@ pub struct Merger {
     batch_rows: usize,
     /// Drop rows whose key equals the previous output row's key.
     distinct: bool,
+    /// Record for each output row whether its key equals the previous output row's.
+    groups: bool,
+    /// Per selected row: same key as the previous output row (with `groups`).
+    continues: Vec<bool>,
     last: Option<Vec<u8>>,
 }
 
@@ -46,6 +50,7 @@ impl Merger {
         runs: Vec<RowRun>,
         batch_rows: usize,
         distinct: bool,
+        groups: bool,
     ) -> Result<Self> {
         let mut m = Merger {
             layout,
@@ -55,6 +60,8 @@ impl Merger {
             out: Vec::new(),
             batch_rows: batch_rows.max(1),
             distinct,
+            groups,
+            continues: Vec::new(),
             last: None,
         };
         for mut run in runs {
@@ -110,25 +117,29 @@ impl Merger {
         while self.out.len() < self.batch_rows && !self.heap.is_empty() {
             let top = self.heap[0];
             let (chunk, pos) = (self.cursors[top].chunk, self.cursors[top].pos);
-            let keep = if self.distinct {
+            // Whether the key equals the previous output row's (tracked only when needed).
+            let same = if self.distinct || self.groups {
                 let key = self.chunks[chunk].keys.row(pos).data();
                 match &mut self.last {
-                    Some(last) if last.as_slice() == key => false,
+                    Some(last) if last.as_slice() == key => true,
                     Some(last) => {
                         last.clear();
                         last.extend_from_slice(key);
-                        true
+                        false
                     }
                     None => {
                         self.last = Some(key.to_vec());
-                        true
+                        false
                     }
                 }
             } else {
-                true
+                false
             };
-            if keep {
+            if !(self.distinct && same) {
                 self.out.push((chunk as u32, pos as u32));
+                if self.groups {
+                    self.continues.push(same);
+                }
             }
             let c = &mut self.cursors[top];
             c.pos += 1;
@@ -157,6 +168,7 @@ impl Merger {
     /// Forgets the selected rows and the chunks no cursor points into any more.
     fn release(&mut self) {
         self.out.clear();
+        self.continues.clear();
         let mut kept = Vec::with_capacity(self.cursors.len());
         let mut old: Vec<Option<RowChunk>> = std::mem::take(&mut self.chunks)
             .into_iter()
@@ -196,16 +208,18 @@ impl Merger {
         )
     }
 
-    /// The next merged batch, or `None` when every run is exhausted.
-    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+    /// The next merged batch, or `None` when every run is exhausted; with `groups`, also
+    /// whether each row's key equals the previous row's (across batches too).
+    pub fn next_batch(&mut self) -> Result<Option<(RecordBatch, Vec<bool>)>> {
         if !self.fill()? {
             return Ok(None);
         }
         let batch = self
             .layout
             .decode(self.selected_keys(), self.selected_payload())?;
+        let continues = std::mem::take(&mut self.continues);
         self.release();
-        Ok(Some(batch))
+        Ok(Some((batch, continues)))
     }
 
     /// The next merged rows, or `None` when every run is exhausted.

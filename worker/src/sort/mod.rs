@@ -138,6 +138,8 @@ struct SortedBuffer {
     at: usize,
     batch_rows: usize,
     distinct: bool,
+    /// Rows whose key equals the previous row's.
+    duplicates: usize,
 }
 
 impl SortedBuffer {
@@ -152,6 +154,7 @@ impl SortedBuffer {
             at: 0,
             batch_rows: self.batch_rows,
             distinct: self.distinct,
+            duplicates: 0,
         };
         (half(first), half(second))
     }
@@ -197,7 +200,8 @@ impl SortedBuffer {
         Some(out)
     }
 
-    fn next_batch(&mut self) -> Option<Result<RecordBatch>> {
+    /// The next batch, and for each row whether its key equals the previous row's.
+    fn next_batch(&mut self) -> Option<Result<(RecordBatch, Vec<bool>)>> {
         let selected = self.select();
         if selected.is_empty() {
             self.chunks = Arc::default();
@@ -220,7 +224,8 @@ impl SortedBuffer {
                 })
                 .collect()
         });
-        Some(self.layout.decode(keys, payload))
+        let continues = selected.iter().map(|e| e.duplicate()).collect();
+        Some(self.layout.decode(keys, payload).map(|b| (b, continues)))
     }
 }
 
@@ -231,11 +236,15 @@ impl Iterator for SortedBuffer {
     }
 }
 
+/// Sorted batches, each with a flag per row: same key as the previous row (always false
+/// with `distinct`, whose repeated rows are dropped).
+pub type GroupedRun = Box<dyn Iterator<Item = Result<(RecordBatch, Vec<bool>)>> + Send>;
+
 /// A sorted buffer emitted as batches.
 struct SortedBatches(SortedBuffer);
 
 impl Iterator for SortedBatches {
-    type Item = Result<RecordBatch>;
+    type Item = Result<(RecordBatch, Vec<bool>)>;
     fn next(&mut self) -> Option<Self::Item> {
         self.0.next_batch()
     }
@@ -352,9 +361,12 @@ impl ExternalSorter {
             let sorted = sort_chunks(&layout, chunks, batch_rows, distinct);
             tracing::debug!(
                 rows = sorted.order.len(),
+                duplicates = sorted.duplicates,
                 ms = started.elapsed().as_millis() as u64,
                 "sorted a buffer"
             );
+            // Pre-reducing pays only when at least 1% of the rows repeat a key.
+            let combiner = combiner.filter(|_| sorted.duplicates * 100 >= sorted.order.len());
             if !parallel {
                 return Ok(vec![write_run(&spill, &layout, &combiner, sorted)?]);
             }
@@ -374,7 +386,19 @@ impl ExternalSorter {
     }
 
     /// Ends the input and returns the sorted output.
-    pub fn finish(mut self) -> Result<SortedRun> {
+    pub fn finish(self) -> Result<SortedRun> {
+        Ok(Box::new(
+            self.finish_inner(false)?.map(|r| r.map(|(batch, _)| batch)),
+        ))
+    }
+
+    /// Ends the input and returns the sorted output with, per row, whether its key equals
+    /// the previous row's (the group boundaries a reducer needs).
+    pub fn finish_grouped(self) -> Result<GroupedRun> {
+        self.finish_inner(true)
+    }
+
+    fn finish_inner(mut self, groups: bool) -> Result<GroupedRun> {
         if self.runs.is_empty() && self.in_flight.is_none() {
             let chunks = self.take_buffer();
             let sorted = sort_chunks(
@@ -401,16 +425,23 @@ impl ExternalSorter {
         while runs.len() + 1 > fan_in {
             let rest = runs.split_off(fan_in.min(runs.len()));
             let group = std::mem::replace(&mut runs, rest);
-            let merged = MergedRuns(self.merge(group, None)?);
+            let merged = MergedRuns(self.merge(group, None, false)?);
             let run = write_run(&self.config.spill, &self.layout, &self.combiner(), merged)?;
             runs.push(vec![run]);
         }
-        Ok(Box::new(MergedBatches(
-            self.merge(runs, Some(Box::new(in_memory)))?,
-        )))
+        Ok(Box::new(MergedBatches(self.merge(
+            runs,
+            Some(Box::new(in_memory)),
+            groups,
+        )?)))
     }
 
-    fn merge(&self, runs: Vec<Vec<SpilledRun>>, extra: Option<RowRun>) -> Result<MergerOwning> {
+    fn merge(
+        &self,
+        runs: Vec<Vec<SpilledRun>>,
+        extra: Option<RowRun>,
+        groups: bool,
+    ) -> Result<MergerOwning> {
         let mut sources: Vec<RowRun> = Vec::with_capacity(runs.len() + 1);
         for parts in &runs {
             let mut readers = Vec::with_capacity(parts.len());
@@ -431,6 +462,7 @@ impl ExternalSorter {
             sources,
             self.config.batch_size,
             self.config.distinct,
+            groups,
         )?;
         Ok(MergerOwning {
             merger,
@@ -457,6 +489,7 @@ fn sort_chunks(
         );
     }
     let order = parallel_sort(keyed);
+    let duplicates = order.iter().filter(|e| e.duplicate()).count();
     SortedBuffer {
         layout: layout.clone(),
         chunks: Arc::new(chunks),
@@ -464,6 +497,7 @@ fn sort_chunks(
         at: 0,
         batch_rows,
         distinct,
+        duplicates,
     }
 }
 
@@ -564,7 +598,7 @@ impl Iterator for MergedRuns {
 struct MergedBatches(MergerOwning);
 
 impl Iterator for MergedBatches {
-    type Item = Result<RecordBatch>;
+    type Item = Result<(RecordBatch, Vec<bool>)>;
     fn next(&mut self) -> Option<Self::Item> {
         self.0.merger.next_batch().transpose()
     }
