@@ -285,7 +285,7 @@ impl Iterator for GroupedReduce {
 /// Writes a stream into segments, encoding on another task so that Parquet encoding
 /// overlaps with sorting, merging and reducing.
 async fn write_all(writer: SegmentWriter, mut stream: BatchStream) -> Result<SegmentWriter> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<arrow::array::RecordBatch>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<arrow::array::RecordBatch>(16);
     let mut task = tokio::spawn(async move {
         let mut writer = writer;
         while let Some(batch) = rx.recv().await {
