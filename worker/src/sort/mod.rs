@@ -22,6 +22,7 @@ pub mod spill;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use arrow::array::RecordBatch;
 use arrow_row::Row;
@@ -72,7 +73,9 @@ pub struct ExternalSorter {
     /// Rows and encoded bytes seen, to size spilled chunks and the merge fan-in.
     seen_rows: usize,
     seen_bytes: usize,
-    in_flight: Option<std::thread::JoinHandle<Result<Vec<SpilledRun>>>>,
+    in_flight: Option<std::thread::JoinHandle<Result<Vec<Part>>>>,
+    /// Tells the run being spilled to stop writing (the input has ended).
+    in_flight_stop: Arc<AtomicBool>,
     combiner_helps: bool,
     metrics: Arc<BaselineMetrics>,
 }
@@ -313,6 +316,7 @@ impl ExternalSorter {
             seen_rows: 0,
             seen_bytes: 0,
             in_flight: None,
+            in_flight_stop: Arc::default(),
             combiner_helps: true,
             metrics,
         })
@@ -368,9 +372,12 @@ impl ExternalSorter {
     /// Waits for the run being spilled in the background, if any.
     fn join_spill(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
-            let parts = handle
+            let parts: Vec<SpilledRun> = handle
                 .join()
-                .map_err(|_| WorkerError::internal("the spill thread panicked"))??;
+                .map_err(|_| WorkerError::internal("the spill thread panicked"))??
+                .into_iter()
+                .map(|(run, _)| run)
+                .collect();
             let rows: u64 = parts.iter().map(|p| p.rows).sum();
             let input_rows: u64 = parts.iter().map(|p| p.input_rows).sum();
             let bytes: u64 = parts.iter().map(|p| p.bytes).sum();
@@ -403,6 +410,8 @@ impl ExternalSorter {
         let combiner = self.combiner();
         let parallel = self.config.budget_bytes >= PARALLEL_WRITE_FROM_BUDGET;
         let distinct = self.config.distinct;
+        let stop = Arc::new(AtomicBool::new(false));
+        self.in_flight_stop = stop.clone();
         self.in_flight = Some(std::thread::spawn(move || {
             let started = std::time::Instant::now();
             let sorted = sort_chunks(&layout, chunks, batch_rows, distinct);
@@ -414,15 +423,16 @@ impl ExternalSorter {
             );
             // Pre-reducing pays only when at least 1% of the rows repeat a key.
             let combiner = combiner.filter(|_| sorted.duplicates * 100 >= sorted.order.len());
+            let write = |half| write_until(&spill, &layout, &combiner, half, &stop);
             if !parallel {
-                return Ok(vec![write_run(&spill, &layout, &combiner, sorted)?]);
+                return Ok(vec![write(sorted)?]);
             }
             // Two halves of the sorted order, compressed on two threads, read back one
             // after the other as one run.
             let (first, second) = sorted.split();
             std::thread::scope(|scope| {
-                let other = scope.spawn(|| write_run(&spill, &layout, &combiner, second));
-                let a = write_run(&spill, &layout, &combiner, first);
+                let other = scope.spawn(|| write(second));
+                let a = write(first);
                 let b = other
                     .join()
                     .map_err(|_| WorkerError::internal("the spill thread panicked"))?;
@@ -458,6 +468,25 @@ impl ExternalSorter {
         }
         // The last buffer is not spilled: it is sorted in memory (at most half the sort
         // budget) and merged with the spilled runs, which share the other half.
+        let per_run = 3 * self.spill_batch_rows() * self.row_bytes();
+        // The run still being written holds its whole buffer until it is written. When the
+        // merge's read buffers are small next to the budget, it stops now and the rows it
+        // has not written yet are merged from memory instead of being spilled and read back.
+        let mut tail = Vec::new();
+        if (self.runs.len() + 3) * per_run <= self.config.budget_bytes / 8 {
+            self.in_flight_stop.store(true, AtomicOrdering::Relaxed);
+            if let Some(handle) = self.in_flight.take() {
+                tail = handle
+                    .join()
+                    .map_err(|_| WorkerError::internal("the spill thread panicked"))??;
+                let kept: usize = tail
+                    .iter()
+                    .filter_map(|(_, rest)| rest.as_ref())
+                    .map(|r| r.order.len() - r.at)
+                    .sum();
+                tracing::debug!(rows = kept, "the last spilled run stopped early");
+            }
+        }
         self.join_spill()?;
         let last = self.take_buffer();
         let in_memory = sort_chunks(
@@ -466,30 +495,54 @@ impl ExternalSorter {
             self.spill_batch_rows(),
             self.config.distinct,
         );
-        let per_run = 3 * self.spill_batch_rows() * self.row_bytes();
-        let fan_in = (self.config.budget_bytes / 2 / per_run.max(1)).max(2);
+        let fan_in = (self.config.budget_bytes / 2 / per_run.max(1)).max(3);
         let mut runs = std::mem::take(&mut self.runs);
-        while runs.len() + 1 > fan_in {
-            let rest = runs.split_off(fan_in.min(runs.len()));
+        let extra = 1 + usize::from(!tail.is_empty());
+        while runs.len() + extra > fan_in {
+            let rest = runs.split_off((fan_in - extra + 1).min(runs.len()));
             let group = std::mem::replace(&mut runs, rest);
-            let merged = MergedRuns(self.merge(group, None, false)?);
-            let run = write_run(&self.config.spill, &self.layout, &self.combiner(), merged)?;
+            let merged = MergedRuns(self.merge(group, Vec::new(), None, false)?);
+            let run = write_run(
+                &self.config.spill,
+                &self.layout,
+                &self.combiner(),
+                &mut { merged },
+                None,
+            )?;
             runs.push(vec![run]);
         }
         Ok(Box::new(MergedBatches(self.merge(
             runs,
+            tail,
             Some(Box::new(in_memory)),
             groups,
         )?)))
     }
 
+    /// Merges spilled runs, the run whose writing stopped (each part: its file, then the
+    /// rows still in memory) and an in-memory source.
     fn merge(
         &self,
-        runs: Vec<Vec<SpilledRun>>,
+        mut runs: Vec<Vec<SpilledRun>>,
+        tail: Vec<Part>,
         extra: Option<RowRun>,
         groups: bool,
     ) -> Result<MergerOwning> {
-        let mut sources: Vec<RowRun> = Vec::with_capacity(runs.len() + 1);
+        let mut sources: Vec<RowRun> = Vec::with_capacity(runs.len() + 2);
+        if !tail.is_empty() {
+            let mut parts: Vec<RowRun> = Vec::new();
+            let mut files = Vec::new();
+            for (run, rest) in tail {
+                let layout = self.layout.clone();
+                let reader = run.reader()?;
+                parts.push(Box::new(reader.map(move |b| layout.from_spill(b?))));
+                parts.extend(rest.map(|r| Box::new(r) as RowRun));
+                files.push(run);
+            }
+            sources.push(Box::new(parts.into_iter().flatten()));
+            // Kept until the merge is dropped, like the other runs.
+            runs.push(files);
+        }
         for parts in &runs {
             let mut readers = Vec::with_capacity(parts.len());
             for part in parts {
@@ -548,12 +601,30 @@ fn sort_chunks(
     }
 }
 
-/// Writes sorted rows as a run, through the combiner if there is one.
+/// One part of a spilled run, and the rows it left in memory when told to stop.
+type Part = (SpilledRun, Option<SortedBuffer>);
+
+/// Writes a sorted buffer as a run until it is done or `stop` is set.
+fn write_until(
+    spill: &SpillDir,
+    layout: &RowLayout,
+    combiner: &Option<CombinerFactory>,
+    mut sorted: SortedBuffer,
+    stop: &AtomicBool,
+) -> Result<Part> {
+    let run = write_run(spill, layout, combiner, &mut sorted, Some(stop))?;
+    let rest = (sorted.at < sorted.order.len()).then_some(sorted);
+    Ok((run, rest))
+}
+
+/// Writes sorted rows as a run, through the combiner if there is one, stopping early (after
+/// a whole chunk) when `stop` is set.
 fn write_run(
     spill: &SpillDir,
     layout: &RowLayout,
     combiner: &Option<CombinerFactory>,
-    input: impl Iterator<Item = Result<RowChunk>>,
+    input: &mut dyn Iterator<Item = Result<RowChunk>>,
+    stop: Option<&AtomicBool>,
 ) -> Result<SpilledRun> {
     let mut writer = spill.writer(&layout.spill_schema)?;
     let mut input_rows = 0u64;
@@ -561,7 +632,13 @@ fn write_run(
         Some(f) => Some(f()?),
         None => None,
     };
-    for chunk in input {
+    loop {
+        if stop.is_some_and(|s| s.load(AtomicOrdering::Relaxed)) {
+            break;
+        }
+        let Some(chunk) = input.next() else {
+            break;
+        };
         let chunk = chunk?;
         input_rows += chunk.num_rows() as u64;
         match combiner.as_mut() {
