@@ -48,7 +48,7 @@ pub async fn totals(
         path: path.to_string(),
         message,
     };
-    let table = minion_worker::store::resolve(uri).map_err(|e| err("", e.to_string()))?;
+    let table = crate::storage::resolve(uri).map_err(|e| err("", e.to_string()))?;
     let unit = schema.effective_time_unit();
     let mut out = Totals::default();
     let metrics: Vec<&str> = schema.metrics().map(|c| c.name.as_str()).collect();

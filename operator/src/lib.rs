@@ -28,4 +28,5 @@ pub mod model;
 pub mod runner;
 pub mod schedule;
 pub mod scheduling;
+pub mod storage;
 pub mod validate;

@@ -464,7 +464,7 @@ async fn run_attempts(
 /// # Errors
 /// The destination store cannot be resolved or written (message names the cause).
 pub async fn write_spec(spec: &SubtaskSpec) -> Result<String, String> {
-    let dest = minion_worker::store::resolve(&spec.destination.uri).map_err(|e| e.to_string())?;
+    let dest = crate::storage::resolve(&spec.destination.uri).map_err(|e| e.to_string())?;
     let relative = format!("{}/_spec.json", spec.output.staging_prefix);
     let json = serde_json::to_vec_pretty(spec).map_err(|e| e.to_string())?;
     dest.put_bytes(&dest.child(&relative), json)
@@ -478,7 +478,7 @@ pub async fn write_spec(spec: &SubtaskSpec) -> Result<String, String> {
 /// # Errors
 /// The manifest is missing or unreadable (message names the URI).
 pub async fn read_manifest(spec: &SubtaskSpec) -> Result<ResultManifest, String> {
-    let dest = minion_worker::store::resolve(&spec.destination.uri).map_err(|e| e.to_string())?;
+    let dest = crate::storage::resolve(&spec.destination.uri).map_err(|e| e.to_string())?;
     let path = spec.manifest_path();
     let bytes = dest
         .get_bytes(&dest.child(&path))

@@ -593,3 +593,49 @@ fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a str> {
         .find(|c| c["type"] == type_)?["status"]
         .as_str()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tables_storage_secret_gives_the_operator_its_store_options_and_a_missing_one_is_named() {
+    let api = FakeApi::start().await;
+    let backend = KubeBackend::new(
+        api.client(),
+        vec!["default".into()],
+        WorkerDefaults::default(),
+        None,
+        WriteGate::default(),
+    );
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/table-events-offline.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "spec:\n  tableType:",
+        "spec:\n  storageSecretRef: {name: s3-credentials}\n  tableType:",
+    );
+    let Resource::Table(mut table) = parse_manifests(&text).unwrap().remove(0) else {
+        panic!("not a Table");
+    };
+    table.metadata.namespace = Some("default".into());
+    let err = backend.storage_options(&table).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("default/s3-credentials") && msg.contains("storageSecretRef"),
+        "{msg}"
+    );
+    api.create(
+        "core/v1/secrets",
+        "default",
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s3-credentials"},
+            // "http://127.0.0.1:9" and "us-east-1", base64-encoded as the API server stores them.
+            "data": {"AWS_ENDPOINT": "aHR0cDovLzEyNy4wLjAuMTo5", "AWS_REGION": "dXMtZWFzdC0x"},
+        }),
+    )
+    .unwrap();
+    let options = backend.storage_options(&table).await.unwrap().unwrap();
+    assert_eq!(options["AWS_ENDPOINT"], "http://127.0.0.1:9");
+    assert_eq!(options["AWS_REGION"], "us-east-1");
+    table.spec.storage_secret_ref = None;
+    assert_eq!(backend.storage_options(&table).await.unwrap(), None);
+}

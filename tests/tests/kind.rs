@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -48,9 +49,9 @@ impl Drop for Operator {
     }
 }
 
-/// The samples with names suffixed by `suffix`, URIs under `data`, and no schedule (the test
-/// creates its run).
-fn samples(suffix: &str, data: &Path) -> String {
+/// The samples with names suffixed by `suffix`, table URIs under `root`, the Tables naming
+/// the Secret `secret` when given, and no schedule (the test creates its run).
+fn samples(suffix: &str, root: &str, secret: Option<&str>) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
     let mut text = String::new();
     for file in [
@@ -61,13 +62,19 @@ fn samples(suffix: &str, data: &Path) -> String {
         text.push_str("---\n");
         text.push_str(&std::fs::read_to_string(dir.join(file)).unwrap());
     }
+    if let Some(secret) = secret {
+        text = text.replace(
+            "spec:\n  tableType:",
+            &format!("spec:\n  storageSecretRef: {{name: {secret}}}\n  tableType:"),
+        );
+    }
     text.replace(
         "file:///tmp/minion/events_realtime",
-        &format!("file://{}/events-realtime", data.display()),
+        &format!("{root}/events-realtime"),
     )
     .replace(
         "file:///tmp/minion/events_offline",
-        &format!("file://{}/events-offline", data.display()),
+        &format!("{root}/events-offline"),
     )
     .replace(
         "name: events-realtime",
@@ -102,6 +109,10 @@ struct Cluster {
     client: kube::Client,
     kubeconfig: PathBuf,
     data_root: PathBuf,
+    /// Where the tables live: `None` for `file://` under the data directory, else a URI
+    /// prefix with the object-store options the Tables' Secret carries (the operator process
+    /// gets no other credentials).
+    store: Option<(String, std::collections::BTreeMap<String, String>)>,
     worker_defaults: String,
     /// Pause after installing the CRDs (a real API server needs a moment to serve them).
     crd_settle: Duration,
@@ -138,6 +149,7 @@ async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
         client: kube::Client::try_from(config).unwrap(),
         kubeconfig: PathBuf::from(kubeconfig),
         data_root,
+        store: None,
         worker_defaults,
         crd_settle: Duration::from_secs(2),
     })
@@ -149,6 +161,38 @@ async fn a_sample_import_runs_through_real_jobs_on_a_cluster() {
 /// `minion-worker` processes by [`minion_e2e::fake_api::kubelet`].
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_suite_runs_the_operator_binary_against_the_in_process_api() {
+    on_the_in_process_api(None).await;
+}
+
+/// The same with both tables in S3 (the test server of `scripts/test.sh`): the operator
+/// process has no object-store settings of its own and reads them, like the Jobs, from the
+/// Secret the Tables name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_s3_the_operator_and_the_jobs_take_credentials_from_the_tables_secret() {
+    let Ok(endpoint) = std::env::var("MINION_TEST_S3_ENDPOINT") else {
+        println!("skipping: MINION_TEST_S3_ENDPOINT is unset (scripts/s3-test-server.sh start)");
+        return;
+    };
+    let bucket = std::env::var("MINION_TEST_S3_BUCKET").unwrap_or_else(|_| "minion-test".into());
+    let secret = [
+        ("AWS_ENDPOINT", endpoint.as_str()),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let root = format!("s3://{bucket}/kind-{}", std::process::id());
+    on_the_in_process_api(Some((root, secret))).await;
+}
+
+/// Runs [`scenario`] against the fake API, with the operator binary and the Jobs as local
+/// processes.
+async fn on_the_in_process_api(
+    store: Option<(String, std::collections::BTreeMap<String, String>)>,
+) {
     install_crypto_provider();
     let bin_dir = operator_bin().parent().unwrap().to_path_buf();
     assert!(
@@ -179,6 +223,7 @@ async fn the_suite_runs_the_operator_binary_against_the_in_process_api() {
         client: api.client(),
         kubeconfig,
         data_root: dir.path().join("data"),
+        store,
         worker_defaults: "serviceAccountName: minion-operator-worker\nbackoffLimit: 0\nactiveDeadlineSeconds: 900\n".into(),
         crd_settle: Duration::ZERO,
     })
@@ -205,8 +250,30 @@ async fn scenario(cluster: &Cluster) {
     }
     tokio::time::sleep(cluster.crd_settle).await;
 
-    // The resources, and the REALTIME table's data.
-    let resources = api::parse_manifests(&samples(&suffix, &data)).unwrap();
+    // The resources (and the Tables' Secret), and the REALTIME table's data.
+    let root = match &cluster.store {
+        None => format!("file://{}", data.display()),
+        Some((root, options)) => {
+            let secret: Secret = serde_json::from_value(serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": format!("s3-credentials{suffix}"), "namespace": NAMESPACE},
+                "stringData": options,
+            }))
+            .unwrap();
+            Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+                .create(&PostParams::default(), &secret)
+                .await
+                .unwrap();
+            // This process reaches the tables with the same settings.
+            let options = options.clone().into_iter().collect();
+            minion_operator::storage::register(root, &options);
+            root.clone()
+        }
+    };
+    let secret_name = format!("s3-credentials{suffix}");
+    let secret = cluster.store.as_ref().map(|_| secret_name.as_str());
+    let resources = api::parse_manifests(&samples(&suffix, &root, secret)).unwrap();
     let tables: Api<Table> = Api::namespaced(client.clone(), NAMESPACE);
     let configs: Api<MinionTaskConfig> = Api::namespaced(client.clone(), NAMESPACE);
     let mut defs = Vec::new();
@@ -240,6 +307,12 @@ async fn scenario(cluster: &Cluster) {
     let _operator = Operator(
         Command::new(operator_bin())
             .env("KUBECONFIG", &cluster.kubeconfig)
+            // Object-store settings come from the Tables' Secret only.
+            .env_remove("AWS_ENDPOINT")
+            .env_remove("AWS_ALLOW_HTTP")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_REGION")
             .args(["run", "--namespaces", NAMESPACE, "--log-format", "text"])
             .args(["--leader-election-namespace", NAMESPACE])
             .args(["--lease-name", &format!("minion-operator{suffix}")])

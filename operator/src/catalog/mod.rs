@@ -536,7 +536,7 @@ fn builder(
             detail,
         };
         let store: Arc<dyn object_store::ObjectStore> = if storage_options.is_empty() {
-            minion_worker::store::resolve(uri)
+            crate::storage::resolve(uri)
                 .map_err(|e| invalid(e.to_string()))?
                 .store
         } else {

@@ -26,6 +26,12 @@ pub struct Catalogs {
 }
 
 impl Catalogs {
+    /// Forgets the open catalog of `uri` (its store's credentials changed): the next use
+    /// opens it again.
+    pub fn forget(&mut self, uri: &str) {
+        self.open.remove(uri);
+    }
+
     /// The catalog of `def`, created when the table has none yet, refreshed otherwise.
     ///
     /// # Errors
@@ -215,7 +221,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     uri: &str,
     relative: &str,
 ) -> Result<Option<T>, ControlError> {
-    let loc = minion_worker::store::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
+    let loc = crate::storage::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
     match loc.get_bytes(&loc.child(relative)).await {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -230,7 +236,7 @@ async fn put_json<T: serde::Serialize>(
     relative: &str,
     value: &T,
 ) -> Result<(), ControlError> {
-    let loc = minion_worker::store::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
+    let loc = crate::storage::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| ControlError::storage(uri, e))?;
     loc.put_bytes(&loc.child(relative), bytes)
         .await
@@ -298,8 +304,7 @@ pub async fn delete_run_dir(dest_uri: &str, task_run: &str) -> Result<usize, Con
         ));
     }
     let relative = format!("_minion/runs/{task_run}/");
-    let loc =
-        minion_worker::store::resolve(dest_uri).map_err(|e| ControlError::storage(dest_uri, e))?;
+    let loc = crate::storage::resolve(dest_uri).map_err(|e| ControlError::storage(dest_uri, e))?;
     let dir = loc.child(&relative);
     let files: Vec<object_store::path::Path> = loc
         .store

@@ -29,8 +29,7 @@ use crate::model::TableDef;
 /// # Errors
 /// The URI does not resolve or the listing fails.
 pub async fn list_files(dir_uri: &str) -> Result<Vec<ListedFile>, ControlError> {
-    let loc =
-        minion_worker::store::resolve(dir_uri).map_err(|e| ControlError::storage(dir_uri, e))?;
+    let loc = crate::storage::resolve(dir_uri).map_err(|e| ControlError::storage(dir_uri, e))?;
     let prefix = (!loc.base.as_ref().is_empty()).then_some(&loc.base);
     let listed: Vec<object_store::ObjectMeta> = match loc.store.list(prefix).try_collect().await {
         Ok(l) => l,

@@ -250,6 +250,16 @@ pub trait Backend: Send + Sync {
     fn launch_subtask<'a>(&'a self, request: &'a LaunchRequest) -> Res<'a, ()>;
     fn subtask_state<'a>(&'a self, namespace: &'a str, job: &'a str) -> Res<'a, JobState>;
     fn delete_subtask<'a>(&'a self, namespace: &'a str, job: &'a str) -> Res<'a, ()>;
+    /// Object-store options for `table`'s bucket (credentials, endpoint) from the Secret it
+    /// names in `spec.storageSecretRef`; `None` when the environment is to be used (the
+    /// default, and always for local mode).
+    fn storage_options<'a>(
+        &'a self,
+        table: &'a Table,
+    ) -> Res<'a, Option<std::collections::HashMap<String, String>>> {
+        let _ = table;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Why a control-loop step failed (the step is retried on the next tick).

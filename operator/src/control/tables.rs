@@ -85,12 +85,22 @@ pub async fn reconcile(
     status.observed_generation = generation;
     let ready = match validate::table(table) {
         Err(e) => Err((e.reason(), e.to_string())),
-        Ok(def) => match catalogs.get(&def).await {
-            Ok(catalog) => {
-                summarize(catalog, &name, &mut status)?;
-                Ok(())
+        Ok(def) => match backend.storage_options(table).await {
+            Err(e) => Err(("StorageSecretUnavailable", e.to_string())),
+            Ok(options) => {
+                if let Some(options) = options
+                    && crate::storage::register(&def.uri, &options)
+                {
+                    catalogs.forget(&def.uri);
+                }
+                match catalogs.get(&def).await {
+                    Ok(catalog) => {
+                        summarize(catalog, &name, &mut status)?;
+                        Ok(())
+                    }
+                    Err(e) => Err((e.reason(), e.to_string())),
+                }
             }
-            Err(e) => Err((e.reason(), e.to_string())),
         },
     };
     let was_ready = crate::api::condition::is_true(&before.conditions, READY);

@@ -376,7 +376,7 @@ async fn write_realtime_with_duplicates(
             )
             .expect("valid template"),
         );
-    let location = minion_worker::store::resolve(&def.uri).map_err(setup(&def.name))?;
+    let location = crate::storage::resolve(&def.uri).map_err(setup(&def.name))?;
     let mut rng = events::Rng::new(42);
     let mut batch_of_segments = Vec::new();
     for i in 0..per_partition {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::{Client, Resource};
@@ -549,6 +549,37 @@ impl KubeBackend {
         }
     }
 
+    /// The Table's `storageSecretRef` Secret as object-store options (its keys, values
+    /// decoded); a missing Secret names itself and the Table.
+    async fn secret_options(
+        &self,
+        table: &Table,
+    ) -> Result<Option<std::collections::HashMap<String, String>>, BackendError> {
+        let Some(secret) = &table.spec.storage_secret_ref else {
+            return Ok(None);
+        };
+        let ns = table.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
+        let found = api.get_opt(&secret.name).await.map_err(|e| {
+            api_error(
+                format!("get Secret {ns}/{} (storageSecretRef)", secret.name),
+                e,
+            )
+        })?;
+        let Some(found) = found else {
+            return Err(BackendError::io(
+                format!("Secret {ns}/{} named by spec.storageSecretRef", secret.name),
+                "not found; create it with the object store's credentials (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or remove storageSecretRef",
+            ));
+        };
+        let mut options = std::collections::HashMap::new();
+        for (k, v) in found.data.unwrap_or_default() {
+            options.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+        }
+        options.extend(found.string_data.unwrap_or_default());
+        Ok(Some(options))
+    }
+
     async fn state(&self, namespace: &str, name: &str) -> Result<JobState, BackendError> {
         let Some(found) = self.get::<Job>(namespace, name).await? else {
             return Ok(JobState::Missing);
@@ -679,5 +710,13 @@ impl Backend for KubeBackend {
         job: &'a str,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(self.delete::<Job>(namespace, job))
+    }
+
+    fn storage_options<'a>(
+        &'a self,
+        table: &'a Table,
+    ) -> BoxFuture<'a, Result<Option<std::collections::HashMap<String, String>>, BackendError>>
+    {
+        Box::pin(self.secret_options(table))
     }
 }

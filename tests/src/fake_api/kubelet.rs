@@ -1,7 +1,8 @@
 //! What the Job controller and a kubelet do for the subtask Jobs, with local processes: every
 //! new Job's worker container runs as a child process (its command mapped from the image's
-//! `/usr/local/bin/<name>` to the binary of that name in `bin_dir`, its args and `env`
-//! values as written, `TMPDIR` and `--spill-dir` moved to a scratch directory), and the Job's
+//! `/usr/local/bin/<name>` to the binary of that name in `bin_dir`, its args, its `envFrom`
+//! Secrets and `env` values as written, `TMPDIR` and `--spill-dir` moved to a scratch
+//! directory), and the Job's
 //! status then says what the Job controller would: `Complete`, or `Failed` with reason
 //! `PodFailurePolicy` for the worker's bad-input exit code and `BackoffLimitExceeded`
 //! otherwise. No pods are created.
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
 use minion_contract::EXIT_BAD_INPUT;
@@ -22,8 +24,32 @@ fn local_binary(command: &str, bin_dir: &Path) -> PathBuf {
     bin_dir.join(name)
 }
 
+/// The environment a container's `envFrom` Secrets give it.
+async fn env_from_secrets(
+    secrets: &Api<Secret>,
+    container: &k8s_openapi::api::core::v1::Container,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for source in container.env_from.iter().flatten() {
+        let Some(name) = source.secret_ref.as_ref().map(|r| r.name.clone()) else {
+            continue;
+        };
+        let secret = secrets.get(&name).await.expect("the envFrom Secret exists");
+        for (k, v) in secret.data.unwrap_or_default() {
+            out.push((k, String::from_utf8_lossy(&v.0).into_owned()));
+        }
+        out.extend(secret.string_data.unwrap_or_default());
+    }
+    out
+}
+
 /// Runs one Job's worker container to completion; the exit code and the stderr tail.
-async fn run_container(job: &Job, bin_dir: &Path, scratch: &Path) -> (Option<i32>, String) {
+async fn run_container(
+    job: &Job,
+    secrets: &Api<Secret>,
+    bin_dir: &Path,
+    scratch: &Path,
+) -> (Option<i32>, String) {
     let pod = job
         .spec
         .as_ref()
@@ -37,6 +63,7 @@ async fn run_container(job: &Job, bin_dir: &Path, scratch: &Path) -> (Option<i32
     }
     let mut cmd = tokio::process::Command::new(local_binary(&command[0], bin_dir));
     cmd.args(&command[1..]).args(&args);
+    cmd.envs(env_from_secrets(secrets, container).await);
     for e in container.env.iter().flatten() {
         if let Some(v) = &e.value {
             cmd.env(&e.name, v);
@@ -61,7 +88,8 @@ async fn run_container(job: &Job, bin_dir: &Path, scratch: &Path) -> (Option<i32
 /// Runs the Jobs of `namespace` as local processes until the task is aborted. Binaries come
 /// from `bin_dir`; each Job gets its own scratch directory under `scratch`.
 pub async fn run_jobs(client: kube::Client, namespace: String, bin_dir: PathBuf, scratch: PathBuf) {
-    let jobs: Api<Job> = Api::namespaced(client, &namespace);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client, &namespace);
     let mut events = watcher::watcher(jobs.clone(), watcher::Config::default()).boxed();
     let mut started = std::collections::HashSet::new();
     while let Some(Ok(event)) = events.next().await {
@@ -75,6 +103,7 @@ pub async fn run_jobs(client: kube::Client, namespace: String, bin_dir: PathBuf,
             continue;
         }
         let jobs = jobs.clone();
+        let secrets = secrets.clone();
         let bin_dir = bin_dir.clone();
         let dir = scratch.join(&name);
         tokio::spawn(async move {
@@ -86,7 +115,7 @@ pub async fn run_jobs(client: kube::Client, namespace: String, bin_dir: PathBuf,
                     &Patch::Merge(&serde_json::json!({"status": {"active": 1}})),
                 )
                 .await;
-            let (code, stderr) = run_container(&job, &bin_dir, &dir).await;
+            let (code, stderr) = run_container(&job, &secrets, &bin_dir, &dir).await;
             let status = match code {
                 Some(0) => {
                     serde_json::json!({"status": {"active": 0, "succeeded": 1, "conditions": [
