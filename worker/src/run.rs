@@ -189,7 +189,7 @@ impl Pipeline {
             schema: plan.internal.clone(),
             keys: plan.sort_keys.clone(),
             options: Vec::new(),
-            budget_bytes: (self.budget / 2) as usize,
+            budget_bytes: sort_share(self.budget),
             batch_size: self.batch_size,
             spill: self.spill.clone(),
             combiner,
@@ -237,6 +237,19 @@ impl Pipeline {
             futures::stream::iter(sorted.map(|r| r.map(|(b, _)| b))).boxed()
         };
         write_all(writer, out).await
+    }
+}
+
+/// The part of the memory budget the sorter may fill: half of it, and for budgets of 1 GiB
+/// and more everything but 512 MiB (which covers the readers, the writer's row group, the
+/// merge's read buffers and the runtime with a wide margin: the rest of the pipeline uses
+/// well under 200 MiB at any budget).
+fn sort_share(budget: u64) -> usize {
+    const RESERVE: u64 = 512 << 20;
+    if budget >= 2 * RESERVE {
+        (budget - RESERVE) as usize
+    } else {
+        (budget / 2) as usize
     }
 }
 
