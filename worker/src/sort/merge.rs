@@ -41,6 +41,9 @@ pub struct Merger {
     groups: bool,
     /// Per selected row: same key as the previous output row (with `groups`).
     continues: Vec<bool>,
+    /// The previous row taken (chunk, position), while its chunk is held.
+    prev: Option<(usize, usize)>,
+    /// The key of the previous row taken, once its chunk may have been released.
     last: Option<Vec<u8>>,
 }
 
@@ -62,6 +65,7 @@ impl Merger {
             distinct,
             groups,
             continues: Vec::new(),
+            prev: None,
             last: None,
         };
         for mut run in runs {
@@ -120,18 +124,13 @@ impl Merger {
             // Whether the key equals the previous output row's (tracked only when needed).
             let same = if self.distinct || self.groups {
                 let key = self.chunks[chunk].keys.row(pos).data();
-                match &mut self.last {
-                    Some(last) if last.as_slice() == key => true,
-                    Some(last) => {
-                        last.clear();
-                        last.extend_from_slice(key);
-                        false
-                    }
-                    None => {
-                        self.last = Some(key.to_vec());
-                        false
-                    }
-                }
+                // Skipped rows equal the last output row, so the previous row taken will do.
+                let same = match self.prev {
+                    Some((c, p)) => self.chunks[c].keys.row(p).data() == key,
+                    None => self.last.as_deref() == Some(key),
+                };
+                self.prev = Some((chunk, pos));
+                same
             } else {
                 false
             };
@@ -169,6 +168,13 @@ impl Merger {
     fn release(&mut self) {
         self.out.clear();
         self.continues.clear();
+        // The previous row's chunk may go: keep a copy of its key for the next comparison.
+        if let Some((c, p)) = self.prev.take() {
+            let key = self.chunks[c].keys.row(p).data();
+            let last = self.last.get_or_insert_with(Vec::new);
+            last.clear();
+            last.extend_from_slice(key);
+        }
         let mut kept = Vec::with_capacity(self.cursors.len());
         let mut old: Vec<Option<RowChunk>> = std::mem::take(&mut self.chunks)
             .into_iter()
