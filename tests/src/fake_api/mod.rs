@@ -140,6 +140,8 @@ impl FakeApi {
     /// # Panics
     /// The client cannot be built.
     pub fn client(&self) -> kube::Client {
+        // rustls needs one process-wide crypto provider before any client is built.
+        minion_operator::catalog::install_crypto_provider();
         let config = kube::Config::new(self.url().parse().expect("server url"));
         kube::Client::try_from(config).expect("kube client")
     }
