@@ -89,3 +89,88 @@ pub async fn realtime_events(
         .expect("write the REALTIME events");
     (catalog, start_ms)
 }
+
+/// The TaskRun name in `minion run`'s output (`taskrun.minion.dev/<name> created`).
+///
+/// # Panics
+/// The output has another shape.
+pub fn created_run(out: &str) -> String {
+    out.trim()
+        .strip_prefix("taskrun.minion.dev/")
+        .and_then(|s| s.strip_suffix(" created"))
+        .unwrap_or_else(|| panic!("unexpected `minion run` output {out:?}"))
+        .to_string()
+}
+
+/// SIGKILLs the worker of the first Running subtask of the TaskRun `tr` (as `minion get tr
+/// -o json` shows it) through its job record in the local state directory; false when no
+/// subtask is running.
+pub fn kill_a_running_worker(state: &Path, tr: &serde_json::Value) -> bool {
+    let Some(job) = tr["status"]["subtasks"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["state"] == "Running"))
+        .and_then(|s| s["job"].as_str())
+    else {
+        return false;
+    };
+    let record = state.join("jobs/default").join(format!("{job}.json"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record).expect("job record")).expect("job JSON");
+    let pid = record["pid"].as_u64().expect("a pid").to_string();
+    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+    true
+}
+
+/// Asserts that the destination of an import holds exactly the source's rows up to the
+/// import's watermark (`config`'s in `namespace`): same `count(*)`, same sums of `clicks`
+/// and `revenue`.
+///
+/// # Panics
+/// The totals differ, nothing was imported, or a table cannot be read.
+pub async fn assert_imported_exactly(
+    source: &Catalog,
+    realtime: &TableDef,
+    offline: &TableDef,
+    start_ms: i64,
+    namespace: &str,
+    config: &str,
+) {
+    use minion_contract::TimeWindow;
+    use minion_operator::catalog::app_id;
+    use minion_operator::inspect::{self, sums_match};
+    use minion_operator::model::DAY_MS;
+    let dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .expect("open the destination");
+    let watermark = dest
+        .txn_version(&app_id::watermark(namespace, config, None))
+        .await
+        .expect("read the watermark")
+        .expect("a committed watermark");
+    let src = inspect::totals(
+        &realtime.uri,
+        &realtime.schema,
+        &source.segments().expect("source segments"),
+        Some(TimeWindow::new(start_ms - DAY_MS, watermark)),
+    )
+    .await
+    .expect("source totals");
+    let dst = inspect::totals(
+        &offline.uri,
+        &offline.schema,
+        &dest.segments().expect("destination segments"),
+        None,
+    )
+    .await
+    .expect("destination totals");
+    assert!(src.rows > 0, "nothing was imported");
+    assert_eq!(src.rows, dst.rows, "count(*)");
+    for metric in ["clicks", "revenue"] {
+        assert!(
+            sums_match(src.sums[metric], dst.sums[metric]),
+            "sum({metric}): {} vs {}",
+            src.sums[metric],
+            dst.sums[metric]
+        );
+    }
+}

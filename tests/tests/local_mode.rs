@@ -6,7 +6,9 @@
 //!
 //! The binary is the one cargo builds for the workspace's tests (`target/<profile>/minion`).
 
-use minion_e2e::fixtures::{Minion, realtime_events, workspace_binary};
+use minion_e2e::fixtures::{
+    Minion, created_run, kill_a_running_worker, realtime_events, workspace_binary,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -102,11 +104,7 @@ impl Env {
     /// `minion run events-import`; returns the TaskRun's name.
     fn run_import(&self) -> String {
         let out = self.ok(&["run", "events-import"]);
-        out.trim()
-            .strip_prefix("taskrun.minion.dev/")
-            .and_then(|s| s.strip_suffix(" created"))
-            .unwrap_or_else(|| panic!("unexpected output {out:?}"))
-            .to_string()
+        created_run(&out)
     }
 
     fn task_run(&self, name: &str) -> serde_json::Value {
@@ -308,18 +306,8 @@ async fn a_loop_killed_after_every_step_and_a_killed_worker_lose_and_duplicate_n
             break;
         }
         // Kill the first worker we see running: its attempt must be retried.
-        if !killed
-            && let Some(job) = tr["status"]["subtasks"]
-                .as_array()
-                .and_then(|s| s.iter().find(|s| s["state"] == "Running"))
-                .and_then(|s| s["job"].as_str())
-        {
-            let record = env.state.join("jobs/default").join(format!("{job}.json"));
-            let record: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
-            let pid = record["pid"].as_u64().unwrap().to_string();
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            killed = true;
+        if !killed {
+            killed = kill_a_running_worker(&env.state, &tr);
         }
     }
     assert_eq!(phase, "Succeeded", "{:#}", env.task_run(&run));
@@ -352,12 +340,7 @@ async fn an_in_place_merge_killed_after_every_step_never_shows_a_half_swap() {
     // Hourly concat runs, then daily rollups, until the config has nothing left to do.
     'runs: loop {
         let out = env.ok(&["run", "events-merge"]);
-        let run = out
-            .trim()
-            .strip_prefix("taskrun.minion.dev/")
-            .and_then(|s| s.strip_suffix(" created"))
-            .unwrap()
-            .to_string();
+        let run = created_run(&out);
         loop {
             steps += 1;
             assert!(steps < 600, "the merge runs did not finish");
@@ -388,18 +371,8 @@ async fn an_in_place_merge_killed_after_every_step_never_shows_a_half_swap() {
                 "Failed" | "TimedOut" => panic!("{tr:#}"),
                 _ => {}
             }
-            if !killed
-                && let Some(job) = tr["status"]["subtasks"]
-                    .as_array()
-                    .and_then(|s| s.iter().find(|s| s["state"] == "Running"))
-                    .and_then(|s| s["job"].as_str())
-            {
-                let record = env.state.join("jobs/default").join(format!("{job}.json"));
-                let record: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
-                let pid = record["pid"].as_u64().unwrap().to_string();
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-                killed = true;
+            if !killed {
+                killed = kill_a_running_worker(&env.state, &tr);
             }
         }
         runs += 1;
@@ -727,12 +700,7 @@ async fn local_up_with_a_manifest_directory_applies_it_and_reapplies_changes() {
 fn run_until_caught_up(env: &Env, config: &str) -> usize {
     for done in 0..30 {
         let out = env.ok(&["run", config]);
-        let run = out
-            .trim()
-            .strip_prefix("taskrun.minion.dev/")
-            .and_then(|s| s.strip_suffix(" created"))
-            .unwrap_or_else(|| panic!("unexpected output {out:?}"))
-            .to_string();
+        let run = created_run(&out);
         env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
         let tr = env.task_run(&run);
         match tr["status"]["phase"].as_str() {

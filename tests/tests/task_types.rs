@@ -4,7 +4,7 @@
 //! result checked with `count(*)`/`sum()` and, where keys matter, the rows themselves.
 //! (SegmentImportTask is covered by `local_mode.rs`.)
 
-use minion_e2e::fixtures::{Minion, realtime_events};
+use minion_e2e::fixtures::{Minion, created_run, realtime_events};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,12 +94,7 @@ impl Env {
     /// `minion run <config>`, then the loop until idle; returns the run's final status.
     fn run(&self, config: &str) -> serde_json::Value {
         let out = self.ok(&["run", config]);
-        let name = out
-            .trim()
-            .strip_prefix("taskrun.minion.dev/")
-            .and_then(|s| s.strip_suffix(" created"))
-            .unwrap_or_else(|| panic!("unexpected output {out:?}"))
-            .to_string();
+        let name = created_run(&out);
         self.up();
         self.task_run(&name)
     }
