@@ -2,7 +2,8 @@
 //! (`minion_worker::store::resolve`: endpoint and credentials from the environment) unless
 //! storage options are registered for the URI's bucket ([`register`]) — as the Kubernetes
 //! backend does from the Secret a Table names in `spec.storageSecretRef` — in which case the
-//! store is built from the environment with those options over it.
+//! store is built from the environment with those options over it
+//! (`minion_worker::store::resolve_with_options`).
 //!
 //! Options are object_store configuration keys (`aws_access_key_id`, `aws_endpoint`,
 //! `google_service_account`, `azure_storage_account_name`, …); Secret keys are taken in either
@@ -11,16 +12,10 @@
 //! earlier one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::RwLock;
 
 use minion_worker::WorkerError;
 use minion_worker::store::Location;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::path::Path;
-use object_store::{ObjectStore, RetryConfig};
 use url::Url;
 
 type Options = HashMap<String, String>;
@@ -72,75 +67,13 @@ pub fn options_for(uri: &str) -> Option<Options> {
         .cloned()
 }
 
-/// Resolves `uri` to a store: with the options registered for its bucket, else as the worker
-/// does (environment only).
+/// Resolves `uri` to a store: with the options registered for its bucket over the
+/// environment's settings, else as the worker does (environment only).
 ///
 /// # Errors
 /// As `minion_worker::store::resolve`: a bad URI or an unbuildable client.
 pub fn resolve(uri: &str) -> Result<Location, WorkerError> {
-    match options_for(uri) {
-        Some(options) => resolve_with(uri, &options),
-        None => minion_worker::store::resolve(uri),
-    }
-}
-
-/// Resolves a cloud `uri` with `options` over the environment's settings.
-///
-/// # Errors
-/// A bad URI, an unsupported scheme, or an unbuildable client.
-pub fn resolve_with(uri: &str, options: &Options) -> Result<Location, WorkerError> {
-    let url = Url::parse(uri).map_err(|e| WorkerError::BadSpec(format!("URI {uri:?}: {e}")))?;
-    let unreachable = |e: object_store::Error| WorkerError::StoreUnreachable {
-        uri: uri.to_string(),
-        message: e.to_string(),
-    };
-    // The worker's retry policy: an unreachable store fails in seconds, not minutes.
-    let retry = RetryConfig {
-        max_retries: 3,
-        retry_timeout: Duration::from_secs(30),
-        ..RetryConfig::default()
-    };
-    let store: Arc<dyn ObjectStore> = match url.scheme() {
-        "s3" | "s3a" => {
-            let mut b = AmazonS3Builder::from_env().with_url(uri).with_retry(retry);
-            for (k, v) in options {
-                if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(unreachable)?)
-        }
-        "gs" => {
-            let mut b = GoogleCloudStorageBuilder::from_env()
-                .with_url(uri)
-                .with_retry(retry);
-            for (k, v) in options {
-                if let Ok(key) = k.parse::<GoogleConfigKey>() {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(unreachable)?)
-        }
-        "az" | "abfs" | "abfss" | "azure" => {
-            let mut b = MicrosoftAzureBuilder::from_env()
-                .with_url(uri)
-                .with_retry(retry);
-            for (k, v) in options {
-                if let Ok(key) = k.parse::<AzureConfigKey>() {
-                    b = b.with_config(key, v);
-                }
-            }
-            Arc::new(b.build().map_err(unreachable)?)
-        }
-        _ => return minion_worker::store::resolve(uri),
-    };
-    let base = Path::from_url_path(url.path())
-        .map_err(|e| WorkerError::BadSpec(format!("URI {uri:?}: {e}")))?;
-    Ok(Location {
-        store,
-        base,
-        uri: uri.to_string(),
-    })
+    minion_worker::store::resolve_with_options(uri, &options_for(uri).unwrap_or_default())
 }
 
 #[cfg(test)]

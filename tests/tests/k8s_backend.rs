@@ -15,8 +15,9 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use minion_contract::{EXIT_BAD_INPUT, TimeWindow};
+use minion_contract::TimeWindow;
 use minion_e2e::fake_api::FakeApi;
+use minion_e2e::fake_api::kubelet::finished_status;
 use minion_operator::api::{MinionTaskConfig, Resource, Table, TaskRun, parse_manifests};
 use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
 use minion_operator::control::{
@@ -76,17 +77,8 @@ async fn job_controller(client: kube::Client, spill: PathBuf) {
             Err(e) => Err(e),
         };
         let status = match result {
-            Ok(()) => serde_json::json!({"status": {"succeeded": 1, "conditions": [
-                {"type": "Complete", "status": "True"}]}}),
-            Err(e) => {
-                let reason = if e.exit_code() == EXIT_BAD_INPUT {
-                    "PodFailurePolicy"
-                } else {
-                    "BackoffLimitExceeded"
-                };
-                serde_json::json!({"status": {"failed": 1, "conditions": [
-                    {"type": "Failed", "status": "True", "reason": reason, "message": e.to_string()}]}})
-            }
+            Ok(()) => finished_status(Some(0), ""),
+            Err(e) => finished_status(Some(e.exit_code()), &e.to_string()),
         };
         jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await

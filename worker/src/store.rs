@@ -1,15 +1,17 @@
 //! Object store access: turns a table or file URI (`file://`, a bare absolute path, `s3://`,
 //! `gs://`, `az://`) into a store plus a base path. Credentials and endpoints come from the
-//! environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`), never from the spec.
+//! environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`), never from the spec; the operator may add
+//! options over them ([`resolve_with_options`]).
 //!
 //! This module only resolves and moves bytes; it decides nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::AmazonS3Builder;
-use object_store::azure::MicrosoftAzureBuilder;
-use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
@@ -87,13 +89,23 @@ impl Location {
     }
 }
 
-/// Resolves a URI to a store.
+/// Resolves a URI to a store, with endpoint and credentials from the environment.
 ///
 /// # Errors
 /// [`WorkerError::BadSpec`] for an unparsable URI or unknown scheme,
 /// [`WorkerError::StoreUnreachable`] when the store client cannot be built (e.g. missing
 /// credentials).
 pub fn resolve(uri: &str) -> Result<Location> {
+    resolve_with_options(uri, &HashMap::new())
+}
+
+/// [`resolve`] with object_store configuration `options` (`aws_endpoint`,
+/// `aws_access_key_id`, `google_service_account`, …; keys in any case) applied over the
+/// environment's settings. Keys the store does not know are ignored; local URIs ignore them.
+///
+/// # Errors
+/// As [`resolve`].
+pub fn resolve_with_options(uri: &str, options: &HashMap<String, String>) -> Result<Location> {
     if uri.starts_with('/') {
         return local(uri, uri);
     }
@@ -102,36 +114,50 @@ pub fn resolve(uri: &str) -> Result<Location> {
         uri: uri.to_string(),
         message: crate::error::one_line(&e.to_string()),
     };
-    // Client options (endpoint, allow-http, timeouts) come from the environment; only the
-    // retry policy is ours, so an unreachable store fails in seconds rather than minutes.
+    // Client options (endpoint, allow-http, timeouts) come from the environment and
+    // `options`; only the retry policy is ours, so an unreachable store fails in seconds
+    // rather than minutes.
     let retry = RetryConfig {
         max_retries: 3,
         retry_timeout: Duration::from_secs(30),
         ..RetryConfig::default()
     };
+    let options = options
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()));
     let store: Arc<dyn ObjectStore> = match url.scheme() {
         "file" => return local(url.path(), uri),
-        "s3" | "s3a" => Arc::new(
-            AmazonS3Builder::from_env()
+        "s3" | "s3a" => {
+            let mut b = AmazonS3Builder::from_env().with_url(uri).with_retry(retry);
+            for (k, v) in options {
+                if let Ok(key) = k.parse::<AmazonS3ConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            Arc::new(b.build().map_err(unreachable)?)
+        }
+        "gs" => {
+            let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_url(uri)
-                .with_retry(retry)
-                .build()
-                .map_err(unreachable)?,
-        ),
-        "gs" => Arc::new(
-            GoogleCloudStorageBuilder::from_env()
+                .with_retry(retry);
+            for (k, v) in options {
+                if let Ok(key) = k.parse::<GoogleConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            Arc::new(b.build().map_err(unreachable)?)
+        }
+        "az" | "abfs" | "abfss" | "azure" => {
+            let mut b = MicrosoftAzureBuilder::from_env()
                 .with_url(uri)
-                .with_retry(retry)
-                .build()
-                .map_err(unreachable)?,
-        ),
-        "az" | "abfs" | "abfss" | "azure" => Arc::new(
-            MicrosoftAzureBuilder::from_env()
-                .with_url(uri)
-                .with_retry(retry)
-                .build()
-                .map_err(unreachable)?,
-        ),
+                .with_retry(retry);
+            for (k, v) in options {
+                if let Ok(key) = k.parse::<AzureConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+            Arc::new(b.build().map_err(unreachable)?)
+        }
         other => {
             return Err(WorkerError::BadSpec(format!(
                 "URI {uri:?}: unsupported scheme {other:?}"

@@ -17,7 +17,8 @@ use parquet::file::properties::WriterProperties;
 
 const MIB: u64 = 1 << 20;
 const BUDGET: u64 = 16 * MIB;
-const FIXED_OVERHEAD: u64 = 64 * MIB;
+/// The worker's documented overhead beyond its budget (what the operator's Jobs request).
+const FIXED_OVERHEAD: u64 = minion_contract::WORKER_OVERHEAD_BYTES;
 const T0: i64 = 1_700_006_400_000;
 
 /// A cheap deterministic pseudo-random sequence (xorshift).

@@ -517,10 +517,10 @@ fn table_url(uri: &str, create: bool) -> Result<Url> {
 }
 
 /// A table builder for `url`. deltalake registers only `file://` and `memory://` without its
-/// cloud features, so other schemes get an `object_store` of the bucket: without storage
-/// options, the same store the worker and the rest of the operator use (credentials and
-/// endpoint from the environment, e.g. `AWS_*` from the Table's Secret, and a bounded retry
-/// policy); with options, one built from the URL and those options only.
+/// cloud features, so other schemes get the object store of the bucket the rest of the
+/// operator and the worker use: endpoint and credentials from the environment, with
+/// `storage_options` — or, without them, the options registered for the bucket
+/// ([`crate::storage`]) — over them, and a bounded retry policy.
 fn builder(
     uri: &str,
     url: &Url,
@@ -531,21 +531,16 @@ fn builder(
         .with_storage_options(storage_options.clone());
     if !matches!(url.scheme(), "file" | "memory") {
         register_cloud_log_stores();
-        let invalid = |detail: String| CatalogError::InvalidUri {
-            uri: uri.to_string(),
-            detail,
-        };
-        let store: Arc<dyn object_store::ObjectStore> = if storage_options.is_empty() {
+        let location = if storage_options.is_empty() {
             crate::storage::resolve(uri)
-                .map_err(|e| invalid(e.to_string()))?
-                .store
         } else {
-            object_store::parse_url_opts(url, storage_options.clone())
-                .map_err(|e| invalid(e.to_string()))?
-                .0
-                .into()
-        };
-        b = b.with_storage_backend(store, url.clone());
+            minion_worker::store::resolve_with_options(uri, storage_options)
+        }
+        .map_err(|e| CatalogError::InvalidUri {
+            uri: uri.to_string(),
+            detail: e.to_string(),
+        })?;
+        b = b.with_storage_backend(location.store, url.clone());
     }
     Ok(b)
 }

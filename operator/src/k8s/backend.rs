@@ -91,16 +91,14 @@ impl<K: Resource + Clone> Scoped<K> {
             .map(|(_, c)| c.as_ref())
     }
 
+    fn is_synced(&self) -> bool {
+        self.scopes.iter().all(|(_, c)| c.is_synced())
+    }
+
     /// Every object, or `None` while a scope has not synced.
     fn list(&self) -> Option<Vec<K>> {
-        let mut out = Vec::new();
-        for (_, cache) in &self.scopes {
-            if !cache.is_synced() {
-                return None;
-            }
-            out.extend(cache.list());
-        }
-        Some(out)
+        self.is_synced()
+            .then(|| self.scopes.iter().flat_map(|(_, c)| c.list()).collect())
     }
 
     /// The object, `Some(None)` when absent, `None` when the cache cannot tell.
@@ -191,7 +189,22 @@ pub struct KubeBackend {
     recorder: Recorder,
     gate: WriteGate,
     caches: Option<Arc<Caches>>,
+    /// Storage Secrets read lately, with when (`namespace/name`): Secrets are not watched
+    /// (the operator may only get them by name), so each is read at most once per
+    /// [`SECRET_TTL`].
+    secrets: Arc<std::sync::Mutex<SecretCache>>,
 }
+
+type SecretCache = std::collections::HashMap<
+    String,
+    (
+        std::time::Instant,
+        std::collections::HashMap<String, String>,
+    ),
+>;
+
+/// How long a storage Secret read is reused before it is read again.
+const SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn api_error(operation: String, e: kube::Error) -> BackendError {
     BackendError::io(operation, e)
@@ -232,6 +245,7 @@ impl KubeBackend {
             recorder,
             gate,
             caches: None,
+            secrets: Arc::default(),
         }
     }
 
@@ -285,10 +299,10 @@ impl KubeBackend {
     /// Whether every watch has completed its first list (always true without watches).
     pub fn is_synced(&self) -> bool {
         self.caches.as_ref().is_none_or(|c| {
-            c.tables.list().is_some()
-                && c.configs.list().is_some()
-                && c.runs.list().is_some()
-                && c.jobs.list().is_some()
+            c.tables.is_synced()
+                && c.configs.is_synced()
+                && c.runs.is_synced()
+                && c.jobs.is_synced()
         })
     }
 
@@ -559,6 +573,12 @@ impl KubeBackend {
             return Ok(None);
         };
         let ns = table.metadata.namespace.clone().unwrap_or_default();
+        let key = format!("{ns}/{}", secret.name);
+        if let Some((at, options)) = self.secrets.lock().expect("secret cache").get(&key)
+            && at.elapsed() < SECRET_TTL
+        {
+            return Ok(Some(options.clone()));
+        }
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
         let found = api.get_opt(&secret.name).await.map_err(|e| {
             api_error(
@@ -577,6 +597,10 @@ impl KubeBackend {
             options.insert(k, String::from_utf8_lossy(&v.0).into_owned());
         }
         options.extend(found.string_data.unwrap_or_default());
+        self.secrets
+            .lock()
+            .expect("secret cache")
+            .insert(key, (std::time::Instant::now(), options.clone()));
         Ok(Some(options))
     }
 

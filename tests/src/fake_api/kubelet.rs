@@ -85,6 +85,23 @@ async fn run_container(
     }
 }
 
+/// The status patch the Job controller writes when the worker exited with `exit_code`:
+/// `Complete` on 0; else `Failed` with reason `PodFailurePolicy` for the bad-input exit code
+/// (the Job's pod failure policy) and `BackoffLimitExceeded` otherwise, and `message`.
+pub fn finished_status(exit_code: Option<i32>, message: &str) -> serde_json::Value {
+    if exit_code == Some(0) {
+        return serde_json::json!({"status": {"active": 0, "succeeded": 1, "conditions": [
+            {"type": "Complete", "status": "True"}]}});
+    }
+    let reason = if exit_code == Some(EXIT_BAD_INPUT) {
+        "PodFailurePolicy"
+    } else {
+        "BackoffLimitExceeded"
+    };
+    serde_json::json!({"status": {"active": 0, "failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "reason": reason, "message": message}]}})
+}
+
 /// Runs the Jobs of `namespace` as local processes until the task is aborted. Binaries come
 /// from `bin_dir`; each Job gets its own scratch directory under `scratch`.
 pub async fn run_jobs(client: kube::Client, namespace: String, bin_dir: PathBuf, scratch: PathBuf) {
@@ -116,21 +133,7 @@ pub async fn run_jobs(client: kube::Client, namespace: String, bin_dir: PathBuf,
                 )
                 .await;
             let (code, stderr) = run_container(&job, &secrets, &bin_dir, &dir).await;
-            let status = match code {
-                Some(0) => {
-                    serde_json::json!({"status": {"active": 0, "succeeded": 1, "conditions": [
-                    {"type": "Complete", "status": "True"}]}})
-                }
-                other => {
-                    let reason = if other == Some(EXIT_BAD_INPUT) {
-                        "PodFailurePolicy"
-                    } else {
-                        "BackoffLimitExceeded"
-                    };
-                    serde_json::json!({"status": {"active": 0, "failed": 1, "conditions": [
-                        {"type": "Failed", "status": "True", "reason": reason, "message": stderr}]}})
-                }
-            };
+            let status = finished_status(code, &stderr);
             jobs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                 .await
                 .expect("Job status");
