@@ -60,7 +60,7 @@ pub(crate) async fn ingest(
                     if let Some(v) = &file.version {
                         tags.insert(TAG_SOURCE_FILE_VERSION.to_string(), v.clone());
                     }
-                    let writer = pipeline.run(progress(stream), tags).await?;
+                    let writer = pipeline.run(progress(stream), tags, None).await?;
                     result.outputs.extend(writer.outputs);
                     result.ingested.push(file.uri.clone());
                 }
@@ -101,7 +101,7 @@ pub(crate) async fn ingest(
             }
         });
         let writer = pipeline
-            .run(progress(opened.flatten().boxed()), BTreeMap::new())
+            .run(progress(opened.flatten().boxed()), BTreeMap::new(), None)
             .await?;
         result.outputs = writer.outputs;
         result.ingested = std::mem::take(&mut *ingested.lock().expect("lock"));

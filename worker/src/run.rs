@@ -140,11 +140,14 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Runs `input` (table-schema batches) through processing into segments.
+    /// Runs `input` (table-schema batches) through processing into segments;
+    /// `expected_rows` is how many rows the input probably has, when known (it lets the
+    /// sorter keep in memory what fits).
     pub async fn run(
         &self,
         input: BatchStream,
         tags: BTreeMap<String, String>,
+        expected_rows: Option<u64>,
     ) -> Result<SegmentWriter> {
         let plan = &self.plan;
         let mut stream = input;
@@ -194,6 +197,7 @@ impl Pipeline {
             spill: self.spill.clone(),
             combiner,
             distinct,
+            expected_rows,
         };
         let sort_metrics = self.metrics.stage("sort");
         let mut sorter = ExternalSorter::new(config, sort_metrics.clone())?;
@@ -405,7 +409,9 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
             mode: CoerceMode::Strict,
         };
         let stream = progress(scan(source.clone(), inputs, config, scan_metrics.clone()));
-        let writer = pipeline.run(stream, BTreeMap::new()).await?;
+        // The segments' row counts as the catalog knows them (0 where a spec leaves them out).
+        let expected_rows = Some(spec.inputs.iter().map(|s| s.rows).sum()).filter(|&n| n > 0);
+        let writer = pipeline.run(stream, BTreeMap::new(), expected_rows).await?;
         manifest.input_rows = scan_metrics.output();
         manifest.outputs = writer.outputs;
     }

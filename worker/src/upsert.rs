@@ -198,6 +198,7 @@ async fn validity_of(
         spill: spill.clone(),
         combiner: None,
         distinct: false,
+        expected_rows: None,
     };
     let metrics = Arc::new(BaselineMetrics::default());
     let mut sorter = ExternalSorter::new(config, metrics)?;

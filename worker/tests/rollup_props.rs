@@ -101,6 +101,7 @@ fn rollup_with(
             Ok(Box::new(Reducer::new(combiner_plan.clone())?) as Box<dyn BatchTransform>)
         })),
         distinct: false,
+        expected_rows: None,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in input {

@@ -3,6 +3,7 @@
 //! reported group boundaries.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, Int64Type};
@@ -78,17 +79,37 @@ fn rows_of(b: &RecordBatch) -> Vec<Row> {
 }
 
 /// Sorts `rows` by `keys` columns; returns the rows and the group flags.
-fn sort(rows: &[Row], keys: Vec<usize>, distinct: bool, budget: usize) -> (Vec<Row>, Vec<bool>) {
+fn sort(
+    rows: &[Row],
+    keys: Vec<usize>,
+    distinct: bool,
+    budget: usize,
+    expected_rows: Option<u64>,
+) -> (Vec<Row>, Vec<bool>) {
+    let (out, flags, _) = sort_spilling(rows, keys, distinct, budget, expected_rows);
+    (out, flags)
+}
+
+/// Like [`sort`], also returning the bytes written to spill files.
+fn sort_spilling(
+    rows: &[Row],
+    keys: Vec<usize>,
+    distinct: bool,
+    budget: usize,
+    expected_rows: Option<u64>,
+) -> (Vec<Row>, Vec<bool>, u64) {
     let dir = tempfile::tempdir().unwrap();
+    let spill = SpillDir::new(dir.path());
     let config = SortConfig {
         schema: schema(),
         keys,
         options: vec![],
         budget_bytes: budget,
         batch_size: 64,
-        spill: SpillDir::new(dir.path()),
+        spill: spill.clone(),
         combiner: None,
         distinct,
+        expected_rows,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in batches(rows) {
@@ -102,7 +123,8 @@ fn sort(rows: &[Row], keys: Vec<usize>, distinct: bool, budget: usize) -> (Vec<R
         out.extend(rows_of(&b));
         flags.extend(f);
     }
-    (out, flags)
+    let written = spill.stats.written_bytes.load(Ordering::Relaxed);
+    (out, flags, written)
 }
 
 fn key2(r: &Row) -> (Option<String>, i64) {
@@ -110,17 +132,50 @@ fn key2(r: &Row) -> (Option<String>, i64) {
 }
 
 #[test]
+fn a_known_input_size_spills_only_what_does_not_fit() {
+    let rows = input(60_000);
+    let n = rows.len() as u64;
+    // The rows take about 1.5 budgets while sorted.
+    let budget = 4 << 20;
+    let (unknown, _, spilled_unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None);
+    let (known, _, spilled_known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n));
+    assert_eq!(known, unknown);
+    assert!(
+        spilled_unknown > 0 && spilled_known > 0,
+        "the input does not fit"
+    );
+    assert!(
+        spilled_known * 2 < spilled_unknown,
+        "spilled {spilled_known} bytes knowing the input size, {spilled_unknown} without"
+    );
+    // Too many rows for the merge to read every run within the budget: no plan, same runs.
+    let budget = 1 << 20;
+    let (_, _, unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None);
+    let (_, _, known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n));
+    assert_eq!(known, unknown);
+}
+
+#[test]
 fn external_sort_matches_an_in_memory_sort() {
     let rows = input(60_000);
     // No spill; spilled runs with a small merge; spilled runs with the tail kept in memory.
-    for budget in [1 << 30, 400_000, 6 << 20] {
+    // The expected row count, when given, may be exact, too low or too high: spilling only
+    // what will not fit, spilling the last buffer after all, spilling more than needed.
+    let n = rows.len() as u64;
+    let cases = [1 << 30, 400_000, 6 << 20]
+        .into_iter()
+        .flat_map(|b| [None, Some(n), Some(n / 3), Some(3 * n)].map(|e| (b, e)));
+    for (budget, expected) in cases {
         // Sorted by (k, n): every row present, keys ascending (nulls first), flags exact.
-        let (out, flags) = sort(&rows, vec![0, 1], false, budget);
+        let (out, flags) = sort(&rows, vec![0, 1], false, budget, expected);
         let mut want = rows.clone();
         want.sort_by(|a, b| key2(a).cmp(&key2(b)).then(a.2.total_cmp(&b.2)));
         let mut got = out.clone();
         got.sort_by(|a, b| key2(a).cmp(&key2(b)).then(a.2.total_cmp(&b.2)));
-        assert_eq!(got, want, "budget {budget}: rows differ");
+        assert_eq!(
+            got, want,
+            "budget {budget}, expected {expected:?}: rows differ"
+        );
         for i in 1..out.len() {
             assert!(
                 key2(&out[i - 1]) <= key2(&out[i]),
@@ -131,11 +186,14 @@ fn external_sort_matches_an_in_memory_sort() {
         assert!(!flags[0]);
 
         // Distinct over every column: exactly the sorted distinct rows.
-        let (out, flags) = sort(&rows, vec![0, 1, 2], true, budget);
+        let (out, flags) = sort(&rows, vec![0, 1, 2], true, budget, expected);
         let mut want = rows.clone();
         want.sort_by(|a, b| key2(a).cmp(&key2(b)).then(a.2.total_cmp(&b.2)));
         want.dedup();
-        assert_eq!(out, want, "budget {budget}: distinct rows differ");
+        assert_eq!(
+            out, want,
+            "budget {budget}, expected {expected:?}: distinct rows differ"
+        );
         assert!(flags.iter().all(|f| !f));
     }
 }

@@ -24,6 +24,17 @@ struct Cursor {
     chunk: usize,
     pos: usize,
     len: usize,
+    /// The first 16 bytes of the current row's key (big-endian, zero-padded): settles most
+    /// comparisons without looking the key up.
+    prefix: u128,
+}
+
+/// The first 16 bytes of a key as a big-endian number, zero-padded.
+fn key_prefix(key: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
+    b[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(b)
 }
 
 /// Merges sorted runs into one sorted stream.
@@ -71,12 +82,14 @@ impl Merger {
         for mut run in runs {
             if let Some(chunk) = next_nonempty(&mut run)? {
                 let len = chunk.num_rows();
+                let prefix = key_prefix(chunk.keys.row(0).data());
                 m.chunks.push(chunk);
                 m.cursors.push(Cursor {
                     run,
                     chunk: m.chunks.len() - 1,
                     pos: 0,
                     len,
+                    prefix,
                 });
                 m.heap.push(m.cursors.len() - 1);
             }
@@ -93,6 +106,10 @@ impl Merger {
     }
 
     fn less(&self, a: usize, b: usize) -> bool {
+        let (pa, pb) = (self.cursors[a].prefix, self.cursors[b].prefix);
+        if pa != pb {
+            return pa < pb;
+        }
         self.key(a) < self.key(b)
     }
 
@@ -142,11 +159,14 @@ impl Merger {
             }
             let c = &mut self.cursors[top];
             c.pos += 1;
-            if c.pos == c.len {
+            if c.pos < c.len {
+                c.prefix = key_prefix(self.chunks[c.chunk].keys.row(c.pos).data());
+            } else {
                 match next_nonempty(&mut c.run)? {
                     Some(next) => {
                         c.len = next.num_rows();
                         c.pos = 0;
+                        c.prefix = key_prefix(next.keys.row(0).data());
                         self.chunks.push(next);
                         c.chunk = self.chunks.len() - 1;
                     }

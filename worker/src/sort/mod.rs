@@ -60,6 +60,10 @@ pub struct SortConfig {
     pub combiner: Option<CombinerFactory>,
     /// Keep one row of each run of equal keys (dedup, where the key is every column).
     pub distinct: bool,
+    /// Rows the input will probably have (the input segments' row counts), if known. With
+    /// it the sorter spills only what will not fit in memory at the end (see
+    /// [`ExternalSorter::push`]); without it, every buffer but the last is spilled.
+    pub expected_rows: Option<u64>,
 }
 
 /// Sorts a stream of batches that may be far larger than memory.
@@ -73,11 +77,35 @@ pub struct ExternalSorter {
     /// Rows and encoded bytes seen, to size spilled chunks and the merge fan-in.
     seen_rows: usize,
     seen_bytes: usize,
+    buffered_rows: usize,
+    /// Rows handed to spills, and the budget cost of the run being spilled now.
+    spilled_rows: usize,
+    in_flight_cost: usize,
+    /// The rest of the input is expected to fit: buffers become sorted pieces kept in
+    /// memory (`resident`, costing `resident_bytes`) instead of spilled runs.
+    in_memory: bool,
+    resident: Vec<SortedBuffer>,
+    resident_bytes: usize,
+    /// Whether the known input size is of no use (see `spill_plan`).
+    plan_refused: bool,
+    /// The piece being sorted on a background thread, and its cost.
+    sorting: Option<std::thread::JoinHandle<SortedBuffer>>,
+    sorting_cost: usize,
     in_flight: Option<std::thread::JoinHandle<Result<Vec<Part>>>>,
     /// Tells the run being spilled to stop writing (the input has ended).
     in_flight_stop: Arc<AtomicBool>,
     combiner_helps: bool,
     metrics: Arc<BaselineMetrics>,
+}
+
+/// How a sorter with a known input size splits it between disk and memory.
+struct SpillPlan {
+    /// Rows to spill before the rest is kept in memory.
+    must_spill_rows: usize,
+    /// Bytes the sorted pieces, the piece being filled and a run in flight may hold.
+    capacity: usize,
+    /// Bytes of a piece sorted and kept in memory.
+    piece: usize,
 }
 
 /// A buffered row while sorting: the first 32 bytes of its key (big-endian words,
@@ -315,6 +343,15 @@ impl ExternalSorter {
             runs: Vec::new(),
             seen_rows: 0,
             seen_bytes: 0,
+            buffered_rows: 0,
+            spilled_rows: 0,
+            in_flight_cost: 0,
+            in_memory: false,
+            resident: Vec::new(),
+            resident_bytes: 0,
+            plan_refused: false,
+            sorting: None,
+            sorting_cost: 0,
             in_flight: None,
             in_flight_stop: Arc::default(),
             combiner_helps: true,
@@ -323,6 +360,14 @@ impl ExternalSorter {
     }
 
     /// Adds a batch, spilling a sorted run first if the budget would be exceeded.
+    ///
+    /// Buffers of half the budget are sorted and spilled in the background while the next
+    /// one fills. When the expected input size is known, only what cannot stay in memory is
+    /// spilled: the last spilled buffer is only as large as needed, and once the rest of the
+    /// input is expected to fit, it is kept in memory as sorted pieces of a quarter of the
+    /// budget each (a sorted piece keeps 8 bytes of order per row instead of the whole sort
+    /// scratch), merged with the spilled runs at the end. If more rows come than expected,
+    /// the pieces are spilled after all.
     ///
     /// # Errors
     /// [`WorkerError::BudgetTooSmall`] if one batch alone exceeds the budget.
@@ -343,13 +388,149 @@ impl ExternalSorter {
         }
         self.seen_rows += n;
         self.seen_bytes += chunk.size();
-        // Half the budget per buffer: one may be sorting and spilling while the next fills.
-        if self.buffered_bytes + cost > self.config.budget_bytes / 2 {
-            self.spill()?;
-        }
+        self.make_room(cost)?;
         self.buffered_bytes += cost;
+        self.buffered_rows += n;
         self.buffered.push(chunk);
         Ok(())
+    }
+
+    /// Spills, sorts a piece or waits for a spill so that `cost` more bytes may be buffered.
+    fn make_room(&mut self, cost: usize) -> Result<()> {
+        let half = self.config.budget_bytes / 2;
+        let Some(plan) = self.spill_plan() else {
+            // Half the budget per buffer: one may be sorting and spilling while the next fills.
+            if self.buffered_bytes + cost > half {
+                self.spill()?;
+            }
+            return Ok(());
+        };
+        if !self.in_memory && self.spilled_rows >= plan.must_spill_rows {
+            self.in_memory = true;
+            tracing::debug!(
+                spilled_rows = self.spilled_rows,
+                "the rest of the input is expected to fit in memory"
+            );
+        }
+        if !self.in_memory {
+            // The last spilled buffer holds only the rows that must still go to disk.
+            let cost_per_row = SCRATCH_PER_ROW + self.seen_bytes / self.seen_rows.max(1);
+            let limit = ((plan.must_spill_rows - self.spilled_rows) * cost_per_row)
+                .clamp(self.config.budget_bytes / 16, half);
+            if self.buffered_bytes + cost > limit {
+                self.spill()?;
+            }
+            return Ok(());
+        }
+        if self.buffered_bytes + cost > plan.piece {
+            self.keep_sorted_piece()?;
+        }
+        let held = |s: &Self| {
+            s.resident_bytes + s.sorting_cost + s.buffered_bytes + cost + s.in_flight_cost
+        };
+        if held(self) > plan.capacity && self.in_flight.is_some() {
+            self.join_spill()?;
+        }
+        if held(self) > plan.capacity {
+            self.join_piece()?;
+        }
+        if held(self) > plan.capacity {
+            tracing::debug!("more input than expected: spilling the sorted pieces");
+            self.spill_resident()?;
+            self.in_memory = false;
+            if self.buffered_bytes + cost > half {
+                self.spill()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sorts the buffer on a background thread and keeps it in memory as a sorted piece.
+    fn keep_sorted_piece(&mut self) -> Result<()> {
+        self.join_piece()?;
+        let chunks = self.take_buffer();
+        let bytes = chunks.iter().map(RowChunk::size).sum::<usize>();
+        let rows = chunks.iter().map(RowChunk::num_rows).sum::<usize>();
+        self.sorting_cost = bytes + rows * SCRATCH_PER_ROW;
+        let layout = self.layout.clone();
+        let batch_rows = self.spill_batch_rows();
+        let distinct = self.config.distinct;
+        self.sorting = Some(std::thread::spawn(move || {
+            sort_chunks(&layout, chunks, batch_rows, distinct)
+        }));
+        Ok(())
+    }
+
+    /// Waits for the piece being sorted, if any, and keeps it.
+    fn join_piece(&mut self) -> Result<()> {
+        if let Some(handle) = self.sorting.take() {
+            let sorted = handle
+                .join()
+                .map_err(|_| WorkerError::internal("the sort thread panicked"))?;
+            self.sorting_cost = 0;
+            self.resident_bytes +=
+                sorted.chunks.iter().map(RowChunk::size).sum::<usize>() + sorted.order.len() * 8;
+            self.resident.push(sorted);
+        }
+        Ok(())
+    }
+
+    /// Writes the sorted pieces as runs (when more input came than expected).
+    fn spill_resident(&mut self) -> Result<()> {
+        self.join_piece()?;
+        let combiner = self.combiner();
+        for mut piece in std::mem::take(&mut self.resident) {
+            self.spilled_rows += piece.order.len();
+            let run = write_run(
+                &self.config.spill,
+                &self.layout,
+                &combiner,
+                &mut piece,
+                None,
+            )?;
+            self.runs.push(vec![run]);
+        }
+        self.resident_bytes = 0;
+        Ok(())
+    }
+
+    /// With a known input size: how many rows to spill so that the rest fits in memory at
+    /// the end. `None` when the size is unknown or, as decided on the first batch, the merge
+    /// would need too much of the budget to read the runs the plan makes at once.
+    fn spill_plan(&mut self) -> Option<SpillPlan> {
+        let expected = self.config.expected_rows? as usize;
+        if self.plan_refused {
+            return None;
+        }
+        let budget = self.config.budget_bytes;
+        // Room for the merge to read every run at once.
+        let reserve = budget / 16;
+        let capacity = budget - reserve;
+        let piece = capacity / 4;
+        // Sorted pieces keep 8 bytes of order per row; the piece being filled needs the full
+        // sort scratch.
+        let row = self.seen_bytes / self.seen_rows.max(1);
+        let fit = (capacity - piece) / (row + 8) + piece / (row + SCRATCH_PER_ROW);
+        let must_spill_rows = expected.max(self.seen_rows).saturating_sub(fit);
+        if self.spilled_rows == 0 && self.runs.is_empty() && self.in_flight.is_none() {
+            // Runs of half the budget, the last two smaller, and a margin.
+            let per_run_rows = (budget / 2 / (row + SCRATCH_PER_ROW)).max(1);
+            let runs = must_spill_rows.div_ceil(per_run_rows) + 4;
+            if runs * self.merge_bytes_per_run() > reserve {
+                self.plan_refused = true;
+                return None;
+            }
+        }
+        Some(SpillPlan {
+            must_spill_rows,
+            capacity,
+            piece,
+        })
+    }
+
+    /// Memory the merge needs per run: about three chunks of rows.
+    fn merge_bytes_per_run(&self) -> usize {
+        3 * self.spill_batch_rows() * self.row_bytes()
     }
 
     /// Bytes one row takes in memory while merged, on average (rows and read buffers).
@@ -366,12 +547,14 @@ impl ExternalSorter {
 
     fn take_buffer(&mut self) -> Vec<RowChunk> {
         self.buffered_bytes = 0;
+        self.buffered_rows = 0;
         std::mem::take(&mut self.buffered)
     }
 
     /// Waits for the run being spilled in the background, if any.
     fn join_spill(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
+            self.in_flight_cost = 0;
             let parts: Vec<SpilledRun> = handle
                 .join()
                 .map_err(|_| WorkerError::internal("the spill thread panicked"))??
@@ -403,6 +586,8 @@ impl ExternalSorter {
         if self.buffered.is_empty() {
             return Ok(());
         }
+        self.in_flight_cost = self.buffered_bytes;
+        self.spilled_rows += self.buffered_rows;
         let chunks = self.take_buffer();
         let batch_rows = self.spill_batch_rows();
         let spill = self.config.spill.clone();
@@ -456,7 +641,8 @@ impl ExternalSorter {
     }
 
     fn finish_inner(mut self, groups: bool) -> Result<GroupedRun> {
-        if self.runs.is_empty() && self.in_flight.is_none() {
+        self.join_piece()?;
+        if self.runs.is_empty() && self.in_flight.is_none() && self.resident.is_empty() {
             let chunks = self.take_buffer();
             let sorted = sort_chunks(
                 &self.layout,
@@ -466,9 +652,9 @@ impl ExternalSorter {
             );
             return Ok(Box::new(SortedBatches(sorted)));
         }
-        // The last buffer is not spilled: it is sorted in memory (at most half the sort
-        // budget) and merged with the spilled runs, which share the other half.
-        let per_run = 3 * self.spill_batch_rows() * self.row_bytes();
+        // The last buffer is not spilled: it is sorted in memory and merged with the spilled
+        // runs.
+        let per_run = self.merge_bytes_per_run();
         // The run still being written holds its whole buffer until it is written. When the
         // merge's read buffers are small next to the budget, it stops now and the rows it
         // has not written yet are merged from memory instead of being spilled and read back.
@@ -489,19 +675,26 @@ impl ExternalSorter {
         }
         self.join_spill()?;
         let last = self.take_buffer();
-        let in_memory = sort_chunks(
+        let last = sort_chunks(
             &self.layout,
             last,
             self.spill_batch_rows(),
             self.config.distinct,
         );
-        let fan_in = (self.config.budget_bytes / 2 / per_run.max(1)).max(3);
+        // The runs' read buffers share what the last buffer leaves: half the budget, or the
+        // sixteenth that `spill_plan` reserved when sorted pieces stay in memory.
+        let merge_share = if self.in_memory {
+            self.config.budget_bytes / 16
+        } else {
+            self.config.budget_bytes / 2
+        };
+        let fan_in = (merge_share / per_run.max(1)).max(3);
         let mut runs = std::mem::take(&mut self.runs);
         let extra = 1 + usize::from(!tail.is_empty());
         while runs.len() + extra > fan_in {
             let rest = runs.split_off((fan_in - extra + 1).min(runs.len()));
             let group = std::mem::replace(&mut runs, rest);
-            let merged = MergedRuns(self.merge(group, Vec::new(), None, false)?);
+            let merged = MergedRuns(self.merge(group, Vec::new(), Vec::new(), false)?);
             let run = write_run(
                 &self.config.spill,
                 &self.layout,
@@ -511,21 +704,23 @@ impl ExternalSorter {
             )?;
             runs.push(vec![run]);
         }
-        Ok(Box::new(MergedBatches(self.merge(
-            runs,
-            tail,
-            Some(Box::new(in_memory)),
-            groups,
-        )?)))
+        let mut in_memory: Vec<RowRun> = std::mem::take(&mut self.resident)
+            .into_iter()
+            .map(|piece| Box::new(piece) as RowRun)
+            .collect();
+        in_memory.push(Box::new(last));
+        Ok(Box::new(MergedBatches(
+            self.merge(runs, tail, in_memory, groups)?,
+        )))
     }
 
     /// Merges spilled runs, the run whose writing stopped (each part: its file, then the
-    /// rows still in memory) and an in-memory source.
+    /// rows still in memory) and in-memory sources.
     fn merge(
         &self,
         mut runs: Vec<Vec<SpilledRun>>,
         tail: Vec<Part>,
-        extra: Option<RowRun>,
+        extra: Vec<RowRun>,
         groups: bool,
     ) -> Result<MergerOwning> {
         let mut sources: Vec<RowRun> = Vec::with_capacity(runs.len() + 2);
