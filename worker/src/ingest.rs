@@ -22,7 +22,7 @@ use minion_contract::{FileFormat, InputFile, SegmentRef, SkippedFile, SubtaskSpe
 use object_store::ObjectStoreExt;
 
 use crate::error::{Result, WorkerError, one_line};
-use crate::run::{Pipeline, RunOptions, progress, skipped};
+use crate::run::{InputSize, Pipeline, RunOptions, progress, skipped};
 use crate::scan::{ParquetInput, ScanConfig, open_parquet};
 use crate::store::resolve_file;
 use crate::stream::{BaselineMetrics, BatchStream};
@@ -60,7 +60,9 @@ pub(crate) async fn ingest(
                     if let Some(v) = &file.version {
                         tags.insert(TAG_SOURCE_FILE_VERSION.to_string(), v.clone());
                     }
-                    let writer = pipeline.run(progress(stream), tags, None).await?;
+                    let writer = pipeline
+                        .run(progress(stream), tags, InputSize::default())
+                        .await?;
                     result.outputs.extend(writer.outputs);
                     result.ingested.push(file.uri.clone());
                 }
@@ -101,7 +103,11 @@ pub(crate) async fn ingest(
             }
         });
         let writer = pipeline
-            .run(progress(opened.flatten().boxed()), BTreeMap::new(), None)
+            .run(
+                progress(opened.flatten().boxed()),
+                BTreeMap::new(),
+                InputSize::default(),
+            )
             .await?;
         result.outputs = writer.outputs;
         result.ingested = std::mem::take(&mut *ingested.lock().expect("lock"));

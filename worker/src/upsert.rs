@@ -199,6 +199,7 @@ async fn validity_of(
         combiner: None,
         distinct: false,
         expected_rows: None,
+        disk_budget_bytes: None,
     };
     let metrics = Arc::new(BaselineMetrics::default());
     let mut sorter = ExternalSorter::new(config, metrics)?;

@@ -102,6 +102,7 @@ fn rollup_with(
         })),
         distinct: false,
         expected_rows: None,
+        disk_budget_bytes: None,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in input {

@@ -86,7 +86,7 @@ fn sort(
     budget: usize,
     expected_rows: Option<u64>,
 ) -> (Vec<Row>, Vec<bool>) {
-    let (out, flags, _) = sort_spilling(rows, keys, distinct, budget, expected_rows);
+    let (out, flags, _) = sort_spilling(rows, keys, distinct, budget, expected_rows, None);
     (out, flags)
 }
 
@@ -97,6 +97,7 @@ fn sort_spilling(
     distinct: bool,
     budget: usize,
     expected_rows: Option<u64>,
+    disk_budget_bytes: Option<u64>,
 ) -> (Vec<Row>, Vec<bool>, u64) {
     let dir = tempfile::tempdir().unwrap();
     let spill = SpillDir::new(dir.path());
@@ -110,6 +111,7 @@ fn sort_spilling(
         combiner: None,
         distinct,
         expected_rows,
+        disk_budget_bytes,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in batches(rows) {
@@ -137,8 +139,9 @@ fn a_known_input_size_spills_only_what_does_not_fit() {
     let n = rows.len() as u64;
     // The rows take about 1.5 budgets while sorted.
     let budget = 4 << 20;
-    let (unknown, _, spilled_unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None);
-    let (known, _, spilled_known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n));
+    let sort = |expected, disk| sort_spilling(&rows, vec![0, 1, 2], false, budget, expected, disk);
+    let (unknown, _, spilled_unknown) = sort(None, None);
+    let (known, _, spilled_known) = sort(Some(n), None);
     assert_eq!(known, unknown);
     assert!(
         spilled_unknown > 0 && spilled_known > 0,
@@ -148,10 +151,21 @@ fn a_known_input_size_spills_only_what_does_not_fit() {
         spilled_known * 2 < spilled_unknown,
         "spilled {spilled_known} bytes knowing the input size, {spilled_unknown} without"
     );
+    // With room on disk the runs are written uncompressed (larger files, same rows); with
+    // too little, compressed as before.
+    let (raw, _, spilled_raw) = sort(Some(n), Some(1 << 30));
+    assert_eq!(raw, unknown);
+    assert!(
+        spilled_raw > spilled_known,
+        "uncompressed runs: {spilled_raw} bytes, compressed: {spilled_known}"
+    );
+    let (tight, _, spilled_tight) = sort(Some(n), Some(spilled_known));
+    assert_eq!(tight, unknown);
+    assert_eq!(spilled_tight, spilled_known);
     // Too many rows for the merge to read every run within the budget: no plan, same runs.
     let budget = 1 << 20;
-    let (_, _, unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None);
-    let (_, _, known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n));
+    let (_, _, unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None, None);
+    let (_, _, known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n), None);
     assert_eq!(known, unknown);
 }
 

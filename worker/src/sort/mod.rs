@@ -64,6 +64,10 @@ pub struct SortConfig {
     /// it the sorter spills only what will not fit in memory at the end (see
     /// [`ExternalSorter::push`]); without it, every buffer but the last is spilled.
     pub expected_rows: Option<u64>,
+    /// Disk the spill files may take at once (twice the input), if known. While the input
+    /// size is known too, runs that fit well within it are written uncompressed: the merge
+    /// then reads every run in one pass, so they never coexist with merged copies.
+    pub disk_budget_bytes: Option<u64>,
 }
 
 /// Sorts a stream of batches that may be far larger than memory.
@@ -88,6 +92,8 @@ pub struct ExternalSorter {
     resident_bytes: usize,
     /// Whether the known input size is of no use (see `spill_plan`).
     plan_refused: bool,
+    /// Some run was written uncompressed: the final merge must take every run at once.
+    raw_runs: bool,
     /// The piece being sorted on a background thread, and its cost.
     sorting: Option<std::thread::JoinHandle<SortedBuffer>>,
     sorting_cost: usize,
@@ -350,6 +356,7 @@ impl ExternalSorter {
             resident: Vec::new(),
             resident_bytes: 0,
             plan_refused: false,
+            raw_runs: false,
             sorting: None,
             sorting_cost: 0,
             in_flight: None,
@@ -481,12 +488,15 @@ impl ExternalSorter {
         let combiner = self.combiner();
         for mut piece in std::mem::take(&mut self.resident) {
             self.spilled_rows += piece.order.len();
+            let raw = piece.chunks.iter().map(RowChunk::size).sum();
+            let compress = self.compress_run(raw);
             let run = write_run(
                 &self.config.spill,
                 &self.layout,
                 &combiner,
                 &mut piece,
                 None,
+                compress,
             )?;
             self.runs.push(vec![run]);
         }
@@ -551,6 +561,22 @@ impl ExternalSorter {
         std::mem::take(&mut self.buffered)
     }
 
+    /// Whether a run of `raw_bytes` row bytes is to be compressed: always, unless the input
+    /// size is known (single-pass merge) and the run fits in 90% of the disk budget beside
+    /// the runs on disk.
+    fn compress_run(&mut self, raw_bytes: usize) -> bool {
+        let Some(disk) = self.config.disk_budget_bytes else {
+            return true;
+        };
+        if self.config.expected_rows.is_none() || self.plan_refused {
+            return true;
+        }
+        let used = self.config.spill.stats.current_bytes();
+        let compress = (used + raw_bytes as u64) * 10 > disk * 9;
+        self.raw_runs |= !compress;
+        compress
+    }
+
     /// Waits for the run being spilled in the background, if any.
     fn join_spill(&mut self) -> Result<()> {
         if let Some(handle) = self.in_flight.take() {
@@ -589,6 +615,7 @@ impl ExternalSorter {
         self.in_flight_cost = self.buffered_bytes;
         self.spilled_rows += self.buffered_rows;
         let chunks = self.take_buffer();
+        let compress = self.compress_run(chunks.iter().map(RowChunk::size).sum());
         let batch_rows = self.spill_batch_rows();
         let spill = self.config.spill.clone();
         let layout = self.layout.clone();
@@ -608,7 +635,7 @@ impl ExternalSorter {
             );
             // Pre-reducing pays only when at least 1% of the rows repeat a key.
             let combiner = combiner.filter(|_| sorted.duplicates * 100 >= sorted.order.len());
-            let write = |half| write_until(&spill, &layout, &combiner, half, &stop);
+            let write = |half| write_until(&spill, &layout, &combiner, half, &stop, compress);
             if !parallel {
                 return Ok(vec![write(sorted)?]);
             }
@@ -688,7 +715,11 @@ impl ExternalSorter {
         } else {
             self.config.budget_bytes / 2
         };
-        let fan_in = (merge_share / per_run.max(1)).max(3);
+        let mut fan_in = (merge_share / per_run.max(1)).max(3);
+        if self.raw_runs {
+            // Merged copies of uncompressed runs could exceed the disk budget: one pass.
+            fan_in = fan_in.max(self.runs.len() + 2);
+        }
         let mut runs = std::mem::take(&mut self.runs);
         let extra = 1 + usize::from(!tail.is_empty());
         while runs.len() + extra > fan_in {
@@ -701,6 +732,7 @@ impl ExternalSorter {
                 &self.combiner(),
                 &mut { merged },
                 None,
+                true,
             )?;
             runs.push(vec![run]);
         }
@@ -806,8 +838,9 @@ fn write_until(
     combiner: &Option<CombinerFactory>,
     mut sorted: SortedBuffer,
     stop: &AtomicBool,
+    compress: bool,
 ) -> Result<Part> {
-    let run = write_run(spill, layout, combiner, &mut sorted, Some(stop))?;
+    let run = write_run(spill, layout, combiner, &mut sorted, Some(stop), compress)?;
     let rest = (sorted.at < sorted.order.len()).then_some(sorted);
     Ok((run, rest))
 }
@@ -820,8 +853,9 @@ fn write_run(
     combiner: &Option<CombinerFactory>,
     input: &mut dyn Iterator<Item = Result<RowChunk>>,
     stop: Option<&AtomicBool>,
+    compress: bool,
 ) -> Result<SpilledRun> {
-    let mut writer = spill.writer(&layout.spill_schema)?;
+    let mut writer = spill.writer(&layout.spill_schema, compress)?;
     let mut input_rows = 0u64;
     let mut combiner = match combiner {
         Some(f) => Some(f()?),

@@ -65,15 +65,19 @@ impl SpillDir {
         }
     }
 
-    /// Starts a new run file.
-    pub fn writer(&self, schema: &SchemaRef) -> Result<RunWriter> {
+    /// Starts a new run file, ZSTD-compressed or not.
+    pub fn writer(&self, schema: &SchemaRef, compress: bool) -> Result<RunWriter> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("run-{n:06}.arrow"));
         // Level 1: about twice as fast to compress as the default 3, with runs a few percent
         // larger (still far below the 2× input disk bound).
-        let options = IpcWriteOptions::default()
-            .try_with_compression(Some(CompressionType::ZSTD))?
-            .try_with_compression_level(Some(SPILL_ZSTD_LEVEL))?;
+        let options = if compress {
+            IpcWriteOptions::default()
+                .try_with_compression(Some(CompressionType::ZSTD))?
+                .try_with_compression_level(Some(SPILL_ZSTD_LEVEL))?
+        } else {
+            IpcWriteOptions::default()
+        };
         let file = BufWriter::with_capacity(1 << 20, File::create(&path)?);
         let writer = FileWriter::try_new_with_options(file, schema, options)?;
         self.stats.runs.fetch_add(1, Ordering::Relaxed);
