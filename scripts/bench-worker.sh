@@ -119,11 +119,30 @@ measure() {
   echo "$wall $rss"
 }
 
-printf '\n%-8s %10s %12s %10s %12s %14s %10s %10s\n' case rows worker_s worker_MiB duckdb_s duckdb_MiB "speed(x)" rss_ratio
+BUDGET_BYTES=$("$PY" -c "
+import re, sys
+m = re.fullmatch(r'(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?', '$BUDGET')
+units = {None: 1, 'B': 1, 'KiB': 1 << 10, 'MiB': 1 << 20, 'GiB': 1 << 30, 'KB': 10**3, 'MB': 10**6, 'GB': 10**9}
+print(int(m.group(1)) * units[m.group(2)])")
+# The worker's bounds: peak RSS within the budget plus its fixed 64 MiB overhead, spill files
+# within twice the input at any moment.
+RSS_LIMIT_KIB=$(((BUDGET_BYTES + (64 << 20)) / 1024))
+SPILL_LIMIT=$((2 * INPUT_BYTES))
+
+printf '\n%-8s %10s %12s %10s %12s %14s %10s %10s %12s\n' case rows worker_s worker_MiB duckdb_s duckdb_MiB "speed(x)" rss_ratio spill/input
 for case in rollup concat dedup; do
   rm -rf "$TABLE/data/bench-$case" "$WORK/duck-$case.parquet"
   read -r w_wall w_rss < <(measure "$WORKER" run --spec "$WORK/$case.json" --memory-budget "$BUDGET" --spill-dir "$WORK/spill")
-  log "$case: worker ${w_wall}s, ${w_rss} KiB"
+  w_spill=$(grep -o 'peak_spill_bytes=[0-9]*' "$WORK/last.log" | tail -1 | cut -d= -f2)
+  log "$case: worker ${w_wall}s, ${w_rss} KiB, spill peak ${w_spill} bytes"
+  if ((w_rss > RSS_LIMIT_KIB)); then
+    echo "bench: $case: worker peak RSS ${w_rss} KiB exceeds the budget + 64 MiB (${RSS_LIMIT_KIB} KiB)" >&2
+    exit 1
+  fi
+  if ((w_spill > SPILL_LIMIT)); then
+    echo "bench: $case: worker spill peak ${w_spill} bytes exceeds twice the input (${SPILL_LIMIT})" >&2
+    exit 1
+  fi
   w_rows=$("$PY" -c "import json; print(json.load(open('$TABLE/data/bench-$case/0-1/_manifest.json'))['outputRows'])")
   read -r d_wall d_rss < <(measure "$PY" -c "
 import duckdb
@@ -139,8 +158,8 @@ con.execute(\"\"\"COPY (${SQL[$case]}) TO '$WORK/duck-$case.parquet' (FORMAT par
     echo "bench: $case: row counts differ: worker $w_rows, duckdb $d_rows" >&2
     exit 1
   fi
-  printf '%-8s %10s %12.2f %10.0f %12.2f %14.0f %10.2f %10.2f\n' "$case" "$w_rows" "$w_wall" "$((w_rss / 1024))" "$d_wall" "$((d_rss / 1024))" \
-    "$(echo "$d_wall / $w_wall" | bc -l)" "$(echo "$w_rss / $d_rss" | bc -l)"
+  printf '%-8s %10s %12.2f %10.0f %12.2f %14.0f %10.2f %10.2f %12.2f\n' "$case" "$w_rows" "$w_wall" "$((w_rss / 1024))" "$d_wall" "$((d_rss / 1024))" \
+    "$(echo "$d_wall / $w_wall" | bc -l)" "$(echo "$w_rss / $d_rss" | bc -l)" "$(echo "$w_spill / $INPUT_BYTES" | bc -l)"
 done
 echo
 echo "input: $ROWS rows in $SEGMENTS segments, $((INPUT_BYTES / 1024 / 1024)) MiB; threads $THREADS; worker budget $BUDGET; duckdb memory_limit $DUCKDB_MEMORY"

@@ -24,17 +24,18 @@ struct Cursor {
     chunk: usize,
     pos: usize,
     len: usize,
-    /// The first 16 bytes of the current row's key (big-endian, zero-padded): settles most
+    /// The first 32 bytes of the current row's key (big-endian, zero-padded): settles most
     /// comparisons without looking the key up.
-    prefix: u128,
+    prefix: [u128; 2],
 }
 
-/// The first 16 bytes of a key as a big-endian number, zero-padded.
-fn key_prefix(key: &[u8]) -> u128 {
-    let mut b = [0u8; 16];
-    let n = key.len().min(16);
+/// The first 32 bytes of a key as big-endian numbers, zero-padded.
+fn key_prefix(key: &[u8]) -> [u128; 2] {
+    let mut b = [0u8; 32];
+    let n = key.len().min(32);
     b[..n].copy_from_slice(&key[..n]);
-    u128::from_be_bytes(b)
+    let half = |i: usize| u128::from_be_bytes(b[i * 16..i * 16 + 16].try_into().expect("16 bytes"));
+    [half(0), half(1)]
 }
 
 /// Merges sorted runs into one sorted stream.
