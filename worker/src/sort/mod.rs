@@ -8,13 +8,20 @@
 //! consecutive parts (the two halves of its key range) compressed on two threads, and read
 //! back one after the other.
 //!
+//! When the input's row count is known ([`SortConfig::expected_rows`]) and the budget is
+//! large enough for the merge to read every run at once, the sorter spills only the rows that
+//! cannot stay in memory and keeps the rest as sorted in-memory pieces (see
+//! [`ExternalSorter::push`]); runs that fit well within the disk budget
+//! ([`SortConfig::disk_budget_bytes`]) are then written uncompressed.
+//!
 //! With `distinct` (dedup: the key covers every column), rows whose key equals the previous
 //! row's are dropped while runs are written and merged.
 //!
 //! # Guarantees
 //! Buffered input plus sort scratch stays within `budget_bytes` except for a single batch
 //! larger than the whole budget (reported as `BudgetTooSmall`). Spill files live in the
-//! given directory and are deleted once merged.
+//! given directory and are deleted once merged; uncompressed runs are written only while the
+//! files on disk stay within 90 % of the disk budget, and are merged in a single pass.
 
 pub mod merge;
 pub mod rows;
