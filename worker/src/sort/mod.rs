@@ -436,7 +436,7 @@ impl ExternalSorter {
             }
             return Ok(());
         }
-        if self.buffered_bytes + cost > plan.piece {
+        if !self.buffered.is_empty() && self.buffered_bytes + cost > plan.piece {
             self.keep_sorted_piece()?;
         }
         let held = |s: &Self| {
