@@ -427,11 +427,14 @@ impl ExternalSorter {
             );
         }
         if !self.in_memory {
-            // The last spilled buffer holds only the rows that must still go to disk.
+            // The rows that must still go to disk, in as few buffers of at most three
+            // quarters of half the budget as possible, of equal sizes: a small buffer right
+            // after a large one would wait for the large one's spill.
             let cost_per_row = SCRATCH_PER_ROW + self.seen_bytes / self.seen_rows.max(1);
-            let limit = ((plan.must_spill_rows - self.spilled_rows) * cost_per_row)
-                .clamp(self.config.budget_bytes / 16, half);
-            if self.buffered_bytes + cost > limit {
+            let remaining = plan.must_spill_rows - self.spilled_rows;
+            let per_buffer = (half * 3 / 4 / cost_per_row).max(1);
+            let limit = remaining.div_ceil(remaining.div_ceil(per_buffer).max(1));
+            if self.buffered_rows >= limit || self.buffered_bytes + cost > half {
                 self.spill()?;
             }
             return Ok(());
