@@ -244,20 +244,14 @@ impl SortedBuffer {
         out
     }
 
-    fn next_chunk(&mut self) -> Option<RowChunk> {
-        let selected = self.select();
-        if selected.is_empty() {
-            self.chunks = Arc::default();
-            return None;
-        }
+    /// The key rows and (if the layout has one) the payload rows of `selected`.
+    fn rows(&self, selected: &[Entry]) -> (Vec<Row<'_>>, Option<Vec<Row<'_>>>) {
         let chunks = &self.chunks;
-        // The rows sit at random places of the buffer: find them all first, then copy them
-        // while prefetching the ones a few rows ahead.
-        let keys: Vec<Row<'_>> = selected
+        let keys = selected
             .iter()
             .map(|&e| chunks[e.chunk()].keys.row(e.row()))
             .collect();
-        let payload: Option<Vec<Row<'_>>> = self.layout.payload_conv.as_ref().map(|_| {
+        let payload = self.layout.payload_conv.as_ref().map(|_| {
             selected
                 .iter()
                 .map(|&e| {
@@ -269,6 +263,23 @@ impl SortedBuffer {
                 })
                 .collect()
         });
+        (keys, payload)
+    }
+
+    /// Bytes of row data the buffer holds.
+    fn bytes(&self) -> usize {
+        chunk_bytes(&self.chunks)
+    }
+
+    fn next_chunk(&mut self) -> Option<RowChunk> {
+        let selected = self.select();
+        if selected.is_empty() {
+            self.chunks = Arc::default();
+            return None;
+        }
+        // The rows sit at random places of the buffer: find them all first, then copy them
+        // while prefetching the ones a few rows ahead.
+        let (keys, payload) = self.rows(&selected);
         let bytes = |rows: &[Row<'_>]| rows.iter().map(|r| r.data().len()).sum::<usize>();
         let mut out = self.layout.empty_chunk(
             keys.len(),
@@ -298,23 +309,7 @@ impl SortedBuffer {
             self.chunks = Arc::default();
             return None;
         }
-        let chunks = &self.chunks;
-        let keys = selected
-            .iter()
-            .map(|&e| chunks[e.chunk()].keys.row(e.row()))
-            .collect();
-        let payload = self.layout.payload_conv.as_ref().map(|_| {
-            selected
-                .iter()
-                .map(|&e| {
-                    chunks[e.chunk()]
-                        .payload
-                        .as_ref()
-                        .expect("payload rows")
-                        .row(e.row())
-                })
-                .collect()
-        });
+        let (keys, payload) = self.rows(&selected);
         let continues = selected.iter().map(|e| e.duplicate()).collect();
         Some(self.layout.decode(keys, payload).map(|b| (b, continues)))
     }
@@ -377,9 +372,9 @@ impl ExternalSorter {
     ///
     /// Buffers of half the budget are sorted and spilled in the background while the next
     /// one fills. When the expected input size is known, only what cannot stay in memory is
-    /// spilled: the last spilled buffer is only as large as needed, and once the rest of the
-    /// input is expected to fit, it is kept in memory as sorted pieces of a quarter of the
-    /// budget each (a sorted piece keeps 8 bytes of order per row instead of the whole sort
+    /// spilled, in equal buffers of at most three eighths of the budget; once the rest of
+    /// the input is expected to fit, it is kept in memory as sorted pieces of a quarter of
+    /// the budget each (a sorted piece keeps 8 bytes of order per row instead of the whole sort
     /// scratch), merged with the spilled runs at the end. If more rows come than expected,
     /// the pieces are spilled after all.
     ///
@@ -430,9 +425,8 @@ impl ExternalSorter {
             // The rows that must still go to disk, in as few buffers of at most three
             // quarters of half the budget as possible, of equal sizes: a small buffer right
             // after a large one would wait for the large one's spill.
-            let cost_per_row = SCRATCH_PER_ROW + self.seen_bytes / self.seen_rows.max(1);
             let remaining = plan.must_spill_rows - self.spilled_rows;
-            let per_buffer = (half * 3 / 4 / cost_per_row).max(1);
+            let per_buffer = self.spill_buffer_rows();
             let limit = remaining.div_ceil(remaining.div_ceil(per_buffer).max(1));
             if self.buffered_rows >= limit || self.buffered_bytes + cost > half {
                 self.spill()?;
@@ -465,10 +459,9 @@ impl ExternalSorter {
     /// Sorts the buffer on a background thread and keeps it in memory as a sorted piece.
     fn keep_sorted_piece(&mut self) -> Result<()> {
         self.join_piece()?;
+        // The whole sort scratch is held while it sorts.
+        self.sorting_cost = self.buffered_bytes;
         let chunks = self.take_buffer();
-        let bytes = chunks.iter().map(RowChunk::size).sum::<usize>();
-        let rows = chunks.iter().map(RowChunk::num_rows).sum::<usize>();
-        self.sorting_cost = bytes + rows * SCRATCH_PER_ROW;
         let layout = self.layout.clone();
         let batch_rows = self.spill_batch_rows();
         let distinct = self.config.distinct;
@@ -485,8 +478,7 @@ impl ExternalSorter {
                 .join()
                 .map_err(|_| WorkerError::internal("the sort thread panicked"))?;
             self.sorting_cost = 0;
-            self.resident_bytes +=
-                sorted.chunks.iter().map(RowChunk::size).sum::<usize>() + sorted.order.len() * 8;
+            self.resident_bytes += sorted.bytes() + sorted.order.len() * size_of::<Entry>();
             self.resident.push(sorted);
         }
         Ok(())
@@ -498,8 +490,7 @@ impl ExternalSorter {
         let combiner = self.combiner();
         for mut piece in std::mem::take(&mut self.resident) {
             self.spilled_rows += piece.order.len();
-            let raw = piece.chunks.iter().map(RowChunk::size).sum();
-            let compress = self.compress_run(raw);
+            let compress = self.compress_run(piece.bytes());
             let run = write_run(
                 &self.config.spill,
                 &self.layout,
@@ -533,9 +524,8 @@ impl ExternalSorter {
         let fit = (capacity - piece) / (row + 8) + piece / (row + SCRATCH_PER_ROW);
         let must_spill_rows = expected.max(self.seen_rows).saturating_sub(fit);
         if self.spilled_rows == 0 && self.runs.is_empty() && self.in_flight.is_none() {
-            // Runs of half the budget, the last two smaller, and a margin.
-            let per_run_rows = (budget / 2 / (row + SCRATCH_PER_ROW)).max(1);
-            let runs = must_spill_rows.div_ceil(per_run_rows) + 4;
+            // The runs `make_room` will spill, and a margin.
+            let runs = must_spill_rows.div_ceil(self.spill_buffer_rows()) + 4;
             if runs * self.merge_bytes_per_run() > reserve {
                 self.plan_refused = true;
                 return None;
@@ -546,6 +536,12 @@ impl ExternalSorter {
             capacity,
             piece,
         })
+    }
+
+    /// Most rows a buffer spilled by plan holds: three quarters of half the budget.
+    fn spill_buffer_rows(&self) -> usize {
+        let cost_per_row = SCRATCH_PER_ROW + self.seen_bytes / self.seen_rows.max(1);
+        (self.config.budget_bytes / 2 * 3 / 4 / cost_per_row).max(1)
     }
 
     /// Memory the merge needs per run: about three chunks of rows.
@@ -625,7 +621,7 @@ impl ExternalSorter {
         self.in_flight_cost = self.buffered_bytes;
         self.spilled_rows += self.buffered_rows;
         let chunks = self.take_buffer();
-        let compress = self.compress_run(chunks.iter().map(RowChunk::size).sum());
+        let compress = self.compress_run(chunk_bytes(&chunks));
         let batch_rows = self.spill_batch_rows();
         let spill = self.config.spill.clone();
         let layout = self.layout.clone();
@@ -806,6 +802,11 @@ impl ExternalSorter {
             _runs: runs,
         })
     }
+}
+
+/// Bytes of row data in `chunks`.
+fn chunk_bytes(chunks: &[RowChunk]) -> usize {
+    chunks.iter().map(RowChunk::size).sum()
 }
 
 /// Sorts buffered rows by their key.
