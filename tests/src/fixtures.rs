@@ -59,6 +59,45 @@ impl Minion {
         );
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
+
+    /// Runs one step of the local control loop (`local up --until-idle --max-steps 1`).
+    pub fn step(&self) -> String {
+        self.ok(&[
+            "local",
+            "up",
+            "--until-idle",
+            "--max-steps",
+            "1",
+            "--poll-ms",
+            "20",
+        ])
+    }
+}
+
+/// The sample files of an import (`config/`: the REALTIME and OFFLINE tables and the
+/// SegmentImport config) as (file name, text), with about one day of test data per subtask
+/// and `edit` applied to each text.
+///
+/// # Panics
+/// A sample cannot be read.
+pub fn import_samples(edit: impl Fn(String) -> String) -> Vec<(&'static str, String)> {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    [
+        "table-events-realtime.yaml",
+        "table-events-offline.yaml",
+        "mtc-segment-import.yaml",
+    ]
+    .into_iter()
+    .map(|file| {
+        let text = std::fs::read_to_string(samples.join(file))
+            .expect("read a sample")
+            .replace(
+                "maxNumRecordsPerTask: 50000000",
+                "maxNumRecordsPerTask: 1000",
+            );
+        (file, edit(text))
+    })
+    .collect()
 }
 
 /// Creates the REALTIME table `def` and fills it with `days` of events up to now (two

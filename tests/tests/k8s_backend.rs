@@ -6,7 +6,7 @@
 //! the end: TaskRun status, Events, the Jobs' owner/labels/security, lineage, watermark and
 //! `count(*)`/`sum()` against the source.
 
-use minion_e2e::fixtures::realtime_events;
+use minion_e2e::fixtures::{import_samples, realtime_events};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,24 +95,15 @@ impl Env {
         std::fs::create_dir_all(&spill).unwrap();
         let api = FakeApi::start().await;
         let client = api.client();
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         let uri = |name: &str| format!("file://{}/{name}", data.display());
-        for file in [
-            "table-events-realtime.yaml",
-            "table-events-offline.yaml",
-            "mtc-segment-import.yaml",
-        ] {
-            let text = std::fs::read_to_string(samples.join(file))
-                .unwrap()
-                .replace(
-                    "file:///tmp/minion/events_realtime",
-                    &uri("events-realtime"),
-                )
-                .replace("file:///tmp/minion/events_offline", &uri("events-offline"))
-                .replace(
-                    "maxNumRecordsPerTask: 50000000",
-                    "maxNumRecordsPerTask: 1000",
-                );
+        let samples = import_samples(|text| {
+            text.replace(
+                "file:///tmp/minion/events_realtime",
+                &uri("events-realtime"),
+            )
+            .replace("file:///tmp/minion/events_offline", &uri("events-offline"))
+        });
+        for (_, text) in samples {
             for r in parse_manifests(&text).unwrap() {
                 let pp = PostParams::default();
                 match r {

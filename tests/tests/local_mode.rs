@@ -7,7 +7,7 @@
 //! The binary is the one cargo builds for the workspace's tests (`target/<profile>/minion`).
 
 use minion_e2e::fixtures::{
-    Minion, created_run, kill_a_running_worker, realtime_events, workspace_binary,
+    Minion, created_run, import_samples, kill_a_running_worker, realtime_events, workspace_binary,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,33 +38,20 @@ impl Env {
         let state = dir.path().join("state");
         let manifests = dir.path().join("manifests");
         std::fs::create_dir_all(&manifests).unwrap();
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
         let uri = |name: &str| format!("file://{}/{name}", data.display());
-        for (file, extra) in [
-            ("table-events-realtime.yaml", ""),
-            ("table-events-offline.yaml", ""),
-            ("mtc-segment-import.yaml", mtc_extra),
-        ] {
-            let text = std::fs::read_to_string(samples.join(file)).unwrap();
-            let text = text
-                .replace(
-                    "file:///tmp/minion/events_realtime",
-                    &uri("events-realtime"),
-                )
-                .replace("file:///tmp/minion/events_offline", &uri("events-offline"))
-                // About one day of test data per subtask, so runs have several subtasks.
-                .replace(
-                    "maxNumRecordsPerTask: 50000000",
-                    "maxNumRecordsPerTask: 1000",
-                );
-            let text = if extra.is_empty() {
-                text
-            } else {
-                text.replace(
-                    "  segmentImportTask:\n",
-                    &format!("{extra}  segmentImportTask:\n"),
-                )
-            };
+        let samples = import_samples(|text| {
+            text.replace(
+                "file:///tmp/minion/events_realtime",
+                &uri("events-realtime"),
+            )
+            .replace("file:///tmp/minion/events_offline", &uri("events-offline"))
+            // `mtc_extra` goes into the import config's spec.
+            .replace(
+                "  segmentImportTask:\n",
+                &format!("{mtc_extra}  segmentImportTask:\n"),
+            )
+        });
+        for (file, text) in samples {
             std::fs::write(manifests.join(file), text).unwrap();
         }
         let (tables, _) = demo::load_samples(&data).unwrap();
@@ -79,18 +66,18 @@ impl Env {
         }
     }
 
-    fn minion(&self, args: &[&str]) -> Output {
+    fn cli(&self) -> Minion {
         Minion {
             state: self.state.clone(),
         }
-        .run(args)
+    }
+
+    fn minion(&self, args: &[&str]) -> Output {
+        self.cli().run(args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        Minion {
-            state: self.state.clone(),
-        }
-        .ok(args)
+        self.cli().ok(args)
     }
 
     fn apply(&self) {
@@ -285,15 +272,7 @@ async fn a_loop_killed_after_every_step_and_a_killed_worker_lose_and_duplicate_n
     let mut killed = false;
     let mut phase = String::new();
     for _ in 0..300 {
-        env.ok(&[
-            "local",
-            "up",
-            "--until-idle",
-            "--max-steps",
-            "1",
-            "--poll-ms",
-            "20",
-        ]);
+        env.cli().step();
         let tr = env.task_run(&run);
         phase = tr["status"]["phase"]
             .as_str()
@@ -344,15 +323,7 @@ async fn an_in_place_merge_killed_after_every_step_never_shows_a_half_swap() {
         loop {
             steps += 1;
             assert!(steps < 600, "the merge runs did not finish");
-            env.ok(&[
-                "local",
-                "up",
-                "--until-idle",
-                "--max-steps",
-                "1",
-                "--poll-ms",
-                "20",
-            ]);
+            env.cli().step();
             // What a query sees between any two steps: every sum unchanged, whatever was
             // swapped (rollup collapses rows, so rows are not compared).
             let now = visible().await;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use minion_e2e::fixtures::{
-    Minion, assert_imported_exactly, created_run, realtime_events, workspace_binary,
+    Minion, assert_imported_exactly, created_run, import_samples, realtime_events, workspace_binary,
 };
 use minion_operator::api::{Resource, parse_manifests};
 use minion_operator::catalog::install_crypto_provider;
@@ -96,23 +96,13 @@ fn an_import_on_s3_survives_a_store_outage_and_a_killed_loop() {
         let manifests = dir.path().join("manifests");
         std::fs::create_dir_all(&manifests).unwrap();
         let prefix = format!("s3://{bucket}/outage-{}", std::process::id());
-        let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-        for file in [
-            "table-events-realtime.yaml",
-            "table-events-offline.yaml",
-            "mtc-segment-import.yaml",
-        ] {
-            let text = std::fs::read_to_string(samples.join(file))
-                .unwrap()
-                .replace("file:///tmp/minion", &prefix)
-                .replace(
-                    "maxNumRecordsPerTask: 50000000",
-                    "maxNumRecordsPerTask: 1000",
-                )
-                .replace(
-                    "  segmentImportTask:\n",
-                    "  maxAttempts: 10\n  parallelism: 2\n  segmentImportTask:\n",
-                );
+        let samples = import_samples(|text| {
+            text.replace("file:///tmp/minion", &prefix).replace(
+                "  segmentImportTask:\n",
+                "  maxAttempts: 10\n  parallelism: 2\n  segmentImportTask:\n",
+            )
+        });
+        for (file, text) in samples {
             std::fs::write(manifests.join(file), text).unwrap();
         }
         let cli = Minion {
@@ -139,15 +129,7 @@ fn an_import_on_s3_survives_a_store_outage_and_a_killed_loop() {
         };
         // Admit, plan, launch: workers are running when the store goes away.
         for _ in 0..3 {
-            cli.ok(&[
-                "local",
-                "up",
-                "--until-idle",
-                "--max-steps",
-                "1",
-                "--poll-ms",
-                "20",
-            ]);
+            cli.step();
         }
         up.store(false, Ordering::SeqCst);
         let mut looping = Command::new(workspace_binary("minion", "minion-operator"))
