@@ -26,6 +26,9 @@ pub enum WorkerError {
     BadPredicate(#[from] PredicateError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// The row ledger or the output order check failed: rows were lost or counted twice.
+    #[error("internal error, nothing may be committed: {0}")]
+    InvariantViolated(String),
 }
 
 impl WorkerError {
@@ -40,6 +43,7 @@ impl WorkerError {
             WorkerError::BudgetTooSmall { .. } => FailureReason::BudgetTooSmall,
             WorkerError::BadPredicate(_) => FailureReason::BadPredicate,
             WorkerError::Internal(_) => FailureReason::Internal,
+            WorkerError::InvariantViolated(_) => FailureReason::InvariantViolated,
         }
     }
 

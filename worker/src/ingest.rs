@@ -144,6 +144,7 @@ pub(crate) async fn open_file(
                 batch_size: options.batch_size,
                 parallelism: 1,
                 mode: CoerceMode::Lenient,
+                ledger: None,
             };
             open_parquet(&location, &input, &config).await?
         }

@@ -11,6 +11,7 @@
 
 pub mod error;
 pub mod ingest;
+pub mod ledger;
 pub mod partition;
 pub mod plan;
 pub mod predicate;
@@ -30,7 +31,7 @@ pub mod write;
 
 pub use error::WorkerError;
 pub use minion_contract::{ResultManifest, SubtaskSpec};
-pub use run::{RunOptions, RunReport, run_subtask, run_subtask_report};
+pub use run::{Fault, RunOptions, RunReport, run_subtask, run_subtask_report};
 pub use signal::shutdown_signal;
 pub use upsert::{SegmentValidity, Validity, compute_validity, read_validity};
 

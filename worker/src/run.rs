@@ -12,17 +12,19 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use futures::StreamExt;
 use minion_contract::{
     CONTRACT_VERSION, MergeType, Outcome, ResultManifest, SkippedFile, SubtaskSpec,
 };
 
 use crate::error::{Result, WorkerError};
+use crate::ledger::{DigestStage, Ledger};
 use crate::plan::Plan;
 use crate::reduce::Reducer;
 use crate::scan::{ParquetInput, ScanConfig, scan};
 use crate::sort::spill::SpillDir;
-use crate::sort::{CombinerFactory, ExternalSorter, SortConfig};
+use crate::sort::{CombinerFactory, DuplicateSink, ExternalSorter, SortConfig};
 use crate::spilldir::PrivateSpillDir;
 use crate::store::{Location, resolve};
 use crate::stream::{BatchStream, BatchTransform, PlanMetrics, TransformStream};
@@ -46,6 +48,19 @@ pub struct RunOptions {
     pub parallelism: usize,
     /// Write the result manifest (success and failure) to the staging prefix.
     pub write_manifest: bool,
+    /// A fault to inject, for tests that prove the checks catch it (never set by the binary).
+    #[doc(hidden)]
+    pub fault: Option<Fault>,
+}
+
+/// Faults tests inject into a run to prove that the worker's checks catch them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The sorter emits its first row twice (with the group flags of a true repeat).
+    RepeatSortedRow,
+    /// Dedup drops its first row as a copy although it is not one.
+    DropRowAsCopy,
 }
 
 impl Default for RunOptions {
@@ -58,6 +73,7 @@ impl Default for RunOptions {
                 .map_or(2, |n| n.get())
                 .min(4),
             write_manifest: true,
+            fault: None,
         }
     }
 }
@@ -116,6 +132,7 @@ fn empty_manifest(spec: &SubtaskSpec, outcome: Outcome) -> ResultManifest {
         outputs: Vec::new(),
         ingested_files: Vec::new(),
         skipped_files: Vec::new(),
+        ledger: None,
     }
 }
 
@@ -141,11 +158,14 @@ pub(crate) struct InputSize {
 /// Everything one pipeline needs.
 pub(crate) struct Pipeline {
     pub plan: Arc<Plan>,
+    /// Filled by every run of the pipeline (file ingestion runs one per file).
+    pub ledger: Arc<Ledger>,
     pub budget: u64,
     pub spill: SpillDir,
     pub target: OutputTarget,
     pub metrics: PlanMetrics,
     pub batch_size: usize,
+    pub fault: Option<Fault>,
 }
 
 impl Pipeline {
@@ -160,6 +180,8 @@ impl Pipeline {
     ) -> Result<SegmentWriter> {
         let plan = &self.plan;
         let mut stream = input;
+        // Rows the filters drop, for the ledger.
+        let mut dropped_by = Vec::new();
         if let Some(w) = &plan.window {
             let (lo, hi) = plan.time.window_bounds(w);
             let node = WindowFilter {
@@ -167,13 +189,17 @@ impl Pipeline {
                 lo,
                 hi,
             };
-            stream = TransformStream::boxed(stream, node, self.metrics.stage("window"));
+            let metrics = self.metrics.stage("window");
+            dropped_by.push((metrics.clone(), &self.ledger.outside_window_rows));
+            stream = TransformStream::boxed(stream, node, metrics);
         }
         if let Some(p) = &plan.predicate {
             let node = PurgeFilter {
                 predicate: p.clone(),
             };
-            stream = TransformStream::boxed(stream, node, self.metrics.stage("purge"));
+            let metrics = self.metrics.stage("purge");
+            dropped_by.push((metrics.clone(), &self.ledger.purged_rows));
+            stream = TransformStream::boxed(stream, node, metrics);
         }
         if !plan.erase.is_empty() {
             let node = EraseDimensions {
@@ -183,8 +209,39 @@ impl Pipeline {
         }
         let node = PrepareKeys { plan: plan.clone() };
         stream = TransformStream::boxed(stream, node, self.metrics.stage("round+partition"));
+        // What the merge is handed, digested before the sort sees it.
+        let node = DigestStage {
+            digest: self.ledger.digest(),
+            ledger: self.ledger.clone(),
+        };
+        stream = TransformStream::boxed(stream, node, self.metrics.stage("ledger"));
 
-        let writer = SegmentWriter::new(plan.clone(), self.target.clone(), tags)?;
+        let writer = SegmentWriter::new(
+            plan.clone(),
+            self.target.clone(),
+            tags,
+            self.ledger.written_digest(),
+        )?;
+        let writer = self.merge_and_write(stream, writer, size).await?;
+        self.ledger.add_written(&writer.written);
+        for (metrics, counter) in dropped_by {
+            let dropped = metrics
+                .input_rows
+                .load(std::sync::atomic::Ordering::Relaxed)
+                - metrics.output();
+            counter.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(writer)
+    }
+
+    /// Sorts and reduces as the plan says, and writes.
+    async fn merge_and_write(
+        &self,
+        mut stream: BatchStream,
+        writer: SegmentWriter,
+        size: InputSize,
+    ) -> Result<SegmentWriter> {
+        let plan = &self.plan;
         if plan.sort_keys.is_empty() {
             return write_all(writer, stream).await;
         }
@@ -197,6 +254,9 @@ impl Pipeline {
             Arc::new(move || Ok(Box::new(Reducer::new(plan.clone())?) as Box<dyn BatchTransform>))
                 as CombinerFactory
         });
+        let ledger = self.ledger.clone();
+        let on_duplicates: DuplicateSink =
+            Arc::new(move |rows: &RecordBatch| ledger.add_duplicate_rows(rows));
         let config = SortConfig {
             schema: plan.internal.clone(),
             keys: plan.sort_keys.clone(),
@@ -206,6 +266,7 @@ impl Pipeline {
             spill: self.spill.clone(),
             combiner,
             distinct,
+            on_duplicates: distinct.then_some(on_duplicates),
             expected_rows: size.rows,
             // Spill files stay within twice the input.
             disk_budget_bytes: size.bytes.map(|b| 2 * b),
@@ -219,7 +280,17 @@ impl Pipeline {
             sort_metrics.add_elapsed(start);
         }
         let start = Instant::now();
-        let sorted = sorter.finish_grouped()?;
+        let mut sorted = sorter.finish_grouped()?;
+        match self.fault {
+            Some(Fault::RepeatSortedRow) => sorted = Box::new(repeat_first_row(sorted)),
+            Some(Fault::DropRowAsCopy) => {
+                let ledger = self.ledger.clone();
+                sorted = Box::new(drop_first_row(sorted, move |row| {
+                    ledger.add_duplicate_rows(row)
+                }));
+            }
+            None => {}
+        }
         sort_metrics.add_elapsed(start);
         tracing::info!(
             phase = "merge",
@@ -253,6 +324,40 @@ impl Pipeline {
         };
         write_all(writer, out).await
     }
+}
+
+/// The sorted run with its first row emitted twice ([`Fault::RepeatSortedRow`]).
+fn repeat_first_row(
+    mut sorted: crate::sort::GroupedRun,
+) -> impl Iterator<Item = Result<(RecordBatch, Vec<bool>)>> {
+    let first = sorted.next().map(|r| {
+        let (batch, mut continues) = r?;
+        if batch.num_rows() == 0 {
+            return Ok((batch, continues));
+        }
+        let doubled =
+            arrow::compute::concat_batches(&batch.schema(), &[batch.slice(0, 1), batch.clone()])?;
+        continues.insert(1, true);
+        Ok((doubled, continues))
+    });
+    first.into_iter().chain(sorted)
+}
+
+/// The sorted run without its first row, reported dropped as a copy ([`Fault::DropRowAsCopy`]).
+fn drop_first_row(
+    mut sorted: crate::sort::GroupedRun,
+    report: impl Fn(&RecordBatch),
+) -> impl Iterator<Item = Result<(RecordBatch, Vec<bool>)>> {
+    let first = sorted.next().map(|r| {
+        let (batch, mut continues) = r?;
+        if batch.num_rows() == 0 {
+            return Ok((batch, continues));
+        }
+        report(&batch.slice(0, 1));
+        continues.remove(0);
+        Ok((batch.slice(1, batch.num_rows() - 1), continues))
+    });
+    first.into_iter().chain(sorted)
 }
 
 /// The part of the memory budget the sorter may fill: half of it, and for budgets of 1 GiB
@@ -357,8 +462,12 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
     let source = resolve(&spec.source.uri)?;
     let dest = resolve(&spec.destination.uri)?;
     let metrics = PlanMetrics::default();
+    // Dedup's row sets: about a byte per row, at most a sixty-fourth of the budget each.
+    let expected_rows = spec.inputs.iter().map(|s| s.rows).sum::<u64>().max(1 << 20);
+    let ledger = Arc::new(Ledger::new(&plan, expected_rows, budget / 64));
     let pipeline = Pipeline {
         plan: plan.clone(),
+        ledger: ledger.clone(),
         budget,
         spill: spill.clone(),
         target: OutputTarget {
@@ -378,6 +487,7 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
         },
         metrics: metrics.clone(),
         batch_size: options.batch_size,
+        fault: options.fault,
     };
     tracing::info!(
         task_run = %spec.task_run, subtask = spec.subtask, attempt = spec.attempt,
@@ -389,6 +499,10 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
     if !spec.input_files.is_empty() {
         let ingested = crate::ingest::ingest(spec, &pipeline, options).await?;
         input_bytes = spec.input_files.iter().map(|f| f.bytes).sum();
+        // Files have no footer to count by (CSV, JSON): their rows are the rows parsed.
+        ledger
+            .source_rows
+            .store(ingested.input_rows, std::sync::atomic::Ordering::Relaxed);
         manifest.input_rows = ingested.input_rows;
         manifest.outputs = ingested.outputs;
         manifest.ingested_files = ingested.ingested;
@@ -418,6 +532,7 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
                 .parallelism
                 .min((budget / (128 << 20)).max(1) as usize),
             mode: CoerceMode::Strict,
+            ledger: Some(ledger.clone()),
         };
         let stream = progress(scan(source.clone(), inputs, config, scan_metrics.clone()));
         // The segments' row counts as the catalog knows them (0 where a spec leaves them out).
@@ -430,6 +545,25 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
         manifest.outputs = writer.outputs;
     }
     manifest.output_rows = manifest.outputs.iter().map(|o| o.rows).sum();
+    // Nothing is reported as done unless every row is accounted for.
+    let checked = ledger.verified(
+        spec.processing.merge_type,
+        &spec.processing.aggregation_types,
+    )?;
+    if checked.written.rows != manifest.output_rows {
+        return Err(WorkerError::InvariantViolated(format!(
+            "{} rows written but the output segments list {}",
+            checked.written.rows, manifest.output_rows
+        )));
+    }
+    tracing::info!(
+        phase = "verify",
+        source_rows = checked.source_rows,
+        merged_rows = checked.merged.rows,
+        written_rows = checked.written.rows,
+        "row ledger adds up"
+    );
+    manifest.ledger = Some(checked);
     if options.write_manifest {
         write_manifest(&dest, spec, &manifest).await?;
     }

@@ -6,6 +6,7 @@
 //! bounded channel, so decoding uses every core while memory holds only a few batches.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering as AtomicOrdering;
 
 use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use arrow::buffer::BooleanBuffer;
@@ -28,6 +29,7 @@ use std::ops::Range;
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::error::{Result, WorkerError};
+use crate::ledger::Ledger;
 use crate::store::Location;
 use crate::stream::{BaselineMetrics, BatchStream};
 use crate::table::{CoerceMode, Coercion};
@@ -43,6 +45,9 @@ pub struct ScanConfig {
     pub batch_size: usize,
     pub parallelism: usize,
     pub mode: CoerceMode,
+    /// Counts the segments' rows (footers), the rows of row groups skipped for the window and
+    /// the rows invalidated by upsert masks; `None` for reads that are not the subtask's input.
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 /// One Parquet file to read, with an optional mask of rows to keep (upsert validity).
@@ -134,6 +139,21 @@ pub async fn open_parquet(
             }
         }
     }
+    if let Some(ledger) = &config.ledger {
+        let groups = builder.metadata().row_groups();
+        let total: i64 = groups.iter().map(|g| g.num_rows()).sum();
+        let skipped: i64 = total
+            - row_groups
+                .iter()
+                .map(|&g| groups[g].num_rows())
+                .sum::<i64>();
+        ledger
+            .source_rows
+            .fetch_add(total as u64, AtomicOrdering::Relaxed);
+        ledger
+            .outside_window_rows
+            .fetch_add(skipped as u64, AtomicOrdering::Relaxed);
+    }
     let uri = input.uri.clone();
     let stream = builder
         .with_projection(mask)
@@ -148,8 +168,14 @@ pub async fn open_parquet(
     Ok(stream.boxed())
 }
 
-/// Keeps only the rows `keep` marks (upsert validity), counting rows by position.
-fn apply_keep(stream: BatchStream, keep: Option<Arc<BooleanBuffer>>, uri: String) -> BatchStream {
+/// Keeps only the rows `keep` marks (upsert validity), counting rows by position, and the
+/// rows dropped in the ledger.
+fn apply_keep(
+    stream: BatchStream,
+    keep: Option<Arc<BooleanBuffer>>,
+    uri: String,
+    ledger: Option<Arc<Ledger>>,
+) -> BatchStream {
     let Some(mask) = keep else {
         return stream;
     };
@@ -165,7 +191,13 @@ fn apply_keep(stream: BatchStream, keep: Option<Arc<BooleanBuffer>>, uri: String
             }
             let slice = mask.slice(offset, n);
             offset += n;
-            Ok(filter_record_batch(&b, &BooleanArray::new(slice, None))?)
+            let kept = filter_record_batch(&b, &BooleanArray::new(slice, None))?;
+            if let Some(ledger) = &ledger {
+                ledger
+                    .invalidated_rows
+                    .fetch_add((n - kept.num_rows()) as u64, AtomicOrdering::Relaxed);
+            }
+            Ok(kept)
         })
         .boxed()
 }
@@ -203,8 +235,12 @@ pub fn scan(
                                 metrics.add_output(b.num_rows());
                             }
                         });
-                        let mut stream =
-                            apply_keep(counted.boxed(), input.keep.clone(), input.uri.clone());
+                        let mut stream = apply_keep(
+                            counted.boxed(),
+                            input.keep.clone(),
+                            input.uri.clone(),
+                            config.ledger.clone(),
+                        );
                         while let Some(b) = stream.next().await {
                             let failed = b.is_err();
                             if tx.send(b).await.is_err() || failed {
@@ -220,6 +256,28 @@ pub fn scan(
         }
     });
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) }).boxed()
+}
+
+/// The rows a Parquet file's footer says it holds (reads only the footer).
+///
+/// # Errors
+/// The file cannot be read or is not Parquet (naming `uri`).
+pub async fn footer_rows(
+    location: &Location,
+    path: &object_store::path::Path,
+    size: u64,
+    uri: &str,
+) -> Result<u64> {
+    let mut reader = StoreReader {
+        store: location.store.clone(),
+        path: path.clone(),
+        size: Some(size),
+    };
+    let metadata = reader
+        .get_metadata(None)
+        .await
+        .map_err(|e| WorkerError::from_parquet(uri, e))?;
+    Ok(metadata.file_metadata().num_rows().max(0) as u64)
 }
 
 /// Reads a Parquet file's byte ranges and footer from an object store.

@@ -198,6 +198,7 @@ async fn validity_of(
         spill: spill.clone(),
         combiner: None,
         distinct: false,
+        on_duplicates: None,
         expected_rows: None,
         disk_budget_bytes: None,
     };
@@ -214,6 +215,7 @@ async fn validity_of(
         batch_size: 8192,
         parallelism: 1,
         mode: CoerceMode::Strict,
+        ledger: None,
     };
     let mut rows_per_segment = Vec::with_capacity(segments.len());
     for (si, seg) in segments.iter().enumerate() {

@@ -101,6 +101,7 @@ fn rollup_with(
             Ok(Box::new(Reducer::new(combiner_plan.clone())?) as Box<dyn BatchTransform>)
         })),
         distinct: false,
+        on_duplicates: None,
         expected_rows: None,
         disk_budget_bytes: None,
     };

@@ -1,15 +1,17 @@
 //! Types both the operator and the worker need, and nothing else: the table schema, segment
-//! references, the subtask spec and the result manifest.
+//! references, the subtask spec, the result manifest and its row ledger.
 //!
 //! This crate has no Kubernetes or storage dependency; the CRD types embed these types, the
 //! worker reads and writes them as JSON.
 
+pub mod ledger;
 pub mod manifest;
 pub mod schema;
 pub mod segment;
 pub mod spec;
 pub mod task;
 
+pub use ledger::{LedgerViolation, MetricTotals, RowDigest, RowLedger, Total};
 pub use manifest::{
     EXIT_BAD_INPUT, EXIT_TRANSIENT, FailureReason, Outcome, ResultManifest, SkippedFile,
     WORKER_OVERHEAD_BYTES,

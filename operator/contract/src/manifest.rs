@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::RowLedger;
 use crate::segment::SegmentRef;
 
 /// How a subtask attempt ended.
@@ -30,6 +31,9 @@ pub enum FailureReason {
     BudgetTooSmall,
     /// The purge predicate or filter does not parse.
     BadPredicate,
+    /// The worker's own checks found rows lost or counted twice (a bug; nothing of the
+    /// attempt may be committed).
+    InvariantViolated,
     /// Anything else.
     Internal,
 }
@@ -44,6 +48,7 @@ impl FailureReason {
             FailureReason::StoreUnreachable => "StoreUnreachable",
             FailureReason::BudgetTooSmall => "BudgetTooSmall",
             FailureReason::BadPredicate => "BadPredicate",
+            FailureReason::InvariantViolated => "InvariantViolated",
             FailureReason::Internal => "Internal",
         }
     }
@@ -53,7 +58,9 @@ impl FailureReason {
     pub fn is_permanent(self) -> bool {
         !matches!(
             self,
-            FailureReason::StoreUnreachable | FailureReason::Internal
+            FailureReason::StoreUnreachable
+                | FailureReason::Internal
+                | FailureReason::InvariantViolated
         )
     }
 }
@@ -75,7 +82,7 @@ pub struct SkippedFile {
 }
 
 /// The result of one subtask attempt.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResultManifest {
     pub api_version: String,
@@ -98,4 +105,8 @@ pub struct ResultManifest {
     pub ingested_files: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_files: Vec<SkippedFile>,
+    /// Where every row went (a Succeeded manifest of a worker always has one): the counts
+    /// and digests the worker checked and the operator checks again before committing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<RowLedger>,
 }

@@ -49,6 +49,9 @@ pub struct Merger {
     batch_rows: usize,
     /// Drop rows whose key equals the previous output row's key.
     distinct: bool,
+    /// Where dropped rows go, and the rows dropped since the last report.
+    on_duplicates: Option<super::DuplicateSink>,
+    dropped: Vec<(u32, u32)>,
     /// Record for each output row whether its key equals the previous output row's.
     groups: bool,
     /// Per selected row: same key as the previous output row (with `groups`).
@@ -75,6 +78,8 @@ impl Merger {
             out: Vec::new(),
             batch_rows: batch_rows.max(1),
             distinct,
+            on_duplicates: None,
+            dropped: Vec::new(),
             groups,
             continues: Vec::new(),
             prev: None,
@@ -99,6 +104,40 @@ impl Merger {
             m.sift_down(i);
         }
         Ok(m)
+    }
+
+    /// Hands the rows `distinct` drops to `sink`.
+    pub fn on_duplicates(mut self, sink: Option<super::DuplicateSink>) -> Self {
+        self.on_duplicates = sink;
+        self
+    }
+
+    /// Reports the rows dropped since the last report (their chunks are still held).
+    fn report_dropped(&mut self) -> Result<()> {
+        if let Some(sink) = &self.on_duplicates
+            && !self.dropped.is_empty()
+        {
+            let keys = self
+                .dropped
+                .iter()
+                .map(|&(c, p)| self.chunks[c as usize].keys.row(p as usize))
+                .collect();
+            let payload = self.layout.payload_conv.as_ref().map(|_| {
+                self.dropped
+                    .iter()
+                    .map(|&(c, p)| {
+                        self.chunks[c as usize]
+                            .payload
+                            .as_ref()
+                            .expect("payload rows")
+                            .row(p as usize)
+                    })
+                    .collect()
+            });
+            sink(&self.layout.decode(keys, payload)?);
+        }
+        self.dropped.clear();
+        Ok(())
     }
 
     fn key(&self, cursor: usize) -> &[u8] {
@@ -157,6 +196,11 @@ impl Merger {
                 if self.groups {
                     self.continues.push(same);
                 }
+            } else if self.on_duplicates.is_some() {
+                self.dropped.push((chunk as u32, pos as u32));
+                if self.dropped.len() >= self.batch_rows {
+                    self.report_dropped()?;
+                }
             }
             let c = &mut self.cursors[top];
             c.pos += 1;
@@ -182,6 +226,8 @@ impl Merger {
                 self.sift_down(0);
             }
         }
+        // Dropped rows are reported while their chunks are held.
+        self.report_dropped()?;
         Ok(!self.out.is_empty())
     }
 

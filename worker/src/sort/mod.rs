@@ -54,6 +54,9 @@ const SCRATCH_PER_ROW: usize = 64;
 /// Creates the combiner applied to each sorted run before it is spilled.
 pub type CombinerFactory = Arc<dyn Fn() -> Result<Box<dyn BatchTransform>> + Send + Sync>;
 
+/// Receives the rows that `distinct` drops, decoded (the row ledger counts them).
+pub type DuplicateSink = Arc<dyn Fn(&RecordBatch) + Send + Sync>;
+
 /// Sorter settings.
 #[derive(Clone)]
 pub struct SortConfig {
@@ -67,6 +70,9 @@ pub struct SortConfig {
     pub combiner: Option<CombinerFactory>,
     /// Keep one row of each run of equal keys (dedup, where the key is every column).
     pub distinct: bool,
+    /// With `distinct`: where the dropped rows go, wherever they are dropped (while a run is
+    /// written, or merged).
+    pub on_duplicates: Option<DuplicateSink>,
     /// Rows the input will probably have (the input segments' row counts), if known. With
     /// it the sorter spills only what will not fit in memory at the end (see
     /// [`ExternalSorter::push`]); without it, every buffer but the last is spilled.
@@ -210,6 +216,7 @@ struct SortedBuffer {
     at: usize,
     batch_rows: usize,
     distinct: bool,
+    on_duplicates: Option<DuplicateSink>,
     /// Rows whose key equals the previous row's.
     duplicates: usize,
 }
@@ -226,22 +233,41 @@ impl SortedBuffer {
             at: 0,
             batch_rows: self.batch_rows,
             distinct: self.distinct,
+            on_duplicates: self.on_duplicates.clone(),
             duplicates: 0,
         };
         (half(first), half(second))
     }
 
-    /// The next rows to emit, in order.
-    fn select(&mut self) -> Vec<Entry> {
+    /// The next rows to emit, in order; with `distinct`, the rows skipped go to the
+    /// duplicates sink.
+    fn select(&mut self) -> Result<Vec<Entry>> {
         let mut out = Vec::with_capacity(self.batch_rows.min(self.order.len() - self.at));
+        let mut dropped = Vec::new();
         while out.len() < self.batch_rows && self.at < self.order.len() {
             let e = self.order[self.at];
             self.at += 1;
             if !(self.distinct && e.duplicate()) {
                 out.push(e);
+            } else if self.on_duplicates.is_some() {
+                dropped.push(e);
+                if dropped.len() >= self.batch_rows {
+                    self.report_dropped(&std::mem::take(&mut dropped))?;
+                }
             }
         }
-        out
+        self.report_dropped(&dropped)?;
+        Ok(out)
+    }
+
+    fn report_dropped(&self, dropped: &[Entry]) -> Result<()> {
+        if let Some(sink) = &self.on_duplicates
+            && !dropped.is_empty()
+        {
+            let (keys, payload) = self.rows(dropped);
+            sink(&self.layout.decode(keys, payload)?);
+        }
+        Ok(())
     }
 
     /// The key rows and (if the layout has one) the payload rows of `selected`.
@@ -271,8 +297,11 @@ impl SortedBuffer {
         chunk_bytes(&self.chunks)
     }
 
-    fn next_chunk(&mut self) -> Option<RowChunk> {
-        let selected = self.select();
+    fn next_chunk(&mut self) -> Option<Result<RowChunk>> {
+        let selected = match self.select() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         if selected.is_empty() {
             self.chunks = Arc::default();
             return None;
@@ -299,12 +328,15 @@ impl SortedBuffer {
                 p.push(rows[i]);
             }
         }
-        Some(out)
+        Some(Ok(out))
     }
 
     /// The next batch, and for each row whether its key equals the previous row's.
     fn next_batch(&mut self) -> Option<Result<(RecordBatch, Vec<bool>)>> {
-        let selected = self.select();
+        let selected = match self.select() {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
         if selected.is_empty() {
             self.chunks = Arc::default();
             return None;
@@ -318,7 +350,7 @@ impl SortedBuffer {
 impl Iterator for SortedBuffer {
     type Item = Result<RowChunk>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk().map(Ok)
+        self.next_chunk()
     }
 }
 
@@ -464,9 +496,9 @@ impl ExternalSorter {
         let chunks = self.take_buffer();
         let layout = self.layout.clone();
         let batch_rows = self.spill_batch_rows();
-        let distinct = self.config.distinct;
+        let dedup = self.dedup();
         self.sorting = Some(std::thread::spawn(move || {
-            sort_chunks(&layout, chunks, batch_rows, distinct)
+            sort_chunks(&layout, chunks, batch_rows, dedup)
         }));
         Ok(())
     }
@@ -606,6 +638,17 @@ impl ExternalSorter {
         Ok(())
     }
 
+    fn dedup(&self) -> Dedup {
+        Dedup {
+            distinct: self.config.distinct,
+            on_duplicates: self
+                .config
+                .on_duplicates
+                .clone()
+                .filter(|_| self.config.distinct),
+        }
+    }
+
     /// The combiner for the next run, while it still pays.
     fn combiner(&self) -> Option<CombinerFactory> {
         self.config.combiner.clone().filter(|_| self.combiner_helps)
@@ -627,12 +670,12 @@ impl ExternalSorter {
         let layout = self.layout.clone();
         let combiner = self.combiner();
         let parallel = self.config.budget_bytes >= PARALLEL_WRITE_FROM_BUDGET;
-        let distinct = self.config.distinct;
+        let dedup = self.dedup();
         let stop = Arc::new(AtomicBool::new(false));
         self.in_flight_stop = stop.clone();
         self.in_flight = Some(std::thread::spawn(move || {
             let started = std::time::Instant::now();
-            let sorted = sort_chunks(&layout, chunks, batch_rows, distinct);
+            let sorted = sort_chunks(&layout, chunks, batch_rows, dedup);
             tracing::debug!(
                 rows = sorted.order.len(),
                 duplicates = sorted.duplicates,
@@ -660,6 +703,20 @@ impl ExternalSorter {
         Ok(())
     }
 
+    /// Whether a run is being spilled in the background (not yet joined).
+    #[doc(hidden)]
+    pub fn spilling(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Whether the run spilled in the background has been written completely but not yet
+    /// joined. With [`Self::spilling`] and the spill statistics, tests end the input at a
+    /// chosen point of a spill: still writing, or done.
+    #[doc(hidden)]
+    pub fn spill_done(&self) -> bool {
+        self.in_flight.as_ref().is_some_and(|h| h.is_finished())
+    }
+
     /// Ends the input and returns the sorted output.
     pub fn finish(self) -> Result<SortedRun> {
         Ok(Box::new(
@@ -677,12 +734,7 @@ impl ExternalSorter {
         self.join_piece()?;
         if self.runs.is_empty() && self.in_flight.is_none() && self.resident.is_empty() {
             let chunks = self.take_buffer();
-            let sorted = sort_chunks(
-                &self.layout,
-                chunks,
-                self.config.batch_size,
-                self.config.distinct,
-            );
+            let sorted = sort_chunks(&self.layout, chunks, self.config.batch_size, self.dedup());
             return Ok(Box::new(SortedBatches(sorted)));
         }
         // The last buffer is not spilled: it is sorted in memory and merged with the spilled
@@ -708,12 +760,7 @@ impl ExternalSorter {
         }
         self.join_spill()?;
         let last = self.take_buffer();
-        let last = sort_chunks(
-            &self.layout,
-            last,
-            self.spill_batch_rows(),
-            self.config.distinct,
-        );
+        let last = sort_chunks(&self.layout, last, self.spill_batch_rows(), self.dedup());
         // The runs' read buffers share what the last buffer leaves: half the budget, or the
         // sixteenth that `spill_plan` reserved when sorted pieces stay in memory.
         let merge_share = if self.in_memory {
@@ -762,19 +809,20 @@ impl ExternalSorter {
         groups: bool,
     ) -> Result<MergerOwning> {
         let mut sources: Vec<RowRun> = Vec::with_capacity(runs.len() + 2);
+        // The stopped run's files are read once, as part of its own source (file first,
+        // then the rows it kept in memory); they join `runs` only after the loop below has
+        // opened a reader for each of the other runs, so that nothing is read twice.
+        let mut tail_files = Vec::new();
         if !tail.is_empty() {
             let mut parts: Vec<RowRun> = Vec::new();
-            let mut files = Vec::new();
             for (run, rest) in tail {
                 let layout = self.layout.clone();
                 let reader = run.reader()?;
                 parts.push(Box::new(reader.map(move |b| layout.from_spill(b?))));
                 parts.extend(rest.map(|r| Box::new(r) as RowRun));
-                files.push(run);
+                tail_files.push(run);
             }
             sources.push(Box::new(parts.into_iter().flatten()));
-            // Kept until the merge is dropped, like the other runs.
-            runs.push(files);
         }
         for parts in &runs {
             let mut readers = Vec::with_capacity(parts.len());
@@ -790,13 +838,19 @@ impl ExternalSorter {
             ));
         }
         sources.extend(extra);
+        if !tail_files.is_empty() {
+            // Kept until the merge is dropped, like the other runs.
+            runs.push(tail_files);
+        }
+        let dedup = self.dedup();
         let merger = Merger::new(
             self.layout.clone(),
             sources,
             self.config.batch_size,
-            self.config.distinct,
+            dedup.distinct,
             groups,
-        )?;
+        )?
+        .on_duplicates(dedup.on_duplicates);
         Ok(MergerOwning {
             merger,
             _runs: runs,
@@ -814,7 +868,7 @@ fn sort_chunks(
     layout: &Arc<RowLayout>,
     chunks: Vec<RowChunk>,
     batch_rows: usize,
-    distinct: bool,
+    dedup: Dedup,
 ) -> SortedBuffer {
     let n: usize = chunks.iter().map(RowChunk::num_rows).sum();
     let mut keyed = Vec::with_capacity(n);
@@ -834,9 +888,17 @@ fn sort_chunks(
         order,
         at: 0,
         batch_rows,
-        distinct,
+        distinct: dedup.distinct,
+        on_duplicates: dedup.on_duplicates,
         duplicates,
     }
+}
+
+/// Whether equal rows are dropped, and where they go.
+#[derive(Clone)]
+struct Dedup {
+    distinct: bool,
+    on_duplicates: Option<DuplicateSink>,
 }
 
 /// One part of a spilled run, and the rows it left in memory when told to stop.
