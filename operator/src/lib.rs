@@ -8,6 +8,7 @@
 //! - [`schedule`]: Quartz and crontab expressions, next fire times (pure);
 //! - [`lineage`]: the lineage state machine (pure);
 //! - [`catalog`]: the table catalog over `deltalake` and the atomic segment replacement;
+//! - [`commit_gate`]: what a worker's result manifest must prove before it is committed;
 //! - [`generator`]: one pure planner per task type;
 //! - [`control`]: the backend-agnostic control loop (scheduling, TaskRun lifecycle);
 //! - [`local`]: the local backend (state directory, worker child processes);
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod catalog;
 pub mod cli;
+pub mod commit_gate;
 pub mod control;
 pub mod demo;
 pub mod generator;

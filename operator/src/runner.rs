@@ -449,7 +449,11 @@ async fn run_attempts(
         };
         match executor.execute(&spec_uri, &spec).await {
             Ok(m) if m.outcome == Outcome::Succeeded => {
-                return (subtask.index, Ok((Some(m), attempt)));
+                // Nothing is committed that does not add up (protocol step 3a).
+                match crate::commit_gate::check(subtask, &spec, &m).await {
+                    Ok(()) => return (subtask.index, Ok((Some(m), attempt))),
+                    Err(e) => last_error = format!("{}: {e}", crate::commit_gate::REFUSED),
+                }
             }
             Ok(m) => last_error = m.message.unwrap_or_else(|| "worker failed".into()),
             Err(e) => last_error = e,

@@ -423,6 +423,90 @@ async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_
     assert_same(&src, &dst);
 }
 
+/// Makes the first finished attempt-1 manifest of `run` claim its first output twice, as a
+/// worker whose sorter emitted rows twice and did not check would: a copy of the segment
+/// listed beside it, the output rows and the ledger's written rows raised to match.
+fn forge_rows_written_twice(dest: &Path, run: &str, tr: &serde_json::Value) -> bool {
+    let Some(subtasks) = tr["status"]["subtasks"].as_array() else {
+        return false;
+    };
+    for s in subtasks
+        .iter()
+        .filter(|s| s["state"] == "Running" && s["attempts"] == 1)
+    {
+        let index = s["index"].as_u64().unwrap();
+        let path = dest.join(format!("data/{run}/{index}/1/_manifest.json"));
+        // The worker runs on; no step of the loop collects it before this returns.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !path.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let mut m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        if m["outcome"] != "Succeeded" {
+            continue;
+        }
+        let mut copy = m["outputs"][0].clone();
+        let rows = copy["rows"].as_u64().unwrap();
+        let original = copy["path"].as_str().unwrap().to_string();
+        let copied = original.replace(".parquet", "_copy.parquet");
+        std::fs::copy(dest.join(&original), dest.join(&copied)).unwrap();
+        copy["path"] = copied.into();
+        m["outputs"].as_array_mut().unwrap().push(copy);
+        m["outputRows"] = (m["outputRows"].as_u64().unwrap() + rows).into();
+        let written = &mut m["ledger"]["written"]["rows"];
+        *written = (written.as_u64().unwrap() + rows).into();
+        std::fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+        return true;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_claiming_rows_twice_is_refused_and_the_retry_commits_every_row_once() {
+    let env = Env::new(5, "  maxAttempts: 2\n").await;
+    env.apply();
+    let run = env.run_import();
+    let dest = PathBuf::from(
+        env.table("events-offline")
+            .uri
+            .trim_start_matches("file://"),
+    );
+    let mut forged = false;
+    let mut phase = String::new();
+    for _ in 0..300 {
+        env.cli().step();
+        let tr = env.task_run(&run);
+        phase = tr["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_string();
+        if matches!(
+            phase.as_str(),
+            "Succeeded" | "Failed" | "TimedOut" | "Skipped"
+        ) {
+            break;
+        }
+        if !forged {
+            forged = forge_rows_written_twice(&dest, &run, &tr);
+        }
+    }
+    assert!(forged, "no finished manifest was seen before its commit");
+    assert_eq!(phase, "Succeeded", "{:#}", env.task_run(&run));
+    // The refusal names its reason and the numbers, and the copy was never committed.
+    let described = env.ok(&["describe", "tr", &run]);
+    assert!(
+        described.contains("CommitRefused") && described.contains("concat wrote"),
+        "{described}"
+    );
+    let segments = env.ok(&["segments", "events-offline"]);
+    assert!(!segments.contains("_copy"), "{segments}");
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+}
+
 fn up_at(env: &Env, now: chrono::DateTime<Utc>) {
     env.ok(&[
         "local",

@@ -12,7 +12,8 @@ use super::runstep::{Run, StepCtx, finish};
 use super::tables::{store_lineage, summarize};
 use super::taskrun::{Step, subtask_message};
 use super::{ControlError, EventType, LaunchRequest};
-use crate::api::{SubtaskState, SubtaskStatus, TaskRunStatus};
+use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
+use crate::commit_gate::{self, GateError};
 use crate::generator::{CommitMode, DEFAULT_WATERMARK, Plan};
 use crate::lineage::LineageState;
 use crate::runner::{self, RunContext, RunState};
@@ -150,7 +151,25 @@ pub(super) async fn act(
             let manifest = if planned(*index)?.needs_worker() {
                 let spec = spec_of(*index, attempts)?;
                 match runner::read_manifest(&spec).await {
-                    Ok(m) if m.outcome == Outcome::Succeeded => Some(m),
+                    Ok(m) if m.outcome == Outcome::Succeeded => {
+                        // Nothing is committed that does not add up (protocol step 3a).
+                        match commit_gate::check(planned(*index)?, &spec, &m).await {
+                            Ok(()) => Some(m),
+                            Err(GateError::Refused(message)) => {
+                                let failed = Step::AttemptFailed {
+                                    index: *index,
+                                    reason: commit_gate::REFUSED.into(),
+                                    message,
+                                    retry: attempts < resolved.config.execution.max_attempts,
+                                    kill: false,
+                                };
+                                return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
+                            }
+                            Err(e @ GateError::Store(_)) => {
+                                return Err(ControlError::storage(&dest.uri, e));
+                            }
+                        }
+                    }
                     Ok(m) => {
                         let failed = Step::AttemptFailed {
                             index: *index,
@@ -309,6 +328,7 @@ pub(super) async fn act(
         }
         Step::CommitAll => {
             let mut done = Vec::new();
+            let mut refused = None;
             for s in run
                 .status
                 .subtasks
@@ -317,15 +337,31 @@ pub(super) async fn act(
             {
                 let manifest = if planned(s.index)?.needs_worker() {
                     let spec = spec_of(s.index, s.attempts)?;
-                    Some(
-                        runner::read_manifest(&spec)
-                            .await
-                            .map_err(|e| ControlError::storage(&dest.uri, e))?,
-                    )
+                    let m = runner::read_manifest(&spec)
+                        .await
+                        .map_err(|e| ControlError::storage(&dest.uri, e))?;
+                    // Checked when collected; checked again now that it is about to commit
+                    // (its outputs could have gone since).
+                    match commit_gate::check(planned(s.index)?, &spec, &m).await {
+                        Ok(()) => {}
+                        Err(GateError::Refused(message)) => refused = Some((s.index, message)),
+                        Err(e @ GateError::Store(_)) => {
+                            return Err(ControlError::storage(&dest.uri, e));
+                        }
+                    }
+                    Some(m)
                 } else {
                     None
                 };
                 done.push((s.index, manifest, s.attempts));
+            }
+            if let Some((index, message)) = refused {
+                let abort = Step::Abort {
+                    phase: TaskRunPhase::Failed,
+                    reason: commit_gate::REFUSED.into(),
+                    message: format!("subtask {index}: {message}"),
+                };
+                return Box::pin(act(ctx, run, resolved, plan, &abort)).await;
             }
             commit(ctx, run, resolved, plan, done).await?;
             for s in &mut run.status.subtasks {
