@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): every unit, integration and end-to-end test of the
-# workspace. Starts the local S3-compatible server (moto, from PyPI) the object-store tests
-# use, and stops it on exit.
+# The project's test command (README.md): README's demo, then every unit, integration and
+# end-to-end test of the workspace, then the worker soak. Starts the local S3-compatible
+# server (moto, from PyPI) the object-store tests use, and stops it on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# README's main command, exactly as README prints it: the demo at its full default size
+# (30 days, 5.8M rows, spilling subtasks), which fails unless count(*) and sum() agree on
+# both sides. It also builds the release `minion` the worker soak below runs.
+cargo run --release --bin minion -- demo
 
 s3_exports=$(bash scripts/s3-test-server.sh start)
 eval "$s3_exports"
@@ -11,8 +16,11 @@ trap 'bash scripts/s3-test-server.sh stop || true' EXIT
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
+  # The worker soak (ignored in plain runs: it needs the release build made above).
+  cargo nextest run -p minion-e2e --test worker_soak --run-ignored ignored-only
 else
   cargo test --workspace --no-fail-fast "$@"
+  cargo test -p minion-e2e --test worker_soak -- --ignored
 fi
 # nextest does not run doc tests.
 cargo test --workspace --doc --quiet
