@@ -11,7 +11,8 @@
 #                                     the three components on free loopback ports with a fresh
 #                                     etcd, write target/control-plane/admin.kubeconfig and wait
 #                                     until the apiserver's /readyz and the controller manager's
-#                                     /healthz are ok and the "default" ServiceAccount exists
+#                                     /healthz are ok and the "default" ServiceAccount exists;
+#                                     then print the `env` lines (so `eval "$(... start)"` works)
 #   scripts/control-plane.sh stop     end exactly the processes that start started (pid files),
 #                                     wait for them; does nothing when nothing runs
 #   scripts/control-plane.sh env      print `export KUBECONFIG=...` etc. for eval
@@ -30,6 +31,7 @@
 # wait step, default 180), MINION_CP_APISERVER_PORT / MINION_CP_ETCD_PORT / MINION_CP_KCM_PORT
 # (default: free ports picked at start), MINION_TOOLS_DIR (kubectl; default target/tools).
 # Logs: target/control-plane/run/logs/{etcd,kube-apiserver,kube-controller-manager}.log.
+# Progress goes to stderr; only `export` lines go to stdout (start, env).
 # See docs/control-plane.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -242,6 +244,7 @@ cmd_start() {
   done
   if ((all)); then
     say "start: already running ($(sed -n 's/^export MINION_CONTROL_PLANE_SERVER=//p' "$RUN/env"))"
+    cat "$RUN/env"
     return
   fi
   ((any)) && { say "start: some components run, others not: stopping them first"; cmd_stop; }
@@ -321,7 +324,8 @@ EOF
   # ServiceAccount exists; the controller manager's serviceaccount controller makes it.
   wait_for "ServiceAccount default/default (made by the controller manager)" kube-controller-manager default_sa_exists
   trap - INT TERM
-  say "start: ready in $((SECONDS - t0))s; eval \"\$(scripts/control-plane.sh env)\""
+  say "start: ready in $((SECONDS - t0))s"
+  cat "$RUN/env"
 }
 
 cmd_stop() {
