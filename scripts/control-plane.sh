@@ -34,6 +34,7 @@
 # Progress goes to stderr; only `export` lines go to stdout (start, env).
 # See docs/control-plane.md.
 set -euo pipefail
+CALLER_PWD=$PWD
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
@@ -368,6 +369,7 @@ cmd_env() {
 cmd_sa_kubeconfig() {
   (($# == 3 || $# == 4)) || die "usage: $0 sa-kubeconfig NAMESPACE SERVICEACCOUNT OUT [DURATION]"
   local ns=$1 sa=$2 out=$3 duration=${4:-24h} token server
+  [[ "$out" == /* ]] || out=$CALLER_PWD/$out
   running kube-apiserver || die "sa-kubeconfig: the control plane is not running"
   TOOLS=${MINION_TOOLS_DIR:-$ROOT/target/tools}
   # shellcheck source=scripts/lib/tools.sh
