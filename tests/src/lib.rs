@@ -2,6 +2,9 @@
 //!
 //! - [`fake_api`]: an in-process fake of the Kubernetes API server for the `KubeBackend` tests.
 //! - [`fixtures`]: the workspace's binaries, the `minion` CLI, a filled REALTIME table.
+//! - [`node`]: a node stand-in for the real control plane (`scripts/control-plane.sh`): binds
+//!   Pods and runs them as local processes.
 
 pub mod fake_api;
 pub mod fixtures;
+pub mod node;
