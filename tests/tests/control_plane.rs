@@ -1600,6 +1600,75 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
         }
     }
 
+    // The node stand-in gives a Pod what the kubelet would: a Secret as `envFrom`, as a
+    //    `secretKeyRef` and as a volume (a mounted path in an env value is rewritten), the
+    //    spill `emptyDir` as TMPDIR, `$(VAR)` references, the Pod's name in HOSTNAME.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), ns);
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "contract-secret"},
+                "stringData": {"AWS_REGION": "eu-west-3"},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut env_job = contract_job(
+        "contract-env",
+        r#"test "$AWS_REGION" = eu-west-3 && test "$REGION" = eu-west-3 && test "$(cat "$CREDS")" = eu-west-3 && test "$EXPANDED" = "r=eu-west-3" && test -d "$TMPDIR" && test "$TMPDIR" != /tmp && case "$HOSTNAME" in contract-env-*) true;; *) false;; esac"#,
+    );
+    let pod = env_job
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap();
+    let c = &mut pod.containers[0];
+    c.env_from = Some(vec![
+        serde_json::from_value(json!({"secretRef": {"name": "contract-secret"}})).unwrap(),
+    ]);
+    c.env.get_or_insert_default().extend([
+        serde_json::from_value(json!({"name": "REGION", "valueFrom": {"secretKeyRef": {"name": "contract-secret", "key": "AWS_REGION"}}})).unwrap(),
+        serde_json::from_value(json!({"name": "CREDS", "value": "/etc/creds/AWS_REGION"})).unwrap(),
+        serde_json::from_value(json!({"name": "EXPANDED", "value": "r=$(REGION)"})).unwrap(),
+    ]);
+    c.volume_mounts.get_or_insert_default().push(
+        serde_json::from_value(
+            json!({"name": "creds", "mountPath": "/etc/creds", "readOnly": true}),
+        )
+        .unwrap(),
+    );
+    pod.volumes.get_or_insert_default().push(
+        serde_json::from_value(
+            json!({"name": "creds", "secret": {"secretName": "contract-secret"}}),
+        )
+        .unwrap(),
+    );
+    jobs.create(&PostParams::default(), &env_job).await.unwrap();
+    let env_job = wait_for(
+        "Job contract-env to finish",
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        async || {
+            let j = jobs.get("contract-env").await.ok()?;
+            (job_condition(&j, "Complete").as_deref() == Some("True")
+                || job_condition(&j, "Failed").as_deref() == Some("True"))
+            .then_some(j)
+        },
+        || scene.diagnostics(),
+    )
+    .await;
+    assert_eq!(
+        job_condition(&env_job, "Complete").as_deref(),
+        Some("True"),
+        "the Pod's environment and volumes: {env_job:#?}"
+    );
+
     // 6. Deleting an owner deletes what it owns (background garbage collection), down to
     //    the Pods, and the node ends a deleted Pod's process. (fake: deletes owned objects
     //    at once, recursively; it has no Pods.)
