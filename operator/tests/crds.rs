@@ -193,7 +193,8 @@ fn names_short_names_categories_and_printer_columns() {
             col("SCHEDULE", "string", ".spec.schedule"),
             col("SUSPENDED", "boolean", ".spec.suspend"),
             col("LAST", "date", ".status.lastScheduleTime"),
-            col("NEXT", "date", ".status.nextScheduleTime"),
+            // A future time: a `date` column would print `<invalid>`.
+            col("NEXT", "string", ".status.nextScheduleTime"),
             col("LAST RESULT", "string", ".status.lastResult"),
             age.clone(),
         ]

@@ -2,6 +2,12 @@
 //!
 //! - [`fake_api`]: an in-process fake of the Kubernetes API server for the `KubeBackend` tests.
 //! - [`fixtures`]: the workspace's binaries, the `minion` CLI, a filled REALTIME table.
+//! - [`node`]: a node stand-in for the real control plane (`scripts/control-plane.sh`): binds
+//!   Pods and runs them as local processes.
+//! - [`control_plane`]: the real control plane as the `control_plane` suite uses it: kubectl,
+//!   the chart installed with helm, the operator run out of cluster as a ServiceAccount.
 
+pub mod control_plane;
 pub mod fake_api;
 pub mod fixtures;
+pub mod node;

@@ -53,7 +53,9 @@ pub enum ConcurrencyPolicy {
     printcolumn(name = "SCHEDULE", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "SUSPENDED", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(name = "LAST", type_ = "date", json_path = ".status.lastScheduleTime"),
-    printcolumn(name = "NEXT", type_ = "date", json_path = ".status.nextScheduleTime"),
+    // A `date` column prints an age, and kubectl prints `<invalid>` for a time in the future:
+    // NEXT is printed as the timestamp itself.
+    printcolumn(name = "NEXT", type_ = "string", json_path = ".status.nextScheduleTime"),
     printcolumn(
         name = "LAST RESULT",
         type_ = "string",

@@ -559,7 +559,43 @@ impl KubeBackend {
                 Ok(())
             }
             Err(e) if is_status(&e, kube::core::Status::is_already_exists) => Ok(()),
-            Err(e) => Err(api_error(format!("create Job {ns}/{}", request.job), e)),
+            Err(e) => {
+                let operation = format!("create Job {ns}/{}", request.job);
+                self.name_refusal(request, &operation, &e).await;
+                Err(api_error(operation, e))
+            }
+        }
+    }
+
+    /// A Job the API server refuses (403: a missing RBAC verb; 422: an invalid Job) is
+    /// retried every tick and would otherwise show only in the operator's log: a Warning
+    /// Event on the run names the refusal where `kubectl describe tr` shows it (repeats
+    /// become the Event's series count).
+    async fn name_refusal(&self, request: &LaunchRequest, operation: &str, e: &kube::Error) {
+        let kube::Error::Api(status) = e else {
+            return;
+        };
+        let reason = match status.code {
+            403 => "JobForbidden",
+            422 => "JobInvalid",
+            _ => return,
+        };
+        let event = Event {
+            object: crate::control::ObjectRef::new(
+                "TaskRun",
+                &request.namespace,
+                &request.task_run,
+            ),
+            type_: EventType::Warning,
+            reason: reason.into(),
+            message: format!(
+                "subtask {} attempt {}: {operation}: {}",
+                request.subtask, request.attempt, status.message
+            ),
+            time: chrono::Utc::now(),
+        };
+        if let Err(err) = self.event(&event).await {
+            tracing::warn!(task_run = %request.task_run, error = %err, "could not record an event");
         }
     }
 
