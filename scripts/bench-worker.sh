@@ -3,6 +3,7 @@
 #
 #   scripts/bench-worker.sh            # ~20M rows in 200 segments (the recorded run)
 #   ROWS=2000000 SEGMENTS=20 scripts/bench-worker.sh   # a quick run
+#   WORKER_BIN=/path/to/minion-worker scripts/bench-worker.sh   # another build, not rebuilt
 #
 # Generates events (6 dimensions of cardinality 10..1M, 3 metrics, millisecond timestamps
 # over one day) with DuckDB, then runs (a) rollup with 1h rounding and sum/min/max,
@@ -31,9 +32,14 @@ if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c "import duckdb" 2>/d
 fi
 PY="$VENV/bin/python"
 
-log "building minion-worker (release)"
-(cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p minion-worker --bin minion-worker)
-WORKER="$TARGET/release/minion-worker"
+if [[ -n "${WORKER_BIN:-}" ]]; then
+  # Another build of the worker (e.g. an earlier commit's, to compare in the same run).
+  WORKER="$WORKER_BIN"
+else
+  log "building minion-worker (release)"
+  (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET" cargo build --release -q -p minion-worker --bin minion-worker)
+  WORKER="$TARGET/release/minion-worker"
+fi
 
 mkdir -p "$WORK"
 TABLE="$WORK/table"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README.md): README's demo, then every unit, integration and
-# end-to-end test of the workspace, then the worker soak. Starts the local S3-compatible
-# server (moto, from PyPI) the object-store tests use, and stops it on exit.
+# end-to-end test of the workspace, the worker soak, and the suite against a real control
+# plane. Starts the local S3-compatible server (moto, from PyPI) the object-store tests use,
+# and stops it on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,3 +25,9 @@ else
 fi
 # nextest does not run doc tests.
 cargo test --workspace --doc --quiet
+
+# The suite against a real Kubernetes control plane: etcd, kube-apiserver and
+# kube-controller-manager built from Go modules (cached under target/control-plane; a cold
+# build takes ~11 min on 2 cores), Pods run by a node stand-in, the operator as the chart's
+# ServiceAccount. Started and stopped by the script.
+bash scripts/e2e-control-plane.sh
