@@ -27,7 +27,6 @@ pub mod k8s;
 pub mod lineage;
 pub mod local;
 pub mod model;
-pub mod runner;
 pub mod schedule;
 pub mod scheduling;
 pub mod storage;

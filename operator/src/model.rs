@@ -87,8 +87,10 @@ pub enum ConcurrencyPolicy {
     Replace,
 }
 
-/// Execution settings common to every task type.
-#[derive(Clone, Debug, PartialEq)]
+/// Execution settings common to every task type. A run keeps the settings it was planned
+/// with (stored in its plan), so editing a config never changes a run in flight.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Execution {
     pub subtask_timeout_ms: i64,
     pub run_timeout_ms: i64,
@@ -224,7 +226,10 @@ pub enum IngestionMode {
 /// FileIngestionTask.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FileIngestionConfig {
+    /// Where files are listed; empty when `input_files` names them.
     pub input_dir_uri: String,
+    /// Files named explicitly (absolute URIs), listed instead of `input_dir_uri`.
+    pub input_files: Vec<String>,
     pub input_format: FileFormat,
     /// Glob patterns on the path relative to `input_dir_uri`.
     pub include_file_name_pattern: Option<String>,

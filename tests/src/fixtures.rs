@@ -122,6 +122,7 @@ pub async fn realtime_events(
         segment_period_ms: 6 * HOUR_MS,
         rows_per_segment,
         now: Utc::now(),
+        worker: None,
     };
     let start_ms = demo::write_realtime(def, &mut catalog, &options)
         .await

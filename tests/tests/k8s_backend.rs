@@ -203,6 +203,7 @@ impl Env {
             ControllerOptions {
                 max_steps: None,
                 poll_interval: Duration::from_millis(20),
+                only_run: None,
             },
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);

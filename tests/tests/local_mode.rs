@@ -157,6 +157,14 @@ impl Env {
     }
 }
 
+/// The identity of a TaskRun (as `minion get tr -o json` shows it): its name and uid.
+fn key_of(tr: &serde_json::Value) -> String {
+    minion_operator::control::protocol::run_key(
+        tr["metadata"]["name"].as_str().unwrap(),
+        tr["metadata"]["uid"].as_str(),
+    )
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -426,7 +434,7 @@ async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_
 /// Makes the first finished attempt-1 manifest of `run` claim its first output twice, as a
 /// worker whose sorter emitted rows twice and did not check would: a copy of the segment
 /// listed beside it, the output rows and the ledger's written rows raised to match.
-fn forge_rows_written_twice(dest: &Path, run: &str, tr: &serde_json::Value) -> bool {
+fn forge_rows_written_twice(dest: &Path, tr: &serde_json::Value) -> bool {
     let Some(subtasks) = tr["status"]["subtasks"].as_array() else {
         return false;
     };
@@ -435,7 +443,10 @@ fn forge_rows_written_twice(dest: &Path, run: &str, tr: &serde_json::Value) -> b
         .filter(|s| s["state"] == "Running" && s["attempts"] == 1)
     {
         let index = s["index"].as_u64().unwrap();
-        let path = dest.join(format!("data/{run}/{index}/1/_manifest.json"));
+        let path = dest.join(format!(
+            "data/default/{}/{index}/1/_manifest.json",
+            key_of(tr)
+        ));
         // The worker runs on; no step of the loop collects it before this returns.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !path.exists() && std::time::Instant::now() < deadline {
@@ -490,7 +501,7 @@ async fn a_manifest_claiming_rows_twice_is_refused_and_the_retry_commits_every_r
             break;
         }
         if !forged {
-            forged = forge_rows_written_twice(&dest, &run, &tr);
+            forged = forge_rows_written_twice(&dest, &tr);
         }
     }
     assert!(forged, "no finished manifest was seen before its commit");
@@ -602,17 +613,14 @@ async fn runs_beyond_the_history_limit_are_deleted_with_their_run_directory() {
     let first = env.run_import();
     env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
     assert_eq!(env.task_run(&first)["status"]["phase"], "Succeeded");
-    assert!(runs_dir.join(&first).join("plan.json").exists());
+    let first_dir = runs_dir.join("default").join(key_of(&env.task_run(&first)));
+    assert!(first_dir.join("plan.json").exists());
     let second = env.run_import();
     assert_ne!(first, second);
     env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
     let out = env.minion(&["get", "tr", &first]);
     assert!(!out.status.success(), "{first} still exists");
-    assert!(
-        !runs_dir.join(&first).exists(),
-        "{} left behind",
-        runs_dir.join(&first).display()
-    );
+    assert!(!first_dir.exists(), "{} left behind", first_dir.display());
     let tr = env.task_run(&second);
     assert!(
         matches!(
@@ -677,7 +685,9 @@ async fn a_run_of_150_subtasks_succeeds_with_bounded_status_detail() {
     let stored: Vec<serde_json::Value> = serde_json::from_slice(
         &std::fs::read(
             PathBuf::from(offline.uri.trim_start_matches("file://"))
-                .join("_minion/runs/ingest-many/subtasks.json"),
+                .join("_minion/runs/default")
+                .join(key_of(&env.task_run("ingest-many")))
+                .join("subtasks.json"),
         )
         .unwrap(),
     )

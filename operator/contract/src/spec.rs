@@ -183,25 +183,27 @@ impl SubtaskSpec {
     }
 }
 
-/// The staging prefix of one attempt of one subtask: `data/<taskRun>/<subtask>/<attempt>`.
+/// The staging prefix of one attempt of one subtask: `data/<run>/<subtask>/<attempt>`, where
+/// `run` is `<namespace>/<run key>` (the run key carries the TaskRun's uid, so a re-created
+/// TaskRun of the same name stages elsewhere).
 ///
 /// Prefixes are directories (object stores list by whole path segments), so every attempt
 /// of a subtask lies under [`subtask_prefix`] and every subtask under [`run_prefix`].
 ///
 /// # Guarantees
 /// Distinct (run, subtask, attempt) triples give distinct, non-nested prefixes.
-pub fn staging_prefix(task_run: &str, subtask: u32, attempt: u32) -> String {
-    format!("{}/{attempt}", subtask_prefix(task_run, subtask))
+pub fn staging_prefix(run: &str, subtask: u32, attempt: u32) -> String {
+    format!("{}/{attempt}", subtask_prefix(run, subtask))
 }
 
-/// The directory holding every attempt of one subtask: `data/<taskRun>/<subtask>`.
-pub fn subtask_prefix(task_run: &str, subtask: u32) -> String {
-    format!("data/{task_run}/{subtask}")
+/// The directory holding every attempt of one subtask: `data/<run>/<subtask>`.
+pub fn subtask_prefix(run: &str, subtask: u32) -> String {
+    format!("data/{run}/{subtask}")
 }
 
 /// The prefix holding every attempt of every subtask of a run.
-pub fn run_prefix(task_run: &str) -> String {
-    format!("data/{task_run}/")
+pub fn run_prefix(run: &str) -> String {
+    format!("data/{run}/")
 }
 
 #[cfg(test)]

@@ -181,13 +181,18 @@ pub enum FileIngestionMode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileIngestionTaskSpec {
-    /// Prefix to read files from (same schemes as table URIs). Required.
+    /// Prefix to read files from (same schemes as table URIs). Required unless `inputFiles`
+    /// names the files.
     #[serde(
         rename = "inputDirURI",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub input_dir_uri: Option<String>,
+    /// Exactly these files (URIs; `minion push` uses it), instead of listing `inputDirURI`.
+    /// A file named `*.parquet`, `*.csv` or `*.json` is read in that format.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub input_files: Vec<String>,
     /// parquet, csv or json. Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_format: Option<FileFormat>,

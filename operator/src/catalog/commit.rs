@@ -105,7 +105,16 @@ pub(crate) fn plan(
             .flatten()
             .is_some_and(|v| v >= t.version)
     };
-    if !request.txns.is_empty() && request.txns.iter().all(applied) {
+    // A commit is recognised by its run identities alone (the txns that expire): on a replay
+    // its watermarks may differ from what it committed (another window advanced them since),
+    // and it must still be seen as done. Without identities, by every txn.
+    let identities: Vec<&AppTxn> = request.txns.iter().filter(|t| t.expires).collect();
+    let recognised = if identities.is_empty() {
+        !request.txns.is_empty() && request.txns.iter().all(applied)
+    } else {
+        identities.iter().all(|t| applied(t))
+    };
+    if recognised {
         return Ok(Plan::AlreadyCommitted);
     }
 
@@ -425,6 +434,28 @@ mod tests {
         let versions = HashMap::from([("r".to_string(), Some(1)), ("w".to_string(), Some(200))]);
         let p = plan("u", &req, &live(&[]), &versions, &time(), 0, 0).unwrap();
         assert!(matches!(p, Plan::AlreadyCommitted));
+    }
+
+    #[test]
+    fn a_replayed_commit_is_recognised_by_its_run_identity_whatever_its_watermark() {
+        // Subtask k committed (its identity is in the log) and the watermark has moved since:
+        // the replay of k carries a watermark the log does not hold, and is still done.
+        let req = request(
+            &["gone"],
+            &["c"],
+            vec![AppTxn::run("k"), AppTxn::watermark("w", 300)],
+        );
+        let versions = HashMap::from([("k".to_string(), Some(1)), ("w".to_string(), Some(200))]);
+        let p = plan("u", &req, &live(&[]), &versions, &time(), 0, 0).unwrap();
+        assert!(matches!(p, Plan::AlreadyCommitted));
+        // Another run's identity missing: not done, whatever the watermark says.
+        let req = request(
+            &[],
+            &["c"],
+            vec![AppTxn::run("k2"), AppTxn::watermark("w", 100)],
+        );
+        let p = plan("u", &req, &live(&[]), &versions, &time(), 0, 0).unwrap();
+        assert!(matches!(p, Plan::Commit { .. }));
     }
 
     #[test]

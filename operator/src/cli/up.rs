@@ -45,6 +45,7 @@ pub(crate) async fn up(
         ControllerOptions {
             max_steps,
             poll_interval: Duration::from_millis(poll_ms.max(10)),
+            only_run: None,
         },
     );
     eprintln!("minion local up: state in {}", state.display());

@@ -329,27 +329,32 @@ pub async fn reconcile(
         );
         let dest_uri = r.destination.def.uri.as_str();
         for old in runs_to_delete(&mine, limits.0, limits.1) {
-            if let Some(run) = mine.iter().find(|r| name_of(&r.metadata) == old) {
-                let mut subtasks = run
-                    .status
-                    .as_ref()
-                    .map(|s| s.subtasks.clone())
-                    .unwrap_or_default();
-                if run
-                    .status
-                    .as_ref()
-                    .is_some_and(|s| s.subtasks_total as usize > s.subtasks.len())
-                    && let Some(all) = gather::read_subtasks(dest_uri, &old).await?
-                {
-                    subtasks = all;
-                }
-                for job in subtasks.iter().filter_map(|s| s.job.as_ref()) {
-                    backend.delete_subtask(&namespace, job).await?;
-                }
+            let Some(run) = mine.iter().find(|r| name_of(&r.metadata) == old) else {
+                continue;
+            };
+            let run_dir = format!(
+                "{namespace}/{}",
+                super::protocol::run_key(&old, run.metadata.uid.as_deref())
+            );
+            let mut subtasks = run
+                .status
+                .as_ref()
+                .map(|s| s.subtasks.clone())
+                .unwrap_or_default();
+            if run
+                .status
+                .as_ref()
+                .is_some_and(|s| s.subtasks_total as usize > s.subtasks.len())
+                && let Some(all) = gather::read_subtasks(dest_uri, &run_dir).await?
+            {
+                subtasks = all;
+            }
+            for job in subtasks.iter().filter_map(|s| s.job.as_ref()) {
+                backend.delete_subtask(&namespace, job).await?;
             }
             // The run's directory (plan, subtask states) before the run: a crash in between
             // leaves a finished run that is deleted again next time.
-            gather::delete_run_dir(dest_uri, &old).await?;
+            gather::delete_run_dir(dest_uri, &run_dir).await?;
             backend.delete_task_run(&namespace, &old).await?;
             outcome.deleted.push(old);
         }

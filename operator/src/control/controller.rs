@@ -28,6 +28,9 @@ pub struct ControllerOptions {
     pub max_steps: Option<u64>,
     /// Pause between ticks.
     pub poll_interval: Duration,
+    /// Step only this TaskRun (`namespace`, `name`): no Table or config reconcile, no
+    /// housekeeping, no schedule (`minion push` and the demo drive their own runs).
+    pub only_run: Option<(String, String)>,
 }
 
 impl Default for ControllerOptions {
@@ -35,6 +38,7 @@ impl Default for ControllerOptions {
         ControllerOptions {
             max_steps: None,
             poll_interval: Duration::from_millis(250),
+            only_run: None,
         }
     }
 }
@@ -123,7 +127,13 @@ impl Controller {
         let mut report = TickReport::default();
         let backend = self.backend.clone();
         let now = self.clock.now();
-        for table in backend.list_tables().await? {
+        let everything = self.options.only_run.is_none();
+        let tables = if everything {
+            backend.list_tables().await?
+        } else {
+            Vec::new()
+        };
+        for table in tables {
             if let Err(e) =
                 tables::reconcile(backend.as_ref(), &mut self.catalogs, &table, now).await
             {
@@ -174,6 +184,12 @@ impl Controller {
                     name_of(&r.metadata),
                 )
             })
+            .filter(|(_, ns, name)| {
+                self.options
+                    .only_run
+                    .as_ref()
+                    .is_none_or(|(n, r)| n == ns && r == name)
+            })
             .collect();
         order.sort();
         for (_, namespace, name) in order {
@@ -216,7 +232,12 @@ impl Controller {
             }
         }
         let runs = backend.list_task_runs().await?;
-        for cfg in backend.list_task_configs().await? {
+        let configs = if everything {
+            backend.list_task_configs().await?
+        } else {
+            Vec::new()
+        };
+        for cfg in configs {
             match configs::reconcile(backend.as_ref(), &mut self.catalogs, &cfg, &runs, now).await {
                 Ok(o) => {
                     if let Some(r) = &o.created {
@@ -235,8 +256,52 @@ impl Controller {
             .await?
             .iter()
             .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+            .filter(|r| {
+                self.options.only_run.as_ref().is_none_or(|(n, name)| {
+                    namespace_of(&r.metadata) == *n && name_of(&r.metadata) == *name
+                })
+            })
             .count();
         Ok(report)
+    }
+
+    /// Ticks until the TaskRun `namespace/name` is finished and returns it.
+    ///
+    /// # Errors
+    /// Listing resources failed; the run is gone; [`ControlError::Stuck`] after
+    /// [`STUCK_TICKS`] ticks in a row that failed and made no progress.
+    pub async fn drive(&mut self, namespace: &str, name: &str) -> Result<TaskRun, ControlError> {
+        let mut stuck = 0u32;
+        loop {
+            let report = self.tick().await?;
+            let run = self
+                .backend
+                .get_task_run(namespace, name)
+                .await?
+                .ok_or_else(|| ControlError::Invalid {
+                    kind: "TaskRun",
+                    name: format!("{namespace}/{name}"),
+                    reason: "NotFound",
+                    message: format!("TaskRun {namespace}/{name} was deleted while it ran"),
+                })?;
+            if run.status.as_ref().is_some_and(|s| s.phase.is_finished()) {
+                return Ok(run);
+            }
+            stuck = if report.steps == 0 && !report.errors.is_empty() {
+                stuck + 1
+            } else {
+                0
+            };
+            if stuck >= STUCK_TICKS {
+                return Err(ControlError::Stuck {
+                    ticks: stuck,
+                    errors: report.errors.join("; "),
+                });
+            }
+            if report.steps == 0 {
+                tokio::time::sleep(self.options.poll_interval).await;
+            }
+        }
     }
 
     /// Ticks until `max_steps` is reached, or — with `until_idle` — until no run is unfinished

@@ -1,15 +1,12 @@
 //! Gathering what a run needs: the run resolved against its config and tables (validated),
 //! the catalogs (cached per table URI), watermarks recovered from the Delta log, the stored
-//! plan and committed windows in object storage, and the [`GeneratorInput`] assembled from
-//! them. Shared by the control loop and `minion plan`.
+//! plan in object storage, and the [`GeneratorInput`] assembled from them. Shared by the control loop and `minion plan`.
 //!
 //! What it may touch: the backend (reads only), catalogs (create-or-open and refresh), the
 //! `_minion/` directory of destination tables, and (through [`super::inputs`]) input
 //! directories and upsert validity files.
 
 use std::collections::{BTreeMap, HashMap};
-
-use minion_contract::TimeWindow;
 
 use super::{Backend, ControlError, name_of, namespace_of};
 use crate::api::{MinionTaskConfig, SubtaskStatus, Table, TableStatus, TaskRun, TaskRunPhase};
@@ -205,16 +202,15 @@ pub async fn watermarks_from_log(
     Ok(out)
 }
 
-fn plan_path(task_run: &str) -> String {
-    format!("_minion/runs/{task_run}/plan.json")
+// A run's directory is `_minion/runs/<run dir>/`, where the run dir is `<namespace>/<run key>`
+// (the key carries the TaskRun's uid: see `protocol::run_key`).
+
+fn plan_path(run_dir: &str) -> String {
+    format!("_minion/runs/{run_dir}/plan.json")
 }
 
-fn subtasks_path(task_run: &str) -> String {
-    format!("_minion/runs/{task_run}/subtasks.json")
-}
-
-fn windows_path(namespace: &str, config: &str) -> String {
-    format!("_minion/configs/{namespace}/{config}/windows.json")
+fn subtasks_path(run_dir: &str) -> String {
+    format!("_minion/runs/{run_dir}/subtasks.json")
 }
 
 async fn get_json<T: serde::de::DeserializeOwned>(
@@ -243,33 +239,33 @@ async fn put_json<T: serde::Serialize>(
         .map_err(|e| ControlError::storage(&loc.child_uri(relative), e))
 }
 
-/// The full plan of a run stored at `<dest>/_minion/runs/<run>/plan.json`, if any.
+/// The full plan of a run stored at `<dest>/_minion/runs/<run dir>/plan.json`, if any.
 ///
 /// # Errors
 /// The store cannot be read or the stored plan does not parse.
-pub async fn read_plan(dest_uri: &str, task_run: &str) -> Result<Option<Plan>, ControlError> {
-    get_json(dest_uri, &plan_path(task_run)).await
+pub async fn read_plan(dest_uri: &str, run_dir: &str) -> Result<Option<Plan>, ControlError> {
+    get_json(dest_uri, &plan_path(run_dir)).await
 }
 
 /// Stores the full plan of a run (overwriting is harmless: a run is planned once).
 ///
 /// # Errors
 /// The store cannot be written.
-pub async fn write_plan(dest_uri: &str, task_run: &str, plan: &Plan) -> Result<(), ControlError> {
-    put_json(dest_uri, &plan_path(task_run), plan).await
+pub async fn write_plan(dest_uri: &str, run_dir: &str, plan: &Plan) -> Result<(), ControlError> {
+    put_json(dest_uri, &plan_path(run_dir), plan).await
 }
 
 /// Every subtask's state of a run too large for its status (more than
 /// [`crate::api::task_run::MAX_SUBTASK_DETAIL`] subtasks), stored at
-/// `<dest>/_minion/runs/<run>/subtasks.json`, if any.
+/// `<dest>/_minion/runs/<run dir>/subtasks.json`, if any.
 ///
 /// # Errors
 /// The store cannot be read or the stored list does not parse.
 pub async fn read_subtasks(
     dest_uri: &str,
-    task_run: &str,
+    run_dir: &str,
 ) -> Result<Option<Vec<SubtaskStatus>>, ControlError> {
-    get_json(dest_uri, &subtasks_path(task_run)).await
+    get_json(dest_uri, &subtasks_path(run_dir)).await
 }
 
 /// Stores every subtask's state of a run (see [`read_subtasks`]).
@@ -278,32 +274,30 @@ pub async fn read_subtasks(
 /// The store cannot be written.
 pub async fn write_subtasks(
     dest_uri: &str,
-    task_run: &str,
+    run_dir: &str,
     subtasks: &[SubtaskStatus],
 ) -> Result<(), ControlError> {
-    put_json(dest_uri, &subtasks_path(task_run), &subtasks).await
+    put_json(dest_uri, &subtasks_path(run_dir), &subtasks).await
 }
 
-/// Deletes the run's directory `<dest>/_minion/runs/<run>/` (plan, subtask states) and
-/// returns how many objects were deleted. Only that directory: the name must be a plain
-/// resource name.
+/// Deletes the run's directory `<dest>/_minion/runs/<namespace>/<key>/` (plan, subtask states)
+/// and returns how many objects were deleted. Only that directory: both parts must be plain
+/// resource names.
 ///
 /// # Errors
-/// An unusable run name, or the store cannot be listed or written.
-pub async fn delete_run_dir(dest_uri: &str, task_run: &str) -> Result<usize, ControlError> {
+/// An unusable run directory, or the store cannot be listed or written.
+pub async fn delete_run_dir(dest_uri: &str, run_dir: &str) -> Result<usize, ControlError> {
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
-    if task_run.is_empty()
-        || task_run.contains('/')
-        || task_run.starts_with('.')
-        || task_run.contains("..")
-    {
+    let plain = |p: &str| !p.is_empty() && !p.starts_with('.') && !p.contains("..");
+    let parts: Vec<&str> = run_dir.split('/').collect();
+    if parts.len() != 2 || !parts.iter().all(|p| plain(p)) {
         return Err(ControlError::storage(
             dest_uri,
-            format!("refusing to delete the run directory of {task_run:?}"),
+            format!("refusing to delete the run directory {run_dir:?}"),
         ));
     }
-    let relative = format!("_minion/runs/{task_run}/");
+    let relative = format!("_minion/runs/{run_dir}/");
     let loc = crate::storage::resolve(dest_uri).map_err(|e| ControlError::storage(dest_uri, e))?;
     let dir = loc.child(&relative);
     let files: Vec<object_store::path::Path> = loc
@@ -332,40 +326,8 @@ pub async fn delete_run_dir(dest_uri: &str, task_run: &str) -> Result<usize, Con
 }
 
 /// URI of a run's stored plan, for messages.
-pub fn plan_uri(dest_uri: &str, task_run: &str) -> String {
-    format!("{}/{}", dest_uri.trim_end_matches('/'), plan_path(task_run))
-}
-
-/// Windows committed beyond the watermark by earlier runs of a window task (SegmentImport).
-///
-/// # Errors
-/// The store cannot be read.
-pub async fn read_committed_windows(
-    dest_uri: &str,
-    config: &TaskConfig,
-) -> Result<Vec<TimeWindow>, ControlError> {
-    Ok(
-        get_json(dest_uri, &windows_path(&config.namespace, &config.name))
-            .await?
-            .unwrap_or_default(),
-    )
-}
-
-/// Stores the committed windows beyond the watermark (see [`read_committed_windows`]).
-///
-/// # Errors
-/// The store cannot be written.
-pub async fn write_committed_windows(
-    dest_uri: &str,
-    config: &TaskConfig,
-    windows: &[TimeWindow],
-) -> Result<(), ControlError> {
-    put_json(
-        dest_uri,
-        &windows_path(&config.namespace, &config.name),
-        &windows,
-    )
-    .await
+pub fn plan_uri(dest_uri: &str, run_dir: &str) -> String {
+    format!("{}/{}", dest_uri.trim_end_matches('/'), plan_path(run_dir))
 }
 
 /// Earlier incomplete runs of `config` (other than `except`), by creation time.
@@ -425,9 +387,11 @@ pub async fn generator_input(
         source,
     })?;
     let watermarks = watermarks_from_log(catalog, &resolved.config).await?;
-    let committed_windows = read_committed_windows(&dest.def.uri, &resolved.config).await?;
     let destination = view(dest, segments);
     let files = match &resolved.config.task {
+        TaskSpec::FileIngestion(c) if !c.input_files.is_empty() => {
+            super::inputs::list_named_files(&c.input_files).await?
+        }
         TaskSpec::FileIngestion(c) => super::inputs::list_files(&c.input_dir_uri).await?,
         TaskSpec::SegmentBackfill(c) => super::inputs::list_files(&c.input_dir_uri).await?,
         _ => Vec::new(),
@@ -441,7 +405,9 @@ pub async fn generator_input(
         source,
         destination,
         watermarks,
-        committed_windows,
+        // Windows commit in order (CommitMode::InOrder): none is ever committed beyond the
+        // watermark.
+        committed_windows: Vec::new(),
         incomplete_runs: incomplete,
         files,
         invalid_rows,

@@ -51,12 +51,42 @@ pub async fn list_files(dir_uri: &str) -> Result<Vec<ListedFile>, ControlError> 
                 .clone()
                 .unwrap_or_else(|| format!("{}@{}", m.size, m.last_modified.timestamp_millis()));
             ListedFile {
+                format: None,
                 uri: loc.child_uri(rel),
                 bytes: m.size,
                 version,
             }
         })
         .collect();
+    out.sort_by(|a, b| a.uri.cmp(&b.uri));
+    Ok(out)
+}
+
+/// The files named explicitly (a FileIngestion's `inputFiles`), each with its size, version
+/// and — by its name — format, sorted by URI.
+///
+/// # Errors
+/// A URI does not resolve, or a file cannot be read (its URI named).
+pub async fn list_named_files(uris: &[String]) -> Result<Vec<ListedFile>, ControlError> {
+    use object_store::ObjectStoreExt;
+    let mut out = Vec::with_capacity(uris.len());
+    for uri in uris {
+        let (loc, path) =
+            minion_worker::store::resolve_file(uri).map_err(|e| ControlError::storage(uri, e))?;
+        let meta = loc
+            .store
+            .head(&path)
+            .await
+            .map_err(|e| ControlError::storage(uri, e))?;
+        out.push(ListedFile {
+            uri: uri.clone(),
+            bytes: meta.size,
+            version: meta.e_tag.unwrap_or_else(|| {
+                format!("{}@{}", meta.size, meta.last_modified.timestamp_millis())
+            }),
+            format: crate::generator::file_ingestion::format_of(uri),
+        });
+    }
     out.sort_by(|a, b| a.uri.cmp(&b.uri));
     Ok(out)
 }
@@ -98,7 +128,7 @@ pub async fn invalid_rows(
     if out.len() == segments.len() || segments.is_empty() {
         return Ok(out);
     }
-    let table = crate::runner::location(def);
+    let table = super::protocol::location(def);
     let counts =
         minion_worker::compute_validity(&table, &segments, &minion_worker::RunOptions::default())
             .await

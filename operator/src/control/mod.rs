@@ -1,6 +1,7 @@
-//! The control loop, once for every backend (DESIGN §2–3, issue 4): cron scheduling of
-//! `MinionTaskConfig`s, the `TaskRun` lifecycle as a state machine persisted in status after
-//! every step, and the commit protocol (through [`crate::runner`]'s step functions).
+//! The control loop, once for every backend: cron scheduling of `MinionTaskConfig`s, the
+//! `TaskRun` lifecycle as a state machine persisted in status after every step, and the commit
+//! protocol ([`protocol`]). It is the only driver of runs: the operator, `minion local up`,
+//! `minion push` and the demo all run it.
 //!
 //! The loop talks to its environment through two narrow interfaces:
 //! - [`Backend`]: the resources (`Table`, `MinionTaskConfig`, `TaskRun` with their status),
@@ -9,8 +10,7 @@
 //!   server (status subresource with server-side apply, Events, one `Job` per subtask attempt,
 //!   owner references from TaskRun to its Jobs).
 //! - object storage, reached directly (never through the backend): catalogs, subtask specs,
-//!   result manifests, the full plan of a run (`<dest>/_minion/runs/<run>/plan.json`) and the
-//!   committed windows of window task types (`<dest>/_minion/configs/<ns>/<config>/windows.json`).
+//!   result manifests and the full plan of a run (`<dest>/_minion/runs/<ns>/<run key>/plan.json`).
 //!
 //! Deciding is pure where it can be: [`taskrun::next_step`] picks the next step of a run from
 //! its status and observed facts, [`configs::schedule_decision`] wraps
@@ -32,6 +32,7 @@ mod controller;
 pub mod gather;
 pub mod housekeeping;
 pub mod inputs;
+pub mod protocol;
 mod runstep;
 mod subtasks;
 pub mod tables;

@@ -11,7 +11,8 @@
 //!   the run's status.
 
 use super::gather::{self, Catalogs, Resolved};
-use super::subtasks::{act, run_context, run_state, save_lineage};
+use super::protocol;
+use super::subtasks::{act, execution, run_context, run_state, save_lineage};
 use super::taskrun::{self, Facts, RunSettings, Step};
 use super::{
     Backend, ControlError, Event, EventType, ObjectRef, created_at, name_of, namespace_of,
@@ -22,7 +23,6 @@ use crate::api::{PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase
 use crate::generator::{self, Plan};
 use crate::lineage::LineageState;
 use crate::model::ConcurrencyPolicy;
-use crate::runner;
 use chrono::{DateTime, Utc};
 
 /// Everything one step works with.
@@ -37,6 +37,8 @@ pub(super) struct StepCtx<'a> {
 pub(super) struct Run<'r> {
     pub(super) namespace: String,
     pub(super) name: String,
+    /// The run's identity (name and uid): see [`protocol::run_key`].
+    pub(super) key: String,
     pub(super) object: &'r TaskRun,
     /// Every subtask, also beyond the detail kept in the object's status (see [`Run::load`]).
     pub(super) status: TaskRunStatus,
@@ -46,22 +48,34 @@ pub(super) struct Run<'r> {
 }
 
 impl<'r> Run<'r> {
+    fn new(object: &'r TaskRun) -> Self {
+        let name = name_of(&object.metadata);
+        Run {
+            namespace: namespace_of(&object.metadata),
+            key: protocol::run_key(&name, object.metadata.uid.as_deref()),
+            name,
+            object,
+            status: object.status.clone().unwrap_or_default(),
+            dest_uri: String::new(),
+        }
+    }
+
+    /// The run's directory below the destination's `_minion/runs/`: `<namespace>/<key>`.
+    pub(super) fn dir(&self) -> String {
+        format!("{}/{}", self.namespace, self.key)
+    }
+
     /// The run with every subtask's state: from status, or — when status holds only the
     /// bounded detail — from `<dest>/_minion/runs/<run>/subtasks.json`.
     ///
     /// # Errors
     /// The stored subtask states cannot be read.
     pub(super) async fn load(object: &'r TaskRun, dest_uri: &str) -> Result<Self, ControlError> {
-        let mut run = Run {
-            namespace: namespace_of(&object.metadata),
-            name: name_of(&object.metadata),
-            object,
-            status: object.status.clone().unwrap_or_default(),
-            dest_uri: dest_uri.to_string(),
-        };
+        let mut run = Run::new(object);
+        run.dest_uri = dest_uri.to_string();
         if run.status.subtasks_total as usize > run.status.subtasks.len()
             && !dest_uri.is_empty()
-            && let Some(all) = gather::read_subtasks(dest_uri, &run.name).await?
+            && let Some(all) = gather::read_subtasks(dest_uri, &run.dir()).await?
         {
             run.status.subtasks = all;
         }
@@ -125,7 +139,7 @@ impl StepCtx<'_> {
                     format!("run {} has no destination to store its subtasks", run.name),
                 ));
             }
-            gather::write_subtasks(&run.dest_uri, &run.name, &run.status.subtasks).await?;
+            gather::write_subtasks(&run.dest_uri, &run.dir(), &run.status.subtasks).await?;
             let mut bounded = run.status.clone();
             bounded.subtasks = bounded_detail(&run.status.subtasks);
             self.backend
@@ -141,7 +155,7 @@ impl StepCtx<'_> {
 }
 
 fn settings_of(resolved: &Resolved, plan: &Plan) -> RunSettings {
-    let e = &resolved.config.execution;
+    let e = execution(plan, resolved);
     RunSettings {
         parallelism: e.parallelism,
         max_attempts: e.max_attempts.max(1),
@@ -206,13 +220,7 @@ fn conditions(status: &mut TaskRunStatus, generation: Option<i64>, now: DateTime
 /// # Errors
 /// Backend, catalog or storage failures; the step is retried on the next tick.
 pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step, ControlError> {
-    let mut run = Run {
-        namespace: namespace_of(&object.metadata),
-        name: name_of(&object.metadata),
-        object,
-        status: object.status.clone().unwrap_or_default(),
-        dest_uri: String::new(),
-    };
+    let mut run = Run::new(object);
     if run.status.phase.is_finished() {
         return Ok(Step::Done);
     }
@@ -239,7 +247,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
     let mut run = Run::load(object, &dest_uri).await?;
     let plan = match run.status.phase {
         TaskRunPhase::Running | TaskRunPhase::Committing => {
-            gather::read_plan(&dest_uri, &run.name).await?
+            gather::read_plan(&dest_uri, &run.dir()).await?
         }
         _ => None,
     };
@@ -259,7 +267,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
             facts.jobs.insert(s.index, state);
         }
     }
-    let step = taskrun::next_step(&run.name, &run.status, &facts);
+    let step = taskrun::next_step(&run.key, &run.status, &facts);
     match (&step, plan) {
         (Step::Admit, _) => admit(ctx, &mut run, &resolved).await?,
         (Step::Plan, _) => plan_run(ctx, &mut run, &resolved).await?,
@@ -276,7 +284,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         (Step::Wait | Step::Done, _) => {}
         (_, None) => {
             return Err(ControlError::storage(
-                &gather::plan_uri(&dest_uri, &run.name),
+                &gather::plan_uri(&dest_uri, &run.dir()),
                 "the run's stored plan is missing",
             ));
         }
@@ -349,7 +357,7 @@ async fn replace(ctx: &mut StepCtx<'_>, other: &TaskRun, by: &str) -> Result<(),
     let (_, resolved) = gather::resolve_run(ctx.backend, other).await?;
     let dest_uri = resolved.destination.def.uri.clone();
     let mut run = Run::load(other, &dest_uri).await?;
-    match gather::read_plan(&dest_uri, &run.name).await? {
+    match gather::read_plan(&dest_uri, &run.dir()).await? {
         Some(plan) => act(ctx, &mut run, &resolved, &plan, &abort).await,
         None => finish(ctx, &mut run, &abort).await,
     }
@@ -362,7 +370,7 @@ async fn plan_run(
     resolved: &Resolved,
 ) -> Result<(), ControlError> {
     let dest = &resolved.destination.def;
-    let plan = match gather::read_plan(&dest.uri, &run.name).await? {
+    let plan = match gather::read_plan(&dest.uri, &run.dir()).await? {
         Some(plan) => plan,
         None => {
             let incomplete = gather::incomplete_runs(ctx.runs, &resolved.config, &run.name);
@@ -373,7 +381,7 @@ async fn plan_run(
                 ctx.now.timestamp_millis(),
             )
             .await?;
-            let plan = match generator::plan(&input) {
+            let mut plan = match generator::plan(&input) {
                 Ok(p) => p,
                 Err(e) => {
                     let step = Step::Finish {
@@ -392,7 +400,9 @@ async fn plan_run(
                 };
                 return finish(ctx, run, &step).await;
             }
-            gather::write_plan(&dest.uri, &run.name, &plan).await?;
+            // The run keeps the settings it is planned with.
+            plan.execution = Some(resolved.config.execution.clone());
+            gather::write_plan(&dest.uri, &run.dir(), &plan).await?;
             plan
         }
     };
@@ -400,13 +410,13 @@ async fn plan_run(
     let now_ms = ctx.now.timestamp_millis();
     let rctx = run_context(run, resolved);
     let catalog = ctx.catalogs.get(dest).await?;
-    let opened = runner::open_lineage(&rctx, &plan, catalog, &mut state, &|| now_ms).await;
+    let opened = protocol::open_lineage(&rctx, &plan, catalog, &mut state, now_ms).await;
     let already = match opened {
         Ok(already) => already,
         Err(e) => {
             // Undo what this run opened before the refusal, then fail it.
             for s in &plan.subtasks {
-                let id = format!("{}-{}", run.name, s.index);
+                let id = rctx.lineage_id(s.index);
                 if state
                     .lineage
                     .get(&id)
@@ -464,7 +474,7 @@ async fn plan_run(
         "planned {} subtask(s), ~{} rows; plan at {}",
         plan.subtasks.len(),
         plan.estimated_rows(),
-        gather::plan_uri(&dest.uri, &run.name)
+        gather::plan_uri(&dest.uri, &run.dir())
     );
     ctx.event(run, EventType::Normal, "Running", message).await;
     Ok(())

@@ -1,35 +1,45 @@
 //! The steps of a planned run that touch subtasks: launching attempts, collecting results
-//! (per-subtask commits), failed attempts (retry or revert), aborting (timeout, all-or-none
-//! failure, replacement) and the all-or-none commit. See [`super::runstep`] for the order of
-//! writes that makes each step replay-safe.
+//! (checked by the commit gate, then committed as the run's commit mode says), failed attempts
+//! (retry or revert), aborting (timeout, a failure that ends the run, replacement) and the
+//! all-or-none commit. The protocol itself lives in [`super::protocol`]; see
+//! [`super::runstep`] for the order of writes that makes each step replay-safe.
 
 use std::collections::BTreeSet;
 
-use minion_contract::Outcome;
+use minion_contract::{Outcome, SubtaskSpec};
 
 use super::gather::{self, Resolved};
+use super::protocol::{self, FinishedSubtask, Reverted, RunContext, RunState};
 use super::runstep::{Run, StepCtx, finish};
 use super::tables::{store_lineage, summarize};
 use super::taskrun::{Step, subtask_message};
 use super::{ControlError, EventType, LaunchRequest};
 use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
 use crate::commit_gate::{self, GateError};
-use crate::generator::{CommitMode, DEFAULT_WATERMARK, Plan};
+use crate::generator::{Plan, PlannedSubtask};
 use crate::lineage::LineageState;
-use crate::runner::{self, RunContext, RunState};
+use crate::model::Execution;
 
 pub(super) fn run_context<'a>(run: &'a Run<'_>, resolved: &'a Resolved) -> RunContext<'a> {
     RunContext {
         namespace: &run.namespace,
         task_run: &run.name,
+        key: &run.key,
         config: &resolved.config,
         source: resolved.source.as_ref().map(|s| &s.def),
         destination: &resolved.destination.def,
     }
 }
 
+/// The settings a run was planned with (a plan stored before they were frozen: the config's).
+pub(super) fn execution<'a>(plan: &'a Plan, resolved: &'a Resolved) -> &'a Execution {
+    plan.execution
+        .as_ref()
+        .unwrap_or(&resolved.config.execution)
+}
+
 /// The run state as stored: lineage from the destination's status (fresh), watermarks from
-/// the log (the plan's where the log has none yet), committed windows from storage.
+/// the log (the plan's where the log has none yet).
 pub(super) async fn run_state(
     ctx: &mut StepCtx<'_>,
     resolved: &Resolved,
@@ -45,12 +55,11 @@ pub(super) async fn run_state(
     Ok(RunState {
         lineage: crate::lineage::Lineage::new(fresh.status.lineage),
         watermarks,
-        committed_windows: gather::read_committed_windows(&dest.uri, &resolved.config).await?,
     })
 }
 
 /// Writes the lineage (and, after a commit, the catalog summary) into the destination's
-/// status; after a commit of a window task also the committed windows.
+/// status.
 pub(super) async fn save_lineage(
     ctx: &mut StepCtx<'_>,
     resolved: &Resolved,
@@ -64,10 +73,6 @@ pub(super) async fn save_lineage(
     if committed {
         let catalog = ctx.catalogs.get(dest).await?;
         summarize(catalog, &dest.name, &mut status)?;
-        if state.watermarks.contains_key(DEFAULT_WATERMARK) {
-            gather::write_committed_windows(&dest.uri, &resolved.config, &state.committed_windows)
-                .await?;
-        }
     }
     ctx.backend
         .update_table_status(&dest.namespace, &dest.name, &status)
@@ -84,6 +89,23 @@ fn subtask_mut(status: &mut TaskRunStatus, index: u32) -> &mut SubtaskStatus {
     &mut status.subtasks[pos]
 }
 
+fn indices(status: &TaskRunStatus, state: SubtaskState) -> BTreeSet<u32> {
+    status
+        .subtasks
+        .iter()
+        .filter(|s| s.state == state)
+        .map(|s| s.index)
+        .collect()
+}
+
+fn catalog_error(resolved: &Resolved) -> impl Fn(crate::catalog::CatalogError) -> ControlError {
+    let table = resolved.destination.def.name.clone();
+    move |source| ControlError::Catalog {
+        table: table.clone(),
+        source,
+    }
+}
+
 /// Launch, Collect, AttemptFailed, Abort and CommitAll: the steps that need the stored plan.
 pub(super) async fn act(
     ctx: &mut StepCtx<'_>,
@@ -93,23 +115,25 @@ pub(super) async fn act(
     step: &Step,
 ) -> Result<(), ControlError> {
     let dest = &resolved.destination.def;
-    let source = runner::location(resolved.source.as_ref().map_or(dest, |s| &s.def));
-    let destination = runner::location(dest);
-    let budget = resolved.config.execution.memory_budget_bytes;
-    let planned = |index: u32| {
+    let source = protocol::location(resolved.source.as_ref().map_or(dest, |s| &s.def));
+    let destination = protocol::location(dest);
+    let exec = execution(plan, resolved);
+    let staging_run = run_context(run, resolved).staging_run();
+    let planned = |index: u32| -> Result<&PlannedSubtask, ControlError> {
         plan.subtasks
             .iter()
             .find(|s| s.index == index)
             .ok_or_else(|| ControlError::storage(&dest.uri, format!("subtask {index} not in plan")))
     };
-    let spec_of = |index: u32, attempt: u32| -> Result<_, ControlError> {
+    let spec_of = |index: u32, attempt: u32| -> Result<SubtaskSpec, ControlError> {
         Ok(planned(index)?.to_spec(
             &run.namespace,
             &run.name,
+            &staging_run,
             attempt,
             source.clone(),
             destination.clone(),
-            budget,
+            exec.memory_budget_bytes,
         ))
     };
     let now_ms = ctx.now.timestamp_millis();
@@ -120,7 +144,7 @@ pub(super) async fn act(
             job,
         } => {
             let spec = spec_of(*index, *attempt)?;
-            let spec_uri = runner::write_spec(&spec)
+            let spec_uri = protocol::write_spec(&spec)
                 .await
                 .map_err(|e| ControlError::storage(&dest.uri, e))?;
             let request = LaunchRequest {
@@ -130,8 +154,8 @@ pub(super) async fn act(
                 attempt: *attempt,
                 job: job.clone(),
                 spec_uri: spec_uri.clone(),
-                memory_budget_bytes: budget,
-                timeout_ms: resolved.config.execution.subtask_timeout_ms,
+                memory_budget_bytes: exec.memory_budget_bytes,
+                timeout_ms: exec.subtask_timeout_ms,
             };
             ctx.backend.launch_subtask(&request).await?;
             let s = subtask_mut(&mut run.status, *index);
@@ -150,45 +174,34 @@ pub(super) async fn act(
             let attempts = subtask_mut(&mut run.status, *index).attempts;
             let manifest = if planned(*index)?.needs_worker() {
                 let spec = spec_of(*index, attempts)?;
-                match runner::read_manifest(&spec).await {
-                    Ok(m) if m.outcome == Outcome::Succeeded => {
-                        // Nothing is committed that does not add up (protocol step 3a).
-                        match commit_gate::check(planned(*index)?, &spec, &m).await {
-                            Ok(()) => Some(m),
-                            Err(GateError::Refused(message)) => {
-                                let failed = Step::AttemptFailed {
-                                    index: *index,
-                                    reason: commit_gate::REFUSED.into(),
-                                    message,
-                                    retry: attempts < resolved.config.execution.max_attempts,
-                                    kill: false,
-                                };
-                                return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
-                            }
-                            Err(e @ GateError::Store(_)) => {
-                                return Err(ControlError::storage(&dest.uri, e));
-                            }
-                        }
-                    }
+                let failed = |reason: &str, message: String| Step::AttemptFailed {
+                    index: *index,
+                    reason: reason.into(),
+                    message,
+                    retry: attempts < exec.max_attempts,
+                    kill: false,
+                };
+                let m = match protocol::read_manifest(&spec).await {
+                    Ok(m) if m.outcome == Outcome::Succeeded => m,
                     Ok(m) => {
-                        let failed = Step::AttemptFailed {
-                            index: *index,
-                            reason: m.reason.map_or("WorkerFailed", |r| r.as_str()).into(),
-                            message: m.message.unwrap_or_default(),
-                            retry: attempts < resolved.config.execution.max_attempts,
-                            kill: false,
-                        };
-                        return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
+                        let reason = m.reason.map_or("WorkerFailed", |r| r.as_str());
+                        let step = failed(reason, m.message.unwrap_or_default());
+                        return Box::pin(act(ctx, run, resolved, plan, &step)).await;
                     }
                     Err(message) => {
-                        let failed = Step::AttemptFailed {
-                            index: *index,
-                            reason: "ManifestMissing".into(),
-                            message,
-                            retry: attempts < resolved.config.execution.max_attempts,
-                            kill: false,
-                        };
-                        return Box::pin(act(ctx, run, resolved, plan, &failed)).await;
+                        let step = failed("ManifestMissing", message);
+                        return Box::pin(act(ctx, run, resolved, plan, &step)).await;
+                    }
+                };
+                // Nothing is committed that does not add up (protocol step 3a).
+                match commit_gate::check(planned(*index)?, &spec, &m).await {
+                    Ok(()) => Some(m),
+                    Err(GateError::Refused(message)) => {
+                        let step = failed(commit_gate::REFUSED, message);
+                        return Box::pin(act(ctx, run, resolved, plan, &step)).await;
+                    }
+                    Err(e @ GateError::Store(_)) => {
+                        return Err(ControlError::storage(&dest.uri, e));
                     }
                 }
             } else {
@@ -197,31 +210,57 @@ pub(super) async fn act(
             let (rows_in, rows_out, outputs) = manifest.as_ref().map_or((0, 0, 0), |m| {
                 (m.input_rows, m.output_rows, m.outputs.len() as u64)
             });
-            let committed = plan.commit_mode == CommitMode::PerSubtask;
-            if committed {
-                commit(ctx, run, resolved, plan, vec![(*index, manifest, attempts)]).await?;
-            }
             let s = subtask_mut(&mut run.status, *index);
-            s.state = if committed {
-                SubtaskState::Committed
-            } else {
-                SubtaskState::Succeeded
-            };
             s.input_rows = rows_in;
             s.output_rows = rows_out;
             s.outputs = outputs;
             s.completion_time = Some(ctx.now);
+            s.state = SubtaskState::Succeeded;
+            // What may commit now: this subtask alone, the windows it completes, or nothing
+            // until the run's closing commit.
+            let committed = indices(&run.status, SubtaskState::Committed);
+            let staged = indices(&run.status, SubtaskState::Succeeded);
+            let batches = protocol::ready_to_commit(plan, &committed, &staged);
+            let mut now_committed = Vec::new();
+            for batch in batches {
+                let mut done: Vec<FinishedSubtask> = Vec::new();
+                for i in &batch {
+                    let m = if *i == *index {
+                        manifest.clone()
+                    } else if planned(*i)?.needs_worker() {
+                        let attempts = subtask_mut(&mut run.status, *i).attempts;
+                        let m = protocol::read_manifest(&spec_of(*i, attempts)?)
+                            .await
+                            .map_err(|e| ControlError::storage(&dest.uri, e))?;
+                        Some(m)
+                    } else {
+                        None
+                    };
+                    done.push((*i, m));
+                }
+                commit(ctx, run, resolved, plan, &done).await?;
+                for i in &batch {
+                    subtask_mut(&mut run.status, *i).state = SubtaskState::Committed;
+                }
+                now_committed.extend(batch);
+            }
             ctx.save(run).await?;
-            let verb = if committed { "committed" } else { "staged" };
+            let (reason, verb) = if now_committed.contains(index) {
+                ("SubtaskCommitted", "committed".to_string())
+            } else {
+                ("SubtaskSucceeded", "staged".to_string())
+            };
             let message = format!(
                 "subtask {index}: {rows_in} rows in, {rows_out} rows out in {outputs} segment(s), {verb}"
             );
-            let reason = if committed {
-                "SubtaskCommitted"
-            } else {
-                "SubtaskSucceeded"
-            };
             ctx.event(run, EventType::Normal, reason, message).await;
+            let others: Vec<u32> = now_committed.into_iter().filter(|i| i != index).collect();
+            if !others.is_empty() {
+                let message =
+                    format!("staged subtask(s) {others:?} committed after subtask {index}");
+                ctx.event(run, EventType::Normal, "SubtaskCommitted", message)
+                    .await;
+            }
         }
         Step::AttemptFailed {
             index,
@@ -237,7 +276,7 @@ pub(super) async fn act(
             // The worker's own reason and message, when its manifest says more.
             let (mut reason, mut message) = (reason.clone(), message.clone());
             if planned(*index)?.needs_worker()
-                && let Ok(m) = runner::read_manifest(&spec_of(*index, s.attempts.max(1))?).await
+                && let Ok(m) = protocol::read_manifest(&spec_of(*index, s.attempts.max(1))?).await
                 && m.outcome == Outcome::Failed
             {
                 if let Some(r) = m.reason {
@@ -263,17 +302,23 @@ pub(super) async fn act(
                 let mut state = run_state(ctx, resolved, plan).await?;
                 let rctx = run_context(run, resolved);
                 let catalog = ctx.catalogs.get(dest).await?;
-                runner::revert_subtask(&rctx, catalog, &mut state, *index, &text, &|| now_ms)
-                    .await
-                    .map_err(|source| ControlError::Catalog {
-                        table: dest.name.clone(),
-                        source,
-                    })?;
+                let outcome =
+                    protocol::revert_subtask(&rctx, catalog, &mut state, *index, &text, now_ms)
+                        .await
+                        .map_err(catalog_error(resolved))?;
                 save_lineage(ctx, resolved, &state, false).await?;
                 let st = subtask_mut(&mut run.status, *index);
+                st.completion_time = Some(ctx.now);
+                if outcome == Reverted::WasCommitted {
+                    st.state = SubtaskState::Committed;
+                    ctx.save(run).await?;
+                    let m = format!("subtask {index}: its commit is in the log, kept");
+                    ctx.event(run, EventType::Normal, "SubtaskCommitted", m)
+                        .await;
+                    return Ok(());
+                }
                 st.state = SubtaskState::Reverted;
                 st.message = Some(text.clone());
-                st.completion_time = Some(ctx.now);
                 ctx.save(run).await?;
                 let m = format!(
                     "subtask {index} failed after {} attempt(s), reverted: {text}",
@@ -291,29 +336,33 @@ pub(super) async fn act(
             let rctx = run_context(run, resolved);
             let catalog = ctx.catalogs.get(dest).await?;
             let text = subtask_message(reason, message);
+            let mut kept = BTreeSet::new();
             for s in &run.status.subtasks {
                 if s.state == SubtaskState::Running
                     && let Some(job) = &s.job
                 {
                     ctx.backend.delete_subtask(&run.namespace, job).await?;
                 }
-                let id = format!("{}-{}", run.name, s.index);
                 let open = state
                     .lineage
-                    .get(&id)
+                    .get(&rctx.lineage_id(s.index))
                     .is_some_and(|e| e.state != LineageState::Completed);
                 if s.state != SubtaskState::Committed && open {
-                    runner::revert_subtask(&rctx, catalog, &mut state, s.index, &text, &|| now_ms)
-                        .await
-                        .map_err(|source| ControlError::Catalog {
-                            table: dest.name.clone(),
-                            source,
-                        })?;
+                    let outcome = protocol::revert_subtask(
+                        &rctx, catalog, &mut state, s.index, &text, now_ms,
+                    )
+                    .await
+                    .map_err(catalog_error(resolved))?;
+                    if outcome == Reverted::WasCommitted {
+                        kept.insert(s.index);
+                    }
                 }
             }
             save_lineage(ctx, resolved, &state, false).await?;
             for s in &mut run.status.subtasks {
-                if s.state != SubtaskState::Committed && s.state != SubtaskState::Reverted {
+                if kept.contains(&s.index) {
+                    s.state = SubtaskState::Committed;
+                } else if s.state != SubtaskState::Committed && s.state != SubtaskState::Reverted {
                     s.state = SubtaskState::Reverted;
                     s.message = Some(text.clone());
                     s.completion_time = Some(ctx.now);
@@ -337,7 +386,7 @@ pub(super) async fn act(
             {
                 let manifest = if planned(s.index)?.needs_worker() {
                     let spec = spec_of(s.index, s.attempts)?;
-                    let m = runner::read_manifest(&spec)
+                    let m = protocol::read_manifest(&spec)
                         .await
                         .map_err(|e| ControlError::storage(&dest.uri, e))?;
                     // Checked when collected; checked again now that it is about to commit
@@ -353,7 +402,7 @@ pub(super) async fn act(
                 } else {
                     None
                 };
-                done.push((s.index, manifest, s.attempts));
+                done.push((s.index, manifest));
             }
             if let Some((index, message)) = refused {
                 let abort = Step::Abort {
@@ -363,7 +412,7 @@ pub(super) async fn act(
                 };
                 return Box::pin(act(ctx, run, resolved, plan, &abort)).await;
             }
-            commit(ctx, run, resolved, plan, done).await?;
+            commit(ctx, run, resolved, plan, &done).await?;
             for s in &mut run.status.subtasks {
                 if s.state == SubtaskState::Succeeded {
                     s.state = SubtaskState::Committed;
@@ -382,31 +431,22 @@ pub(super) async fn act(
     Ok(())
 }
 
-/// One Delta commit of `done`, then lineage, summary and committed windows stored.
+/// One Delta commit of `done`, then lineage and the table summary stored.
 async fn commit(
     ctx: &mut StepCtx<'_>,
     run: &Run<'_>,
     resolved: &Resolved,
     plan: &Plan,
-    done: Vec<runner::FinishedSubtask>,
+    done: &[FinishedSubtask],
 ) -> Result<(), ControlError> {
     let dest = &resolved.destination.def;
     let mut state = run_state(ctx, resolved, plan).await?;
-    let before: BTreeSet<u32> = run
-        .status
-        .subtasks
-        .iter()
-        .filter(|s| s.state == SubtaskState::Committed)
-        .map(|s| s.index)
-        .collect();
+    let before = indices(&run.status, SubtaskState::Committed);
     let rctx = run_context(run, resolved);
     let now_ms = ctx.now.timestamp_millis();
     let catalog = ctx.catalogs.get(dest).await?;
-    runner::commit_subtasks(&rctx, plan, catalog, &mut state, &done, &before, &|| now_ms)
+    protocol::commit(&rctx, plan, catalog, &mut state, done, &before, now_ms)
         .await
-        .map_err(|source| ControlError::Catalog {
-            table: dest.name.clone(),
-            source,
-        })?;
+        .map_err(catalog_error(resolved))?;
     save_lineage(ctx, resolved, &state, true).await
 }

@@ -96,13 +96,33 @@ pub enum Step {
     Done,
 }
 
-/// Name of the job of one attempt: `<run>-<index>`, then `<run>-<index>-a<attempt>`.
-pub fn job_name(task_run: &str, index: u32, attempt: u32) -> String {
-    if attempt <= 1 {
-        format!("{task_run}-{index}")
+/// Longest object name (and label value) Kubernetes takes for a Job.
+pub const MAX_JOB_NAME: usize = 63;
+
+/// Name of the job of one attempt of the run whose key is `run_key` (`<name>-<uid hex>`):
+/// `<key>-<index>`, then `<key>-<index>-a<attempt>`; at most [`MAX_JOB_NAME`] characters, the
+/// name part shortened when needed (the uid part keeps names of different runs apart).
+pub fn job_name(run_key: &str, index: u32, attempt: u32) -> String {
+    let suffix = if attempt <= 1 {
+        format!("-{index}")
     } else {
-        format!("{task_run}-{index}-a{attempt}")
+        format!("-{index}-a{attempt}")
+    };
+    if run_key.len() + suffix.len() <= MAX_JOB_NAME {
+        return format!("{run_key}{suffix}");
     }
+    // `<name>-<uid hex>`: shorten the name, keep the uid part whole.
+    let (name, uid) = match run_key.rsplit_once('-') {
+        Some((n, u)) if !u.is_empty() && u.len() <= 16 => (n, format!("-{u}")),
+        _ => (run_key, String::new()),
+    };
+    let room = MAX_JOB_NAME - suffix.len() - uid.len();
+    let mut short: String = name.chars().take(room).collect();
+    // A name ends with an alphanumeric character.
+    while short.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        short.pop();
+    }
+    format!("{short}{uid}{suffix}")
 }
 
 /// A subtask message carries its reason first: `Reason: detail`.
@@ -142,6 +162,7 @@ fn past(start: Option<DateTime<Utc>>, limit_ms: i64, now: DateTime<Utc>) -> bool
 fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Facts) -> Step {
     let now = facts.now;
     let all_or_none = settings.commit_mode == CommitMode::AllOrNone;
+    let in_order = settings.commit_mode == CommitMode::InOrder;
     if past(status.start_time, settings.run_timeout_ms, now) {
         return Step::Abort {
             phase: TaskRunPhase::TimedOut,
@@ -220,16 +241,48 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
             ),
         };
     }
+    // In window order, no window after one that failed for good can commit in this run: the
+    // earlier windows finish, then the later ones are reverted (a later run plans them again).
+    let first_reverted = status
+        .subtasks
+        .iter()
+        .filter(|s| s.state == SubtaskState::Reverted)
+        .map(|s| s.index)
+        .min();
+    if in_order && let Some(r) = first_reverted {
+        let earlier_active = status.subtasks.iter().any(|s| {
+            s.index < r && matches!(s.state, SubtaskState::Pending | SubtaskState::Running)
+        });
+        let later_open = status.subtasks.iter().any(|s| {
+            s.index > r && !matches!(s.state, SubtaskState::Committed | SubtaskState::Reverted)
+        });
+        if !earlier_active && later_open {
+            let failed = status
+                .subtasks
+                .iter()
+                .find(|s| s.index == r)
+                .expect("a reverted subtask");
+            let message = failed.message.clone().unwrap_or_default();
+            return Step::Abort {
+                phase: TaskRunPhase::Failed,
+                reason: reason_of(&message).to_string(),
+                message: format!(
+                    "window subtask {r} failed, so the later windows are reverted (the next run plans them again): {message}"
+                ),
+            };
+        }
+    }
+    let launchable = |s: &&SubtaskStatus| {
+        s.state == SubtaskState::Pending
+            && !(in_order && first_reverted.is_some_and(|r| s.index > r))
+    };
     let running = status
         .subtasks
         .iter()
         .filter(|s| s.state == SubtaskState::Running)
         .count();
     if running < settings.parallelism.max(1) as usize
-        && let Some(s) = status
-            .subtasks
-            .iter()
-            .find(|s| s.state == SubtaskState::Pending)
+        && let Some(s) = status.subtasks.iter().find(launchable)
     {
         if settings.no_worker.contains(&s.index) {
             return Step::Collect { index: s.index };

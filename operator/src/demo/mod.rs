@@ -1,11 +1,14 @@
-//! `minion demo`: the first-run demo on the embedded default — a local directory, the worker
-//! in this process, no cluster.
+//! `minion demo`: the first-run demo on the embedded default — a local directory, local
+//! worker processes, no cluster.
 //!
 //! It builds a REALTIME table of synthetic click events in many small segments, applies the
-//! samples `config/mtc-segment-import.yaml` (parallel move into an OFFLINE table) and
-//! `config/mtc-merge-rollup.yaml` (hourly merge, daily rollup), runs each until it has
-//! nothing left to do, and proves with `count(*)`/`sum()` that no row was lost or
-//! duplicated.
+//! samples `config/mtc-segment-import.yaml` (parallel move into an OFFLINE table),
+//! `config/mtc-merge-rollup.yaml` (hourly merge, daily rollup) and `config/mtc-dedup.yaml`
+//! to a local-mode state directory (`<dir>/state`, configs suspended), runs each through the
+//! control loop — the same one `minion local up` and the operator run — as manual TaskRuns
+//! until it has nothing left to do, and proves with `count(*)`/`sum()` that no row was lost
+//! or duplicated. The state directory stays: `minion --state-dir <dir>/state get tr` shows
+//! every run.
 //!
 //! What it may touch: the demo directory only.
 
@@ -13,18 +16,19 @@ pub mod events;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use minion_contract::TimeWindow;
 
-use crate::api::{self, Resource};
+use crate::api::{self, Resource, TaskRunPhase};
 use crate::catalog::{Catalog, install_crypto_provider};
-use crate::generator::{self, DEFAULT_WATERMARK, GeneratorInput, TableView};
+use crate::control::{Backend, Controller, ControllerOptions, OffsetClock, configs, gather};
+use crate::generator::DEFAULT_WATERMARK;
 use crate::inspect::{self, Totals, sums_match};
-use crate::lineage::Lineage;
+use crate::local::LocalBackend;
 use crate::model::{DAY_MS, HOUR_MS, TableDef, TaskConfig};
-use crate::runner::{InProcessExecutor, RunContext, RunState, execute_run};
 use crate::validate;
 
 const SAMPLES: [(&str, &str); 5] = [
@@ -64,6 +68,9 @@ pub struct DemoOptions {
     pub segment_period_ms: i64,
     pub rows_per_segment: usize,
     pub now: DateTime<Utc>,
+    /// The program local jobs run as `<worker> --state-dir <state> worker run …`: the `minion`
+    /// binary (by default the running one).
+    pub worker: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -75,6 +82,7 @@ impl Default for DemoOptions {
             segment_period_ms: HOUR_MS / 2,
             rows_per_segment: 1_000,
             now: Utc::now(),
+            worker: None,
         }
     }
 }
@@ -172,7 +180,6 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
     }
 
     // 1. A REALTIME table as a stream writer leaves it: many small segments.
-    let now_ms = options.now.timestamp_millis();
     let (start_ms, per_partition) = options.span();
     println!(
         "▶ writing {} segments of {} rows ({} days × {} partitions) into {}",
@@ -190,116 +197,112 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
     )
     .await?;
     let mut report = DemoReport {
-        realtime_before: table_totals(&catalogs[&realtime.name], realtime, None).await?,
+        realtime_before: table_totals(realtime, None).await?,
         ..DemoReport::default()
     };
     print_totals("events-realtime", &report.realtime_before);
     println!("  ({duplicates} of those rows were written twice by the at-least-once writer)");
 
-    // 2. Run each sample config until it has nothing left to do.
-    let mut lineage: HashMap<String, Lineage> = HashMap::new();
-    let mut watermarks: HashMap<String, (BTreeMap<String, i64>, Vec<TimeWindow>)> = HashMap::new();
+    let mut watermarks: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
+    // 2. The samples in a local-mode state directory, configs suspended: the demo creates
+    //    the runs itself.
+    let state_dir = dir.join("state");
+    let worker = match &options.worker {
+        Some(w) => w.clone(),
+        None => std::env::current_exe().map_err(setup("the minion binary"))?,
+    };
+    let backend = Arc::new(LocalBackend::new(
+        &state_dir,
+        worker,
+        vec![
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "worker".into(),
+            "run".into(),
+        ],
+        Arc::new(OffsetClock::starting_at(options.now)),
+    ));
+    for resource in sample_resources(&dir)? {
+        backend
+            .store()
+            .put_resource(&resource, options.now)
+            .map_err(setup("the demo's state directory"))?;
+    }
+
+    // 3. Run each sample config until it has nothing left to do, through the control loop.
     for name in ["events-import", "events-merge", "events-realtime-dedup"] {
         let config = configs
             .iter()
             .find(|c| c.name == name)
             .ok_or_else(|| DemoError::Setup(format!("sample config {name} missing")))?;
         println!("▶ {} ({})", config.name, config.task_type());
+        let dest_def = table(&config.table)?;
         let mut iteration = 0u32;
         loop {
             iteration += 1;
-            let source_def = config.source_table.as_deref().map(table).transpose()?;
-            let dest_def = table(&config.table)?;
-            let view = |def: &TableDef| -> Result<TableView, DemoError> {
-                Ok(TableView {
-                    def: def.clone(),
-                    segments: catalogs[&def.name].segments().map_err(setup(&def.name))?,
-                    lineage: lineage.get(&def.name).cloned().unwrap_or_default(),
-                })
-            };
-            let (stored, committed_windows) =
-                watermarks.get(&config.name).cloned().unwrap_or_default();
-            let input = GeneratorInput {
-                config: config.clone(),
-                source: source_def.map(&view).transpose()?,
-                destination: view(dest_def)?,
-                watermarks: stored.clone(),
-                committed_windows: committed_windows.clone(),
-                incomplete_runs: vec![],
-                files: vec![],
-                invalid_rows: HashMap::new(),
-                now_ms,
-            };
-            let plan = generator::plan(&input).map_err(setup(&config.name))?;
-            if let Some(skip) = &plan.skip {
-                println!("  caught up: {} — {}", skip.reason.as_str(), skip.message);
+            let run_name = format!("{}-{iteration:04}", config.name);
+            let t = Instant::now();
+            let run = drive_run(&backend, options, &config.namespace, name, &run_name).await?;
+            let status = run.status.unwrap_or_default();
+            if status.phase == TaskRunPhase::Skipped {
+                println!(
+                    "  caught up: {} — {}",
+                    status.reason.unwrap_or_default(),
+                    status.message.unwrap_or_default()
+                );
                 break;
             }
-            let run_name = format!("{}-{iteration:04}", config.name);
-            let mut state = RunState {
-                lineage: lineage.remove(&dest_def.name).unwrap_or_default(),
-                watermarks: stored,
-                committed_windows,
-            };
-            let ctx = RunContext {
-                namespace: &config.namespace,
-                task_run: &run_name,
-                config,
-                source: source_def,
-                destination: dest_def,
-            };
-            let t = Instant::now();
-            let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
-                "{run_name}: {} subtasks, about {} rows…",
-                plan.subtasks.len(),
-                plan.estimated_rows()
-            ));
-            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-            let outcome = execute_run(
-                &ctx,
-                &plan,
-                catalogs.get_mut(&dest_def.name).expect("created"),
-                &mut state,
-                &InProcessExecutor::default(),
-                || Utc::now().timestamp_millis(),
-            )
-            .await
-            .map_err(|e| DemoError::Run {
-                run: run_name.clone(),
-                message: e.to_string(),
-            })?;
-            spinner.finish_and_clear();
-            lineage.insert(dest_def.name.clone(), state.lineage);
-            watermarks.insert(
-                config.name.clone(),
-                (state.watermarks.clone(), state.committed_windows),
-            );
-            report.runs += 1;
-            let (rows_in, rows_out) = outcome.rows();
-            println!(
-                "  {run_name}: {} subtasks, {rows_in} rows in → {rows_out} rows out, {:.1}s, watermark {}",
-                plan.subtasks.len(),
-                t.elapsed().as_secs_f64(),
-                fmt_watermarks(&state.watermarks),
-            );
-            if let Some(message) = outcome.failure_message() {
+            if status.phase != TaskRunPhase::Succeeded {
                 return Err(DemoError::Run {
                     run: run_name,
-                    message,
+                    message: format!(
+                        "{}: {} — {}",
+                        status.phase.as_str(),
+                        status.reason.unwrap_or_default(),
+                        status.message.unwrap_or_default()
+                    ),
                 });
             }
+            report.runs += 1;
+            let mut subtasks = status.subtasks.clone();
+            if status.subtasks_total as usize > subtasks.len() {
+                let run_dir = format!(
+                    "{}/{}",
+                    config.namespace,
+                    crate::control::protocol::run_key(&run_name, run.metadata.uid.as_deref())
+                );
+                if let Some(all) = gather::read_subtasks(&dest_def.uri, &run_dir)
+                    .await
+                    .map_err(setup(&run_name))?
+                {
+                    subtasks = all;
+                }
+            }
+            let rows_in: u64 = subtasks.iter().map(|s| s.input_rows).sum();
+            let rows_out: u64 = subtasks.iter().map(|s| s.output_rows).sum();
+            let catalog = Catalog::open(&dest_def.uri, HashMap::new())
+                .await
+                .map_err(setup(&dest_def.name))?;
+            let wms = gather::watermarks_from_log(&catalog, config)
+                .await
+                .map_err(setup(&config.name))?;
+            println!(
+                "  {run_name}: {} subtasks, {rows_in} rows in → {rows_out} rows out, {:.1}s, watermark {}",
+                status.subtasks_total,
+                t.elapsed().as_secs_f64(),
+                fmt_watermarks(&wms),
+            );
+            watermarks.insert(config.name.clone(), wms);
         }
         if name == "events-import" {
             let wm = watermarks
                 .get(name)
-                .and_then(|(w, _)| w.get(DEFAULT_WATERMARK).copied());
+                .and_then(|w| w.get(DEFAULT_WATERMARK).copied());
             if let Some(wm) = wm {
                 let range = TimeWindow::new(start_ms, wm);
                 report.imported_range = Some(range);
-                report.source_in_imported_range =
-                    table_totals(&catalogs[&realtime.name], realtime, Some(range)).await?;
-                report.offline_after_import =
-                    table_totals(&catalogs[&offline.name], offline, None).await?;
+                report.source_in_imported_range = table_totals(realtime, Some(range)).await?;
+                report.offline_after_import = table_totals(offline, None).await?;
                 print_totals(
                     "events-realtime (imported range)",
                     &report.source_in_imported_range,
@@ -314,7 +317,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
             }
         }
     }
-    report.realtime_after_dedup = table_totals(&catalogs[&realtime.name], realtime, None).await?;
+    report.realtime_after_dedup = table_totals(realtime, None).await?;
     print_totals("events-realtime after dedup", &report.realtime_after_dedup);
     let removed = report.realtime_before.rows - report.realtime_after_dedup.rows;
     if removed == 0 || removed > duplicates {
@@ -326,7 +329,7 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
         "  ✔ dedup: {removed} repeated rows removed ({} still in buckets younger than the buffer or the partitions' latest segments)",
         duplicates - removed
     );
-    report.offline_after_merge = table_totals(&catalogs[&offline.name], offline, None).await?;
+    report.offline_after_merge = table_totals(offline, None).await?;
     print_totals(
         "events-offline after merge/rollup",
         &report.offline_after_merge,
@@ -344,6 +347,66 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
         offline.uri.trim_start_matches("file://"),
     );
     Ok(report)
+}
+
+/// The demo's samples as resources for its state directory: table URIs under `dir`, configs
+/// suspended (the demo creates their runs).
+fn sample_resources(dir: &Path) -> Result<Vec<Resource>, DemoError> {
+    let mut out = Vec::new();
+    for (file, text) in SAMPLES {
+        for resource in api::parse_manifests(text).map_err(setup(file))? {
+            out.push(match resource {
+                Resource::Table(mut t) => {
+                    let name = t.metadata.name.clone().unwrap_or_default();
+                    t.spec.uri = format!("file://{}/{name}", dir.display());
+                    Resource::Table(t)
+                }
+                Resource::MinionTaskConfig(mut c) => {
+                    c.spec.suspend = true;
+                    Resource::MinionTaskConfig(c)
+                }
+                other => other,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Creates the TaskRun `run_name` of `config` and drives it through the control loop until it
+/// ends.
+async fn drive_run(
+    backend: &Arc<LocalBackend>,
+    options: &DemoOptions,
+    namespace: &str,
+    config: &str,
+    run_name: &str,
+) -> Result<crate::api::TaskRun, DemoError> {
+    let cfg = backend
+        .get_task_config(namespace, config)
+        .await
+        .map_err(setup(config))?
+        .ok_or_else(|| DemoError::Setup(format!("sample config {config} missing")))?;
+    let run = configs::new_task_run(&cfg, run_name, None);
+    backend
+        .create_task_run(&run)
+        .await
+        .map_err(setup(run_name))?;
+    let mut controller = Controller::new(
+        backend.clone(),
+        Arc::new(OffsetClock::starting_at(options.now)),
+        ControllerOptions {
+            poll_interval: std::time::Duration::from_millis(10),
+            only_run: Some((namespace.to_string(), run_name.to_string())),
+            ..ControllerOptions::default()
+        },
+    );
+    controller
+        .drive(namespace, run_name)
+        .await
+        .map_err(|e| DemoError::Run {
+            run: run_name.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// Writes the REALTIME table's segments: one per partition every `segment_period_ms`, over
@@ -412,11 +475,11 @@ async fn write_realtime_with_duplicates(
     Ok(duplicates)
 }
 
-async fn table_totals(
-    catalog: &Catalog,
-    def: &TableDef,
-    window: Option<TimeWindow>,
-) -> Result<Totals, DemoError> {
+/// Totals of a table's latest version (optionally of the rows in `window`).
+async fn table_totals(def: &TableDef, window: Option<TimeWindow>) -> Result<Totals, DemoError> {
+    let catalog = Catalog::open(&def.uri, HashMap::new())
+        .await
+        .map_err(setup(&def.name))?;
     let segments = catalog.segments().map_err(setup(&def.name))?;
     inspect::totals(&def.uri, &def.schema, &segments, window)
         .await

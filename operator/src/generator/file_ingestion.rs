@@ -176,10 +176,24 @@ pub(crate) fn pack_files<'a>(
     out
 }
 
+/// The format a file's name tells (`*.parquet`/`*.pq`, `*.csv`, `*.json`/`*.jsonl`/
+/// `*.ndjson`), if any.
+pub fn format_of(uri: &str) -> Option<minion_contract::FileFormat> {
+    use minion_contract::FileFormat;
+    let lower = uri.to_ascii_lowercase();
+    let ext = lower.rsplit_once('.')?.1;
+    match ext {
+        "parquet" | "pq" => Some(FileFormat::Parquet),
+        "csv" => Some(FileFormat::Csv),
+        "json" | "jsonl" | "ndjson" => Some(FileFormat::Json),
+        _ => None,
+    }
+}
+
 pub(crate) fn to_input_file(f: &ListedFile, format: minion_contract::FileFormat) -> InputFile {
     InputFile {
         uri: f.uri.clone(),
-        format,
+        format: f.format.unwrap_or(format),
         bytes: f.bytes,
         version: Some(f.version.clone()),
     }

@@ -67,7 +67,7 @@ fn task_split_by_max_records_gives_each_split_its_own_lineage_entry() {
     )
     .unwrap();
     assert_eq!(inputs_of(&p), vec![vec!["a", "b"], vec!["c"]]);
-    let reqs = p.lineage_requests("run-7");
+    let reqs = p.lineage_requests("run-7", "run-7", "run-7");
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].id, "run-7-1");
     assert_eq!(reqs[1].segments_from, vec!["data/c.parquet".to_string()]);

@@ -71,6 +71,9 @@ pub struct ListedFile {
     pub bytes: u64,
     /// Fingerprint (size and modification time, or an ETag): a change means the file changed.
     pub version: String,
+    /// The file's format when it is known by itself (a file named explicitly, by its
+    /// extension); otherwise the config's `inputFormat` applies.
+    pub format: Option<minion_contract::FileFormat>,
 }
 
 /// Everything a generator reads.

@@ -26,6 +26,12 @@ pub enum CommitMode {
     /// All subtasks are committed in one Delta commit once every one succeeded; any failure
     /// reverts them all (backfill, consistent push, full swap, a window split over subtasks).
     AllOrNone,
+    /// Windows (R2O, SegmentImport) run in parallel but commit in window order: a window
+    /// commits together with the staged windows right after it, once every earlier window of
+    /// the run is committed. The watermark is then always the end of a contiguous prefix, so
+    /// no window is ever committed beyond it; after a window fails for good, the later ones
+    /// are reverted and planned again by a later run.
+    InOrder,
 }
 
 /// Why a run schedules nothing. `as_str` is stable: it is used in conditions, Events and
@@ -192,11 +198,14 @@ impl PlannedSubtask {
             .collect()
     }
 
-    /// The spec of one attempt of this subtask.
+    /// The spec of one attempt of this subtask of the run `task_run`, whose outputs are staged
+    /// under `data/<staging_run>/` (`<namespace>/<run key>`).
+    #[allow(clippy::too_many_arguments)]
     pub fn to_spec(
         &self,
         namespace: &str,
         task_run: &str,
+        staging_run: &str,
         attempt: u32,
         source: TableLocation,
         destination: TableLocation,
@@ -217,7 +226,7 @@ impl PlannedSubtask {
             window: self.window,
             processing: self.processing.clone(),
             output: OutputSpec {
-                staging_prefix: staging_prefix(task_run, self.index, attempt),
+                staging_prefix: staging_prefix(staging_run, self.index, attempt),
                 segment_name_prefix: self.output.segment_name_prefix.clone(),
                 segment_name_postfix: self.output.segment_name_postfix.clone(),
                 tags: self.output.tags.clone(),
@@ -243,6 +252,10 @@ pub struct Plan {
     /// Set when there is no subtask.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<NoTask>,
+    /// The run's execution settings, frozen when the control loop stores the plan (absent
+    /// from a generator's own output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<crate::model::Execution>,
 }
 
 impl Plan {
@@ -253,6 +266,7 @@ impl Plan {
             watermarks: BTreeMap::new(),
             commit_mode: CommitMode::PerSubtask,
             skip: None,
+            execution: None,
         }
     }
 
@@ -283,16 +297,21 @@ impl Plan {
         self.subtasks.is_empty()
     }
 
-    /// The lineage entries to open before any Job starts, one per subtask: id
-    /// `<taskRun>-<index>`, output prefix `data/<taskRun>/<index>` (every attempt's
-    /// [`staging_prefix`] starts with it).
-    pub fn lineage_requests(&self, task_run: &str) -> Vec<StartRequest> {
+    /// The lineage entries to open before any Job starts, one per subtask of the run
+    /// `task_run` whose identity is `key`: id `<key>-<index>`, output prefix
+    /// `data/<staging_run>/<index>` (every attempt's [`staging_prefix`] starts with it).
+    pub fn lineage_requests(
+        &self,
+        task_run: &str,
+        key: &str,
+        staging_run: &str,
+    ) -> Vec<StartRequest> {
         self.subtasks
             .iter()
             .map(|s| StartRequest {
-                id: format!("{task_run}-{}", s.index),
+                id: format!("{key}-{}", s.index),
                 segments_from: s.segments_from(),
-                output_prefix: minion_contract::subtask_prefix(task_run, s.index),
+                output_prefix: minion_contract::subtask_prefix(staging_run, s.index),
                 task_run: task_run.to_string(),
                 subtask: Some(s.index),
             })
@@ -310,6 +329,7 @@ impl Plan {
         let mode = match self.commit_mode {
             CommitMode::PerSubtask => "per subtask",
             CommitMode::AllOrNone => "all or none",
+            CommitMode::InOrder => "in window order",
         };
         let _ = writeln!(
             out,
@@ -465,12 +485,18 @@ mod tests {
     #[test]
     fn subtask_spec_carries_inputs_processing_and_a_staging_prefix_under_the_lineage_prefix() {
         let p = plan(&merge_input()).unwrap();
-        let req = &p.lineage_requests("events-merge-1")[0];
-        assert_eq!(req.id, "events-merge-1-0");
-        assert_eq!(req.output_prefix, "data/events-merge-1/0");
+        let req = &p.lineage_requests(
+            "events-merge-1",
+            "events-merge-1-0a1b",
+            "ns/events-merge-1-0a1b",
+        )[0];
+        assert_eq!(req.id, "events-merge-1-0a1b-0");
+        assert_eq!(req.task_run, "events-merge-1");
+        assert_eq!(req.output_prefix, "data/ns/events-merge-1-0a1b/0");
         let spec = p.subtasks[0].to_spec(
             "ns",
             "events-merge-1",
+            "ns/events-merge-1-0a1b",
             2,
             location("events"),
             location("events"),
@@ -478,7 +504,7 @@ mod tests {
         );
         assert_eq!(
             spec.output.staging_prefix,
-            staging_prefix("events-merge-1", 0, 2)
+            staging_prefix("ns/events-merge-1-0a1b", 0, 2)
         );
         assert!(spec.output.staging_prefix.starts_with(&req.output_prefix));
         assert_eq!(spec.inputs.len(), 2);
@@ -517,6 +543,10 @@ mod tests {
             .now(T0 + 100 * HOUR_MS);
         let p = plan(&i).unwrap();
         assert_eq!(inputs_of(&p), vec![vec!["a"]]);
-        assert!(p.lineage_requests("r")[0].segments_from.is_empty());
+        assert!(
+            p.lineage_requests("r", "r", "r")[0]
+                .segments_from
+                .is_empty()
+        );
     }
 }

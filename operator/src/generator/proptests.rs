@@ -58,7 +58,7 @@ fn locked_paths(view: &TableView) -> HashSet<&str> {
 fn assert_no_lock_no_twice(p: &Plan, view: &TableView) -> Result<(), TestCaseError> {
     let locked = locked_paths(view);
     let mut seen = HashSet::new();
-    for req in p.lineage_requests("run") {
+    for req in p.lineage_requests("run", "run", "run") {
         for s in req.segments_from {
             prop_assert!(!locked.contains(s.as_str()), "locked {s} planned");
             prop_assert!(seen.insert(s.clone()), "{s} planned twice");

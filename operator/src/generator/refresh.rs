@@ -217,7 +217,7 @@ mod tests {
         .unwrap();
         assert!(!p.subtasks[0].needs_worker());
         assert_eq!(
-            p.lineage_requests("r")[0].segments_from,
+            p.lineage_requests("r", "r", "r")[0].segments_from,
             vec!["data/s.parquet".to_string()]
         );
     }

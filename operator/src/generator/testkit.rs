@@ -183,6 +183,7 @@ pub fn refresh(percent: f64, count: u64) -> TaskSpec {
 pub fn file_ingestion() -> FileIngestionConfig {
     FileIngestionConfig {
         input_dir_uri: "s3://in/events".into(),
+        input_files: Vec::new(),
         input_format: FileFormat::Parquet,
         include_file_name_pattern: None,
         exclude_file_name_pattern: None,
@@ -200,6 +201,7 @@ pub fn file_ingestion() -> FileIngestionConfig {
 
 pub fn file(name: &str, bytes: u64, version: &str) -> ListedFile {
     ListedFile {
+        format: None,
         uri: format!("s3://in/events/{name}"),
         bytes,
         version: version.into(),

@@ -385,6 +385,8 @@ pub fn plan_segment_import(
         s.commit_watermark_ms = Some(g.window.end_ms);
         p.plan.subtasks.push(s);
     }
+    // Parallel, but committed in window order (subtask indices follow the windows).
+    p.plan.commit_mode = CommitMode::InOrder;
     Ok(match last_step {
         Some(step) => skip_for(p.plan, &step, p.watermark, p.walk.limit_ms),
         None => p.plan,

@@ -259,7 +259,7 @@ fn segment_import_plans_parallel_windows_up_to_table_max_num_tasks() {
         ]
     );
     assert_eq!(p.subtasks[2].commit_watermark_ms, Some(day(6)));
-    assert_eq!(p.commit_mode, CommitMode::PerSubtask);
+    assert_eq!(p.commit_mode, CommitMode::InOrder);
 }
 
 #[test]

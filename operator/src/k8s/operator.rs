@@ -230,6 +230,7 @@ async fn control_loop(
         ControllerOptions {
             max_steps: None,
             poll_interval: poll,
+            only_run: None,
         },
     );
     loop {

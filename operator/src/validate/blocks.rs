@@ -434,9 +434,43 @@ fn file_ingestion(c: &mut Collector, at: &str, b: &FileIngestionTaskSpec) -> Tas
             },
         );
     }
+    // Files named explicitly need no directory, nor a format when their names tell it.
+    let (input_dir_uri, input_format) = if b.input_files.is_empty() {
+        (
+            input_dir(c, at, &b.input_dir_uri),
+            input_format(c, at, b.input_format),
+        )
+    } else {
+        for (i, f) in b.input_files.iter().enumerate() {
+            c.check(&format!("{at}.inputFiles[{i}]"), check_uri(f));
+        }
+        let unnamed = b
+            .input_files
+            .iter()
+            .any(|f| crate::generator::file_ingestion::format_of(f).is_none());
+        let format = if unnamed {
+            input_format(c, at, b.input_format)
+        } else {
+            b.input_format
+                .unwrap_or(minion_contract::FileFormat::Parquet)
+        };
+        if let Some(dir) = &b.input_dir_uri {
+            c.push(
+                format!("{at}.inputDirURI"),
+                Invalid::Conflicting {
+                    other: "inputFiles".into(),
+                    hint: format!(
+                        "give either the directory to list or the files; remove inputDirURI {dir:?} or inputFiles"
+                    ),
+                },
+            );
+        }
+        (String::new(), format)
+    };
     TaskSpec::FileIngestion(FileIngestionConfig {
-        input_dir_uri: input_dir(c, at, &b.input_dir_uri),
-        input_format: input_format(c, at, b.input_format),
+        input_dir_uri,
+        input_files: b.input_files.clone(),
+        input_format,
         include_file_name_pattern: b.include_file_name_pattern.clone(),
         exclude_file_name_pattern: b.exclude_file_name_pattern.clone(),
         mode: match b.mode {
