@@ -2,6 +2,8 @@
 //!
 //! - [`fake_api`]: an in-process fake of the Kubernetes API server for the `KubeBackend` tests.
 //! - [`fixtures`]: the workspace's binaries, the `minion` CLI, a filled REALTIME table.
+//! - [`local_env`]: a local-mode environment: the import samples, a filled REALTIME table, the
+//!   CLI on a state directory, totals of both tables.
 //! - [`node`]: a node stand-in for the real control plane (`scripts/control-plane.sh`): binds
 //!   Pods and runs them as local processes.
 //! - [`control_plane`]: the real control plane as the `control_plane` suite uses it: kubectl,
@@ -10,4 +12,5 @@
 pub mod control_plane;
 pub mod fake_api;
 pub mod fixtures;
+pub mod local_env;
 pub mod node;

@@ -19,7 +19,7 @@ use minion_contract::{
 };
 
 use crate::error::{Result, WorkerError};
-use crate::ledger::{DigestStage, Ledger};
+use crate::ledger::{DigestBuilder, DigestStage, Ledger, OrderCheck, OutputCheck};
 use crate::plan::Plan;
 use crate::reduce::Reducer;
 use crate::scan::{ParquetInput, ScanConfig, scan};
@@ -216,14 +216,13 @@ impl Pipeline {
         };
         stream = TransformStream::boxed(stream, node, self.metrics.stage("ledger"));
 
-        let writer = SegmentWriter::new(
-            plan.clone(),
-            self.target.clone(),
-            tags,
+        let writer = SegmentWriter::new(plan.clone(), self.target.clone(), tags)?;
+        let check = OutputCheck::new(
             self.ledger.written_digest(),
-        )?;
-        let writer = self.merge_and_write(stream, writer, size).await?;
-        self.ledger.add_written(&writer.written);
+            OrderCheck::new(plan.sort_keys.clone(), plan.reduces()),
+        );
+        let (writer, written) = self.merge_and_write(stream, writer, size, check).await?;
+        self.ledger.add_written(&written);
         for (metrics, counter) in dropped_by {
             let dropped = metrics
                 .input_rows
@@ -240,10 +239,11 @@ impl Pipeline {
         mut stream: BatchStream,
         writer: SegmentWriter,
         size: InputSize,
-    ) -> Result<SegmentWriter> {
+        check: OutputCheck,
+    ) -> Result<(SegmentWriter, DigestBuilder)> {
         let plan = &self.plan;
         if plan.sort_keys.is_empty() {
-            return write_all(writer, stream).await;
+            return write_all(writer, stream, check).await;
         }
         // Dedup keys cover every column: the sorter drops equal rows itself. Rollup
         // pre-reduces spilled runs with the reducer and reduces the sorted output.
@@ -322,7 +322,7 @@ impl Pipeline {
         } else {
             futures::stream::iter(sorted.map(|r| r.map(|(b, _)| b))).boxed()
         };
-        write_all(writer, out).await
+        write_all(writer, out, check).await
     }
 }
 
@@ -416,8 +416,14 @@ impl Iterator for GroupedReduce {
 }
 
 /// Writes a stream into segments, encoding on another task so that Parquet encoding
-/// overlaps with sorting, merging and reducing.
-async fn write_all(writer: SegmentWriter, mut stream: BatchStream) -> Result<SegmentWriter> {
+/// overlaps with sorting, merging and reducing. Each batch is checked (order) and digested
+/// here, on the producing side, as it is handed to the writer: the writer is the slower of
+/// the two.
+async fn write_all(
+    writer: SegmentWriter,
+    mut stream: BatchStream,
+    mut check: OutputCheck,
+) -> Result<(SegmentWriter, DigestBuilder)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<arrow::array::RecordBatch>(16);
     let mut task = tokio::spawn(async move {
         let mut writer = writer;
@@ -428,7 +434,7 @@ async fn write_all(writer: SegmentWriter, mut stream: BatchStream) -> Result<Seg
         Ok::<_, WorkerError>(writer)
     });
     while let Some(batch) = stream.next().await {
-        let batch = match batch {
+        let batch = match batch.and_then(|b| check.add(&b).map(|()| b)) {
             Ok(b) => b,
             Err(e) => {
                 // Never finish a segment from a failed stream.
@@ -441,7 +447,8 @@ async fn write_all(writer: SegmentWriter, mut stream: BatchStream) -> Result<Seg
         }
     }
     drop(tx);
-    (&mut task).await.map_err(WorkerError::internal)?
+    let writer = (&mut task).await.map_err(WorkerError::internal)??;
+    Ok((writer, check.digest))
 }
 
 async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> {

@@ -24,7 +24,6 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Result, WorkerError};
-use crate::ledger::{DigestBuilder, OrderCheck};
 use crate::plan::Plan;
 use crate::store::Location;
 use crate::time::min_max;
@@ -61,19 +60,13 @@ pub struct SegmentWriter {
     open: Option<OpenSegment>,
     open_key: Option<(Option<i64>, Option<u32>)>,
     pub outputs: Vec<SegmentRef>,
-    /// Digest of the rows written (the row ledger).
-    pub written: DigestBuilder,
-    /// The rows arrive in the plan's sort order, once per key where the merge reduces.
-    order: OrderCheck,
 }
 
 impl SegmentWriter {
-    /// A writer recording what it writes in `written`.
     pub fn new(
         plan: Arc<Plan>,
         target: OutputTarget,
         extra_tags: BTreeMap<String, String>,
-        written: DigestBuilder,
     ) -> Result<Self> {
         let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
@@ -89,7 +82,6 @@ impl SegmentWriter {
         for name in &plan.table.bloom_filter_columns {
             props = props.set_column_bloom_filter_enabled(ColumnPath::from(name.as_str()), true);
         }
-        let order = OrderCheck::new(plan.sort_keys.clone(), plan.reduces());
         Ok(SegmentWriter {
             plan,
             target,
@@ -98,8 +90,6 @@ impl SegmentWriter {
             open: None,
             open_key: None,
             outputs: Vec::new(),
-            written,
-            order,
         })
     }
 
@@ -118,7 +108,6 @@ impl SegmentWriter {
 
     /// Appends a batch of internal rows.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        self.order.add(&batch)?;
         let n = batch.num_rows();
         let mut start = 0;
         while start < n {
@@ -196,7 +185,6 @@ impl SegmentWriter {
             self.plan.table_arrow.clone(),
             part.columns()[..width].to_vec(),
         )?;
-        self.written.add(&table_batch);
         let time = &self.plan.time;
         let raw = time.raw(part.column(time.index))?;
         let seg = self.open.as_mut().expect("segment is open");

@@ -21,7 +21,7 @@ use super::gather::{self, Catalogs};
 use super::tables::store_lineage;
 use super::{Backend, ControlError, Event, EventType, ObjectRef, name_of, namespace_of};
 use crate::api::Table;
-use crate::catalog::CleanupReport;
+use crate::catalog::{CleanupReport, app_id};
 use crate::lineage::{DEFAULT_HISTORY_LIMIT, Lineage, LineageState, STALE_AFTER_MS};
 use crate::validate;
 
@@ -102,6 +102,23 @@ pub async fn housekeep(
         .cloned()
         .partition(|e| e.state == LineageState::InProgress && active.contains(&e.task_run));
     let mut lineage = Lineage::new(rest);
+    // A stale entry whose subtask's commit is in the log was committed (the run died before
+    // its status): it is completed, never reverted (its staged outputs are live segments).
+    let catalog = catalogs.get(&def).await?;
+    let stale: Vec<(String, String)> = lineage
+        .live()
+        .filter(|e| now_ms - e.timestamp_ms > STALE_AFTER_MS)
+        .filter_map(|e| {
+            let (key, index) = e.id.rsplit_once('-')?;
+            let index: u32 = index.parse().ok()?;
+            Some((e.id.clone(), app_id::subtask(&namespace, key, index)))
+        })
+        .collect();
+    for (id, app) in stale {
+        if catalog.is_committed(&app, 1).await.map_err(catalog_err)? {
+            let _ = lineage.end(&id, now_ms);
+        }
+    }
     let live_before = lineage.live().count();
     let entries_before = lineage.entries.len();
     let deletions = lineage.clean_up(now_ms, STALE_AFTER_MS, DEFAULT_HISTORY_LIMIT);
@@ -117,6 +134,7 @@ pub async fn housekeep(
             .await?;
     }
     let catalog = catalogs.get(&def).await?;
+    backend.check_write("housekeeping: delete staged and replaced files")?;
     for prefix in &deletions.prefixes {
         done.staged_files += catalog.delete_prefix(prefix).await.map_err(catalog_err)?;
     }

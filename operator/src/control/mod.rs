@@ -251,6 +251,13 @@ pub trait Backend: Send + Sync {
     fn launch_subtask<'a>(&'a self, request: &'a LaunchRequest) -> Res<'a, ()>;
     fn subtask_state<'a>(&'a self, namespace: &'a str, job: &'a str) -> Res<'a, JobState>;
     fn delete_subtask<'a>(&'a self, namespace: &'a str, job: &'a str) -> Res<'a, ()>;
+    /// Whether this process may write now: every catalog commit and every delete of staged
+    /// or replaced data asks first, as status writes do (Kubernetes: the replica holds the
+    /// leader Lease; local mode: always).
+    fn check_write(&self, operation: &str) -> Result<(), BackendError> {
+        let _ = operation;
+        Ok(())
+    }
     /// Object-store options for `table`'s bucket (credentials, endpoint) from the Secret it
     /// names in `spec.storageSecretRef`; `None` when the environment is to be used (the
     /// default, and always for local mode).

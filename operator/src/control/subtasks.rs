@@ -301,6 +301,7 @@ pub(super) async fn act(
             } else {
                 let mut state = run_state(ctx, resolved, plan).await?;
                 let rctx = run_context(run, resolved);
+                ctx.backend.check_write("revert a subtask")?;
                 let catalog = ctx.catalogs.get(dest).await?;
                 let outcome =
                     protocol::revert_subtask(&rctx, catalog, &mut state, *index, &text, now_ms)
@@ -334,6 +335,7 @@ pub(super) async fn act(
         } => {
             let mut state = run_state(ctx, resolved, plan).await?;
             let rctx = run_context(run, resolved);
+            ctx.backend.check_write("abort a run")?;
             let catalog = ctx.catalogs.get(dest).await?;
             let text = subtask_message(reason, message);
             let mut kept = BTreeSet::new();
@@ -444,6 +446,7 @@ async fn commit(
     let before = indices(&run.status, SubtaskState::Committed);
     let rctx = run_context(run, resolved);
     let now_ms = ctx.now.timestamp_millis();
+    ctx.backend.check_write("commit to the catalog")?;
     let catalog = ctx.catalogs.get(dest).await?;
     protocol::commit(&rctx, plan, catalog, &mut state, done, &before, now_ms)
         .await

@@ -54,7 +54,7 @@ impl WriteGate {
         self.0.as_ref().is_none_or(|f| f.load(Ordering::SeqCst))
     }
 
-    fn check(&self, operation: &str) -> Result<(), BackendError> {
+    pub(crate) fn check(&self, operation: &str) -> Result<(), BackendError> {
         if self.is_open() {
             Ok(())
         } else {
@@ -770,6 +770,10 @@ impl Backend for KubeBackend {
         job: &'a str,
     ) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(self.delete::<Job>(namespace, job))
+    }
+
+    fn check_write(&self, operation: &str) -> Result<(), BackendError> {
+        self.gate.check(operation)
     }
 
     fn storage_options<'a>(

@@ -1,19 +1,26 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease (issue 5, item 3): only the
 //! holder schedules and commits.
 //!
-//! [`decide`] is pure: from the Lease as read, who we are and the time, it says whether to
-//! create, take over, renew or follow. [`LeaderElector`] acts on it: one read and at most one
-//! write per round, every write a `replace` carrying the `resourceVersion` it read, so two
-//! replicas racing for an expired Lease cannot both win (the loser gets 409 Conflict).
+//! [`decide`] is pure: from the Lease as read, who we are and how long we have seen its
+//! record unchanged, it says whether to create, take over, renew or follow. [`LeaderElector`]
+//! acts on it: one read and at most one write per round, every write a `replace` carrying the
+//! `resourceVersion` it read, so two replicas racing for an expired Lease cannot both win
+//! (the loser gets 409 Conflict).
+//!
+//! Expiry is decided as client-go decides it: never by comparing the holder's `renewTime` (its
+//! clock) with ours, but by how long *we* have observed the same record (holder, renew and
+//! acquire times, transitions) on our own monotonic clock. A follower whose clock is ahead of
+//! the holder's by more than the lease duration therefore still follows a holder that renews.
 //!
 //! # Guarantees
 //! The shared `leader` flag is true only between a successful acquire/renew and the moment
-//! the Lease could expire (`renewTime + leaseDuration − a renew period of margin`); it turns
-//! false on any failed round past that point, on a lost race and when another holder shows.
+//! the Lease could expire by any follower's observation (the start of that round plus
+//! `leaseDuration − a renew period of margin`, on our monotonic clock); it turns false on any
+//! failed round past that point, on a lost race and when another holder shows.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -46,11 +53,32 @@ fn micro_time(t: DateTime<Utc>) -> MicroTime {
     )
 }
 
-/// The decision for `identity` given the Lease's spec (`None`: no Lease).
+/// What identifies one renewal of a Lease: a change of any part means the holder is alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseRecord {
+    holder: String,
+    renew: Option<DateTime<Utc>>,
+    acquire: Option<DateTime<Utc>>,
+    transitions: i32,
+}
+
+impl LeaseRecord {
+    pub fn of(spec: &LeaseSpec) -> Self {
+        LeaseRecord {
+            holder: spec.holder_identity.clone().unwrap_or_default(),
+            renew: spec.renew_time.as_ref().map(micro),
+            acquire: spec.acquire_time.as_ref().map(micro),
+            transitions: spec.lease_transitions.unwrap_or(0),
+        }
+    }
+}
+
+/// The decision for `identity` given the Lease's spec (`None`: no Lease) and how long we have
+/// observed its current record unchanged (`unchanged_for`, on our own monotonic clock).
 pub fn decide(
     lease: Option<&LeaseSpec>,
     identity: &str,
-    now: DateTime<Utc>,
+    unchanged_for: Duration,
     default_duration: Duration,
 ) -> LeaseDecision {
     let Some(spec) = lease else {
@@ -65,18 +93,14 @@ pub fn decide(
     }
     let duration = spec
         .lease_duration_seconds
-        .map(|s| chrono::Duration::seconds(i64::from(s)))
-        .unwrap_or_else(|| chrono::Duration::from_std(default_duration).unwrap_or_default());
-    let renewed = spec
-        .renew_time
-        .as_ref()
-        .or(spec.acquire_time.as_ref())
-        .map(micro);
-    match renewed {
-        Some(t) if t + duration > now => LeaseDecision::Follow {
+        .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)))
+        .unwrap_or(default_duration);
+    if unchanged_for < duration {
+        LeaseDecision::Follow {
             holder: holder.to_string(),
-        },
-        _ => LeaseDecision::Acquire,
+        }
+    } else {
+        LeaseDecision::Acquire
     }
 }
 
@@ -131,8 +155,10 @@ pub struct LeaderElector {
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
     leader: Arc<AtomicBool>,
-    /// Until when our last successful write keeps the Lease ours.
-    valid_until: Option<DateTime<Utc>>,
+    /// Until when our last successful write keeps the Lease ours (monotonic).
+    valid_until: Option<Instant>,
+    /// The record we last read and when we first saw it (monotonic).
+    observed: Option<(LeaseRecord, Instant)>,
 }
 
 impl LeaderElector {
@@ -143,6 +169,7 @@ impl LeaderElector {
             clock,
             leader: Arc::new(AtomicBool::new(false)),
             valid_until: None,
+            observed: None,
         }
     }
 
@@ -176,21 +203,21 @@ impl LeaderElector {
     /// The API failed (leadership is kept only while the last renewal is still valid).
     pub async fn round(&mut self) -> Result<bool, LeaseError> {
         let now = self.clock.now();
-        let result = self.try_round(now).await;
+        let started = Instant::now();
+        let result = self.try_round(now, started).await;
         let leads = match &result {
             Ok(true) => {
+                // Followers count the duration from when they see our write, which is after
+                // this round started: measured from here, with a renew period of margin.
                 let margin = self.config.renew_every;
-                self.valid_until = Some(
-                    now + chrono::Duration::from_std(self.config.duration.saturating_sub(margin))
-                        .unwrap_or_default(),
-                );
+                self.valid_until = Some(started + self.config.duration.saturating_sub(margin));
                 true
             }
             Ok(false) => {
                 self.valid_until = None;
                 false
             }
-            Err(_) => self.valid_until.is_some_and(|t| t > self.clock.now()),
+            Err(_) => self.valid_until.is_some_and(|t| t > Instant::now()),
         };
         if leads != self.leader.swap(leads, Ordering::SeqCst) {
             if leads {
@@ -202,16 +229,35 @@ impl LeaderElector {
         result.map(|_| leads)
     }
 
-    async fn try_round(&self, now: DateTime<Utc>) -> Result<bool, LeaseError> {
+    async fn try_round(
+        &mut self,
+        now: DateTime<Utc>,
+        seen_at: Instant,
+    ) -> Result<bool, LeaseError> {
         let current = self
             .api
             .get_opt(&self.config.name)
             .await
             .map_err(|e| self.err(e))?;
+        let spec = current.as_ref().and_then(|l| l.spec.as_ref());
+        // How long we have seen this record unchanged, by our own clock.
+        let unchanged_for = match spec.map(LeaseRecord::of) {
+            Some(record) => match &self.observed {
+                Some((seen, since)) if *seen == record => seen_at.saturating_duration_since(*since),
+                _ => {
+                    self.observed = Some((record, seen_at));
+                    Duration::ZERO
+                }
+            },
+            None => {
+                self.observed = None;
+                Duration::ZERO
+            }
+        };
         let decision = decide(
-            current.as_ref().and_then(|l| l.spec.as_ref()),
+            spec,
             &self.config.identity,
-            now,
+            unchanged_for,
             self.config.duration,
         );
         let conflict = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.is_conflict() || s.is_already_exists());
@@ -287,32 +333,76 @@ mod tests {
 
     const D: Duration = Duration::from_secs(15);
 
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
     #[test]
     fn no_lease_is_created_and_our_own_is_renewed() {
-        assert_eq!(decide(None, "a", t(0), D), LeaseDecision::Create);
+        assert_eq!(decide(None, "a", secs(0), D), LeaseDecision::Create);
         assert_eq!(
-            decide(Some(&held_by("a", t(0))), "a", t(40), D),
+            decide(Some(&held_by("a", t(0))), "a", secs(40), D),
             LeaseDecision::Renew
         );
     }
 
     #[test]
-    fn another_holders_lease_is_followed_until_it_expires() {
+    fn another_holders_lease_is_followed_until_we_see_it_unrenewed_for_its_duration() {
         let lease = held_by("b", t(0));
         assert_eq!(
-            decide(Some(&lease), "a", t(14), D),
+            decide(Some(&lease), "a", secs(14), D),
             LeaseDecision::Follow { holder: "b".into() }
         );
-        assert_eq!(decide(Some(&lease), "a", t(15), D), LeaseDecision::Acquire);
+        assert_eq!(
+            decide(Some(&lease), "a", secs(15), D),
+            LeaseDecision::Acquire
+        );
+    }
+
+    #[test]
+    fn a_holder_whose_clock_lags_ours_is_followed_while_it_renews() {
+        // The holder's clock is an hour behind: its renewTime looks an hour old to us. Judged by
+        // renewTime, we would take over a live Lease (two leaders); judged by how long we have
+        // seen the record unchanged, we follow.
+        let lagging = held_by("b", t(0) - chrono::Duration::hours(1));
+        assert_eq!(
+            decide(Some(&lagging), "a", secs(1), D),
+            LeaseDecision::Follow { holder: "b".into() }
+        );
+        // A holder whose clock is ahead does not keep a dead Lease alive either.
+        let ahead = held_by("b", t(0) + chrono::Duration::hours(1));
+        assert_eq!(
+            decide(Some(&ahead), "a", secs(16), D),
+            LeaseDecision::Acquire
+        );
+    }
+
+    #[test]
+    fn a_renewal_is_any_change_of_the_record() {
+        let a = LeaseRecord::of(&held_by("b", t(0)));
+        assert_eq!(a, LeaseRecord::of(&held_by("b", t(0))));
+        assert_ne!(a, LeaseRecord::of(&held_by("b", t(1))));
+        assert_ne!(a, LeaseRecord::of(&held_by("c", t(0))));
     }
 
     #[test]
     fn a_released_or_never_renewed_lease_is_taken_over() {
         let mut lease = held_by("", t(0));
-        assert_eq!(decide(Some(&lease), "a", t(1), D), LeaseDecision::Acquire);
+        assert_eq!(
+            decide(Some(&lease), "a", secs(1), D),
+            LeaseDecision::Acquire
+        );
         lease.holder_identity = Some("b".into());
         lease.renew_time = None;
-        assert_eq!(decide(Some(&lease), "a", t(1), D), LeaseDecision::Acquire);
+        // Never renewed, but held: followed for its duration like any record.
+        assert!(matches!(
+            decide(Some(&lease), "a", secs(1), D),
+            LeaseDecision::Follow { .. }
+        ));
+        assert_eq!(
+            decide(Some(&lease), "a", secs(15), D),
+            LeaseDecision::Acquire
+        );
     }
 
     #[test]
@@ -320,9 +410,12 @@ mod tests {
         let mut lease = held_by("b", t(0));
         lease.lease_duration_seconds = None;
         assert!(matches!(
-            decide(Some(&lease), "a", t(10), D),
+            decide(Some(&lease), "a", secs(10), D),
             LeaseDecision::Follow { .. }
         ));
-        assert_eq!(decide(Some(&lease), "a", t(16), D), LeaseDecision::Acquire);
+        assert_eq!(
+            decide(Some(&lease), "a", secs(16), D),
+            LeaseDecision::Acquire
+        );
     }
 }
