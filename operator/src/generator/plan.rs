@@ -292,6 +292,7 @@ impl Plan {
             .map(|s| StartRequest {
                 id: format!("{task_run}-{}", s.index),
                 segments_from: s.segments_from(),
+                segments_read: Vec::new(),
                 output_prefix: minion_contract::subtask_prefix(task_run, s.index),
                 task_run: task_run.to_string(),
                 subtask: Some(s.index),
