@@ -6,6 +6,18 @@
 //! atomic step; the entry then becomes COMPLETED. A failed or abandoned entry becomes
 //! REVERTED and its staged outputs are deleted.
 //!
+//! An entry may also *read* segments it does not replace (`segmentsRead`, or `readsTable` for
+//! a large read set): the rows that justify what its commit drops, e.g. the newer versions of
+//! upsert keys a refresh drops the old versions of. While it is IN_PROGRESS those segments are
+//! locked against removal — no other entry may replace or delete them — but not against
+//! reading: entries that only read the same segment do not conflict.
+//!
+//! | an IN_PROGRESS entry … | another entry may read it | another entry may remove it |
+//! |---|---|---|
+//! | replaces a segment | no | no |
+//! | reads a segment | yes | no |
+//! | reads the table | yes | only an entry of the same run |
+//!
 //! Nothing here does I/O or reads the clock: transitions take `now` and a view of the live
 //! catalog, and return what the caller must delete.
 
@@ -18,6 +30,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;
 /// IN_PROGRESS or REVERTED entries older than this are cleaned up (reference: 1 day).
 pub const STALE_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+/// Read sets of at most this many segments are stored as paths (`segmentsRead`); a larger one
+/// is stored as `readsTable`, so an entry in the Table's status stays small whatever the size
+/// of the table.
+pub const MAX_SEGMENTS_READ: usize = 100;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -58,6 +74,43 @@ pub struct LineageEntry {
     /// Why the entry was reverted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Segments the entry reads without replacing them: the rows that justify what its commit
+    /// drops (a refresh's upsert context). While the entry is IN_PROGRESS no other entry may
+    /// remove them. Paths, at most 100 (`MAX_SEGMENTS_READ`; a larger read set is
+    /// `readsTable`); emptied when the entry ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments_read: Vec<String>,
+    /// The entry reads every segment of the table that its own run does not replace (its read
+    /// set was larger than `MAX_SEGMENTS_READ`): while it is IN_PROGRESS no entry of another
+    /// run may remove any segment. Reset when the entry ends.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reads_table: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl LineageEntry {
+    /// Whether this entry, while IN_PROGRESS, forbids an entry of `run` to remove `segment`,
+    /// and why (for messages).
+    fn forbids_removal(&self, segment: &str, run: &str) -> Option<&'static str> {
+        if self.segments_from.iter().any(|s| s == segment) {
+            Some("which replaces it")
+        } else if self.segments_read.iter().any(|s| s == segment) {
+            Some("which reads it to decide what its commit drops")
+        } else if self.reads_table && self.task_run != run {
+            Some("which reads every segment of the table to decide what its commit drops")
+        } else {
+            None
+        }
+    }
+
+    /// Drops the read locks (the entry ended).
+    fn release_reads(&mut self) {
+        self.segments_read = Vec::new();
+        self.reads_table = false;
+    }
 }
 
 /// What opening an entry needs.
@@ -65,6 +118,9 @@ pub struct LineageEntry {
 pub struct StartRequest {
     pub id: String,
     pub segments_from: Vec<String>,
+    /// Every segment the subtask reads without replacing it (see
+    /// [`LineageEntry::segments_read`]); the entry stores it as paths or as `readsTable`.
+    pub segments_read: Vec<String>,
     pub output_prefix: String,
     pub task_run: String,
     pub subtask: Option<u32>,
@@ -77,9 +133,24 @@ pub enum LineageError {
     )]
     InputMissing { id: String, segment: String },
     #[error(
-        "lineage entry {id}: input segment {segment} is locked by IN_PROGRESS entry {holder} of TaskRun {holder_run}; wait for that run to end or revert it"
+        "lineage entry {id}: input segment {segment} is locked by IN_PROGRESS entry {holder} of TaskRun {holder_run}, {how}; wait for that run to end or revert it"
     )]
     InputLocked {
+        id: String,
+        segment: String,
+        holder: String,
+        holder_run: String,
+        /// How the holder uses the segment.
+        how: &'static str,
+    },
+    #[error(
+        "lineage entry {id}: segment {segment}, read to decide what the commit drops, is not in the catalog (already replaced or deleted); plan the run again"
+    )]
+    ReadMissing { id: String, segment: String },
+    #[error(
+        "lineage entry {id}: segment {segment}, read to decide what the commit drops, is being replaced by IN_PROGRESS entry {holder} of TaskRun {holder_run}; plan the run again once that run ends"
+    )]
+    ReadLocked {
         id: String,
         segment: String,
         holder: String,
@@ -103,6 +174,8 @@ impl LineageError {
         match self {
             LineageError::InputMissing { .. } => "LineageInputMissing",
             LineageError::InputLocked { .. } => "LineageInputLocked",
+            LineageError::ReadMissing { .. } => "LineageReadMissing",
+            LineageError::ReadLocked { .. } => "LineageReadLocked",
             LineageError::OutputExists { .. } => "LineageOutputExists",
             LineageError::Conflict { .. } => "LineageConflict",
             LineageError::NotFound { .. } => "LineageNotFound",
@@ -125,6 +198,22 @@ pub enum Transition {
 pub struct Deletions {
     /// Prefixes (relative to the table URI) whose every object must be deleted.
     pub prefixes: Vec<String>,
+}
+
+/// The segments a new run may not remove, from [`Lineage::removal_locks`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RemovalLocks<'a> {
+    /// Segments IN_PROGRESS entries replace or read.
+    pub segments: HashSet<&'a str>,
+    /// An IN_PROGRESS entry that reads the whole table: then no segment may be removed.
+    pub table_reader: Option<&'a LineageEntry>,
+}
+
+impl RemovalLocks<'_> {
+    /// Whether a new run may not remove `segment`.
+    pub fn contains(&self, segment: &str) -> bool {
+        self.table_reader.is_some() || self.segments.contains(segment)
+    }
 }
 
 /// The lineage of one table: a bounded list of entries.
@@ -156,11 +245,41 @@ impl Lineage {
             .filter(|e| e.state == LineageState::InProgress)
     }
 
-    /// Segments locked by IN_PROGRESS entries: no other run may plan them.
+    /// Segments IN_PROGRESS entries replace: no other run may plan them, to remove them or to
+    /// read them (they are about to go).
     pub fn locked_segments(&self) -> HashSet<&str> {
         self.live()
             .flat_map(|e| e.segments_from.iter().map(String::as_str))
             .collect()
+    }
+
+    /// What a new run may not remove: the segments IN_PROGRESS entries replace or read. A run
+    /// may still read the segments other entries only read.
+    pub fn removal_locks(&self) -> RemovalLocks<'_> {
+        let mut locks = RemovalLocks::default();
+        for e in self.live() {
+            locks
+                .segments
+                .extend(e.segments_from.iter().map(String::as_str));
+            locks
+                .segments
+                .extend(e.segments_read.iter().map(String::as_str));
+            if e.reads_table && locks.table_reader.is_none() {
+                locks.table_reader = Some(e);
+            }
+        }
+        locks
+    }
+
+    /// The IN_PROGRESS entry that forbids an entry of `run` to remove `segment` (it replaces or
+    /// reads it), with how it uses it.
+    pub fn removal_holder(
+        &self,
+        segment: &str,
+        run: &str,
+    ) -> Option<(&LineageEntry, &'static str)> {
+        self.live()
+            .find_map(|e| e.forbids_removal(segment, run).map(|how| (e, how)))
     }
 
     /// Segments the visibility rule hides: `segmentsFrom` of COMPLETED entries and
@@ -183,13 +302,18 @@ impl Lineage {
     /// Opens an IN_PROGRESS entry.
     ///
     /// # Guarantees
-    /// On success every input is live in the catalog and locked by this entry alone. Starting
-    /// the same id again with the same inputs while IN_PROGRESS is a no-op (`Unchanged`), so a
-    /// control loop restarted after this step can replay it.
+    /// On success every input is live in the catalog and locked by this entry alone, and every
+    /// segment it reads is live, replaced by no live entry, and locked against removal by
+    /// other entries until this one ends (as paths, or as `readsTable` when there are more than
+    /// [`MAX_SEGMENTS_READ`]). Starting the same id again with the same inputs while
+    /// IN_PROGRESS is a no-op (`Unchanged`), so a control loop restarted after this step can
+    /// replay it.
     ///
     /// # Errors
-    /// An input missing from the catalog or locked by another live entry, or an output prefix
-    /// that already holds committed segments.
+    /// An input missing from the catalog, or replaced or read by another live entry
+    /// (`InputLocked`, naming it; an entry reading the whole table locks only other runs'
+    /// removals); a read segment missing from the catalog or replaced by a live entry; an
+    /// output prefix that already holds committed segments.
     pub fn start(
         &mut self,
         req: StartRequest,
@@ -216,17 +340,46 @@ impl Lineage {
                     segment: segment.clone(),
                 });
             }
+            if let Some((holder, how)) = self.removal_holder(segment, &req.task_run) {
+                return Err(LineageError::InputLocked {
+                    id: req.id.clone(),
+                    segment: segment.clone(),
+                    holder: holder.id.clone(),
+                    holder_run: holder.task_run.clone(),
+                    how,
+                });
+            }
+        }
+        // A segment the entry replaces needs no read lock besides.
+        let own: HashSet<&str> = req.segments_from.iter().map(String::as_str).collect();
+        let mut segments_read: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for segment in &req.segments_read {
+            if own.contains(segment.as_str()) || !seen.insert(segment.as_str()) {
+                continue;
+            }
+            if !is_live(segment) {
+                return Err(LineageError::ReadMissing {
+                    id: req.id.clone(),
+                    segment: segment.clone(),
+                });
+            }
             if let Some(holder) = self
                 .live()
                 .find(|e| e.segments_from.iter().any(|s| s == segment))
             {
-                return Err(LineageError::InputLocked {
+                return Err(LineageError::ReadLocked {
                     id: req.id.clone(),
                     segment: segment.clone(),
                     holder: holder.id.clone(),
                     holder_run: holder.task_run.clone(),
                 });
             }
+            segments_read.push(segment.clone());
+        }
+        let reads_table = segments_read.len() > MAX_SEGMENTS_READ;
+        if reads_table {
+            segments_read = Vec::new();
         }
         if let Some(segment) = live_paths_under(&req.output_prefix) {
             return Err(LineageError::OutputExists {
@@ -244,6 +397,8 @@ impl Lineage {
             subtask: req.subtask,
             timestamp_ms: now_ms,
             message: None,
+            segments_read,
+            reads_table,
         });
         Ok(Transition::Changed)
     }
@@ -274,6 +429,7 @@ impl Lineage {
             LineageState::InProgress => {
                 entry.state = LineageState::Completed;
                 entry.timestamp_ms = now_ms;
+                entry.release_reads();
                 Ok(Transition::Changed)
             }
             LineageState::Completed => Ok(Transition::Unchanged),
@@ -301,6 +457,7 @@ impl Lineage {
                 entry.state = LineageState::Reverted;
                 entry.timestamp_ms = now_ms;
                 entry.message = Some(message.into());
+                entry.release_reads();
                 Ok(Deletions {
                     prefixes: vec![entry.output_prefix.clone()],
                 })
@@ -332,6 +489,7 @@ impl Lineage {
                 entry.state = LineageState::Reverted;
                 entry.message = Some("stale: IN_PROGRESS for longer than a day".into());
                 entry.timestamp_ms = now_ms;
+                entry.release_reads();
                 deletions.prefixes.push(entry.output_prefix.clone());
             }
         }
@@ -385,9 +543,19 @@ mod tests {
         StartRequest {
             id: id.into(),
             segments_from: from.iter().map(|s| s.to_string()).collect(),
+            segments_read: Vec::new(),
             output_prefix: format!("data/run/{id}"),
             task_run: "run".into(),
             subtask: Some(0),
+        }
+    }
+
+    /// An entry `<run>-0` of `run` replacing `from` and reading `read`.
+    fn run_req(run: &str, from: &[&str], read: &[&str]) -> StartRequest {
+        StartRequest {
+            task_run: run.into(),
+            segments_read: read.iter().map(|s| s.to_string()).collect(),
+            ..req(&format!("{run}-0"), from)
         }
     }
 
@@ -524,5 +692,205 @@ mod tests {
         assert!(l.get("e24").is_some());
         assert!(l.get("e0").is_none());
         assert!(l.locked_segments().is_empty());
+    }
+
+    #[test]
+    fn removing_a_segment_another_run_reads_is_refused_naming_the_holder() {
+        let mut l = Lineage::default();
+        let live = ["a", "ctx", "b"];
+        l.start(
+            run_req("refresh", &["a"], &["ctx"]),
+            catalog(&live),
+            no_outputs,
+            1,
+        )
+        .unwrap();
+        let err = l
+            .start(
+                run_req("purge", &["ctx"], &[]),
+                catalog(&live),
+                no_outputs,
+                2,
+            )
+            .unwrap_err();
+        assert_eq!(err.reason(), "LineageInputLocked");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("input segment ctx is locked by IN_PROGRESS entry refresh-0 of TaskRun refresh, which reads it"),
+            "{msg}"
+        );
+        assert!(l.get("purge-0").is_none());
+        // A read lock is not an input lock: the segment is still plannable for reading …
+        assert!(!l.locked_segments().contains("ctx"));
+        // … but not for removal.
+        assert!(l.removal_locks().contains("ctx"));
+        assert!(!l.removal_locks().contains("b"));
+        l.start(run_req("merge", &["b"], &[]), catalog(&live), no_outputs, 3)
+            .unwrap();
+    }
+
+    #[test]
+    fn entries_that_only_read_a_segment_coexist() {
+        let mut l = Lineage::default();
+        let live = ["a", "b", "ctx"];
+        l.start(
+            run_req("r1", &["a"], &["ctx"]),
+            catalog(&live),
+            no_outputs,
+            1,
+        )
+        .unwrap();
+        // another run reads the same segment, and so does a sibling of the same run
+        l.start(
+            run_req("r2", &["b"], &["ctx"]),
+            catalog(&live),
+            no_outputs,
+            2,
+        )
+        .unwrap();
+        let sibling = StartRequest {
+            id: "r1-1".into(),
+            output_prefix: "data/r1/1".into(),
+            ..run_req("r1", &[], &["ctx"])
+        };
+        l.start(sibling, catalog(&live), no_outputs, 3).unwrap();
+        assert_eq!(l.live().count(), 3);
+        for e in l.live() {
+            assert_eq!(e.segments_read, vec!["ctx".to_string()]);
+        }
+    }
+
+    #[test]
+    fn reading_a_segment_a_live_entry_replaces_or_the_catalog_lacks_is_refused() {
+        let mut l = Lineage::default();
+        let live = ["a", "b"];
+        l.start(run_req("merge", &["a"], &[]), catalog(&live), no_outputs, 1)
+            .unwrap();
+        let err = l
+            .start(
+                run_req("refresh", &["b"], &["a"]),
+                catalog(&live),
+                no_outputs,
+                2,
+            )
+            .unwrap_err();
+        assert_eq!(err.reason(), "LineageReadLocked");
+        assert!(err.to_string().contains("merge-0"), "{err}");
+        let err = l
+            .start(
+                run_req("refresh", &["b"], &["gone"]),
+                catalog(&live),
+                no_outputs,
+                2,
+            )
+            .unwrap_err();
+        assert_eq!(err.reason(), "LineageReadMissing");
+        assert!(l.get("refresh-0").is_none());
+        // a segment the entry itself replaces needs no read lock
+        l.start(
+            run_req("refresh", &["b"], &["b"]),
+            catalog(&live),
+            no_outputs,
+            3,
+        )
+        .unwrap();
+        assert!(l.get("refresh-0").unwrap().segments_read.is_empty());
+    }
+
+    #[test]
+    fn ended_entries_release_their_read_locks() {
+        let live = ["a", "b", "ctx"];
+        for ending in ["completed", "reverted", "stale"] {
+            let mut l = Lineage::default();
+            l.start(
+                run_req("refresh", &["a"], &["ctx"]),
+                catalog(&live),
+                no_outputs,
+                1,
+            )
+            .unwrap();
+            match ending {
+                "completed" => {
+                    l.end("refresh-0", 2).unwrap();
+                }
+                "reverted" => {
+                    l.revert("refresh-0", "worker failed", 2).unwrap();
+                }
+                _ => {
+                    l.clean_up(STALE_AFTER_MS + 1, STALE_AFTER_MS, 20);
+                }
+            }
+            assert!(l.removal_locks().segments.is_empty(), "{ending}");
+            assert!(l.get("refresh-0").unwrap().segments_read.is_empty());
+            l.start(
+                run_req("purge", &["ctx"], &[]),
+                catalog(&live),
+                no_outputs,
+                3,
+            )
+            .unwrap_or_else(|e| panic!("{ending}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_large_read_set_is_stored_as_a_table_read_lock_that_spares_its_own_run() {
+        let names: Vec<String> = (0..=MAX_SEGMENTS_READ + 2)
+            .map(|i| format!("s{i}"))
+            .collect();
+        let is_live = |s: &str| names.iter().any(|n| n == s) || s == "new";
+        let reads: Vec<&str> = names[2..].iter().map(String::as_str).collect();
+        let mut l = Lineage::default();
+        l.start(run_req("refresh", &["s0"], &reads), is_live, no_outputs, 1)
+            .unwrap();
+        let e = l.get("refresh-0").unwrap();
+        assert!(e.reads_table && e.segments_read.is_empty());
+        // Another run may remove nothing, not even a segment outside the read set …
+        for s in ["s2", "new"] {
+            let err = l
+                .start(run_req("purge", &[s], &[]), is_live, no_outputs, 2)
+                .unwrap_err();
+            assert_eq!(err.reason(), "LineageInputLocked");
+            assert!(err.to_string().contains("reads every segment"), "{err}");
+        }
+        // … but may read; a sibling of the same run may remove its own input.
+        l.start(run_req("other", &[], &["s2"]), is_live, no_outputs, 2)
+            .unwrap();
+        let sibling = StartRequest {
+            id: "refresh-1".into(),
+            output_prefix: "data/refresh/1".into(),
+            ..run_req("refresh", &["s1"], &[])
+        };
+        l.start(sibling, is_live, no_outputs, 2).unwrap();
+        l.end("refresh-0", 3).unwrap();
+        assert!(!l.get("refresh-0").unwrap().reads_table);
+        l.start(run_req("purge", &["new"], &[]), is_live, no_outputs, 4)
+            .unwrap();
+    }
+
+    #[test]
+    fn entries_without_reads_serialize_as_before_and_old_entries_deserialize() {
+        let old = r#"{"id":"r-0","state":"IN_PROGRESS","segmentsFrom":["a"],"outputPrefix":"data/r/0","taskRun":"r","subtask":0,"timestampMs":1}"#;
+        let e: LineageEntry = serde_json::from_str(old).unwrap();
+        assert!(e.segments_read.is_empty() && !e.reads_table);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(
+            !json.contains("segmentsRead") && !json.contains("readsTable"),
+            "{json}"
+        );
+
+        let mut l = Lineage::default();
+        l.start(
+            run_req("r", &["a"], &["b"]),
+            catalog(&["a", "b"]),
+            no_outputs,
+            1,
+        )
+        .unwrap();
+        let json = serde_json::to_string(l.get("r-0").unwrap()).unwrap();
+        assert!(json.contains(r#""segmentsRead":["b"]"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<LineageEntry>(&json).unwrap(),
+            *l.get("r-0").unwrap()
+        );
     }
 }

@@ -191,6 +191,38 @@ async fn crash_between_commit_and_status_update_is_recovered_without_loss_or_dup
 }
 
 #[tokio::test]
+async fn an_add_path_that_would_not_name_the_written_file_is_refused_and_nothing_is_committed() {
+    let (dir, _uri, mut catalog) = new_table().await;
+    let good = write_segment(dir.path(), "data/in/good.parquet", &[(1, 1)]);
+    let version = catalog.version();
+    for (path, why) in [
+        ("data/in/../../../outside.parquet", "\"..\" segment"),
+        ("data/in//good.parquet", "empty segment"),
+        ("data/in/100%.parquet", "percent-encodes"),
+        ("data/in/my file.parquet", "space"),
+    ] {
+        let bad = SegmentRef {
+            path: path.into(),
+            ..good.clone()
+        };
+        let err = catalog
+            .append(&[good.clone(), bad], &[AppTxn::run("minion.dev/ns/r/0")])
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "InvalidSegment", "{path}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(path) && msg.contains(why), "{path}: {msg}");
+    }
+    catalog.refresh().await.unwrap();
+    assert_eq!(
+        catalog.version(),
+        version,
+        "a refused commit changed the table"
+    );
+    assert!(catalog.segments().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn replacement_of_inputs_already_replaced_is_refused_naming_the_segment() {
     let (dir, uri, mut catalog) = new_table().await;
     let groups = append_groups(dir.path(), &mut catalog, 1, 2).await;

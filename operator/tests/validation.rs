@@ -626,3 +626,131 @@ fn refresh_needs_an_upsert_table_and_r2o_a_realtime_source() {
         "WrongTableType",
     );
 }
+
+/// Issue 12, item 6: output file names are `<prefix>_<min>_<max>[_<postfix>]_<seq>.parquet`,
+/// so a prefix or postfix that is not a plain file name (a path, a character object stores
+/// percent-escape) would make the catalog point at the wrong file.
+#[test]
+fn segment_name_prefix_and_postfix_are_refused_per_bad_character_class() {
+    let cases = [
+        ("", "\"\" is empty"),
+        ("a/b", "\"a/b\" contains '/', a path separator"),
+        ("a\\b", "\"a\\\\b\" contains '\\\\', a path separator"),
+        ("a..b", "\"a..b\" contains \"..\""),
+        ("..", "\"..\" starts with '.'"),
+        (".hidden", "\".hidden\" starts with '.'"),
+        ("-x", "\"-x\" starts with '-'"),
+        ("a\nb", "\"a\\nb\" contains the control character U+000A"),
+        ("a\tb", "\"a\\tb\" contains the control character U+0009"),
+        ("100%", "\"100%\" contains '%'"),
+        ("a#b", "\"a#b\" contains '#'"),
+        ("my events", "\"my events\" contains a space"),
+        (
+            "événements",
+            "\"événements\" contains 'é', which is not ASCII",
+        ),
+    ];
+    let long = "x".repeat(101);
+    let long_msg = format!("{long:?} is 101 characters long, more than 100");
+    let cases = cases
+        .iter()
+        .map(|(v, m)| (v.to_string(), m.to_string()))
+        .chain([(long, long_msg)]);
+    for (value, problem) in cases {
+        let mut c = mtc("mtc-segment-import.yaml");
+        c.spec
+            .segment_import_task
+            .as_mut()
+            .unwrap()
+            .segment_name_prefix = Some(value.clone());
+        let errs = validate::task_config(&c).unwrap_err();
+        let msg = only_error(
+            &errs,
+            "spec.segmentImportTask.segmentNamePrefix",
+            "InvalidSegmentName",
+        );
+        assert!(
+            msg.starts_with(&format!(
+                "MinionTaskConfig default/events-import: spec.segmentImportTask.segmentNamePrefix: {problem}; "
+            )),
+            "{value:?}: {msg}"
+        );
+        assert!(
+            msg.ends_with("it becomes part of output file names, so use 1 to 100 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.' or '-' and without \"..\" (e.g. events_v2)"),
+            "{msg}"
+        );
+    }
+    // The postfix, and RealtimeToOffline's block, get the same check.
+    let mut c = mtc("mtc-realtime-to-offline.yaml");
+    c.spec
+        .realtime_to_offline_segments_task
+        .as_mut()
+        .unwrap()
+        .segment_name_postfix = Some("../x".into());
+    only_error(
+        &validate::task_config(&c).unwrap_err(),
+        "spec.realtimeToOfflineSegmentsTask.segmentNamePostfix",
+        "InvalidSegmentName",
+    );
+}
+
+#[test]
+fn plain_segment_names_are_accepted() {
+    for value in ["events", "events_2024-01.v2", "E1", &"x".repeat(100)] {
+        let mut c = mtc("mtc-segment-import.yaml");
+        let b = c.spec.segment_import_task.as_mut().unwrap();
+        b.segment_name_prefix = Some(value.to_string());
+        b.segment_name_postfix = Some(value.to_string());
+        validate::task_config(&c).unwrap_or_else(|e| panic!("{value}: {e}"));
+    }
+}
+
+#[test]
+fn inline_task_run_configs_and_merge_level_names_get_the_segment_name_check() {
+    let mut r = run("taskrun-backfill.yaml");
+    let mut block = mtc("mtc-segment-import.yaml").spec.segment_import_task;
+    block.as_mut().unwrap().segment_name_prefix = Some("../../escape".into());
+    r.spec.task_type = TaskType::SegmentImportTask;
+    r.spec.source_table = Some("events-realtime".into());
+    r.spec.config = Some(TaskBlocks {
+        segment_import_task: block,
+        ..TaskBlocks::default()
+    });
+    let errs = validate::task_run(&r, None).unwrap_err();
+    let msg = only_error(
+        &errs,
+        "spec.config.segmentImportTask.segmentNamePrefix",
+        "InvalidSegmentName",
+    );
+    assert!(
+        msg.contains("\"../../escape\" contains '/', a path separator"),
+        "{msg}"
+    );
+
+    // A TaskRun referencing a config with a bad name reports the config's field.
+    let mut cfg = mtc("mtc-segment-import.yaml");
+    cfg.spec
+        .segment_import_task
+        .as_mut()
+        .unwrap()
+        .segment_name_postfix = Some("a b".into());
+    r.spec.config = None;
+    r.spec.config_ref = Some("events-import".into());
+    let errs = validate::task_run(&r, Some(&cfg)).unwrap_err();
+    assert!(
+        errs.has(
+            "spec.segmentImportTask.segmentNamePostfix",
+            "InvalidSegmentName"
+        ),
+        "{errs}"
+    );
+
+    // MergeRollup names its outputs `merged_<level>_…`.
+    let mut c = mtc("mtc-merge-rollup.yaml");
+    c.spec.merge_rollup_task.as_mut().unwrap().levels[0].name = "1h/../../x".into();
+    only_error(
+        &validate::task_config(&c).unwrap_err(),
+        "spec.mergeRollupTask.levels[0].name",
+        "InvalidSegmentName",
+    );
+}

@@ -32,8 +32,13 @@ pub struct RealtimeToOfflineSegmentsTaskSpec {
     /// Rows per output segment. Default 5000000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_num_records_per_segment: Option<u64>,
+    /// Output files are named `<prefix>_<min>_<max>[_<postfix>]_<seq>.parquet`; the prefix
+    /// defaults to the table name. 1 to 100 characters from `A-Z a-z 0-9 . _ -`, not starting
+    /// with `.` or `-`, without `..`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_name_prefix: Option<String>,
+    /// Inserted before the sequence number of output file names; unset by default. Same
+    /// characters as `segmentNamePrefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_name_postfix: Option<String>,
 }
@@ -60,8 +65,13 @@ pub struct SegmentImportTaskSpec {
     /// Rows per output segment. Default 5000000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_num_records_per_segment: Option<u64>,
+    /// Output files are named `<prefix>_<min>_<max>[_<postfix>]_<seq>.parquet`; the prefix
+    /// defaults to the table name. 1 to 100 characters from `A-Z a-z 0-9 . _ -`, not starting
+    /// with `.` or `-`, without `..`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_name_prefix: Option<String>,
+    /// Inserted before the sequence number of output file names; unset by default. Same
+    /// characters as `segmentNamePrefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_name_postfix: Option<String>,
     /// Parallel subtasks per run. Default 10.
@@ -91,7 +101,9 @@ pub enum MergeRollupMode {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MergeLevelSpec {
-    /// Level name, unique, used in the `mergeLevel` segment tag (e.g. `1hour`).
+    /// Level name, unique, used in the `mergeLevel` segment tag and in output file names
+    /// (`merged_<name>_…`), e.g. `1hour`: characters from `A-Z a-z 0-9 . _ -`, not starting
+    /// with `.` or `-`, without `..`.
     pub name: String,
     /// Bucket length (period). Required.
     #[serde(default, skip_serializing_if = "Option::is_none")]

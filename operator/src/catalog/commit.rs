@@ -83,12 +83,56 @@ pub(crate) enum Plan {
     },
 }
 
+/// Characters `object_store`'s `Path::from` percent-encodes in a path part (its `INVALID`
+/// set, besides controls and `/`): a file written through it under a name holding one of them
+/// gets another name than the add path says.
+const OBJECT_STORE_ENCODED: &[char] = &[
+    '\\', '{', '^', '}', '%', '`', ']', '"', '>', '[', '~', '<', '#', '|', '*', '?',
+];
+
+/// Why an added path (relative to the table URI) would not name the file the worker wrote
+/// under the table, or `None` when it is safe.
+///
+/// Refused: a `.` or `..` segment (readers resolve it, `..` even outside the table, while
+/// `object_store` writes it as a `%2E`/`%2E%2E` directory), an empty segment (`a//b`: `object_store` drops it, so the file is at `a/b`), a
+/// backslash (a separator on Windows paths), control characters (`Path::parse` rejects them,
+/// `Path::from` percent-encodes them), the other characters `Path::from` percent-encodes and
+/// every non-ASCII character (it percent-encodes all of them), and a space (a Delta add path
+/// is a URI, in which a space must be percent-encoded).
+pub(crate) fn unsafe_add_path(path: &str) -> Option<String> {
+    for segment in path.split('/') {
+        match segment {
+            "" => return Some("path has an empty segment (\"//\" or a trailing \"/\")".into()),
+            "." | ".." => {
+                return Some(format!(
+                    "path has a {segment:?} segment: readers resolve it to another file, and object_store writes it as a directory named %2E"
+                ));
+            }
+            _ => {}
+        }
+    }
+    let c = path.chars().find(|c| {
+        c.is_control() || !c.is_ascii() || *c == ' ' || OBJECT_STORE_ENCODED.contains(c)
+    })?;
+    Some(match c {
+        '\\' => "path contains a backslash, a path separator on some stores".into(),
+        ' ' => "path contains a space, which a Delta add path (a URI) must percent-encode".into(),
+        c if c.is_control() => format!(
+            "path contains the control character U+{:04X}, which object_store rejects or percent-encodes",
+            c as u32
+        ),
+        c => format!(
+            "path contains {c:?}, which object_store percent-encodes: the file written is not the one the add path names"
+        ),
+    })
+}
+
 /// Decides a request against the live files (`path → size`) and the log's txn versions.
 ///
 /// # Errors
 /// `SegmentNotLive` for the first removed path that is not live; `InvalidSegment` for an
-/// added path that is empty, absolute, inside `_delta_log/`, duplicated, also removed, or
-/// already live.
+/// added path that is empty, absolute, inside `_delta_log/`, not safe as a file name (see
+/// [`unsafe_add_path`]), duplicated, also removed, or already live.
 pub(crate) fn plan(
     uri: &str,
     request: &Replacement<'_>,
@@ -132,6 +176,9 @@ pub(crate) fn plan(
         }
         if path == "_delta_log" || under_prefix(path, "_delta_log") {
             return Err(invalid(path, "path is inside _delta_log/"));
+        }
+        if let Some(why) = unsafe_add_path(path) {
+            return Err(invalid(path, &why));
         }
         if !added.insert(path) {
             return Err(invalid(path, "added twice in one commit"));
@@ -482,6 +529,53 @@ mod tests {
             commit_actions(plan("u", &req, &live(&["a"]), &versions, &time(), 0, 0).unwrap());
         assert_eq!(txns.len(), 1);
         assert_eq!(txns[0].app_id, "r");
+    }
+
+    #[test]
+    fn added_paths_that_would_not_name_the_written_file_are_refused_saying_why() {
+        let cases = [
+            ("data/r/0/../../../x.parquet", "\"..\" segment"),
+            ("data/./x.parquet", "\".\" segment"),
+            ("data/r//x.parquet", "empty segment"),
+            ("data/r/", "empty segment"),
+            ("data/r\\x.parquet", "backslash"),
+            ("data/r/x\n.parquet", "control character U+000A"),
+            ("data/r/x\u{7f}.parquet", "control character U+007F"),
+            (
+                "data/r/100%.parquet",
+                "'%', which object_store percent-encodes",
+            ),
+            (
+                "data/r/a#b.parquet",
+                "'#', which object_store percent-encodes",
+            ),
+            (
+                "data/r/a?b.parquet",
+                "'?', which object_store percent-encodes",
+            ),
+            (
+                "data/r/événement.parquet",
+                "'é', which object_store percent-encodes",
+            ),
+            ("data/r/my events.parquet", "space"),
+        ];
+        for (path, why) in cases {
+            let req = request(&[], &[path], vec![]);
+            let err = plan("u", &req, &live(&[]), &HashMap::new(), &time(), 0, 0).unwrap_err();
+            assert_eq!(err.reason(), "InvalidSegment", "{path}: {err}");
+            let msg = err.to_string();
+            assert!(msg.contains(why), "{path}: {msg}");
+            assert!(msg.contains(path), "{path}: {msg}");
+        }
+        for path in [
+            "data/events-import-0001/0/0/events_1597276800000_1597363199999_0.parquet",
+            "data/r/merged_1day_-5_7_v2.1_0.parquet",
+            "part-0000.snappy.parquet",
+        ] {
+            let req = request(&[], &[path], vec![]);
+            plan("u", &req, &live(&[]), &HashMap::new(), &time(), 0, 0)
+                .unwrap_or_else(|e| panic!("{path}: {e}"));
+        }
     }
 
     #[test]

@@ -165,6 +165,8 @@ mod tests {
             subtask: None,
             timestamp_ms: t,
             message: None,
+            segments_read: vec![],
+            reads_table: false,
         }
     }
 

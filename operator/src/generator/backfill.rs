@@ -8,7 +8,8 @@
 //! - Every listed input file is ingested, keeping only rows inside the range (and matching the
 //!   filter), packed by the default `taskMaxDataSize`.
 //! - All subtasks are committed together (`AllOrNone`): readers see the old range or the new
-//!   one, never a mix. If any overlapping segment is locked by another run, nothing is planned.
+//!   one, never a mix. If any overlapping segment is locked by another run (replaced, or read
+//!   as a refresh's upsert context), nothing is planned.
 //! - An empty input listing plans nothing (it would only delete the range).
 //!
 //! The purge predicate uses the worker's grammar: the time column compared in its own unit
@@ -80,12 +81,12 @@ pub fn plan_backfill(input: &GeneratorInput, config: &SegmentBackfillConfig) -> 
         .segments
         .iter()
         .filter(|s| time_range(s).is_some_and(|(min, max)| range.overlaps_inclusive(min, max)));
-    if let Some(s) = first_locked(dest, locked_overlapping) {
+    if let Some((s, holder)) = first_locked(dest, locked_overlapping) {
         return no_task(
             input,
             NoTaskReason::InputsLocked,
             format!(
-                "segment {} overlapping {} is locked by another run",
+                "segment {} overlapping {} is locked by {holder}; the range is replaced once that run ends",
                 s.name(),
                 fmt_window(&range)
             ),

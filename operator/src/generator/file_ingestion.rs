@@ -20,6 +20,9 @@
 //!   stay ingested after a MergeRollup. In sync mode, a changed file whose old rows share a
 //!   segment with other files is re-ingested together with them in one subtask
 //!   ([`sync_group`]), or waits when that cannot restore every row.
+//! - A segment an IN_PROGRESS lineage entry of another run replaces or reads (a running
+//!   refresh's upsert context) is not replaced: the changed file waits for the next run, and a
+//!   full swap plans nothing (`InputsLocked`). Appending new files removes nothing and goes on.
 //! - Include/exclude patterns are globs on the path relative to `inputDirURI` (`*` within a
 //!   directory, `**` across, `?` one character; an optional `glob:` prefix is ignored).
 
@@ -258,12 +261,12 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
                 ),
             );
         }
-        if let Some(s) = first_locked(dest, &dest.segments) {
+        if let Some((s, holder)) = first_locked(dest, &dest.segments) {
             return no_task(
                 input,
                 NoTaskReason::InputsLocked,
                 format!(
-                    "a full swap replaces every segment, and {} is locked by another run",
+                    "a full swap replaces every segment, and {} is locked by {holder}",
                     s.name()
                 ),
             );
@@ -271,7 +274,8 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
         pending = files.clone();
         deletes_all = dest.segments.iter().collect();
     } else {
-        let locked = dest.lineage.locked_segments();
+        // Segments other runs replace or read: this run may not replace them.
+        let locked = dest.lineage.removal_locks();
         let listed: HashMap<&str, &ListedFile> =
             files.iter().map(|f| (f.uri.as_str(), *f)).collect();
         let mut grouped: HashSet<&str> = HashSet::new();

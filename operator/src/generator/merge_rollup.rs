@@ -2,7 +2,8 @@
 //! (reference "MergeRollupTask").
 //!
 //! # Contract
-//! - Candidates: visible, unlocked, non-empty segments not tagged `shouldNotMerge`; for a
+//! - Candidates: visible, non-empty segments not tagged `shouldNotMerge` that no IN_PROGRESS
+//!   lineage entry replaces or reads (e.g. a running refresh's upsert context); for a
 //!   REALTIME table, minus each stream partition's latest segment. Sorted by (start, end, path).
 //! - Levels are walked finest first; a level with an incomplete run is skipped.
 //! - A bucket is valid while its end ≤ `now − buffer` and, for coarser levels, ≤ the finer

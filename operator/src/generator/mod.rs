@@ -8,8 +8,10 @@
 //!
 //! # Guarantees (every task type)
 //! - No I/O, no clock: the same input gives the same plan.
-//! - No segment locked by an IN_PROGRESS lineage entry (of the table it is read from) is ever
-//!   planned, and no segment is replaced or deleted by two subtasks of one plan.
+//! - No segment replaced by an IN_PROGRESS lineage entry (of the table it is read from) is
+//!   ever planned; no segment an IN_PROGRESS entry reads (e.g. a running refresh's upsert
+//!   context) is planned for removal; no segment is replaced or deleted by two subtasks of one
+//!   plan, nor removed by one subtask and read by another.
 //! - A subtask never holds more than [`defaults::MAX_SEGMENTS_PER_TASK`] input segments.
 //!
 //! What it may touch: nothing but its arguments. The control loop gathers the input, records
@@ -34,6 +36,8 @@ pub mod windows;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod read_lock_tests;
 #[cfg(test)]
 mod testkit;
 
@@ -156,8 +160,19 @@ pub(crate) fn visible(view: &TableView) -> Vec<&SegmentRef> {
         .collect()
 }
 
-/// Segments of `view` a generator may plan: visible and not locked by an IN_PROGRESS entry.
+/// Segments of `view` a generator may plan to remove (replace or delete): visible, and
+/// neither replaced nor read by an IN_PROGRESS entry (see [`Lineage::removal_locks`]).
 pub(crate) fn available(view: &TableView) -> Vec<&SegmentRef> {
+    let locked = view.lineage.removal_locks();
+    visible(view)
+        .into_iter()
+        .filter(|s| !locked.contains(s.path.as_str()))
+        .collect()
+}
+
+/// Segments of `view` a generator may plan to read without removing them: visible and not
+/// replaced by an IN_PROGRESS entry (segments other entries only read are readable).
+pub(crate) fn readable(view: &TableView) -> Vec<&SegmentRef> {
     let locked = view.lineage.locked_segments();
     visible(view)
         .into_iter()
@@ -165,15 +180,28 @@ pub(crate) fn available(view: &TableView) -> Vec<&SegmentRef> {
         .collect()
 }
 
-/// The first of `segments` locked by a live lineage entry of `view`.
+/// The first of `segments` a new run may not remove — replaced or read by a live lineage
+/// entry of `view` — with the holder, for messages (`IN_PROGRESS entry <id> of TaskRun <run>,
+/// which replaces it`).
 pub(crate) fn first_locked<'a>(
     view: &TableView,
     segments: impl IntoIterator<Item = &'a SegmentRef>,
-) -> Option<&'a SegmentRef> {
-    let locked = view.lineage.locked_segments();
-    segments
-        .into_iter()
-        .find(|s| locked.contains(s.path.as_str()))
+) -> Option<(&'a SegmentRef, String)> {
+    let locked = view.lineage.removal_locks();
+    segments.into_iter().find_map(|s| {
+        if !locked.contains(s.path.as_str()) {
+            return None;
+        }
+        // A run being planned has no entry yet: every live entry belongs to another run.
+        let holder = match view.lineage.removal_holder(&s.path, "") {
+            Some((e, how)) => format!(
+                "IN_PROGRESS lineage entry {} of TaskRun {}, {how}",
+                e.id, e.task_run
+            ),
+            None => "another run".to_string(),
+        };
+        Some((s, holder))
+    })
 }
 
 /// The stream or value partition of a segment: its field, else its `partition` tag.

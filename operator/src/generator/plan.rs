@@ -123,7 +123,11 @@ pub struct PlannedSubtask {
     /// (all-invalid upsert segments, segments of changed files, a full swap, a backfilled range).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deletes: Vec<SegmentRef>,
-    /// Other live destination segments the worker reads only to decide upsert validity.
+    /// Other live destination segments whose rows justify what the subtask drops: the worker
+    /// reads them only to decide upsert validity (a delete-only subtask has no worker: they
+    /// are the rows that made every row of its deletes invalid). Its lineage entry locks them
+    /// against removal by other runs (see [`Self::segments_read`]); no subtask of the same plan
+    /// removes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub context_segments: Vec<SegmentRef>,
     /// Rows outside this window are dropped (R2O, SegmentImport, backfill ingestion).
@@ -194,6 +198,15 @@ impl PlannedSubtask {
         let replaced = self.inputs.iter().filter(|_| self.replaces_inputs);
         replaced
             .chain(self.deletes.iter())
+            .map(|s| s.path.clone())
+            .collect()
+    }
+
+    /// Segments of the destination this subtask reads without removing them (its context):
+    /// what its lineage entry locks against removal by other runs.
+    pub fn segments_read(&self) -> Vec<String> {
+        self.context_segments
+            .iter()
             .map(|s| s.path.clone())
             .collect()
     }
@@ -299,7 +312,8 @@ impl Plan {
 
     /// The lineage entries to open before any Job starts, one per subtask of the run
     /// `task_run` whose identity is `key`: id `<key>-<index>`, output prefix
-    /// `data/<staging_run>/<index>` (every attempt's [`staging_prefix`] starts with it).
+    /// `data/<staging_run>/<index>` (every attempt's [`staging_prefix`] starts with it), the
+    /// segments it removes and those it reads.
     pub fn lineage_requests(
         &self,
         task_run: &str,
@@ -311,6 +325,7 @@ impl Plan {
             .map(|s| StartRequest {
                 id: format!("{key}-{}", s.index),
                 segments_from: s.segments_from(),
+                segments_read: s.segments_read(),
                 output_prefix: minion_contract::subtask_prefix(staging_run, s.index),
                 task_run: task_run.to_string(),
                 subtask: Some(s.index),

@@ -1,4 +1,5 @@
-//! Property tests over random catalogs: no planned input is locked or planned twice; planned
+//! Property tests over random catalogs: no planned input is locked or planned twice, nor read
+//! by one subtask and removed by another (a refresh's entries open together); planned
 //! windows and buckets never reach behind the stored watermarks; every source row inside the
 //! processed range is covered by exactly one subtask.
 
@@ -236,5 +237,21 @@ proptest! {
         let p = plan(&i).unwrap();
         assert_no_lock_no_twice(&p, &i.destination)?;
         prop_assert!(p.subtasks.iter().filter(|s| s.needs_worker()).count() <= max_tasks as usize);
+        // The run's entries open against the live lineage: no subtask reads what this run or
+        // another one replaces, and each read set is the same.
+        let mut lineage = i.destination.lineage.clone();
+        let live: HashSet<&str> = i.destination.segments.iter().map(|s| s.path.as_str()).collect();
+        for req in p.lineage_requests("run", "run", "run") {
+            lineage
+                .start(req, |s| live.contains(s), |_| None, 0)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        }
+        let removed: HashSet<String> =
+            p.subtasks.iter().flat_map(|s| s.segments_from()).collect();
+        for s in &p.subtasks {
+            for c in s.segments_read() {
+                prop_assert!(!removed.contains(&c), "{c} read and removed by one plan");
+            }
+        }
     }
 }

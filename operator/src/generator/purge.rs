@@ -2,8 +2,10 @@
 //! segment's last purge time.
 //!
 //! # Contract
-//! - Eligible: visible, unlocked, non-empty segments never purged or whose `lastPurgeTimeMs`
-//!   tag is at least `lastPurgeTimeThreshold` old.
+//! - Eligible: visible, non-empty segments that no IN_PROGRESS lineage entry replaces or reads
+//!   (e.g. a running refresh's upsert context), never purged or whose `lastPurgeTimeMs` tag is
+//!   at least `lastPurgeTimeThreshold` old. When every due segment is locked, the run plans
+//!   nothing with `InputsLocked`, naming a holder.
 //! - Never-purged segments first, then the longest since their purge, then by path; one
 //!   subtask per segment (as Pinot), at most `tableMaxNumTasks`.
 //! - Outputs are tagged `lastPurgeTimeMs=<now>` and keep the input's `mergeLevel`, so
@@ -19,7 +21,7 @@ use crate::model::PurgeConfig;
 use super::windows::base_processing;
 use super::{
     GeneratorInput, NoTaskReason, OutputNaming, Plan, PlannedSubtask, TAG_LAST_PURGE_TIME_MS,
-    available, blocked_by_incomplete_run,
+    blocked_by_incomplete_run, visible,
 };
 
 /// A segment's last purge time, from its tag.
@@ -35,12 +37,14 @@ pub fn plan_purge(input: &GeneratorInput, config: &PurgeConfig) -> Plan {
     let due_before = input
         .now_ms
         .saturating_sub(config.last_purge_time_threshold_ms);
-    let mut due: Vec<(Option<i64>, &SegmentRef)> = available(&input.destination)
+    let dest = &input.destination;
+    let locks = dest.lineage.removal_locks();
+    let (mut due, locked): (Vec<(Option<i64>, &SegmentRef)>, Vec<_>) = visible(dest)
         .into_iter()
         .filter(|s| s.rows > 0)
         .map(|s| (last_purge_time_ms(s), s))
         .filter(|(last, _)| last.is_none_or(|t| t <= due_before))
-        .collect();
+        .partition(|(_, s)| !locks.contains(s.path.as_str()));
     due.sort_by(|(a, x), (b, y)| (a, x.path.as_str()).cmp(&(b, y.path.as_str())));
     due.truncate(config.table_max_num_tasks.max(1) as usize);
     let processing = Processing {
@@ -63,6 +67,21 @@ pub fn plan_purge(input: &GeneratorInput, config: &PurgeConfig) -> Plan {
         };
         s.partition = super::partition_of(segment);
         plan.subtasks.push(s);
+    }
+    if let Some((_, s)) = locked.first() {
+        plan = plan.or_skip(NoTaskReason::InputsLocked, || {
+            let holder = dest
+                .lineage
+                .removal_holder(&s.path, "")
+                .map_or_else(String::new, |(e, how)| {
+                    format!(" by IN_PROGRESS entry {} of TaskRun {}, {how}", e.id, e.task_run)
+                });
+            format!(
+                "{} due segment(s) are locked by other runs (segment {} is locked{holder}); they are purged once those runs end",
+                locked.len(),
+                s.name()
+            )
+        });
     }
     plan.or_skip(NoTaskReason::NothingToPurge, || {
         "every segment was purged within the last purge time threshold".to_string()
@@ -125,6 +144,14 @@ mod tests {
                 .lock_dest(&["locked"]),
         )
         .unwrap();
+        assert_eq!(reason(&p), Some("InputsLocked"));
+        assert!(
+            p.skip
+                .unwrap()
+                .message
+                .contains("segment locked is locked by IN_PROGRESS entry"),
+        );
+        let p = plan(&purge(10).dest_segments(vec![purged("recent", 1)])).unwrap();
         assert_eq!(reason(&p), Some("NothingToPurge"));
     }
 }

@@ -2,8 +2,8 @@
 //! Segment Refresh").
 //!
 //! # Contract
-//! - Eligible: visible, unlocked, non-empty segments whose end is older than `now − buffer`
-//!   (newer ones are ignored).
+//! - Eligible: visible, non-empty segments whose end is older than `now − buffer` (newer ones
+//!   are ignored) and that no IN_PROGRESS lineage entry replaces or reads.
 //! - A segment whose rows are all invalid is deleted without a rewrite (delete-only subtasks,
 //!   no worker). Other segments are selected when invalid% ≥ `invalidRecordsThresholdPercent`
 //!   **and** invalid count ≥ the count threshold (scenario 18).
@@ -13,7 +13,19 @@
 //!   with no selected segment is merged only when it has at least two small segments.
 //! - Subtasks are cut at `maxNumRecordsPerTask`, `maxDataSizePerTask` and
 //!   `MAX_SEGMENTS_PER_TASK`, ordered most invalid rows first, at most `tableMaxNumTasks`.
-//! - Rewrites read the other live segments as context to decide upsert validity.
+//! - Context: every subtask (rewrite or delete-only) carries as `context_segments` the visible
+//!   segments that no subtask of the plan removes and no other run is replacing. Rewrites read
+//!   them to decide upsert validity; for a delete, they (with the rewrites' inputs, whose
+//!   newest rows their rewrite keeps) hold the newer rows that condemn it. The lineage entry
+//!   of each subtask read-locks its context, so no other run removes a newer version of a key
+//!   while an older one is being dropped (issue 12, item 5); see [`crate::lineage`].
+//! - A segment another subtask of the run replaces is not context: the worker breaks ties of
+//!   equal comparison values by the order of its inputs and context, so two subtasks reading
+//!   each other's input could each drop their copy of a key.
+//! - The invalid counts come from every visible segment. While another run is replacing one
+//!   of them, all-invalid segments are not deleted (their condemning rows may be going): they
+//!   wait for the next run. Rewrites need no such wait: the worker decides validity over the
+//!   context it is given.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -24,7 +36,7 @@ use crate::model::{SegmentRefreshConfig, defaults};
 use super::windows::base_processing;
 use super::{
     GeneratorInput, NoTaskReason, Plan, PlannedSubtask, available, blocked_by_incomplete_run,
-    floor_to, split_by_limits, time_range,
+    floor_to, readable, split_by_limits, time_range, visible,
 };
 
 fn invalid_of(input: &GeneratorInput, s: &SegmentRef) -> u64 {
@@ -102,7 +114,28 @@ pub fn plan_refresh(input: &GeneratorInput, config: &SegmentRefreshConfig) -> Pl
     chunks.truncate(config.table_max_num_tasks.max(1) as usize);
 
     let mut plan = Plan::new(task_type);
-    let deleted: HashSet<&str> = deletes.iter().map(|s| s.path.as_str()).collect();
+    // All-invalid segments are deleted on the strength of the invalid counts, which rest on
+    // every visible segment: not while another run is replacing one of them.
+    let being_replaced = input.destination.lineage.locked_segments();
+    let withheld = if deletes.is_empty() {
+        None
+    } else {
+        visible(&input.destination)
+            .into_iter()
+            .find(|s| being_replaced.contains(s.path.as_str()))
+    };
+    if withheld.is_some() {
+        deletes.clear();
+    }
+    let mut removed: HashSet<&str> = deletes.iter().map(|s| s.path.as_str()).collect();
+    for (_, _, chunk) in &chunks {
+        removed.extend(chunk.iter().map(|s| s.path.as_str()));
+    }
+    let context: Vec<SegmentRef> = readable(&input.destination)
+        .into_iter()
+        .filter(|c| !removed.contains(c.path.as_str()))
+        .cloned()
+        .collect();
     let processing = Processing {
         drop_invalid_upsert_rows: true,
         time_partition_ms: Some(config.bucket_ms),
@@ -117,16 +150,7 @@ pub fn plan_refresh(input: &GeneratorInput, config: &SegmentRefreshConfig) -> Pl
             bucket,
             bucket.saturating_add(config.bucket_ms),
         ));
-        // Every other segment may hold a newer version of a key: all are context, except
-        // all-invalid ones being deleted (they hold no newest version).
-        let own: HashSet<&str> = s.inputs.iter().map(|i| i.path.as_str()).collect();
-        s.context_segments = input
-            .destination
-            .segments
-            .iter()
-            .filter(|c| !own.contains(c.path.as_str()) && !deleted.contains(c.path.as_str()))
-            .cloned()
-            .collect();
+        s.context_segments = context.clone();
         plan.subtasks.push(s);
     }
     deletes.sort_by_key(|s| s.path.as_str());
@@ -134,7 +158,23 @@ pub fn plan_refresh(input: &GeneratorInput, config: &SegmentRefreshConfig) -> Pl
         let index = plan.subtasks.len() as u32;
         let mut s = PlannedSubtask::new(task_type, index, processing.clone());
         s.deletes = chunk.iter().map(|s| (*s).clone()).collect();
+        s.context_segments = context.clone();
         plan.subtasks.push(s);
+    }
+    if let Some(locked) = withheld {
+        let holder = input
+            .destination
+            .lineage
+            .removal_holder(&locked.path, "")
+            .map_or_else(String::new, |(e, _)| {
+                format!(" by IN_PROGRESS entry {} of TaskRun {}", e.id, e.task_run)
+            });
+        plan = plan.or_skip(NoTaskReason::InputsLocked, || {
+            format!(
+                "all-invalid segments wait: segment {} is being replaced{holder}, and the newer rows that make them invalid may be in it",
+                locked.name()
+            )
+        });
     }
     plan.or_skip(NoTaskReason::NothingToRefresh, || {
         format!(
@@ -236,7 +276,13 @@ mod tests {
         let p = plan(&i).unwrap();
         assert_eq!(inputs_of(&p), vec![vec!["b"], vec!["c"]]);
         assert!(p.subtasks[0].processing.drop_invalid_upsert_rows);
-        assert_eq!(p.subtasks[0].context_segments.len(), 2);
+        // context: what no subtask of the run removes (`c` is rewritten by the second one)
+        let context: Vec<&str> = p.subtasks[0]
+            .context_segments
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(context, vec!["a"]);
     }
 
     #[test]

@@ -277,6 +277,8 @@ fn live_entry(names: &[&str]) -> LineageEntry {
         subtask: Some(0),
         timestamp_ms: 0,
         message: None,
+        segments_read: vec![],
+        reads_table: false,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use minion_contract::{AggregationType, TaskType};
 
-use super::{Collector, Invalid, check_uri, units};
+use super::{Collector, Invalid, check_segment_name_part, check_uri, units};
 use crate::api::tasks::*;
 use crate::model::*;
 
@@ -94,6 +94,14 @@ struct Window<'a> {
 }
 
 fn window(c: &mut Collector, at: &str, w: Window<'_>) -> WindowProcessing {
+    for (key, value) in [
+        ("segmentNamePrefix", w.prefix),
+        ("segmentNamePostfix", w.postfix),
+    ] {
+        if let Some(v) = value {
+            c.check(&format!("{at}.{key}"), check_segment_name_part(v));
+        }
+    }
     let bucket_field = format!("{at}.bucketTimePeriod");
     let bucket_ms = c.positive_period(&bucket_field, w.bucket, defaults::R2O_BUCKET_MS);
     let round_bucket_ms = rounding(c, at, w.round, w.bucket.unwrap_or("1d"), bucket_ms);
@@ -226,6 +234,9 @@ fn merge_rollup(c: &mut Collector, at: &str, b: &MergeRollupTaskSpec) -> TaskSpe
                     value: l.name.clone(),
                 },
             );
+        } else {
+            // Outputs of the level are named `merged_<level>_…`.
+            c.check(&format!("{at}.name"), check_segment_name_part(&l.name));
         }
         let bucket_field = format!("{at}.bucketTimePeriod");
         let bucket_ms = match l.bucket_time_period.as_deref() {

@@ -108,6 +108,10 @@ pub enum Invalid {
         actual: String,
         expected: String,
     },
+    #[error(
+        "{value:?} {problem}; it becomes part of output file names, so use 1 to 100 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.' or '-' and without \"..\" (e.g. events_v2)"
+    )]
+    SegmentName { value: String, problem: String },
 }
 
 impl Invalid {
@@ -136,6 +140,7 @@ impl Invalid {
             Invalid::Mismatch { .. } => "ConfigMismatch",
             Invalid::NotAllowed { .. } => "FieldNotAllowed",
             Invalid::WrongTableType { .. } => "WrongTableType",
+            Invalid::SegmentName { .. } => "InvalidSegmentName",
         }
     }
 }
@@ -332,6 +337,49 @@ pub(crate) fn check_uri(value: &str) -> Result<(), Invalid> {
         return Err(Invalid::Uri {
             value: value.to_string(),
         });
+    }
+    Ok(())
+}
+
+/// Longest `segmentNamePrefix` / `segmentNamePostfix` (and merge level name) accepted.
+pub const MAX_SEGMENT_NAME_PART_CHARS: usize = 100;
+
+/// Checks a part of output file names (`segmentNamePrefix`, `segmentNamePostfix`, a merge
+/// level name): the worker names outputs `<prefix>_<min>_<max>[_<postfix>]_<seq>.parquet` and
+/// the catalog commits that path, so only characters that need no escaping in an object key,
+/// a local path or a Delta `add` path (a URI) are allowed: `[A-Za-z0-9._-]`, not starting with
+/// `.` or `-`, no `..`, at most [`MAX_SEGMENT_NAME_PART_CHARS`].
+pub(crate) fn check_segment_name_part(value: &str) -> Result<(), Invalid> {
+    let bad = |problem: String| Invalid::SegmentName {
+        value: value.to_string(),
+        problem,
+    };
+    if value.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(bad(match c {
+            ' ' => "contains a space".into(),
+            '/' | '\\' => format!("contains {c:?}, a path separator"),
+            c if c.is_control() => format!("contains the control character U+{:04X}", c as u32),
+            c if !c.is_ascii() => format!("contains {c:?}, which is not ASCII"),
+            c => format!("contains {c:?}"),
+        }));
+    }
+    if let Some(c) = value.chars().next().filter(|c| matches!(c, '.' | '-')) {
+        return Err(bad(format!("starts with {c:?}")));
+    }
+    if value.contains("..") {
+        return Err(bad("contains \"..\"".into()));
+    }
+    let n = value.chars().count();
+    if n > MAX_SEGMENT_NAME_PART_CHARS {
+        return Err(bad(format!(
+            "is {n} characters long, more than {MAX_SEGMENT_NAME_PART_CHARS}"
+        )));
     }
     Ok(())
 }
