@@ -15,12 +15,23 @@ s3_exports=$(bash scripts/s3-test-server.sh start)
 eval "$s3_exports"
 trap 'bash scripts/s3-test-server.sh stop || true' EXIT
 
+# Tests that need a server say so (`#[ignore = "needs …"]`) and run here, where it is up: the
+# S3 tests against the server started above, the worker soak against the release build made
+# above.
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
-  # The worker soak (ignored in plain runs: it needs the release build made above).
-  cargo nextest run -p minion-e2e --test worker_soak --run-ignored ignored-only
+  cargo nextest run --no-fail-fast --run-ignored only -p minion-worker --test s3
+  cargo nextest run --no-fail-fast --run-ignored only -p minion-operator --test catalog_s3
+  cargo nextest run --no-fail-fast --run-ignored only -p minion-e2e --test s3_outage \
+    --test worker_soak
+  cargo nextest run --no-fail-fast --run-ignored only -p minion-e2e --test operator_binary \
+    -E 'test(/^on_s3_/)'
 else
   cargo test --workspace --no-fail-fast "$@"
+  cargo test -p minion-worker --test s3 -- --ignored
+  cargo test -p minion-operator --test catalog_s3 -- --ignored
+  cargo test -p minion-e2e --test s3_outage -- --ignored
+  cargo test -p minion-e2e --test operator_binary -- --ignored on_s3_
   cargo test -p minion-e2e --test worker_soak -- --ignored
 fi
 # nextest does not run doc tests.

@@ -448,6 +448,24 @@ mod tests {
     }
 
     #[test]
+    fn job_names_fit_63_characters_and_keep_the_run_identity() {
+        let key = format!(
+            "{}-0123456789ab",
+            "events-import-with-a-very-long-config-name-".repeat(2)
+        );
+        for (index, attempt) in [(0, 1), (7, 2), (1234, 11)] {
+            let name = job_name(&key, index, attempt);
+            assert!(name.len() <= MAX_JOB_NAME, "{name}");
+            assert!(name.contains("-0123456789ab-"), "{name}");
+            assert!(
+                name.ends_with(&format!("-{index}")) || name.ends_with(&format!("-a{attempt}"))
+            );
+            assert!(name.chars().next().unwrap().is_ascii_alphanumeric());
+        }
+        assert_eq!(job_name("r-0a1b", 3, 1), "r-0a1b-3");
+    }
+
+    #[test]
     fn a_retried_subtask_launches_its_next_attempt_under_a_new_job_name() {
         let s = running(vec![sub(0, SubtaskState::Pending, 1)]);
         let f = facts(1, CommitMode::PerSubtask, &[]);
