@@ -126,6 +126,22 @@ fn samples_get_pinot_defaults_for_absent_keys() {
 }
 
 #[test]
+fn replaced_segments_are_kept_4h_by_default_and_24h_for_upsert_tables() {
+    let mut events = table("table-events-offline.yaml");
+    events.spec.replaced_segment_retention = None;
+    assert_eq!(
+        validate::table(&events).unwrap().retention_ms,
+        4 * model::HOUR_MS
+    );
+    let mut users = table("table-users-upsert.yaml");
+    users.spec.replaced_segment_retention = None;
+    assert_eq!(
+        validate::table(&users).unwrap().retention_ms,
+        24 * model::HOUR_MS
+    );
+}
+
+#[test]
 fn period_with_unknown_unit_names_the_field_and_allowed_units() {
     let mut c = mtc("mtc-merge-rollup.yaml");
     let levels = &mut c.spec.merge_rollup_task.as_mut().unwrap().levels;

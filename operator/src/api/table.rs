@@ -70,7 +70,7 @@ pub struct TableSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_secret_ref: Option<SecretRef>,
     /// How long replaced segments stay on storage for readers of older snapshots (period,
-    /// e.g. `4h`). Default 4h.
+    /// e.g. `4h`). Default 4h, and 24h for upsert tables (a primary key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_segment_retention: Option<String>,
 }

@@ -16,9 +16,10 @@ use crate::local::Store;
 use crate::model::TableDef;
 use crate::validate;
 
-/// Manifest files named by `paths`: files as given, directories' `*.yaml`/`*.yml` (recursive,
-/// sorted).
-pub(crate) fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+/// Manifest files named by `paths`, as kubectl reads `-f`: files as given; a directory's own
+/// `*.yaml`/`*.yml`/`*.json` files, and with `recursive` (`-R`) those of its sub-directories
+/// too (sorted).
+pub(crate) fn manifest_files(paths: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>, CliError> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -30,10 +31,12 @@ pub(crate) fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError
                 for e in entries.flatten() {
                     let path = e.path();
                     if path.is_dir() {
-                        stack.push(path);
+                        if recursive {
+                            stack.push(path);
+                        }
                     } else if matches!(
                         path.extension().and_then(|x| x.to_str()),
-                        Some("yaml" | "yml")
+                        Some("yaml" | "yml" | "json")
                     ) {
                         found.push(path);
                     }
@@ -64,10 +67,11 @@ fn key(meta: &kube::api::ObjectMeta) -> (String, String) {
 pub(crate) fn read_and_validate(
     store: &Store,
     paths: &[PathBuf],
+    recursive: bool,
 ) -> Result<Vec<(PathBuf, Resource)>, CliError> {
     let mut errors = Vec::new();
     let mut resources = Vec::new();
-    for file in manifest_files(paths)? {
+    for file in manifest_files(paths, recursive)? {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
@@ -176,9 +180,9 @@ fn kind_label(r: &Resource) -> &'static str {
 }
 
 /// `minion apply`.
-pub(crate) fn apply(state: &Path, paths: &[PathBuf]) -> Result<(), CliError> {
+pub(crate) fn apply(state: &Path, paths: &[PathBuf], recursive: bool) -> Result<(), CliError> {
     let store = Store::new(state);
-    let resources = read_and_validate(&store, paths)?;
+    let resources = read_and_validate(&store, paths, recursive)?;
     let now = chrono::Utc::now();
     for (_, r) in &resources {
         let applied = store.put_resource(r, now).map_err(CliError::failed)?;
@@ -193,9 +197,9 @@ pub(crate) fn apply(state: &Path, paths: &[PathBuf]) -> Result<(), CliError> {
 /// # Guarantees
 /// Nothing is stored unless every document is a valid TaskRun with an inline `config` whose
 /// name is not taken (a run executes once: rerunning means a new name, as `kubectl create`).
-pub(crate) fn execute(state: &Path, paths: &[PathBuf]) -> Result<(), CliError> {
+pub(crate) fn execute(state: &Path, paths: &[PathBuf], recursive: bool) -> Result<(), CliError> {
     let store = Store::new(state);
-    let resources = read_and_validate(&store, paths)?;
+    let resources = read_and_validate(&store, paths, recursive)?;
     let mut errors = Vec::new();
     for (file, r) in &resources {
         let Resource::TaskRun(run) = r else {

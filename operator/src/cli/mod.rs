@@ -93,8 +93,12 @@ pub enum Command {
     /// Validate manifests (files or directories) and store them; nothing is stored if any
     /// document is invalid.
     Apply {
+        /// A manifest file, or a directory of them (its own *.yaml, *.yml, *.json); repeatable.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Also read the manifests in sub-directories of the directories given with -f.
+        #[arg(short = 'R', long)]
+        recursive: bool,
     },
     /// List tables, taskconfigs (mtc) or taskruns (tr).
     Get {
@@ -119,8 +123,12 @@ pub enum Command {
     /// Create TaskRuns with an inline config (Pinot's execute: FileIngestion, SegmentBackfill);
     /// `local up` runs them.
     Execute {
+        /// A manifest file, or a directory of them (its own *.yaml, *.yml, *.json); repeatable.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Also read the manifests in sub-directories of the directories given with -f.
+        #[arg(short = 'R', long)]
+        recursive: bool,
     },
     /// Add Parquet/CSV/JSON files to a table as segments (coerced to its schema, one commit).
     Push {
@@ -237,8 +245,8 @@ pub async fn main(cli: Cli) -> ExitCode {
                 .map(|_| ())
                 .map_err(CliError::failed)
         }
-        Command::Apply { files } => apply::apply(&state, &files),
-        Command::Execute { files } => apply::execute(&state, &files),
+        Command::Apply { files, recursive } => apply::apply(&state, &files, recursive),
+        Command::Execute { files, recursive } => apply::execute(&state, &files, recursive),
         Command::Push {
             table,
             files,

@@ -85,7 +85,7 @@ impl WatchedManifests {
     }
 
     fn fingerprint(&self) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
-        let files = super::apply::manifest_files(&self.paths).unwrap_or_default();
+        let files = super::apply::manifest_files(&self.paths, false).unwrap_or_default();
         files
             .into_iter()
             .map(|f| {
@@ -108,7 +108,7 @@ impl WatchedManifests {
             return;
         }
         self.seen = now;
-        if let Err(e) = super::apply::apply(state, &self.paths) {
+        if let Err(e) = super::apply::apply(state, &self.paths, false) {
             eprintln!("warning: manifests not applied (nothing changed): {e}");
         }
     }

@@ -18,10 +18,16 @@ pub fn table(t: &Table) -> Result<TableDef, ValidationErrors> {
     let spec = &t.spec;
     c.check("spec.uri", check_uri(&spec.uri));
     check_schema(&mut c, "spec.schema", &spec.schema);
+    // Readers of an upsert table hold older snapshots longer (refreshes replace whole segments).
+    let default_retention = if spec.schema.is_upsert() {
+        defaults::REFRESH_RETENTION_MS
+    } else {
+        defaults::APPEND_RETENTION_MS
+    };
     let retention_ms = c.period(
         "spec.replacedSegmentRetention",
         spec.replaced_segment_retention.as_deref(),
-        defaults::APPEND_RETENTION_MS,
+        default_retention,
     );
     let storage_secret = spec.storage_secret_ref.as_ref().map(|r| r.name.clone());
     if storage_secret.as_deref() == Some("") {
