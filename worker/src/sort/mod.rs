@@ -15,7 +15,11 @@
 //! ([`SortConfig::disk_budget_bytes`]) are then written uncompressed.
 //!
 //! With `distinct` (dedup: the key covers every column), rows whose key equals the previous
-//! row's are dropped while runs are written and merged.
+//! row's are dropped while runs are written and merged, and handed to the duplicates sink.
+//!
+//! Parts: [`buffer`] (sorted buffers and the in-memory sort), [`budget`] (the memory
+//! arithmetic, pure), [`runs`] (writing runs, merges that own them), [`merge`] (the k-way
+//! merge), [`rows`] (the row format), [`spill`] (run files and disk accounting).
 //!
 //! # Guarantees
 //! Buffered input plus sort scratch stays within `budget_bytes` except for a single batch
@@ -23,39 +27,41 @@
 //! given directory and are deleted once merged; uncompressed runs are written only while the
 //! files on disk stay within 90 % of the disk budget, and are merged in a single pass.
 
+mod budget;
+mod buffer;
 pub mod merge;
 pub mod rows;
+mod runs;
 pub mod spill;
 
-use std::cmp::Ordering;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 
 use arrow::array::RecordBatch;
-use arrow_row::Row;
 use arrow_schema::{SchemaRef, SortOptions};
 
 use crate::error::{Result, WorkerError};
 use crate::stream::{BaselineMetrics, BatchTransform};
+use budget::{Budget, SCRATCH_PER_ROW, SpillPlan};
+use buffer::{Dedup, Entry, SortedBatches, SortedBuffer, chunk_bytes, sort_chunks};
 use merge::{Merger, RowRun, SortedRun};
 use rows::{RowChunk, RowLayout};
+use runs::{MergedBatches, MergedRuns, MergerOwning, Part, write_run, write_until};
 use spill::{SpillDir, SpilledRun};
-
-/// Fewest runs one merge pass should take at once.
-const MIN_FAN_IN: usize = 16;
 
 /// Sort budgets from which a run is written by two threads (each holds an IPC writer and
 /// its buffers, which small budgets cannot afford twice).
 const PARALLEL_WRITE_FROM_BUDGET: usize = 256 << 20;
-
-/// Sort scratch per buffered row: its 56-byte sort entry and its 8-byte sorted position.
-const SCRATCH_PER_ROW: usize = 64;
 
 /// Creates the combiner applied to each sorted run before it is spilled.
 pub type CombinerFactory = Arc<dyn Fn() -> Result<Box<dyn BatchTransform>> + Send + Sync>;
 
 /// Receives the rows that `distinct` drops, decoded (the row ledger counts them).
 pub type DuplicateSink = Arc<dyn Fn(&RecordBatch) + Send + Sync>;
+
+/// Sorted batches, each with a flag per row: same key as the previous row (always false
+/// with `distinct`, whose repeated rows are dropped).
+pub type GroupedRun = Box<dyn Iterator<Item = Result<(RecordBatch, Vec<bool>)>> + Send>;
 
 /// Sorter settings.
 #[derive(Clone)]
@@ -115,257 +121,6 @@ pub struct ExternalSorter {
     in_flight_stop: Arc<AtomicBool>,
     combiner_helps: bool,
     metrics: Arc<BaselineMetrics>,
-}
-
-/// How a sorter with a known input size splits it between disk and memory.
-struct SpillPlan {
-    /// Rows to spill before the rest is kept in memory.
-    must_spill_rows: usize,
-    /// Bytes the sorted pieces, the piece being filled and a run in flight may hold.
-    capacity: usize,
-    /// Bytes of a piece sorted and kept in memory.
-    piece: usize,
-}
-
-/// A buffered row while sorting: the first 32 bytes of its key (big-endian words,
-/// zero-padded) settle nearly every comparison without touching the key, whose bytes sit
-/// elsewhere in memory; the key itself breaks ties.
-#[derive(Clone, Copy)]
-struct SortEntry<'a> {
-    prefix: [u64; 4],
-    key: &'a [u8],
-    chunk: u32,
-    row: u32,
-}
-
-impl<'a> SortEntry<'a> {
-    fn new(key: &'a [u8], chunk: u32, row: u32) -> Self {
-        let mut b = [0u8; 32];
-        let n = key.len().min(32);
-        b[..n].copy_from_slice(&key[..n]);
-        let word = |i: usize| u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-        SortEntry {
-            prefix: [word(0), word(1), word(2), word(3)],
-            key,
-            chunk,
-            row,
-        }
-    }
-
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.prefix.cmp(&other.prefix).then_with(|| {
-            let (a, b) = (self.key.len(), other.key.len());
-            if a <= 32 && b <= 32 {
-                // Both keys lie within their equal prefixes: the shorter one (zero-padded)
-                // is a prefix of the other, so lengths decide without reading the keys.
-                a.cmp(&b)
-            } else {
-                self.key.cmp(other.key)
-            }
-        })
-    }
-}
-
-/// Hints the CPU to load a row's bytes into cache (a no-op elsewhere than x86-64).
-#[inline]
-fn prefetch(data: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = data.as_ptr().cast::<i8>();
-        // SAFETY: SSE is part of the x86-64 baseline, and a prefetch never dereferences its
-        // address (it cannot fault); both addresses lie within or just past `data`.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p);
-            if data.len() > 64 {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-            }
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
-
-/// Position of a sorted row; the top bit of `chunk` marks a row whose key equals the
-/// previous row's (dropped when `distinct`).
-#[derive(Clone, Copy)]
-struct Entry {
-    chunk: u32,
-    row: u32,
-}
-
-const DUPLICATE: u32 = 1 << 31;
-
-impl Entry {
-    fn chunk(self) -> usize {
-        (self.chunk & !DUPLICATE) as usize
-    }
-    fn row(self) -> usize {
-        self.row as usize
-    }
-    fn duplicate(self) -> bool {
-        self.chunk & DUPLICATE != 0
-    }
-}
-
-/// A sorted buffer ready to be emitted in order.
-struct SortedBuffer {
-    layout: Arc<RowLayout>,
-    chunks: Arc<Vec<RowChunk>>,
-    order: Vec<Entry>,
-    at: usize,
-    batch_rows: usize,
-    distinct: bool,
-    on_duplicates: Option<DuplicateSink>,
-    /// Rows whose key equals the previous row's.
-    duplicates: usize,
-}
-
-impl SortedBuffer {
-    /// Splits into the first and second half of the order (two sorted key ranges).
-    fn split(self) -> (SortedBuffer, SortedBuffer) {
-        let mut first = self.order;
-        let second = first.split_off(first.len() / 2);
-        let half = |order| SortedBuffer {
-            layout: self.layout.clone(),
-            chunks: self.chunks.clone(),
-            order,
-            at: 0,
-            batch_rows: self.batch_rows,
-            distinct: self.distinct,
-            on_duplicates: self.on_duplicates.clone(),
-            duplicates: 0,
-        };
-        (half(first), half(second))
-    }
-
-    /// The next rows to emit, in order; with `distinct`, the rows skipped go to the
-    /// duplicates sink.
-    fn select(&mut self) -> Result<Vec<Entry>> {
-        let mut out = Vec::with_capacity(self.batch_rows.min(self.order.len() - self.at));
-        let mut dropped = Vec::new();
-        while out.len() < self.batch_rows && self.at < self.order.len() {
-            let e = self.order[self.at];
-            self.at += 1;
-            if !(self.distinct && e.duplicate()) {
-                out.push(e);
-            } else if self.on_duplicates.is_some() {
-                dropped.push(e);
-                if dropped.len() >= self.batch_rows {
-                    self.report_dropped(&std::mem::take(&mut dropped))?;
-                }
-            }
-        }
-        self.report_dropped(&dropped)?;
-        Ok(out)
-    }
-
-    fn report_dropped(&self, dropped: &[Entry]) -> Result<()> {
-        if let Some(sink) = &self.on_duplicates
-            && !dropped.is_empty()
-        {
-            let (keys, payload) = self.rows(dropped);
-            sink(&self.layout.decode(keys, payload)?);
-        }
-        Ok(())
-    }
-
-    /// The key rows and (if the layout has one) the payload rows of `selected`.
-    fn rows(&self, selected: &[Entry]) -> (Vec<Row<'_>>, Option<Vec<Row<'_>>>) {
-        let chunks = &self.chunks;
-        let keys = selected
-            .iter()
-            .map(|&e| chunks[e.chunk()].keys.row(e.row()))
-            .collect();
-        let payload = self.layout.payload_conv.as_ref().map(|_| {
-            selected
-                .iter()
-                .map(|&e| {
-                    chunks[e.chunk()]
-                        .payload
-                        .as_ref()
-                        .expect("payload rows")
-                        .row(e.row())
-                })
-                .collect()
-        });
-        (keys, payload)
-    }
-
-    /// Bytes of row data the buffer holds.
-    fn bytes(&self) -> usize {
-        chunk_bytes(&self.chunks)
-    }
-
-    fn next_chunk(&mut self) -> Option<Result<RowChunk>> {
-        let selected = match self.select() {
-            Ok(s) => s,
-            Err(e) => return Some(Err(e)),
-        };
-        if selected.is_empty() {
-            self.chunks = Arc::default();
-            return None;
-        }
-        // The rows sit at random places of the buffer: find them all first, then copy them
-        // while prefetching the ones a few rows ahead.
-        let (keys, payload) = self.rows(&selected);
-        let bytes = |rows: &[Row<'_>]| rows.iter().map(|r| r.data().len()).sum::<usize>();
-        let mut out = self.layout.empty_chunk(
-            keys.len(),
-            bytes(&keys),
-            payload.as_deref().map_or(0, bytes),
-        );
-        const AHEAD: usize = 16;
-        for (i, &key) in keys.iter().enumerate() {
-            if let Some(r) = keys.get(i + AHEAD) {
-                prefetch(r.data());
-            }
-            out.keys.push(key);
-            if let (Some(rows), Some(p)) = (payload.as_ref(), out.payload.as_mut()) {
-                if let Some(r) = rows.get(i + AHEAD) {
-                    prefetch(r.data());
-                }
-                p.push(rows[i]);
-            }
-        }
-        Some(Ok(out))
-    }
-
-    /// The next batch, and for each row whether its key equals the previous row's.
-    fn next_batch(&mut self) -> Option<Result<(RecordBatch, Vec<bool>)>> {
-        let selected = match self.select() {
-            Ok(s) => s,
-            Err(e) => return Some(Err(e)),
-        };
-        if selected.is_empty() {
-            self.chunks = Arc::default();
-            return None;
-        }
-        let (keys, payload) = self.rows(&selected);
-        let continues = selected.iter().map(|e| e.duplicate()).collect();
-        Some(self.layout.decode(keys, payload).map(|b| (b, continues)))
-    }
-}
-
-impl Iterator for SortedBuffer {
-    type Item = Result<RowChunk>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_chunk()
-    }
-}
-
-/// Sorted batches, each with a flag per row: same key as the previous row (always false
-/// with `distinct`, whose repeated rows are dropped).
-pub type GroupedRun = Box<dyn Iterator<Item = Result<(RecordBatch, Vec<bool>)>> + Send>;
-
-/// A sorted buffer emitted as batches.
-struct SortedBatches(SortedBuffer);
-
-impl Iterator for SortedBatches {
-    type Item = Result<(RecordBatch, Vec<bool>)>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.next_batch()
-    }
 }
 
 impl ExternalSorter {
@@ -537,60 +292,40 @@ impl ExternalSorter {
         Ok(())
     }
 
+    fn budget(&self) -> Budget {
+        Budget {
+            budget_bytes: self.config.budget_bytes,
+            batch_size: self.config.batch_size,
+            seen_rows: self.seen_rows,
+            seen_bytes: self.seen_bytes,
+        }
+    }
+
     /// With a known input size: how many rows to spill so that the rest fits in memory at
-    /// the end. `None` when the size is unknown or, as decided on the first batch, the merge
-    /// would need too much of the budget to read the runs the plan makes at once.
+    /// the end ([`Budget::spill_plan`]). `None` when the size is unknown or, as decided on the
+    /// first batch, the merge would need too much of the budget to read the runs the plan
+    /// makes at once.
     fn spill_plan(&mut self) -> Option<SpillPlan> {
         let expected = self.config.expected_rows? as usize;
         if self.plan_refused {
             return None;
         }
-        let budget = self.config.budget_bytes;
-        // Room for the merge to read every run at once.
-        let reserve = budget / 16;
-        let capacity = budget - reserve;
-        let piece = capacity / 4;
-        // Sorted pieces keep 8 bytes of order per row; the piece being filled needs the full
-        // sort scratch.
-        let row = self.seen_bytes / self.seen_rows.max(1);
-        let fit = (capacity - piece) / (row + 8) + piece / (row + SCRATCH_PER_ROW);
-        let must_spill_rows = expected.max(self.seen_rows).saturating_sub(fit);
-        if self.spilled_rows == 0 && self.runs.is_empty() && self.in_flight.is_none() {
-            // The runs `make_room` will spill, and a margin.
-            let runs = must_spill_rows.div_ceil(self.spill_buffer_rows()) + 4;
-            if runs * self.merge_bytes_per_run() > reserve {
-                self.plan_refused = true;
-                return None;
-            }
-        }
-        Some(SpillPlan {
-            must_spill_rows,
-            capacity,
-            piece,
-        })
+        let first = self.spilled_rows == 0 && self.runs.is_empty() && self.in_flight.is_none();
+        let plan = self.budget().spill_plan(expected, first);
+        self.plan_refused = plan.is_none();
+        plan
     }
 
-    /// Most rows a buffer spilled by plan holds: three quarters of half the budget.
     fn spill_buffer_rows(&self) -> usize {
-        let cost_per_row = SCRATCH_PER_ROW + self.seen_bytes / self.seen_rows.max(1);
-        (self.config.budget_bytes / 2 * 3 / 4 / cost_per_row).max(1)
+        self.budget().spill_buffer_rows()
     }
 
-    /// Memory the merge needs per run: about three chunks of rows.
     fn merge_bytes_per_run(&self) -> usize {
-        3 * self.spill_batch_rows() * self.row_bytes()
+        self.budget().merge_bytes_per_run()
     }
 
-    /// Bytes one row takes in memory while merged, on average (rows and read buffers).
-    fn row_bytes(&self) -> usize {
-        (2 * self.seen_bytes / self.seen_rows.max(1)).max(16)
-    }
-
-    /// Rows per spilled chunk: small enough that a merge of [`MIN_FAN_IN`] runs, each
-    /// holding about three chunks, fits the budget.
     fn spill_batch_rows(&self) -> usize {
-        (self.config.budget_bytes / (3 * MIN_FAN_IN * self.row_bytes()))
-            .clamp(256.min(self.config.batch_size), self.config.batch_size)
+        self.budget().spill_batch_rows()
     }
 
     fn take_buffer(&mut self) -> Vec<RowChunk> {
@@ -855,177 +590,5 @@ impl ExternalSorter {
             merger,
             _runs: runs,
         })
-    }
-}
-
-/// Bytes of row data in `chunks`.
-fn chunk_bytes(chunks: &[RowChunk]) -> usize {
-    chunks.iter().map(RowChunk::size).sum()
-}
-
-/// Sorts buffered rows by their key.
-fn sort_chunks(
-    layout: &Arc<RowLayout>,
-    chunks: Vec<RowChunk>,
-    batch_rows: usize,
-    dedup: Dedup,
-) -> SortedBuffer {
-    let n: usize = chunks.iter().map(RowChunk::num_rows).sum();
-    let mut keyed = Vec::with_capacity(n);
-    for (ci, c) in chunks.iter().enumerate() {
-        keyed.extend(
-            c.keys
-                .iter()
-                .enumerate()
-                .map(|(r, key)| SortEntry::new(key.data(), ci as u32, r as u32)),
-        );
-    }
-    let order = parallel_sort(keyed);
-    let duplicates = order.iter().filter(|e| e.duplicate()).count();
-    SortedBuffer {
-        layout: layout.clone(),
-        chunks: Arc::new(chunks),
-        order,
-        at: 0,
-        batch_rows,
-        distinct: dedup.distinct,
-        on_duplicates: dedup.on_duplicates,
-        duplicates,
-    }
-}
-
-/// Whether equal rows are dropped, and where they go.
-#[derive(Clone)]
-struct Dedup {
-    distinct: bool,
-    on_duplicates: Option<DuplicateSink>,
-}
-
-/// One part of a spilled run, and the rows it left in memory when told to stop.
-type Part = (SpilledRun, Option<SortedBuffer>);
-
-/// Writes a sorted buffer as a run until it is done or `stop` is set.
-fn write_until(
-    spill: &SpillDir,
-    layout: &RowLayout,
-    combiner: &Option<CombinerFactory>,
-    mut sorted: SortedBuffer,
-    stop: &AtomicBool,
-    compress: bool,
-) -> Result<Part> {
-    let run = write_run(spill, layout, combiner, &mut sorted, Some(stop), compress)?;
-    let rest = (sorted.at < sorted.order.len()).then_some(sorted);
-    Ok((run, rest))
-}
-
-/// Writes sorted rows as a run, through the combiner if there is one, stopping early (after
-/// a whole chunk) when `stop` is set.
-fn write_run(
-    spill: &SpillDir,
-    layout: &RowLayout,
-    combiner: &Option<CombinerFactory>,
-    input: &mut dyn Iterator<Item = Result<RowChunk>>,
-    stop: Option<&AtomicBool>,
-    compress: bool,
-) -> Result<SpilledRun> {
-    let mut writer = spill.writer(&layout.spill_schema, compress)?;
-    let mut input_rows = 0u64;
-    let mut combiner = match combiner {
-        Some(f) => Some(f()?),
-        None => None,
-    };
-    loop {
-        if stop.is_some_and(|s| s.load(AtomicOrdering::Relaxed)) {
-            break;
-        }
-        let Some(chunk) = input.next() else {
-            break;
-        };
-        let chunk = chunk?;
-        input_rows += chunk.num_rows() as u64;
-        match combiner.as_mut() {
-            Some(c) => {
-                let batch = layout.decode_chunk(&chunk)?;
-                drop(chunk);
-                if let Some(b) = c.apply(batch)?.filter(|b| b.num_rows() > 0) {
-                    writer.write(&layout.to_spill(layout.encode(&b)?)?)?;
-                }
-            }
-            None => writer.write(&layout.to_spill(chunk)?)?,
-        }
-    }
-    if let Some(b) = combiner.as_mut().map(|c| c.finish()).transpose()?.flatten()
-        && b.num_rows() > 0
-    {
-        writer.write(&layout.to_spill(layout.encode(&b)?)?)?;
-    }
-    let mut run = writer.finish()?;
-    run.input_rows = input_rows;
-    Ok(run)
-}
-
-/// Sorts entries by key, in two halves on two threads for large inputs, merging the halves
-/// straight into the row positions (marking rows whose key repeats the previous one).
-fn parallel_sort<'a>(mut keyed: Vec<SortEntry<'a>>) -> Vec<Entry> {
-    const PARALLEL_FROM: usize = 64 * 1024;
-    let mut order = Vec::with_capacity(keyed.len());
-    let mut prev: Option<SortEntry<'a>> = None;
-    let mut emit = |e: &SortEntry<'a>| {
-        let dup = prev.is_some_and(|p| p.cmp(e).is_eq());
-        prev = Some(*e);
-        order.push(Entry {
-            chunk: e.chunk | if dup { DUPLICATE } else { 0 },
-            row: e.row,
-        });
-    };
-    if keyed.len() < PARALLEL_FROM {
-        keyed.sort_unstable_by(SortEntry::cmp);
-        keyed.iter().for_each(emit);
-        return order;
-    }
-    let mid = keyed.len() / 2;
-    let (left, right) = keyed.split_at_mut(mid);
-    std::thread::scope(|scope| {
-        scope.spawn(|| left.sort_unstable_by(SortEntry::cmp));
-        right.sort_unstable_by(SortEntry::cmp);
-    });
-    let (mut i, mut j) = (0, 0);
-    while i < left.len() && j < right.len() {
-        if right[j].cmp(&left[i]).is_lt() {
-            emit(&right[j]);
-            j += 1;
-        } else {
-            emit(&left[i]);
-            i += 1;
-        }
-    }
-    left[i..].iter().for_each(&mut emit);
-    right[j..].iter().for_each(&mut emit);
-    order
-}
-
-/// A merge that owns its input runs, so they are deleted once it is dropped.
-struct MergerOwning {
-    merger: Merger,
-    _runs: Vec<Vec<SpilledRun>>,
-}
-
-/// A merge emitted as row chunks (an intermediate pass).
-struct MergedRuns(MergerOwning);
-
-impl Iterator for MergedRuns {
-    type Item = Result<RowChunk>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.merger.next_chunk().transpose()
-    }
-}
-
-/// A merge emitted as batches (the output).
-struct MergedBatches(MergerOwning);
-
-impl Iterator for MergedBatches {
-    type Item = Result<(RecordBatch, Vec<bool>)>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.0.merger.next_batch().transpose()
     }
 }

@@ -1,5 +1,6 @@
-//! Sorted runs spilled to local disk as ZSTD-compressed Arrow IPC files, and the accounting
-//! of the disk they use.
+//! Sorted runs spilled to local disk as Arrow IPC files — ZSTD-compressed (level 1), or raw
+//! when the sorter knows the input's size and the run fits well within the disk bound (see
+//! [`super::ExternalSorter`]) — and the accounting of the disk they use.
 //!
 //! Runs live in the subtask's private spill directory; each file is deleted as soon as it has
 //! been merged, and the directory itself when the subtask ends (whatever the outcome).
