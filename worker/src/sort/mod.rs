@@ -17,8 +17,8 @@
 //! With `distinct` (dedup: the key covers every column), rows whose key equals the previous
 //! row's are dropped while runs are written and merged, and handed to the duplicates sink.
 //!
-//! Parts: [`buffer`] (sorted buffers and the in-memory sort), [`budget`] (the memory
-//! arithmetic, pure), [`runs`] (writing runs, merges that own them), [`merge`] (the k-way
+//! Parts: `buffer` (sorted buffers and the in-memory sort), `budget` (the memory
+//! arithmetic, pure), `runs` (writing runs, merges that own them), [`merge`] (the k-way
 //! merge), [`rows`] (the row format), [`spill`] (run files and disk accounting).
 //!
 //! # Guarantees
