@@ -15,18 +15,20 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Secret};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::cache::{ObjectCache, spawn_watch};
+use super::cache::spawn_watch;
+use super::gate::WriteGate;
 use super::job::{self, WorkerDefaults};
+use super::secrets::StorageSecrets;
+use super::watches::{Cached, Caches, Scoped, Watches};
 use crate::api::{
     MinionTaskConfig, MinionTaskConfigStatus, Table, TableStatus, TaskRun, TaskRunStatus,
 };
@@ -40,146 +42,6 @@ pub const FIELD_MANAGER: &str = "minion-operator";
 /// Longest Event note the API accepts (1 kB).
 const MAX_NOTE: usize = 1000;
 
-/// Whether this replica may write (it holds the Lease). Open unless tied to a flag.
-#[derive(Clone, Debug, Default)]
-pub struct WriteGate(Option<Arc<AtomicBool>>);
-
-impl WriteGate {
-    /// A gate that is open while `flag` is true.
-    pub fn new(flag: Arc<AtomicBool>) -> Self {
-        WriteGate(Some(flag))
-    }
-
-    pub fn is_open(&self) -> bool {
-        self.0.as_ref().is_none_or(|f| f.load(Ordering::SeqCst))
-    }
-
-    pub(crate) fn check(&self, operation: &str) -> Result<(), BackendError> {
-        if self.is_open() {
-            Ok(())
-        } else {
-            Err(BackendError::io(
-                operation,
-                "this replica does not hold the leader Lease",
-            ))
-        }
-    }
-}
-
-/// The caches of one kind: one per watched scope (a namespace, or `None` for all).
-struct Scoped<K> {
-    scopes: Vec<(Option<String>, Arc<ObjectCache<K>>)>,
-}
-
-impl<K: Resource + Clone> Scoped<K> {
-    fn new(namespaces: &[String]) -> Self {
-        let scopes = if namespaces.is_empty() {
-            vec![(None, Arc::default())]
-        } else {
-            namespaces
-                .iter()
-                .map(|ns| (Some(ns.clone()), Arc::default()))
-                .collect()
-        };
-        Scoped { scopes }
-    }
-
-    fn scope(&self, namespace: &str) -> Option<&ObjectCache<K>> {
-        self.scopes
-            .iter()
-            .find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace))
-            .map(|(_, c)| c.as_ref())
-    }
-
-    fn is_synced(&self) -> bool {
-        self.scopes.iter().all(|(_, c)| c.is_synced())
-    }
-
-    /// Every object, or `None` while a scope has not synced.
-    fn list(&self) -> Option<Vec<K>> {
-        self.is_synced()
-            .then(|| self.scopes.iter().flat_map(|(_, c)| c.list()).collect())
-    }
-
-    /// The object, `Some(None)` when absent, `None` when the cache cannot tell.
-    fn get(&self, namespace: &str, name: &str) -> Option<Option<K>> {
-        let cache = self.scope(namespace).filter(|c| c.is_synced())?;
-        Some(cache.get(namespace, name))
-    }
-
-    fn observe(&self, object: K) {
-        let namespace = object.meta().namespace.clone().unwrap_or_default();
-        if let Some(cache) = self.scope(&namespace) {
-            cache.observe(object);
-        }
-    }
-
-    fn forget(&self, namespace: &str, name: &str) {
-        if let Some(cache) = self.scope(namespace) {
-            cache.forget(namespace, name);
-        }
-    }
-}
-
-/// The watch-fed caches of every kind the loop reads.
-struct Caches {
-    tables: Scoped<Table>,
-    configs: Scoped<MinionTaskConfig>,
-    runs: Scoped<TaskRun>,
-    jobs: Scoped<Job>,
-}
-
-/// A kind with a cache in [`Caches`].
-trait Cached: Sized {
-    fn scoped(caches: &Caches) -> &Scoped<Self>;
-}
-
-impl Cached for Table {
-    fn scoped(caches: &Caches) -> &Scoped<Self> {
-        &caches.tables
-    }
-}
-
-impl Cached for MinionTaskConfig {
-    fn scoped(caches: &Caches) -> &Scoped<Self> {
-        &caches.configs
-    }
-}
-
-impl Cached for TaskRun {
-    fn scoped(caches: &Caches) -> &Scoped<Self> {
-        &caches.runs
-    }
-}
-
-impl Cached for Job {
-    fn scoped(caches: &Caches) -> &Scoped<Self> {
-        &caches.jobs
-    }
-}
-
-/// The running watches of a [`KubeBackend`]: `wake` is notified whenever a watched object
-/// changed in a way our own writes did not cause. Dropping it stops the watches.
-pub struct Watches {
-    pub wake: Arc<tokio::sync::Notify>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Watches {
-    /// Waits for the next change, at most `timeout`.
-    pub async fn changed_within(&self, timeout: std::time::Duration) {
-        let _ = tokio::time::timeout(timeout, self.wake.notified()).await;
-    }
-}
-
-impl Drop for Watches {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
 /// The Kubernetes backend.
 #[derive(Clone)]
 pub struct KubeBackend {
@@ -189,22 +51,9 @@ pub struct KubeBackend {
     recorder: Recorder,
     gate: WriteGate,
     caches: Option<Arc<Caches>>,
-    /// Storage Secrets read lately, with when (`namespace/name`): Secrets are not watched
-    /// (the operator may only get them by name), so each is read at most once per
-    /// [`SECRET_TTL`].
-    secrets: Arc<std::sync::Mutex<SecretCache>>,
+    /// Storage Secrets read lately.
+    secrets: Arc<StorageSecrets>,
 }
-
-type SecretCache = std::collections::HashMap<
-    String,
-    (
-        std::time::Instant,
-        std::collections::HashMap<String, String>,
-    ),
->;
-
-/// How long a storage Secret read is reused before it is read again.
-const SECRET_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn api_error(operation: String, e: kube::Error) -> BackendError {
     BackendError::io(operation, e)
@@ -599,47 +448,6 @@ impl KubeBackend {
         }
     }
 
-    /// The Table's `storageSecretRef` Secret as object-store options (its keys, values
-    /// decoded); a missing Secret names itself and the Table.
-    async fn secret_options(
-        &self,
-        table: &Table,
-    ) -> Result<Option<std::collections::HashMap<String, String>>, BackendError> {
-        let Some(secret) = &table.spec.storage_secret_ref else {
-            return Ok(None);
-        };
-        let ns = table.metadata.namespace.clone().unwrap_or_default();
-        let key = format!("{ns}/{}", secret.name);
-        if let Some((at, options)) = self.secrets.lock().expect("secret cache").get(&key)
-            && at.elapsed() < SECRET_TTL
-        {
-            return Ok(Some(options.clone()));
-        }
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-        let found = api.get_opt(&secret.name).await.map_err(|e| {
-            api_error(
-                format!("get Secret {ns}/{} (storageSecretRef)", secret.name),
-                e,
-            )
-        })?;
-        let Some(found) = found else {
-            return Err(BackendError::io(
-                format!("Secret {ns}/{} named by spec.storageSecretRef", secret.name),
-                "not found; create it with the object store's credentials (e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION) or remove storageSecretRef",
-            ));
-        };
-        let mut options = std::collections::HashMap::new();
-        for (k, v) in found.data.unwrap_or_default() {
-            options.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-        }
-        options.extend(found.string_data.unwrap_or_default());
-        self.secrets
-            .lock()
-            .expect("secret cache")
-            .insert(key, (std::time::Instant::now(), options.clone()));
-        Ok(Some(options))
-    }
-
     async fn state(&self, namespace: &str, name: &str) -> Result<JobState, BackendError> {
         let Some(found) = self.get::<Job>(namespace, name).await? else {
             return Ok(JobState::Missing);
@@ -781,6 +589,6 @@ impl Backend for KubeBackend {
         table: &'a Table,
     ) -> BoxFuture<'a, Result<Option<std::collections::HashMap<String, String>>, BackendError>>
     {
-        Box::pin(self.secret_options(table))
+        Box::pin(self.secrets.options(&self.client, table))
     }
 }

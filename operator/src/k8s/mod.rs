@@ -7,7 +7,9 @@
 //! - [`operator`]: the `minion-operator run` process (metrics/health port, election, loop);
 //! - [`backend`]: [`KubeBackend`], the control loop's [`crate::control::Backend`] on `kube::Api`;
 //! - [`cache`]: watch-fed caches (kube-runtime `watcher`) that serve the backend's reads and
-//!   wake the loop when a Job, TaskRun, config or Table changes;
+//!   wake the loop when a Job, TaskRun, config or Table changes; `watches` keeps one per kind
+//!   and scope;
+//! - [`WriteGate`]: whether this replica may write; `secrets`: the Tables' storage Secrets;
 //!
 //! What it may touch: the `minion.dev` resources (status only through the status
 //! subresource), Jobs and Pods it owns, Events, its Lease, and the Secrets Tables name (read
@@ -15,10 +17,15 @@
 
 pub mod backend;
 pub mod cache;
+mod gate;
 pub mod job;
 pub mod lease;
 pub mod metrics;
 pub mod operator;
+mod secrets;
+mod watches;
 
-pub use backend::{FIELD_MANAGER, KubeBackend, Watches, WriteGate};
+pub use backend::{FIELD_MANAGER, KubeBackend};
+pub use gate::WriteGate;
 pub use job::{JobError, WorkerDefaults};
+pub use watches::Watches;

@@ -23,7 +23,8 @@ use http_body_util::Full;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
-use super::backend::{KubeBackend, WriteGate};
+use super::backend::KubeBackend;
+use super::gate::WriteGate;
 use super::job::{JobError, WorkerDefaults};
 use super::lease::{LeaderElector, LeaseConfig};
 use super::metrics::Metrics;
@@ -217,7 +218,7 @@ const FOLLOWER_WAIT: Duration = Duration::from_secs(1);
 
 async fn control_loop(
     backend: Arc<KubeBackend>,
-    watches: &super::backend::Watches,
+    watches: &super::watches::Watches,
     clock: Arc<dyn Clock>,
     leader: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
