@@ -14,6 +14,9 @@ pub enum WorkerError {
     BadSpec(String),
     #[error("corrupt input {file}: {message}")]
     CorruptInput { file: String, message: String },
+    /// A committed segment of a table that cannot be read (truncated, bad magic, bad page).
+    #[error("corrupt segment {file}: {message}")]
+    CorruptSegment { file: String, message: String },
     #[error("schema mismatch in {file}: {message}")]
     SchemaMismatch { file: String, message: String },
     #[error("missing input {file}: {message}")]
@@ -37,6 +40,7 @@ impl WorkerError {
         match self {
             WorkerError::BadSpec(_) => FailureReason::BadSpec,
             WorkerError::CorruptInput { .. } => FailureReason::CorruptInput,
+            WorkerError::CorruptSegment { .. } => FailureReason::CorruptSegment,
             WorkerError::SchemaMismatch { .. } => FailureReason::SchemaMismatch,
             WorkerError::MissingInput { .. } => FailureReason::MissingInput,
             WorkerError::StoreUnreachable { .. } => FailureReason::StoreUnreachable,
@@ -58,6 +62,17 @@ impl WorkerError {
 
     pub fn internal(e: impl std::fmt::Display) -> Self {
         WorkerError::Internal(e.to_string())
+    }
+
+    /// The error as it concerns an input segment (`segment`) rather than a file being ingested:
+    /// a corrupt segment is `CorruptSegment`.
+    pub fn of_input(self, segment: bool) -> Self {
+        match self {
+            WorkerError::CorruptInput { file, message } if segment => {
+                WorkerError::CorruptSegment { file, message }
+            }
+            other => other,
+        }
     }
 
     /// Classifies an object store error on `uri`.

@@ -132,6 +132,7 @@ pub(crate) async fn open_file(
                 uri: file.uri.clone(),
                 size: (file.bytes > 0).then_some(file.bytes),
                 keep: None,
+                segment: false,
             };
             let config = ScanConfig {
                 table_arrow: table.clone(),

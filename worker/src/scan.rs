@@ -57,6 +57,9 @@ pub struct ParquetInput {
     pub uri: String,
     pub size: Option<u64>,
     pub keep: Option<Arc<BooleanBuffer>>,
+    /// A committed segment of a table (its corruption is `CorruptSegment`), not a file being
+    /// ingested (`CorruptInput`).
+    pub segment: bool,
 }
 
 impl ParquetInput {
@@ -70,6 +73,7 @@ impl ParquetInput {
             uri: location.child_uri(&seg.path),
             size: (seg.bytes > 0).then_some(seg.bytes),
             keep,
+            segment: true,
         }
     }
 }
@@ -88,9 +92,10 @@ pub async fn open_parquet(
         path: input.path.clone(),
         size: input.size,
     };
+    let segment = input.segment;
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
-        .map_err(|e| WorkerError::from_parquet(&input.uri, e))?;
+        .map_err(|e| WorkerError::from_parquet(&input.uri, e).of_input(segment))?;
     let file_schema = builder.schema().clone();
     let wanted: Vec<usize> = (0..file_schema.fields().len())
         .filter(|&i| {
@@ -160,9 +165,9 @@ pub async fn open_parquet(
         .with_row_groups(row_groups)
         .with_batch_size(config.batch_size)
         .build()
-        .map_err(|e| WorkerError::from_parquet(&uri, e))?;
+        .map_err(|e| WorkerError::from_parquet(&uri, e).of_input(segment))?;
     let stream = stream.map(move |b| {
-        let b = b.map_err(|e| WorkerError::from_parquet(&uri, e))?;
+        let b = b.map_err(|e| WorkerError::from_parquet(&uri, e).of_input(segment))?;
         coercion.apply(&b)
     });
     Ok(stream.boxed())
@@ -291,16 +296,42 @@ fn external(e: object_store::Error) -> ParquetError {
     ParquetError::External(Box::new(e))
 }
 
+impl StoreReader {
+    /// A failed read that asked for bytes up to `end`: when the file is shorter than that (the
+    /// footer or a page points past its end, or the catalog's size is larger than the file),
+    /// the file is truncated or corrupt — not the store unreachable. Otherwise the store's
+    /// own error.
+    async fn range_error(&self, e: object_store::Error, end: u64) -> ParquetError {
+        if matches!(e, object_store::Error::NotFound { .. }) {
+            return external(e);
+        }
+        match self.store.head(&self.path).await {
+            Ok(meta) if end > meta.size => {
+                let expected = self
+                    .size
+                    .filter(|&s| s != meta.size)
+                    .map(|s| format!(" (the catalog says {s} bytes)"))
+                    .unwrap_or_default();
+                ParquetError::General(format!(
+                    "truncated or corrupt: bytes up to {end} were needed, the file holds {}{expected}",
+                    meta.size
+                ))
+            }
+            _ => external(e),
+        }
+    }
+}
+
 impl AsyncFileReader for StoreReader {
     fn get_bytes(
         &mut self,
         range: Range<u64>,
     ) -> BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
         async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(external)
+            match self.store.get_range(&self.path, range.clone()).await {
+                Ok(b) => Ok(b),
+                Err(e) => Err(self.range_error(e, range.end).await),
+            }
         }
         .boxed()
     }
@@ -310,10 +341,13 @@ impl AsyncFileReader for StoreReader {
         ranges: Vec<Range<u64>>,
     ) -> BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
         async move {
-            self.store
-                .get_ranges(&self.path, &ranges)
-                .await
-                .map_err(external)
+            match self.store.get_ranges(&self.path, &ranges).await {
+                Ok(b) => Ok(b),
+                Err(e) => {
+                    let end = ranges.iter().map(|r| r.end).max().unwrap_or(0);
+                    Err(self.range_error(e, end).await)
+                }
+            }
         }
         .boxed()
     }

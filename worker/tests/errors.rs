@@ -112,16 +112,67 @@ fn corrupt_parquet_names_the_file_and_is_permanent() {
     assert_one_line(
         &o,
         EXIT_BAD_INPUT,
-        &["corrupt input", "in/a.parquet", "(CorruptInput)"],
+        &["corrupt segment", "in/a.parquet", "(CorruptSegment)"],
     );
     let m = failed_manifest(dir.path(), &s);
-    assert_eq!(m.reason, Some(FailureReason::CorruptInput));
+    assert_eq!(m.reason, Some(FailureReason::CorruptSegment));
     assert!(m.message.unwrap().contains("in/a.parquet"));
     // The failed run removed its spill directory.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("spill"))
         .unwrap()
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_truncated_segment_is_corrupt_not_an_unreachable_store() {
+    // The catalog's size is the file's original one; the file lost its second half (its
+    // footer): the reader asks for bytes past the end. The store is fine, the file is not.
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than the reader's 64 KiB footer prefetch, as real segments are.
+    let n = 40_000;
+    let big = batch(
+        &events_schema(),
+        vec![
+            arc(StringArray::from_iter_values(
+                (0..n).map(|i| format!("user-{i}")),
+            )),
+            arc(StringArray::from_iter_values(
+                (0..n).map(|i| format!("e{}", i % 7)),
+            )),
+            arc(Int64Array::from_iter_values((0..n).map(|i| T0 + i))),
+            arc(Int64Array::from_iter_values(0..n)),
+        ],
+    );
+    let seg = write_segment(dir.path(), "in/a.parquet", &[big]);
+    assert!(seg.bytes > 3 * 64 * 1024, "{}", seg.bytes);
+    let path = dir.path().join("in/a.parquet");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let s = spec(
+        dir.path(),
+        events_schema(),
+        vec![seg.clone()],
+        processing(MergeType::Concat),
+    );
+    let o = run_binary(dir.path(), &s, &[], &[]);
+    assert_one_line(
+        &o,
+        EXIT_BAD_INPUT,
+        &[
+            "corrupt segment",
+            "in/a.parquet",
+            "truncated or corrupt",
+            "(CorruptSegment)",
+        ],
+    );
+    let m = failed_manifest(dir.path(), &s);
+    assert_eq!(m.reason, Some(FailureReason::CorruptSegment));
+    let message = m.message.unwrap();
+    assert!(
+        message.contains(&format!("the catalog says {} bytes", seg.bytes)),
+        "{message}"
+    );
 }
 
 #[test]

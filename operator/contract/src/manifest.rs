@@ -21,6 +21,9 @@ pub enum FailureReason {
     BadSpec,
     /// An input file is not valid Parquet/CSV/JSON.
     CorruptInput,
+    /// A segment of the source or destination table cannot be read (truncated, bad magic,
+    /// bad page): the table holds a damaged file.
+    CorruptSegment,
     /// An input lacks a column of the schema, or has it with another type.
     SchemaMismatch,
     /// An input segment no longer exists.
@@ -43,6 +46,7 @@ impl FailureReason {
         match self {
             FailureReason::BadSpec => "BadSpec",
             FailureReason::CorruptInput => "CorruptInput",
+            FailureReason::CorruptSegment => "CorruptSegment",
             FailureReason::SchemaMismatch => "SchemaMismatch",
             FailureReason::MissingInput => "MissingInput",
             FailureReason::StoreUnreachable => "StoreUnreachable",
