@@ -41,15 +41,9 @@ pub(crate) async fn push(
     crate::catalog::install_crypto_provider();
     let state = std::path::absolute(state).map_err(CliError::failed)?;
     let program = std::env::current_exe().map_err(CliError::failed)?;
-    let backend = Arc::new(LocalBackend::new(
+    let backend = Arc::new(LocalBackend::with_minion_workers(
         &state,
         program,
-        vec![
-            "--state-dir".into(),
-            state.display().to_string(),
-            "worker".into(),
-            "run".into(),
-        ],
         Arc::new(SystemClock),
     ));
     let mut uris = Vec::new();

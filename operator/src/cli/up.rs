@@ -28,17 +28,7 @@ pub(crate) async fn up(
         None => Arc::new(SystemClock),
     };
     let state = std::path::absolute(state).map_err(CliError::failed)?;
-    let backend = LocalBackend::new(
-        &state,
-        program,
-        vec![
-            "--state-dir".into(),
-            state.display().to_string(),
-            "worker".into(),
-            "run".into(),
-        ],
-        clock.clone(),
-    );
+    let backend = LocalBackend::with_minion_workers(&state, program, clock.clone());
     let mut controller = Controller::new(
         Arc::new(backend),
         clock,

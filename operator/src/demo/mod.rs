@@ -211,15 +211,9 @@ pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
         Some(w) => w.clone(),
         None => std::env::current_exe().map_err(setup("the minion binary"))?,
     };
-    let backend = Arc::new(LocalBackend::new(
+    let backend = Arc::new(LocalBackend::with_minion_workers(
         &state_dir,
         worker,
-        vec![
-            "--state-dir".into(),
-            state_dir.display().to_string(),
-            "worker".into(),
-            "run".into(),
-        ],
         Arc::new(OffsetClock::starting_at(options.now)),
     ));
     for resource in sample_resources(&dir)? {

@@ -170,6 +170,18 @@ impl LocalBackend {
         }
     }
 
+    /// A backend over `state_dir` whose jobs run `minion --state-dir <state_dir> worker run`
+    /// with `minion` the program `minion` (the running `minion` binary, normally).
+    pub fn with_minion_workers(state_dir: &Path, minion: PathBuf, clock: Arc<dyn Clock>) -> Self {
+        let args = vec![
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "worker".into(),
+            "run".into(),
+        ];
+        LocalBackend::new(state_dir, minion, args, clock)
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

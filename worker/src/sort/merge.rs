@@ -117,23 +117,7 @@ impl Merger {
         if let Some(sink) = &self.on_duplicates
             && !self.dropped.is_empty()
         {
-            let keys = self
-                .dropped
-                .iter()
-                .map(|&(c, p)| self.chunks[c as usize].keys.row(p as usize))
-                .collect();
-            let payload = self.layout.payload_conv.as_ref().map(|_| {
-                self.dropped
-                    .iter()
-                    .map(|&(c, p)| {
-                        self.chunks[c as usize]
-                            .payload
-                            .as_ref()
-                            .expect("payload rows")
-                            .row(p as usize)
-                    })
-                    .collect()
-            });
+            let (keys, payload) = self.rows_at(&self.dropped);
             sink(&self.layout.decode(keys, payload)?);
         }
         self.dropped.clear();
@@ -258,18 +242,14 @@ impl Merger {
         self.chunks = kept;
     }
 
-    fn selected_keys(&self) -> Vec<Row<'_>> {
-        self.out
+    /// The key rows and (if the layout has one) the payload rows at `(chunk, position)`s.
+    fn rows_at(&self, at: &[(u32, u32)]) -> (Vec<Row<'_>>, Option<Vec<Row<'_>>>) {
+        let keys = at
             .iter()
             .map(|&(c, p)| self.chunks[c as usize].keys.row(p as usize))
-            .collect()
-    }
-
-    fn selected_payload(&self) -> Option<Vec<Row<'_>>> {
-        self.layout.payload_conv.as_ref()?;
-        Some(
-            self.out
-                .iter()
+            .collect();
+        let payload = self.layout.payload_conv.as_ref().map(|_| {
+            at.iter()
                 .map(|&(c, p)| {
                     self.chunks[c as usize]
                         .payload
@@ -277,8 +257,9 @@ impl Merger {
                         .expect("payload rows")
                         .row(p as usize)
                 })
-                .collect(),
-        )
+                .collect()
+        });
+        (keys, payload)
     }
 
     /// The next merged batch, or `None` when every run is exhausted; with `groups`, also
@@ -287,9 +268,8 @@ impl Merger {
         if !self.fill()? {
             return Ok(None);
         }
-        let batch = self
-            .layout
-            .decode(self.selected_keys(), self.selected_payload())?;
+        let (keys, payload) = self.rows_at(&self.out);
+        let batch = self.layout.decode(keys, payload)?;
         let continues = std::mem::take(&mut self.continues);
         self.release();
         Ok(Some((batch, continues)))
@@ -300,8 +280,7 @@ impl Merger {
         if !self.fill()? {
             return Ok(None);
         }
-        let keys = self.selected_keys();
-        let payload = self.selected_payload();
+        let (keys, payload) = self.rows_at(&self.out);
         let key_bytes = keys.iter().map(|r| r.data().len()).sum();
         let payload_bytes = payload
             .as_ref()
