@@ -1,0 +1,316 @@
+//! A run driven one step of the local control loop at a time (`minion local up --until-idle
+//! --max-steps 1`, a process of its own: stopping after every step is a kill between any two
+//! steps), with a check of the tables after every step, one running worker SIGKILLed once,
+//! and optionally the first workers the run launches failing once (a transient failure:
+//! their spill directory cannot be created).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::fixtures::{Minion, workspace_binary};
+
+/// What to do to a run besides stepping it.
+#[derive(Clone, Debug)]
+pub struct StepOptions {
+    /// The run must end within this many steps.
+    pub max_steps: usize,
+    /// SIGKILL one running worker of the run, once (at the first step after which one runs;
+    /// not one of a subtask that failed at launch).
+    pub kill_a_worker: bool,
+    /// Run steps with `MINION_SPILL_DIR` naming a regular file until the run launched its
+    /// first workers: they fail at once with `Internal` (transient), and are retried.
+    pub fail_first_launch: bool,
+}
+
+impl Default for StepOptions {
+    fn default() -> Self {
+        StepOptions {
+            max_steps: 400,
+            kill_a_worker: true,
+            fail_first_launch: false,
+        }
+    }
+}
+
+/// A worker the harness launched a fault into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRef {
+    pub job: String,
+    pub subtask: u32,
+    pub attempt: u32,
+}
+
+/// How a stepped run went.
+#[derive(Debug)]
+pub struct StepReport {
+    pub run: String,
+    pub phase: String,
+    /// Steps taken.
+    pub steps: usize,
+    /// The worker SIGKILLed while it ran (before it reported).
+    pub killed: Option<JobRef>,
+    /// The workers launched while their spill directory could not be created.
+    pub failed_at_launch: Vec<JobRef>,
+    /// The run as `minion get tr -o json` shows it at the end.
+    pub tr: serde_json::Value,
+}
+
+impl StepReport {
+    /// The subtasks' status entries (as far as the status details them).
+    pub fn subtasks(&self) -> Vec<&serde_json::Value> {
+        self.tr["status"]["subtasks"]
+            .as_array()
+            .map(|s| s.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Attempts of subtask `index` as the status shows them.
+    pub fn attempts(&self, index: u32) -> u64 {
+        self.subtasks()
+            .iter()
+            .find(|s| s["index"] == index)
+            .and_then(|s| s["attempts"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+/// What the check sees after a step.
+pub struct View<'a> {
+    /// 0 before the first step.
+    pub step: usize,
+    pub run: &'a str,
+    /// The run as `minion get tr -o json` shows it after this step.
+    pub tr: &'a serde_json::Value,
+}
+
+impl View<'_> {
+    pub fn phase(&self) -> &str {
+        self.tr["status"]["phase"].as_str().unwrap_or("Pending")
+    }
+}
+
+fn terminal(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Skipped")
+}
+
+/// A job's record in the local state directory (`jobs/<namespace>/<job>.json`).
+#[derive(Debug)]
+struct JobRecord {
+    job: String,
+    pid: u32,
+    spec_uri: String,
+    task_run: String,
+    subtask: u32,
+    attempt: u32,
+}
+
+fn job_records(state: &Path) -> Vec<JobRecord> {
+    let dir = state.join("jobs/default");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(job) = name.strip_suffix(".json") else {
+            continue;
+        };
+        if job.ends_with(".exit") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(e.path()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        out.push(JobRecord {
+            job: job.to_string(),
+            pid: v["pid"].as_u64().unwrap_or(0) as u32,
+            spec_uri: v["specUri"].as_str().unwrap_or_default().to_string(),
+            task_run: v["taskRun"].as_str().unwrap_or_default().to_string(),
+            subtask: v["subtask"].as_u64().unwrap_or(0) as u32,
+            attempt: v["attempt"].as_u64().unwrap_or(0) as u32,
+        });
+    }
+    out.sort_by(|a, b| a.job.cmp(&b.job));
+    out
+}
+
+/// The exit record of a job: its code (`None`: killed by a signal), if it has one.
+fn exit_code(state: &Path, job: &str) -> Option<Option<i64>> {
+    let bytes = std::fs::read(state.join(format!("jobs/default/{job}.exit.json"))).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some(v["code"].as_i64())
+}
+
+/// Whether `pid` is a live (not zombie) process whose command line contains `needle`.
+fn alive(pid: u32, needle: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    if matches!(state, Some('Z' | 'X') | None) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).contains(needle))
+        .unwrap_or(false)
+}
+
+/// SIGKILLs a live worker of `run`, not of a subtask in `spare`; the job when one was killed
+/// before it reported (its exit record, written by the worker as it exits, is absent or not
+/// a success).
+fn kill_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<JobRef> {
+    for r in job_records(state) {
+        if r.task_run != run
+            || r.pid == 0
+            || spare.contains(&r.subtask)
+            || exit_code(state, &r.job).is_some()
+        {
+            continue;
+        }
+        if !alive(r.pid, &r.spec_uri) {
+            continue;
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &r.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(r.pid, &r.spec_uri) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // A worker that finished just before the signal is not a kill.
+        if exit_code(state, &r.job) == Some(Some(0)) {
+            continue;
+        }
+        return Some(JobRef {
+            job: r.job,
+            subtask: r.subtask,
+            attempt: r.attempt,
+        });
+    }
+    None
+}
+
+/// One step of the loop with `MINION_SPILL_DIR` set to `spill_dir`.
+fn step_with_spill_dir(cli: &Minion, spill_dir: &Path) {
+    let out = Command::new(workspace_binary("minion", "minion-operator"))
+        .arg("--state-dir")
+        .arg(&cli.state)
+        .args([
+            "local",
+            "up",
+            "--until-idle",
+            "--max-steps",
+            "1",
+            "--poll-ms",
+            "20",
+        ])
+        .env("MINION_SPILL_DIR", spill_dir)
+        .output()
+        .expect("minion starts");
+    assert!(
+        out.status.success(),
+        "a step failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The run `run` as `minion get tr -o json` shows it.
+pub fn task_run(cli: &Minion, run: &str) -> serde_json::Value {
+    serde_json::from_str(&cli.ok(&["get", "tr", run, "-o", "json"])).expect("TaskRun JSON")
+}
+
+/// Drives `run` to its end one step at a time, calling `check` before the first step and
+/// after every step (after the worker kill of that step, if any), and returns how it went.
+///
+/// # Panics
+/// A step fails, the run does not end within `options.max_steps`, or `check` panics.
+pub async fn step_through(
+    cli: &Minion,
+    run: &str,
+    options: &StepOptions,
+    mut check: impl AsyncFnMut(View<'_>),
+) -> StepReport {
+    let tr = task_run(cli, run);
+    check(View {
+        step: 0,
+        run,
+        tr: &tr,
+    })
+    .await;
+    // A regular file where the spill directory should be: `create_dir_all` fails.
+    let blocked_spill: PathBuf = cli.state.with_file_name("spill-dir-is-a-file");
+    let mut failing = options.fail_first_launch;
+    if failing {
+        std::fs::write(&blocked_spill, b"not a directory").unwrap();
+    }
+    let mut report = StepReport {
+        run: run.to_string(),
+        phase: String::new(),
+        steps: 0,
+        killed: None,
+        failed_at_launch: Vec::new(),
+        tr: serde_json::Value::Null,
+    };
+    for step in 1..=options.max_steps {
+        report.steps = step;
+        if failing {
+            let before: Vec<String> = job_records(&cli.state).into_iter().map(|r| r.job).collect();
+            step_with_spill_dir(cli, &blocked_spill);
+            let launched: Vec<JobRef> = job_records(&cli.state)
+                .into_iter()
+                .filter(|r| r.task_run == run && !before.contains(&r.job))
+                .map(|r| JobRef {
+                    job: r.job,
+                    subtask: r.subtask,
+                    attempt: r.attempt,
+                })
+                .collect();
+            if !launched.is_empty() {
+                report.failed_at_launch = launched;
+                failing = false;
+            }
+        } else {
+            cli.step();
+            if options.kill_a_worker && report.killed.is_none() {
+                // Another subtask than those failed at launch, so two subtasks are retried.
+                let spare: Vec<u32> = report.failed_at_launch.iter().map(|j| j.subtask).collect();
+                report.killed = kill_a_live_worker(&cli.state, run, &spare);
+            }
+        }
+        let tr = task_run(cli, run);
+        check(View { step, run, tr: &tr }).await;
+        let phase = tr["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_string();
+        report.phase = phase;
+        report.tr = tr;
+        if terminal(&report.phase) {
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(&blocked_spill);
+    assert!(
+        terminal(&report.phase),
+        "{run} did not end in {} steps: {:#}",
+        options.max_steps,
+        report.tr
+    );
+    // Every worker launched into the fault failed as a transient failure, by itself.
+    for j in &report.failed_at_launch {
+        let bytes = std::fs::read(cli.state.join(format!("jobs/default/{}.exit.json", j.job)))
+            .unwrap_or_else(|e| panic!("{}: no exit record: {e}", j.job));
+        let exit: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            exit["code"],
+            i64::from(minion_contract::EXIT_TRANSIENT),
+            "{}: {exit}",
+            j.job
+        );
+    }
+    report
+}
