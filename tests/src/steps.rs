@@ -1,8 +1,9 @@
 //! A run driven one step of the local control loop at a time (`minion local up --until-idle
 //! --max-steps 1`, a process of its own: stopping after every step is a kill between any two
 //! steps), with a check of the tables after every step, one running worker SIGKILLed once,
-//! and optionally the first workers the run launches failing once (a transient failure:
-//! their spill directory cannot be created).
+//! one worker held (SIGSTOP) until another worker of the run has finished, so subtasks end
+//! out of order, and optionally the first workers the run launches failing once (a transient
+//! failure: their spill directory cannot be created).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,12 @@ pub struct StepOptions {
     /// Run steps with `MINION_SPILL_DIR` naming a regular file until the run launched its
     /// first workers: they fail at once with `Internal` (transient), and are retried.
     pub fail_first_launch: bool,
+    /// In a run of several subtasks, SIGSTOP the first worker seen running (before any kill),
+    /// and SIGCONT it once another worker of the run has finished successfully (or after
+    /// `hold_steps` steps, or when a step waits for it): later subtasks finish before an
+    /// earlier one, and two workers run at once.
+    pub hold_a_worker: bool,
+    pub hold_steps: usize,
 }
 
 impl Default for StepOptions {
@@ -29,7 +36,33 @@ impl Default for StepOptions {
             max_steps: 400,
             kill_a_worker: true,
             fail_first_launch: false,
+            hold_a_worker: true,
+            hold_steps: 12,
         }
+    }
+}
+
+/// A worker held stopped by the harness.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub job: JobRef,
+    /// The worker that finished while this one was held (`None`: released after
+    /// `hold_steps` steps without one, or when the loop had nothing else to do).
+    pub overtaken_by: Option<JobRef>,
+    /// Steps it was held.
+    pub steps: usize,
+}
+
+/// SIGCONTs a stopped worker when dropped (also when a check panics).
+struct Stopped {
+    pid: u32,
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.pid.to_string()])
+            .status();
     }
 }
 
@@ -52,6 +85,8 @@ pub struct StepReport {
     pub killed: Option<JobRef>,
     /// The workers launched while their spill directory could not be created.
     pub failed_at_launch: Vec<JobRef>,
+    /// The worker held stopped while others ran.
+    pub held: Option<Held>,
     /// The run as `minion get tr -o json` shows it at the end.
     pub tr: serde_json::Value,
 }
@@ -158,21 +193,49 @@ fn alive(pid: u32, needle: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The live workers of `run`, not of a subtask in `spare`.
+fn live_workers(state: &Path, run: &str, spare: &[u32]) -> Vec<JobRecord> {
+    job_records(state)
+        .into_iter()
+        .filter(|r| {
+            r.task_run == run
+                && r.pid != 0
+                && !spare.contains(&r.subtask)
+                && exit_code(state, &r.job).is_none()
+                && alive(r.pid, &r.spec_uri)
+        })
+        .collect()
+}
+
+/// SIGSTOPs a live worker of `run`, not of a subtask in `spare`.
+fn stop_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<(JobRef, Stopped)> {
+    let r = live_workers(state, run, spare).into_iter().next()?;
+    let stopped = Command::new("kill")
+        .args(["-STOP", &r.pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    // A worker that reported before the signal is not held.
+    if !stopped || exit_code(state, &r.job).is_some() {
+        let _ = Command::new("kill")
+            .args(["-CONT", &r.pid.to_string()])
+            .status();
+        return None;
+    }
+    Some((
+        JobRef {
+            job: r.job,
+            subtask: r.subtask,
+            attempt: r.attempt,
+        },
+        Stopped { pid: r.pid },
+    ))
+}
+
 /// SIGKILLs a live worker of `run`, not of a subtask in `spare`; the job when one was killed
 /// before it reported (its exit record, written by the worker as it exits, is absent or not
 /// a success).
 fn kill_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<JobRef> {
-    for r in job_records(state) {
-        if r.task_run != run
-            || r.pid == 0
-            || spare.contains(&r.subtask)
-            || exit_code(state, &r.job).is_some()
-        {
-            continue;
-        }
-        if !alive(r.pid, &r.spec_uri) {
-            continue;
-        }
+    for r in live_workers(state, run, spare) {
         let _ = Command::new("kill")
             .args(["-KILL", &r.pid.to_string()])
             .status();
@@ -193,10 +256,15 @@ fn kill_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<JobRef> 
     None
 }
 
-/// One step of the loop with `MINION_SPILL_DIR` set to `spill_dir`.
-fn step_with_spill_dir(cli: &Minion, spill_dir: &Path) {
-    let out = Command::new(workspace_binary("minion", "minion-operator"))
-        .arg("--state-dir")
+/// One step of the loop (`local up --until-idle --max-steps 1`), with `MINION_SPILL_DIR` set
+/// to `spill_dir` when given. A step waits until the loop can take one; when it has not
+/// ended after `patience`, `stopped` (a held worker the loop may be waiting for) is released.
+///
+/// # Panics
+/// The step fails.
+fn one_step(cli: &Minion, spill_dir: Option<&Path>, stopped: &mut Option<Stopped>) {
+    let mut cmd = Command::new(workspace_binary("minion", "minion-operator"));
+    cmd.arg("--state-dir")
         .arg(&cli.state)
         .args([
             "local",
@@ -207,9 +275,21 @@ fn step_with_spill_dir(cli: &Minion, spill_dir: &Path) {
             "--poll-ms",
             "20",
         ])
-        .env("MINION_SPILL_DIR", spill_dir)
-        .output()
-        .expect("minion starts");
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(dir) = spill_dir {
+        cmd.env("MINION_SPILL_DIR", dir);
+    }
+    let mut child = cmd.spawn().expect("minion starts");
+    let patience = Duration::from_secs(3);
+    let started = Instant::now();
+    while stopped.is_some() && child.try_wait().expect("wait for the step").is_none() {
+        if started.elapsed() > patience {
+            *stopped = None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().expect("the step ends");
     assert!(
         out.status.success(),
         "a step failed: {}\n{}",
@@ -254,12 +334,16 @@ pub async fn step_through(
         killed: None,
         failed_at_launch: Vec::new(),
         tr: serde_json::Value::Null,
+        held: None,
     };
+    let mut stopped: Option<Stopped> = None;
+    // Jobs of the run that had ended when the worker was held.
+    let mut ended_before_hold: Vec<String> = Vec::new();
     for step in 1..=options.max_steps {
         report.steps = step;
         if failing {
             let before: Vec<String> = job_records(&cli.state).into_iter().map(|r| r.job).collect();
-            step_with_spill_dir(cli, &blocked_spill);
+            one_step(cli, Some(&blocked_spill), &mut stopped);
             let launched: Vec<JobRef> = job_records(&cli.state)
                 .into_iter()
                 .filter(|r| r.task_run == run && !before.contains(&r.job))
@@ -274,10 +358,54 @@ pub async fn step_through(
                 failing = false;
             }
         } else {
-            cli.step();
+            one_step(cli, None, &mut stopped);
+            if let Some(held) = report.held.as_mut().filter(|_| stopped.is_some()) {
+                held.steps += 1;
+                held.overtaken_by = job_records(&cli.state)
+                    .into_iter()
+                    .find(|r| {
+                        r.task_run == run
+                            && r.subtask != held.job.subtask
+                            && !ended_before_hold.contains(&r.job)
+                            && exit_code(&cli.state, &r.job) == Some(Some(0))
+                    })
+                    .map(|r| JobRef {
+                        job: r.job,
+                        subtask: r.subtask,
+                        attempt: r.attempt,
+                    });
+                if held.overtaken_by.is_some() || held.steps >= options.hold_steps {
+                    stopped = None;
+                }
+            }
+            let mut spare: Vec<u32> = report.failed_at_launch.iter().map(|j| j.subtask).collect();
+            // Only where another subtask can overtake the held one.
+            let several = report.tr["status"]["subtasksTotal"]
+                .as_u64()
+                .is_some_and(|n| n > 1);
+            if options.hold_a_worker
+                && several
+                && report.held.is_none()
+                && let Some((job, s)) = stop_a_live_worker(&cli.state, run, &spare)
+            {
+                ended_before_hold = job_records(&cli.state)
+                    .into_iter()
+                    .filter(|r| exit_code(&cli.state, &r.job).is_some())
+                    .map(|r| r.job)
+                    .collect();
+                report.held = Some(Held {
+                    job,
+                    overtaken_by: None,
+                    steps: 0,
+                });
+                stopped = Some(s);
+            }
+            if let Some(held) = &report.held {
+                spare.push(held.job.subtask);
+            }
             if options.kill_a_worker && report.killed.is_none() {
-                // Another subtask than those failed at launch, so two subtasks are retried.
-                let spare: Vec<u32> = report.failed_at_launch.iter().map(|j| j.subtask).collect();
+                // Another subtask than those failed at launch or held, so several are retried
+                // or overtaken.
                 report.killed = kill_a_live_worker(&cli.state, run, &spare);
             }
         }
@@ -293,6 +421,7 @@ pub async fn step_through(
             break;
         }
     }
+    drop(stopped);
     let _ = std::fs::remove_file(&blocked_spill);
     assert!(
         terminal(&report.phase),

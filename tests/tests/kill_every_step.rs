@@ -64,6 +64,19 @@ fn assert_retried(report: &StepReport) {
     );
 }
 
+/// Asserts a worker was held while a later one finished: subtasks ended out of order.
+fn assert_overtaken(report: &StepReport) {
+    assert!(
+        report
+            .held
+            .as_ref()
+            .is_some_and(|h| h.overtaken_by.is_some()),
+        "{}: no subtask finished while another was held: {:?}",
+        report.run,
+        report.held
+    );
+}
+
 /// Runs `config` with the whole loop (`local up --until-idle`) until a run is Skipped.
 fn run_until_caught_up(env: &Env, config: &str) {
     for _ in 0..30 {
@@ -170,6 +183,7 @@ async fn an_import_killed_after_every_step_holds_exactly_the_source_rows_below_i
         );
     }
     assert_retried(&report);
+    assert_overtaken(&report);
     let described = env.ok(&["describe", "tr", &run]);
     assert!(described.contains("Internal"), "{described}");
     let imported = TableRows::read(&offline).await.multiset();
@@ -177,12 +191,13 @@ async fn an_import_killed_after_every_step_holds_exactly_the_source_rows_below_i
     assert!(imported.rows > 0);
     println!(
         "import {run}: {} steps, {} subtasks, {windows} windows (watermarks {watermarks:?}), \
-         {} rows; killed {:?}; failed at launch {:?}",
+         {} rows; killed {:?}; failed at launch {:?}; held {:?}",
         report.steps,
         report.tr["status"]["subtasksTotal"],
         imported.rows,
         report.killed,
-        report.failed_at_launch
+        report.failed_at_launch,
+        report.held
     );
 
     // Caught up: a second run imports nothing, step by step too.
@@ -413,6 +428,7 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
     };
 
     let mut killed = None;
+    let mut overtaken = None;
     let mut runs = Vec::new();
     // Hourly concat runs, then daily rollups, until the config has nothing left to do.
     for _ in 0..20 {
@@ -431,7 +447,19 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
             assert_retried(&report);
             killed = report.killed.clone();
         }
-        runs.push((run, report.phase.clone(), report.steps));
+        if report
+            .held
+            .as_ref()
+            .is_some_and(|h| h.overtaken_by.is_some())
+        {
+            overtaken = report.held.clone();
+        }
+        runs.push((
+            run,
+            report.phase.clone(),
+            report.steps,
+            report.tr["status"]["subtasksTotal"].as_u64().unwrap_or(0),
+        ));
         match report.phase.as_str() {
             "Succeeded" => continue,
             "Skipped" => break,
@@ -487,7 +515,9 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
     let report = step_through(&env.cli(), &again, &StepOptions::default(), &mut check).await;
     assert_eq!(report.phase, "Skipped", "{:#}", report.tr);
     assert_eq!(TableRows::read(&offline).await.multiset(), after.multiset());
-    println!("merge: {rolled} day(s) rolled up; runs {runs:?}; killed {killed:?}");
+    println!(
+        "merge: {rolled} day(s) rolled up; runs {runs:?}; killed {killed:?}; held {overtaken:?}"
+    );
 }
 
 /// An inline FileIngestion TaskRun named `name` over every Parquet file below `dir` (the
@@ -598,11 +628,12 @@ async fn a_consistent_push_killed_after_every_step_shows_none_or_all_of_its_file
     assert_eq!(report.phase, "Succeeded", "{:#}", report.tr);
     assert_eq!(report.tr["status"]["subtasksTotal"], 3, "{:#}", report.tr);
     assert_retried(&report);
+    assert_overtaken(&report);
     let all = TableRows::read(&offline).await.multiset();
     assert_eq!(all, expected_for(&everything).0);
     println!(
-        "ingestion: {} steps, {} subtasks, {all}; killed {:?}",
-        report.steps, report.tr["status"]["subtasksTotal"], report.killed
+        "ingestion: {} steps, {} subtasks, {all}; killed {:?}; held {:?}",
+        report.steps, report.tr["status"]["subtasksTotal"], report.killed, report.held
     );
 
     // The same push again: nothing new to ingest.
@@ -772,10 +803,11 @@ async fn a_backfill_killed_after_every_step_shows_the_old_rows_or_the_new_never_
         report.tr
     );
     assert_retried(&report);
+    assert_overtaken(&report);
     assert_eq!(TableRows::read(&offline).await.multiset(), new_rows);
     println!(
-        "backfill: {} steps, {} subtasks, {replaced} replaced by {added}; killed {:?}",
-        report.steps, report.tr["status"]["subtasksTotal"], report.killed
+        "backfill: {} steps, {} subtasks, {replaced} replaced by {added}; killed {:?}; held {:?}",
+        report.steps, report.tr["status"]["subtasksTotal"], report.killed, report.held
     );
 
     // The same backfill again replaces the range by the same rows: nothing added.
