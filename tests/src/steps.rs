@@ -2,9 +2,11 @@
 //! --max-steps 1`, a process of its own: stopping after every step is a kill between any two
 //! steps), with a check of the tables after every step, one running worker SIGKILLed once,
 //! one worker held (SIGSTOP) until another worker of the run has finished, so subtasks end
-//! out of order, and optionally the first workers the run launches failing once (a transient
-//! failure: their spill directory cannot be created).
+//! out of order, and optionally: the first workers the run launches failing once (a transient
+//! failure: their spill directory cannot be created); the loop dying right after each of its
+//! Delta commits (every other write of that step undone).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -28,6 +30,12 @@ pub struct StepOptions {
     /// earlier one, and two workers run at once.
     pub hold_a_worker: bool,
     pub hold_steps: usize,
+    /// The local directory of the run's destination table: after every step that added a
+    /// version to its Delta log, undo every other write of the step (the state directory,
+    /// but for its job records, and the table's `_minion` directory, back to what they held
+    /// before the step), as if the loop had died right after its Delta commit; the next
+    /// step must replay the rest without committing again.
+    pub crash_after_commit: Option<PathBuf>,
 }
 
 impl Default for StepOptions {
@@ -38,6 +46,7 @@ impl Default for StepOptions {
             fail_first_launch: false,
             hold_a_worker: true,
             hold_steps: 12,
+            crash_after_commit: None,
         }
     }
 }
@@ -87,6 +96,9 @@ pub struct StepReport {
     pub failed_at_launch: Vec<JobRef>,
     /// The worker held stopped while others ran.
     pub held: Option<Held>,
+    /// Steps after whose Delta commit the loop "died" (see
+    /// [`StepOptions::crash_after_commit`]).
+    pub crashed_after_commit: Vec<usize>,
     /// The run as `minion get tr -o json` shows it at the end.
     pub tr: serde_json::Value,
 }
@@ -298,6 +310,61 @@ fn one_step(cli: &Minion, spill_dir: Option<&Path>, stopped: &mut Option<Stopped
     );
 }
 
+/// The newest version in the Delta log of the table at `table` (-1: none).
+fn delta_version(table: &Path) -> i64 {
+    std::fs::read_dir(table.join("_delta_log"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")?
+                .parse::<i64>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(-1)
+}
+
+/// The files a step writes besides the Delta log, the data files and the workers' job
+/// records: the state directory but `jobs/`, and the table's `_minion` directory.
+fn writes_of_a_step(state: &Path, table: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for root in [state.to_path_buf(), table.join("_minion")] {
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = e.path();
+                if path == state.join("jobs") {
+                    continue;
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    out.insert(path, bytes);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Puts back what [`writes_of_a_step`] listed before a step: files the step created are
+/// deleted, files it changed or deleted restored.
+fn undo_writes(state: &Path, table: &Path, before: &BTreeMap<PathBuf, Vec<u8>>) {
+    let after = writes_of_a_step(state, table);
+    for path in after.keys().filter(|p| !before.contains_key(*p)) {
+        std::fs::remove_file(path).unwrap();
+    }
+    for (path, bytes) in before {
+        if after.get(path) != Some(bytes) {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+}
+
 /// The run `run` as `minion get tr -o json` shows it.
 pub fn task_run(cli: &Minion, run: &str) -> serde_json::Value {
     serde_json::from_str(&cli.ok(&["get", "tr", run, "-o", "json"])).expect("TaskRun JSON")
@@ -335,6 +402,7 @@ pub async fn step_through(
         failed_at_launch: Vec::new(),
         tr: serde_json::Value::Null,
         held: None,
+        crashed_after_commit: Vec::new(),
     };
     let mut stopped: Option<Stopped> = None;
     // Jobs of the run that had ended when the worker was held.
@@ -358,7 +426,18 @@ pub async fn step_through(
                 failing = false;
             }
         } else {
+            let before = options
+                .crash_after_commit
+                .as_deref()
+                .map(|table| (delta_version(table), writes_of_a_step(&cli.state, table)));
             one_step(cli, None, &mut stopped);
+            if let (Some(table), Some((version, files))) =
+                (options.crash_after_commit.as_deref(), before)
+                && delta_version(table) > version
+            {
+                undo_writes(&cli.state, table, &files);
+                report.crashed_after_commit.push(step);
+            }
             if let Some(held) = report.held.as_mut().filter(|_| stopped.is_some()) {
                 held.steps += 1;
                 held.overtaken_by = job_records(&cli.state)

@@ -48,6 +48,25 @@ async fn visible_totals(def: &TableDef, rows: &TableRows) -> Totals {
         .expect("destination totals")
 }
 
+/// The harness's options for a run writing `destination`: a worker killed once, one held
+/// until another finished, the loop dying right after each of its Delta commits.
+fn options(destination: &TableDef) -> StepOptions {
+    StepOptions {
+        crash_after_commit: Some(destination.uri.trim_start_matches("file://").into()),
+        ..StepOptions::default()
+    }
+}
+
+/// Asserts the loop died right after a Delta commit of the run, at least `commits` times.
+fn assert_crashed(report: &StepReport, commits: usize) {
+    assert!(
+        report.crashed_after_commit.len() >= commits,
+        "{}: the loop died after the commits of steps {:?}, expected {commits}",
+        report.run,
+        report.crashed_after_commit
+    );
+}
+
 /// Asserts a killed worker's subtask was retried: it has more attempts than the killed one.
 fn assert_retried(report: &StepReport) {
     let killed = report
@@ -154,7 +173,7 @@ async fn an_import_killed_after_every_step_holds_exactly_the_source_rows_below_i
         &run,
         &StepOptions {
             fail_first_launch: true,
-            ..StepOptions::default()
+            ..options(&offline)
         },
         &mut check,
     )
@@ -184,6 +203,7 @@ async fn an_import_killed_after_every_step_holds_exactly_the_source_rows_below_i
     }
     assert_retried(&report);
     assert_overtaken(&report);
+    assert_crashed(&report, 2);
     let described = env.ok(&["describe", "tr", &run]);
     assert!(described.contains("Internal"), "{described}");
     let imported = TableRows::read(&offline).await.multiset();
@@ -191,18 +211,20 @@ async fn an_import_killed_after_every_step_holds_exactly_the_source_rows_below_i
     assert!(imported.rows > 0);
     println!(
         "import {run}: {} steps, {} subtasks, {windows} windows (watermarks {watermarks:?}), \
-         {} rows; killed {:?}; failed at launch {:?}; held {:?}",
+         {} rows; killed {:?}; failed at launch {:?}; held {:?}; crashed after the commits of \
+         steps {:?}",
         report.steps,
         report.tr["status"]["subtasksTotal"],
         imported.rows,
         report.killed,
         report.failed_at_launch,
-        report.held
+        report.held,
+        report.crashed_after_commit
     );
 
     // Caught up: a second run imports nothing, step by step too.
     let again = env.run_import();
-    let report = step_through(&env.cli(), &again, &StepOptions::default(), &mut check).await;
+    let report = step_through(&env.cli(), &again, &options(&offline), &mut check).await;
     assert_eq!(report.phase, "Skipped", "{:#}", report.tr);
     assert_eq!(TableRows::read(&offline).await.multiset(), imported);
 }
@@ -429,6 +451,7 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
 
     let mut killed = None;
     let mut overtaken = None;
+    let mut crashes = 0;
     let mut runs = Vec::new();
     // Hourly concat runs, then daily rollups, until the config has nothing left to do.
     for _ in 0..20 {
@@ -438,7 +461,7 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
             &run,
             &StepOptions {
                 kill_a_worker: killed.is_none(),
-                ..StepOptions::default()
+                ..options(&offline)
             },
             &mut check,
         )
@@ -447,6 +470,7 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
             assert_retried(&report);
             killed = report.killed.clone();
         }
+        crashes += report.crashed_after_commit.len();
         if report
             .held
             .as_ref()
@@ -470,6 +494,14 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
     assert!(
         killed.is_some(),
         "no worker was killed while running: {runs:?}"
+    );
+    assert!(
+        overtaken.is_some(),
+        "no subtask finished while another was held: {runs:?}"
+    );
+    assert!(
+        crashes >= 3,
+        "the loop died after {crashes} commits: {runs:?}"
     );
     let levels = levels.borrow().clone();
     assert!(
@@ -512,11 +544,12 @@ async fn an_in_place_merge_rollup_killed_after_every_step_shows_each_day_all_inp
 
     // A second run of the config adds nothing.
     let again = created_run(&env.ok(&["run", "events-merge"]));
-    let report = step_through(&env.cli(), &again, &StepOptions::default(), &mut check).await;
+    let report = step_through(&env.cli(), &again, &options(&offline), &mut check).await;
     assert_eq!(report.phase, "Skipped", "{:#}", report.tr);
     assert_eq!(TableRows::read(&offline).await.multiset(), after.multiset());
     println!(
-        "merge: {rolled} day(s) rolled up; runs {runs:?}; killed {killed:?}; held {overtaken:?}"
+        "merge: {rolled} day(s) rolled up; runs {runs:?}; killed {killed:?}; held {overtaken:?}; \
+         {crashes} crashes after a commit"
     );
 }
 
@@ -618,22 +651,22 @@ async fn a_consistent_push_killed_after_every_step_shows_none_or_all_of_its_file
 
     let manifest = ingestion_run(&env, "ingest-batch", &input);
     env.ok(&["execute", "-f", manifest.to_str().unwrap()]);
-    let report = step_through(
-        &env.cli(),
-        "ingest-batch",
-        &StepOptions::default(),
-        &mut check,
-    )
-    .await;
+    let report = step_through(&env.cli(), "ingest-batch", &options(&offline), &mut check).await;
     assert_eq!(report.phase, "Succeeded", "{:#}", report.tr);
     assert_eq!(report.tr["status"]["subtasksTotal"], 3, "{:#}", report.tr);
     assert_retried(&report);
     assert_overtaken(&report);
+    assert_crashed(&report, 1);
     let all = TableRows::read(&offline).await.multiset();
     assert_eq!(all, expected_for(&everything).0);
     println!(
-        "ingestion: {} steps, {} subtasks, {all}; killed {:?}; held {:?}",
-        report.steps, report.tr["status"]["subtasksTotal"], report.killed, report.held
+        "ingestion: {} steps, {} subtasks, {all}; killed {:?}; held {:?}; crashed after the \
+         commits of steps {:?}",
+        report.steps,
+        report.tr["status"]["subtasksTotal"],
+        report.killed,
+        report.held,
+        report.crashed_after_commit
     );
 
     // The same push again: nothing new to ingest.
@@ -642,7 +675,7 @@ async fn a_consistent_push_killed_after_every_step_shows_none_or_all_of_its_file
     let report = step_through(
         &env.cli(),
         "ingest-batch-again",
-        &StepOptions::default(),
+        &options(&offline),
         &mut check,
     )
     .await;
@@ -792,7 +825,7 @@ async fn a_backfill_killed_after_every_step_shows_the_old_rows_or_the_new_never_
     let report = step_through(
         &env.cli(),
         "backfill-fr",
-        &StepOptions::default(),
+        &options(&offline),
         async |v: View<'_>| check(&both, v).await,
     )
     .await;
@@ -804,10 +837,16 @@ async fn a_backfill_killed_after_every_step_shows_the_old_rows_or_the_new_never_
     );
     assert_retried(&report);
     assert_overtaken(&report);
+    assert_crashed(&report, 1);
     assert_eq!(TableRows::read(&offline).await.multiset(), new_rows);
     println!(
-        "backfill: {} steps, {} subtasks, {replaced} replaced by {added}; killed {:?}; held {:?}",
-        report.steps, report.tr["status"]["subtasksTotal"], report.killed, report.held
+        "backfill: {} steps, {} subtasks, {replaced} replaced by {added}; killed {:?}; held \
+         {:?}; crashed after the commits of steps {:?}",
+        report.steps,
+        report.tr["status"]["subtasksTotal"],
+        report.killed,
+        report.held,
+        report.crashed_after_commit
     );
 
     // The same backfill again replaces the range by the same rows: nothing added.
@@ -817,7 +856,7 @@ async fn a_backfill_killed_after_every_step_shows_the_old_rows_or_the_new_never_
     let report = step_through(
         &env.cli(),
         "backfill-fr-again",
-        &StepOptions::default(),
+        &options(&offline),
         async |v: View<'_>| check(&only_new, v).await,
     )
     .await;
