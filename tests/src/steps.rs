@@ -19,7 +19,7 @@ pub struct StepOptions {
     /// The run must end within this many steps.
     pub max_steps: usize,
     /// SIGKILL one running worker of the run, once (at the first step after which one runs;
-    /// not one of a subtask that failed at launch).
+    /// not one of a subtask that failed at launch, nor the one held stopped).
     pub kill_a_worker: bool,
     /// Run steps with `MINION_SPILL_DIR` naming a regular file until the run launched its
     /// first workers: they fail at once with `Internal` (transient), and are retried.
@@ -270,11 +270,19 @@ fn kill_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<JobRef> 
 
 /// One step of the loop (`local up --until-idle --max-steps 1`), with `MINION_SPILL_DIR` set
 /// to `spill_dir` when given. A step waits until the loop can take one; when it has not
-/// ended after `patience`, `stopped` (a held worker the loop may be waiting for) is released.
+/// ended after three seconds, `stopped` (a held worker the loop may be waiting for) is
+/// released. With `catch` (a run and the subtasks to spare), the first live worker of the
+/// run is SIGSTOPped as soon as it is seen (the step polls every millisecond), so even a
+/// worker that would finish before the step returns can be held or killed while it runs.
 ///
 /// # Panics
 /// The step fails.
-fn one_step(cli: &Minion, spill_dir: Option<&Path>, stopped: &mut Option<Stopped>) {
+fn one_step(
+    cli: &Minion,
+    spill_dir: Option<&Path>,
+    stopped: &mut Option<Stopped>,
+    catch: Option<(&str, &[u32])>,
+) -> Option<(JobRef, Stopped)> {
     let mut cmd = Command::new(workspace_binary("minion", "minion-operator"));
     cmd.arg("--state-dir")
         .arg(&cli.state)
@@ -295,12 +303,22 @@ fn one_step(cli: &Minion, spill_dir: Option<&Path>, stopped: &mut Option<Stopped
     let mut child = cmd.spawn().expect("minion starts");
     let patience = Duration::from_secs(3);
     let started = Instant::now();
-    while stopped.is_some() && child.try_wait().expect("wait for the step").is_none() {
+    let mut caught = None;
+    let look = |caught: &mut Option<(JobRef, Stopped)>| {
+        if caught.is_none()
+            && let Some((run, spare)) = catch
+        {
+            *caught = stop_a_live_worker(&cli.state, run, spare);
+        }
+    };
+    while child.try_wait().expect("wait for the step").is_none() {
+        look(&mut caught);
         if started.elapsed() > patience {
             *stopped = None;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(1));
     }
+    look(&mut caught);
     let out = child.wait_with_output().expect("the step ends");
     assert!(
         out.status.success(),
@@ -308,6 +326,23 @@ fn one_step(cli: &Minion, spill_dir: Option<&Path>, stopped: &mut Option<Stopped
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    caught
+}
+
+/// Lets a caught worker run for a moment, then SIGKILLs it; the job when it was killed before
+/// it reported.
+fn kill_caught(state: &Path, job: JobRef, stopped: Stopped) -> Option<JobRef> {
+    let pid = stopped.pid;
+    drop(stopped);
+    std::thread::sleep(Duration::from_millis(5));
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid, "") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (exit_code(state, &job.job) != Some(Some(0))).then_some(job)
 }
 
 /// The newest version in the Delta log of the table at `table` (-1: none).
@@ -411,7 +446,7 @@ pub async fn step_through(
         report.steps = step;
         if failing {
             let before: Vec<String> = job_records(&cli.state).into_iter().map(|r| r.job).collect();
-            one_step(cli, Some(&blocked_spill), &mut stopped);
+            one_step(cli, Some(&blocked_spill), &mut stopped, None);
             let launched: Vec<JobRef> = job_records(&cli.state)
                 .into_iter()
                 .filter(|r| r.task_run == run && !before.contains(&r.job))
@@ -430,7 +465,24 @@ pub async fn step_through(
                 .crash_after_commit
                 .as_deref()
                 .map(|table| (delta_version(table), writes_of_a_step(&cli.state, table)));
-            one_step(cli, None, &mut stopped);
+            // Spare the subtasks failed at launch and the one held now, so several are retried
+            // or overtaken.
+            let mut spare: Vec<u32> = report.failed_at_launch.iter().map(|j| j.subtask).collect();
+            if let Some(held) = report.held.as_ref().filter(|_| stopped.is_some()) {
+                spare.push(held.job.subtask);
+            }
+            // Hold only where another subtask can overtake the held one.
+            let several = report.tr["status"]["subtasksTotal"]
+                .as_u64()
+                .is_some_and(|n| n > 1);
+            let want_hold = options.hold_a_worker && several && report.held.is_none();
+            let want_kill = options.kill_a_worker && report.killed.is_none();
+            let caught = one_step(
+                cli,
+                None,
+                &mut stopped,
+                (want_hold || want_kill).then_some((run, &spare[..])),
+            );
             if let (Some(table), Some((version, files))) =
                 (options.crash_after_commit.as_deref(), before)
                 && delta_version(table) > version
@@ -457,35 +509,28 @@ pub async fn step_through(
                     stopped = None;
                 }
             }
-            let mut spare: Vec<u32> = report.failed_at_launch.iter().map(|j| j.subtask).collect();
-            // Only where another subtask can overtake the held one.
-            let several = report.tr["status"]["subtasksTotal"]
-                .as_u64()
-                .is_some_and(|n| n > 1);
-            if options.hold_a_worker
-                && several
-                && report.held.is_none()
-                && let Some((job, s)) = stop_a_live_worker(&cli.state, run, &spare)
-            {
-                ended_before_hold = job_records(&cli.state)
-                    .into_iter()
-                    .filter(|r| exit_code(&cli.state, &r.job).is_some())
-                    .map(|r| r.job)
-                    .collect();
-                report.held = Some(Held {
-                    job,
-                    overtaken_by: None,
-                    steps: 0,
-                });
-                stopped = Some(s);
-            }
-            if let Some(held) = &report.held {
-                spare.push(held.job.subtask);
-            }
-            if options.kill_a_worker && report.killed.is_none() {
-                // Another subtask than those failed at launch or held, so several are retried
-                // or overtaken.
-                report.killed = kill_a_live_worker(&cli.state, run, &spare);
+            match caught {
+                Some((job, s)) if want_hold => {
+                    ended_before_hold = job_records(&cli.state)
+                        .into_iter()
+                        .filter(|r| exit_code(&cli.state, &r.job).is_some())
+                        .map(|r| r.job)
+                        .collect();
+                    report.held = Some(Held {
+                        job,
+                        overtaken_by: None,
+                        steps: 0,
+                    });
+                    stopped = Some(s);
+                }
+                Some((job, s)) if want_kill => {
+                    report.killed = kill_caught(&cli.state, job, s);
+                }
+                None if want_kill => {
+                    report.killed = kill_a_live_worker(&cli.state, run, &spare);
+                }
+                // Released (SIGCONT) as it is dropped.
+                _ => {}
             }
         }
         let tr = task_run(cli, run);
