@@ -1,17 +1,23 @@
 //! Every task that writes a table, killed after every step: a run driven one step of the local
 //! control loop at a time (each step a process of its own, so stopping after each is a kill
-//! between any two steps), one of its running workers SIGKILLed once, and the destination
-//! checked after every step as any new reader of its Delta log sees it: `count(*)`, `sum()`
+//! between any two steps; `minion_e2e::steps`), and the destination checked before the first
+//! step and after every step as any new reader of its Delta log sees it: `count(*)`, `sum()`
 //! of the metrics, and the **row multiset** (every row of every live segment hashed,
-//! order-independent; `minion_e2e::rows`) against what it must hold at that moment.
+//! order-independent; `minion_e2e::rows`) against what it must hold at that moment. In every
+//! run, besides: one worker SIGKILLed while it runs (its subtask retried), one worker held
+//! stopped until a later subtask finished (subtasks end out of order), and the loop dying
+//! right after each of its Delta commits (every other write of that step undone; the next
+//! step replays it).
 //!
-//! - SegmentImport (3 windows, parallelism 2, the first workers failing once): exactly the
-//!   source's rows below the watermark committed in the destination's Delta log.
+//! - SegmentImport (3 windows, parallelism 2, the first worker failing once, transiently):
+//!   exactly the source's rows below the watermark committed in the destination's Delta log.
 //! - MergeRollup in place (`config/mtc-merge-rollup.yaml`: hourly concat, daily rollup): each
-//!   day shows all its inputs or all its outputs; concat keeps the multiset, rollup the sums.
+//!   day shows all its inputs or all its outputs; concat keeps the multiset, rollup the sums
+//!   (per day), and the rolled-up days hold the rollup computed here.
 //! - FileIngestion with consistent push (3 subtasks): the rows of exactly the files whose
 //!   ingestion committed, none or all of the run's.
-//! - SegmentBackfill of one day: the old table or the new one, never a mix, never both.
+//! - SegmentBackfill of one day's FR rows: the old table or the new one, never a mix, never
+//!   both.
 //!
 //! Each ends with the exact expected rows, and a second run of the same config adds nothing.
 //! Needs `target/<profile>/minion` (`cargo build -p minion-operator --bins`).
