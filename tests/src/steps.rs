@@ -5,6 +5,9 @@
 //! out of order, and optionally: the first workers the run launches failing once (a transient
 //! failure: their spill directory cannot be created); the loop dying right after each of its
 //! Delta commits (every other write of that step undone).
+//!
+//! Workers are found through their job records in the state directory (`jobs/default/`:
+//! pid, spec, run, subtask, attempt) and `/proc`; the signals are sent with `kill(1)`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ pub struct StepOptions {
     /// `hold_steps` steps, or when a step waits for it): later subtasks finish before an
     /// earlier one, and two workers run at once.
     pub hold_a_worker: bool,
+    /// Steps after which a held worker is released even if no other finished.
     pub hold_steps: usize,
     /// The local directory of the run's destination table: after every step that added a
     /// version to its Delta log, undo every other write of the step (the state directory,
@@ -75,7 +79,7 @@ impl Drop for Stopped {
     }
 }
 
-/// A worker the harness launched a fault into.
+/// A worker (job) of a run, as its record names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRef {
     pub job: String,
@@ -244,8 +248,7 @@ fn stop_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<(JobRef,
 }
 
 /// SIGKILLs a live worker of `run`, not of a subtask in `spare`; the job when one was killed
-/// before it reported (its exit record, written by the worker as it exits, is absent or not
-/// a success).
+/// before it reported (it wrote no exit record, as a worker does when it ends).
 fn kill_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<JobRef> {
     for r in live_workers(state, run, spare) {
         let _ = Command::new("kill")
@@ -255,8 +258,8 @@ fn kill_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<JobRef> 
         while alive(r.pid, &r.spec_uri) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
-        // A worker that finished just before the signal is not a kill.
-        if exit_code(state, &r.job) == Some(Some(0)) {
+        // A worker that reported just before the signal is not a kill.
+        if exit_code(state, &r.job).is_some() {
             continue;
         }
         return Some(JobRef {
@@ -330,7 +333,7 @@ fn one_step(
 }
 
 /// Lets a caught worker run for a moment, then SIGKILLs it; the job when it was killed before
-/// it reported.
+/// it reported (it wrote no exit record).
 fn kill_caught(state: &Path, job: JobRef, stopped: Stopped) -> Option<JobRef> {
     let pid = stopped.pid;
     drop(stopped);
@@ -342,7 +345,8 @@ fn kill_caught(state: &Path, job: JobRef, stopped: Stopped) -> Option<JobRef> {
     while alive(pid, "") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    (exit_code(state, &job.job) != Some(Some(0))).then_some(job)
+    // A worker that reported just before the signal is not a kill.
+    exit_code(state, &job.job).is_none().then_some(job)
 }
 
 /// The newest version in the Delta log of the table at `table` (-1: none).
