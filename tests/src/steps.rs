@@ -22,12 +22,13 @@ pub struct StepOptions {
     /// The run must end within this many steps.
     pub max_steps: usize,
     /// SIGKILL one running worker of the run, once (at the first step after which one runs;
-    /// not one of a subtask that failed at launch, nor the one held stopped).
+    /// not one of a subtask that failed at launch, nor the one held stopped), where it was
+    /// caught as its step launched it.
     pub kill_a_worker: bool,
     /// Run steps with `MINION_SPILL_DIR` naming a regular file until the run launched its
     /// first workers: they fail at once with `Internal` (transient), and are retried.
     pub fail_first_launch: bool,
-    /// In a run of several subtasks, SIGSTOP the first worker seen running (before any kill),
+    /// In a run of several subtasks, SIGSTOP the first worker seen running after the kill,
     /// and SIGCONT it once another worker of the run has finished successfully (or after
     /// `hold_steps` steps, or when a step waits for it): later subtasks finish before an
     /// earlier one, and two workers run at once.
@@ -278,6 +279,11 @@ fn kill_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<JobRef> 
 /// run is SIGSTOPped as soon as it is seen (the step polls every millisecond), so even a
 /// worker that would finish before the step returns can be held or killed while it runs.
 ///
+/// The step runs under `nohup`, so its workers inherit SIGHUP ignored: when a step exits,
+/// the process group of a worker it launched is orphaned, and the kernel sends an orphaned
+/// group holding a stopped process SIGHUP (which would kill the caught worker) and SIGCONT
+/// (which resumes it; it is stopped again here).
+///
 /// # Panics
 /// The step fails.
 fn one_step(
@@ -286,8 +292,9 @@ fn one_step(
     stopped: &mut Option<Stopped>,
     catch: Option<(&str, &[u32])>,
 ) -> Option<(JobRef, Stopped)> {
-    let mut cmd = Command::new(workspace_binary("minion", "minion-operator"));
-    cmd.arg("--state-dir")
+    let mut cmd = Command::new("nohup");
+    cmd.arg(workspace_binary("minion", "minion-operator"))
+        .arg("--state-dir")
         .arg(&cli.state)
         .args([
             "local",
@@ -298,6 +305,7 @@ fn one_step(
             "--poll-ms",
             "20",
         ])
+        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     if let Some(dir) = spill_dir {
@@ -322,6 +330,16 @@ fn one_step(
         std::thread::sleep(Duration::from_millis(1));
     }
     look(&mut caught);
+    // Stopped again after the kernel's SIGCONT to its orphaned group; one that reported
+    // meanwhile is not caught.
+    let caught = caught.and_then(|(job, s)| {
+        let _ = Command::new("kill")
+            .args(["-STOP", &s.pid.to_string()])
+            .status();
+        exit_code(&cli.state, &job.job)
+            .is_none()
+            .then_some((job, s))
+    });
     let out = child.wait_with_output().expect("the step ends");
     assert!(
         out.status.success(),
@@ -332,12 +350,10 @@ fn one_step(
     caught
 }
 
-/// Lets a caught worker run for a moment, then SIGKILLs it; the job when it was killed before
-/// it reported (it wrote no exit record).
+/// SIGKILLs a caught worker where it was caught (stopped, early in its life: a kill needs no
+/// timing then); the job when it was killed before it reported (it wrote no exit record).
 fn kill_caught(state: &Path, job: JobRef, stopped: Stopped) -> Option<JobRef> {
     let pid = stopped.pid;
-    drop(stopped);
-    std::thread::sleep(Duration::from_millis(5));
     let _ = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status();
@@ -345,7 +361,8 @@ fn kill_caught(state: &Path, job: JobRef, stopped: Stopped) -> Option<JobRef> {
     while alive(pid, "") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
-    // A worker that reported just before the signal is not a kill.
+    drop(stopped);
+    // A worker that reported just before it was caught is not a kill.
     exit_code(state, &job.job).is_none().then_some(job)
 }
 
@@ -514,6 +531,9 @@ pub async fn step_through(
                 }
             }
             match caught {
+                Some((job, s)) if want_kill => {
+                    report.killed = kill_caught(&cli.state, job, s);
+                }
                 Some((job, s)) if want_hold => {
                     ended_before_hold = job_records(&cli.state)
                         .into_iter()
@@ -526,9 +546,6 @@ pub async fn step_through(
                         steps: 0,
                     });
                     stopped = Some(s);
-                }
-                Some((job, s)) if want_kill => {
-                    report.killed = kill_caught(&cli.state, job, s);
                 }
                 None if want_kill => {
                     report.killed = kill_a_live_worker(&cli.state, run, &spare);
@@ -557,6 +574,19 @@ pub async fn step_through(
         options.max_steps,
         report.tr
     );
+    // The held worker was only paused: it finished by itself once let go.
+    if let Some(held) = &report.held {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while exit_code(&cli.state, &held.job.job).is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            exit_code(&cli.state, &held.job.job),
+            Some(Some(0)),
+            "{run}: the held worker {} did not finish by itself",
+            held.job.job
+        );
+    }
     // Every worker launched into the fault failed as a transient failure, by itself.
     for j in &report.failed_at_launch {
         let bytes = std::fs::read(cli.state.join(format!("jobs/default/{}.exit.json", j.job)))

@@ -75,10 +75,12 @@ fn assert_crashed(report: &StepReport, commits: usize) {
 
 /// Asserts a killed worker's subtask was retried: it has more attempts than the killed one.
 fn assert_retried(report: &StepReport) {
-    let killed = report
-        .killed
-        .as_ref()
-        .unwrap_or_else(|| panic!("{}: no worker was killed while running", report.run));
+    let killed = report.killed.as_ref().unwrap_or_else(|| {
+        panic!(
+            "{}: no worker was killed while running; held {:?}; status {:#}",
+            report.run, report.held, report.tr["status"]
+        )
+    });
     assert!(
         report.attempts(killed.subtask) > u64::from(killed.attempt),
         "{}: subtask {} was killed in attempt {} and not retried: {:#}",
