@@ -4,6 +4,10 @@
 //! - [`fixtures`]: the workspace's binaries, the `minion` CLI, a filled REALTIME table.
 //! - [`local_env`]: a local-mode environment: the import samples, a filled REALTIME table, the
 //!   CLI on a state directory, totals of both tables.
+//! - [`rows`]: a table's rows as any reader sees them, as an order-independent multiset; the
+//!   watermark a config committed.
+//! - [`steps`]: a run driven one control-loop step at a time, a check after every step, a
+//!   worker killed once, its first workers failing once.
 //! - [`node`]: a node stand-in for the real control plane (`scripts/control-plane.sh`): binds
 //!   Pods and runs them as local processes.
 //! - [`control_plane`]: the real control plane as the `control_plane` suite uses it: kubectl,
@@ -14,3 +18,5 @@ pub mod fake_api;
 pub mod fixtures;
 pub mod local_env;
 pub mod node;
+pub mod rows;
+pub mod steps;
