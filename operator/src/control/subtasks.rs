@@ -334,33 +334,42 @@ pub(super) async fn act(
             message,
         } => {
             let mut state = run_state(ctx, resolved, plan).await?;
+            let before = state.lineage.clone();
             let rctx = run_context(run, resolved);
             ctx.backend.check_write("abort a run")?;
             let catalog = ctx.catalogs.get(dest).await?;
             let text = subtask_message(reason, message);
             let mut kept = BTreeSet::new();
-            for s in &run.status.subtasks {
-                if s.state == SubtaskState::Running
+            // Every subtask of the plan: a run aborted while Planning has none in its status
+            // yet, but may have opened their lineage.
+            for p in &plan.subtasks {
+                let s = run.status.subtasks.iter().find(|s| s.index == p.index);
+                if let Some(s) = s
+                    && s.state == SubtaskState::Running
                     && let Some(job) = &s.job
                 {
                     ctx.backend.delete_subtask(&run.namespace, job).await?;
                 }
+                let committed = s.is_some_and(|s| s.state == SubtaskState::Committed);
                 let open = state
                     .lineage
-                    .get(&rctx.lineage_id(s.index))
+                    .get(&rctx.lineage_id(p.index))
                     .is_some_and(|e| e.state != LineageState::Completed);
-                if s.state != SubtaskState::Committed && open {
+                if !committed && open {
                     let outcome = protocol::revert_subtask(
-                        &rctx, catalog, &mut state, s.index, &text, now_ms,
+                        &rctx, catalog, &mut state, p.index, &text, now_ms,
                     )
                     .await
                     .map_err(catalog_error(resolved))?;
                     if outcome == Reverted::WasCommitted {
-                        kept.insert(s.index);
+                        kept.insert(p.index);
                     }
                 }
             }
-            save_lineage(ctx, resolved, &state, false).await?;
+            // Nothing to write when nothing changed (the write may be what keeps failing).
+            if state.lineage != before {
+                save_lineage(ctx, resolved, &state, false).await?;
+            }
             for s in &mut run.status.subtasks {
                 if kept.contains(&s.index) {
                     s.state = SubtaskState::Committed;
