@@ -11,7 +11,7 @@ use minion_contract::{Outcome, SubtaskSpec};
 use super::gather::{self, Resolved};
 use super::protocol::{self, FinishedSubtask, Reverted, RunContext, RunState};
 use super::runstep::{Run, StepCtx, finish};
-use super::tables::{store_lineage, summarize};
+use super::tables::{delete_unreferenced_lists, store_lineage, summarize};
 use super::taskrun::{Step, subtask_message};
 use super::{ControlError, EventType, LaunchRequest};
 use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
@@ -38,8 +38,8 @@ pub(super) fn execution<'a>(plan: &'a Plan, resolved: &'a Resolved) -> &'a Execu
         .unwrap_or(&resolved.config.execution)
 }
 
-/// The run state as stored: lineage from the destination's status (fresh), watermarks from
-/// the log (the plan's where the log has none yet).
+/// The run state as stored: lineage from the destination's status (fresh, every live entry's
+/// lists loaded), watermarks from the log (the plan's where the log has none yet).
 pub(super) async fn run_state(
     ctx: &mut StepCtx<'_>,
     resolved: &Resolved,
@@ -53,13 +53,14 @@ pub(super) async fn run_state(
         watermarks.entry(level.clone()).or_insert(*wm);
     }
     Ok(RunState {
-        lineage: crate::lineage::Lineage::new(fresh.status.lineage),
+        lineage: gather::lineage(&dest.uri, &fresh.status).await?,
         watermarks,
     })
 }
 
 /// Writes the lineage (and, after a commit, the catalog summary) into the destination's
-/// status.
+/// status: long lists stored beside the table first, lists of entries that ended deleted
+/// after.
 pub(super) async fn save_lineage(
     ctx: &mut StepCtx<'_>,
     resolved: &Resolved,
@@ -69,7 +70,7 @@ pub(super) async fn save_lineage(
     let dest = &resolved.destination.def;
     let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
     let mut status = fresh.status;
-    store_lineage(&mut status, &state.lineage);
+    let unreferenced = store_lineage(&dest.uri, &mut status, &state.lineage).await?;
     if committed {
         let catalog = ctx.catalogs.get(dest).await?;
         summarize(catalog, &dest.name, &mut status)?;
@@ -77,6 +78,7 @@ pub(super) async fn save_lineage(
     ctx.backend
         .update_table_status(&dest.namespace, &dest.name, &status)
         .await?;
+    delete_unreferenced_lists(&dest.uri, &unreferenced).await;
     Ok(())
 }
 
