@@ -848,3 +848,81 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// A run that opened its lineage but is still in Planning past its runTimeout (say its own
+/// status write kept failing) times out, and reverts what it opened: no entry stays
+/// IN_PROGRESS, nothing it staged is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_still_planning_past_its_run_timeout_times_out_and_reverts_what_it_opened() {
+    const TABLES: &str = "minion.dev/v1alpha1/tables";
+    let env = Env::new(3).await;
+    let backend = env.backend();
+    let cfg = backend
+        .get_task_config("default", "events-import")
+        .await
+        .unwrap()
+        .unwrap();
+    let name = "events-import-manual-4";
+    backend
+        .create_task_run(&new_task_run(&cfg, name, None))
+        .await
+        .unwrap();
+    // Admit and plan: the plan is stored, the lineage open, the run Running.
+    let options = |max_steps| ControllerOptions {
+        max_steps,
+        poll_interval: Duration::from_millis(20),
+        only_run: Some(("default".into(), name.into())),
+    };
+    let mut controller = Controller::new(backend.clone(), Arc::new(SystemClock), options(Some(2)));
+    controller.tick().await.unwrap();
+    let live = |table: &Value| -> usize {
+        table["status"]["lineage"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["taskRun"] == name && e["state"] == "IN_PROGRESS")
+            .count()
+    };
+    let opened = live(&env.api.get(TABLES, "default", "events-offline").unwrap());
+    assert!(opened >= 1, "the plan opened its lineage");
+    // As if the run's own status write had failed since, two days ago.
+    let runs: Api<TaskRun> = Api::namespaced(env.api.client(), "default");
+    let start = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    runs.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {
+            "phase": "Planning", "startTime": start, "subtasks": null,
+            "lastError": "BackendUnavailable: apply status of TaskRun default/x: etcdserver: request is too large",
+        }})),
+    )
+    .await
+    .unwrap();
+    let mut controller = Controller::new(backend.clone(), Arc::new(SystemClock), options(None));
+    let run = controller.drive("default", name).await.unwrap();
+    let status = run.status.unwrap();
+    assert_eq!(status.phase.as_str(), "TimedOut", "{status:?}");
+    assert_eq!(status.reason.as_deref(), Some("PlanningTimedOut"));
+    let message = status.message.unwrap();
+    assert!(
+        message.starts_with("the run was still planning after its runTimeout")
+            && message.ends_with("last error: BackendUnavailable: apply status of TaskRun default/x: etcdserver: request is too large"),
+        "{message}"
+    );
+    let table = env.api.get(TABLES, "default", "events-offline").unwrap();
+    assert_eq!(live(&table), 0, "{table:#}");
+    let reverted = table["status"]["lineage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["taskRun"] == name && e["state"] == "REVERTED")
+        .count();
+    assert_eq!(reverted, opened, "{table:#}");
+    assert!(
+        env.api.list("batch/v1/jobs", Some("default")).is_empty(),
+        "no job was started"
+    );
+    if env.table_exists().await {
+        assert_eq!(env.dest_totals().await.rows, 0, "nothing committed");
+    }
+}
