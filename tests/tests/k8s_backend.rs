@@ -731,9 +731,23 @@ async fn a_full_swap_of_25000_segments_succeeds_with_the_tables_status_under_the
         },
     );
     let table_now = || env.api.get(TABLES, "default", "events-offline").unwrap();
+    // Stored lists no entry names, as a crash between a status write and a delete leaves
+    // them: housekeeping (on the loop's first tick) deletes them, but those of unfinished
+    // runs (whose entry ids start with the run's key), which may be about to name them.
+    let lists = PathBuf::from(offline.uri.trim_start_matches("file://")).join("_minion/lineage");
+    let uid = run_uid(&env, "events-swap");
+    let key = minion_operator::control::protocol::run_key("events-swap", Some(&uid));
+    let orphan = lists.join("gone-0123456789ab-3/00ff.json");
+    let pending = lists.join(format!("{key}-99/00ff.json"));
+    for f in [&orphan, &pending] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, br#"{"id":"x"}"#).unwrap();
+    }
+    let mut log = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     let run = loop {
         let report = controller.tick().await.unwrap();
+        log.extend(report.log.clone());
         let run = env.api.get(TASK_RUNS, "default", "events-swap").unwrap();
         let phase = run["status"]["phase"].as_str().unwrap_or("Pending");
         if matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Skipped") {
@@ -818,9 +832,16 @@ async fn a_full_swap_of_25000_segments_succeeds_with_the_tables_status_under_the
                 && e.get("listsRef").is_none()),
         "{entries:#?}"
     );
-    let lists = PathBuf::from(offline.uri.trim_start_matches("file://")).join("_minion/lineage");
-    let left_over: Vec<_> = walk(&lists);
-    assert!(left_over.is_empty(), "{left_over:?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains(", 1 stored lineage list(s) no entry names")),
+        "{log:#?}"
+    );
+    assert_eq!(
+        walk(&lists),
+        vec![pending],
+        "only the unfinished run's is left"
+    );
 
     // The Table stays writable: the loop's next tick reconciles (and housekeeps) it without
     // an error, and its status can be written back.
@@ -833,6 +854,14 @@ async fn a_full_swap_of_25000_segments_succeeds_with_the_tables_status_under_the
         .update_table_status("default", "events-offline", &status)
         .await
         .unwrap();
+}
+
+/// The uid of TaskRun `name`.
+fn run_uid(env: &Env, name: &str) -> String {
+    env.api.get(TASK_RUNS, "default", name).unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// Files below `dir` (none when it does not exist).
