@@ -20,6 +20,14 @@
 //!
 //! Nothing here does I/O or reads the clock: transitions take `now` and a view of the live
 //! catalog, and return what the caller must delete.
+//!
+//! # Stored form
+//! The Table's status holds the entries in a bounded form (`control::tables::store_lineage`):
+//! an ended entry keeps counts in place of its path lists (`segmentsFromCount`, …), and a live
+//! entry whose lists are long keeps counts and `listsRef`, the object beside the table that
+//! holds its lists ([`EntryLists`]). Every transition here works on *hydrated* entries, whose
+//! live entries hold their lists (`control::gather::lineage`): a live entry whose lists are not
+//! loaded forbids every removal rather than none.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -85,17 +93,152 @@ pub struct LineageEntry {
     /// run may remove any segment. Reset when the entry ends.
     #[serde(default, skip_serializing_if = "is_false")]
     pub reads_table: bool,
+    /// How many segments `segmentsFrom` names when status does not hold the list: an ended
+    /// entry keeps counts only, a live entry with long lists keeps them at `listsRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_from_count: Option<u64>,
+    /// As `segmentsFromCount`, for `segmentsTo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_to_count: Option<u64>,
+    /// As `segmentsFromCount`, for `segmentsRead`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments_read_count: Option<u64>,
+    /// Where the lists of a live entry too long for status are stored, relative to the table
+    /// URI: `_minion/lineage/<id>/<content hash>.json`, written before the status naming it and
+    /// never changed; deleted once the entry ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lists_ref: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The path lists of one entry, as stored beside the table when status holds only their
+/// counts (see [`LineageEntry::lists_ref`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryLists {
+    /// The entry's id (checked when the lists are loaded).
+    pub id: String,
+    #[serde(default)]
+    pub segments_from: Vec<String>,
+    #[serde(default)]
+    pub segments_to: Vec<String>,
+    #[serde(default)]
+    pub segments_read: Vec<String>,
+}
+
+impl EntryLists {
+    /// Paths in all three lists.
+    pub fn paths(&self) -> usize {
+        self.segments_from.len() + self.segments_to.len() + self.segments_read.len()
+    }
+}
+
+/// A list's length, or the count kept in its place.
+fn len_or_count(list: &[String], count: Option<u64>) -> u64 {
+    if list.is_empty() {
+        count.unwrap_or(0)
+    } else {
+        list.len() as u64
+    }
+}
+
 impl LineageEntry {
+    /// How many segments the entry replaces (its list's length, or the count kept in its place).
+    pub fn segments_from_len(&self) -> u64 {
+        len_or_count(&self.segments_from, self.segments_from_count)
+    }
+
+    /// How many outputs the entry recorded.
+    pub fn segments_to_len(&self) -> u64 {
+        len_or_count(&self.segments_to, self.segments_to_count)
+    }
+
+    /// How many segments the entry reads without replacing them.
+    pub fn segments_read_len(&self) -> u64 {
+        len_or_count(&self.segments_read, self.segments_read_count)
+    }
+
+    /// Paths the entry's lists hold here.
+    pub fn inline_paths(&self) -> usize {
+        self.segments_from.len() + self.segments_to.len() + self.segments_read.len()
+    }
+
+    /// Whether this is a live entry whose lists are stored elsewhere and not loaded.
+    pub fn lists_unloaded(&self) -> bool {
+        self.state == LineageState::InProgress && self.lists_ref.is_some()
+    }
+
+    /// Takes the path lists out, leaving their counts in their place (the stored form of an
+    /// ended entry, or of a live entry whose lists go to `listsRef`).
+    pub fn take_lists(&mut self) -> EntryLists {
+        self.segments_from_count = Some(self.segments_from_len());
+        self.segments_to_count = Some(self.segments_to_len());
+        self.segments_read_count = Some(self.segments_read_len()).filter(|n| *n > 0);
+        EntryLists {
+            id: self.id.clone(),
+            segments_from: std::mem::take(&mut self.segments_from),
+            segments_to: std::mem::take(&mut self.segments_to),
+            segments_read: std::mem::take(&mut self.segments_read),
+        }
+    }
+
+    /// Puts back lists loaded from `listsRef`, in place of the counts.
+    ///
+    /// # Errors
+    /// The lists belong to another entry or do not match the counts (message says which).
+    pub fn restore_lists(&mut self, lists: EntryLists) -> Result<(), String> {
+        let counts = [
+            (
+                "segmentsFrom",
+                self.segments_from_count,
+                lists.segments_from.len(),
+            ),
+            (
+                "segmentsTo",
+                self.segments_to_count,
+                lists.segments_to.len(),
+            ),
+            (
+                "segmentsRead",
+                self.segments_read_count,
+                lists.segments_read.len(),
+            ),
+        ];
+        if lists.id != self.id {
+            return Err(format!(
+                "the stored lists belong to entry {}, not {}",
+                lists.id, self.id
+            ));
+        }
+        for (name, count, len) in counts {
+            if count.unwrap_or(0) != len as u64 {
+                return Err(format!(
+                    "entry {}: {name} holds {len} path(s), status counts {}",
+                    self.id,
+                    count.unwrap_or(0)
+                ));
+            }
+        }
+        self.segments_from = lists.segments_from;
+        self.segments_to = lists.segments_to;
+        self.segments_read = lists.segments_read;
+        self.segments_from_count = None;
+        self.segments_to_count = None;
+        self.segments_read_count = None;
+        self.lists_ref = None;
+        Ok(())
+    }
+
     /// Whether this entry, while IN_PROGRESS, forbids an entry of `run` to remove `segment`,
     /// and why (for messages).
     fn forbids_removal(&self, segment: &str, run: &str) -> Option<&'static str> {
-        if self.segments_from.iter().any(|s| s == segment) {
+        if self.lists_unloaded() {
+            // Its locks are unknown here: the caller did not load them (a bug); refuse.
+            Some("whose segment lists are not loaded")
+        } else if self.segments_from.iter().any(|s| s == segment) {
             Some("which replaces it")
         } else if self.segments_read.iter().any(|s| s == segment) {
             Some("which reads it to decide what its commit drops")
@@ -205,7 +348,8 @@ pub struct Deletions {
 pub struct RemovalLocks<'a> {
     /// Segments IN_PROGRESS entries replace or read.
     pub segments: HashSet<&'a str>,
-    /// An IN_PROGRESS entry that reads the whole table: then no segment may be removed.
+    /// An IN_PROGRESS entry that reads the whole table (or whose lists are not loaded): then no
+    /// segment may be removed.
     pub table_reader: Option<&'a LineageEntry>,
 }
 
@@ -264,7 +408,8 @@ impl Lineage {
             locks
                 .segments
                 .extend(e.segments_read.iter().map(String::as_str));
-            if e.reads_table && locks.table_reader.is_none() {
+            // A live entry whose lists are not loaded locks everything (see the module docs).
+            if (e.reads_table || e.lists_unloaded()) && locks.table_reader.is_none() {
                 locks.table_reader = Some(e);
             }
         }
@@ -399,6 +544,10 @@ impl Lineage {
             message: None,
             segments_read,
             reads_table,
+            segments_from_count: None,
+            segments_to_count: None,
+            segments_read_count: None,
+            lists_ref: None,
         });
         Ok(Transition::Changed)
     }
@@ -892,5 +1041,74 @@ mod tests {
             serde_json::from_str::<LineageEntry>(&json).unwrap(),
             *l.get("r-0").unwrap()
         );
+    }
+
+    #[test]
+    fn lists_taken_out_leave_counts_and_come_back_only_to_their_entry() {
+        let mut l = Lineage::default();
+        l.start(
+            run_req("r", &["a", "b"], &["c"]),
+            catalog(&["a", "b", "c"]),
+            no_outputs,
+            1,
+        )
+        .unwrap();
+        let full = l.get("r-0").unwrap().clone();
+        let mut stored = full.clone();
+        let lists = stored.take_lists();
+        assert_eq!(lists.paths(), 3);
+        assert_eq!(stored.inline_paths(), 0);
+        assert_eq!(
+            (
+                stored.segments_from_len(),
+                stored.segments_to_len(),
+                stored.segments_read_len()
+            ),
+            (2, 0, 1)
+        );
+        let json = serde_json::to_string(&stored).unwrap();
+        assert!(
+            json.contains(r#""segmentsFromCount":2"#) && json.contains(r#""segmentsReadCount":1"#),
+            "{json}"
+        );
+        // Lists of another entry, or not matching the counts, are refused.
+        let mut other = lists.clone();
+        other.id = "x-0".into();
+        assert!(stored.clone().restore_lists(other).is_err());
+        let mut short = lists.clone();
+        short.segments_from.pop();
+        let err = stored.clone().restore_lists(short).unwrap_err();
+        assert!(
+            err.contains("segmentsFrom holds 1 path(s), status counts 2"),
+            "{err}"
+        );
+        stored.lists_ref = Some("_minion/lineage/r-0/x.json".into());
+        stored.restore_lists(lists).unwrap();
+        assert_eq!(stored, full);
+    }
+
+    #[test]
+    fn a_live_entry_whose_lists_are_not_loaded_forbids_every_removal() {
+        let mut l = Lineage::default();
+        l.start(
+            run_req("swap", &["a"], &[]),
+            catalog(&["a", "b"]),
+            no_outputs,
+            1,
+        )
+        .unwrap();
+        let entry = &mut l.entries[0];
+        entry.take_lists();
+        entry.lists_ref = Some("_minion/lineage/swap-0/x.json".into());
+        assert!(l.removal_locks().contains("b"));
+        let err = l
+            .start(
+                run_req("purge", &["b"], &[]),
+                catalog(&["a", "b"]),
+                no_outputs,
+                2,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("not loaded"), "{err}");
     }
 }

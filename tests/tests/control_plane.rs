@@ -1416,7 +1416,8 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
 
     // 3. Names: a TaskRun name may be 63 characters and more (a DNS subdomain, 253), but a
     //    Job's name must fit a label value (63 bytes): the Job controller labels its Pods
-    //    with it. (fake: any name is accepted.)
+    //    with it. The operator's job names fit (`job_name` shortens them); a longer one is
+    //    refused. (fake: the same, word for word.)
     let long = "r".repeat(62);
     runs.create(&PostParams::default(), &tr_yaml(&long))
         .await
@@ -1432,29 +1433,109 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
         memory_budget_bytes: 64 << 20,
         timeout_ms: 60_000,
     };
+    assert!(request.job.len() <= 63, "{}", request.job);
     let defaults =
         minion_operator::k8s::WorkerDefaults::parse("defaults", &scene.release.worker_defaults)
             .unwrap();
-    let job = minion_operator::k8s::job::build(&request, &defaults, None, &owner, None).unwrap();
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    match jobs.create(&PostParams::default(), &job).await {
-        Err(kube::Error::Api(s)) => {
-            eprintln!(
-                "real server on a {}-character Job name: {}",
-                request.job.len(),
-                s.message
-            );
-            assert_eq!(s.code, 422);
-            assert!(
-                s.message.contains("must be no more than 63"),
-                "{}",
-                s.message
-            );
+    let fake = minion_e2e::fake_api::FakeApi::start().await;
+    let fake_jobs: Api<Job> = Api::namespaced(fake.client(), ns);
+    let too_long = minion_operator::control::LaunchRequest {
+        job: format!("{long}-0-a"),
+        ..request.clone()
+    };
+    // A dry run: validated as a create, nothing stored (no Pods left for section 6).
+    let dry_run = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    for r in [&request, &too_long] {
+        let job = minion_operator::k8s::job::build(r, &defaults, None, &owner, None).unwrap();
+        match (
+            jobs.create(&dry_run, &job).await,
+            fake_jobs.create(&PostParams::default(), &job).await,
+        ) {
+            (Ok(_), Ok(_)) if r.job.len() <= 63 => {}
+            (Err(kube::Error::Api(s)), Err(kube::Error::Api(f))) if r.job.len() > 63 => {
+                eprintln!(
+                    "real server on a {}-character Job name: {}",
+                    r.job.len(),
+                    s.message
+                );
+                assert_eq!(s.code, 422);
+                assert!(
+                    s.message.contains("must be no more than 63"),
+                    "{}",
+                    s.message
+                );
+                assert_eq!(
+                    (f.code, &f.reason, &f.message),
+                    (s.code, &s.reason, &s.message)
+                );
+            }
+            other => panic!("a {}-character Job name: {other:?}", r.job.len()),
         }
-        other => panic!(
-            "a {}-character Job name was accepted: {other:?}",
-            request.job.len()
+    }
+
+    // 3b. Size: the server stores an object only as large as etcd takes (1.5 MiB by default):
+    //     a larger one is refused by etcd, and past 2 MiB by the etcd client, each passed on as
+    //     a 500 without a reason; a request body over 3 MiB is refused with a 413
+    //     RequestEntityTooLarge. (fake: the same codes and messages; the client's byte count
+    //     differs.)
+    let status_of = |bytes: usize| {
+        json!({"status": {"lineage": [{
+            "id": "contract-0", "state": "IN_PROGRESS", "outputPrefix": "data/contract/0",
+            "taskRun": "contract", "timestampMs": 1,
+            "segmentsFrom": (0..bytes / 100)
+                .map(|i| format!("data/{i:08}-{}.parquet", "s".repeat(79)))
+                .collect::<Vec<_>>(),
+        }]}})
+    };
+    let real_tables: Api<Table> = Api::namespaced(client.clone(), ns);
+    let fake_tables: Api<Table> = Api::namespaced(fake.client(), ns);
+    let mut copy = real_tables.get("events-offline").await.unwrap();
+    copy.metadata = kube::api::ObjectMeta {
+        name: Some("events-offline".into()),
+        ..Default::default()
+    };
+    fake_tables
+        .create(&PostParams::default(), &copy)
+        .await
+        .unwrap();
+    for (tenths_of_mib, code, message) in [
+        (18, 500, "etcdserver: request is too large"),
+        (
+            25,
+            500,
+            "rpc error: code = ResourceExhausted desc = trying to send message larger than max (",
         ),
+        (40, 413, "Request entity too large: limit is 3145728"),
+    ] {
+        let patch = Patch::Merge(status_of(tenths_of_mib * 1024 * 1024 / 10));
+        let pp = PatchParams::default();
+        match (
+            real_tables
+                .patch_status("events-offline", &pp, &patch)
+                .await,
+            fake_tables
+                .patch_status("events-offline", &pp, &patch)
+                .await,
+        ) {
+            (Err(kube::Error::Api(s)), Err(kube::Error::Api(f))) => {
+                eprintln!(
+                    "real server on a status of {tenths_of_mib}/10 MiB: {} {:?} {}",
+                    s.code, s.reason, s.message
+                );
+                assert_eq!(
+                    (s.code, s.message.starts_with(message)),
+                    (code, true),
+                    "{s:?}"
+                );
+                assert_eq!((f.code, &f.reason), (s.code, &s.reason), "{f:?}");
+                assert!(f.message.starts_with(message), "{f:?}");
+            }
+            other => panic!("a status of {tenths_of_mib}/10 MiB was accepted: {other:?}"),
+        }
     }
 
     // 4. Defaulting and pruning by the CRD schema: unknown fields are dropped (with a

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use minion_contract::TimeWindow;
+use minion_contract::{SegmentRef, TimeWindow};
 use minion_e2e::fake_api::FakeApi;
 use minion_e2e::fake_api::kubelet::finished_status;
 use minion_operator::api::{MinionTaskConfig, Resource, Table, TaskRun, parse_manifests};
@@ -622,4 +622,336 @@ async fn a_tables_storage_secret_gives_the_operator_its_store_options_and_a_miss
     assert_eq!(options["AWS_REGION"], "us-east-1");
     table.spec.storage_secret_ref = None;
     assert_eq!(backend.storage_options(&table).await.unwrap(), None);
+}
+
+/// A full-swap FileIngestion over a destination whose catalog holds 25,000 segments: the run's
+/// lineage names every one of them (25 subtasks of 1,000), about 2 MB of paths — more than the
+/// API server stores in one object (etcd's 1.5 MiB, which the in-process API enforces). The
+/// run succeeds all the same: status keeps counts and a reference for each long entry, the
+/// lists live beside the table until the entries end, and the Table stays writable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_swap_of_25000_segments_succeeds_with_the_tables_status_under_the_size_limit() {
+    const SEGMENTS: usize = 25_000;
+    const TABLES: &str = "minion.dev/v1alpha1/tables";
+    let env = Env::new(1).await;
+    let offline = env.table("events-offline").clone();
+    let day = chrono::Utc::now().timestamp_millis() - 10 * DAY_MS;
+    // The destination's catalog: segments appended without their files (a swap only removes
+    // them), with no source file, so the swap replaces them all.
+    let mut catalog = Catalog::create(&offline.uri, &offline.schema, Default::default())
+        .await
+        .unwrap();
+    let segments: Vec<SegmentRef> = (0..SEGMENTS)
+        .map(|i| SegmentRef {
+            path: format!(
+                "data/backfill-2024/events_offline_backfill_{i:06}_of_{SEGMENTS:06}.parquet"
+            ),
+            rows: 10,
+            bytes: 4096,
+            min_time_ms: Some(day),
+            max_time_ms: Some(day + 1000),
+            partition: None,
+            tags: Default::default(),
+        })
+        .collect();
+    catalog.append(&segments, &[]).await.unwrap();
+    catalog.checkpoint().await.unwrap();
+
+    // What status would hold with the paths inline: the API refuses it, as etcd would.
+    let backend = env.backend();
+    let mut inline =
+        serde_json::from_value::<Table>(env.api.get(TABLES, "default", "events-offline").unwrap())
+            .unwrap()
+            .status
+            .unwrap_or_default();
+    inline.lineage = vec![
+        serde_json::from_value(serde_json::json!({
+            "id": "swap-0", "state": "IN_PROGRESS", "outputPrefix": "data/default/swap/0",
+            "taskRun": "swap", "timestampMs": 1,
+            "segmentsFrom": segments.iter().map(|s| s.path.clone()).collect::<Vec<_>>(),
+        }))
+        .unwrap(),
+    ];
+    let err = backend
+        .update_table_status("default", "events-offline", &inline)
+        .await
+        .unwrap_err();
+    let err = err.to_string();
+    assert!(
+        err.contains("etcdserver: request is too large")
+            || err.contains("trying to send message larger than max"),
+        "{err}"
+    );
+
+    // Four CSV files to ingest, and an inline full-swap run over them (the sample's, with the
+    // swap on).
+    let input = env._dir.path().join("incoming");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..4 {
+        let ts = day + i * 1000;
+        let csv = format!(
+            "ts,country,browser,device,user_id,clicks,revenue,latency_ms\n\
+             {ts},US,chrome,mobile,u{i},1,1.5,10.0\n{},DE,firefox,desktop,v{i},2,2.5,20.0\n",
+            ts + 1
+        );
+        std::fs::write(input.join(format!("part-{i}.csv")), csv).unwrap();
+    }
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/taskrun-file-ingestion.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "file:///tmp/minion/incoming/events/",
+        &format!("file://{}/", input.display()),
+    )
+    .replace("name: events-ingest-2024-01", "name: events-swap")
+    .replace("inputFormat: parquet", "inputFormat: csv")
+    .replace("\"**/*.parquet\"", "\"*.csv\"")
+    .replace(
+        "consistentPushEnabled: true",
+        "consistentPushEnabled: true\n      consistentPushSwapEnabled: true",
+    )
+    // The swap takes seconds; a run stuck in Planning ends after this.
+    .replace("runTimeout: 6h", "runTimeout: 1m");
+    let Resource::TaskRun(run) = parse_manifests(&text).unwrap().remove(0) else {
+        panic!("not a TaskRun");
+    };
+    Api::<TaskRun>::namespaced(env.api.client(), "default")
+        .create(&PostParams::default(), &run)
+        .await
+        .unwrap();
+
+    let mut controller = Controller::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        ControllerOptions {
+            max_steps: None,
+            poll_interval: Duration::from_millis(20),
+            only_run: None,
+        },
+    );
+    let table_now = || env.api.get(TABLES, "default", "events-offline").unwrap();
+    // Stored lists no entry names, as a crash between a status write and a delete leaves
+    // them: housekeeping (on the loop's first tick) deletes them, but those of unfinished
+    // runs (whose entry ids start with the run's key), which may be about to name them.
+    let lists = PathBuf::from(offline.uri.trim_start_matches("file://")).join("_minion/lineage");
+    let uid = run_uid(&env, "events-swap");
+    let key = minion_operator::control::protocol::run_key("events-swap", Some(&uid));
+    let orphan = lists.join("gone-0123456789ab-3/00ff.json");
+    let pending = lists.join(format!("{key}-99/00ff.json"));
+    for f in [&orphan, &pending] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, br#"{"id":"x"}"#).unwrap();
+    }
+    let mut log = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let run = loop {
+        let report = controller.tick().await.unwrap();
+        log.extend(report.log.clone());
+        let run = env.api.get(TASK_RUNS, "default", "events-swap").unwrap();
+        let phase = run["status"]["phase"].as_str().unwrap_or("Pending");
+        if matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Skipped") {
+            break run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck: {run:#} {report:?}"
+        );
+        if report.steps == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert_eq!(run["status"]["phase"], "Succeeded", "{run:#}");
+    let total = run["status"]["subtasksTotal"].as_u64().unwrap();
+    assert_eq!(total, (SEGMENTS / 1000) as u64, "{run:#}");
+    // Every version of the Table the API stored: the largest, and the most live entries
+    // holding a reference to their lists at once.
+    let (mut largest, mut stored_lists, mut locked) = (0, 0, 0);
+    for change in env.api.history().iter().filter(|c| c.resource == TABLES) {
+        largest = largest.max(serde_json::to_vec(&change.object).unwrap().len());
+        let live: Vec<&Value> = change.object["status"]["lineage"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["state"] == "IN_PROGRESS")
+            .collect();
+        stored_lists = stored_lists.max(live.iter().filter(|e| e["listsRef"].is_string()).count());
+        locked = locked.max(
+            live.iter()
+                .map(|e| e["segmentsFromCount"].as_u64().unwrap_or(0))
+                .sum::<u64>(),
+        );
+    }
+    assert_eq!(
+        locked, SEGMENTS as u64,
+        "the live entries counted every segment"
+    );
+    eprintln!(
+        "largest Table object: {largest} bytes; at most {stored_lists} live entries with stored lists"
+    );
+    assert_eq!(
+        stored_lists, total as usize,
+        "every live entry kept its lists beside the table"
+    );
+    assert!(
+        largest < 64 * 1024,
+        "the Table object reached {largest} bytes"
+    );
+
+    // The swap is committed: only the ingested rows are left.
+    let dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let left = dest.segments().unwrap();
+    assert_eq!(left.iter().map(|s| s.rows).sum::<u64>(), 8);
+    assert!(
+        left.iter()
+            .all(|s| !s.path.starts_with("data/backfill-2024/"))
+    );
+
+    // Ended entries keep counts only, and their stored lists are gone.
+    let table = table_now();
+    let entries: Vec<&Value> = table["status"]["lineage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["taskRun"] == "events-swap")
+        .collect();
+    // (status keeps the newest 20 ended entries; lineageEndedTotal counts them all)
+    assert_eq!(entries.len(), 20, "{table:#}");
+    assert_eq!(table["status"]["lineageEndedTotal"], total, "{table:#}");
+    assert!(entries.iter().all(|e| e["state"] == "COMPLETED"));
+    assert!(
+        entries.iter().all(|e| e["segmentsFromCount"] == 1000),
+        "{entries:#?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["segmentsFrom"].as_array().is_none_or(Vec::is_empty)
+                && e.get("listsRef").is_none()),
+        "{entries:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains(", 1 stored lineage list(s) no entry names")),
+        "{log:#?}"
+    );
+    assert_eq!(
+        walk(&lists),
+        vec![pending],
+        "only the unfinished run's is left"
+    );
+
+    // The Table stays writable: the loop's next tick reconciles (and housekeeps) it without
+    // an error, and its status can be written back.
+    let report = controller.tick().await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let table = table_now();
+    let status: minion_operator::api::TableStatus =
+        serde_json::from_value(table["status"].clone()).unwrap();
+    backend
+        .update_table_status("default", "events-offline", &status)
+        .await
+        .unwrap();
+}
+
+/// The uid of TaskRun `name`.
+fn run_uid(env: &Env, name: &str) -> String {
+    env.api.get(TASK_RUNS, "default", name).unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Files below `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { vec![p] }
+        })
+        .collect()
+}
+
+/// A run that opened its lineage but is still in Planning past its runTimeout (say its own
+/// status write kept failing) times out, and reverts what it opened: no entry stays
+/// IN_PROGRESS, nothing it staged is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_still_planning_past_its_run_timeout_times_out_and_reverts_what_it_opened() {
+    const TABLES: &str = "minion.dev/v1alpha1/tables";
+    let env = Env::new(3).await;
+    let backend = env.backend();
+    let cfg = backend
+        .get_task_config("default", "events-import")
+        .await
+        .unwrap()
+        .unwrap();
+    let name = "events-import-manual-4";
+    backend
+        .create_task_run(&new_task_run(&cfg, name, None))
+        .await
+        .unwrap();
+    // Admit and plan: the plan is stored, the lineage open, the run Running.
+    let options = |max_steps| ControllerOptions {
+        max_steps,
+        poll_interval: Duration::from_millis(20),
+        only_run: Some(("default".into(), name.into())),
+    };
+    let mut controller = Controller::new(backend.clone(), Arc::new(SystemClock), options(Some(2)));
+    controller.tick().await.unwrap();
+    let live = |table: &Value| -> usize {
+        table["status"]["lineage"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["taskRun"] == name && e["state"] == "IN_PROGRESS")
+            .count()
+    };
+    let opened = live(&env.api.get(TABLES, "default", "events-offline").unwrap());
+    assert!(opened >= 1, "the plan opened its lineage");
+    // As if the run's own status write had failed since, two days ago.
+    let runs: Api<TaskRun> = Api::namespaced(env.api.client(), "default");
+    let start = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    runs.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"status": {
+            "phase": "Planning", "startTime": start, "subtasks": null,
+            "lastError": "BackendUnavailable: apply status of TaskRun default/x: etcdserver: request is too large",
+        }})),
+    )
+    .await
+    .unwrap();
+    let mut controller = Controller::new(backend.clone(), Arc::new(SystemClock), options(None));
+    let run = controller.drive("default", name).await.unwrap();
+    let status = run.status.unwrap();
+    assert_eq!(status.phase.as_str(), "TimedOut", "{status:?}");
+    assert_eq!(status.reason.as_deref(), Some("PlanningTimedOut"));
+    let message = status.message.unwrap();
+    assert!(
+        message.starts_with("the run was still planning after its runTimeout")
+            && message.ends_with("last error: BackendUnavailable: apply status of TaskRun default/x: etcdserver: request is too large"),
+        "{message}"
+    );
+    let table = env.api.get(TABLES, "default", "events-offline").unwrap();
+    assert_eq!(live(&table), 0, "{table:#}");
+    let reverted = table["status"]["lineage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["taskRun"] == name && e["state"] == "REVERTED")
+        .count();
+    assert_eq!(reverted, opened, "{table:#}");
+    assert!(
+        env.api.list("batch/v1/jobs", Some("default")).is_empty(),
+        "no job was started"
+    );
+    if env.table_exists().await {
+        assert_eq!(env.dest_totals().await.rows, 0, "nothing committed");
+    }
 }

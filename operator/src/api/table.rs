@@ -104,7 +104,9 @@ pub struct TableStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catalog_version: Option<i64>,
     /// Lineage entries: all IN_PROGRESS ones and the newest ended ones (see
-    /// `MAX_ENDED_LINEAGE_ENTRIES`, 20).
+    /// `MAX_ENDED_LINEAGE_ENTRIES`, 20). Ended entries keep counts in place of their path lists;
+    /// a live entry with more than 100 paths (or the largest ones, while all together pass
+    /// 2,000) keeps counts and `listsRef`, its lists stored beside the table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lineage: Vec<LineageEntry>,
     /// Lineage entries ended (COMPLETED or REVERTED) since the table was created, including

@@ -213,6 +213,10 @@ pub struct TaskRunStatus {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// While the run is Planning: why the last attempt to plan it failed (it is retried until
+    /// runTimeout, when the run times out naming this error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     /// Committed (or ended) subtasks over all subtasks, `N/M`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<String>,

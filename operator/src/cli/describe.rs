@@ -157,8 +157,8 @@ pub(crate) fn describe(
                     vec![
                         e.id.clone(),
                         e.state.as_str().into(),
-                        e.segments_from.len().to_string(),
-                        e.segments_to.len().to_string(),
+                        e.segments_from_len().to_string(),
+                        e.segments_to_len().to_string(),
                         time_ms(Some(e.timestamp_ms)),
                         e.message.clone().unwrap_or_default(),
                     ]

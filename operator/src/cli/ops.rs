@@ -160,8 +160,8 @@ pub(crate) async fn segments(state: &Path, namespace: &str, name: &str) -> Resul
             vec![
                 e.id.clone(),
                 e.state.as_str().into(),
-                e.segments_from.len().to_string(),
-                e.segments_to.len().to_string(),
+                e.segments_from_len().to_string(),
+                e.segments_to_len().to_string(),
                 time_ms(Some(e.timestamp_ms)),
             ]
         })

@@ -1,18 +1,26 @@
 //! Gathering what a run needs: the run resolved against its config and tables (validated),
 //! the catalogs (cached per table URI), watermarks recovered from the Delta log, the stored
-//! plan in object storage, and the [`GeneratorInput`] assembled from them. Shared by the control loop and `minion plan`.
+//! plan in object storage, a table's lineage with every live entry's lists loaded
+//! ([`lineage`]), and the [`GeneratorInput`] assembled from them. Shared by the control loop and `minion plan`.
 //!
 //! What it may touch: the backend (reads only), catalogs (create-or-open and refresh), the
 //! `_minion/` directory of destination tables, and (through [`super::inputs`]) input
 //! directories and upsert validity files.
+//!
+//! # Stored lineage lists
+//! A live lineage entry too long for the Table's status keeps its lists in
+//! `<table>/_minion/lineage/<entry id>/<content hash>.json` ([`LINEAGE_LISTS_DIR`]). Such an
+//! object is written before the status naming it and never changed (a new content is a new
+//! name), so this process caches what it read or wrote; it is deleted once no status names it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{Backend, ControlError, name_of, namespace_of};
 use crate::api::{MinionTaskConfig, SubtaskStatus, Table, TableStatus, TaskRun, TaskRunPhase};
 use crate::catalog::{Catalog, app_id};
 use crate::generator::{DEFAULT_WATERMARK, GeneratorInput, IncompleteRun, Plan, TableView};
-use crate::lineage::Lineage;
+use crate::lineage::{EntryLists, Lineage};
 use crate::model::{TableDef, TaskConfig, TaskSpec};
 use crate::validate::{self, ValidatedTaskRun};
 
@@ -325,6 +333,199 @@ pub async fn delete_run_dir(dest_uri: &str, run_dir: &str) -> Result<usize, Cont
     Ok(deleted)
 }
 
+/// Where live lineage entries too long for a Table's status keep their lists, below the table.
+pub const LINEAGE_LISTS_DIR: &str = "_minion/lineage";
+
+/// The cache holds at most this many paths; beyond, it is emptied.
+const LISTS_CACHE_PATHS: usize = 1_000_000;
+
+/// Stored lineage lists by object URI, with the number of paths they hold in all.
+type ListsCache = (HashMap<String, Arc<EntryLists>>, usize);
+
+/// Stored lineage lists read or written by this process.
+fn lists_cache() -> &'static Mutex<ListsCache> {
+    static CACHE: OnceLock<Mutex<ListsCache>> = OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
+fn cache_lists(key: String, lists: Arc<EntryLists>) {
+    let mut cache = lists_cache().lock().expect("lists cache");
+    if cache.1 + lists.paths() > LISTS_CACHE_PATHS {
+        *cache = Default::default();
+    }
+    cache.1 += lists.paths();
+    if let Some(old) = cache.0.insert(key, lists) {
+        cache.1 -= old.paths();
+    }
+}
+
+fn uncache_lists(key: &str) {
+    let mut cache = lists_cache().lock().expect("lists cache");
+    if let Some(old) = cache.0.remove(key) {
+        cache.1 -= old.paths();
+    }
+}
+
+/// Empties this process's cache of stored lists (tests: what another process sees).
+#[cfg(test)]
+pub(crate) fn forget_cached_lists() {
+    *lists_cache().lock().expect("lists cache") = Default::default();
+}
+
+fn cached_lists(key: &str) -> Option<Arc<EntryLists>> {
+    lists_cache()
+        .lock()
+        .expect("lists cache")
+        .0
+        .get(key)
+        .cloned()
+}
+
+/// Whether `relative` names a stored lineage list: `_minion/lineage/<id>/<name>.json`, plain
+/// parts only. Nothing else is ever read or deleted as one.
+pub fn is_lineage_lists_path(relative: &str) -> bool {
+    let Some(rest) = relative.strip_prefix(LINEAGE_LISTS_DIR) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('/').collect();
+    let plain = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    matches!(parts.as_slice(), ["", id, file] if plain(id) && plain(file) && file.ends_with(".json"))
+}
+
+fn lists_uri(uri: &str, relative: &str) -> String {
+    format!("{}/{}", uri.trim_end_matches('/'), relative)
+}
+
+/// Reads the stored lists at `relative` below the table `uri` (cached: they never change).
+///
+/// # Errors
+/// Not a lists path, missing, unreadable or unparsable.
+pub async fn read_lineage_lists(
+    uri: &str,
+    relative: &str,
+) -> Result<Arc<EntryLists>, ControlError> {
+    let key = lists_uri(uri, relative);
+    if !is_lineage_lists_path(relative) {
+        return Err(ControlError::storage(
+            &key,
+            "not a lineage lists path (_minion/lineage/<entry>/<hash>.json)",
+        ));
+    }
+    if let Some(lists) = cached_lists(&key) {
+        return Ok(lists);
+    }
+    let lists: EntryLists = get_json(uri, relative)
+        .await?
+        .ok_or_else(|| ControlError::storage(&key, "stored lineage lists are missing"))?;
+    let lists = Arc::new(lists);
+    cache_lists(key, lists.clone());
+    Ok(lists)
+}
+
+/// Writes stored lists (`bytes`, the JSON of `lists`) at `relative` below the table `uri`,
+/// unless this process already wrote or read that object (its name is its content's hash).
+///
+/// # Errors
+/// Not a lists path, or the store cannot be written.
+pub async fn write_lineage_lists(
+    uri: &str,
+    relative: &str,
+    lists: &EntryLists,
+    bytes: Vec<u8>,
+) -> Result<(), ControlError> {
+    let key = lists_uri(uri, relative);
+    if !is_lineage_lists_path(relative) {
+        return Err(ControlError::storage(&key, "not a lineage lists path"));
+    }
+    if cached_lists(&key).is_some() {
+        return Ok(());
+    }
+    let loc = crate::storage::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
+    loc.put_bytes(&loc.child(relative), bytes)
+        .await
+        .map_err(|e| ControlError::storage(&key, e))?;
+    cache_lists(key, Arc::new(lists.clone()));
+    Ok(())
+}
+
+/// Deletes stored lists below the table `uri` (paths that are not lists paths are skipped;
+/// missing ones count as deleted) and returns how many were deleted.
+///
+/// # Errors
+/// The store cannot be written.
+pub async fn delete_lineage_lists(uri: &str, relative: &[String]) -> Result<usize, ControlError> {
+    use object_store::ObjectStoreExt;
+    let loc = crate::storage::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
+    let mut deleted = 0;
+    for path in relative.iter().filter(|p| is_lineage_lists_path(p)) {
+        let key = lists_uri(uri, path);
+        uncache_lists(&key);
+        match loc.store.delete(&loc.child(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+            Err(e) => return Err(ControlError::storage(&key, e)),
+        }
+        if let Some(local) = uri.strip_prefix("file://")
+            && let Some((dir, _)) = path.rsplit_once('/')
+        {
+            // The local store leaves empty directories behind; a directory that still holds
+            // something stays.
+            let _ = std::fs::remove_dir(std::path::Path::new(local).join(dir));
+        }
+    }
+    Ok(deleted)
+}
+
+/// Every stored lists object below the table `uri`, as paths relative to it.
+///
+/// # Errors
+/// The store cannot be listed.
+pub async fn list_lineage_lists(uri: &str) -> Result<Vec<String>, ControlError> {
+    use futures::TryStreamExt;
+    let loc = crate::storage::resolve(uri).map_err(|e| ControlError::storage(uri, e))?;
+    let dir = loc.child(&format!("{LINEAGE_LISTS_DIR}/"));
+    let base = format!("{}/", loc.base.as_ref());
+    let paths: Vec<String> = loc
+        .store
+        .list(Some(&dir))
+        .map_ok(|meta| {
+            let p = meta.location.as_ref();
+            p.strip_prefix(base.as_str()).unwrap_or(p).to_string()
+        })
+        .try_collect()
+        .await
+        .map_err(|e| ControlError::storage(&lists_uri(uri, LINEAGE_LISTS_DIR), e))?;
+    Ok(paths)
+}
+
+/// The lineage of the table at `uri` from its status, with the lists of every live entry
+/// loaded (status holds long ones at `listsRef`): what every transition, lock check and
+/// generator works on. Ended entries keep counts only.
+///
+/// # Errors
+/// Stored lists missing, unreadable, or not matching the status.
+pub async fn lineage(uri: &str, status: &TableStatus) -> Result<Lineage, ControlError> {
+    let mut entries = status.lineage.clone();
+    for entry in entries.iter_mut() {
+        let Some(relative) = entry.lists_ref.clone() else {
+            continue;
+        };
+        if !entry.lists_unloaded() {
+            // An ended entry needs no lists.
+            continue;
+        }
+        let lists = read_lineage_lists(uri, &relative).await?;
+        entry
+            .restore_lists((*lists).clone())
+            .map_err(|m| ControlError::storage(&lists_uri(uri, &relative), m))?;
+    }
+    Ok(Lineage::new(entries))
+}
+
 /// URI of a run's stored plan, for messages.
 pub fn plan_uri(dest_uri: &str, run_dir: &str) -> String {
     format!("{}/{}", dest_uri.trim_end_matches('/'), plan_path(run_dir))
@@ -362,10 +563,10 @@ pub async fn generator_input(
     incomplete: Vec<IncompleteRun>,
     now_ms: i64,
 ) -> Result<GeneratorInput, ControlError> {
-    let view = |t: &ResolvedTable, segments| TableView {
+    let view = |t: &ResolvedTable, segments, lineage| TableView {
         def: t.def.clone(),
         segments,
-        lineage: Lineage::new(t.status.lineage.clone()),
+        lineage,
     };
     let source =
         match &resolved.source {
@@ -376,7 +577,7 @@ pub async fn generator_input(
                         source,
                     }
                 })?;
-                Some(view(s, segments))
+                Some(view(s, segments, lineage(&s.def.uri, &s.status).await?))
             }
             None => None,
         };
@@ -387,7 +588,7 @@ pub async fn generator_input(
         source,
     })?;
     let watermarks = watermarks_from_log(catalog, &resolved.config).await?;
-    let destination = view(dest, segments);
+    let destination = view(dest, segments, lineage(&dest.def.uri, &dest.status).await?);
     let files = match &resolved.config.task {
         TaskSpec::FileIngestion(c) if !c.input_files.is_empty() => {
             super::inputs::list_named_files(&c.input_files).await?

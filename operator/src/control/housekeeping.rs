@@ -4,7 +4,10 @@
 //! 1. Stale lineage: [`Lineage::clean_up`] reverts IN_PROGRESS entries older than
 //!    [`STALE_AFTER_MS`] (except those of TaskRuns still unfinished, which end them), drops old ended ones beyond [`DEFAULT_HISTORY_LIMIT`], and names the
 //!    staged prefixes to delete; they are deleted ([`Catalog::delete_prefix`], which never
-//!    deletes a live file) and the lineage is written back to the Table's status.
+//!    deletes a live file) and the lineage is written back to the Table's status. It works on
+//!    the hydrated lineage ([`gather::lineage`]); stored lists no entry names any more (under
+//!    `_minion/lineage/`, left by a crash between a status write and a delete) are deleted,
+//!    except those of TaskRuns still unfinished, which may be about to name them.
 //! 2. Files: [`Catalog::clean_up`] with the Table's `replacedSegmentRetention`, protecting the
 //!    output prefixes of IN_PROGRESS entries (staged outputs of runs in flight); the catalog
 //!    keeps sidecars of live segments (`<segment>.validity`).
@@ -18,9 +21,10 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 
 use super::gather::{self, Catalogs};
-use super::tables::store_lineage;
+use super::protocol;
+use super::tables::{delete_unreferenced_lists, store_lineage};
 use super::{Backend, ControlError, Event, EventType, ObjectRef, name_of, namespace_of};
-use crate::api::Table;
+use crate::api::{Table, TaskRun};
 use crate::catalog::{CleanupReport, app_id};
 use crate::lineage::{DEFAULT_HISTORY_LIMIT, Lineage, LineageState, STALE_AFTER_MS};
 use crate::validate;
@@ -35,6 +39,8 @@ pub struct Housekeeping {
     pub stale_reverted: usize,
     /// Lineage entries dropped from status.
     pub lineage_dropped: usize,
+    /// Stored lineage lists no entry names, deleted.
+    pub lineage_lists: usize,
     /// Staged files deleted under reverted prefixes.
     pub staged_files: usize,
     /// The catalog clean-up.
@@ -43,13 +49,16 @@ pub struct Housekeeping {
 
 impl Housekeeping {
     pub fn deleted_anything(&self) -> bool {
-        self.staged_files > 0 || self.files.deleted_files() > 0 || self.lineage_dropped > 0
+        self.staged_files > 0
+            || self.files.deleted_files() > 0
+            || self.lineage_dropped > 0
+            || self.lineage_lists > 0
     }
 
     pub fn summary(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         format!(
-            "deleted {} replaced file(s) ({:.1} MiB) past the retention, {} unreferenced file(s) ({:.1} MiB), {} staged file(s) of reverted runs; {} stale lineage entr(ies) reverted, {} old entr(ies) dropped",
+            "deleted {} replaced file(s) ({:.1} MiB) past the retention, {} unreferenced file(s) ({:.1} MiB), {} staged file(s) of reverted runs; {} stale lineage entr(ies) reverted, {} old entr(ies) dropped, {} stored lineage list(s) no entry names",
             self.files.replaced_files,
             mib(self.files.replaced_bytes),
             self.files.unreferenced_files,
@@ -57,6 +66,7 @@ impl Housekeeping {
             self.staged_files,
             self.stale_reverted,
             self.lineage_dropped,
+            self.lineage_lists,
         )
     }
 }
@@ -86,18 +96,21 @@ pub async fn housekeep(
     // 1. Lineage.
     let fresh = gather::table(backend, &namespace, &name).await?;
     let mut status = fresh.status.clone();
+    let hydrated = gather::lineage(&def.uri, &status).await?;
+    let runs = backend.list_task_runs().await?;
+    let unfinished: Vec<&TaskRun> = runs
+        .iter()
+        .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .collect();
     // Entries of runs still unfinished are theirs to end (a run may outlive STALE_AFTER_MS
     // with a long runTimeout): they are never reverted here.
-    let active: HashSet<String> = backend
-        .list_task_runs()
-        .await?
+    let active: HashSet<String> = unfinished
         .iter()
         .filter(|r| namespace_of(&r.metadata) == namespace)
-        .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
         .map(|r| name_of(&r.metadata))
         .collect();
-    let (kept, rest): (Vec<_>, Vec<_>) = status
-        .lineage
+    let (kept, rest): (Vec<_>, Vec<_>) = hydrated
+        .entries
         .iter()
         .cloned()
         .partition(|e| e.state == LineageState::InProgress && active.contains(&e.task_run));
@@ -127,11 +140,48 @@ pub async fn housekeep(
     let mut entries = kept;
     entries.append(&mut lineage.entries);
     let lineage = Lineage::new(entries);
-    if lineage.entries != status.lineage {
-        store_lineage(&mut status, &lineage);
+    let by_id = |l: &Lineage| {
+        let mut entries = l.entries.clone();
+        entries.sort_by(|a, b| a.id.cmp(&b.id));
+        entries
+    };
+    if by_id(&lineage) != by_id(&hydrated) {
+        let unreferenced = store_lineage(&def.uri, &mut status, &lineage).await?;
         backend
             .update_table_status(&namespace, &name, &status)
             .await?;
+        delete_unreferenced_lists(&def.uri, &unreferenced).await;
+    }
+    // Stored lists no entry names, but those of unfinished runs (named `<run key>-<index>`).
+    let named: HashSet<&str> = status
+        .lineage
+        .iter()
+        .filter_map(|e| e.lists_ref.as_deref())
+        .collect();
+    let unfinished_keys: Vec<String> = unfinished
+        .iter()
+        .map(|r| {
+            let key = protocol::run_key(&name_of(&r.metadata), r.metadata.uid.as_deref());
+            format!("{key}-")
+        })
+        .collect();
+    let orphans: Vec<String> = gather::list_lineage_lists(&def.uri)
+        .await?
+        .into_iter()
+        .filter(|p| !named.contains(p.as_str()))
+        .filter(|p| {
+            let entry = p
+                .strip_prefix(gather::LINEAGE_LISTS_DIR)
+                .and_then(|r| r.trim_start_matches('/').split('/').next())
+                .unwrap_or_default();
+            !unfinished_keys
+                .iter()
+                .any(|k| entry.starts_with(k.as_str()))
+        })
+        .collect();
+    if !orphans.is_empty() {
+        backend.check_write("housekeeping: delete stored lineage lists")?;
+        done.lineage_lists = gather::delete_lineage_lists(&def.uri, &orphans).await?;
     }
     let catalog = catalogs.get(&def).await?;
     backend.check_write("housekeeping: delete staged and replaced files")?;

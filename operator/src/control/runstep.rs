@@ -8,7 +8,10 @@
 //! - Collect: the Delta commit (skipped on replay: its `txn` is in the log), then the Table's
 //!   lineage and summary, then the committed windows, then the run's status.
 //! - Revert/Abort: the lineage REVERTED in the Table's status, staged outputs deleted, then
-//!   the run's status.
+//!   the run's status. A run that times out while Planning aborts the same way when its plan
+//!   was stored (its lineage may be open), else it just ends.
+//! - A failed Plan step: the error in the run's `lastError` (best effort), for the message of
+//!   a run that times out still planning.
 
 use super::gather::{self, Catalogs, Resolved};
 use super::protocol;
@@ -255,6 +258,10 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         now: ctx.now,
         settings: plan.as_ref().map(|p| settings_of(&resolved, p)),
         jobs: Default::default(),
+        run_timeout_ms: Some(match &plan {
+            Some(p) => execution(p, &resolved).run_timeout_ms,
+            None => resolved.config.execution.run_timeout_ms,
+        }),
     };
     for s in run
         .status
@@ -268,9 +275,38 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         }
     }
     let step = taskrun::next_step(&run.key, &run.status, &facts);
+    let planning = run.status.phase == TaskRunPhase::Planning;
     match (&step, plan) {
         (Step::Admit, _) => admit(ctx, &mut run, &resolved).await?,
-        (Step::Plan, _) => plan_run(ctx, &mut run, &resolved).await?,
+        (Step::Plan, _) => {
+            if let Err(e) = plan_run(ctx, &mut run, &resolved).await {
+                record_planning_error(ctx, object, &e).await;
+                return Err(e);
+            }
+        }
+        (Step::Abort { .. }, None) if planning => {
+            // Planning past its deadline: revert what the stored plan's lineage opened, if
+            // a plan was stored at all.
+            match gather::read_plan(&dest_uri, &run.dir()).await? {
+                Some(plan) => act(ctx, &mut run, &resolved, &plan, &step).await?,
+                None => {
+                    let Step::Abort {
+                        phase,
+                        reason,
+                        message,
+                    } = &step
+                    else {
+                        unreachable!("matched an Abort")
+                    };
+                    let finish_step = Step::Finish {
+                        phase: *phase,
+                        reason: reason.clone(),
+                        message: message.clone(),
+                    };
+                    finish(ctx, &mut run, &finish_step).await?;
+                }
+            }
+        }
         (Step::Launch { .. } | Step::Collect { .. } | Step::AttemptFailed { .. }, Some(plan))
         | (Step::Abort { .. } | Step::CommitAll, Some(plan)) => {
             act(ctx, &mut run, &resolved, &plan, &step).await?
@@ -290,6 +326,28 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         }
     }
     Ok(step)
+}
+
+/// Keeps why planning failed in the run's status (`lastError`), for the message of a run
+/// that times out still planning. Best effort: the status as read, written only when the
+/// error is new (a failing write is left to the next attempt).
+async fn record_planning_error(ctx: &StepCtx<'_>, object: &TaskRun, e: &ControlError) {
+    let mut status = object.status.clone().unwrap_or_default();
+    let text = format!("{}: {e}", e.reason());
+    if status.phase != TaskRunPhase::Planning || status.last_error.as_deref() == Some(text.as_str())
+    {
+        return;
+    }
+    status.last_error = Some(text);
+    let namespace = namespace_of(&object.metadata);
+    let name = name_of(&object.metadata);
+    if let Err(e) = ctx
+        .backend
+        .update_task_run_status(&namespace, &name, &status)
+        .await
+    {
+        tracing::warn!(task_run = %name, error = %e, "could not record the planning error");
+    }
 }
 
 /// Pending → Planning, or Skipped by the concurrency policy.
@@ -468,6 +526,7 @@ async fn plan_run(
         .collect();
     run.status.watermark_before = state.watermarks.values().copied().min();
     run.status.phase = TaskRunPhase::Running;
+    run.status.last_error = None;
     conditions(&mut run.status, run.object.metadata.generation, ctx.now);
     ctx.save(run).await?;
     let message = format!(
@@ -499,6 +558,7 @@ pub(super) async fn finish(
     run.status.message = Some(message.clone());
     run.status.completion_time = Some(ctx.now);
     run.status.start_time.get_or_insert(ctx.now);
+    run.status.last_error = None;
     if *phase == TaskRunPhase::Succeeded
         && let Ok((_, resolved)) = gather::resolve_run(ctx.backend, run.object).await
     {

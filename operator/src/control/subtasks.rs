@@ -11,7 +11,7 @@ use minion_contract::{Outcome, SubtaskSpec};
 use super::gather::{self, Resolved};
 use super::protocol::{self, FinishedSubtask, Reverted, RunContext, RunState};
 use super::runstep::{Run, StepCtx, finish};
-use super::tables::{store_lineage, summarize};
+use super::tables::{delete_unreferenced_lists, store_lineage, summarize};
 use super::taskrun::{Step, subtask_message};
 use super::{ControlError, EventType, LaunchRequest};
 use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
@@ -38,8 +38,8 @@ pub(super) fn execution<'a>(plan: &'a Plan, resolved: &'a Resolved) -> &'a Execu
         .unwrap_or(&resolved.config.execution)
 }
 
-/// The run state as stored: lineage from the destination's status (fresh), watermarks from
-/// the log (the plan's where the log has none yet).
+/// The run state as stored: lineage from the destination's status (fresh, every live entry's
+/// lists loaded), watermarks from the log (the plan's where the log has none yet).
 pub(super) async fn run_state(
     ctx: &mut StepCtx<'_>,
     resolved: &Resolved,
@@ -53,13 +53,14 @@ pub(super) async fn run_state(
         watermarks.entry(level.clone()).or_insert(*wm);
     }
     Ok(RunState {
-        lineage: crate::lineage::Lineage::new(fresh.status.lineage),
+        lineage: gather::lineage(&dest.uri, &fresh.status).await?,
         watermarks,
     })
 }
 
 /// Writes the lineage (and, after a commit, the catalog summary) into the destination's
-/// status.
+/// status: long lists stored beside the table first, lists of entries that ended deleted
+/// after.
 pub(super) async fn save_lineage(
     ctx: &mut StepCtx<'_>,
     resolved: &Resolved,
@@ -69,7 +70,7 @@ pub(super) async fn save_lineage(
     let dest = &resolved.destination.def;
     let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
     let mut status = fresh.status;
-    store_lineage(&mut status, &state.lineage);
+    let unreferenced = store_lineage(&dest.uri, &mut status, &state.lineage).await?;
     if committed {
         let catalog = ctx.catalogs.get(dest).await?;
         summarize(catalog, &dest.name, &mut status)?;
@@ -77,6 +78,7 @@ pub(super) async fn save_lineage(
     ctx.backend
         .update_table_status(&dest.namespace, &dest.name, &status)
         .await?;
+    delete_unreferenced_lists(&dest.uri, &unreferenced).await;
     Ok(())
 }
 
@@ -334,33 +336,42 @@ pub(super) async fn act(
             message,
         } => {
             let mut state = run_state(ctx, resolved, plan).await?;
+            let before = state.lineage.clone();
             let rctx = run_context(run, resolved);
             ctx.backend.check_write("abort a run")?;
             let catalog = ctx.catalogs.get(dest).await?;
             let text = subtask_message(reason, message);
             let mut kept = BTreeSet::new();
-            for s in &run.status.subtasks {
-                if s.state == SubtaskState::Running
+            // Every subtask of the plan: a run aborted while Planning has none in its status
+            // yet, but may have opened their lineage.
+            for p in &plan.subtasks {
+                let s = run.status.subtasks.iter().find(|s| s.index == p.index);
+                if let Some(s) = s
+                    && s.state == SubtaskState::Running
                     && let Some(job) = &s.job
                 {
                     ctx.backend.delete_subtask(&run.namespace, job).await?;
                 }
+                let committed = s.is_some_and(|s| s.state == SubtaskState::Committed);
                 let open = state
                     .lineage
-                    .get(&rctx.lineage_id(s.index))
+                    .get(&rctx.lineage_id(p.index))
                     .is_some_and(|e| e.state != LineageState::Completed);
-                if s.state != SubtaskState::Committed && open {
+                if !committed && open {
                     let outcome = protocol::revert_subtask(
-                        &rctx, catalog, &mut state, s.index, &text, now_ms,
+                        &rctx, catalog, &mut state, p.index, &text, now_ms,
                     )
                     .await
                     .map_err(catalog_error(resolved))?;
                     if outcome == Reverted::WasCommitted {
-                        kept.insert(s.index);
+                        kept.insert(p.index);
                     }
                 }
             }
-            save_lineage(ctx, resolved, &state, false).await?;
+            // Nothing to write when nothing changed (the write may be what keeps failing).
+            if state.lineage != before {
+                save_lineage(ctx, resolved, &state, false).await?;
+            }
             for s in &mut run.status.subtasks {
                 if kept.contains(&s.index) {
                     s.state = SubtaskState::Committed;

@@ -2,7 +2,9 @@
 //! facts the loop observed (job states, settings, `now`) and names the one step to take next.
 //!
 //! Phases: `Pending → Planning → Running → Committing → Succeeded | Failed | TimedOut |
-//! Skipped`. Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
+//! Skipped`. A run is never stuck in a phase: `runTimeout` (from `start_time`, set when the run
+//! is admitted) bounds Planning ([`REASON_PLANNING_TIMEOUT`], naming the last planning error)
+//! as it bounds Running ([`REASON_RUN_TIMEOUT`]). Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
 //! Reverted)`; a failed attempt with attempts left goes back to `Pending` with its attempt
 //! count kept, so the next launch uses `attempts + 1`.
 //!
@@ -25,6 +27,8 @@ pub const REASON_WORKER_LOST: &str = "WorkerLost";
 pub const REASON_SUBTASK_TIMEOUT: &str = "SubtaskTimeout";
 /// Reason of a run past `runTimeout`.
 pub const REASON_RUN_TIMEOUT: &str = "RunTimeout";
+/// Reason of a run still in Planning past `runTimeout` (planning kept failing).
+pub const REASON_PLANNING_TIMEOUT: &str = "PlanningTimedOut";
 /// Reason of an all-or-none run aborted because one subtask failed.
 pub const REASON_SUBTASK_FAILED: &str = "SubtaskFailed";
 
@@ -48,6 +52,9 @@ pub struct Facts {
     pub settings: Option<RunSettings>,
     /// State of the job of each `Running` subtask.
     pub jobs: BTreeMap<u32, JobState>,
+    /// The run's `runTimeout` (the TaskRun's, else its config's), known before it is planned:
+    /// a run in Planning longer than this times out.
+    pub run_timeout_ms: Option<i64>,
 }
 
 /// The next step of a run.
@@ -142,7 +149,7 @@ pub fn reason_of(message: &str) -> &str {
 pub fn next_step(run: &str, status: &TaskRunStatus, facts: &Facts) -> Step {
     match status.phase {
         TaskRunPhase::Pending => Step::Admit,
-        TaskRunPhase::Planning => Step::Plan,
+        TaskRunPhase::Planning => planning(status, facts),
         TaskRunPhase::Running => match &facts.settings {
             Some(settings) => running(run, status, settings, facts),
             None => Step::Plan,
@@ -157,6 +164,30 @@ pub fn next_step(run: &str, status: &TaskRunStatus, facts: &Facts) -> Step {
 
 fn past(start: Option<DateTime<Utc>>, limit_ms: i64, now: DateTime<Utc>) -> bool {
     start.is_some_and(|s| now - s > Duration::milliseconds(limit_ms))
+}
+
+/// Planning: plan, unless the run has been planning for longer than its runTimeout (every
+/// attempt failed, e.g. a status the API server refused); then it times out, reverting
+/// whatever lineage it opened, its message naming the last planning error.
+fn planning(status: &TaskRunStatus, facts: &Facts) -> Step {
+    let Some(limit) = facts.run_timeout_ms else {
+        return Step::Plan;
+    };
+    if !past(status.start_time, limit, facts.now) {
+        return Step::Plan;
+    }
+    let last = match &status.last_error {
+        Some(e) => format!("; last error: {e}"),
+        None => "; no planning error was recorded".to_string(),
+    };
+    Step::Abort {
+        phase: TaskRunPhase::TimedOut,
+        reason: REASON_PLANNING_TIMEOUT.into(),
+        message: format!(
+            "the run was still planning after its runTimeout of {}s{last}",
+            limit / 1000
+        ),
+    }
 }
 
 fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Facts) -> Step {
@@ -404,6 +435,7 @@ mod tests {
             now: t(now),
             settings: Some(settings(mode)),
             jobs: jobs.iter().cloned().collect(),
+            run_timeout_ms: Some(settings(mode).run_timeout_ms),
         }
     }
 
@@ -416,6 +448,57 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(next_step("r", &planning, &f), Step::Plan);
+    }
+
+    #[test]
+    fn a_run_planning_past_its_run_timeout_times_out_naming_the_last_error() {
+        let mut planning = TaskRunStatus {
+            phase: TaskRunPhase::Planning,
+            start_time: Some(t(0)),
+            ..Default::default()
+        };
+        // Before the deadline (an hour), planning goes on, failing or not.
+        let f = |now| Facts {
+            now: t(now),
+            settings: None,
+            jobs: BTreeMap::new(),
+            run_timeout_ms: Some(60 * 60_000),
+        };
+        assert_eq!(next_step("r", &planning, &f(60)), Step::Plan);
+        planning.last_error = Some(
+            "BackendUnavailable: apply status of Table default/t: etcdserver: request is too large"
+                .into(),
+        );
+        assert_eq!(next_step("r", &planning, &f(60)), Step::Plan);
+        // Past it, the run times out, naming the last error.
+        let step = next_step("r", &planning, &f(61));
+        let Step::Abort {
+            phase,
+            reason,
+            message,
+        } = &step
+        else {
+            panic!("{step:?}");
+        };
+        assert_eq!(*phase, TaskRunPhase::TimedOut);
+        assert_eq!(reason, REASON_PLANNING_TIMEOUT);
+        assert!(message.contains("runTimeout of 3600s"), "{message}");
+        assert!(
+            message.ends_with("last error: BackendUnavailable: apply status of Table default/t: etcdserver: request is too large"),
+            "{message}"
+        );
+        planning.last_error = None;
+        let step = next_step("r", &planning, &f(61));
+        assert!(
+            matches!(&step, Step::Abort { message, .. } if message.contains("no planning error was recorded")),
+            "{step:?}"
+        );
+        // Without a known limit (the config could not be read), it keeps planning.
+        let unknown = Facts {
+            run_timeout_ms: None,
+            ..f(61)
+        };
+        assert_eq!(next_step("r", &planning, &unknown), Step::Plan);
     }
 
     #[test]

@@ -279,6 +279,10 @@ fn live_entry(names: &[&str]) -> LineageEntry {
         message: None,
         segments_read: vec![],
         reads_table: false,
+        segments_from_count: None,
+        segments_to_count: None,
+        segments_read_count: None,
+        lists_ref: None,
     }
 }
 

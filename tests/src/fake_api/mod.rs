@@ -12,6 +12,10 @@
 //! (from a `resourceVersion`, or the current objects first). Not served: discovery,
 //! field selectors, JSON patch, bookmarks.
 //!
+//! Limits as the real server's (see [`store`]): a write body over 3 MiB is refused with 413
+//! `RequestEntityTooLarge`, an object over etcd's 1.5 MiB with 500 `etcdserver: request is too
+//! large`, names and label values over their lengths with 422 `Invalid`.
+//!
 //! Tests read and change objects directly through [`FakeApi`]'s methods too.
 
 pub mod kubelet;
@@ -217,6 +221,11 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Bo
         Ok(b) => b.to_bytes(),
         Err(e) => return json_response(400, &json!({"message": e.to_string()})),
     };
+    if matches!(method, Method::POST | Method::PUT | Method::PATCH)
+        && body.len() > store::MAX_REQUEST_BODY_BYTES
+    {
+        return refused(&Refusal::request_too_large());
+    }
     let parsed: Option<Value> = serde_json::from_slice(&body).ok();
     let ns = t.namespace.clone().unwrap_or_default();
     let status_only = t.subresource.as_deref() == Some("status");

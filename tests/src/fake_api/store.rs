@@ -6,6 +6,23 @@
 //! `Conflict`); writes to the main resource keep the stored status and writes to `/status`
 //! change only the status; deleting an object deletes the objects it owns (background
 //! garbage collection, one level per delete, recursively).
+//!
+//! Limits kept, with the real server's codes and messages (checked against kube-apiserver
+//! v1.37.2 and etcd v3.7.0 with their default limits; `control_plane.rs` keeps checking them):
+//! - an object whose stored form passes etcd's request limit, 1.5 MiB
+//!   ([`MAX_STORED_OBJECT_BYTES`]; custom resources are stored as JSON, so its JSON here), is
+//!   refused by etcd with `etcdserver: request is too large`, and past the etcd client's 2 MiB
+//!   ([`MAX_ETCD_CLIENT_SEND_BYTES`]) by the client (`rpc error: code = ResourceExhausted desc =
+//!   trying to send message larger than max (N vs. 2097152)`, N here the JSON's length). The
+//!   API server passes either on as a 500 without a reason (its handlers only retry once
+//!   without `managedFields`, which this store does not keep). The 413
+//!   `RequestEntityTooLarge` (`Request entity too large: limit is 3145728`) is for request
+//!   bodies over 3 MiB (see the server module);
+//! - names and label values, a 422 `Invalid` naming each field as `apierrors.NewInvalid` words
+//!   it (no `details` here): a Job's name becomes a label value of its pods
+//!   (`spec.template.labels`, at most 63 bytes); namespaces (whose name is also their
+//!   `kubernetes.io/metadata.name` label) and services are DNS labels (`metadata.name`, 63
+//!   characters); other objects DNS subdomains (253 characters); label values 63 bytes.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +30,19 @@ use serde_json::{Map, Value, json};
 
 /// `group/version/plural`, e.g. `batch/v1/jobs` or `core/v1/pods`.
 pub type ResourceKey = String;
+
+/// etcd's default `--max-request-bytes`: larger objects cannot be stored.
+pub const MAX_STORED_OBJECT_BYTES: usize = 1024 * 1024 * 3 / 2;
+/// The etcd client's default largest message: larger ones it does not even send.
+pub const MAX_ETCD_CLIENT_SEND_BYTES: usize = 2 * 1024 * 1024;
+/// The API server's limit on the body of a write request (`MaxRequestBodyBytes`).
+pub const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
+/// Longest label value, and name of a DNS-label object (and of a Job).
+pub const MAX_LABEL_VALUE: usize = 63;
+/// Longest name of other objects (a DNS subdomain).
+pub const MAX_NAME: usize = 253;
+/// Resources whose names are DNS labels.
+const DNS_LABEL_NAMES: [&str; 2] = ["core/v1/namespaces", "core/v1/services"];
 
 /// One change, as a watch sends it.
 #[derive(Clone, Debug)]
@@ -45,13 +75,129 @@ impl Refusal {
         Refusal::new(404, "NotFound", format!("{resource} \"{name}\" not found"))
     }
 
-    /// The `Status` object the API server returns.
-    pub fn to_status(&self) -> Value {
-        json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {},
-            "status": "Failure", "message": self.message, "reason": self.reason, "code": self.code,
-        })
+    /// What the API server answers when etcd (or its client) refuses to store an object of
+    /// `bytes`.
+    pub fn too_large_for_etcd(bytes: usize) -> Self {
+        let message = if bytes > MAX_ETCD_CLIENT_SEND_BYTES {
+            format!(
+                "rpc error: code = ResourceExhausted desc = trying to send message larger than max ({bytes} vs. {MAX_ETCD_CLIENT_SEND_BYTES})"
+            )
+        } else {
+            "etcdserver: request is too large".into()
+        };
+        Refusal::new(500, "", message)
     }
+
+    /// What the API server answers to a write request whose body passes its limit.
+    pub fn request_too_large() -> Self {
+        Refusal::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}"),
+        )
+    }
+
+    /// The `Status` object the API server returns (no `reason` when it has none).
+    pub fn to_status(&self) -> Value {
+        let mut status = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": self.message, "code": self.code,
+        });
+        if !self.reason.is_empty() {
+            status["reason"] = json!(self.reason);
+        }
+        status
+    }
+}
+
+/// `Kind.group` (`Kind` for the core group) of an object of `resource`, as messages name it.
+fn qualified_kind(resource: &str, object: &Value) -> String {
+    let group = resource.split('/').next().unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| resource.rsplit('/').next().unwrap_or_default().to_string());
+    if group == "core" || group.is_empty() {
+        kind
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
+/// The validation the real server applies to the lengths of names and label values: a 422
+/// `Invalid` naming every field, as `apierrors.NewInvalid` words it.
+fn check_lengths(resource: &str, object: &Value, create: bool) -> Result<(), Refusal> {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut errors: Vec<String> = Vec::new();
+    let invalid = |field: &str, value: &str, max: usize, unit: &str| {
+        format!("{field}: Invalid value: {value:?}: must be no more than {max} {unit}")
+    };
+    if create {
+        if resource == "batch/v1/jobs" {
+            // The Job's name goes into its pod template's `batch.kubernetes.io/job-name` and
+            // `job-name` labels.
+            if name.len() > MAX_LABEL_VALUE {
+                errors.push(invalid(
+                    "spec.template.labels",
+                    name,
+                    MAX_LABEL_VALUE,
+                    "bytes",
+                ));
+            }
+        } else if DNS_LABEL_NAMES.contains(&resource) {
+            if name.len() > MAX_LABEL_VALUE {
+                errors.push(invalid(
+                    "metadata.name",
+                    name,
+                    MAX_LABEL_VALUE,
+                    "characters",
+                ));
+                if resource == "core/v1/namespaces" {
+                    errors.push(invalid("metadata.labels", name, MAX_LABEL_VALUE, "bytes"));
+                }
+            }
+        } else if name.len() > MAX_NAME {
+            errors.push(invalid("metadata.name", name, MAX_NAME, "characters"));
+        }
+    }
+    if let Some(labels) = object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+    {
+        for value in labels.values().filter_map(Value::as_str) {
+            if value.len() > MAX_LABEL_VALUE {
+                errors.push(invalid("metadata.labels", value, MAX_LABEL_VALUE, "bytes"));
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    errors.retain(|e| seen.insert(e.clone()));
+    let listed = match errors.as_slice() {
+        [] => return Ok(()),
+        [one] => one.clone(),
+        many => format!("[{}]", many.join(", ")),
+    };
+    Err(Refusal::new(
+        422,
+        "Invalid",
+        format!(
+            "{} {name:?} is invalid: {listed}",
+            qualified_kind(resource, object)
+        ),
+    ))
+}
+
+/// etcd's limit on what is stored: the object's JSON.
+fn check_stored_size(object: &Value) -> Result<(), Refusal> {
+    let bytes = serde_json::to_vec(object).map(|b| b.len()).unwrap_or(0);
+    if bytes > MAX_STORED_OBJECT_BYTES {
+        return Err(Refusal::too_large_for_etcd(bytes));
+    }
+    Ok(())
 }
 
 /// The objects and their history.
@@ -189,12 +335,15 @@ impl Store {
         if !keep_status && let Some(o) = object.as_object_mut() {
             o.remove("status");
         }
-        self.uid += 1;
+        check_lengths(resource, &object, true)?;
         let meta = &mut object["metadata"];
         meta["namespace"] = json!(namespace);
-        meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.uid));
+        meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.uid + 1));
         meta["creationTimestamp"] = json!(now);
         meta["generation"] = json!(1);
+        meta["resourceVersion"] = json!((self.rv + 1).to_string());
+        check_stored_size(&object)?;
+        self.uid += 1;
         self.bump(&mut object);
         self.objects.insert(key, object.clone());
         self.record(resource, namespace, "ADDED", &object);
@@ -260,6 +409,9 @@ impl Store {
             }
             result = next;
         }
+        check_lengths(resource, &result, false)?;
+        result["metadata"]["resourceVersion"] = json!((self.rv + 1).to_string());
+        check_stored_size(&result)?;
         self.bump(&mut result);
         self.objects.insert(key, result.clone());
         self.record(resource, namespace, "MODIFIED", &result);
@@ -302,5 +454,162 @@ impl Store {
             let _ = self.delete(&r, &ns, &n);
         }
         Ok(gone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLES: &str = "minion.dev/v1alpha1/tables";
+
+    fn table(name: &str) -> Value {
+        json!({"apiVersion": "minion.dev/v1alpha1", "kind": "Table", "metadata": {"name": name}, "spec": {}})
+    }
+
+    fn set_status(store: &mut Store, status: &Value) -> Result<Value, Refusal> {
+        store.update(TABLES, "default", "t", true, |stored| {
+            let mut next = stored.clone();
+            next["status"] = status.clone();
+            next
+        })
+    }
+
+    #[test]
+    fn objects_etcd_could_not_store_are_refused_as_the_api_server_passes_etcds_refusal_on() {
+        let mut store = Store::default();
+        store
+            .create(TABLES, "default", table("t"), false, "now")
+            .unwrap();
+        let status = |bytes: usize| json!({"lineage": [{"segmentsFrom": ["x".repeat(bytes)]}]});
+        let err = set_status(&mut store, &status(MAX_STORED_OBJECT_BYTES)).unwrap_err();
+        assert_eq!((err.code, err.reason), (500, ""));
+        assert_eq!(err.message, "etcdserver: request is too large");
+        assert_eq!(
+            err.to_status(),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "etcdserver: request is too large", "code": 500})
+        );
+        // Past the etcd client's limit, the client refuses to send it.
+        let err = set_status(&mut store, &status(MAX_ETCD_CLIENT_SEND_BYTES)).unwrap_err();
+        assert_eq!((err.code, err.reason), (500, ""));
+        assert!(
+            err.message.starts_with(
+                "rpc error: code = ResourceExhausted desc = trying to send message larger than max ("
+            ) && err.message.ends_with(" vs. 2097152)"),
+            "{}",
+            err.message
+        );
+        let rv = store.resource_version();
+        assert!(
+            store
+                .get(TABLES, "default", "t")
+                .unwrap()
+                .get("status")
+                .is_none()
+        );
+        // Just under the limit is stored.
+        let stored = serde_json::to_vec(store.get(TABLES, "default", "t").unwrap())
+            .unwrap()
+            .len();
+        set_status(&mut store, &status(MAX_STORED_OBJECT_BYTES - stored - 200)).unwrap();
+        assert_eq!(
+            store.resource_version(),
+            rv + 1,
+            "refused writes changed nothing"
+        );
+        let mut huge = table("h");
+        huge["spec"]["x"] = json!("x".repeat(MAX_STORED_OBJECT_BYTES));
+        let err = store
+            .create(TABLES, "default", huge, false, "now")
+            .unwrap_err();
+        assert_eq!(err.message, "etcdserver: request is too large");
+        assert!(store.get(TABLES, "default", "h").is_none());
+        let body = Refusal::request_too_large();
+        assert_eq!((body.code, body.reason), (413, "RequestEntityTooLarge"));
+        assert_eq!(body.message, "Request entity too large: limit is 3145728");
+    }
+
+    #[test]
+    fn names_and_label_values_longer_than_the_real_limits_are_refused() {
+        let mut store = Store::default();
+        let long = |c: &str, n: usize| c.repeat(n);
+        let job = |name: &str| json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name}});
+        store
+            .create(
+                "batch/v1/jobs",
+                "default",
+                job(&long("j", 63)),
+                false,
+                "now",
+            )
+            .unwrap();
+        let err = store
+            .create(
+                "batch/v1/jobs",
+                "default",
+                job(&long("j", 64)),
+                false,
+                "now",
+            )
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"));
+        // The real server's messages, word for word.
+        assert_eq!(
+            err.message,
+            format!(
+                "Job.batch \"{0}\" is invalid: spec.template.labels: Invalid value: \"{0}\": must be no more than 63 bytes",
+                long("j", 64)
+            )
+        );
+        store
+            .create(TABLES, "default", table(&long("t", 253)), false, "now")
+            .unwrap();
+        let mut labelled = table(&long("t", 254));
+        labelled["metadata"]["labels"] = json!({"minion.dev/config": long("c", 64)});
+        let err = store
+            .create(TABLES, "default", labelled, false, "now")
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "Table.minion.dev \"{0}\" is invalid: [metadata.name: Invalid value: \"{0}\": must be no more than 253 characters, metadata.labels: Invalid value: \"{1}\": must be no more than 63 bytes]",
+                long("t", 254),
+                long("c", 64)
+            )
+        );
+        let ns =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": long("n", 64)}});
+        let err = store
+            .create("core/v1/namespaces", "", ns, false, "now")
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "Namespace \"{0}\" is invalid: [metadata.name: Invalid value: \"{0}\": must be no more than 63 characters, metadata.labels: Invalid value: \"{0}\": must be no more than 63 bytes]",
+                long("n", 64)
+            )
+        );
+        let svc =
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": long("s", 64)}});
+        let err = store
+            .create("core/v1/services", "default", svc, false, "now")
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            format!(
+                "Service \"{0}\" is invalid: metadata.name: Invalid value: \"{0}\": must be no more than 63 characters",
+                long("s", 64)
+            )
+        );
+        // A label set by an update is checked too.
+        let err = store
+            .update(TABLES, "default", &long("t", 253), false, |stored| {
+                let mut next = stored.clone();
+                next["metadata"]["labels"] = json!({"k": long("v", 64)});
+                next
+            })
+            .unwrap_err();
+        assert_eq!(err.code, 422);
     }
 }
