@@ -1428,7 +1428,7 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
         task_run: long.clone(),
         subtask: 0,
         attempt: 1,
-        job: format!("{long}-0"),
+        job: minion_operator::control::taskrun::job_name(&long, 0, 1),
         spec_uri: "file:///nonexistent/_spec.json".into(),
         memory_budget_bytes: 64 << 20,
         timeout_ms: 60_000,
