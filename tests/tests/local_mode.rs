@@ -1,12 +1,11 @@
 //! Local mode end to end, through the `minion` binary: `apply` the samples of `config/` (URIs
 //! moved into a temp dir), fill the REALTIME table, `run` a config, `local up --until-idle`,
 //! and check the destination against the source with `count(*)`/`sum()`; a bad manifest
-//! changes nothing; a loop killed after every step, and a worker killed mid-run, lose and
-//! duplicate nothing.
+//! changes nothing. Runs killed after every step are in `kill_every_step.rs`.
 //!
 //! The binary is the one cargo builds for the workspace's tests (`target/<profile>/minion`).
 
-use minion_e2e::fixtures::{created_run, kill_a_running_worker, workspace_binary};
+use minion_e2e::fixtures::{created_run, workspace_binary};
 use minion_e2e::local_env::{Env, assert_same, files_under, key_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -97,110 +96,6 @@ async fn a_manifest_with_an_unknown_key_is_refused_naming_the_field_and_changes_
     assert_eq!(env.snapshot(), before, "the state directory changed");
     let out = env.minion(&["get", "tr", "nope"]);
     assert!(!out.status.success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_loop_killed_after_every_step_and_a_killed_worker_lose_and_duplicate_nothing() {
-    let env = Env::new(5, "  maxAttempts: 3\n  parallelism: 2\n").await;
-    env.apply();
-    let run = env.run_import();
-    let mut killed = false;
-    let mut phase = String::new();
-    for _ in 0..300 {
-        env.cli().step();
-        let tr = env.task_run(&run);
-        phase = tr["status"]["phase"]
-            .as_str()
-            .unwrap_or("Pending")
-            .to_string();
-        if matches!(
-            phase.as_str(),
-            "Succeeded" | "Failed" | "TimedOut" | "Skipped"
-        ) {
-            break;
-        }
-        // Kill the first worker we see running: its attempt must be retried.
-        if !killed {
-            killed = kill_a_running_worker(&env.state, &tr);
-        }
-    }
-    assert_eq!(phase, "Succeeded", "{:#}", env.task_run(&run));
-    assert!(killed, "no worker was seen running");
-    let (src, dst, _) = env.totals().await;
-    assert_same(&src, &dst);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_in_place_merge_killed_after_every_step_never_shows_a_half_swap() {
-    let env = Env::new(4, "").await;
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
-    let merge = std::fs::read_to_string(samples.join("mtc-merge-rollup.yaml"))
-        .unwrap()
-        .replace("spec:\n", "spec:\n  maxAttempts: 3\n  parallelism: 2\n");
-    std::fs::write(env.manifests.join("mtc-merge-rollup.yaml"), merge).unwrap();
-    env.ok(&["apply", "-f", env.manifests.to_str().unwrap()]);
-    run_until_caught_up(&env, "events-import");
-    let offline = env.table("events-offline").clone();
-    let visible = || async {
-        let c = Catalog::open(&offline.uri, Default::default())
-            .await
-            .unwrap();
-        inspect::totals(&offline.uri, &offline.schema, &c.segments().unwrap(), None)
-            .await
-            .unwrap()
-    };
-    let imported = visible().await;
-    let (mut killed, mut steps, mut runs) = (false, 0, 0);
-    // Hourly concat runs, then daily rollups, until the config has nothing left to do.
-    'runs: loop {
-        let out = env.ok(&["run", "events-merge"]);
-        let run = created_run(&out);
-        loop {
-            steps += 1;
-            assert!(steps < 600, "the merge runs did not finish");
-            env.cli().step();
-            // What a query sees between any two steps: every sum unchanged, whatever was
-            // swapped (rollup collapses rows, so rows are not compared).
-            let now = visible().await;
-            for metric in ["clicks", "revenue"] {
-                assert!(
-                    sums_match(now.sums[metric], imported.sums[metric]),
-                    "run {run}, after step {steps}: sum({metric}) {} vs {}",
-                    now.sums[metric],
-                    imported.sums[metric]
-                );
-            }
-            let tr = env.task_run(&run);
-            match tr["status"]["phase"].as_str().unwrap_or("Pending") {
-                "Succeeded" => break,
-                "Skipped" => break 'runs,
-                "Failed" | "TimedOut" => panic!("{tr:#}"),
-                _ => {}
-            }
-            if !killed {
-                killed = kill_a_running_worker(&env.state, &tr);
-            }
-        }
-        runs += 1;
-    }
-    assert!(killed, "no worker was seen running");
-    let c = Catalog::open(&offline.uri, Default::default())
-        .await
-        .unwrap();
-    let levels: std::collections::BTreeSet<String> = c
-        .segments()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s.merge_level().map(str::to_string))
-        .collect();
-    assert!(
-        levels.contains("1day"),
-        "{runs} runs, {steps} steps: {levels:?}"
-    );
-    assert!(
-        visible().await.rows < imported.rows,
-        "the daily rollup collapsed nothing"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
