@@ -1,6 +1,6 @@
 //! Catalog benchmark (a plain program, not a timed test): a Delta table of 100,000 segments on
 //! local disk, then listing it (fresh open and refreshed handle) and committing replacements
-//! (remove 10 / add 1) into it. Targets (DESIGN §8, issue 2): list < 200 ms, commit < 300 ms.
+//! (remove 10 / add 1) into it. Targets: list < 200 ms, commit < 300 ms (docs/benchmarks.md).
 //!
 //! Run: `cargo bench -p minion-operator --bench catalog` (optionally `-- <segments>`).
 //! Segments are Add actions for files that are never written: the catalog reads only the log.

@@ -1,5 +1,5 @@
-//! Planning time of MergeRollup and SegmentImport over a table of 100,000 segments (DESIGN §8:
-//! under a second). A plain `main` printing timings; run with
+//! Planning time of MergeRollup and SegmentImport over a table of 100,000 segments (the bar:
+//! under a second, docs/benchmarks.md). A plain `main` printing timings; run with
 //! `cargo bench -p minion-operator --bench generators`.
 
 use std::collections::{BTreeMap, HashMap};

@@ -2,7 +2,7 @@
 //! REALTIME data to OFFLINE tables, merging and rolling up segments, compacting upserts,
 //! ingesting files) over tables kept as Parquet segments in a Delta log.
 //!
-//! Layout (DESIGN §6):
+//! Layout (docs/architecture.md, "Crates and layers"):
 //! - [`api`]: the `Table`, `MinionTaskConfig` and `TaskRun` resource types (CRDs);
 //! - [`validate`]: raw specs → [`model`] types, with errors naming the field;
 //! - [`schedule`]: Quartz and crontab expressions, next fire times (pure);

@@ -1,4 +1,4 @@
-//! Segment lineage as a pure state machine (DESIGN §2–3, reference "Segment lineage").
+//! Segment lineage as a pure state machine (docs/semantics.md, "Segment lineage").
 //!
 //! A lineage entry records that a subtask replaces `segmentsFrom` by `segmentsTo`. While it is
 //! IN_PROGRESS it locks its inputs against every other run; its outputs are staged under
@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 /// Entries kept after they end (COMPLETED or REVERTED), newest first; older ones are dropped.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;
-/// IN_PROGRESS or REVERTED entries older than this are cleaned up (reference: 1 day).
+/// IN_PROGRESS or REVERTED entries older than this are cleaned up (a day, as in Pinot).
 pub const STALE_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
 /// Read sets of at most this many segments are stored as paths (`segmentsRead`); a larger one
 /// is stored as `readsTable`, so an entry in the Table's status stays small whatever the size

@@ -14,7 +14,7 @@ pub const MINUTE_MS: i64 = 60 * SECOND_MS;
 pub const HOUR_MS: i64 = 60 * MINUTE_MS;
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// Pinot defaults (see `spec/reference-semantics.md`).
+/// Pinot defaults (see docs/semantics.md).
 pub mod defaults {
     use super::*;
 

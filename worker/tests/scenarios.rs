@@ -1,4 +1,4 @@
-//! Reference scenarios 5, 7, 8, 9 and 15 (spec/reference-semantics.md), run end to end
+//! Scenarios 5, 7, 8, 9 and 15 of docs/semantics.md, run end to end
 //! through `run_subtask` on a local table.
 
 mod common;

@@ -1,4 +1,5 @@
-//! Deleting data files nobody needs any more (DESIGN §3 step 6).
+//! Deleting data files nobody needs any more (docs/architecture.md, "What lives in object
+//! storage").
 //!
 //! Plan, then act ([`plan_cleanup`] is pure; [`Catalog::clean_up`] lists, plans and deletes;
 //! `dry_run` returns the plan without deleting):

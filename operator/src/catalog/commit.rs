@@ -1,4 +1,5 @@
-//! Appending segments and replacing segments in one Delta commit (DESIGN §3 step 3–4).
+//! Appending segments and replacing segments in one Delta commit (the commit protocol:
+//! docs/architecture.md).
 //!
 //! Planning is pure ([`plan`]): given the live files and the `txn` versions in the log, a
 //! request becomes either "already committed" or one list of actions, or is refused. The

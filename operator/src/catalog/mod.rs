@@ -1,5 +1,5 @@
 //! The table catalog: the set of committed segments of one table, kept as a Delta Lake log
-//! (`_delta_log/` beside the data) and written through `deltalake` (DESIGN §2–3).
+//! (`_delta_log/` beside the data) and written through `deltalake` (docs/architecture.md).
 //!
 //! What it may touch: the table's `_delta_log/` (commits and checkpoints, only through
 //! deltalake) and, for [`Catalog::clean_up`] and [`Catalog::delete_prefix`], data files under

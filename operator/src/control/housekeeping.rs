@@ -1,4 +1,4 @@
-//! Housekeeping of one Table (DESIGN §3 step 6), on a slow cadence
+//! Housekeeping of one Table (docs/architecture.md), on a slow cadence
 //! ([`HOUSEKEEPING_INTERVAL_MS`] of the loop's clock per table, and on the loop's first tick):
 //!
 //! 1. Stale lineage: [`Lineage::clean_up`] reverts IN_PROGRESS entries older than

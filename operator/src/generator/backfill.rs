@@ -1,5 +1,5 @@
 //! SegmentBackfillTask: replace the data of a time range (optionally only rows matching a
-//! filter) with the rows of input files, all or none (reference "Segment Backfill").
+//! filter) with the rows of input files, all or none (docs/semantics.md, "SegmentBackfillTask").
 //!
 //! # Contract
 //! - Destination segments overlapping `[start, end)` are rewritten without the rows inside the

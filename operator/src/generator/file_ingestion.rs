@@ -1,5 +1,5 @@
-//! FileIngestionTask: ingest files listed under an input directory (reference "File ingestion,
-//! backfill, ad hoc runs").
+//! FileIngestionTask: ingest files listed under an input directory, or named explicitly
+//! (docs/semantics.md, "FileIngestionTask").
 //!
 //! # Contract
 //! - Which files were ingested, and at which version, is read from the destination segments'

@@ -1,5 +1,5 @@
 //! MergeRollupTask: merge (and roll up) small segments into time-aligned ones, level by level
-//! (reference "MergeRollupTask").
+//! (docs/semantics.md, "MergeRollupTask").
 //!
 //! # Contract
 //! - Candidates: visible, non-empty segments not tagged `shouldNotMerge` that no IN_PROGRESS

@@ -1,4 +1,4 @@
-//! Task generators: one pure planner per task type (DESIGN §3–5, reference semantics).
+//! Task generators: one pure planner per task type (docs/semantics.md).
 //!
 //! A generator decides what a run does. It is a pure function of a [`GeneratorInput`] — the
 //! validated config, the source and destination catalogs with their lineage, stored watermarks,

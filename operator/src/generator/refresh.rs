@@ -18,7 +18,7 @@
 //!   them to decide upsert validity; for a delete, they (with the rewrites' inputs, whose
 //!   newest rows their rewrite keeps) hold the newer rows that condemn it. The lineage entry
 //!   of each subtask read-locks its context, so no other run removes a newer version of a key
-//!   while an older one is being dropped (issue 12, item 5); see [`crate::lineage`].
+//!   while an older one is being dropped ; see [`crate::lineage`].
 //! - A segment another subtask of the run replaces is not context: the worker breaks ties of
 //!   equal comparison values by the order of its inputs and context, so two subtasks reading
 //!   each other's input could each drop their copy of a key.

@@ -1,5 +1,5 @@
 //! RealtimeToOfflineSegmentsTask and SegmentImportTask: move a REALTIME table into an OFFLINE
-//! table window by window (reference "RealtimeToOfflineSegmentsTask", "SegmentImportTask").
+//! table window by window (docs/semantics.md, "RealtimeToOfflineSegmentsTask", "SegmentImportTask").
 //!
 //! # Contract
 //! - Windows are `[watermark + k·bucket, … + bucket)`; a window is processed only once its end

@@ -1,4 +1,4 @@
-//! One subtask attempt as a `batch/v1` Job (issue 5, item 2): [`build`] turns a
+//! One subtask attempt as a `batch/v1` Job: [`build`] turns a
 //! [`LaunchRequest`], the chart's [`WorkerDefaults`] and the owning TaskRun into the Job
 //! object; [`job_state`] reads a Job's status back as a [`JobState`]. Both are pure.
 //!

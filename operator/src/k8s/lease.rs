@@ -1,4 +1,4 @@
-//! Leader election over a `coordination.k8s.io/v1` Lease (issue 5, item 3): only the
+//! Leader election over a `coordination.k8s.io/v1` Lease: only the
 //! holder schedules and commits.
 //!
 //! [`decide`] is pure: from the Lease as read, who we are and how long we have seen its

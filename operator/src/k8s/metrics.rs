@@ -1,4 +1,4 @@
-//! The operator's Prometheus metrics, registered once (STYLE 11), and how they are fed.
+//! The operator's Prometheus metrics, registered once, and how they are fed.
 //!
 //! Gauges are set from status ([`Metrics::observe`]): watermarks, delay in buckets, next
 //! run time per MinionTaskConfig. Counters of finished TaskRuns and the subtask-duration

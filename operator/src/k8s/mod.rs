@@ -1,4 +1,4 @@
-//! The Kubernetes backend (issue 5): the shared control loop ([`crate::control`]) on the
+//! The Kubernetes backend: the shared control loop ([`crate::control`]) on the
 //! API server.
 //!
 //! - [`job`]: one `batch/v1` Job per subtask attempt (pure builder, status reader);

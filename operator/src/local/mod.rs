@@ -1,5 +1,5 @@
 //! The local backend: the whole system on one machine, driven by the same manifests users
-//! `kubectl apply` (DESIGN §1, issue 4).
+//! `kubectl apply`.
 //!
 //! - Resources are files in a state directory (default `.minion/state`, see [`store`]),
 //!   written by `minion apply` (spec) and by the control loop (status), atomically, so a

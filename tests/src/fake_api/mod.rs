@@ -1,5 +1,5 @@
 //! An in-process fake of the Kubernetes API server, enough for the operator's `kube::Client`
-//! (issue 5, item 6): JSON over HTTP/1.1 on 127.0.0.1, no auth, any resource under
+//! JSON over HTTP/1.1 on 127.0.0.1, no auth, any resource under
 //! `/api/v1/…` and `/apis/<group>/<version>/…`.
 //!
 //! Served: create (POST; 409 `AlreadyExists`), get, list (all namespaces too,
