@@ -509,7 +509,7 @@ fn label(pod: &Pod, k: &str) -> String {
 }
 
 fn manual_name() -> String {
-    minion_operator::scheduling::manual_task_run_name(CONFIG, chrono::Utc::now())
+    minion_operator::schedule::manual_task_run_name(CONFIG, chrono::Utc::now())
 }
 
 /// The import sample set runs through real Jobs: Succeeded, every source row exactly once,
@@ -1240,7 +1240,7 @@ async fn namespace_deleted_mid_run() -> (Scene, String) {
 }
 
 /// A run of a config whose name is long gets Jobs: the operator keeps TaskRun names within
-/// 63 characters (`scheduling::MAX_NAME_LEN`), and a Job name must fit the 63 bytes of the
+/// 63 characters (`schedule::MAX_NAME_LEN`), and a Job name must fit the 63 bytes of the
 /// `batch.kubernetes.io/job-name` label the Job controller puts on its Pods: `job_name`
 /// shortens the name part of `<run>-<uid>-<index>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1249,11 +1249,11 @@ async fn a_run_with_a_63_character_name_gets_its_jobs() {
     let mut scene = Scene::new("longname", Setup::default()).await;
     scene.start_operator("op-a");
     // The name a schedule gives a run of a config named with 47 characters or more.
-    let name = minion_operator::scheduling::task_run_name(
+    let name = minion_operator::schedule::task_run_name(
         &format!("{CONFIG}-{}", "x".repeat(60)),
         chrono::Utc::now(),
     );
-    assert_eq!(name.len(), minion_operator::scheduling::MAX_NAME_LEN);
+    assert_eq!(name.len(), minion_operator::schedule::MAX_NAME_LEN);
     let run = scene.create_run(&name).await;
     // Finished, or the refusal named (today: a JobInvalid Warning Event, then retried forever).
     let runs = scene.runs();

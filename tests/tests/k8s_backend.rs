@@ -20,9 +20,8 @@ use minion_e2e::fake_api::FakeApi;
 use minion_e2e::fake_api::kubelet::finished_status;
 use minion_operator::api::{MinionTaskConfig, Resource, Table, TaskRun, parse_manifests};
 use minion_operator::catalog::{Catalog, app_id, install_crypto_provider};
-use minion_operator::control::{
-    Backend, Controller, ControllerOptions, SystemClock, configs::new_task_run,
-};
+use minion_operator::clock::SystemClock;
+use minion_operator::control::{Backend, Controller, ControllerOptions, configs::new_task_run};
 use minion_operator::demo::{self};
 use minion_operator::inspect::{self, Totals, sums_match};
 use minion_operator::k8s::{KubeBackend, Watches, WorkerDefaults, WriteGate};
@@ -411,7 +410,7 @@ async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted
     let backend = env.backend();
     let run = env.run_import(&backend, "events-import-manual-2").await;
     assert_eq!(run["status"]["phase"], "Failed", "{run:#}");
-    assert_eq!(run["status"]["reason"], "CorruptInput", "{run:#}");
+    assert_eq!(run["status"]["reason"], "CorruptSegment", "{run:#}");
     let warnings: Vec<Value> = env
         .events_of("events-import-manual-2")
         .into_iter()

@@ -121,7 +121,7 @@ async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_
     env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
     let tr = env.task_run(&failed);
     assert_eq!(tr["status"]["phase"], "Failed", "{tr:#}");
-    assert_eq!(tr["status"]["reason"], "CorruptInput", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "CorruptSegment", "{tr:#}");
     let table: serde_json::Value =
         serde_json::from_str(&env.ok(&["get", "tbl", "events-offline", "-o", "json"])).unwrap();
     let lineage = table["status"]["lineage"].as_array().unwrap();
@@ -140,7 +140,7 @@ async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_
     }
     let described = env.ok(&["describe", "tr", &failed]);
     assert!(
-        described.contains("CorruptInput") && described.contains("SubtaskFailed"),
+        described.contains("CorruptSegment") && described.contains("SubtaskFailed"),
         "{described}"
     );
 

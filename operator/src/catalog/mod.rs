@@ -42,6 +42,8 @@ use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
 use minion_contract::{ColumnType, SegmentRef, TableSchema, TimeUnit};
 use url::Url;
 
+use crate::clock::{Clock, SystemClock};
+
 pub use cleanup::{CleanupReport, UNREFERENCED_MIN_AGE_MS};
 pub use commit::{AppTxn, CommitOutcome, Replacement};
 pub use error::{CatalogError, Result};
@@ -131,21 +133,6 @@ pub mod app_id {
     /// The run identity of one subtask's commit (committed with version 1).
     pub fn subtask(namespace: &str, task_run: &str, subtask: u32) -> String {
         format!("minion.dev/{namespace}/{task_run}/{subtask}")
-    }
-}
-
-/// Wall-clock time in epoch milliseconds, injected so tests control deletion timestamps.
-pub trait Clock: Send + Sync {
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
     }
 }
 

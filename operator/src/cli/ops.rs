@@ -9,10 +9,11 @@ use chrono::Utc;
 use super::table_fmt::{render, time_ms};
 use super::{CliError, Output};
 use crate::api::{MinionTaskConfig, TaskRun};
+use crate::clock::SystemClock;
 use crate::control::gather::{self, Catalogs};
-use crate::control::{Backend, Created, SystemClock, configs};
+use crate::control::{Backend, Created, configs};
 use crate::local::LocalBackend;
-use crate::scheduling::manual_task_run_name;
+use crate::schedule::manual_task_run_name;
 
 fn backend(state: &Path) -> LocalBackend {
     // These commands start no job: the worker program is never used.

@@ -17,7 +17,8 @@ use chrono::Utc;
 
 use super::CliError;
 use crate::api::{TaskRun, TaskRunPhase};
-use crate::control::{Backend, Controller, ControllerOptions, Created, SystemClock, gather};
+use crate::clock::SystemClock;
+use crate::control::{Backend, Controller, ControllerOptions, Created, gather};
 use crate::generator::file_ingestion::format_of;
 use crate::local::LocalBackend;
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::CliError;
-use crate::control::{Clock, Controller, ControllerOptions, OffsetClock, SystemClock};
+use crate::clock::{Clock, OffsetClock, SystemClock};
+use crate::control::{Controller, ControllerOptions};
 use crate::local::LocalBackend;
 
 /// `minion local up`.

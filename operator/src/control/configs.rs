@@ -22,7 +22,7 @@ use crate::api::{
     TaskRunPhase, TaskRunSpec, WatermarkStatus,
 };
 use crate::model::{TaskConfig, TaskSpec};
-use crate::scheduling::{ScheduleDecision, ScheduleState, decide, task_run_name};
+use crate::schedule::{ScheduleDecision, ScheduleState, decide, task_run_name};
 
 /// The schedule decision of a valid config at `now`, or `None` without a schedule.
 pub fn schedule_decision(

@@ -14,7 +14,7 @@
 //!
 //! Deciding is pure where it can be: [`taskrun::next_step`] picks the next step of a run from
 //! its status and observed facts, [`configs::schedule_decision`] wraps
-//! [`crate::scheduling::decide`]. The acting code ([`Controller`]) is thin: it gathers facts,
+//! [`crate::schedule::decide`]. The acting code ([`Controller`]) is thin: it gathers facts,
 //! performs one step, writes status, and records Events.
 //!
 //! # Decisions
@@ -48,45 +48,11 @@ use crate::api::{
     MinionTaskConfig, MinionTaskConfigStatus, Table, TableStatus, TaskRun, TaskRunStatus,
 };
 
+use crate::clock::Clock;
 pub use controller::{Controller, ControllerOptions, TickReport};
 
 /// A boxed future, so [`Backend`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Wall-clock time, injected so tests control it.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system clock.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// The system clock shifted so that it read `at` when created (time still passes).
-#[derive(Clone, Copy, Debug)]
-pub struct OffsetClock {
-    offset: chrono::Duration,
-}
-
-impl OffsetClock {
-    pub fn starting_at(at: DateTime<Utc>) -> Self {
-        OffsetClock {
-            offset: at - Utc::now(),
-        }
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now() + self.offset
-    }
-}
 
 /// The resource an Event is about.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,7 +24,8 @@ use minion_contract::TimeWindow;
 
 use crate::api::{self, Resource, TaskRunPhase};
 use crate::catalog::{Catalog, install_crypto_provider};
-use crate::control::{Backend, Controller, ControllerOptions, OffsetClock, configs, gather};
+use crate::clock::OffsetClock;
+use crate::control::{Backend, Controller, ControllerOptions, configs, gather};
 use crate::generator::DEFAULT_WATERMARK;
 use crate::inspect::{self, Totals, sums_match};
 use crate::local::LocalBackend;

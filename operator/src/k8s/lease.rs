@@ -27,7 +27,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, ObjectMeta, PostParams};
 
-use crate::control::Clock;
+use crate::clock::Clock;
 
 /// What to do with the Lease this round.
 #[derive(Clone, Debug, PartialEq, Eq)]

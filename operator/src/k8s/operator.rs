@@ -28,7 +28,8 @@ use super::gate::WriteGate;
 use super::job::{JobError, WorkerDefaults};
 use super::lease::{LeaderElector, LeaseConfig};
 use super::metrics::Metrics;
-use crate::control::{Backend, Clock, Controller, ControllerOptions, SystemClock};
+use crate::clock::{Clock, SystemClock};
+use crate::control::{Backend, Controller, ControllerOptions};
 
 /// How the process runs.
 #[derive(Clone, Debug)]

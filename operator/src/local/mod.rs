@@ -21,9 +21,10 @@ use std::sync::{Arc, Mutex};
 use crate::api::{
     MinionTaskConfig, MinionTaskConfigStatus, Table, TableStatus, TaskRun, TaskRunStatus,
 };
+use crate::clock::Clock;
 use crate::control::configs::stamp_creation;
 use crate::control::{
-    Backend, BackendError, BoxFuture, Clock, Created, Event, JobState, LaunchRequest, name_of,
+    Backend, BackendError, BoxFuture, Created, Event, JobState, LaunchRequest, name_of,
     namespace_of,
 };
 
