@@ -13,7 +13,7 @@
 //!   its Parquet footer holds its listed rows.
 //!
 //! [`check_manifest`] is the pure part; [`check`] adds the reads of the outputs. A refusal
-//! fails the attempt (retried, then reverted) with reason [`REFUSED`]; nothing is committed.
+//! fails the attempt (retried, then reverted) with reason [`Reason::CommitRefused`](crate::control::Reason::CommitRefused); nothing is committed.
 
 use std::collections::BTreeSet;
 
@@ -22,9 +22,6 @@ use minion_worker::WorkerError;
 use object_store::ObjectStoreExt;
 
 use crate::generator::PlannedSubtask;
-
-/// Reason of an attempt the gate refused (conditions, Events, metrics).
-pub const REFUSED: &str = "CommitRefused";
 
 /// Why the gate did not let a manifest through.
 #[derive(Debug, thiserror::Error)]

@@ -122,6 +122,17 @@ async fn a_failing_subtask_is_reverted_with_the_workers_reason_and_the_next_run_
     let tr = env.task_run(&failed);
     assert_eq!(tr["status"]["phase"], "Failed", "{tr:#}");
     assert_eq!(tr["status"]["reason"], "CorruptSegment", "{tr:#}");
+    // The subtask carries its reason typed, its message without it.
+    let subtasks = tr["status"]["subtasks"].as_array().unwrap();
+    let failed_subtask = subtasks
+        .iter()
+        .find(|s| s["reason"] == "CorruptSegment")
+        .unwrap_or_else(|| panic!("no subtask with reason CorruptSegment: {tr:#}"));
+    let message = failed_subtask["message"].as_str().unwrap();
+    assert!(
+        !message.starts_with("CorruptSegment") && message.contains(".parquet"),
+        "{message}"
+    );
     let table: serde_json::Value =
         serde_json::from_str(&env.ok(&["get", "tbl", "events-offline", "-o", "json"])).unwrap();
     let lineage = table["status"]["lineage"].as_array().unwrap();

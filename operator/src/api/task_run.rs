@@ -190,6 +190,10 @@ pub struct SubtaskStatus {
     /// Where the subtask spec was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_uri: Option<String>,
+    /// Machine-readable reason of the last failed attempt (e.g. WorkerLost, CorruptSegment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What went wrong in the last failed attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -295,7 +295,11 @@ pub(crate) fn describe(
                         t.outputs.to_string(),
                         t.input_rows.to_string(),
                         t.output_rows.to_string(),
-                        t.message.clone().unwrap_or_default(),
+                        [t.reason.as_deref(), t.message.as_deref()]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(": "),
                     ]
                 })
                 .collect();

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 
 use super::gather::{self, Catalogs};
 use super::{
-    Backend, ControlError, Created, Event, EventType, ObjectRef, created_at, k8s_time, name_of,
-    namespace_of,
+    Backend, ControlError, Created, Event, EventType, ObjectRef, Reason, created_at, k8s_time,
+    name_of, namespace_of,
 };
 use crate::api::condition::{READY, SCHEDULE_VALID, SUSPENDED, find_condition, set_condition};
 use crate::api::task_config::{MAX_ACTIVE_RUNS, MAX_NEXT_SCHEDULE_TIMES};
@@ -192,14 +192,14 @@ pub async fn reconcile(
         ),
         None => {
             let (reason, message) = match &cfg.spec.schedule {
-                Some(s) => ("Valid", format!("schedule {s:?} parses")),
-                None => ("NoSchedule", "runs start only on demand".to_string()),
+                Some(s) => (Reason::Valid, format!("schedule {s:?} parses")),
+                None => (Reason::NoSchedule, "runs start only on demand".to_string()),
             };
             set_condition(
                 c,
                 SCHEDULE_VALID,
                 ConditionStatus::True,
-                reason,
+                reason.as_str(),
                 message,
                 generation,
                 now,
@@ -207,15 +207,18 @@ pub async fn reconcile(
         }
     };
     let (reason, message) = if cfg.spec.suspend {
-        ("Suspended", "spec.suspend is true: no new scheduled runs")
+        (
+            Reason::Suspended,
+            "spec.suspend is true: no new scheduled runs",
+        )
     } else {
-        ("Active", "scheduled runs start when due")
+        (Reason::Active, "scheduled runs start when due")
     };
     set_condition(
         c,
         SUSPENDED,
         cfg.spec.suspend.into(),
-        reason,
+        reason.as_str(),
         message,
         generation,
         now,
@@ -251,7 +254,7 @@ pub async fn reconcile(
                 c,
                 READY,
                 ConditionStatus::True,
-                "Valid",
+                Reason::Valid.as_str(),
                 "the config is valid and its tables exist",
                 generation,
                 now,
@@ -263,7 +266,7 @@ pub async fn reconcile(
                         .record_event(&Event {
                             object: ObjectRef::new("MinionTaskConfig", &namespace, &name),
                             type_: EventType::Warning,
-                            reason: "MissedSchedule".into(),
+                            reason: Reason::MissedSchedule.into(),
                             message: format!(
                                 "{} fire time(s) of {:?} were missed and will not run (missedRunPolicy {:?})",
                                 d.missed,
@@ -287,7 +290,7 @@ pub async fn reconcile(
                             .record_event(&Event {
                                 object: ObjectRef::new("MinionTaskConfig", &namespace, &name),
                                 type_: EventType::Normal,
-                                reason: "Scheduled".into(),
+                                reason: Reason::Scheduled.into(),
                                 message: format!("created TaskRun {run_name} for {t}"),
                                 time: now,
                             })

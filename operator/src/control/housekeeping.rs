@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use super::gather::{self, Catalogs};
 use super::protocol;
 use super::tables::{delete_unreferenced_lists, store_lineage};
-use super::{Backend, ControlError, Event, EventType, ObjectRef, name_of, namespace_of};
+use super::{Backend, ControlError, Event, EventType, ObjectRef, Reason, name_of, namespace_of};
 use crate::api::{Table, TaskRun};
 use crate::catalog::{CleanupReport, app_id};
 use crate::lineage::{DEFAULT_HISTORY_LIMIT, Lineage, LineageState, STALE_AFTER_MS};
@@ -201,7 +201,7 @@ pub async fn housekeep(
         let event = Event {
             object: ObjectRef::new("Table", &namespace, &name),
             type_: EventType::Normal,
-            reason: "CleanedUp".into(),
+            reason: Reason::CleanedUp.into(),
             message: done.summary(),
             time: now,
         };

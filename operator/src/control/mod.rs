@@ -33,6 +33,7 @@ pub mod gather;
 pub mod housekeeping;
 pub mod inputs;
 pub mod protocol;
+pub mod reason;
 mod runstep;
 mod subtasks;
 pub mod tables;
@@ -50,6 +51,7 @@ use crate::api::{
 
 use crate::clock::Clock;
 pub use controller::{Controller, ControllerOptions, TickReport};
+pub use reason::Reason;
 
 /// A boxed future, so [`Backend`] stays object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -18,7 +18,7 @@ use super::protocol;
 use super::subtasks::{act, execution, run_context, run_state, save_lineage};
 use super::taskrun::{self, Facts, RunSettings, Step};
 use super::{
-    Backend, ControlError, Event, EventType, ObjectRef, created_at, name_of, namespace_of,
+    Backend, ControlError, Event, EventType, ObjectRef, Reason, created_at, name_of, namespace_of,
 };
 use crate::api::condition::{COMPLETE, FAILED, PROGRESSING, set_condition};
 use crate::api::task_run::MAX_SUBTASK_DETAIL;
@@ -112,6 +112,19 @@ pub fn bounded_detail(subtasks: &[SubtaskStatus]) -> Vec<SubtaskStatus> {
 
 impl StepCtx<'_> {
     pub(super) async fn event(
+        &self,
+        run: &Run<'_>,
+        type_: EventType,
+        reason: Reason,
+        message: String,
+    ) {
+        self.event_passing(run, type_, reason.as_str(), message)
+            .await
+    }
+
+    /// An Event whose reason is passed through from elsewhere (a worker's failure reason, a
+    /// generator's skip reason, an error's reason).
+    pub(super) async fn event_passing(
         &self,
         run: &Run<'_>,
         type_: EventType,
@@ -398,7 +411,7 @@ async fn admit(
     ctx.event(
         run,
         EventType::Normal,
-        "Planning",
+        Reason::Planning,
         "planning the run".into(),
     )
     .await;
@@ -409,7 +422,7 @@ async fn admit(
 async fn replace(ctx: &mut StepCtx<'_>, other: &TaskRun, by: &str) -> Result<(), ControlError> {
     let abort = Step::Abort {
         phase: TaskRunPhase::Failed,
-        reason: "ReplacedByNewerRun".into(),
+        reason: Reason::ReplacedByNewerRun.into(),
         message: format!("replaced by {by} (concurrencyPolicy Replace)"),
     };
     let (_, resolved) = gather::resolve_run(ctx.backend, other).await?;
@@ -535,7 +548,8 @@ async fn plan_run(
         plan.estimated_rows(),
         gather::plan_uri(&dest.uri, &run.dir())
     );
-    ctx.event(run, EventType::Normal, "Running", message).await;
+    ctx.event(run, EventType::Normal, Reason::Running, message)
+        .await;
     Ok(())
 }
 
@@ -573,10 +587,10 @@ pub(super) async fn finish(
         _ => EventType::Warning,
     };
     let reason_text = match phase {
-        TaskRunPhase::Succeeded => "Succeeded".to_string(),
+        TaskRunPhase::Succeeded => Reason::Succeeded.into(),
         _ => reason.clone(),
     };
-    ctx.event(
+    ctx.event_passing(
         run,
         type_,
         &reason_text,

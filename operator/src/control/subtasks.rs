@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 
 use minion_contract::{Outcome, SubtaskSpec};
 
+use super::Reason;
 use super::gather::{self, Resolved};
 use super::protocol::{self, FinishedSubtask, Reverted, RunContext, RunState};
 use super::runstep::{Run, StepCtx, finish};
 use super::tables::{delete_unreferenced_lists, store_lineage, summarize};
-use super::taskrun::{Step, subtask_message};
+use super::taskrun::Step;
 use super::{ControlError, EventType, LaunchRequest};
 use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
 use crate::commit_gate::{self, GateError};
@@ -166,19 +167,20 @@ pub(super) async fn act(
             s.job = Some(job.clone());
             s.spec_uri = Some(spec_uri);
             s.start_time = Some(ctx.now);
+            s.reason = None;
             s.message = None;
             ctx.save(run).await?;
             let message = format!("subtask {index} attempt {attempt}: started job {job}");
-            ctx.event(run, EventType::Normal, "SubtaskStarted", message)
+            ctx.event(run, EventType::Normal, Reason::SubtaskStarted, message)
                 .await;
         }
         Step::Collect { index } => {
             let attempts = subtask_mut(&mut run.status, *index).attempts;
             let manifest = if planned(*index)?.needs_worker() {
                 let spec = spec_of(*index, attempts)?;
-                let failed = |reason: &str, message: String| Step::AttemptFailed {
+                let failed = |reason: String, message: String| Step::AttemptFailed {
                     index: *index,
-                    reason: reason.into(),
+                    reason,
                     message,
                     retry: attempts < exec.max_attempts,
                     kill: false,
@@ -186,12 +188,14 @@ pub(super) async fn act(
                 let m = match protocol::read_manifest(&spec).await {
                     Ok(m) if m.outcome == Outcome::Succeeded => m,
                     Ok(m) => {
-                        let reason = m.reason.map_or("WorkerFailed", |r| r.as_str());
+                        let reason = m
+                            .reason
+                            .map_or(Reason::WorkerFailed.into(), |r| r.as_str().to_string());
                         let step = failed(reason, m.message.unwrap_or_default());
                         return Box::pin(act(ctx, run, resolved, plan, &step)).await;
                     }
                     Err(message) => {
-                        let step = failed("ManifestMissing", message);
+                        let step = failed(Reason::ManifestMissing.into(), message);
                         return Box::pin(act(ctx, run, resolved, plan, &step)).await;
                     }
                 };
@@ -199,7 +203,7 @@ pub(super) async fn act(
                 match commit_gate::check(planned(*index)?, &spec, &m).await {
                     Ok(()) => Some(m),
                     Err(GateError::Refused(message)) => {
-                        let step = failed(commit_gate::REFUSED, message);
+                        let step = failed(Reason::CommitRefused.into(), message);
                         return Box::pin(act(ctx, run, resolved, plan, &step)).await;
                     }
                     Err(e @ GateError::Store(_)) => {
@@ -248,9 +252,9 @@ pub(super) async fn act(
             }
             ctx.save(run).await?;
             let (reason, verb) = if now_committed.contains(index) {
-                ("SubtaskCommitted", "committed".to_string())
+                (Reason::SubtaskCommitted, "committed".to_string())
             } else {
-                ("SubtaskSucceeded", "staged".to_string())
+                (Reason::SubtaskSucceeded, "staged".to_string())
             };
             let message = format!(
                 "subtask {index}: {rows_in} rows in, {rows_out} rows out in {outputs} segment(s), {verb}"
@@ -260,7 +264,7 @@ pub(super) async fn act(
             if !others.is_empty() {
                 let message =
                     format!("staged subtask(s) {others:?} committed after subtask {index}");
-                ctx.event(run, EventType::Normal, "SubtaskCommitted", message)
+                ctx.event(run, EventType::Normal, Reason::SubtaskCommitted, message)
                     .await;
             }
         }
@@ -288,17 +292,18 @@ pub(super) async fn act(
                     message = msg;
                 }
             }
-            let text = subtask_message(&reason, &message);
+            let text = format!("{reason}: {message}");
             if *retry {
                 let st = subtask_mut(&mut run.status, *index);
                 st.state = SubtaskState::Pending;
-                st.message = Some(text.clone());
+                st.reason = Some(reason.clone());
+                st.message = Some(message.clone());
                 ctx.save(run).await?;
                 let m = format!(
                     "subtask {index} attempt {} failed, retrying: {text}",
                     s.attempts
                 );
-                ctx.event(run, EventType::Warning, "SubtaskRetrying", m)
+                ctx.event(run, EventType::Warning, Reason::SubtaskRetrying, m)
                     .await;
             } else {
                 let mut state = run_state(ctx, resolved, plan).await?;
@@ -316,18 +321,20 @@ pub(super) async fn act(
                     st.state = SubtaskState::Committed;
                     ctx.save(run).await?;
                     let m = format!("subtask {index}: its commit is in the log, kept");
-                    ctx.event(run, EventType::Normal, "SubtaskCommitted", m)
+                    ctx.event(run, EventType::Normal, Reason::SubtaskCommitted, m)
                         .await;
                     return Ok(());
                 }
                 st.state = SubtaskState::Reverted;
-                st.message = Some(text.clone());
+                st.reason = Some(reason.clone());
+                st.message = Some(message.clone());
                 ctx.save(run).await?;
                 let m = format!(
                     "subtask {index} failed after {} attempt(s), reverted: {text}",
                     s.attempts
                 );
-                ctx.event(run, EventType::Warning, "SubtaskFailed", m).await;
+                ctx.event(run, EventType::Warning, Reason::SubtaskFailed, m)
+                    .await;
             }
         }
         Step::Abort {
@@ -340,7 +347,7 @@ pub(super) async fn act(
             let rctx = run_context(run, resolved);
             ctx.backend.check_write("abort a run")?;
             let catalog = ctx.catalogs.get(dest).await?;
-            let text = subtask_message(reason, message);
+            let text = format!("{reason}: {message}");
             let mut kept = BTreeSet::new();
             // Every subtask of the plan: a run aborted while Planning has none in its status
             // yet, but may have opened their lineage.
@@ -377,7 +384,8 @@ pub(super) async fn act(
                     s.state = SubtaskState::Committed;
                 } else if s.state != SubtaskState::Committed && s.state != SubtaskState::Reverted {
                     s.state = SubtaskState::Reverted;
-                    s.message = Some(text.clone());
+                    s.reason = Some(reason.clone());
+                    s.message = Some(message.clone());
                     s.completion_time = Some(ctx.now);
                 }
             }
@@ -420,7 +428,7 @@ pub(super) async fn act(
             if let Some((index, message)) = refused {
                 let abort = Step::Abort {
                     phase: TaskRunPhase::Failed,
-                    reason: commit_gate::REFUSED.into(),
+                    reason: Reason::CommitRefused.into(),
                     message: format!("subtask {index}: {message}"),
                 };
                 return Box::pin(act(ctx, run, resolved, plan, &abort)).await;
@@ -436,7 +444,7 @@ pub(super) async fn act(
                 "{} subtask(s) committed in one commit",
                 run.status.subtasks.len()
             );
-            ctx.event(run, EventType::Normal, "Committed", message)
+            ctx.event(run, EventType::Normal, Reason::Committed, message)
                 .await;
         }
         _ => {}

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 
 use super::gather::{self, Catalogs};
-use super::{Backend, ControlError, Event, EventType, ObjectRef, name_of, namespace_of};
+use super::{Backend, ControlError, Event, EventType, ObjectRef, Reason, name_of, namespace_of};
 use crate::api::condition::{READY, set_condition};
 use crate::api::table::MAX_ENDED_LINEAGE_ENTRIES;
 use crate::api::{ConditionStatus, Table, TableStatus};
@@ -237,7 +237,7 @@ pub async fn reconcile(
     let ready = match validate::table(table) {
         Err(e) => Err((e.reason(), e.to_string())),
         Ok(def) => match backend.storage_options(table).await {
-            Err(e) => Err(("StorageSecretUnavailable", e.to_string())),
+            Err(e) => Err((Reason::StorageSecretUnavailable.as_str(), e.to_string())),
             Ok(options) => {
                 if let Some(options) = options
                     && crate::storage::register(&def.uri, &options)
@@ -260,7 +260,7 @@ pub async fn reconcile(
             &mut status.conditions,
             READY,
             ConditionStatus::True,
-            "CatalogReady",
+            Reason::CatalogReady.as_str(),
             "the catalog is readable",
             generation,
             now,

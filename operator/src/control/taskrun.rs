@@ -3,8 +3,8 @@
 //!
 //! Phases: `Pending → Planning → Running → Committing → Succeeded | Failed | TimedOut |
 //! Skipped`. A run is never stuck in a phase: `runTimeout` (from `start_time`, set when the run
-//! is admitted) bounds Planning ([`REASON_PLANNING_TIMEOUT`], naming the last planning error)
-//! as it bounds Running ([`REASON_RUN_TIMEOUT`]). Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
+//! is admitted) bounds Planning ([`Reason::PlanningTimedOut`], naming the last planning error)
+//! as it bounds Running ([`Reason::RunTimeout`]). Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
 //! Reverted)`; a failed attempt with attempts left goes back to `Pending` with its attempt
 //! count kept, so the next launch uses `attempts + 1`.
 //!
@@ -15,22 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use minion_contract::EXIT_BAD_INPUT;
 
-use super::JobState;
+use super::{JobState, Reason};
 use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
 use crate::generator::CommitMode;
-
-/// Reason of an attempt that exited with a failure.
-pub const REASON_WORKER_FAILED: &str = "WorkerFailed";
-/// Reason of an attempt whose job vanished (process killed, Job deleted).
-pub const REASON_WORKER_LOST: &str = "WorkerLost";
-/// Reason of an attempt past `subtaskTimeout`.
-pub const REASON_SUBTASK_TIMEOUT: &str = "SubtaskTimeout";
-/// Reason of a run past `runTimeout`.
-pub const REASON_RUN_TIMEOUT: &str = "RunTimeout";
-/// Reason of a run still in Planning past `runTimeout` (planning kept failing).
-pub const REASON_PLANNING_TIMEOUT: &str = "PlanningTimedOut";
-/// Reason of an all-or-none run aborted because one subtask failed.
-pub const REASON_SUBTASK_FAILED: &str = "SubtaskFailed";
 
 /// Settings of a planned run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,17 +119,15 @@ pub fn job_name(run_key: &str, index: u32, attempt: u32) -> String {
     format!("{short}{uid}{suffix}")
 }
 
-/// A subtask message carries its reason first: `Reason: detail`.
-pub fn subtask_message(reason: &str, message: &str) -> String {
-    format!("{reason}: {message}")
-}
-
-/// The reason part of a [`subtask_message`].
-pub fn reason_of(message: &str) -> &str {
-    match message.split_once(": ") {
-        Some((r, _)) if !r.is_empty() && !r.contains(' ') => r,
-        _ => REASON_SUBTASK_FAILED,
-    }
+/// The reason and message of a failed subtask, as `Reason: message` for runs and Events.
+pub fn subtask_failure(s: &SubtaskStatus) -> (String, String) {
+    let reason = s
+        .reason
+        .clone()
+        .unwrap_or_else(|| Reason::SubtaskFailed.into());
+    let message = s.message.clone().unwrap_or_default();
+    let text = format!("{reason}: {message}");
+    (reason, text)
 }
 
 /// Decides the next step of a run.
@@ -182,7 +167,7 @@ fn planning(status: &TaskRunStatus, facts: &Facts) -> Step {
     };
     Step::Abort {
         phase: TaskRunPhase::TimedOut,
-        reason: REASON_PLANNING_TIMEOUT.into(),
+        reason: Reason::PlanningTimedOut.into(),
         message: format!(
             "the run was still planning after its runTimeout of {}s{last}",
             limit / 1000
@@ -197,7 +182,7 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
     if past(status.start_time, settings.run_timeout_ms, now) {
         return Step::Abort {
             phase: TaskRunPhase::TimedOut,
-            reason: REASON_RUN_TIMEOUT.into(),
+            reason: Reason::RunTimeout.into(),
             message: format!(
                 "the run took longer than its runTimeout of {}s",
                 settings.run_timeout_ms / 1000
@@ -210,19 +195,20 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
         .filter(|s| s.state == SubtaskState::Running)
     {
         let retry = s.attempts < settings.max_attempts;
-        let failed = |reason: &str, message: String, retry: bool, kill: bool| Step::AttemptFailed {
-            index: s.index,
-            reason: reason.to_string(),
-            message,
-            retry,
-            kill,
-        };
+        let failed =
+            |reason: Reason, message: String, retry: bool, kill: bool| Step::AttemptFailed {
+                index: s.index,
+                reason: reason.into(),
+                message,
+                retry,
+                kill,
+            };
         match facts.jobs.get(&s.index) {
             Some(JobState::Succeeded) => return Step::Collect { index: s.index },
             Some(JobState::Failed { exit_code, message }) => {
                 let permanent = *exit_code == Some(EXIT_BAD_INPUT);
                 return failed(
-                    REASON_WORKER_FAILED,
+                    Reason::WorkerFailed,
                     message.clone(),
                     retry && !permanent,
                     false,
@@ -230,7 +216,7 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
             }
             Some(JobState::Missing) => {
                 return failed(
-                    REASON_WORKER_LOST,
+                    Reason::WorkerLost,
                     format!(
                         "job {} of attempt {} disappeared",
                         s.job.as_deref().unwrap_or("?"),
@@ -243,7 +229,7 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
             Some(JobState::Pending | JobState::Running) | None => {
                 if past(s.start_time, settings.subtask_timeout_ms, now) {
                     return failed(
-                        REASON_SUBTASK_TIMEOUT,
+                        Reason::SubtaskTimeout,
                         format!(
                             "attempt {} took longer than subtaskTimeout of {}s",
                             s.attempts,
@@ -262,10 +248,10 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
             .iter()
             .find(|s| s.state == SubtaskState::Reverted)
     {
-        let message = failed.message.clone().unwrap_or_default();
+        let (reason, message) = subtask_failure(failed);
         return Step::Abort {
             phase: TaskRunPhase::Failed,
-            reason: reason_of(&message).to_string(),
+            reason,
             message: format!(
                 "subtask {} failed, so the all-or-none run is reverted: {message}",
                 failed.index
@@ -293,10 +279,10 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
                 .iter()
                 .find(|s| s.index == r)
                 .expect("a reverted subtask");
-            let message = failed.message.clone().unwrap_or_default();
+            let (reason, message) = subtask_failure(failed);
             return Step::Abort {
                 phase: TaskRunPhase::Failed,
-                reason: reason_of(&message).to_string(),
+                reason,
                 message: format!(
                     "window subtask {r} failed, so the later windows are reverted (the next run plans them again): {message}"
                 ),
@@ -353,11 +339,11 @@ fn committing(status: &TaskRunStatus, settings: Option<&RunSettings>) -> Step {
     match reverted {
         None => Step::Finish {
             phase: TaskRunPhase::Succeeded,
-            reason: "Completed".into(),
+            reason: Reason::Completed.into(),
             message: format!("{} subtask(s) committed", status.subtasks.len()),
         },
         Some(s) => {
-            let message = s.message.clone().unwrap_or_default();
+            let (reason, message) = subtask_failure(s);
             let failed = status
                 .subtasks
                 .iter()
@@ -365,7 +351,7 @@ fn committing(status: &TaskRunStatus, settings: Option<&RunSettings>) -> Step {
                 .count();
             Step::Finish {
                 phase: TaskRunPhase::Failed,
-                reason: reason_of(&message).to_string(),
+                reason,
                 message: format!(
                     "{failed} of {} subtask(s) failed and were reverted; subtask {}: {message}",
                     status.subtasks.len(),
@@ -481,7 +467,7 @@ mod tests {
             panic!("{step:?}");
         };
         assert_eq!(*phase, TaskRunPhase::TimedOut);
-        assert_eq!(reason, REASON_PLANNING_TIMEOUT);
+        assert_eq!(*reason, Reason::PlanningTimedOut);
         assert!(message.contains("runTimeout of 3600s"), "{message}");
         assert!(
             message.ends_with("last error: BackendUnavailable: apply status of Table default/t: etcdserver: request is too large"),
@@ -608,7 +594,7 @@ mod tests {
             &facts(1, CommitMode::PerSubtask, &[(0, JobState::Missing)]),
         );
         assert!(
-            matches!(&step, Step::AttemptFailed { reason, retry: true, kill: false, .. } if reason == REASON_WORKER_LOST),
+            matches!(&step, Step::AttemptFailed { reason, retry: true, kill: false, .. } if *reason == Reason::WorkerLost),
             "{step:?}"
         );
     }
@@ -622,7 +608,7 @@ mod tests {
             &facts(11, CommitMode::PerSubtask, &[(0, JobState::Running)]),
         );
         assert!(
-            matches!(&step, Step::AttemptFailed { reason, kill: true, .. } if reason == REASON_SUBTASK_TIMEOUT),
+            matches!(&step, Step::AttemptFailed { reason, kill: true, .. } if *reason == Reason::SubtaskTimeout),
             "{step:?}"
         );
         let step = next_step(
@@ -656,11 +642,12 @@ mod tests {
     #[test]
     fn all_or_none_run_aborts_on_the_first_reverted_subtask_and_commits_once_all_staged() {
         let mut failed = sub(1, SubtaskState::Reverted, 1);
-        failed.message = Some(subtask_message("CorruptInput", "bad file"));
+        failed.reason = Some("CorruptSegment".into());
+        failed.message = Some("bad file".into());
         let s = running(vec![sub(0, SubtaskState::Succeeded, 1), failed]);
         let step = next_step("r", &s, &facts(1, CommitMode::AllOrNone, &[]));
         assert!(
-            matches!(&step, Step::Abort { phase: TaskRunPhase::Failed, reason, .. } if reason == "CorruptInput"),
+            matches!(&step, Step::Abort { phase: TaskRunPhase::Failed, reason, .. } if reason == "CorruptSegment"),
             "{step:?}"
         );
         let s = running(vec![
@@ -677,7 +664,8 @@ mod tests {
     #[test]
     fn committing_run_finishes_failed_with_the_workers_reason_when_a_subtask_was_reverted() {
         let mut failed = sub(1, SubtaskState::Reverted, 2);
-        failed.message = Some(subtask_message("SchemaMismatch", "column x"));
+        failed.reason = Some("SchemaMismatch".into());
+        failed.message = Some("column x".into());
         let mut s = running(vec![sub(0, SubtaskState::Committed, 1), failed]);
         s.phase = TaskRunPhase::Committing;
         let step = next_step("r", &s, &facts(1, CommitMode::PerSubtask, &[]));
@@ -712,6 +700,14 @@ mod tests {
             (s.subtasks_committed, s.subtasks_failed, s.subtasks_running),
             (1, 1, 1)
         );
-        assert_eq!(reason_of("not a reason here"), REASON_SUBTASK_FAILED);
+        let mut unexplained = sub(1, SubtaskState::Reverted, 1);
+        unexplained.message = Some("no reason here".into());
+        assert_eq!(
+            subtask_failure(&unexplained),
+            (
+                "SubtaskFailed".to_string(),
+                "SubtaskFailed: no reason here".to_string()
+            )
+        );
     }
 }

@@ -33,8 +33,8 @@ use crate::api::{
     MinionTaskConfig, MinionTaskConfigStatus, Table, TableStatus, TaskRun, TaskRunStatus,
 };
 use crate::control::{
-    Backend, BackendError, BoxFuture, Created, Event, EventType, JobState, LaunchRequest, name_of,
-    namespace_of,
+    Backend, BackendError, BoxFuture, Created, Event, EventType, JobState, LaunchRequest, Reason,
+    name_of, namespace_of,
 };
 
 /// Field manager of every status write, and the Events' reporting controller.
@@ -425,8 +425,8 @@ impl KubeBackend {
             return;
         };
         let reason = match status.code {
-            403 => "JobForbidden",
-            422 => "JobInvalid",
+            403 => Reason::JobForbidden,
+            422 => Reason::JobInvalid,
             _ => return,
         };
         let event = Event {

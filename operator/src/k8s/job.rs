@@ -78,7 +78,7 @@ impl JobError {
             JobError::DefaultsUnreadable { .. } => "WorkerDefaultsUnreadable",
             JobError::DefaultsInvalid { .. } => "WorkerDefaultsInvalid",
             JobError::OwnerWithoutUid { .. } => "OwnerWithoutUid",
-            JobError::Build { .. } => "JobInvalid",
+            JobError::Build { .. } => crate::control::Reason::JobInvalid.as_str(),
         }
     }
 }
