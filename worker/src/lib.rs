@@ -10,6 +10,7 @@
 //! The worker needs only object-store access; it never talks to Kubernetes.
 
 pub mod error;
+pub mod fault;
 pub mod ingest;
 pub mod ledger;
 pub mod partition;
@@ -30,8 +31,9 @@ pub mod upsert;
 pub mod write;
 
 pub use error::WorkerError;
+pub use fault::Fault;
 pub use minion_contract::{ResultManifest, SubtaskSpec};
-pub use run::{Fault, RunOptions, RunReport, run_subtask, run_subtask_report};
+pub use run::{RunOptions, RunReport, run_subtask, run_subtask_report};
 pub use signal::shutdown_signal;
 pub use upsert::{SegmentValidity, Validity, compute_validity, read_validity};
 

@@ -19,6 +19,7 @@ use minion_contract::{
 };
 
 use crate::error::{Result, WorkerError};
+use crate::fault::{Fault, drop_first_row, repeat_first_row};
 use crate::ledger::{DigestBuilder, DigestStage, Ledger, OrderCheck, OutputCheck};
 use crate::plan::Plan;
 use crate::reduce::Reducer;
@@ -51,16 +52,6 @@ pub struct RunOptions {
     /// A fault to inject, for tests that prove the checks catch it (never set by the binary).
     #[doc(hidden)]
     pub fault: Option<Fault>,
-}
-
-/// Faults tests inject into a run to prove that the worker's checks catch them.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// The sorter emits its first row twice (with the group flags of a true repeat).
-    RepeatSortedRow,
-    /// Dedup drops its first row as a copy although it is not one.
-    DropRowAsCopy,
 }
 
 impl Default for RunOptions {
@@ -324,40 +315,6 @@ impl Pipeline {
         };
         write_all(writer, out, check).await
     }
-}
-
-/// The sorted run with its first row emitted twice ([`Fault::RepeatSortedRow`]).
-fn repeat_first_row(
-    mut sorted: crate::sort::GroupedRun,
-) -> impl Iterator<Item = Result<(RecordBatch, Vec<bool>)>> {
-    let first = sorted.next().map(|r| {
-        let (batch, mut continues) = r?;
-        if batch.num_rows() == 0 {
-            return Ok((batch, continues));
-        }
-        let doubled =
-            arrow::compute::concat_batches(&batch.schema(), &[batch.slice(0, 1), batch.clone()])?;
-        continues.insert(1, true);
-        Ok((doubled, continues))
-    });
-    first.into_iter().chain(sorted)
-}
-
-/// The sorted run without its first row, reported dropped as a copy ([`Fault::DropRowAsCopy`]).
-fn drop_first_row(
-    mut sorted: crate::sort::GroupedRun,
-    report: impl Fn(&RecordBatch),
-) -> impl Iterator<Item = Result<(RecordBatch, Vec<bool>)>> {
-    let first = sorted.next().map(|r| {
-        let (batch, mut continues) = r?;
-        if batch.num_rows() == 0 {
-            return Ok((batch, continues));
-        }
-        report(&batch.slice(0, 1));
-        continues.remove(0);
-        Ok((batch.slice(1, batch.num_rows() - 1), continues))
-    });
-    first.into_iter().chain(sorted)
 }
 
 /// The part of the memory budget the sorter may fill: half of it, and for budgets of 1 GiB
