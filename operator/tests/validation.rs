@@ -1,5 +1,8 @@
 //! Validation of the samples in `config/` and one test per kind of spec error: each error
 //! names the resource, the field path, the bad value and what is allowed.
+//!
+//! Why one long file: one short test per kind of spec error, each reading as an example of
+//! the message a user gets; split by resource they would share the same sample helpers.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

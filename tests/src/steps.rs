@@ -8,6 +8,9 @@
 //!
 //! Workers are found through their job records in the state directory (`jobs/default/`:
 //! pid, spec, run, subtask, attempt) and `/proc`; the signals are sent with `kill(1)`.
+//!
+//! Why one long file: the driver, its kill and fault injection, and the table check after
+//! each step form one loop whose parts only make sense together.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

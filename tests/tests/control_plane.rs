@@ -27,6 +27,10 @@
 //!
 //! Each test has its own namespace, release, Node and lake, so tests may run in parallel; a
 //! failed test keeps its directory (operator and Pod logs) and prints where it is.
+//!
+//! Why one long file: every test shares the control plane, the chart install and the helpers
+//! below, and `scripts/e2e-control-plane.sh` runs the suite as one binary against one started
+//! control plane; the node stand-in and the harness live in `minion_e2e::{node, control_plane}`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -5,6 +5,9 @@
 //! After every step: the Delta table holds exactly the rows of the committed subtasks; at
 //! the end: TaskRun status, Events, the Jobs' owner/labels/security, lineage, watermark and
 //! `count(*)`/`sum()` against the source.
+//!
+//! Why one long file: the tests share the fake API, the simulated Job controller and the
+//! after-every-step table check set up below; each test is one scenario of the same backend.
 
 use minion_e2e::fixtures::{import_samples, realtime_events};
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use minion_contract::{SegmentRef, TimeWindow};
+use minion_e2e::control_plane::wait_for;
 use minion_e2e::fake_api::FakeApi;
 use minion_e2e::fake_api::kubelet::finished_status;
 use minion_operator::api::{MinionTaskConfig, Resource, Table, TaskRun, parse_manifests};
@@ -485,14 +489,35 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
     let op = tokio::spawn(run_with_client(env.api.client(), options, async {
         let _ = stop_rx.await;
     }));
-    // Ready once the caches are filled; the run created after that reaches the idle loop
-    // only through the TaskRun watch.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !http_get(port, "/readyz").await.starts_with("HTTP/1.1 200") {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Ready once the caches are filled; once the loop has reconciled (and found nothing to
+    // do), the run created after that reaches the idle loop only through the TaskRun watch.
+    let every = Duration::from_millis(50);
+    wait_for(
+        "/readyz to answer 200",
+        Duration::from_secs(60),
+        every,
+        async || {
+            http_get(port, "/readyz")
+                .await
+                .starts_with("HTTP/1.1 200")
+                .then_some(())
+        },
+        || "never ready".to_string(),
+    )
+    .await;
+    wait_for(
+        "a first reconcile",
+        Duration::from_secs(60),
+        every,
+        async || {
+            http_get(port, "/metrics")
+                .await
+                .contains("minion_reconcile_total{result=\"ok\"}")
+                .then_some(())
+        },
+        || "the loop never reconciled".to_string(),
+    )
+    .await;
     let backend = env.backend();
     let cfg = backend
         .get_task_config("default", "events-import")
@@ -503,25 +528,25 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         .create_task_run(&new_task_run(&cfg, "events-import-manual-3", None))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let run = env
-            .api
-            .get(TASK_RUNS, "default", "events-import-manual-3")
-            .unwrap();
-        if let Some(phase) = run["status"]["phase"].as_str()
-            && matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Skipped")
-        {
-            assert_eq!(phase, "Succeeded", "{run:#}");
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{run:#}\nmetrics: {}",
-            http_get(port, "/metrics").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let run = wait_for(
+        "the run to end",
+        Duration::from_secs(120),
+        every,
+        async || {
+            let run = env
+                .api
+                .get(TASK_RUNS, "default", "events-import-manual-3")
+                .unwrap();
+            let phase = run["status"]["phase"].as_str().unwrap_or("Pending");
+            matches!(phase, "Succeeded" | "Failed" | "TimedOut" | "Skipped").then_some(run)
+        },
+        || {
+            let run = env.api.get(TASK_RUNS, "default", "events-import-manual-3");
+            format!("{run:#?}")
+        },
+    )
+    .await;
+    assert_eq!(run["status"]["phase"], "Succeeded", "{run:#}");
     let lease = env
         .api
         .get(
@@ -533,14 +558,17 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
     assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
     assert!(http_get(port, "/livez").await.starts_with("HTTP/1.1 200"));
     assert!(http_get(port, "/readyz").await.starts_with("HTTP/1.1 200"));
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        metrics = http_get(port, "/metrics").await;
-        if metrics.contains("minion_taskrun_total{") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let metrics = wait_for(
+        "minion_taskrun_total in /metrics",
+        Duration::from_secs(5),
+        every,
+        async || {
+            let metrics = http_get(port, "/metrics").await;
+            metrics.contains("minion_taskrun_total{").then_some(metrics)
+        },
+        || "no minion_taskrun_total".to_string(),
+    )
+    .await;
     assert!(
         metrics.contains(r#"minion_taskrun_total{type="SegmentImportTask",table="events-offline",result="Succeeded"} 1"#),
         "{metrics}"

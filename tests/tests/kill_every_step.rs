@@ -21,6 +21,10 @@
 //!
 //! Each ends with the exact expected rows, and a second run of the same config adds nothing.
 //! Needs `target/<profile>/minion` (`cargo build -p minion-operator --bins`).
+//!
+//! Why one long file: one scenario per task type over the same step-by-step driver
+//! (`minion_e2e::steps`); each scenario's data and expected rows are its own and read best
+//! beside it.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};

@@ -3,6 +3,9 @@
 //! configs, `minion execute -f` for inline TaskRuns), `minion local up --until-idle`, and the
 //! result checked with `count(*)`/`sum()` and, where keys matter, the rows themselves.
 //! (SegmentImportTask is covered by `local_mode.rs`.)
+//!
+//! Why one long file: one test per task type over the same apply-run-check helpers; each
+//! test's data and checks are its own.
 
 use minion_e2e::fixtures::{Minion, created_run, realtime_events};
 use std::collections::{BTreeMap, BTreeSet};
