@@ -52,6 +52,7 @@ fn table(name: &str, table_type: TableType, segments: Vec<SegmentRef>) -> TableV
             schema: schema(),
             storage_secret: None,
             retention_ms: defaults::APPEND_RETENTION_MS,
+            create: true,
         },
         segments,
         lineage: Lineage::default(),

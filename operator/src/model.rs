@@ -65,6 +65,8 @@ pub struct TableDef {
     pub storage_secret: Option<String>,
     /// How long replaced segments are kept for readers of older snapshots.
     pub retention_ms: i64,
+    /// Whether the operator creates the Delta table when there is none at `uri`.
+    pub create: bool,
 }
 
 /// What happens to fire times missed while the operator was down or the config suspended.

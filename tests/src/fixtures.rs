@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use chrono::Utc;
+use chrono::{DurationRound, Utc};
 use minion_operator::catalog::Catalog;
 use minion_operator::demo::{self, DemoOptions};
 use minion_operator::model::{HOUR_MS, TableDef};
@@ -121,7 +121,11 @@ pub async fn realtime_events(
         partitions: 2,
         segment_period_ms: 6 * HOUR_MS,
         rows_per_segment,
-        now: Utc::now(),
+        // The data ends at the last midnight (UTC), so the windows, segments and subtasks
+        // the tests see do not depend on the time of day they run at.
+        now: Utc::now()
+            .duration_trunc(chrono::TimeDelta::days(1))
+            .unwrap(),
         worker: None,
     };
     let start_ms = demo::write_realtime(def, &mut catalog, &options)

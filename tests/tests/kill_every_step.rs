@@ -102,9 +102,10 @@ fn assert_overtaken(report: &StepReport) {
             .held
             .as_ref()
             .is_some_and(|h| h.overtaken_by.is_some()),
-        "{}: no subtask finished while another was held: {:?}",
+        "{}: no subtask finished while another was held: {:?}; status {:#}",
         report.run,
-        report.held
+        report.held,
+        report.tr["status"]
     );
 }
 

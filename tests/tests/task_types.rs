@@ -629,7 +629,8 @@ async fn purge_drops_matching_rows_and_keeps_every_other_row() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_adds_parquet_csv_and_json_files_as_segments_once() {
     let env = Env::new();
-    env.apply("table-events-realtime.yaml", &[]);
+    // A REALTIME table is created by its writer; here `push` is the writer.
+    env.apply("table-events-realtime.yaml", &[CREATE]);
     let realtime = env.table("table-events-realtime.yaml");
     let input = env.dir.path().join("push");
     std::fs::create_dir_all(&input).unwrap();
@@ -657,4 +658,49 @@ async fn push_adds_parquet_csv_and_json_files_as_segments_once() {
     let out = env.ok(&args);
     assert!(out.contains("nothing to push"), "{out}");
     assert_eq!(totals(&realtime, None).await, t);
+}
+
+/// The edit that lets the operator create a REALTIME table (`spec.create: true`).
+const CREATE: (&str, &str) = (
+    "  tableType: REALTIME\n",
+    "  tableType: REALTIME\n  create: true\n",
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_realtime_table_where_there_is_none_is_not_found_and_not_created() {
+    let env = Env::new();
+    env.apply("table-events-realtime.yaml", &[]);
+    let realtime = env.table("table-events-realtime.yaml");
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    let table: serde_json::Value =
+        serde_json::from_str(&env.ok(&["get", "tbl", "events-realtime", "-o", "json"])).unwrap();
+    let ready = table["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .unwrap_or_else(|| panic!("no Ready condition: {table:#}"));
+    assert_eq!(ready["status"], "False", "{table:#}");
+    assert_eq!(ready["reason"], "TableNotFound", "{table:#}");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains(&realtime.uri) && message.contains("spec.create: true"),
+        "{message}"
+    );
+    // Nothing was written where the Table points.
+    let root = PathBuf::from(realtime.uri.trim_start_matches("file://"));
+    assert!(
+        !root.join("_delta_log").exists(),
+        "a table was created at {root:?}"
+    );
+
+    // With `create: true` the operator creates it, empty.
+    env.apply("table-events-realtime.yaml", &[CREATE]);
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    let table: serde_json::Value =
+        serde_json::from_str(&env.ok(&["get", "tbl", "events-realtime", "-o", "json"])).unwrap();
+    let ready = table["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .unwrap();
+    assert_eq!(ready["status"], "True", "{table:#}");
+    assert!(root.join("_delta_log").exists());
 }

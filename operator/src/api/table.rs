@@ -73,6 +73,11 @@ pub struct TableSpec {
     /// e.g. `4h`). Default 4h, and 24h for upsert tables (a primary key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_segment_retention: Option<String>,
+    /// Whether the operator creates an empty Delta table at `uri` when there is none. Default:
+    /// true for OFFLINE tables, false for REALTIME tables, whose writer creates them (a wrong
+    /// `uri` then shows as `Ready=False/TableNotFound`, not as an empty table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create: Option<bool>,
 }
 
 /// Summary of the committed catalog and the lineage entries in flight.

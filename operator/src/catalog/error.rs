@@ -37,6 +37,12 @@ pub enum CatalogError {
     #[error("table {uri}: no Delta table at this location (no _delta_log)")]
     NotATable { uri: String },
 
+    /// There is no Delta table at the URI, and the Table does not let the operator create one.
+    #[error(
+        "table {uri}: no Delta table at this location (no _delta_log); the operator creates only OFFLINE tables: fix spec.uri, or set spec.create: true to create an empty table here"
+    )]
+    TableNotFound { uri: String },
+
     /// The URI cannot be parsed or its scheme is not supported.
     #[error("table {uri}: invalid table URI: {detail}")]
     InvalidUri { uri: String, detail: String },
@@ -73,6 +79,7 @@ impl CatalogError {
             CatalogError::InvalidSchema { .. } => "InvalidSchema",
             CatalogError::InvalidSegment { .. } => "InvalidSegment",
             CatalogError::NotATable { .. } => "NotATable",
+            CatalogError::TableNotFound { .. } => "TableNotFound",
             CatalogError::InvalidUri { .. } => "InvalidUri",
             CatalogError::StoreUnreachable { .. } => "StoreUnreachable",
             CatalogError::CommitConflict { .. } => "CommitConflict",

@@ -167,6 +167,28 @@ impl Catalog {
         schema: &TableSchema,
         storage_options: HashMap<String, String>,
     ) -> Result<Catalog> {
+        Self::open_as(uri, schema, storage_options, true).await
+    }
+
+    /// Opens the existing Delta table at `uri` and checks it against `schema`, as
+    /// [`Catalog::create`] does, but never creates one.
+    ///
+    /// # Errors
+    /// `TableNotFound` when there is no Delta table at `uri`; otherwise as [`Catalog::create`].
+    pub async fn open_existing(
+        uri: &str,
+        schema: &TableSchema,
+        storage_options: HashMap<String, String>,
+    ) -> Result<Catalog> {
+        Self::open_as(uri, schema, storage_options, false).await
+    }
+
+    async fn open_as(
+        uri: &str,
+        schema: &TableSchema,
+        storage_options: HashMap<String, String>,
+        may_create: bool,
+    ) -> Result<Catalog> {
         install_crypto_provider();
         let time = time_column_of(uri, schema)?;
         let url = table_url(uri, true)?;
@@ -177,6 +199,11 @@ impl Catalog {
             .verify_deltatable_existence()
             .await
             .map_err(|e| CatalogError::delta(uri, e))?;
+        if !exists && !may_create {
+            return Err(CatalogError::TableNotFound {
+                uri: uri.to_string(),
+            });
+        }
         if !exists {
             let created = table
                 .create()

@@ -37,19 +37,24 @@ impl Catalogs {
         self.open.remove(uri);
     }
 
-    /// The catalog of `def`, created when the table has none yet, refreshed otherwise.
+    /// The catalog of `def`, refreshed; created when the table has none yet and
+    /// [`TableDef::create`] allows it.
     ///
     /// # Errors
-    /// The log cannot be created, opened or read.
+    /// The log cannot be created, opened or read; `TableNotFound` when there is none and the
+    /// Table may not create it.
     pub async fn get(&mut self, def: &TableDef) -> Result<&mut Catalog, ControlError> {
         let err = |source| ControlError::Catalog {
             table: def.name.clone(),
             source,
         };
         if !self.open.contains_key(&def.uri) {
-            let catalog = Catalog::create(&def.uri, &def.schema, HashMap::new())
-                .await
-                .map_err(err)?;
+            let catalog = if def.create {
+                Catalog::create(&def.uri, &def.schema, HashMap::new()).await
+            } else {
+                Catalog::open_existing(&def.uri, &def.schema, HashMap::new()).await
+            }
+            .map_err(err)?;
             self.open.insert(def.uri.clone(), catalog);
             return Ok(self.open.get_mut(&def.uri).expect("inserted"));
         }

@@ -95,6 +95,7 @@ pub fn table(name: &str, table_type: TableType, partitions: Option<u32>) -> Tabl
             schema: schema(partitions, false),
             storage_secret: None,
             retention_ms: defaults::APPEND_RETENTION_MS,
+            create: true,
         },
         segments: vec![],
         lineage: Lineage::default(),

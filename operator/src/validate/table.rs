@@ -47,6 +47,7 @@ pub fn table(t: &Table) -> Result<TableDef, ValidationErrors> {
         schema: spec.schema.clone(),
         storage_secret,
         retention_ms,
+        create: spec.create.unwrap_or(spec.table_type == TableType::Offline),
     };
     c.finish(def)
 }
