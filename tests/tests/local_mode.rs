@@ -570,3 +570,105 @@ async fn fire_times_missed_while_the_loop_was_down_are_reported_and_skipped() {
     assert!(described.contains("MissedSchedule"), "{described}");
     assert!(described.contains("missedRunPolicy Skip"), "{described}");
 }
+
+/// The segments, row count and lineage of `table` (as `minion get tbl -o json` shows them).
+fn table_data(env: &Env, table: &str) -> (serde_json::Value, serde_json::Value, usize) {
+    let t: serde_json::Value =
+        serde_json::from_str(&env.ok(&["get", "tbl", table, "-o", "json"])).unwrap();
+    let lineage = t["status"]["lineage"].as_array().map_or(0, Vec::len);
+    (
+        t["status"]["segments"].clone(),
+        t["status"]["rows"].clone(),
+        lineage,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_source_table_is_not_ready_waits_in_pending_then_fails_after_its_deadline() {
+    let env = Env::new(3, "  suspend: true\n").await;
+    // The REALTIME table names a column its Delta table lacks: Ready=False/SchemaMismatch.
+    let file = env.manifests.join("table-events-realtime.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    let bad = good.replace(
+        "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n",
+        "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n      - {name: session, dataType: STRING, role: dimension}\n",
+    );
+    assert_ne!(bad, good);
+    std::fs::write(&file, &bad).unwrap();
+    env.apply();
+    let realtime = env.table("events-realtime").uri.clone();
+    let source_segments = || async {
+        let c = Catalog::open(&realtime, Default::default()).await.unwrap();
+        (c.version(), c.segments().unwrap().len())
+    };
+    let realtime_before = source_segments().await;
+    let empty = (0.into(), 0.into(), 0);
+
+    // The loop waits for the table instead of failing every tick, and ends idle.
+    let first = env.run_import();
+    let out = env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    assert!(
+        out.contains(&format!("{first}: Pending (TableNotReady: waiting for Table events-realtime: Ready=False SchemaMismatch")),
+        "{out}"
+    );
+    let tr = env.task_run(&first);
+    assert_eq!(tr["status"]["phase"], "Pending", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "TableNotReady", "{tr:#}");
+    let message = tr["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("waiting for Table events-realtime: Ready=False SchemaMismatch: ")
+            && message.contains("session"),
+        "{message}"
+    );
+    let described = env.ok(&["describe", "tr", &first]);
+    assert!(
+        described.contains("TableNotReady")
+            && described.contains("waiting for Table events-realtime"),
+        "{described}"
+    );
+    // Nothing was planned, locked or written.
+    assert_eq!(table_data(&env, "events-offline"), empty);
+    assert_eq!(source_segments().await, realtime_before);
+    let offline = PathBuf::from(
+        env.table("events-offline")
+            .uri
+            .trim_start_matches("file://"),
+    );
+    assert!(files_under(&offline.join("_minion")).is_empty());
+    assert!(files_under(&offline.join("data")).is_empty());
+
+    // Past its deadline (10 minutes by default), it fails with the reason.
+    let later = (Utc::now() + chrono::Duration::minutes(11)).to_rfc3339();
+    env.ok(&[
+        "local",
+        "up",
+        "--until-idle",
+        "--poll-ms",
+        "50",
+        "--now",
+        &later,
+    ]);
+    let tr = env.task_run(&first);
+    assert_eq!(tr["status"]["phase"], "Failed", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "TableNotReady", "{tr:#}");
+    let message = tr["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Table events-realtime was not Ready within 600s")
+            && message.contains("SchemaMismatch"),
+        "{message}"
+    );
+    assert_eq!(table_data(&env, "events-offline"), empty);
+    assert_eq!(source_segments().await, realtime_before);
+
+    // A run that waits proceeds once the table is Ready again.
+    let second = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    assert_eq!(env.task_run(&second)["status"]["phase"], "Pending");
+    std::fs::write(&file, &good).unwrap();
+    env.ok(&["apply", "-f", env.manifests.to_str().unwrap()]);
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&second);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+}
