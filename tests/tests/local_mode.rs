@@ -672,3 +672,93 @@ async fn a_run_whose_source_table_is_not_ready_waits_in_pending_then_fails_after
     let (src, dst, _) = env.totals().await;
     assert_same(&src, &dst);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_run_shows_the_generators_reason_in_get_and_describe_with_aligned_labels() {
+    let env = Env::new(3, "  suspend: true\n").await;
+    env.apply();
+    let first = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    assert_eq!(env.task_run(&first)["status"]["phase"], "Succeeded");
+    let offline = env.table("events-offline").uri.clone();
+    let dest = || async {
+        let c = Catalog::open(&offline, Default::default()).await.unwrap();
+        (c.version(), c.segments().unwrap())
+    };
+    let before = dest().await;
+    let data_before = table_data(&env, "events-offline");
+
+    // Caught up: the next run plans nothing and says why.
+    let skipped = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&skipped);
+    assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
+    let reason = tr["status"]["reason"].as_str().unwrap().to_string();
+    let message = tr["status"]["message"].as_str().unwrap().to_string();
+    assert!(!reason.is_empty() && !message.is_empty(), "{tr:#}");
+    assert_eq!(
+        dest().await,
+        before,
+        "a skipped run changed the destination"
+    );
+    assert_eq!(table_data(&env, "events-offline"), data_before);
+
+    // `get tr`: a REASON column, the reason on the skipped run's row.
+    let table = env.ok(&["get", "tr"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "TYPE", "TABLE", "PHASE", "REASON", "PROGRESS", "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with(&skipped))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[3], row[4]), ("Skipped", reason.as_str()), "{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with(&first))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[3], row[4]), ("Succeeded", "Completed"), "{table}");
+
+    // `describe tr`: Reason and Message, every value of the Status block in one column, one
+    // space at least after the longest label.
+    let described = env.ok(&["describe", "tr", &skipped]);
+    let status: Vec<&str> = described
+        .lines()
+        .skip_while(|l| *l != "Status:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let value_of = |label: &str| {
+        let line = status
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{label}:")))
+            .unwrap_or_else(|| panic!("{label} missing in\n{described}"));
+        let after = line.find(':').unwrap() + 1;
+        let value = line[after..].trim_start();
+        (line.len() - value.len(), value.to_string())
+    };
+    let (column, phase) = value_of("Phase");
+    assert_eq!(phase, "Skipped");
+    assert_eq!(value_of("Reason"), (column, reason.clone()), "{described}");
+    assert_eq!(
+        value_of("Message"),
+        (column, message.clone()),
+        "{described}"
+    );
+    let (c, completion) = value_of("Completion Time");
+    assert_eq!(c, column, "{described}");
+    assert!(completion.starts_with("20"), "{described}");
+    assert!(
+        described.contains("  Watermark Before:  ") && described.contains("  Completion Time:   "),
+        "{described}"
+    );
+}

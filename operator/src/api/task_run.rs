@@ -31,6 +31,7 @@ pub const MAX_SUBTASK_DETAIL: usize = 100;
     printcolumn(name = "TYPE", type_ = "string", json_path = ".spec.taskType"),
     printcolumn(name = "TABLE", type_ = "string", json_path = ".spec.table"),
     printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "REASON", type_ = "string", json_path = ".status.reason"),
     printcolumn(name = "PROGRESS", type_ = "string", json_path = ".status.progress"),
     printcolumn(
         name = "AGE",
