@@ -606,10 +606,20 @@ async fn a_run_whose_source_table_is_not_ready_waits_in_pending_then_fails_after
 
     // The loop waits for the table instead of failing every tick, and ends idle.
     let first = env.run_import();
-    let out = env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let up = env.minion(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr),
+    );
+    assert!(up.status.success(), "{out}\n{err}");
     assert!(
         out.contains(&format!("{first}: Pending (TableNotReady: waiting for Table events-realtime: Ready=False SchemaMismatch")),
         "{out}"
+    );
+    assert!(
+        err.contains("idle: 1 run(s) wait in Pending for a Table to become Ready")
+            && !err.contains("no progress"),
+        "{err}"
     );
     let tr = env.task_run(&first);
     assert_eq!(tr["status"]["phase"], "Pending", "{tr:#}");

@@ -1,5 +1,5 @@
-//! The loop itself: each tick reconciles Tables (and housekeeps each at most once per
-//! [`super::housekeeping::HOUSEKEEPING_INTERVAL_MS`], always on the first tick), then steps every unfinished TaskRun (oldest
+//! The loop itself: each tick reconciles Tables (and housekeeps each Ready one at most once
+//! per [`super::housekeeping::HOUSEKEEPING_INTERVAL_MS`], always on the first tick), then steps every unfinished TaskRun (oldest
 //! first) until it waits on a job or ends, then reconciles MinionTaskConfigs (status from the
 //! runs just stepped; scheduling — a run created here is stepped from the next tick on).
 //!
@@ -146,13 +146,16 @@ impl Controller {
             Vec::new()
         };
         for table in tables {
-            if let Err(e) =
-                tables::reconcile(backend.as_ref(), &mut self.catalogs, &table, now).await
-            {
-                report
-                    .errors
-                    .push(format!("Table {}: {e}", name_of(&table.metadata)));
-                continue;
+            match tables::reconcile(backend.as_ref(), &mut self.catalogs, &table, now).await {
+                Ok(true) => {}
+                // Its Ready condition says why; housekeeping waits until it is Ready.
+                Ok(false) => continue,
+                Err(e) => {
+                    report
+                        .errors
+                        .push(format!("Table {}: {e}", name_of(&table.metadata)));
+                    continue;
+                }
             }
             let key = format!(
                 "{}/{}",
