@@ -772,3 +772,43 @@ async fn a_skipped_run_shows_the_generators_reason_in_get_and_describe_with_alig
         "{described}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_into_a_table_that_is_not_ready_says_it_waits_and_adds_nothing() {
+    let env = Env::new(1, "  suspend: true\n").await;
+    let file = env.manifests.join("table-events-realtime.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        good.replace(
+            "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n",
+            "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n      - {name: session, dataType: STRING, role: dimension}\n",
+        ),
+    )
+    .unwrap();
+    env.apply();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let realtime = env.table("events-realtime").uri.clone();
+    let version = || async {
+        Catalog::open(&realtime, Default::default())
+            .await
+            .unwrap()
+            .version()
+    };
+    let before = version().await;
+    let csv = env.dir.path().join("clicks.csv");
+    let now = Utc::now().timestamp_millis();
+    std::fs::write(
+        &csv,
+        format!("ts,country,browser,device,user_id,clicks,revenue,latency_ms\n{now},DE,firefox,desktop,u1,2,2.5,20\n"),
+    )
+    .unwrap();
+    let out = env.minion(&["push", "events-realtime", csv.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("push into events-realtime is waiting, nothing was added yet: TableNotReady waiting for Table events-realtime: Ready=False SchemaMismatch"),
+        "{err}"
+    );
+    assert_eq!(version().await, before, "the push wrote to the table");
+}
