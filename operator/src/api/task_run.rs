@@ -209,7 +209,8 @@ pub struct TaskRunStatus {
     pub observed_generation: Option<i64>,
     #[serde(default)]
     pub phase: TaskRunPhase,
-    /// Machine-readable reason of the phase (e.g. PreviousRunIncomplete, SubtaskFailed).
+    /// Machine-readable reason of the phase (e.g. PreviousRunIncomplete, SubtaskFailed; while
+    /// Pending, TableNotReady: the message names the table and its Ready condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
