@@ -205,6 +205,7 @@ fn names_short_names_categories_and_printer_columns() {
             col("TYPE", "string", ".spec.taskType"),
             col("TABLE", "string", ".spec.table"),
             col("PHASE", "string", ".status.phase"),
+            col("REASON", "string", ".status.reason"),
             col("PROGRESS", "string", ".status.progress"),
             age,
         ]

@@ -982,3 +982,99 @@ async fn a_run_still_planning_past_its_run_timeout_times_out_and_reverts_what_it
         assert_eq!(env.dest_totals().await.rows, 0, "nothing committed");
     }
 }
+
+/// A run whose source Table is `Ready=False` (its schema names a column its Delta table lacks)
+/// waits in Pending with reason TableNotReady and a Warning Event naming the table and its
+/// condition, starts no Job and writes nothing; past its deadline it fails with that reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_source_table_is_not_ready_waits_in_pending_then_fails_with_table_not_ready() {
+    const TABLES: &str = "minion.dev/v1alpha1/tables";
+    let env = Env::new(1).await;
+    let mut table = env.api.get(TABLES, "default", "events-realtime").unwrap();
+    let columns = table["spec"]["schema"]["columns"].as_array_mut().unwrap();
+    columns.push(serde_json::json!({"name": "session", "dataType": "STRING", "role": "dimension"}));
+    let columns = columns.clone();
+    Api::<Table>::namespaced(env.api.client(), "default")
+        .patch(
+            "events-realtime",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"schema": {"columns": columns}}})),
+        )
+        .await
+        .unwrap();
+    let backend = env.backend();
+    let cfg = backend
+        .get_task_config("default", "events-import")
+        .await
+        .unwrap()
+        .unwrap();
+    let name = "events-import-manual-5";
+    backend
+        .create_task_run(&new_task_run(&cfg, name, None))
+        .await
+        .unwrap();
+    let options = ControllerOptions {
+        max_steps: None,
+        poll_interval: Duration::from_millis(20),
+        only_run: None,
+    };
+    let mut controller = Controller::new(backend.clone(), Arc::new(SystemClock), options.clone());
+    for _ in 0..3 {
+        // Nothing fails: the run waits, the table is not housekept until it is Ready.
+        let report = controller.tick().await.unwrap();
+        assert!(report.errors.is_empty(), "{report:?}");
+        assert_eq!(
+            (report.active_runs, report.waiting_runs),
+            (1, 1),
+            "{report:?}"
+        );
+    }
+    let run = env.api.get(TASK_RUNS, "default", name).unwrap();
+    assert_eq!(run["status"]["phase"], "Pending", "{run:#}");
+    assert_eq!(run["status"]["reason"], "TableNotReady", "{run:#}");
+    let message = run["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("waiting for Table events-realtime: Ready=False SchemaMismatch: ")
+            && message.contains("session"),
+        "{message}"
+    );
+    let events: Vec<Value> = env
+        .events_of(name)
+        .into_iter()
+        .filter(|e| e["reason"] == "TableNotReady")
+        .collect();
+    assert_eq!(events.len(), 1, "one Event, not one per tick: {events:#?}");
+    assert_eq!(events[0]["type"], "Warning");
+    assert_eq!(events[0]["note"].as_str(), Some(message), "{:#}", events[0]);
+    assert!(env.api.list("batch/v1/jobs", Some("default")).is_empty());
+    let offline = env.api.get(TABLES, "default", "events-offline").unwrap();
+    assert!(
+        offline["status"]["lineage"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{offline:#}"
+    );
+    if env.table_exists().await {
+        assert_eq!(env.dest_totals().await.rows, 0, "nothing committed");
+    }
+
+    // Past its deadline (10 minutes by default), it fails with the reason.
+    let later = chrono::Utc::now() + chrono::Duration::minutes(11);
+    let mut controller = Controller::new(
+        backend.clone(),
+        Arc::new(minion_operator::clock::OffsetClock::starting_at(later)),
+        options,
+    );
+    controller.tick().await.unwrap();
+    let run = env.api.get(TASK_RUNS, "default", name).unwrap();
+    assert_eq!(run["status"]["phase"], "Failed", "{run:#}");
+    assert_eq!(run["status"]["reason"], "TableNotReady", "{run:#}");
+    assert!(
+        run["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Table events-realtime was not Ready within 600s"),
+        "{run:#}"
+    );
+    assert!(env.api.list("batch/v1/jobs", Some("default")).is_empty());
+}

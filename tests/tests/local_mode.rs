@@ -581,3 +581,245 @@ async fn fire_times_missed_while_the_loop_was_down_are_reported_and_skipped() {
     assert!(described.contains("MissedSchedule"), "{described}");
     assert!(described.contains("missedRunPolicy Skip"), "{described}");
 }
+
+/// The segments, row count and lineage of `table` (as `minion get tbl -o json` shows them).
+fn table_data(env: &Env, table: &str) -> (serde_json::Value, serde_json::Value, usize) {
+    let t: serde_json::Value =
+        serde_json::from_str(&env.ok(&["get", "tbl", table, "-o", "json"])).unwrap();
+    let lineage = t["status"]["lineage"].as_array().map_or(0, Vec::len);
+    (
+        t["status"]["segments"].clone(),
+        t["status"]["rows"].clone(),
+        lineage,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_source_table_is_not_ready_waits_in_pending_then_fails_after_its_deadline() {
+    let env = Env::new(3, "  suspend: true\n").await;
+    // The REALTIME table names a column its Delta table lacks: Ready=False/SchemaMismatch.
+    let file = env.manifests.join("table-events-realtime.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    let bad = good.replace(
+        "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n",
+        "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n      - {name: session, dataType: STRING, role: dimension}\n",
+    );
+    assert_ne!(bad, good);
+    std::fs::write(&file, &bad).unwrap();
+    env.apply();
+    let realtime = env.table("events-realtime").uri.clone();
+    let source_segments = || async {
+        let c = Catalog::open(&realtime, Default::default()).await.unwrap();
+        (c.version(), c.segments().unwrap().len())
+    };
+    let realtime_before = source_segments().await;
+    let empty = (0.into(), 0.into(), 0);
+
+    // The loop waits for the table instead of failing every tick, and ends idle.
+    let first = env.run_import();
+    let up = env.minion(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr),
+    );
+    assert!(up.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains(&format!("{first}: Pending (TableNotReady: waiting for Table events-realtime: Ready=False SchemaMismatch")),
+        "{out}"
+    );
+    assert!(
+        err.contains("idle: 1 run(s) wait in Pending for a Table to become Ready")
+            && !err.contains("no progress"),
+        "{err}"
+    );
+    let tr = env.task_run(&first);
+    assert_eq!(tr["status"]["phase"], "Pending", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "TableNotReady", "{tr:#}");
+    let message = tr["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("waiting for Table events-realtime: Ready=False SchemaMismatch: ")
+            && message.contains("session"),
+        "{message}"
+    );
+    let described = env.ok(&["describe", "tr", &first]);
+    assert!(
+        described.contains("TableNotReady")
+            && described.contains("waiting for Table events-realtime"),
+        "{described}"
+    );
+    // Nothing was planned, locked or written.
+    assert_eq!(table_data(&env, "events-offline"), empty);
+    assert_eq!(source_segments().await, realtime_before);
+    let offline = PathBuf::from(
+        env.table("events-offline")
+            .uri
+            .trim_start_matches("file://"),
+    );
+    assert!(files_under(&offline.join("_minion")).is_empty());
+    assert!(files_under(&offline.join("data")).is_empty());
+
+    // Past its deadline (10 minutes by default), it fails with the reason.
+    let later = (Utc::now() + chrono::Duration::minutes(11)).to_rfc3339();
+    env.ok(&[
+        "local",
+        "up",
+        "--until-idle",
+        "--poll-ms",
+        "50",
+        "--now",
+        &later,
+    ]);
+    let tr = env.task_run(&first);
+    assert_eq!(tr["status"]["phase"], "Failed", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "TableNotReady", "{tr:#}");
+    let message = tr["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Table events-realtime was not Ready within 600s")
+            && message.contains("SchemaMismatch"),
+        "{message}"
+    );
+    assert_eq!(table_data(&env, "events-offline"), empty);
+    assert_eq!(source_segments().await, realtime_before);
+
+    // A run that waits proceeds once the table is Ready again.
+    let second = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    assert_eq!(env.task_run(&second)["status"]["phase"], "Pending");
+    std::fs::write(&file, &good).unwrap();
+    env.ok(&["apply", "-f", env.manifests.to_str().unwrap()]);
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&second);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_run_shows_the_generators_reason_in_get_and_describe_with_aligned_labels() {
+    let env = Env::new(3, "  suspend: true\n").await;
+    env.apply();
+    let first = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    assert_eq!(env.task_run(&first)["status"]["phase"], "Succeeded");
+    let offline = env.table("events-offline").uri.clone();
+    let dest = || async {
+        let c = Catalog::open(&offline, Default::default()).await.unwrap();
+        (c.version(), c.segments().unwrap())
+    };
+    let before = dest().await;
+    let data_before = table_data(&env, "events-offline");
+
+    // Caught up: the next run plans nothing and says why.
+    let skipped = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&skipped);
+    assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
+    let reason = tr["status"]["reason"].as_str().unwrap().to_string();
+    let message = tr["status"]["message"].as_str().unwrap().to_string();
+    assert!(!reason.is_empty() && !message.is_empty(), "{tr:#}");
+    assert_eq!(
+        dest().await,
+        before,
+        "a skipped run changed the destination"
+    );
+    assert_eq!(table_data(&env, "events-offline"), data_before);
+
+    // `get tr`: a REASON column, the reason on the skipped run's row.
+    let table = env.ok(&["get", "tr"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME", "TYPE", "TABLE", "PHASE", "REASON", "PROGRESS", "AGE"
+        ],
+        "{table}"
+    );
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with(&skipped))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[3], row[4]), ("Skipped", reason.as_str()), "{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .find(|l| l.starts_with(&first))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!((row[3], row[4]), ("Succeeded", "Completed"), "{table}");
+
+    // `describe tr`: Reason and Message, every value of the Status block in one column, one
+    // space at least after the longest label.
+    let described = env.ok(&["describe", "tr", &skipped]);
+    let status: Vec<&str> = described
+        .lines()
+        .skip_while(|l| *l != "Status:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let value_of = |label: &str| {
+        let line = status
+            .iter()
+            .find(|l| l.trim_start().starts_with(&format!("{label}:")))
+            .unwrap_or_else(|| panic!("{label} missing in\n{described}"));
+        let after = line.find(':').unwrap() + 1;
+        let value = line[after..].trim_start();
+        (line.len() - value.len(), value.to_string())
+    };
+    let (column, phase) = value_of("Phase");
+    assert_eq!(phase, "Skipped");
+    assert_eq!(value_of("Reason"), (column, reason.clone()), "{described}");
+    assert_eq!(
+        value_of("Message"),
+        (column, message.clone()),
+        "{described}"
+    );
+    let (c, completion) = value_of("Completion Time");
+    assert_eq!(c, column, "{described}");
+    assert!(completion.starts_with("20"), "{described}");
+    assert!(
+        described.contains("  Watermark Before:  ") && described.contains("  Completion Time:   "),
+        "{described}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_into_a_table_that_is_not_ready_says_it_waits_and_adds_nothing() {
+    let env = Env::new(1, "  suspend: true\n").await;
+    let file = env.manifests.join("table-events-realtime.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        good.replace(
+            "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n",
+            "      - {name: latency_ms, dataType: DOUBLE, role: metric}\n      - {name: session, dataType: STRING, role: dimension}\n",
+        ),
+    )
+    .unwrap();
+    env.apply();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let realtime = env.table("events-realtime").uri.clone();
+    let version = || async {
+        Catalog::open(&realtime, Default::default())
+            .await
+            .unwrap()
+            .version()
+    };
+    let before = version().await;
+    let csv = env.dir.path().join("clicks.csv");
+    let now = Utc::now().timestamp_millis();
+    std::fs::write(
+        &csv,
+        format!("ts,country,browser,device,user_id,clicks,revenue,latency_ms\n{now},DE,firefox,desktop,u1,2,2.5,20\n"),
+    )
+    .unwrap();
+    let out = env.minion(&["push", "events-realtime", csv.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("push into events-realtime is waiting, nothing was added yet: TableNotReady waiting for Table events-realtime: Ready=False SchemaMismatch"),
+        "{err}"
+    );
+    assert_eq!(version().await, before, "the push wrote to the table");
+}

@@ -31,6 +31,7 @@ pub const MAX_SUBTASK_DETAIL: usize = 100;
     printcolumn(name = "TYPE", type_ = "string", json_path = ".spec.taskType"),
     printcolumn(name = "TABLE", type_ = "string", json_path = ".spec.table"),
     printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "REASON", type_ = "string", json_path = ".status.reason"),
     printcolumn(name = "PROGRESS", type_ = "string", json_path = ".status.progress"),
     printcolumn(
         name = "AGE",
@@ -212,7 +213,8 @@ pub struct TaskRunStatus {
     pub observed_generation: Option<i64>,
     #[serde(default)]
     pub phase: TaskRunPhase,
-    /// Machine-readable reason of the phase (e.g. PreviousRunIncomplete, SubtaskFailed).
+    /// Machine-readable reason of the phase (e.g. PreviousRunIncomplete, SubtaskFailed; while
+    /// Pending, TableNotReady: the message names the table and its Ready condition).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

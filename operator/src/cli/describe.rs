@@ -13,14 +13,53 @@ use crate::api::{Condition, MinionTaskConfig, Table, TaskRun};
 use crate::control::created_at;
 use crate::local::{EventLog, Store, Stored};
 
+/// Ends the label of a [`field`] line until [`align`] pads it.
+const SEP: char = '\u{1f}';
+/// Spaces after the longest label of a block, as `kubectl describe` (its tabwriter's padding).
+const PADDING: usize = 2;
+
+/// A `Label: value` line; [`align`] lines the values of consecutive fields up.
 fn field(out: &mut String, indent: usize, label: &str, value: impl std::fmt::Display) {
-    let pad = 18usize.saturating_sub(indent);
-    let _ = writeln!(
-        out,
-        "{}{:<pad$}{value}",
-        " ".repeat(indent),
-        format!("{label}:")
-    );
+    let value = value.to_string().replace(SEP, " ");
+    let _ = writeln!(out, "{}{label}:{SEP}{value}", " ".repeat(indent));
+}
+
+/// Lays out the fields of `text` as `kubectl describe` does: in each block of consecutive
+/// field lines, every value starts [`PADDING`] columns after the block's longest label
+/// (indentation included); any other line ends a block.
+fn align(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].contains(SEP) {
+            out.push_str(lines[i]);
+            out.push('\n');
+            i += 1;
+            continue;
+        }
+        let end = (i..lines.len())
+            .find(|&j| !lines[j].contains(SEP))
+            .unwrap_or(lines.len());
+        let cells: Vec<(&str, &str)> = lines[i..end]
+            .iter()
+            .map(|l| l.split_once(SEP).expect("a field line"))
+            .collect();
+        let width = cells
+            .iter()
+            .map(|(label, _)| label.chars().count())
+            .max()
+            .unwrap_or(0)
+            + PADDING;
+        for (label, value) in cells {
+            let pad = width - label.chars().count();
+            let line = format!("{label}{}{value}", " ".repeat(pad));
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        i = end;
+    }
+    out
 }
 
 fn section(out: &mut String, title: &str, body: &str) {
@@ -318,6 +357,51 @@ pub(crate) fn describe(
             events(&mut out, &log, "TaskRun", namespace, name);
         }
     }
-    print!("{out}");
+    print!("{}", align(&out));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_of_a_block_start_two_columns_after_its_longest_label() {
+        let mut out = String::new();
+        field(&mut out, 0, "Name", "r1");
+        field(&mut out, 0, "Namespace", "default");
+        let _ = writeln!(out, "Status:");
+        field(&mut out, 2, "Phase", "Succeeded");
+        field(&mut out, 2, "Completion Time", "2026-01-01T00:00:00Z");
+        field(&mut out, 2, "Watermark Before", "2026-01-01T00:00:00Z");
+        field(&mut out, 2, "Message", "");
+        let _ = writeln!(out, "Conditions:");
+        let _ = writeln!(out, "  <none>");
+        assert_eq!(
+            align(&out),
+            "Name:       r1\n\
+             Namespace:  default\n\
+             Status:\n\
+             \x20 Phase:             Succeeded\n\
+             \x20 Completion Time:   2026-01-01T00:00:00Z\n\
+             \x20 Watermark Before:  2026-01-01T00:00:00Z\n\
+             \x20 Message:\n\
+             Conditions:\n\
+             \x20 <none>\n"
+        );
+    }
+
+    #[test]
+    fn a_label_longer_than_any_before_still_gets_its_padding() {
+        let label = "A Label Much Longer Than The Old Fixed Column";
+        let mut out = String::new();
+        field(&mut out, 2, label, "v");
+        field(&mut out, 2, "X", format!("tab{SEP}inside"));
+        let aligned = align(&out);
+        let lines: Vec<&str> = aligned.lines().collect();
+        assert_eq!(lines[0], format!("  {label}:  v"));
+        let column = lines[0].find('v').unwrap();
+        assert_eq!(lines[1].find("tab"), Some(column), "{aligned}");
+        assert!(lines[1].ends_with("tab inside"), "{aligned}");
+    }
 }

@@ -1,5 +1,6 @@
 //! `minion get tables|taskconfigs|taskruns [NAME]`: the CRDs' printer columns as a table, or
-//! the objects as JSON/YAML (`-o`; a `List` without a name).
+//! the objects as JSON/YAML (`-o`; a `List` without a name). A TaskRun's REASON is its
+//! status reason: why it was Skipped (the generator's reason), failed, or waits.
 
 use std::path::Path;
 
@@ -180,13 +181,16 @@ pub(crate) fn get(
                             r.spec.task_type.to_string(),
                             r.spec.table.clone(),
                             s.phase.as_str().to_string(),
+                            s.reason.unwrap_or_else(|| "-".into()),
                             s.progress.unwrap_or_else(|| "-".into()),
                             age(created_at(&r.metadata), now),
                         ],
                     )
                 })
                 .collect();
-            let h = ["NAME", "TYPE", "TABLE", "PHASE", "PROGRESS", "AGE"];
+            let h = [
+                "NAME", "TYPE", "TABLE", "PHASE", "REASON", "PROGRESS", "AGE",
+            ];
             (with_namespace(all, &h), rows)
         }
     };

@@ -126,6 +126,11 @@ pub(crate) async fn push(
             println!("nothing to push: every file is in {table} already, at its current version");
             Ok(())
         }
+        TaskRunPhase::Pending => Err(CliError::Failed(format!(
+            "push into {table} is waiting, nothing was added yet: {} {}; `minion local up` runs taskrun.minion.dev/{run_name} once the Table is Ready, or fails it after its deadline",
+            status.reason.unwrap_or_default(),
+            status.message.unwrap_or_default()
+        ))),
         phase => Err(CliError::Failed(format!(
             "push into {table} failed, nothing was added: {} {}: {} (minion describe tr {run_name})",
             phase.as_str(),

@@ -42,7 +42,9 @@ pub(crate) async fn up(
     eprintln!("minion local up: state in {}", state.display());
     let mut manifests = WatchedManifests::new(watch);
     manifests.apply_if_changed(&state);
+    let mut waiting = 0;
     let run = controller.run(until_idle, |report| {
+        waiting = report.waiting_runs;
         manifests.apply_if_changed(&state);
         for line in &report.log {
             println!("{line}");
@@ -51,13 +53,19 @@ pub(crate) async fn up(
             eprintln!("warning: {e}");
         }
     });
-    tokio::select! {
+    let done = tokio::select! {
         r = run => r.map_err(CliError::failed),
         _ = tokio::signal::ctrl_c() => {
             eprintln!("interrupted; running workers continue and `minion local up` resumes them");
-            Ok(())
+            return Ok(());
         }
+    };
+    if done.is_ok() && until_idle && waiting > 0 {
+        eprintln!(
+            "idle: {waiting} run(s) wait in Pending for a Table to become Ready (TableNotReady: see `minion get tr`)"
+        );
     }
+    done
 }
 
 /// Manifest files `local up -f` re-applies when they change.

@@ -1,5 +1,5 @@
-//! The loop itself: each tick reconciles Tables (and housekeeps each at most once per
-//! [`super::housekeeping::HOUSEKEEPING_INTERVAL_MS`], always on the first tick), then steps every unfinished TaskRun (oldest
+//! The loop itself: each tick reconciles Tables (and housekeeps each Ready one at most once
+//! per [`super::housekeeping::HOUSEKEEPING_INTERVAL_MS`], always on the first tick), then steps every unfinished TaskRun (oldest
 //! first) until it waits on a job or ends, then reconciles MinionTaskConfigs (status from the
 //! runs just stepped; scheduling — a run created here is stepped from the next tick on).
 //!
@@ -52,6 +52,9 @@ pub struct TickReport {
     pub created_runs: Vec<String>,
     /// TaskRuns not finished after the tick.
     pub active_runs: usize,
+    /// Of those, the runs waiting in Pending for a table to become Ready (reason
+    /// `TableNotReady`): `--until-idle` does not wait for them.
+    pub waiting_runs: usize,
     /// Steps or reconciles that failed (retried next tick).
     pub errors: Vec<String>,
     /// `max_steps` was reached.
@@ -77,6 +80,7 @@ fn describe(step: &Step) -> Option<String> {
     Some(match step {
         Step::Wait | Step::Done => return None,
         Step::Admit => "admitted".into(),
+        Step::WaitForTable { reason, message } => format!("Pending ({reason}: {message})"),
         Step::Plan => "planned".into(),
         Step::Launch {
             index,
@@ -91,6 +95,14 @@ fn describe(step: &Step) -> Option<String> {
         Step::Close => "committing".into(),
         Step::CommitAll => "committed all subtasks".into(),
         Step::Finish { phase, reason, .. } => format!("{} ({reason})", phase.as_str()),
+    })
+}
+
+/// Whether `run` waits in Pending for a table to become Ready.
+fn waiting_for_table(run: &TaskRun) -> bool {
+    run.status.as_ref().is_some_and(|s| {
+        s.phase == crate::api::TaskRunPhase::Pending
+            && s.reason.as_deref() == Some(super::Reason::TableNotReady.as_str())
     })
 }
 
@@ -134,13 +146,16 @@ impl Controller {
             Vec::new()
         };
         for table in tables {
-            if let Err(e) =
-                tables::reconcile(backend.as_ref(), &mut self.catalogs, &table, now).await
-            {
-                report
-                    .errors
-                    .push(format!("Table {}: {e}", name_of(&table.metadata)));
-                continue;
+            match tables::reconcile(backend.as_ref(), &mut self.catalogs, &table, now).await {
+                Ok(true) => {}
+                // Its Ready condition says why; housekeeping waits until it is Ready.
+                Ok(false) => continue,
+                Err(e) => {
+                    report
+                        .errors
+                        .push(format!("Table {}: {e}", name_of(&table.metadata)));
+                    continue;
+                }
             }
             let key = format!(
                 "{}/{}",
@@ -251,17 +266,19 @@ impl Controller {
                     .push(format!("MinionTaskConfig {}: {e}", name_of(&cfg.metadata))),
             }
         }
-        report.active_runs = backend
+        let active: Vec<TaskRun> = backend
             .list_task_runs()
             .await?
-            .iter()
+            .into_iter()
             .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
             .filter(|r| {
                 self.options.only_run.as_ref().is_none_or(|(n, name)| {
                     namespace_of(&r.metadata) == *n && name_of(&r.metadata) == *name
                 })
             })
-            .count();
+            .collect();
+        report.active_runs = active.len();
+        report.waiting_runs = active.iter().filter(|r| waiting_for_table(r)).count();
         Ok(report)
     }
 
@@ -284,7 +301,10 @@ impl Controller {
                     reason: "NotFound",
                     message: format!("TaskRun {namespace}/{name} was deleted while it ran"),
                 })?;
-            if run.status.as_ref().is_some_and(|s| s.phase.is_finished()) {
+            // A run waiting for a table is returned as it is (Pending, TableNotReady): this
+            // loop reconciles no Table, so nothing here would make it Ready.
+            if run.status.as_ref().is_some_and(|s| s.phase.is_finished()) || waiting_for_table(&run)
+            {
                 return Ok(run);
             }
             stuck = if report.steps == 0 && !report.errors.is_empty() {
@@ -305,7 +325,8 @@ impl Controller {
     }
 
     /// Ticks until `max_steps` is reached, or — with `until_idle` — until no run is unfinished
-    /// and no schedule came due in the last tick. `on_tick` sees every report.
+    /// (but those waiting for a table to become Ready) and no schedule came due in the last
+    /// tick. `on_tick` sees every report.
     ///
     /// # Errors
     /// Listing resources failed.
@@ -321,7 +342,12 @@ impl Controller {
             if report.limit_reached {
                 return Ok(());
             }
-            if until_idle && report.active_runs == 0 && report.created_runs.is_empty() {
+            // Runs waiting for a table do not keep the loop up: only a change of the Table
+            // (or their deadline) moves them on.
+            if until_idle
+                && report.active_runs == report.waiting_runs
+                && report.created_runs.is_empty()
+            {
                 return Ok(());
             }
             // With --until-idle, a run that fails every step would keep the loop up forever.

@@ -51,6 +51,9 @@ reasons! {
     RunTimeout,
     /// A run still planning past its `runTimeout` (planning kept failing).
     PlanningTimedOut,
+    /// A run waits in Pending for a Table that is not Ready, or failed after waiting past its
+    /// deadline.
+    TableNotReady,
 
     // Subtasks.
     /// An attempt's job was started.

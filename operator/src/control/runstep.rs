@@ -10,17 +10,19 @@
 //! - Revert/Abort: the lineage REVERTED in the Table's status, staged outputs deleted, then
 //!   the run's status. A run that times out while Planning aborts the same way when its plan
 //!   was stored (its lineage may be open), else it just ends.
+//! - WaitForTable (Pending, a table not Ready): only the run's status (phase `Pending`,
+//!   reason `TableNotReady`) and a Warning Event, when the reason or message changed.
 //! - A failed Plan step: the error in the run's `lastError` (best effort), for the message of
 //!   a run that times out still planning.
 
 use super::gather::{self, Catalogs, Resolved};
 use super::protocol;
 use super::subtasks::{act, execution, run_context, run_state, save_lineage};
-use super::taskrun::{self, Facts, RunSettings, Step};
+use super::taskrun::{self, Facts, NotReadyTable, RunSettings, Step, TableWait};
 use super::{
     Backend, ControlError, Event, EventType, ObjectRef, Reason, created_at, name_of, namespace_of,
 };
-use crate::api::condition::{COMPLETE, FAILED, PROGRESSING, set_condition};
+use crate::api::condition::{COMPLETE, FAILED, PROGRESSING, READY, find_condition, set_condition};
 use crate::api::task_run::MAX_SUBTASK_DETAIL;
 use crate::api::{PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunStatus};
 use crate::generator::{self, Plan};
@@ -198,13 +200,20 @@ fn conditions(status: &mut TaskRunStatus, generation: Option<i64>, now: DateTime
         phase,
         TaskRunPhase::Planning | TaskRunPhase::Running | TaskRunPhase::Committing
     );
+    // A Pending run with a reason says why it waits (e.g. TableNotReady).
+    let (why, detail) = match (&status.reason, phase) {
+        (Some(r), TaskRunPhase::Pending) => (r.as_str(), message.as_str()),
+        _ => (phase.as_str(), ""),
+    };
+    let why = why.to_string();
+    let detail = detail.to_string();
     let c = &mut status.conditions;
     set_condition(
         c,
         PROGRESSING,
         progressing.into(),
-        phase.as_str(),
-        "",
+        &why,
+        detail,
         generation,
         now,
     );
@@ -267,6 +276,22 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         }
         _ => None,
     };
+    let table_wait = match run.status.phase {
+        TaskRunPhase::Pending | TaskRunPhase::Planning => match not_ready(&resolved) {
+            Some(table) => Some(TableWait {
+                table,
+                since: created_at(&object.metadata).or(run.status.start_time),
+                limit_ms: resolved
+                    .config
+                    .starting_deadline_ms
+                    .unwrap_or(taskrun::DEFAULT_TABLE_WAIT_MS),
+                planned: run.status.phase == TaskRunPhase::Planning
+                    && gather::read_plan(&dest_uri, &run.dir()).await?.is_some(),
+            }),
+            None => None,
+        },
+        _ => None,
+    };
     let mut facts = Facts {
         now: ctx.now,
         settings: plan.as_ref().map(|p| settings_of(&resolved, p)),
@@ -275,6 +300,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
             Some(p) => execution(p, &resolved).run_timeout_ms,
             None => resolved.config.execution.run_timeout_ms,
         }),
+        table_wait,
     };
     for s in run
         .status
@@ -291,6 +317,11 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
     let planning = run.status.phase == TaskRunPhase::Planning;
     match (&step, plan) {
         (Step::Admit, _) => admit(ctx, &mut run, &resolved).await?,
+        (Step::WaitForTable { reason, message }, _) => {
+            if !wait_for_table(ctx, &mut run, reason, message).await? {
+                return Ok(Step::Wait);
+            }
+        }
         (Step::Plan, _) => {
             if let Err(e) = plan_run(ctx, &mut run, &resolved).await {
                 record_planning_error(ctx, object, &e).await;
@@ -339,6 +370,50 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         }
     }
     Ok(step)
+}
+
+/// The first table of the run (source, then destination) whose `Ready` condition is there
+/// and not `True`. A table not reconciled yet (no condition) counts as Ready: planning reads
+/// its catalog and reports what fails.
+fn not_ready(resolved: &Resolved) -> Option<NotReadyTable> {
+    resolved
+        .source
+        .iter()
+        .chain(std::iter::once(&resolved.destination))
+        .find_map(|t| {
+            let c = find_condition(&t.status.conditions, READY)?;
+            (c.status != crate::api::ConditionStatus::True).then(|| NotReadyTable {
+                table: t.def.name.clone(),
+                status: c.status.as_str().to_string(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+            })
+        })
+}
+
+/// A table of the run is not Ready: the run is (again) `Pending` with `reason` and
+/// `message`, with a Warning Event. Writes only when the phase, reason or message changes;
+/// returns whether it wrote.
+async fn wait_for_table(
+    ctx: &mut StepCtx<'_>,
+    run: &mut Run<'_>,
+    reason: &str,
+    message: &str,
+) -> Result<bool, ControlError> {
+    if run.status.phase == TaskRunPhase::Pending
+        && run.status.reason.as_deref() == Some(reason)
+        && run.status.message.as_deref() == Some(message)
+    {
+        return Ok(false);
+    }
+    run.status.phase = TaskRunPhase::Pending;
+    run.status.reason = Some(reason.to_string());
+    run.status.message = Some(message.to_string());
+    conditions(&mut run.status, run.object.metadata.generation, ctx.now);
+    ctx.save(run).await?;
+    ctx.event_passing(run, EventType::Warning, reason, message.to_string())
+        .await;
+    Ok(true)
 }
 
 /// Keeps why planning failed in the run's status (`lastError`), for the message of a run
@@ -406,6 +481,9 @@ async fn admit(
     }
     run.status.phase = TaskRunPhase::Planning;
     run.status.start_time = Some(ctx.now);
+    // No longer waiting (e.g. for a table).
+    run.status.reason = None;
+    run.status.message = None;
     conditions(&mut run.status, run.object.metadata.generation, ctx.now);
     ctx.save(run).await?;
     ctx.event(

@@ -219,6 +219,7 @@ pub fn summarize(
 }
 
 /// Validates one Table, creates or opens its catalog, and writes its status if it changed.
+/// Returns whether the table is Ready.
 ///
 /// # Errors
 /// Backend failures; catalog failures are reported in the `Ready` condition instead.
@@ -227,7 +228,7 @@ pub async fn reconcile(
     catalogs: &mut Catalogs,
     table: &Table,
     now: DateTime<Utc>,
-) -> Result<(), ControlError> {
+) -> Result<bool, ControlError> {
     let namespace = namespace_of(&table.metadata);
     let name = name_of(&table.metadata);
     let generation = table.metadata.generation;
@@ -297,7 +298,7 @@ pub async fn reconcile(
             .update_table_status(&namespace, &name, &status)
             .await?;
     }
-    Ok(())
+    Ok(ready.is_ok())
 }
 
 #[cfg(test)]

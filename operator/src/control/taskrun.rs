@@ -2,7 +2,10 @@
 //! facts the loop observed (job states, settings, `now`) and names the one step to take next.
 //!
 //! Phases: `Pending → Planning → Running → Committing → Succeeded | Failed | TimedOut |
-//! Skipped`. A run is never stuck in a phase: `runTimeout` (from `start_time`, set when the run
+//! Skipped`. A run whose source or destination Table is not Ready waits in `Pending` (reason
+//! [`Reason::TableNotReady`], naming the table and its Ready condition) and fails with that
+//! reason once it has waited past its deadline ([`TableWait`]); nothing is planned, locked or
+//! written meanwhile. A run is never stuck in a phase: `runTimeout` (from `start_time`, set when the run
 //! is admitted) bounds Planning ([`Reason::PlanningTimedOut`], naming the last planning error)
 //! as it bounds Running ([`Reason::RunTimeout`]). Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
 //! Reverted)`; a failed attempt with attempts left goes back to `Pending` with its attempt
@@ -18,6 +21,52 @@ use minion_contract::EXIT_BAD_INPUT;
 use super::{JobState, Reason};
 use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
 use crate::generator::CommitMode;
+
+/// How long a run waits for its tables to become Ready, from its creation, when its config
+/// sets no `startingDeadlineSeconds`: 10 minutes.
+pub const DEFAULT_TABLE_WAIT_MS: i64 = 10 * 60_000;
+
+/// A Table of the run whose `Ready` condition is not `True`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotReadyTable {
+    /// The table's name.
+    pub table: String,
+    /// `False` or `Unknown`.
+    pub status: String,
+    /// The condition's reason (e.g. `SchemaMismatch`).
+    pub reason: String,
+    /// The condition's message.
+    pub message: String,
+}
+
+impl NotReadyTable {
+    /// `waiting for Table <name>: Ready=<status> <reason>: <message>`.
+    pub fn waiting_message(&self) -> String {
+        let mut m = format!(
+            "waiting for Table {}: Ready={} {}",
+            self.table, self.status, self.reason
+        );
+        if !self.message.is_empty() {
+            m.push_str(": ");
+            m.push_str(&self.message);
+        }
+        m
+    }
+}
+
+/// A run (not yet planned) whose table is not Ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableWait {
+    pub table: NotReadyTable,
+    /// Since when the run waits: its creation (else its start).
+    pub since: Option<DateTime<Utc>>,
+    /// How long it may wait: the config's `startingDeadlineSeconds`, else
+    /// [`DEFAULT_TABLE_WAIT_MS`].
+    pub limit_ms: i64,
+    /// The run's plan is stored already (it was planned before the table stopped being
+    /// Ready): planning goes on, bounded by runTimeout.
+    pub planned: bool,
+}
 
 /// Settings of a planned run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,6 +91,8 @@ pub struct Facts {
     /// The run's `runTimeout` (the TaskRun's, else its config's), known before it is planned:
     /// a run in Planning longer than this times out.
     pub run_timeout_ms: Option<i64>,
+    /// A table of a run in Pending or Planning that is not Ready.
+    pub table_wait: Option<TableWait>,
 }
 
 /// The next step of a run.
@@ -84,6 +135,8 @@ pub enum Step {
         reason: String,
         message: String,
     },
+    /// Pending: a table of the run is not Ready; the run waits (status says why).
+    WaitForTable { reason: String, message: String },
     /// Nothing to do until a job changes state or time passes.
     Wait,
     /// The run is finished.
@@ -133,8 +186,14 @@ pub fn subtask_failure(s: &SubtaskStatus) -> (String, String) {
 /// Decides the next step of a run.
 pub fn next_step(run: &str, status: &TaskRunStatus, facts: &Facts) -> Step {
     match status.phase {
-        TaskRunPhase::Pending => Step::Admit,
-        TaskRunPhase::Planning => planning(status, facts),
+        TaskRunPhase::Pending => match &facts.table_wait {
+            Some(w) => wait_for_table(w, facts.now),
+            None => Step::Admit,
+        },
+        TaskRunPhase::Planning => match facts.table_wait.as_ref().filter(|w| !w.planned) {
+            Some(w) => wait_for_table(w, facts.now),
+            None => planning(status, facts),
+        },
         TaskRunPhase::Running => match &facts.settings {
             Some(settings) => running(run, status, settings, facts),
             None => Step::Plan,
@@ -149,6 +208,28 @@ pub fn next_step(run: &str, status: &TaskRunStatus, facts: &Facts) -> Step {
 
 fn past(start: Option<DateTime<Utc>>, limit_ms: i64, now: DateTime<Utc>) -> bool {
     start.is_some_and(|s| now - s > Duration::milliseconds(limit_ms))
+}
+
+/// A table is not Ready: wait in Pending, or fail once waited past the deadline.
+fn wait_for_table(w: &TableWait, now: DateTime<Utc>) -> Step {
+    if past(w.since, w.limit_ms, now) {
+        return Step::Finish {
+            phase: TaskRunPhase::Failed,
+            reason: Reason::TableNotReady.into(),
+            message: format!(
+                "Table {} was not Ready within {}s of the run's creation: Ready={} {}: {}",
+                w.table.table,
+                w.limit_ms / 1000,
+                w.table.status,
+                w.table.reason,
+                w.table.message
+            ),
+        };
+    }
+    Step::WaitForTable {
+        reason: Reason::TableNotReady.into(),
+        message: w.table.waiting_message(),
+    }
 }
 
 /// Planning: plan, unless the run has been planning for longer than its runTimeout (every
@@ -422,6 +503,7 @@ mod tests {
             settings: Some(settings(mode)),
             jobs: jobs.iter().cloned().collect(),
             run_timeout_ms: Some(settings(mode).run_timeout_ms),
+            table_wait: None,
         }
     }
 
@@ -449,6 +531,7 @@ mod tests {
             settings: None,
             jobs: BTreeMap::new(),
             run_timeout_ms: Some(60 * 60_000),
+            table_wait: None,
         };
         assert_eq!(next_step("r", &planning, &f(60)), Step::Plan);
         planning.last_error = Some(
@@ -485,6 +568,73 @@ mod tests {
             ..f(61)
         };
         assert_eq!(next_step("r", &planning, &unknown), Step::Plan);
+    }
+
+    #[test]
+    fn a_run_whose_table_is_not_ready_waits_in_pending_then_fails_past_its_deadline() {
+        let wait = |planned| TableWait {
+            table: NotReadyTable {
+                table: "events-realtime".into(),
+                status: "False".into(),
+                reason: "SchemaMismatch".into(),
+                message: "column session: missing in the Delta table".into(),
+            },
+            since: Some(t(0)),
+            limit_ms: DEFAULT_TABLE_WAIT_MS,
+            planned,
+        };
+        let f = |now, w: Option<TableWait>| Facts {
+            now: t(now),
+            settings: None,
+            jobs: BTreeMap::new(),
+            run_timeout_ms: Some(60 * 60_000),
+            table_wait: w,
+        };
+        let waiting = Step::WaitForTable {
+            reason: Reason::TableNotReady.into(),
+            message: "waiting for Table events-realtime: Ready=False SchemaMismatch: column session: missing in the Delta table".into(),
+        };
+        let pending = TaskRunStatus::default();
+        assert_eq!(next_step("r", &pending, &f(10, Some(wait(false)))), waiting);
+        // A run already admitted (not planned) goes back to waiting too.
+        let planning = TaskRunStatus {
+            phase: TaskRunPhase::Planning,
+            start_time: Some(t(0)),
+            ..Default::default()
+        };
+        assert_eq!(next_step("r", &planning, &f(5, Some(wait(false)))), waiting);
+        // A run planned already keeps planning (its lineage may be open).
+        assert_eq!(
+            next_step("r", &planning, &f(5, Some(wait(true)))),
+            Step::Plan
+        );
+        // Past the deadline, it fails naming the table and its condition.
+        let step = next_step("r", &pending, &f(11, Some(wait(false))));
+        let Step::Finish {
+            phase,
+            reason,
+            message,
+        } = &step
+        else {
+            panic!("{step:?}");
+        };
+        assert_eq!(*phase, TaskRunPhase::Failed);
+        assert_eq!(*reason, Reason::TableNotReady);
+        assert!(
+            message.starts_with("Table events-realtime was not Ready within 600s")
+                && message.contains("Ready=False SchemaMismatch: column session"),
+            "{message}"
+        );
+        // Once the table is Ready, the run is admitted.
+        assert_eq!(next_step("r", &pending, &f(5, None)), Step::Admit);
+        let no_message = NotReadyTable {
+            message: String::new(),
+            ..wait(false).table
+        };
+        assert_eq!(
+            no_message.waiting_message(),
+            "waiting for Table events-realtime: Ready=False SchemaMismatch"
+        );
     }
 
     #[test]
