@@ -5,15 +5,32 @@
 //!
 //! A step that fails (a backend, catalog or storage error) is reported and retried on the
 //! next tick; it never stops the loop or other runs.
+//!
+//! # Reads
+//! A tick lists TaskRuns once. The rest of the tick (which runs to step, each run as it is
+//! stepped, the earlier runs a plan waits for, housekeeping's unfinished runs, each config's
+//! status and history, the count of active runs) works on that list, kept up to date with
+//! what the tick itself writes: every TaskRun status a step writes replaces the listed one,
+//! runs a schedule creates are looked up by name and added, runs deleted by history limits
+//! are removed. Only this process writes TaskRun status while it leads, so the list differs
+//! from a fresh one only by runs others created or deleted since; those are stepped from the
+//! next tick on, as before. Two decisions list afresh: admitting a run of a config (its
+//! concurrency policy must see a run created since the tick's list that sorts before it, or
+//! both could be active at once), once per run; and `run`, before it stops idle.
+//!
+//! A run's stored plan is kept in memory ([`Plans`]) from the step that plans it (or the first
+//! that reads it) until the run is finished or gone; subtask states stored beside a large run
+//! and the Tables a step works on are read once per step.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::gather::Catalogs;
+use super::gather::{Catalogs, Plans};
 use super::runstep::{self, StepCtx};
 use super::taskrun::Step;
 use super::{
-    Backend, Clock, ControlError, configs, created_at, housekeeping, name_of, namespace_of, tables,
+    Backend, Clock, ControlError, configs, created_at, housekeeping, name_of, namespace_of,
+    protocol, tables,
 };
 use crate::api::TaskRun;
 
@@ -74,6 +91,27 @@ pub struct Controller {
     steps: u64,
     /// Last housekeeping time of each table (`namespace/name`).
     housekept: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>,
+    /// Stored plans of unfinished runs.
+    plans: Plans,
+}
+
+fn unfinished(run: &TaskRun) -> bool {
+    !run.status.as_ref().is_some_and(|s| s.phase.is_finished())
+}
+
+/// The run's directory (`<namespace>/<run key>`), as plans are kept by.
+fn run_dir(run: &TaskRun) -> String {
+    let name = name_of(&run.metadata);
+    format!(
+        "{}/{}",
+        namespace_of(&run.metadata),
+        protocol::run_key(&name, run.metadata.uid.as_deref())
+    )
+}
+
+fn position(runs: &[TaskRun], namespace: &str, name: &str) -> Option<usize> {
+    runs.iter()
+        .position(|r| namespace_of(&r.metadata) == namespace && name_of(&r.metadata) == name)
 }
 
 fn describe(step: &Step) -> Option<String> {
@@ -119,7 +157,26 @@ impl Controller {
             options,
             steps: 0,
             housekept: Default::default(),
+            plans: Plans::default(),
         }
+    }
+
+    /// Stored plans kept in memory (runs in flight).
+    pub fn plans_kept(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// Forgets the plans of runs `runs` does not list as unfinished.
+    fn forget_plans(&mut self, runs: &[TaskRun]) {
+        let live: std::collections::HashSet<String> =
+            runs.iter().filter(|r| unfinished(r)).map(run_dir).collect();
+        self.plans.retain(|dir| live.contains(dir));
+    }
+
+    fn mine(&self, run: &TaskRun) -> bool {
+        self.options.only_run.as_ref().is_none_or(|(n, name)| {
+            namespace_of(&run.metadata) == *n && name_of(&run.metadata) == *name
+        })
     }
 
     /// Run steps taken since the controller was created.
@@ -140,6 +197,9 @@ impl Controller {
         let backend = self.backend.clone();
         let now = self.clock.now();
         let everything = self.options.only_run.is_none();
+        // The one list of the tick (see the module docs).
+        let mut runs: Vec<TaskRun> = backend.list_task_runs().await?;
+        self.forget_plans(&runs);
         let tables = if everything {
             backend.list_tables().await?
         } else {
@@ -168,8 +228,14 @@ impl Controller {
             if due {
                 // Attempted counts: a failing clean-up is retried at the next interval.
                 self.housekept.insert(key, now);
-                match housekeeping::housekeep(backend.as_ref(), &mut self.catalogs, &table, now)
-                    .await
+                match housekeeping::housekeep(
+                    backend.as_ref(),
+                    &mut self.catalogs,
+                    &table,
+                    &runs,
+                    now,
+                )
+                .await
                 {
                     Ok(done) => {
                         if let Some(done) = done.filter(|d| d.deleted_anything()) {
@@ -187,11 +253,9 @@ impl Controller {
                 }
             }
         }
-        let mut order: Vec<(Option<chrono::DateTime<chrono::Utc>>, String, String)> = backend
-            .list_task_runs()
-            .await?
+        let mut order: Vec<(Option<chrono::DateTime<chrono::Utc>>, String, String)> = runs
             .iter()
-            .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+            .filter(|r| unfinished(r))
             .map(|r| {
                 (
                     created_at(&r.metadata),
@@ -213,23 +277,27 @@ impl Controller {
                     report.limit_reached = true;
                     return Ok(report);
                 }
-                let runs: Vec<TaskRun> = backend.list_task_runs().await?;
-                let Some(run) = runs
-                    .iter()
-                    .find(|r| {
-                        namespace_of(&r.metadata) == namespace && name_of(&r.metadata) == name
-                    })
-                    .cloned()
-                else {
+                let Some(at) = position(&runs, &namespace, &name) else {
                     break;
                 };
+                let run = runs[at].clone();
                 let mut ctx = StepCtx {
                     backend: backend.as_ref(),
                     catalogs: &mut self.catalogs,
                     now: self.clock.now(),
                     runs: &runs,
+                    plans: &mut self.plans,
+                    written: Vec::new(),
+                    tables: Default::default(),
                 };
-                match runstep::step(&mut ctx, &run).await {
+                let stepped = runstep::step(&mut ctx, &run).await;
+                // What the step wrote is what a new list would show.
+                for (ns, n, status) in std::mem::take(&mut ctx.written) {
+                    if let Some(at) = position(&runs, &ns, &n) {
+                        runs[at].status = Some(status);
+                    }
+                }
+                match stepped {
                     Ok(step) => match describe(&step) {
                         Some(line) => {
                             self.steps += 1;
@@ -246,14 +314,28 @@ impl Controller {
                 }
             }
         }
-        let runs = backend.list_task_runs().await?;
+        self.forget_plans(&runs);
         let configs = if everything {
             backend.list_task_configs().await?
         } else {
             Vec::new()
         };
         for cfg in configs {
-            match configs::reconcile(backend.as_ref(), &mut self.catalogs, &cfg, &runs, now).await {
+            let reconciled =
+                configs::reconcile(backend.as_ref(), &mut self.catalogs, &cfg, &runs, now).await;
+            let ns = namespace_of(&cfg.metadata);
+            if let Ok(o) = &reconciled {
+                runs.retain(|r| {
+                    namespace_of(&r.metadata) != ns || !o.deleted.contains(&name_of(&r.metadata))
+                });
+                if let Some(created) = &o.created
+                    && position(&runs, &ns, created).is_none()
+                    && let Ok(Some(run)) = backend.get_task_run(&ns, created).await
+                {
+                    runs.push(run);
+                }
+            }
+            match reconciled {
                 Ok(o) => {
                     if let Some(r) = &o.created {
                         report.log.push(format!("{r}: created by the schedule"));
@@ -266,16 +348,9 @@ impl Controller {
                     .push(format!("MinionTaskConfig {}: {e}", name_of(&cfg.metadata))),
             }
         }
-        let active: Vec<TaskRun> = backend
-            .list_task_runs()
-            .await?
-            .into_iter()
-            .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
-            .filter(|r| {
-                self.options.only_run.as_ref().is_none_or(|(n, name)| {
-                    namespace_of(&r.metadata) == *n && name_of(&r.metadata) == *name
-                })
-            })
+        let active: Vec<&TaskRun> = runs
+            .iter()
+            .filter(|r| unfinished(r) && self.mine(r))
             .collect();
         report.active_runs = active.len();
         report.waiting_runs = active.iter().filter(|r| waiting_for_table(r)).count();
@@ -348,7 +423,15 @@ impl Controller {
                 && report.active_runs == report.waiting_runs
                 && report.created_runs.is_empty()
             {
-                return Ok(());
+                // A run created by someone else during the tick is not in its list.
+                let runs = self.backend.list_task_runs().await?;
+                let active: Vec<&TaskRun> = runs
+                    .iter()
+                    .filter(|r| unfinished(r) && self.mine(r))
+                    .collect();
+                if active.iter().all(|r| waiting_for_table(r)) {
+                    return Ok(());
+                }
             }
             // With --until-idle, a run that fails every step would keep the loop up forever.
             stuck = if report.steps == 0 && !report.errors.is_empty() {

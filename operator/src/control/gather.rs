@@ -14,6 +14,7 @@
 //! name), so this process caches what it read or wrote; it is deleted once no status names it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{Backend, ControlError, name_of, namespace_of};
@@ -252,12 +253,100 @@ async fn put_json<T: serde::Serialize>(
         .map_err(|e| ControlError::storage(&loc.child_uri(relative), e))
 }
 
+/// How many times this process read a stored plan (`plan.json`) and stored subtask states
+/// (`subtasks.json`), found or not: what the control loop's reads per step are measured by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoredReads {
+    pub plans: u64,
+    pub subtasks: u64,
+}
+
+static PLAN_READS: AtomicU64 = AtomicU64::new(0);
+static SUBTASKS_READS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads of stored plans and subtask states by this process so far (see [`StoredReads`]).
+pub fn stored_reads() -> StoredReads {
+    StoredReads {
+        plans: PLAN_READS.load(Ordering::Relaxed),
+        subtasks: SUBTASKS_READS.load(Ordering::Relaxed),
+    }
+}
+
 /// The full plan of a run stored at `<dest>/_minion/runs/<run dir>/plan.json`, if any.
 ///
 /// # Errors
 /// The store cannot be read or the stored plan does not parse.
 pub async fn read_plan(dest_uri: &str, run_dir: &str) -> Result<Option<Plan>, ControlError> {
+    PLAN_READS.fetch_add(1, Ordering::Relaxed);
     get_json(dest_uri, &plan_path(run_dir)).await
+}
+
+/// Stored plans of runs in flight, kept in memory by run directory (`<namespace>/<run key>`,
+/// the key carrying the run's uid). A plan is written once, while the run plans, and never
+/// changed after (the run's identity names it: a TaskRun created again under its name is a
+/// new run with a new directory), so a plan read or written once serves every later step
+/// of its run. Only an optimisation: a process that starts reads the plan again, and an
+/// entry read under another destination URI is read again.
+#[derive(Default)]
+pub struct Plans {
+    by_dir: HashMap<String, (String, Arc<Plan>)>,
+}
+
+impl Plans {
+    /// The stored plan of the run `run_dir` under `dest_uri` ([`read_plan`] unless known).
+    ///
+    /// # Errors
+    /// As [`read_plan`].
+    pub async fn read(
+        &mut self,
+        dest_uri: &str,
+        run_dir: &str,
+    ) -> Result<Option<Arc<Plan>>, ControlError> {
+        if let Some((uri, plan)) = self.by_dir.get(run_dir)
+            && uri == dest_uri
+        {
+            return Ok(Some(plan.clone()));
+        }
+        let Some(plan) = read_plan(dest_uri, run_dir).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.keep(dest_uri, run_dir, plan)))
+    }
+
+    /// Stores the plan of a run ([`write_plan`]) and keeps it.
+    ///
+    /// # Errors
+    /// As [`write_plan`]; nothing is kept then.
+    pub async fn write(
+        &mut self,
+        dest_uri: &str,
+        run_dir: &str,
+        plan: Plan,
+    ) -> Result<Arc<Plan>, ControlError> {
+        write_plan(dest_uri, run_dir, &plan).await?;
+        Ok(self.keep(dest_uri, run_dir, plan))
+    }
+
+    fn keep(&mut self, dest_uri: &str, run_dir: &str, plan: Plan) -> Arc<Plan> {
+        let plan = Arc::new(plan);
+        self.by_dir
+            .insert(run_dir.to_string(), (dest_uri.to_string(), plan.clone()));
+        plan
+    }
+
+    /// Forgets the plans of runs whose directory `keep` refuses (finished or deleted runs).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.by_dir.retain(|dir, _| keep(dir));
+    }
+
+    /// Plans kept.
+    pub fn len(&self) -> usize {
+        self.by_dir.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_dir.is_empty()
+    }
 }
 
 /// Stores the full plan of a run (overwriting is harmless: a run is planned once).
@@ -278,6 +367,7 @@ pub async fn read_subtasks(
     dest_uri: &str,
     run_dir: &str,
 ) -> Result<Option<Vec<SubtaskStatus>>, ControlError> {
+    SUBTASKS_READS.fetch_add(1, Ordering::Relaxed);
     get_json(dest_uri, &subtasks_path(run_dir)).await
 }
 

@@ -71,7 +71,8 @@ impl Housekeeping {
     }
 }
 
-/// Cleans up one valid Table (see the module docs). Invalid tables are skipped.
+/// Cleans up one valid Table (see the module docs). Invalid tables are skipped. `runs` is
+/// every TaskRun (the tick's list): those unfinished keep their lineage entries and lists.
 ///
 /// # Errors
 /// Backend, catalog or storage failures (retried at the next pass).
@@ -79,6 +80,7 @@ pub async fn housekeep(
     backend: &dyn Backend,
     catalogs: &mut Catalogs,
     table: &Table,
+    runs: &[TaskRun],
     now: DateTime<Utc>,
 ) -> Result<Option<Housekeeping>, ControlError> {
     let Ok(def) = validate::table(table) else {
@@ -97,7 +99,6 @@ pub async fn housekeep(
     let fresh = gather::table(backend, &namespace, &name).await?;
     let mut status = fresh.status.clone();
     let hydrated = gather::lineage(&def.uri, &status).await?;
-    let runs = backend.list_task_runs().await?;
     let unfinished: Vec<&TaskRun> = runs
         .iter()
         .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))

@@ -15,7 +15,9 @@
 //! - A failed Plan step: the error in the run's `lastError` (best effort), for the message of
 //!   a run that times out still planning.
 
-use super::gather::{self, Catalogs, Resolved};
+use std::collections::HashMap;
+
+use super::gather::{self, Catalogs, Plans, Resolved, ResolvedTable};
 use super::protocol;
 use super::subtasks::{act, execution, run_context, run_state, save_lineage};
 use super::taskrun::{self, Facts, NotReadyTable, RunSettings, Step, TableWait};
@@ -24,7 +26,9 @@ use super::{
 };
 use crate::api::condition::{COMPLETE, FAILED, PROGRESSING, READY, find_condition, set_condition};
 use crate::api::task_run::MAX_SUBTASK_DETAIL;
-use crate::api::{PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunStatus};
+use crate::api::{
+    PlannedUnit, SubtaskState, SubtaskStatus, TableStatus, TaskRun, TaskRunPhase, TaskRunStatus,
+};
 use crate::generator::{self, Plan};
 use crate::lineage::LineageState;
 use crate::model::ConcurrencyPolicy;
@@ -35,8 +39,18 @@ pub(super) struct StepCtx<'a> {
     pub backend: &'a dyn Backend,
     pub catalogs: &'a mut Catalogs,
     pub now: DateTime<Utc>,
-    /// Every TaskRun (for the concurrency policy).
+    /// Every TaskRun: the tick's list, with what earlier steps of the tick wrote (for the
+    /// earlier runs a plan waits for; the concurrency policy lists afresh).
     pub runs: &'a [TaskRun],
+    /// Stored plans of runs in flight (immutable once written).
+    pub plans: &'a mut Plans,
+    /// Every TaskRun status this step wrote (`namespace`, `name`, status), for the tick's
+    /// list.
+    pub written: Vec<(String, String, TaskRunStatus)>,
+    /// Tables this step read (`namespace/name`), with what it wrote into their status: a
+    /// step reads each Table once. Nothing else writes a Table's status while a step runs
+    /// (one writer, and Table reconcile and housekeeping run before the steps).
+    pub tables: HashMap<String, ResolvedTable>,
 }
 
 pub(super) struct Run<'r> {
@@ -148,7 +162,7 @@ impl StepCtx<'_> {
     /// Writes the run's status. Beyond [`MAX_SUBTASK_DETAIL`] subtasks, every subtask's state
     /// goes to the run's directory first and status keeps the counters and
     /// [`bounded_detail`].
-    pub(super) async fn save(&self, run: &mut Run<'_>) -> Result<(), ControlError> {
+    pub(super) async fn save(&mut self, run: &mut Run<'_>) -> Result<(), ControlError> {
         taskrun::recount(&mut run.status);
         if run.status.subtasks.len() > MAX_SUBTASK_DETAIL {
             if run.dest_uri.is_empty() {
@@ -160,15 +174,82 @@ impl StepCtx<'_> {
             gather::write_subtasks(&run.dest_uri, &run.dir(), &run.status.subtasks).await?;
             let mut bounded = run.status.clone();
             bounded.subtasks = bounded_detail(&run.status.subtasks);
-            self.backend
-                .update_task_run_status(&run.namespace, &run.name, &bounded)
-                .await?;
+            self.write_run_status(&run.namespace, &run.name, bounded)
+                .await
         } else {
-            self.backend
-                .update_task_run_status(&run.namespace, &run.name, &run.status)
-                .await?;
+            self.write_run_status(&run.namespace, &run.name, run.status.clone())
+                .await
+        }
+    }
+
+    /// Writes a TaskRun's status and notes it for the tick's list of runs.
+    async fn write_run_status(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        status: TaskRunStatus,
+    ) -> Result<(), ControlError> {
+        self.backend
+            .update_task_run_status(namespace, name, &status)
+            .await?;
+        self.written
+            .push((namespace.to_string(), name.to_string(), status));
+        Ok(())
+    }
+
+    /// The Table `namespace/name` as this step knows it: read once, with this step's writes.
+    ///
+    /// # Errors
+    /// As [`gather::table`].
+    pub(super) async fn table(
+        &mut self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ResolvedTable, ControlError> {
+        let key = format!("{namespace}/{name}");
+        if let Some(t) = self.tables.get(&key) {
+            return Ok(t.clone());
+        }
+        let t = gather::table(self.backend, namespace, name).await?;
+        self.tables.insert(key, t.clone());
+        Ok(t)
+    }
+
+    /// Writes a Table's status and keeps it for the rest of the step.
+    ///
+    /// # Errors
+    /// Backend failures (the Table is read again by whatever needs it next).
+    pub(super) async fn write_table_status(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        status: TableStatus,
+    ) -> Result<(), ControlError> {
+        let key = format!("{namespace}/{name}");
+        let known = self.tables.remove(&key);
+        self.backend
+            .update_table_status(namespace, name, &status)
+            .await?;
+        if let Some(mut t) = known {
+            t.status = status;
+            self.tables.insert(key, t);
         }
         Ok(())
+    }
+
+    /// Resolves a run ([`gather::resolve_run`]) and keeps its tables for the rest of the step
+    /// (a table this step already knows keeps what the step knows).
+    ///
+    /// # Errors
+    /// As [`gather::resolve_run`].
+    async fn resolve(&mut self, object: &TaskRun) -> Result<Resolved, ControlError> {
+        let (_, resolved) = gather::resolve_run(self.backend, object).await?;
+        for t in std::iter::once(&resolved.destination).chain(resolved.source.as_ref()) {
+            self.tables
+                .entry(format!("{}/{}", t.def.namespace, t.def.name))
+                .or_insert_with(|| t.clone());
+        }
+        Ok(resolved)
     }
 }
 
@@ -249,8 +330,8 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
     if run.status.phase.is_finished() {
         return Ok(Step::Done);
     }
-    let resolved = match gather::resolve_run(ctx.backend, object).await {
-        Ok((_, r)) => r,
+    let resolved = match ctx.resolve(object).await {
+        Ok(r) => r,
         Err(ControlError::Invalid {
             reason, message, ..
         }) if matches!(
@@ -263,7 +344,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
                 reason: reason.to_string(),
                 message,
             };
-            finish(ctx, &mut run, &step).await?;
+            finish(ctx, &mut run, &step, None).await?;
             return Ok(step);
         }
         Err(e) => return Err(e),
@@ -272,7 +353,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
     let mut run = Run::load(object, &dest_uri).await?;
     let plan = match run.status.phase {
         TaskRunPhase::Running | TaskRunPhase::Committing => {
-            gather::read_plan(&dest_uri, &run.dir()).await?
+            ctx.plans.read(&dest_uri, &run.dir()).await?
         }
         _ => None,
     };
@@ -331,7 +412,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         (Step::Abort { .. }, None) if planning => {
             // Planning past its deadline: revert what the stored plan's lineage opened, if
             // a plan was stored at all.
-            match gather::read_plan(&dest_uri, &run.dir()).await? {
+            match ctx.plans.read(&dest_uri, &run.dir()).await? {
                 Some(plan) => act(ctx, &mut run, &resolved, &plan, &step).await?,
                 None => {
                     let Step::Abort {
@@ -347,7 +428,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
                         reason: reason.clone(),
                         message: message.clone(),
                     };
-                    finish(ctx, &mut run, &finish_step).await?;
+                    finish(ctx, &mut run, &finish_step, Some(&resolved)).await?;
                 }
             }
         }
@@ -360,7 +441,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
             conditions(&mut run.status, object.metadata.generation, ctx.now);
             ctx.save(&mut run).await?;
         }
-        (Step::Finish { .. }, _) => finish(ctx, &mut run, &step).await?,
+        (Step::Finish { .. }, _) => finish(ctx, &mut run, &step, Some(&resolved)).await?,
         (Step::Wait | Step::Done, _) => {}
         (_, None) => {
             return Err(ControlError::storage(
@@ -419,7 +500,7 @@ async fn wait_for_table(
 /// Keeps why planning failed in the run's status (`lastError`), for the message of a run
 /// that times out still planning. Best effort: the status as read, written only when the
 /// error is new (a failing write is left to the next attempt).
-async fn record_planning_error(ctx: &StepCtx<'_>, object: &TaskRun, e: &ControlError) {
+async fn record_planning_error(ctx: &mut StepCtx<'_>, object: &TaskRun, e: &ControlError) {
     let mut status = object.status.clone().unwrap_or_default();
     let text = format!("{}: {e}", e.reason());
     if status.phase != TaskRunPhase::Planning || status.last_error.as_deref() == Some(text.as_str())
@@ -429,11 +510,7 @@ async fn record_planning_error(ctx: &StepCtx<'_>, object: &TaskRun, e: &ControlE
     status.last_error = Some(text);
     let namespace = namespace_of(&object.metadata);
     let name = name_of(&object.metadata);
-    if let Err(e) = ctx
-        .backend
-        .update_task_run_status(&namespace, &name, &status)
-        .await
-    {
+    if let Err(e) = ctx.write_run_status(&namespace, &name, status).await {
         tracing::warn!(task_run = %name, error = %e, "could not record the planning error");
     }
 }
@@ -445,9 +522,15 @@ async fn admit(
     resolved: &Resolved,
 ) -> Result<(), ControlError> {
     let mine = (created_at(&run.object.metadata), run.name.clone());
+    // The policy decides on a fresh list, not the tick's: a run someone created since the
+    // tick listed (within the same second, on an API server) may come before this one, and
+    // both must never be active at once. Once per run, only for runs of a config.
+    let fresh = match &run.object.spec.config_ref {
+        Some(_) => ctx.backend.list_task_runs().await?,
+        None => Vec::new(),
+    };
     let earlier: Vec<&TaskRun> = match &run.object.spec.config_ref {
-        Some(config) => ctx
-            .runs
+        Some(config) => fresh
             .iter()
             .filter(|r| namespace_of(&r.metadata) == run.namespace)
             .filter(|r| r.spec.config_ref.as_deref() == Some(config.as_str()))
@@ -470,7 +553,7 @@ async fn admit(
                         resolved.config.name
                     ),
                 };
-                return finish(ctx, run, &step).await;
+                return finish(ctx, run, &step, Some(resolved)).await;
             }
             ConcurrencyPolicy::Replace => {
                 for other in earlier {
@@ -503,12 +586,12 @@ async fn replace(ctx: &mut StepCtx<'_>, other: &TaskRun, by: &str) -> Result<(),
         reason: Reason::ReplacedByNewerRun.into(),
         message: format!("replaced by {by} (concurrencyPolicy Replace)"),
     };
-    let (_, resolved) = gather::resolve_run(ctx.backend, other).await?;
+    let resolved = ctx.resolve(other).await?;
     let dest_uri = resolved.destination.def.uri.clone();
     let mut run = Run::load(other, &dest_uri).await?;
-    match gather::read_plan(&dest_uri, &run.dir()).await? {
+    match ctx.plans.read(&dest_uri, &run.dir()).await? {
         Some(plan) => act(ctx, &mut run, &resolved, &plan, &abort).await,
-        None => finish(ctx, &mut run, &abort).await,
+        None => finish(ctx, &mut run, &abort, Some(&resolved)).await,
     }
 }
 
@@ -519,7 +602,7 @@ async fn plan_run(
     resolved: &Resolved,
 ) -> Result<(), ControlError> {
     let dest = &resolved.destination.def;
-    let plan = match gather::read_plan(&dest.uri, &run.dir()).await? {
+    let plan = match ctx.plans.read(&dest.uri, &run.dir()).await? {
         Some(plan) => plan,
         None => {
             let incomplete = gather::incomplete_runs(ctx.runs, &resolved.config, &run.name);
@@ -538,7 +621,7 @@ async fn plan_run(
                         reason: e.reason().into(),
                         message: e.to_string(),
                     };
-                    return finish(ctx, run, &step).await;
+                    return finish(ctx, run, &step, Some(resolved)).await;
                 }
             };
             if let Some(skip) = plan.skip.as_ref().filter(|_| plan.is_empty()) {
@@ -547,12 +630,11 @@ async fn plan_run(
                     reason: skip.reason.as_str().into(),
                     message: skip.message.clone(),
                 };
-                return finish(ctx, run, &step).await;
+                return finish(ctx, run, &step, Some(resolved)).await;
             }
             // The run keeps the settings it is planned with.
             plan.execution = Some(resolved.config.execution.clone());
-            gather::write_plan(&dest.uri, &run.dir(), &plan).await?;
-            plan
+            ctx.plans.write(&dest.uri, &run.dir(), plan).await?
         }
     };
     let mut state = run_state(ctx, resolved, &plan).await?;
@@ -580,7 +662,7 @@ async fn plan_run(
                 reason: e.reason().into(),
                 message: e.to_string(),
             };
-            return finish(ctx, run, &step).await;
+            return finish(ctx, run, &step, Some(resolved)).await;
         }
     };
     save_lineage(ctx, resolved, &state, false).await?;
@@ -631,11 +713,13 @@ async fn plan_run(
     Ok(())
 }
 
-/// Ends a run in `Step::Finish`'s phase.
+/// Ends a run in `Step::Finish`'s phase; `resolved` is the run as this step resolved it (a
+/// succeeded run's watermark is read through it; without it the run is resolved again).
 pub(super) async fn finish(
     ctx: &mut StepCtx<'_>,
     run: &mut Run<'_>,
     step: &Step,
+    resolved: Option<&Resolved>,
 ) -> Result<(), ControlError> {
     let Step::Finish {
         phase,
@@ -651,8 +735,17 @@ pub(super) async fn finish(
     run.status.completion_time = Some(ctx.now);
     run.status.start_time.get_or_insert(ctx.now);
     run.status.last_error = None;
+    let again;
+    let resolved = match resolved {
+        Some(r) => Some(r),
+        None if *phase == TaskRunPhase::Succeeded => {
+            again = ctx.resolve(run.object).await.ok();
+            again.as_ref()
+        }
+        None => None,
+    };
     if *phase == TaskRunPhase::Succeeded
-        && let Ok((_, resolved)) = gather::resolve_run(ctx.backend, run.object).await
+        && let Some(resolved) = resolved
     {
         let catalog = ctx.catalogs.get(&resolved.destination.def).await?;
         let wms = gather::watermarks_from_log(catalog, &resolved.config).await?;

@@ -39,15 +39,15 @@ pub(super) fn execution<'a>(plan: &'a Plan, resolved: &'a Resolved) -> &'a Execu
         .unwrap_or(&resolved.config.execution)
 }
 
-/// The run state as stored: lineage from the destination's status (fresh, every live entry's
-/// lists loaded), watermarks from the log (the plan's where the log has none yet).
+/// The run state as stored: lineage from the destination's status (as this step knows it:
+/// read once, with its own writes; every live entry's lists loaded), watermarks from the log (the plan's where the log has none yet).
 pub(super) async fn run_state(
     ctx: &mut StepCtx<'_>,
     resolved: &Resolved,
     plan: &Plan,
 ) -> Result<RunState, ControlError> {
     let dest = &resolved.destination.def;
-    let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
+    let fresh = ctx.table(&dest.namespace, &dest.name).await?;
     let catalog = ctx.catalogs.get(dest).await?;
     let mut watermarks = gather::watermarks_from_log(catalog, &resolved.config).await?;
     for (level, wm) in &plan.watermarks {
@@ -69,15 +69,14 @@ pub(super) async fn save_lineage(
     committed: bool,
 ) -> Result<(), ControlError> {
     let dest = &resolved.destination.def;
-    let fresh = gather::table(ctx.backend, &dest.namespace, &dest.name).await?;
+    let fresh = ctx.table(&dest.namespace, &dest.name).await?;
     let mut status = fresh.status;
     let unreferenced = store_lineage(&dest.uri, &mut status, &state.lineage).await?;
     if committed {
         let catalog = ctx.catalogs.get(dest).await?;
         summarize(catalog, &dest.name, &mut status)?;
     }
-    ctx.backend
-        .update_table_status(&dest.namespace, &dest.name, &status)
+    ctx.write_table_status(&dest.namespace, &dest.name, status)
         .await?;
     delete_unreferenced_lists(&dest.uri, &unreferenced).await;
     Ok(())
@@ -394,7 +393,7 @@ pub(super) async fn act(
                 reason: reason.clone(),
                 message: message.clone(),
             };
-            finish(ctx, run, &finish_step).await?;
+            finish(ctx, run, &finish_step, Some(resolved)).await?;
         }
         Step::CommitAll => {
             let mut done = Vec::new();
