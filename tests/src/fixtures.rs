@@ -146,31 +146,6 @@ pub fn created_run(out: &str) -> String {
         .to_string()
 }
 
-/// SIGKILLs the worker of the first Running subtask of the TaskRun `tr` (as `minion get tr
-/// -o json` shows it) through its job record in the local state directory; false when no
-/// subtask is running, or its worker process has already ended.
-pub fn kill_a_running_worker(state: &Path, tr: &serde_json::Value) -> bool {
-    let Some(job) = tr["status"]["subtasks"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["state"] == "Running"))
-        .and_then(|s| s["job"].as_str())
-    else {
-        return false;
-    };
-    let record = state.join("jobs/default").join(format!("{job}.json"));
-    let record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(record).expect("job record")).expect("job JSON");
-    let pid = record["pid"].as_u64().expect("a pid").to_string();
-    // Only a worker still running (not a zombie) is killed.
-    let running = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.trim_start().chars().next())
-            .is_some_and(|state| !matches!(state, 'Z' | 'X'))
-    });
-    let _ = Command::new("kill").args(["-KILL", &pid]).status();
-    running
-}
-
 /// Asserts that the destination of an import holds exactly the source's rows up to the
 /// import's watermark (`config`'s in `namespace`): same `count(*)`, same sums of `clicks`
 /// and `revenue`.
