@@ -53,6 +53,7 @@ fn table(name: &str, table_type: TableType, segments: Vec<SegmentRef>) -> TableV
             storage_secret: None,
             retention_ms: defaults::APPEND_RETENTION_MS,
             create: true,
+            clean_up_foreign_files: false,
         },
         segments,
         lineage: Lineage::default(),

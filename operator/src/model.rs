@@ -67,6 +67,8 @@ pub struct TableDef {
     pub retention_ms: i64,
     /// Whether the operator creates the Delta table when there is none at `uri`.
     pub create: bool,
+    /// Whether clean-up may delete files other writers wrote.
+    pub clean_up_foreign_files: bool,
 }
 
 /// What happens to fire times missed while the operator was down or the config suspended.

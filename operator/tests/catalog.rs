@@ -428,14 +428,14 @@ async fn clean_up_deletes_replaced_files_after_retention_and_never_live_or_prote
     let exists = |p: &str| dir.path().join(p).exists();
 
     let early = catalog
-        .clean_up(now, retention, &protected, false)
+        .clean_up(now, retention, &protected, false, false)
         .await
         .unwrap();
     assert_eq!(early.deleted_files(), 0, "{early:?}");
     assert_eq!(early.kept_in_retention, 3);
 
     let dry = catalog
-        .clean_up(now + 5 * HOUR_MS, retention, &protected, true)
+        .clean_up(now + 5 * HOUR_MS, retention, &protected, false, true)
         .await
         .unwrap();
     assert_eq!(dry.replaced_files, 3);
@@ -445,7 +445,7 @@ async fn clean_up_deletes_replaced_files_after_retention_and_never_live_or_prote
     );
 
     let later = catalog
-        .clean_up(now + 5 * HOUR_MS, retention, &protected, false)
+        .clean_up(now + 5 * HOUR_MS, retention, &protected, false, false)
         .await
         .unwrap();
     assert_eq!(later.replaced_files, 3);
@@ -465,6 +465,7 @@ async fn clean_up_deletes_replaced_files_after_retention_and_never_live_or_prote
             retention,
             &protected,
             false,
+            false,
         )
         .await
         .unwrap();
@@ -478,6 +479,51 @@ async fn clean_up_deletes_replaced_files_after_retention_and_never_live_or_prote
     assert!(exists(&out.path), "a live segment was deleted");
     assert!(dir.path().join("_delta_log").read_dir().unwrap().count() > 0);
     assert_eq!(delta_totals(&uri).await.0, 15);
+}
+
+#[tokio::test]
+async fn clean_up_never_touches_a_table_nested_below_nor_a_foreign_writers_files() {
+    let (dir, uri, mut outer) = new_table().await;
+    // A second table inside the first one's directory, with a replaced file of its own, and a
+    // stream writer's file not committed yet at the outer root.
+    let inner_dir = dir.path().join("offline");
+    std::fs::create_dir_all(&inner_dir).unwrap();
+    let inner_uri = uri_of(&inner_dir);
+    let mut inner = Catalog::create(&inner_uri, &event_schema(), HashMap::new())
+        .await
+        .unwrap();
+    let groups = append_groups(&inner_dir, &mut inner, 1, 2).await;
+    let out = concat_segments(&inner_dir, &groups[0], "data/out/g0.parquet");
+    inner
+        .replace(concat_replacement(&groups[0], out.clone(), "minion.dev/ns/run/0"))
+        .await
+        .unwrap();
+    let uncommitted = write_segment(dir.path(), "part-0001-writer.parquet", &[(1, 1)]);
+    let dead_staged = write_segment(dir.path(), "data/run-dead/0-1/x.parquet", &[(1, 1)]);
+    let much_later = chrono::Utc::now().timestamp_millis() + 30 * UNREFERENCED_MIN_AGE_MS;
+
+    let r = outer
+        .clean_up(much_later, 4 * HOUR_MS, &[], false, false)
+        .await
+        .unwrap();
+    assert_eq!(r.deleted, vec![dead_staged.path.clone()], "{r:?}");
+    assert_eq!(r.kept_foreign, 1, "{r:?}");
+    assert!(r.kept_nested >= 4, "{r:?}");
+    assert!(dir.path().join(&uncommitted.path).exists());
+    assert!(inner_dir.join("_delta_log").read_dir().unwrap().count() > 0);
+    for s in groups[0].iter().chain([&out]) {
+        assert!(inner_dir.join(&s.path).exists(), "{} of the inner table deleted", s.path);
+    }
+    assert_eq!(delta_totals(&inner_uri).await.0, 10);
+    assert_eq!(delta_totals(&uri).await.0, 0);
+
+    // A Table that opts in cleans up the foreign file, still never the nested table.
+    let r = outer
+        .clean_up(much_later, 4 * HOUR_MS, &[], true, false)
+        .await
+        .unwrap();
+    assert_eq!(r.deleted, vec![uncommitted.path.clone()], "{r:?}");
+    assert_eq!(delta_totals(&inner_uri).await.0, 10);
 }
 
 #[tokio::test]

@@ -23,6 +23,6 @@ pub use segment::{SegmentRef, segment_name};
 pub use spec::{
     CONTRACT_VERSION, DEFAULT_MAX_RECORDS_PER_SEGMENT, DEFAULT_MEMORY_BUDGET_BYTES, InputFile,
     MANIFEST_FILE, OutputSpec, Processing, SubtaskSpec, TableLocation, TimeWindow, run_prefix,
-    staging_prefix, subtask_prefix,
+    staging_prefix, subtask_prefix, DATA_DIR,
 };
 pub use task::{AggregationType, FileFormat, MergeType, TaskType};

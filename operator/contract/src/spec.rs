@@ -183,6 +183,11 @@ impl SubtaskSpec {
     }
 }
 
+/// The top-level directory of every file the operator's workers write into a table
+/// (`data/<namespace>/<run key>/…`); clean-up deletes files outside it only when a Table
+/// opts in.
+pub const DATA_DIR: &str = "data";
+
 /// The staging prefix of one attempt of one subtask: `data/<run>/<subtask>/<attempt>`, where
 /// `run` is `<namespace>/<run key>` (the run key carries the TaskRun's uid, so a re-created
 /// TaskRun of the same name stages elsewhere).
@@ -198,12 +203,12 @@ pub fn staging_prefix(run: &str, subtask: u32, attempt: u32) -> String {
 
 /// The directory holding every attempt of one subtask: `data/<run>/<subtask>`.
 pub fn subtask_prefix(run: &str, subtask: u32) -> String {
-    format!("data/{run}/{subtask}")
+    format!("{DATA_DIR}/{run}/{subtask}")
 }
 
 /// The prefix holding every attempt of every subtask of a run.
 pub fn run_prefix(run: &str) -> String {
-    format!("data/{run}/")
+    format!("{DATA_DIR}/{run}/")
 }
 
 #[cfg(test)]

@@ -78,6 +78,11 @@ pub struct TableSpec {
     /// `uri` then shows as `Ready=False/TableNotFound`, not as an empty table).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create: Option<bool>,
+    /// Whether clean-up may delete files other writers put under `uri` (unreferenced, or
+    /// replaced past the retention). Default false: only files the operator wrote (under
+    /// `data/`) are deleted, so a stream writer's files not committed yet are never lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean_up_foreign_files: Option<bool>,
 }
 
 /// Summary of the committed catalog and the lineage entries in flight.

@@ -10,8 +10,14 @@
 //! - a **sidecar** of a live segment (`<segment path>.validity`, the upsert validity file the
 //!   worker writes beside it) counts as referenced: it lives and dies with its segment;
 //! - nothing live, nothing under a protected prefix (the output prefixes of live lineage
-//!   entries), nothing in `_delta_log/` and nothing under another top-level directory whose
-//!   name starts with `_` or `.` (Delta's hidden-file rule) is ever deleted.
+//!   entries), nothing in `_delta_log/` and nothing with a path component whose name starts
+//!   with `_` or `.` (Delta's hidden-file rule, at every depth) is ever deleted;
+//! - nothing of another table: a directory below the root that holds a `_delta_log/` is a
+//!   table of its own, and nothing under it is touched;
+//! - only files the operator wrote (under `data/`, where every worker output is staged and
+//!   committed) unless the Table opts in to cleaning up foreign files
+//!   (`spec.cleanUpForeignFiles`): a stream writer's file not committed yet, or one it
+//!   replaced and a reader may still want, is the writer's to delete.
 
 use std::collections::HashMap;
 
@@ -39,6 +45,10 @@ pub struct CleanupReport {
     pub kept_in_retention: usize,
     /// Unreferenced files kept because they are protected or too young.
     pub kept_unreferenced: usize,
+    /// Files kept because another writer wrote them (outside `data/`, no opt-in).
+    pub kept_foreign: usize,
+    /// Files kept because they belong to a table nested below this one.
+    pub kept_nested: usize,
     /// The deleted (or to-be-deleted) paths, relative to the table URI.
     pub deleted: Vec<String>,
 }
@@ -70,6 +80,8 @@ pub(crate) struct CleanupInput<'a> {
     pub now_ms: i64,
     pub retention_ms: i64,
     pub protected_prefixes: &'a [String],
+    /// The Table lets clean-up delete files other writers wrote.
+    pub foreign_files: bool,
 }
 
 /// Whether `path` is a sidecar (validity file) of a live segment.
@@ -78,12 +90,38 @@ fn is_live_sidecar(path: &str, live: &HashMap<String, i64>) -> bool {
         .is_some_and(|segment| live.contains_key(segment))
 }
 
+/// The directories below the root that hold a `_delta_log/`: tables of their own.
+fn nested_tables(files: &[StoredFile]) -> Vec<&str> {
+    let mut roots: Vec<&str> = files
+        .iter()
+        .filter_map(|f| {
+            f.path
+                .match_indices("/_delta_log/")
+                .next()
+                .map(|(at, _)| &f.path[..at])
+        })
+        .collect();
+    roots.sort_unstable();
+    roots.dedup();
+    roots
+}
+
+/// Whether the operator wrote `path` (every worker output lies under `data/`).
+fn written_by_operator(path: &str) -> bool {
+    under_prefix(path, minion_contract::DATA_DIR)
+}
+
 /// Decides which files to delete. The report lists them in `deleted`.
 pub(crate) fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupReport {
     let mut report = CleanupReport::default();
+    let nested = nested_tables(input.files);
     for file in input.files {
         let path = file.path.as_str();
         if is_live_sidecar(path, input.live) {
+            continue;
+        }
+        if nested.iter().any(|root| under_prefix(path, root)) {
+            report.kept_nested += 1;
             continue;
         }
         if is_hidden(path)
@@ -96,6 +134,10 @@ pub(crate) fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupReport {
             if !input.live.contains_key(path) && !is_hidden(path) {
                 report.kept_unreferenced += 1;
             }
+            continue;
+        }
+        if !input.foreign_files && !written_by_operator(path) {
+            report.kept_foreign += 1;
             continue;
         }
         match input.tombstones.get(path) {
@@ -128,9 +170,13 @@ pub(crate) fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupReport {
     report
 }
 
-/// Delta's hidden-file rule at the top level: `_delta_log/`, `_anything/`, `.anything`.
+/// Delta's hidden-file rule: a path component named `_anything` or `.anything`
+/// (`_delta_log/`, `_minion/`, `.tmp`, `part/_SUCCESS`). At the top level always; below it
+/// only outside `data/`, where the operator's own hidden files (a subtask's `_spec.json` and
+/// `_result.json`) go with the staged outputs they describe.
 fn is_hidden(path: &str) -> bool {
-    path.starts_with('_') || path.starts_with('.')
+    let hidden = |c: &str| c.starts_with('_') || c.starts_with('.');
+    hidden(path) || (!written_by_operator(path) && path.split('/').any(hidden))
 }
 
 impl Catalog {
@@ -149,6 +195,7 @@ impl Catalog {
         now_ms: i64,
         retention_ms: i64,
         protected_prefixes: &[String],
+        foreign_files: bool,
         dry_run: bool,
     ) -> Result<CleanupReport> {
         self.refresh().await?;
@@ -162,6 +209,7 @@ impl Catalog {
             now_ms,
             retention_ms,
             protected_prefixes,
+            foreign_files,
         });
         report.dry_run = dry_run;
         if !dry_run {
@@ -185,7 +233,8 @@ impl Catalog {
     ///
     /// # Guarantees
     /// Never deletes a live file (a live file under the prefix is kept and logged: its commit
-    /// happened after all) nor anything in a hidden top-level directory such as `_delta_log/`.
+    /// happened after all), anything in a hidden top-level directory such as `_delta_log/`,
+    /// nor anything of a table nested under the prefix.
     ///
     /// # Errors
     /// `InvalidSegment` for an empty or hidden prefix; `StoreUnreachable` on storage failure.
@@ -200,9 +249,13 @@ impl Catalog {
         }
         self.refresh().await?;
         let live = self.live_files()?;
+        let files = self.stored_files(Some(trimmed)).await?;
+        let nested = nested_tables(&files);
         let mut deleted = 0;
-        for file in self.stored_files(Some(trimmed)).await? {
-            if !under_prefix(&file.path, trimmed) {
+        for file in &files {
+            if !under_prefix(&file.path, trimmed)
+                || nested.iter().any(|root| under_prefix(&file.path, root))
+            {
                 continue;
             }
             if live.contains_key(&file.path) {
@@ -273,11 +326,22 @@ mod tests {
         }
     }
 
+    /// A clean-up of a Table that lets it delete foreign files.
     fn run(
         files: &[StoredFile],
         live: &[&str],
         tombstones: &[(&str, i64)],
         protected: &[&str],
+    ) -> CleanupReport {
+        run_as(files, live, tombstones, protected, true)
+    }
+
+    fn run_as(
+        files: &[StoredFile],
+        live: &[&str],
+        tombstones: &[(&str, i64)],
+        protected: &[&str],
+        foreign_files: bool,
     ) -> CleanupReport {
         let live: HashMap<String, i64> = live.iter().map(|p| (p.to_string(), 10)).collect();
         let tombstones: HashMap<String, Option<i64>> = tombstones
@@ -292,7 +356,58 @@ mod tests {
             now_ms: NOW,
             retention_ms: 4 * HOUR,
             protected_prefixes: &protected,
+            foreign_files,
         })
+    }
+
+    #[test]
+    fn a_table_nested_below_the_root_is_never_touched() {
+        // A Table at `…/events` and another at `…/events/offline`: the outer one's clean-up
+        // lists the inner one's files, none of them in its log.
+        let files = [
+            file("data/ns/run/0/1/old.parquet", 30 * HOUR),
+            file("offline/_delta_log/00000000000000000000.json", 30 * HOUR),
+            file("offline/data/ns/run/0/1/part.parquet", 30 * HOUR),
+            file("offline/part-0001.parquet", 30 * HOUR),
+            file("deep/er/_delta_log/00000000000000000003.json", 30 * HOUR),
+            file("deep/er/x.parquet", 30 * HOUR),
+        ];
+        for foreign in [false, true] {
+            let r = run_as(&files, &[], &[], &[], foreign);
+            assert_eq!(r.deleted, vec!["data/ns/run/0/1/old.parquet"], "{r:?}");
+            assert_eq!(r.kept_nested, 5, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn foreign_files_are_kept_unless_the_table_opts_in() {
+        let files = [
+            file("data/ns/run/0/1/_spec.json", 30 * HOUR),
+            file("data/ns/run/0/1/staged.parquet", 30 * HOUR),
+            file("data/ns/run/0/2/replaced.parquet", 30 * HOUR),
+            file("part-0001-writer-uncommitted.parquet", 30 * HOUR),
+            file("part-0000-writer-replaced.parquet", 30 * HOUR),
+            file("date=2024-01-01/_SUCCESS", 30 * HOUR),
+            file("date=2024-01-01/.part.crc", 30 * HOUR),
+        ];
+        let tombstones = [
+            ("data/ns/run/0/2/replaced.parquet", 5 * HOUR),
+            ("part-0000-writer-replaced.parquet", 5 * HOUR),
+        ];
+        let r = run_as(&files, &[], &tombstones, &[], false);
+        assert_eq!(
+            r.deleted,
+            vec![
+                "data/ns/run/0/1/_spec.json",
+                "data/ns/run/0/1/staged.parquet",
+                "data/ns/run/0/2/replaced.parquet",
+            ],
+            "{r:?}"
+        );
+        assert_eq!(r.kept_foreign, 2, "{r:?}");
+        let r = run_as(&files, &[], &tombstones, &[], true);
+        assert_eq!(r.deleted.len(), 5, "hidden files stay: {r:?}");
+        assert!(r.deleted.contains(&"part-0001-writer-uncommitted.parquet".to_string()));
     }
 
     #[test]

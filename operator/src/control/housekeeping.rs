@@ -193,7 +193,13 @@ pub async fn housekeep(
     // 2. Files.
     let protected: Vec<String> = lineage.live().map(|e| e.output_prefix.clone()).collect();
     done.files = catalog
-        .clean_up(now_ms, def.retention_ms, &protected, false)
+        .clean_up(
+            now_ms,
+            def.retention_ms,
+            &protected,
+            def.clean_up_foreign_files,
+            false,
+        )
         .await
         .map_err(catalog_err)?;
 

@@ -96,6 +96,7 @@ pub fn table(name: &str, table_type: TableType, partitions: Option<u32>) -> Tabl
             storage_secret: None,
             retention_ms: defaults::APPEND_RETENTION_MS,
             create: true,
+            clean_up_foreign_files: false,
         },
         segments: vec![],
         lineage: Lineage::default(),

@@ -48,6 +48,7 @@ pub fn table(t: &Table) -> Result<TableDef, ValidationErrors> {
         storage_secret,
         retention_ms,
         create: spec.create.unwrap_or(spec.table_type == TableType::Offline),
+        clean_up_foreign_files: spec.clean_up_foreign_files.unwrap_or(false),
     };
     c.finish(def)
 }
