@@ -495,7 +495,11 @@ async fn clean_up_never_touches_a_table_nested_below_nor_a_foreign_writers_files
     let groups = append_groups(&inner_dir, &mut inner, 1, 2).await;
     let out = concat_segments(&inner_dir, &groups[0], "data/out/g0.parquet");
     inner
-        .replace(concat_replacement(&groups[0], out.clone(), "minion.dev/ns/run/0"))
+        .replace(concat_replacement(
+            &groups[0],
+            out.clone(),
+            "minion.dev/ns/run/0",
+        ))
         .await
         .unwrap();
     let uncommitted = write_segment(dir.path(), "part-0001-writer.parquet", &[(1, 1)]);
@@ -512,7 +516,11 @@ async fn clean_up_never_touches_a_table_nested_below_nor_a_foreign_writers_files
     assert!(dir.path().join(&uncommitted.path).exists());
     assert!(inner_dir.join("_delta_log").read_dir().unwrap().count() > 0);
     for s in groups[0].iter().chain([&out]) {
-        assert!(inner_dir.join(&s.path).exists(), "{} of the inner table deleted", s.path);
+        assert!(
+            inner_dir.join(&s.path).exists(),
+            "{} of the inner table deleted",
+            s.path
+        );
     }
     assert_eq!(delta_totals(&inner_uri).await.0, 10);
     assert_eq!(delta_totals(&uri).await.0, 0);

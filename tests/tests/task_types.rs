@@ -704,3 +704,29 @@ async fn a_realtime_table_where_there_is_none_is_not_found_and_not_created() {
     assert_eq!(ready["status"], "True", "{table:#}");
     assert!(root.join("_delta_log").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_nested_in_another_tables_location_is_refused_naming_both() {
+    let env = Env::new();
+    env.apply("table-events-offline.yaml", &[]);
+    // A second Table inside the first one's directory.
+    let nested = env.manifest(
+        "table-events-realtime.yaml",
+        &[("/events_realtime", "/events_offline/realtime")],
+    );
+    let out = Minion {
+        state: env.state.clone(),
+    }
+    .run(&["apply", "-f", nested.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Table default/events-realtime")
+            && stderr.contains("lies inside Table default/events-offline")
+            && stderr.contains("spec.uri"),
+        "{stderr}"
+    );
+    // Nothing was stored.
+    let tables = env.ok(&["get", "tbl"]);
+    assert!(!tables.contains("events-realtime"), "{tables}");
+}

@@ -21,8 +21,8 @@ pub use schema::{
 };
 pub use segment::{SegmentRef, segment_name};
 pub use spec::{
-    CONTRACT_VERSION, DEFAULT_MAX_RECORDS_PER_SEGMENT, DEFAULT_MEMORY_BUDGET_BYTES, InputFile,
-    MANIFEST_FILE, OutputSpec, Processing, SubtaskSpec, TableLocation, TimeWindow, run_prefix,
-    staging_prefix, subtask_prefix, DATA_DIR,
+    CONTRACT_VERSION, DATA_DIR, DEFAULT_MAX_RECORDS_PER_SEGMENT, DEFAULT_MEMORY_BUDGET_BYTES,
+    InputFile, MANIFEST_FILE, OutputSpec, Processing, SubtaskSpec, TableLocation, TimeWindow,
+    run_prefix, staging_prefix, subtask_prefix,
 };
 pub use task::{AggregationType, FileFormat, MergeType, TaskType};

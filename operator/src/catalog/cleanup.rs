@@ -407,7 +407,10 @@ mod tests {
         assert_eq!(r.kept_foreign, 2, "{r:?}");
         let r = run_as(&files, &[], &tombstones, &[], true);
         assert_eq!(r.deleted.len(), 5, "hidden files stay: {r:?}");
-        assert!(r.deleted.contains(&"part-0001-writer-uncommitted.parquet".to_string()));
+        assert!(
+            r.deleted
+                .contains(&"part-0001-writer-uncommitted.parquet".to_string())
+        );
     }
 
     #[test]

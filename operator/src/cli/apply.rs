@@ -117,6 +117,25 @@ pub(crate) fn read_and_validate(
         .filter_map(|(k, t)| validate::table(t).ok().map(|d| (k.clone(), d)))
         .collect();
     let table_of = |ns: &str, name: &str| defs.get(&(ns.to_string(), name.to_string()));
+    // No two Tables at the same or nested locations: one's clean-up and commits would reach
+    // the other's files.
+    for (file, r) in &resources {
+        let Resource::Table(t) = r else { continue };
+        let k = key(&t.metadata);
+        let Some(def) = defs.get(&k) else { continue };
+        for (other_key, other) in &defs {
+            if *other_key != k
+                && let Some(how) = validate::uri_overlap(&def.uri, &other.uri)
+            {
+                let message = validate::overlap_message(
+                    (&def.namespace, &def.name, &def.uri),
+                    (&other.namespace, &other.name, &other.uri),
+                    how,
+                );
+                errors.push(format!("{}: {message}", file.display()));
+            }
+        }
+    }
     for (file, r) in &resources {
         let at = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
         match r {

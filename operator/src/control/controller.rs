@@ -205,8 +205,9 @@ impl Controller {
         } else {
             Vec::new()
         };
-        for table in tables {
-            match tables::reconcile(backend.as_ref(), &mut self.catalogs, &table, now).await {
+        for table in &tables {
+            match tables::reconcile(backend.as_ref(), &mut self.catalogs, table, &tables, now).await
+            {
                 Ok(true) => {}
                 // Its Ready condition says why; housekeeping waits until it is Ready.
                 Ok(false) => continue,
@@ -231,7 +232,7 @@ impl Controller {
                 match housekeeping::housekeep(
                     backend.as_ref(),
                     &mut self.catalogs,
-                    &table,
+                    table,
                     &runs,
                     now,
                 )

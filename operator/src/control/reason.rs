@@ -99,6 +99,8 @@ reasons! {
     CatalogReady,
     /// The Secret a table's storage credentials come from cannot be read.
     StorageSecretUnavailable,
+    /// A Table's `spec.uri` is the location of an older Table, or nested with it.
+    UriOverlaps,
     /// Housekeeping deleted unreferenced or expired files.
     CleanedUp,
 }

@@ -218,8 +218,33 @@ pub fn summarize(
     Ok(())
 }
 
-/// Validates one Table, creates or opens its catalog, and writes its status if it changed.
-/// Returns whether the table is Ready.
+/// The older Table (by creation, then namespace/name) whose location `table`'s overlaps, with
+/// the message refusing `table`: the first Table at a location keeps it.
+fn claimed_by(table: &Table, def: &crate::model::TableDef, all: &[Table]) -> Option<String> {
+    let order = |t: &Table| {
+        (
+            super::created_at(&t.metadata),
+            namespace_of(&t.metadata),
+            name_of(&t.metadata),
+        )
+    };
+    let mine = order(table);
+    all.iter()
+        .filter(|o| order(o) < mine)
+        .filter_map(|o| {
+            let other = validate::table(o).ok()?;
+            let how = validate::uri_overlap(&def.uri, &other.uri)?;
+            Some(validate::overlap_message(
+                (&def.namespace, &def.name, &def.uri),
+                (&other.namespace, &other.name, &other.uri),
+                how,
+            ))
+        })
+        .next()
+}
+
+/// Validates one Table (also against the locations of the older Tables in `all`), creates or
+/// opens its catalog, and writes its status if it changed. Returns whether the table is Ready.
 ///
 /// # Errors
 /// Backend failures; catalog failures are reported in the `Ready` condition instead.
@@ -227,6 +252,7 @@ pub async fn reconcile(
     backend: &dyn Backend,
     catalogs: &mut Catalogs,
     table: &Table,
+    all: &[Table],
     now: DateTime<Utc>,
 ) -> Result<bool, ControlError> {
     let namespace = namespace_of(&table.metadata);
@@ -237,6 +263,9 @@ pub async fn reconcile(
     status.observed_generation = generation;
     let ready = match validate::table(table) {
         Err(e) => Err((e.reason(), e.to_string())),
+        Ok(def) if let Some(message) = claimed_by(table, &def, all) => {
+            Err((Reason::UriOverlaps.as_str(), message))
+        }
         Ok(def) => match backend.storage_options(table).await {
             Err(e) => Err((Reason::StorageSecretUnavailable.as_str(), e.to_string())),
             Ok(options) => {
@@ -305,6 +334,40 @@ pub async fn reconcile(
 mod tests {
     use super::*;
     use crate::lineage::LineageEntry;
+
+    fn table_at(namespace: &str, name: &str, uri: &str, created: &str) -> Table {
+        let yaml = format!(
+            "apiVersion: minion.dev/v1alpha1\nkind: Table\nmetadata: {{name: {name}, namespace: {namespace}, creationTimestamp: \"{created}\"}}\nspec:\n  tableType: OFFLINE\n  uri: {uri}\n  schema:\n    timeColumn: ts\n    timeUnit: MILLISECONDS\n    columns:\n      - {{name: ts, dataType: LONG, role: dateTime}}\n"
+        );
+        match crate::api::parse_manifests(&yaml).unwrap().remove(0) {
+            crate::api::Resource::Table(t) => t,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_older_table_keeps_a_location_and_a_newer_nested_or_equal_one_is_refused() {
+        let outer = table_at("a", "events", "s3://lake/events", "2026-01-01T00:00:00Z");
+        let inner = table_at(
+            "b",
+            "offline",
+            "s3://lake/events/offline/",
+            "2026-02-01T00:00:00Z",
+        );
+        let twin = table_at("c", "copy", "s3a://lake/events", "2026-03-01T00:00:00Z");
+        let apart = table_at("d", "other", "s3://lake/events2", "2026-04-01T00:00:00Z");
+        let all = vec![outer.clone(), inner.clone(), twin.clone(), apart.clone()];
+        let def = |t: &Table| validate::table(t).unwrap();
+        assert_eq!(claimed_by(&outer, &def(&outer), &all), None);
+        let m = claimed_by(&inner, &def(&inner), &all).unwrap();
+        assert!(
+            m.contains("Table b/offline") && m.contains("lies inside Table a/events"),
+            "{m}"
+        );
+        let m = claimed_by(&twin, &def(&twin), &all).unwrap();
+        assert!(m.contains("is the location of Table a/events"), "{m}");
+        assert_eq!(claimed_by(&apart, &def(&apart), &all), None);
+    }
 
     fn entry(id: &str, state: LineageState, t: i64) -> LineageEntry {
         LineageEntry {

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::schedule::ScheduleError;
 
 pub use cross::against_tables;
-pub use table::table;
+pub use table::{UriOverlap, overlap_message, table, uri_overlap};
 pub use tasks::{ValidatedTaskRun, task_config, task_run};
 
 /// What is wrong with one value. One variant per kind of mistake; [`Invalid::reason`] is the

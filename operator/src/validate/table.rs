@@ -53,6 +53,61 @@ pub fn table(t: &Table) -> Result<TableDef, ValidationErrors> {
     c.finish(def)
 }
 
+/// How two Tables' locations overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UriOverlap {
+    /// Both point at the same location.
+    Same,
+    /// The first lies inside the second.
+    Inside,
+    /// The second lies inside the first.
+    Contains,
+}
+
+/// A table URI compared by location: no trailing slash, `s3a://` as `s3://`.
+fn location(uri: &str) -> String {
+    let uri = uri.trim_end_matches('/');
+    match uri.strip_prefix("s3a://") {
+        Some(rest) => format!("s3://{rest}"),
+        None => uri.to_string(),
+    }
+}
+
+/// Whether the Table at `a` and the Table at `b` overlap: the same location, or one inside
+/// the other (one Table's clean-up and commits would reach the other's files).
+pub fn uri_overlap(a: &str, b: &str) -> Option<UriOverlap> {
+    let (a, b) = (location(a), location(b));
+    let inside = |x: &str, y: &str| x.strip_prefix(y).is_some_and(|r| r.starts_with('/'));
+    if a == b {
+        Some(UriOverlap::Same)
+    } else if inside(&a, &b) {
+        Some(UriOverlap::Inside)
+    } else if inside(&b, &a) {
+        Some(UriOverlap::Contains)
+    } else {
+        None
+    }
+}
+
+/// The message of a Table refused because its `spec.uri` overlaps `other`'s.
+pub fn overlap_message(
+    table: (&str, &str, &str),
+    other: (&str, &str, &str),
+    how: UriOverlap,
+) -> String {
+    let (ns, name, uri) = table;
+    let (other_ns, other_name, other_uri) = other;
+    let relation = match how {
+        UriOverlap::Same => "is the location of",
+        UriOverlap::Inside => "lies inside",
+        UriOverlap::Contains => "contains",
+    };
+    format!(
+        "Table {ns}/{name}: spec.uri {uri} {relation} Table {other_ns}/{other_name} ({other_uri}); \
+         each Table needs a location of its own, not nested in another's: change spec.uri"
+    )
+}
+
 fn type_name(t: ColumnType) -> String {
     serde_json::to_value(t)
         .ok()
@@ -186,5 +241,28 @@ fn check_schema(c: &mut Collector, at: &str, schema: &TableSchema) {
                 detail: "a comparison column needs a primaryKey (upsert table)".into(),
             },
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_locations_are_found_whatever_the_trailing_slash_or_s3a() {
+        assert_eq!(
+            uri_overlap("s3://lake/events/", "s3a://lake/events"),
+            Some(UriOverlap::Same)
+        );
+        assert_eq!(
+            uri_overlap("s3://lake/events/offline", "s3://lake/events"),
+            Some(UriOverlap::Inside)
+        );
+        assert_eq!(
+            uri_overlap("s3://lake/events", "s3://lake/events/offline"),
+            Some(UriOverlap::Contains)
+        );
+        assert_eq!(uri_overlap("s3://lake/events", "s3://lake/events2"), None);
+        assert_eq!(uri_overlap("file:///a/b", "s3://a/b"), None);
     }
 }
