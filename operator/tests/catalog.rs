@@ -535,6 +535,57 @@ async fn clean_up_never_touches_a_table_nested_below_nor_a_foreign_writers_files
 }
 
 #[tokio::test]
+async fn a_writers_files_replaced_by_an_operator_commit_are_cleaned_up_after_the_retention() {
+    let (dir, uri, mut catalog) = new_table().await;
+    // Two files a stream writer committed (outside data/), then merged by the operator.
+    let writer = [
+        write_segment(dir.path(), "part-0000-writer.parquet", &[(1, 1), (2, 2)]),
+        write_segment(dir.path(), "part-0001-writer.parquet", &[(3, 3)]),
+    ];
+    catalog.append(&writer, &[]).await.unwrap();
+    let out = concat_segments(dir.path(), &writer, "data/ns/run/0/1/merged.parquet");
+    catalog
+        .replace(concat_replacement(
+            &writer,
+            out.clone(),
+            "minion.dev/ns/run/0",
+        ))
+        .await
+        .unwrap();
+    // A file the writer has not committed.
+    let pending = write_segment(dir.path(), "part-0002-writer.parquet", &[(4, 4)]);
+    let records = || {
+        std::fs::read_dir(dir.path().join("_minion/removed"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        records(),
+        1,
+        "the commit recorded the writer's files it removed"
+    );
+    let much_later = chrono::Utc::now().timestamp_millis() + 30 * UNREFERENCED_MIN_AGE_MS;
+    let r = catalog
+        .clean_up(much_later, 4 * HOUR_MS, &[], false, false)
+        .await
+        .unwrap();
+    let mut deleted = r.deleted.clone();
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        vec!["part-0000-writer.parquet", "part-0001-writer.parquet"],
+        "{r:?}"
+    );
+    assert!(
+        dir.path().join(&pending.path).exists(),
+        "an uncommitted file was deleted"
+    );
+    assert!(dir.path().join(&out.path).exists());
+    assert_eq!(records(), 0, "a record whose files are gone is deleted");
+    assert_eq!(delta_totals(&uri).await.0, 3);
+}
+
+#[tokio::test]
 async fn delete_prefix_removes_only_the_reverted_entrys_staged_outputs() {
     let (dir, _uri, mut catalog) = new_table().await;
     let live = write_segment(dir.path(), "data/r/1-1/live.parquet", &[(1, 1)]);

@@ -15,11 +15,12 @@
 //! - nothing of another table: a directory below the root that holds a `_delta_log/` is a
 //!   table of its own, and nothing under it is touched;
 //! - only files the operator wrote (under `data/`, where every worker output is staged and
-//!   committed) unless the Table opts in to cleaning up foreign files
-//!   (`spec.cleanUpForeignFiles`): a stream writer's file not committed yet, or one it
-//!   replaced and a reader may still want, is the writer's to delete.
+//!   committed) or that its own commits removed (recorded in `_minion/removed/` before the
+//!   commit), unless the Table opts in to cleaning up foreign files
+//!   (`spec.cleanUpForeignFiles`): a stream writer's file not committed yet, or one the
+//!   writer replaced itself, is the writer's to delete.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
@@ -27,6 +28,10 @@ use object_store::path::Path;
 
 use super::error::{CatalogError, Result};
 use super::{Catalog, relative_path, under_prefix};
+
+/// Where a commit that removes files the operator did not write records them first: one
+/// `<hash>.json` per commit, a sorted JSON list of table-relative paths.
+pub const REMOVED_DIR: &str = "_minion/removed";
 
 /// Unreferenced files younger than this are kept: they may be outputs being written.
 pub const UNREFERENCED_MIN_AGE_MS: i64 = 24 * 60 * 60 * 1000;
@@ -82,6 +87,8 @@ pub(crate) struct CleanupInput<'a> {
     pub protected_prefixes: &'a [String],
     /// The Table lets clean-up delete files other writers wrote.
     pub foreign_files: bool,
+    /// Files other writers wrote that the operator's own commits removed.
+    pub removed_by_operator: &'a HashSet<String>,
 }
 
 /// Whether `path` is a sidecar (validity file) of a live segment.
@@ -107,7 +114,7 @@ fn nested_tables(files: &[StoredFile]) -> Vec<&str> {
 }
 
 /// Whether the operator wrote `path` (every worker output lies under `data/`).
-fn written_by_operator(path: &str) -> bool {
+pub(crate) fn written_by_operator(path: &str) -> bool {
     under_prefix(path, minion_contract::DATA_DIR)
 }
 
@@ -136,7 +143,9 @@ pub(crate) fn plan_cleanup(input: &CleanupInput<'_>) -> CleanupReport {
             }
             continue;
         }
-        if !input.foreign_files && !written_by_operator(path) {
+        let removed_by_operator =
+            input.tombstones.contains_key(path) && input.removed_by_operator.contains(path);
+        if !input.foreign_files && !written_by_operator(path) && !removed_by_operator {
             report.kept_foreign += 1;
             continue;
         }
@@ -202,6 +211,11 @@ impl Catalog {
         let live = self.live_files()?;
         let tombstones = self.tombstones().await?;
         let files = self.stored_files(None).await?;
+        let records = self.removal_records().await?;
+        let removed_by_operator: HashSet<String> = records
+            .iter()
+            .flat_map(|(_, paths)| paths.clone())
+            .collect();
         let mut report = plan_cleanup(&CleanupInput {
             files: &files,
             live: &live,
@@ -210,11 +224,24 @@ impl Catalog {
             retention_ms,
             protected_prefixes,
             foreign_files,
+            removed_by_operator: &removed_by_operator,
         });
         report.dry_run = dry_run;
         if !dry_run {
             for path in &report.deleted {
                 self.delete_file(path).await?;
+            }
+            // A record is done once none of its files is left.
+            let deleted: HashSet<&str> = report.deleted.iter().map(String::as_str).collect();
+            let left: HashSet<&str> = files
+                .iter()
+                .map(|f| f.path.as_str())
+                .filter(|p| !deleted.contains(p))
+                .collect();
+            for (record, paths) in &records {
+                if paths.iter().all(|p| !left.contains(p.as_str())) {
+                    self.delete_file(record).await?;
+                }
             }
         }
         tracing::info!(
@@ -266,6 +293,65 @@ impl Catalog {
             deleted += 1;
         }
         Ok(deleted)
+    }
+
+    /// Records the files of `paths` the operator did not write, before a commit removes them,
+    /// so clean-up may delete them once they are past the retention. Writing the same record
+    /// again (a replayed commit) is harmless; a record of a commit that never landed names
+    /// live files, which clean-up never deletes.
+    ///
+    /// # Errors
+    /// `StoreUnreachable` when the record cannot be written.
+    pub(crate) async fn record_removals(&self, paths: &[String]) -> Result<()> {
+        let foreign: BTreeSet<&str> = paths
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !written_by_operator(p))
+            .collect();
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&foreign).expect("a list of strings serializes");
+        let hash = format!(
+            "{:016x}{:016x}",
+            twox_hash::XxHash3_64::oneshot_with_seed(0, &body),
+            twox_hash::XxHash3_64::oneshot_with_seed(0x6d69_6e69_6f6e, &body)
+        );
+        let path = Path::from(format!("{REMOVED_DIR}/{hash}.json"));
+        self.table
+            .object_store()
+            .put(&path, body.into())
+            .await
+            .map_err(|e| CatalogError::store(&self.uri, e))?;
+        Ok(())
+    }
+
+    /// Every removal record: its path and the files it names.
+    async fn removal_records(&self) -> Result<Vec<(String, Vec<String>)>> {
+        let store = self.table.object_store();
+        let records: Vec<_> = store
+            .list(Some(&Path::from(REMOVED_DIR)))
+            .try_collect()
+            .await
+            .map_err(|e| CatalogError::store(&self.uri, e))?;
+        let mut out = Vec::new();
+        for meta in records {
+            let body = store
+                .get(&meta.location)
+                .await
+                .map_err(|e| CatalogError::store(&self.uri, e))?
+                .bytes()
+                .await
+                .map_err(|e| CatalogError::store(&self.uri, e))?;
+            // A record that cannot be read frees nothing (its files stay).
+            match serde_json::from_slice::<Vec<String>>(&body) {
+                Ok(paths) => out.push((meta.location.to_string(), paths)),
+                Err(e) => {
+                    tracing::warn!(table = %self.uri, record = %meta.location, error = %e, "unreadable removal record");
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Tombstoned paths at the loaded version with their latest deletion timestamp.
@@ -357,6 +443,7 @@ mod tests {
             retention_ms: 4 * HOUR,
             protected_prefixes: &protected,
             foreign_files,
+            removed_by_operator: &HashSet::new(),
         })
     }
 

@@ -300,6 +300,9 @@ impl Catalog {
     /// (the table is unchanged); `InvalidSegment` for a bad added path; `CommitConflict` when
     /// the table kept changing for every attempt; `StoreUnreachable`/`Delta` otherwise.
     pub async fn replace(&mut self, request: Replacement<'_>) -> Result<CommitOutcome> {
+        // Files of other writers this commit removes: recorded first, so clean-up may delete
+        // them later (it deletes only what the operator wrote or removed).
+        self.record_removals(&request.remove).await?;
         for _ in 0..self.commit_attempts {
             self.refresh().await?;
             let read_version = self.version();
