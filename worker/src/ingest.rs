@@ -166,6 +166,10 @@ pub(crate) async fn open_file(
         .boxed())
 }
 
+/// Longest CSV header line read: a file without a newline in its first 1 MiB has no header
+/// row a person wrote, and is refused rather than read whole into memory.
+pub const MAX_CSV_HEADER_BYTES: usize = 1 << 20;
+
 enum TextDecoder {
     Csv(Box<arrow::csv::reader::Decoder>),
     Json(arrow::json::reader::Decoder),
@@ -189,6 +193,15 @@ async fn open_text(file: &InputFile, table: &SchemaRef, batch_size: usize) -> Re
         FileFormat::Csv => {
             // The header line names the columns.
             while !pending.contains(&b'\n') {
+                if pending.len() > MAX_CSV_HEADER_BYTES {
+                    return Err(WorkerError::CorruptInput {
+                        file: uri,
+                        message: format!(
+                            "no end of the header row in the first {} bytes (is this a CSV file with a header row?)",
+                            MAX_CSV_HEADER_BYTES
+                        ),
+                    });
+                }
                 match bytes.next().await {
                     Some(chunk) => pending
                         .extend_from_slice(&chunk.map_err(|e| WorkerError::from_store(&uri, e))?),

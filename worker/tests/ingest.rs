@@ -167,6 +167,21 @@ async fn a_bad_file_fails_the_subtask_naming_it_when_not_skipping() {
 }
 
 #[tokio::test]
+async fn a_csv_file_without_a_header_line_is_refused_without_reading_it_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = vec![b'x'; 3 * minion_worker::ingest::MAX_CSV_HEADER_BYTES];
+    let f = file(dir.path(), "one-line.csv", &huge, FileFormat::Csv);
+    let mut s = ingest_spec(dir.path(), vec![f.clone()]);
+    s.processing.skip_file_if_fail_to_init_reader = false;
+    let err = run(&s).await.unwrap_err();
+    assert_eq!(err.reason(), FailureReason::CorruptInput);
+    assert!(
+        err.to_string().contains("no end of the header row") && err.to_string().contains(&f.uri),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn csv_missing_a_non_nullable_column_is_a_schema_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let f = file(dir.path(), "a.csv", b"user\nalice\n", FileFormat::Csv);

@@ -303,7 +303,8 @@ impl Catalog {
         // Files of other writers this commit removes: recorded first, so clean-up may delete
         // them later (it deletes only what the operator wrote or removed).
         self.record_removals(&request.remove).await?;
-        for _ in 0..self.commit_attempts {
+        let mut attempt = 0;
+        while attempt < self.commit_attempts {
             self.refresh().await?;
             let read_version = self.version();
             let mut txn_versions = HashMap::new();
@@ -376,6 +377,10 @@ impl Catalog {
                 }
                 Err(e) if is_concurrent_commit(&e) => {
                     tracing::debug!(table = %self.uri, error = %e, "concurrent commit, retrying");
+                    attempt += 1;
+                    if attempt < self.commit_attempts {
+                        tokio::time::sleep(retry_delay(attempt)).await;
+                    }
                 }
                 Err(e) => return Err(CatalogError::delta(&self.uri, e)),
             }
@@ -387,11 +392,32 @@ impl Catalog {
     }
 }
 
+/// How long to wait before commit attempt `attempt + 1` after `attempt` lost to concurrent
+/// commits: exponential from 20 ms, capped at 1 s, with full jitter, so a fast external
+/// appender cannot starve a replacement that keeps re-checking its inputs.
+fn retry_delay(attempt: usize) -> std::time::Duration {
+    let cap_ms = (20u64 << attempt.min(6)).min(1_000);
+    // Jitter from the clock's nanoseconds and the attempt: no shared random state needed.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let jitter = twox_hash::XxHash3_64::oneshot_with_seed(attempt as u64, &seed.to_le_bytes());
+    std::time::Duration::from_millis(jitter % (cap_ms + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::stats::TimeKind;
     use minion_contract::TimeUnit;
+
+    #[test]
+    fn retry_delays_grow_then_stay_under_a_second() {
+        for attempt in 1..20 {
+            let cap = (20u64 << attempt.min(6)).min(1_000);
+            assert!(retry_delay(attempt).as_millis() as u64 <= cap, "{attempt}");
+        }
+    }
 
     fn time() -> TimeColumn {
         TimeColumn {

@@ -100,6 +100,9 @@ pub struct WorkerDefaults {
     pub backoff_limit: Option<i32>,
     pub active_deadline_seconds: Option<i64>,
     pub ttl_seconds_after_finished: Option<i32>,
+    /// `sizeLimit` of the spill emptyDir, and the `ephemeral-storage` request unless
+    /// `resources` sets one (a quantity; [`DEFAULT_SPILL_SIZE_LIMIT`] when unset).
+    pub spill_size_limit: Option<String>,
     pub extra_env: Vec<EnvVar>,
     pub extra_volumes: Vec<Volume>,
     pub extra_volume_mounts: Vec<VolumeMount>,
@@ -148,9 +151,14 @@ pub fn labels(request: &LaunchRequest) -> BTreeMap<String, String> {
     ])
 }
 
+/// Spill space of a subtask pod when the worker defaults name none.
+pub const DEFAULT_SPILL_SIZE_LIMIT: &str = "8Gi";
+
 /// The worker container's resources: the defaults', with the config's `requests` and
 /// `limits` merged over them per resource; without a memory request, the memory budget plus
-/// the worker's fixed overhead (so the scheduler places the pod where the budget fits).
+/// the worker's fixed overhead (so the scheduler places the pod where the budget fits);
+/// without an `ephemeral-storage` request, the spill size limit (so it lands on a node with
+/// room to spill).
 fn resources(
     request: &LaunchRequest,
     defaults: &WorkerDefaults,
@@ -173,11 +181,21 @@ fn resources(
         let need = request.memory_budget_bytes + WORKER_OVERHEAD_BYTES;
         requests.insert("memory".into(), format!("{}Mi", need.div_ceil(1 << 20)));
     }
+    requests
+        .entry("ephemeral-storage".into())
+        .or_insert_with(|| spill_size_limit(defaults).to_string());
     let mut out = json!({"requests": requests});
     if !limits.is_empty() {
         out["limits"] = json!(limits);
     }
     out
+}
+
+fn spill_size_limit(defaults: &WorkerDefaults) -> &str {
+    defaults
+        .spill_size_limit
+        .as_deref()
+        .unwrap_or(DEFAULT_SPILL_SIZE_LIMIT)
 }
 
 /// The Job of one subtask attempt, owned by `owner`, with object-store credentials from
@@ -210,7 +228,10 @@ pub fn build(
     env.extend(defaults.extra_env.iter().map(|e| json!(e)));
     let mut mounts = vec![json!({"name": "spill", "mountPath": SPILL_DIR})];
     mounts.extend(defaults.extra_volume_mounts.iter().map(|m| json!(m)));
-    let mut volumes = vec![json!({"name": "spill", "emptyDir": {}})];
+    let mut volumes = vec![json!({
+        "name": "spill",
+        "emptyDir": {"sizeLimit": spill_size_limit(defaults)},
+    })];
     volumes.extend(defaults.extra_volumes.iter().map(|v| json!(v)));
     let mut container = json!({
         "name": WORKER_CONTAINER,

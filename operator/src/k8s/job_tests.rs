@@ -174,7 +174,12 @@ fn pod_is_restricted_and_has_no_service_account_token() {
     assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
     assert_eq!(
         pod["volumes"][0],
-        serde_json::json!({"name": "spill", "emptyDir": {}})
+        serde_json::json!({"name": "spill", "emptyDir": {"sizeLimit": "8Gi"}}),
+        "the spill space is bounded"
+    );
+    assert_eq!(
+        pod["containers"][0]["resources"]["requests"]["ephemeral-storage"],
+        "8Gi"
     );
     assert_eq!(pod["nodeSelector"]["pool"], "batch");
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
@@ -291,7 +296,7 @@ fn a_configs_worker_settings_merge_over_the_chart_defaults() {
     assert_eq!(
         pod["containers"][0]["resources"],
         serde_json::json!({
-            "requests": {"cpu": "2", "memory": "768Mi"},
+            "requests": {"cpu": "2", "memory": "768Mi", "ephemeral-storage": "8Gi"},
             "limits": {"cpu": "4", "memory": "3Gi"},
         })
     );
@@ -307,11 +312,25 @@ fn a_configs_worker_settings_merge_over_the_chart_defaults() {
     );
     assert_eq!(tolerations[1]["key"], "spot");
 
-    // Without any memory request the pod asks for the budget plus the worker's overhead.
+    // Without any memory request the pod asks for the budget plus the worker's overhead, and
+    // for its spill space.
     let bare = build(&request(), &WorkerDefaults::default(), None, &owner(), None).unwrap();
     let bare = serde_json::to_value(bare).unwrap();
     assert_eq!(
         bare["spec"]["template"]["spec"]["containers"][0]["resources"],
-        serde_json::json!({"requests": {"memory": "576Mi"}})
+        serde_json::json!({"requests": {"memory": "576Mi", "ephemeral-storage": "8Gi"}})
+    );
+    // A chart that sets the spill limit sets the request with it.
+    let small = WorkerDefaults {
+        spill_size_limit: Some("2Gi".into()),
+        ..WorkerDefaults::default()
+    };
+    let job =
+        serde_json::to_value(build(&request(), &small, None, &owner(), None).unwrap()).unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["emptyDir"]["sizeLimit"], "2Gi");
+    assert_eq!(
+        pod["containers"][0]["resources"]["requests"]["ephemeral-storage"],
+        "2Gi"
     );
 }
