@@ -205,6 +205,14 @@ impl Controller {
         } else {
             Vec::new()
         };
+        if everything {
+            // Catalogs of deleted Tables are dropped.
+            let uris: Vec<String> = tables
+                .iter()
+                .filter_map(|t| crate::validate::table(t).ok().map(|d| d.uri))
+                .collect();
+            self.catalogs.retain(uris.iter().map(String::as_str));
+        }
         for table in &tables {
             match tables::reconcile(backend.as_ref(), &mut self.catalogs, table, &tables, now).await
             {

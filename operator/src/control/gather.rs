@@ -38,6 +38,23 @@ impl Catalogs {
         self.open.remove(uri);
     }
 
+    /// Keeps only the catalogs of `uris` (the Tables that still exist), so the cache never
+    /// outgrows the tables the operator serves.
+    pub fn retain<'a>(&mut self, uris: impl IntoIterator<Item = &'a str>) {
+        let keep: std::collections::HashSet<&str> = uris.into_iter().collect();
+        self.open.retain(|uri, _| keep.contains(uri.as_str()));
+    }
+
+    /// How many catalogs are open.
+    pub fn len(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Whether no catalog is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
     /// The catalog of `def`, refreshed; created when the table has none yet and
     /// [`TableDef::create`] allows it.
     ///
@@ -709,4 +726,29 @@ pub async fn generator_input(
         invalid_rows,
         now_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::testkit;
+    use crate::model::TableType;
+
+    #[tokio::test]
+    async fn catalogs_of_tables_that_are_gone_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalogs = Catalogs::default();
+        let mut uris = Vec::new();
+        for name in ["a", "b", "c"] {
+            let mut def = testkit::table(name, TableType::Offline, None).def;
+            def.uri = format!("file://{}/{name}", dir.path().display());
+            catalogs.get(&def).await.unwrap();
+            uris.push(def.uri);
+        }
+        assert_eq!(catalogs.len(), 3);
+        catalogs.retain([uris[0].as_str(), uris[2].as_str()]);
+        assert_eq!(catalogs.len(), 2);
+        catalogs.retain([]);
+        assert!(catalogs.is_empty());
+    }
 }

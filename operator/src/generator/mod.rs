@@ -39,7 +39,7 @@ mod proptests;
 #[cfg(test)]
 mod read_lock_tests;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 pub use plan::{CommitMode, NoTask, NoTaskReason, OutputNaming, Plan, PlannedSubtask};
 pub use windows::{WatermarkProgress, advance_watermark};
