@@ -299,10 +299,11 @@ async fn a_task_run_on_the_kubernetes_backend_imports_every_finished_day_through
             pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
             true
         );
-        // The config's spec.worker, and a memory request of the budget + 64 MiB overhead.
+        // The config's spec.worker, a memory request of the budget + 64 MiB overhead, and
+        // the spill space.
         assert_eq!(
             pod["containers"][0]["resources"]["requests"],
-            serde_json::json!({"cpu": "250m", "memory": "576Mi"}),
+            serde_json::json!({"cpu": "250m", "memory": "576Mi", "ephemeral-storage": "8Gi"}),
         );
     }
 

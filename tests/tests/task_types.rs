@@ -730,3 +730,33 @@ async fn a_table_nested_in_another_tables_location_is_refused_naming_both() {
     let tables = env.ok(&["get", "tbl"]);
     assert!(!tables.contains("events-realtime"), "{tables}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_inline_runs_beyond_the_history_limit_are_deleted_with_their_directories() {
+    let env = Env::new();
+    env.apply("table-events-realtime.yaml", &[CREATE]);
+    let realtime = env.table("table-events-realtime.yaml");
+    let input = env.dir.path().join("push");
+    std::fs::create_dir_all(&input).unwrap();
+    let day = Utc::now().timestamp_millis() - DAY_MS;
+    let mut rng = demo::events::Rng::new(5);
+    let limit = minion_operator::control::configs::INLINE_RUNS_HISTORY_LIMIT as usize;
+    for i in 0..limit + 3 {
+        let file = input.join(format!("f{i}.csv"));
+        let batch = demo::events::event_batch(&mut rng, 2, day, day + HOUR_MS);
+        std::fs::write(&file, events_text(&batch).0).unwrap();
+        env.ok(&["push", "events-realtime", file.to_str().unwrap()]);
+    }
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    let runs = env.ok(&["get", "tr"]);
+    let pushes = runs.lines().filter(|l| l.starts_with("push-")).count();
+    assert_eq!(pushes, limit, "{runs}");
+    let dirs = std::fs::read_dir(
+        PathBuf::from(realtime.uri.trim_start_matches("file://")).join("_minion/runs/default"),
+    )
+    .map(|d| d.count())
+    .unwrap_or(0);
+    assert_eq!(dirs, limit, "one run directory per kept run");
+    // Every pushed row is still there.
+    assert_eq!(totals(&realtime, None).await.rows, 2 * (limit as u64 + 3));
+}

@@ -8,6 +8,8 @@
 //! Deciding is pure ([`schedule_decision`], [`runs_to_delete`], [`last_result`]); the
 //! reconcile function only reads, writes status and creates or deletes TaskRuns.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
 use super::gather::{self, Catalogs};
@@ -18,8 +20,8 @@ use super::{
 use crate::api::condition::{READY, SCHEDULE_VALID, SUSPENDED, find_condition, set_condition};
 use crate::api::task_config::{MAX_ACTIVE_RUNS, MAX_NEXT_SCHEDULE_TIMES};
 use crate::api::{
-    ConditionStatus, DelayStatus, MinionTaskConfig, MinionTaskConfigStatus, RunResult, TaskRun,
-    TaskRunPhase, TaskRunSpec, WatermarkStatus,
+    ConditionStatus, DelayStatus, MinionTaskConfig, MinionTaskConfigStatus, RunResult, Table,
+    TaskRun, TaskRunPhase, TaskRunSpec, WatermarkStatus,
 };
 use crate::model::{TaskConfig, TaskSpec};
 use crate::schedule::{ScheduleDecision, ScheduleState, decide, task_run_name};
@@ -82,6 +84,89 @@ pub fn runs_to_delete(runs: &[&TaskRun], successful: u32, failed: u32) -> Vec<St
         );
     }
     out
+}
+
+/// How many finished inline runs (no `configRef`: `minion push`, `minion execute`, a TaskRun
+/// with its own config) of one table are kept, per result kind, as a config's
+/// `successfulRunsHistoryLimit`/`failedRunsHistoryLimit` keep its own.
+pub const INLINE_RUNS_HISTORY_LIMIT: u32 = 20;
+
+/// Deletes a finished run: its subtask jobs, its directory beside `dest_uri` (plan, subtask
+/// states), then the TaskRun.
+///
+/// # Errors
+/// Backend or storage failures; a crash part-way leaves a finished run deleted again next
+/// time.
+pub async fn delete_finished_run(
+    backend: &dyn Backend,
+    run: &TaskRun,
+    dest_uri: &str,
+) -> Result<(), ControlError> {
+    let namespace = namespace_of(&run.metadata);
+    let name = name_of(&run.metadata);
+    let run_dir = format!(
+        "{namespace}/{}",
+        super::protocol::run_key(&name, run.metadata.uid.as_deref())
+    );
+    let mut subtasks = run
+        .status
+        .as_ref()
+        .map(|s| s.subtasks.clone())
+        .unwrap_or_default();
+    if run
+        .status
+        .as_ref()
+        .is_some_and(|s| s.subtasks_total as usize > s.subtasks.len())
+        && let Some(all) = gather::read_subtasks(dest_uri, &run_dir).await?
+    {
+        subtasks = all;
+    }
+    for job in subtasks.iter().filter_map(|s| s.job.as_ref()) {
+        backend.delete_subtask(&namespace, job).await?;
+    }
+    // The run's directory before the run: a crash in between leaves a finished run that is
+    // deleted again next time.
+    gather::delete_run_dir(dest_uri, &run_dir).await?;
+    backend.delete_task_run(&namespace, &name).await?;
+    Ok(())
+}
+
+/// Deletes the finished inline runs of each table beyond [`INLINE_RUNS_HISTORY_LIMIT`];
+/// returns `(namespace, name)` of each deleted run. `tables` are the Tables that exist: runs
+/// of a table that is gone are left alone (their directory went with it, or is unknown).
+///
+/// # Errors
+/// Backend or storage failures (what was deleted before stays deleted).
+pub async fn prune_inline_runs(
+    backend: &dyn Backend,
+    runs: &[TaskRun],
+    tables: &[Table],
+) -> Result<Vec<(String, String)>, ControlError> {
+    let mut groups: BTreeMap<(String, String), Vec<&TaskRun>> = BTreeMap::new();
+    for r in runs.iter().filter(|r| r.spec.config_ref.is_none()) {
+        groups
+            .entry((namespace_of(&r.metadata), r.spec.table.clone()))
+            .or_default()
+            .push(r);
+    }
+    let mut deleted = Vec::new();
+    for ((namespace, table), group) in groups {
+        let Some(def) = tables
+            .iter()
+            .filter(|t| namespace_of(&t.metadata) == namespace && name_of(&t.metadata) == table)
+            .find_map(|t| crate::validate::table(t).ok())
+        else {
+            continue;
+        };
+        let limit = INLINE_RUNS_HISTORY_LIMIT;
+        for old in runs_to_delete(&group, limit, limit) {
+            if let Some(run) = group.iter().find(|r| name_of(&r.metadata) == old) {
+                delete_finished_run(backend, run, &def.uri).await?;
+                deleted.push((namespace.clone(), old));
+            }
+        }
+    }
+    Ok(deleted)
 }
 
 /// The most recently finished run with its result.
@@ -335,30 +420,7 @@ pub async fn reconcile(
             let Some(run) = mine.iter().find(|r| name_of(&r.metadata) == old) else {
                 continue;
             };
-            let run_dir = format!(
-                "{namespace}/{}",
-                super::protocol::run_key(&old, run.metadata.uid.as_deref())
-            );
-            let mut subtasks = run
-                .status
-                .as_ref()
-                .map(|s| s.subtasks.clone())
-                .unwrap_or_default();
-            if run
-                .status
-                .as_ref()
-                .is_some_and(|s| s.subtasks_total as usize > s.subtasks.len())
-                && let Some(all) = gather::read_subtasks(dest_uri, &run_dir).await?
-            {
-                subtasks = all;
-            }
-            for job in subtasks.iter().filter_map(|s| s.job.as_ref()) {
-                backend.delete_subtask(&namespace, job).await?;
-            }
-            // The run's directory (plan, subtask states) before the run: a crash in between
-            // leaves a finished run that is deleted again next time.
-            gather::delete_run_dir(dest_uri, &run_dir).await?;
-            backend.delete_task_run(&namespace, &old).await?;
+            delete_finished_run(backend, run, dest_uri).await?;
             outcome.deleted.push(old);
         }
     }

@@ -357,6 +357,14 @@ impl Controller {
                     .push(format!("MinionTaskConfig {}: {e}", name_of(&cfg.metadata))),
             }
         }
+        if everything {
+            match configs::prune_inline_runs(backend.as_ref(), &runs, &tables).await {
+                Ok(deleted) => runs.retain(|r| {
+                    !deleted.contains(&(namespace_of(&r.metadata), name_of(&r.metadata)))
+                }),
+                Err(e) => report.errors.push(format!("inline TaskRuns: {e}")),
+            }
+        }
         let active: Vec<&TaskRun> = runs
             .iter()
             .filter(|r| unfinished(r) && self.mine(r))
