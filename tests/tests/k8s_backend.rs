@@ -207,6 +207,7 @@ impl Env {
                 max_steps: None,
                 poll_interval: Duration::from_millis(20),
                 only_run: None,
+                allowed_uri_prefixes: Vec::new(),
             },
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
@@ -485,6 +486,7 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         // Far beyond the test's deadline: progress must come from watch events alone.
         poll_interval: Duration::from_secs(3600),
         instance: Some("pod-a".into()),
+        allowed_uri_prefixes: Vec::new(),
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let op = tokio::spawn(run_with_client(env.api.client(), options, async {
@@ -756,6 +758,7 @@ async fn a_full_swap_of_25000_segments_succeeds_with_the_tables_status_under_the
             max_steps: None,
             poll_interval: Duration::from_millis(20),
             only_run: None,
+            allowed_uri_prefixes: Vec::new(),
         },
     );
     let table_now = || env.api.get(TABLES, "default", "events-offline").unwrap();
@@ -929,6 +932,7 @@ async fn a_run_still_planning_past_its_run_timeout_times_out_and_reverts_what_it
         max_steps,
         poll_interval: Duration::from_millis(20),
         only_run: Some(("default".into(), name.into())),
+        allowed_uri_prefixes: Vec::new(),
     };
     let mut controller = Controller::new(backend.clone(), Arc::new(SystemClock), options(Some(2)));
     controller.tick().await.unwrap();
@@ -1018,6 +1022,7 @@ async fn a_run_whose_source_table_is_not_ready_waits_in_pending_then_fails_with_
         max_steps: None,
         poll_interval: Duration::from_millis(20),
         only_run: None,
+        allowed_uri_prefixes: Vec::new(),
     };
     let mut controller = Controller::new(backend.clone(), Arc::new(SystemClock), options.clone());
     for _ in 0..3 {
@@ -1078,4 +1083,44 @@ async fn a_run_whose_source_table_is_not_ready_waits_in_pending_then_fails_with_
         "{run:#}"
     );
     assert!(env.api.list("batch/v1/jobs", Some("default")).is_empty());
+}
+
+/// An operator restricted to object stores (`--allowed-uri-prefixes`, the chart's default)
+/// refuses Tables on its own filesystem, naming the field and the allowed prefixes, and
+/// touches nothing there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_outside_the_allowed_uri_prefixes_is_not_ready_and_untouched() {
+    const TABLES: &str = "minion.dev/v1alpha1/tables";
+    let env = Env::new(1).await;
+    let offline = env.table("events-offline").clone();
+    let root = PathBuf::from(offline.uri.trim_start_matches("file://"));
+    let files = || minion_e2e::local_env::files_under(&root);
+    let before = files();
+    let backend = env.backend();
+    let mut controller = Controller::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        ControllerOptions {
+            poll_interval: Duration::from_millis(20),
+            allowed_uri_prefixes: vec!["s3://".into(), "gs://".into()],
+            ..ControllerOptions::default()
+        },
+    );
+    controller.tick().await.unwrap();
+    let table = env.api.get(TABLES, "default", "events-offline").unwrap();
+    let ready = table["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .unwrap_or_else(|| panic!("no Ready condition: {table:#}"))
+        .clone();
+    assert_eq!(ready["status"], "False", "{table:#}");
+    assert_eq!(ready["reason"], "UriNotAllowed", "{table:#}");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.uri")
+            && message.contains(&offline.uri)
+            && message.contains("s3://, gs://"),
+        "{message}"
+    );
+    assert_eq!(files(), before, "the operator wrote under {root:?}");
 }

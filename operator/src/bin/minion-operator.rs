@@ -56,6 +56,16 @@ struct RunArgs {
         default_value = ""
     )]
     namespaces: Vec<String>,
+    /// URI prefixes Tables and task inputs must lie under, comma-separated (e.g.
+    /// `s3://lake/,gs://lake/`); a Table elsewhere is `Ready=False/UriNotAllowed`, a run
+    /// reading elsewhere fails. Empty: any (the chart allows object stores only by default).
+    #[arg(
+        long,
+        env = "MINION_ALLOWED_URI_PREFIXES",
+        value_delimiter = ',',
+        default_value = ""
+    )]
+    allowed_uri_prefixes: Vec<String>,
     /// `json` (one object per line, with the TaskRun as a field) or `text`.
     #[arg(long, env = "MINION_LOG_FORMAT", value_enum, default_value = "json")]
     log_format: LogFormat,
@@ -158,6 +168,11 @@ fn operate(args: RunArgs) -> ExitCode {
         worker_defaults: args.worker_defaults,
         poll_interval: std::time::Duration::from_millis(args.poll_ms.max(10)),
         instance: std::env::var("POD_NAME").ok(),
+        allowed_uri_prefixes: args
+            .allowed_uri_prefixes
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -37,6 +37,7 @@ pub(crate) async fn up(
             max_steps,
             poll_interval: Duration::from_millis(poll_ms.max(10)),
             only_run: None,
+            ..ControllerOptions::default()
         },
     );
     eprintln!("minion local up: state in {}", state.display());

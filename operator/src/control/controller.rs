@@ -48,6 +48,9 @@ pub struct ControllerOptions {
     /// Step only this TaskRun (`namespace`, `name`): no Table or config reconcile, no
     /// housekeeping, no schedule (`minion push` and the demo drive their own runs).
     pub only_run: Option<(String, String)>,
+    /// URI prefixes Tables and task inputs must lie under (`--allowed-uri-prefixes`); empty:
+    /// any.
+    pub allowed_uri_prefixes: Vec<String>,
 }
 
 impl Default for ControllerOptions {
@@ -56,6 +59,7 @@ impl Default for ControllerOptions {
             max_steps: None,
             poll_interval: Duration::from_millis(250),
             only_run: None,
+            allowed_uri_prefixes: Vec::new(),
         }
     }
 }
@@ -153,7 +157,7 @@ impl Controller {
         Controller {
             backend,
             clock,
-            catalogs: Catalogs::default(),
+            catalogs: Catalogs::allowed_under(options.allowed_uri_prefixes.clone()),
             options,
             steps: 0,
             housekept: Default::default(),
@@ -214,7 +218,16 @@ impl Controller {
             self.catalogs.retain(uris.iter().map(String::as_str));
         }
         for table in &tables {
-            match tables::reconcile(backend.as_ref(), &mut self.catalogs, table, &tables, now).await
+            let allowed = &self.options.allowed_uri_prefixes;
+            match tables::reconcile(
+                backend.as_ref(),
+                &mut self.catalogs,
+                table,
+                &tables,
+                allowed,
+                now,
+            )
+            .await
             {
                 Ok(true) => {}
                 // Its Ready condition says why; housekeeping waits until it is Ready.
@@ -298,6 +311,7 @@ impl Controller {
                     plans: &mut self.plans,
                     written: Vec::new(),
                     tables: Default::default(),
+                    allowed_uri_prefixes: &self.options.allowed_uri_prefixes,
                 };
                 let stepped = runstep::step(&mut ctx, &run).await;
                 // What the step wrote is what a new list would show.

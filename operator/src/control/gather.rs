@@ -29,9 +29,20 @@ use crate::validate::{self, ValidatedTaskRun};
 #[derive(Default)]
 pub struct Catalogs {
     open: HashMap<String, Catalog>,
+    /// URI prefixes a catalog may be opened under (empty: any).
+    allowed: Vec<String>,
 }
 
 impl Catalogs {
+    /// Catalogs opened only under `allowed` URI prefixes (empty: any): nothing is read or
+    /// created elsewhere, whoever asks.
+    pub fn allowed_under(allowed: Vec<String>) -> Self {
+        Catalogs {
+            open: HashMap::new(),
+            allowed,
+        }
+    }
+
     /// Forgets the open catalog of `uri` (its store's credentials changed): the next use
     /// opens it again.
     pub fn forget(&mut self, uri: &str) {
@@ -66,6 +77,19 @@ impl Catalogs {
             table: def.name.clone(),
             source,
         };
+        if !validate::uri_allowed(&def.uri, &self.allowed) {
+            return Err(ControlError::Invalid {
+                kind: "Table",
+                name: format!("{}/{}", def.namespace, def.name),
+                reason: super::Reason::UriNotAllowed.as_str(),
+                message: validate::uri_refused(
+                    &format!("Table {}/{}", def.namespace, def.name),
+                    "spec.uri",
+                    &def.uri,
+                    &self.allowed,
+                ),
+            });
+        }
         if !self.open.contains_key(&def.uri) {
             let catalog = if def.create {
                 Catalog::create(&def.uri, &def.schema, HashMap::new()).await

@@ -101,6 +101,8 @@ reasons! {
     StorageSecretUnavailable,
     /// A Table's `spec.uri` is the location of an older Table, or nested with it.
     UriOverlaps,
+    /// A Table's or task's URI is outside the operator's allowed URI prefixes.
+    UriNotAllowed,
     /// Housekeeping deleted unreferenced or expired files.
     CleanedUp,
 }

@@ -51,6 +51,8 @@ pub(super) struct StepCtx<'a> {
     /// step reads each Table once. Nothing else writes a Table's status while a step runs
     /// (one writer, and Table reconcile and housekeeping run before the steps).
     pub tables: HashMap<String, ResolvedTable>,
+    /// URI prefixes task inputs must lie under (empty: any).
+    pub allowed_uri_prefixes: &'a [String],
 }
 
 pub(super) struct Run<'r> {
@@ -244,6 +246,26 @@ impl StepCtx<'_> {
     /// As [`gather::resolve_run`].
     async fn resolve(&mut self, object: &TaskRun) -> Result<Resolved, ControlError> {
         let (_, resolved) = gather::resolve_run(self.backend, object).await?;
+        for (field, uri) in crate::validate::input_uris(&resolved.config.task) {
+            if !crate::validate::uri_allowed(uri, self.allowed_uri_prefixes) {
+                let name = format!(
+                    "{}/{}",
+                    namespace_of(&object.metadata),
+                    name_of(&object.metadata)
+                );
+                return Err(ControlError::Invalid {
+                    kind: "TaskRun",
+                    message: crate::validate::uri_refused(
+                        &format!("TaskRun {name}"),
+                        field,
+                        uri,
+                        self.allowed_uri_prefixes,
+                    ),
+                    name,
+                    reason: Reason::UriNotAllowed.as_str(),
+                });
+            }
+        }
         for t in std::iter::once(&resolved.destination).chain(resolved.source.as_ref()) {
             self.tables
                 .entry(format!("{}/{}", t.def.namespace, t.def.name))

@@ -253,6 +253,7 @@ pub async fn reconcile(
     catalogs: &mut Catalogs,
     table: &Table,
     all: &[Table],
+    allowed_uri_prefixes: &[String],
     now: DateTime<Utc>,
 ) -> Result<bool, ControlError> {
     let namespace = namespace_of(&table.metadata);
@@ -263,6 +264,15 @@ pub async fn reconcile(
     status.observed_generation = generation;
     let ready = match validate::table(table) {
         Err(e) => Err((e.reason(), e.to_string())),
+        Ok(def) if !validate::uri_allowed(&def.uri, allowed_uri_prefixes) => Err((
+            Reason::UriNotAllowed.as_str(),
+            validate::uri_refused(
+                &format!("Table {namespace}/{name}"),
+                "spec.uri",
+                &def.uri,
+                allowed_uri_prefixes,
+            ),
+        )),
         Ok(def) if let Some(message) = claimed_by(table, &def, all) => {
             Err((Reason::UriOverlaps.as_str(), message))
         }

@@ -44,6 +44,9 @@ pub struct OperatorOptions {
     pub poll_interval: Duration,
     /// Names this replica in Events (the pod name).
     pub instance: Option<String>,
+    /// URI prefixes Tables and task inputs must lie under (`--allowed-uri-prefixes`); empty:
+    /// any.
+    pub allowed_uri_prefixes: Vec<String>,
 }
 
 /// Why the operator stopped. `reason()` is stable.
@@ -179,7 +182,11 @@ pub async fn run_with_client(
         leader,
         metrics,
         probe,
-        options.poll_interval,
+        ControllerOptions {
+            poll_interval: options.poll_interval,
+            allowed_uri_prefixes: options.allowed_uri_prefixes.clone(),
+            ..ControllerOptions::default()
+        },
     );
     tokio::select! {
         () = work => {}
@@ -224,17 +231,10 @@ async fn control_loop(
     leader: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     probe: Arc<Probe>,
-    poll: Duration,
+    options: ControllerOptions,
 ) {
-    let mut controller = Controller::new(
-        backend.clone(),
-        clock.clone(),
-        ControllerOptions {
-            max_steps: None,
-            poll_interval: poll,
-            only_run: None,
-        },
-    );
+    let poll = options.poll_interval;
+    let mut controller = Controller::new(backend.clone(), clock.clone(), options);
     loop {
         let leads = leader.load(Ordering::SeqCst);
         metrics.set_leader(leads);

@@ -388,3 +388,60 @@ pub(crate) fn check_segment_name_part(value: &str) -> Result<(), Invalid> {
 pub fn millis_to_utc(ms: i64) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(ms)
 }
+
+/// Whether `uri` lies under one of `allowed` (URI prefixes such as `s3://lake/`); an empty
+/// list allows every URI (local mode, and an operator started without the restriction).
+pub fn uri_allowed(uri: &str, allowed: &[String]) -> bool {
+    allowed.is_empty() || allowed.iter().any(|p| uri.starts_with(p.as_str()))
+}
+
+/// The URIs a task reads besides its tables, with the field each comes from.
+pub fn input_uris(spec: &crate::model::TaskSpec) -> Vec<(&'static str, &str)> {
+    use crate::model::TaskSpec;
+    match spec {
+        TaskSpec::FileIngestion(f) => {
+            let mut out = Vec::new();
+            if !f.input_dir_uri.is_empty() {
+                out.push(("fileIngestionTask.inputDirURI", f.input_dir_uri.as_str()));
+            }
+            out.extend(
+                f.input_files
+                    .iter()
+                    .map(|u| ("fileIngestionTask.inputFiles", u.as_str())),
+            );
+            out
+        }
+        TaskSpec::SegmentBackfill(b) => {
+            vec![("segmentBackfillTask.inputDirURI", b.input_dir_uri.as_str())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Why `uri` (of `field`) is refused under `allowed`, for conditions and Events.
+pub fn uri_refused(what: &str, field: &str, uri: &str, allowed: &[String]) -> String {
+    format!(
+        "{what}: {field} {uri} is not under a location this operator may use ({}); use one of them, or ask the operator's administrator to add it (chart value allowedUriPrefixes)",
+        allowed.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::*;
+
+    #[test]
+    fn uris_are_allowed_by_prefix_and_an_empty_list_allows_any() {
+        let allowed = vec!["s3://lake/".to_string(), "gs://".to_string()];
+        assert!(uri_allowed("s3://lake/events", &allowed));
+        assert!(uri_allowed("gs://other/x", &allowed));
+        assert!(!uri_allowed("s3://lake2/events", &allowed));
+        assert!(!uri_allowed("file:///etc", &allowed));
+        assert!(uri_allowed("file:///etc", &[]));
+        let m = uri_refused("Table ns/t", "spec.uri", "file:///etc", &allowed);
+        assert!(
+            m.contains("spec.uri file:///etc") && m.contains("s3://lake/, gs://"),
+            "{m}"
+        );
+    }
+}
