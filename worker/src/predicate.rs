@@ -35,14 +35,22 @@ pub const SPEC_MAX_DEPTH: usize = 4 * MAX_DEPTH + 8;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("at position {position} ({token}): {message}")]
 pub struct PredicateError {
-    /// Byte offset in the predicate text.
+    /// Character offset (0-based) in the predicate text.
     pub position: usize,
     /// The offending token, or `end of input`.
     pub token: String,
     pub message: String,
 }
 
+/// How the message of a nesting error begins.
+const TOO_DEEP: &str = "nested deeper than";
+
 impl PredicateError {
+    /// The text nests deeper than the parser's limit.
+    pub fn too_deep(&self) -> bool {
+        self.message.starts_with(TOO_DEEP)
+    }
+
     pub fn reason(&self) -> &'static str {
         "BadPredicate"
     }
@@ -342,7 +350,7 @@ impl Parser<'_> {
     fn enter(&mut self) -> Result<(), PredicateError> {
         if self.depth >= self.max_depth {
             return Err(self.error(format!(
-                "nested deeper than {} levels of parentheses and NOT",
+                "{TOO_DEEP} {} levels of parentheses and NOT",
                 self.max_depth
             )));
         }
@@ -467,6 +475,20 @@ fn cast_literal(lit: &Literal, schema: &Schema, index: usize) -> Result<ArrayRef
 }
 
 fn parse(text: &str, schema: Option<&Schema>, max_depth: usize) -> Result<Expr, PredicateError> {
+    parse_bytes(text, schema, max_depth).map_err(|mut e| {
+        e.position = text
+            .get(..e.position)
+            .map_or(e.position, |s| s.chars().count());
+        e
+    })
+}
+
+/// [`parse`] with byte offsets in its errors.
+fn parse_bytes(
+    text: &str,
+    schema: Option<&Schema>,
+    max_depth: usize,
+) -> Result<Expr, PredicateError> {
     let tokens = lex(text)?;
     let mut p = Parser {
         tokens,
@@ -850,6 +872,9 @@ mod tests {
         assert!(e.message.contains("unexpected token"), "{e}");
         let e = Expr::parse("a = ").unwrap_err();
         assert_eq!((e.position, e.token.as_str()), (4, "end of input"));
+        // Positions count characters, not bytes.
+        let e = Expr::parse("\"x\" = 'üü' AND ) ").unwrap_err();
+        assert_eq!((e.position, e.token.as_str()), (15, ")"));
         let e = Expr::parse("a IN 1").unwrap_err();
         assert_eq!((e.position, e.token.as_str()), (5, "1"));
         // Without a schema any column is accepted; with one, unknown columns are errors.
