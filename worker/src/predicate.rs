@@ -866,6 +866,24 @@ mod tests {
     }
 
     #[test]
+    fn the_deepest_spec_predicate_parses_and_evaluates_on_a_small_stack() {
+        let text = format!(
+            "{}n = 1{}",
+            "(NOT ".repeat(SPEC_MAX_DEPTH / 2),
+            ")".repeat(SPEC_MAX_DEPTH / 2)
+        );
+        let worker = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let b = batch();
+                let p = Predicate::parse(&text, &b.schema()).unwrap();
+                p.keep_mask(&b).unwrap().len()
+            })
+            .unwrap();
+        assert_eq!(worker.join().unwrap(), 4);
+    }
+
+    #[test]
     fn syntax_errors_without_a_schema_name_position_and_token() {
         let e = Expr::parse("a = 'x') OR (\"ts\" >= 0").unwrap_err();
         assert_eq!((e.position, e.token.as_str()), (7, ")"));
