@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use minion_contract::{AggregationType, FileFormat, MergeType, TableSchema, TaskType};
+pub use minion_worker::predicate::Expr;
 
 pub const SECOND_MS: i64 = 1_000;
 pub const MINUTE_MS: i64 = 60 * SECOND_MS;
@@ -258,7 +259,8 @@ pub struct FileIngestionConfig {
 pub struct SegmentBackfillConfig {
     pub start_ms: i64,
     pub end_ms: i64,
-    pub filter: Option<String>,
+    /// Parsed when the resource is applied; combined with the range as a tree.
+    pub filter: Option<Expr>,
     pub input_dir_uri: String,
     pub input_format: FileFormat,
     pub max_records_per_segment: u64,
@@ -267,7 +269,8 @@ pub struct SegmentBackfillConfig {
 /// PurgeTask: rewrite segments without the rows matching `purge_predicate`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PurgeConfig {
-    pub purge_predicate: String,
+    /// Parsed when the resource is applied.
+    pub purge_predicate: Expr,
     /// A segment is purged again only once its last purge is older than this.
     pub last_purge_time_threshold_ms: i64,
     pub table_max_num_tasks: u32,

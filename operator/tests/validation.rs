@@ -773,3 +773,122 @@ fn inline_task_run_configs_and_merge_level_names_get_the_segment_name_check() {
         "InvalidSegmentName",
     );
 }
+
+fn backfill_with_filter(filter: &str) -> TaskRun {
+    let mut r = run("taskrun-backfill.yaml");
+    let b = r
+        .spec
+        .config
+        .as_mut()
+        .unwrap()
+        .segment_backfill_task
+        .as_mut()
+        .unwrap();
+    b.filter = Some(filter.into());
+    r
+}
+
+fn purge_with(predicate: &str) -> MinionTaskConfig {
+    let mut c = mtc("mtc-purge.yaml");
+    c.spec.purge_task.as_mut().unwrap().purge_predicate = Some(predicate.into());
+    c
+}
+
+#[test]
+fn a_filter_that_breaks_out_of_its_parentheses_is_refused_with_the_position() {
+    let r = backfill_with_filter("country = 'FR') OR (\"ts\" >= 0");
+    let errs = validate::task_run(&r, None).unwrap_err();
+    let msg = only_error(
+        &errs,
+        "spec.config.segmentBackfillTask.filter",
+        "InvalidPredicate",
+    );
+    assert!(
+        msg.contains(
+            "TaskRun default/events-backfill-fr-2024-01: spec.config.segmentBackfillTask.filter:"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("at character 14 (\")\"): unexpected token after the expression"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_purge_predicate_with_a_syntax_error_is_refused_with_the_position() {
+    let errs = validate::task_config(&purge_with("user_id = 'u-42' AND")).unwrap_err();
+    let msg = only_error(&errs, "spec.purgeTask.purgePredicate", "InvalidPredicate");
+    assert!(
+        msg.contains("MinionTaskConfig default/events-purge: spec.purgeTask.purgePredicate:"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("at character 20 (\"end of input\"): expected a column name"),
+        "{msg}"
+    );
+    let errs = validate::task_config(&purge_with("user_id = 'u-42")).unwrap_err();
+    let msg = only_error(&errs, "spec.purgeTask.purgePredicate", "InvalidPredicate");
+    assert!(msg.contains("at character 10"), "{msg}");
+    assert!(msg.contains("unterminated quoted text"), "{msg}");
+}
+
+#[test]
+fn a_predicate_nested_too_deep_is_refused_without_overflowing_the_stack() {
+    let deep = format!(
+        "{}user_id = 'u-42'{}",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    );
+    let errs = validate::task_config(&purge_with(&deep)).unwrap_err();
+    let msg = only_error(&errs, "spec.purgeTask.purgePredicate", "PredicateTooDeep");
+    assert!(
+        msg.contains("deeper than 64 levels (at character 64)"),
+        "{msg}"
+    );
+    // The message quotes only the start of the text.
+    assert!(msg.len() < 600, "{}", msg.len());
+    let nots = format!("{}country = 'FR'", "NOT ".repeat(10_000));
+    let errs = validate::task_run(&backfill_with_filter(&nots), None).unwrap_err();
+    only_error(
+        &errs,
+        "spec.config.segmentBackfillTask.filter",
+        "PredicateTooDeep",
+    );
+    // 64 levels are fine.
+    let ok = format!("{}user_id = 'u-42'{}", "(".repeat(64), ")".repeat(64));
+    validate::task_config(&purge_with(&ok)).unwrap();
+}
+
+#[test]
+fn a_predicate_naming_an_unknown_column_is_refused_against_the_table() {
+    let cfg = validate::task_config(&purge_with("user_id = 'u-42' OR userid = 'u-42'")).unwrap();
+    let errs = validate::against_tables(&cfg, &offline(), None).unwrap_err();
+    let msg = only_error(&errs, "spec.purgeTask.purgePredicate", "UnknownColumn");
+    assert!(
+        msg.contains("\"userid\" is not a column of table events-offline"),
+        "{msg}"
+    );
+    let v = validate::task_run(&backfill_with_filter("contry = 'FR'"), None).unwrap();
+    let errs = v.against_tables(&offline(), None).unwrap_err();
+    only_error(
+        &errs,
+        "spec.config.segmentBackfillTask.filter",
+        "UnknownColumn",
+    );
+}
+
+#[test]
+fn a_predicate_literal_of_the_wrong_type_is_refused_against_the_table() {
+    let cfg = validate::task_config(&purge_with("clicks IN (1, 'many')")).unwrap();
+    let errs = validate::against_tables(&cfg, &offline(), None).unwrap_err();
+    let msg = only_error(
+        &errs,
+        "spec.purgeTask.purgePredicate",
+        "InvalidPredicateLiteral",
+    );
+    assert!(
+        msg.contains("'many' is not a valid LONG for column \"clicks\" of table events-offline"),
+        "{msg}"
+    );
+}

@@ -514,6 +514,39 @@ async fn file_ingestion_ingests_csv_json_and_parquet_once_and_a_rerun_ingests_no
 async fn segment_backfill_replaces_one_day_all_or_none_and_leaves_other_days_alone() {
     let mut env = Env::new();
     env.imported_events(5).await;
+    backfill_one_day(&env, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backfill_filter_cannot_widen_the_range_it_replaces() {
+    let mut env = Env::new();
+    env.imported_events(5).await;
+    // Text that would close the generated parenthesis is refused at apply, with the position.
+    let injected = env.manifest(
+        "taskrun-backfill.yaml",
+        &[("country = 'FR'", "country = 'FR') OR (ts >= 0")],
+    );
+    let out = Minion {
+        state: env.state.clone(),
+    }
+    .run(&["execute", "-f", injected.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("TaskRun default/events-backfill-fr-2024-01")
+            && stderr.contains("spec.config.segmentBackfillTask.filter")
+            && stderr.contains("at character 14 (\")\")"),
+        "{stderr}"
+    );
+    // A filter whose own OR matches every row stays inside the range: every row of the day is
+    // replaced, every other day is left alone.
+    backfill_one_day(&env, Some("country = 'XX' OR ts >= 0")).await;
+}
+
+/// Backfills the first whole day of the imported events with 400 rows spilling over it
+/// (`filter` `None`, or one matching every row), and checks the day holds exactly the input's
+/// rows inside it and the other days are unchanged.
+async fn backfill_one_day(env: &Env, filter: Option<&str>) {
     let offline = env.table("table-events-offline.yaml");
     let first_day = env.start_ms - env.start_ms.rem_euclid(DAY_MS) + DAY_MS;
     let range = TimeWindow::new(first_day, first_day + DAY_MS);
@@ -556,7 +589,10 @@ async fn segment_backfill_replaces_one_day_all_or_none_and_leaves_other_days_alo
                 "endTime: 1706745600000",
                 &format!("endTime: {}", range.end_ms),
             ),
-            ("      filter: \"country = 'FR'\"\n", ""),
+            match filter {
+                None => ("      filter: \"country = 'FR'\"\n", ""),
+                Some(f) => ("country = 'FR'", f),
+            },
             ("backfill/events_fr_2024_01/", "backfill/day/"),
         ],
     );

@@ -7,6 +7,16 @@
 //! `true`/`false`. Column names are bare identifiers or `"quoted"`. Keywords are case
 //! insensitive. SQL three-valued logic: a comparison with a null is unknown, and only rows
 //! for which the predicate is *true* are purged.
+//!
+//! Nesting (parentheses and `NOT`) is bounded: text nested deeper than the parser's limit is
+//! refused with a [`PredicateError`] naming where, so no predicate can exhaust the stack.
+//! [`MAX_DEPTH`] is the limit for a predicate a user writes (checked when a resource is
+//! applied); [`SPEC_MAX_DEPTH`] is the worker's limit for the text of a subtask spec, which
+//! leaves room for the operator's combination of a user predicate with its own conditions.
+//!
+//! [`Expr`] is the syntax tree, without a schema: the operator parses user text into it,
+//! combines trees (never text) and prints the result with [`std::fmt::Display`], a canonical
+//! form that parses back to the same tree. [`Predicate`] is an [`Expr`] bound to a schema.
 
 use arrow::array::{ArrayRef, BooleanArray, Datum, RecordBatch, Scalar, StringArray};
 use arrow::compute::kernels::boolean::{and_kleene, not, or_kleene};
@@ -14,24 +24,39 @@ use arrow::compute::kernels::cmp;
 use arrow::compute::{CastOptions, cast_with_options};
 use arrow_schema::Schema;
 
+/// The deepest nesting of parentheses and `NOT` a user predicate may have.
+pub const MAX_DEPTH: usize = 64;
+
+/// The deepest nesting the worker accepts in a subtask spec: a user predicate of
+/// [`MAX_DEPTH`], combined by the operator and printed canonically, stays below it.
+pub const SPEC_MAX_DEPTH: usize = 4 * MAX_DEPTH + 8;
+
 /// Why a predicate does not parse or does not fit the schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("at position {position} ({token}): {message}")]
 pub struct PredicateError {
-    /// Byte offset in the predicate text.
+    /// Character offset (0-based) in the predicate text.
     pub position: usize,
     /// The offending token, or `end of input`.
     pub token: String,
     pub message: String,
 }
 
+/// How the message of a nesting error begins.
+const TOO_DEEP: &str = "nested deeper than";
+
 impl PredicateError {
+    /// The text nests deeper than the parser's limit.
+    pub fn too_deep(&self) -> bool {
+        self.message.starts_with(TOO_DEEP)
+    }
+
     pub fn reason(&self) -> &'static str {
         "BadPredicate"
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
     Eq,
     Ne,
@@ -39,6 +64,56 @@ pub enum CmpOp {
     Le,
     Gt,
     Ge,
+}
+
+impl CmpOp {
+    fn as_str(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "!=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// A literal as written: its type comes from the column it is compared with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Literal {
+    Str(String),
+    /// The number's text, e.g. `-5` or `2.5`.
+    Num(String),
+    Bool(bool),
+}
+
+impl Literal {
+    fn text(&self) -> String {
+        match self {
+            Literal::Str(s) | Literal::Num(s) => s.clone(),
+            Literal::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// A parsed predicate without a schema: the syntax tree. `And`/`Or` are n-ary so a long
+/// chain `a OR b OR …` stays one level deep.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Expr {
+    Cmp {
+        column: String,
+        op: CmpOp,
+        value: Literal,
+    },
+    In {
+        column: String,
+        values: Vec<Literal>,
+        negated: bool,
+    },
+    Not(Box<Expr>),
+    And(Vec<Expr>),
+    Or(Vec<Expr>),
 }
 
 /// A parsed, schema-checked predicate.
@@ -55,8 +130,8 @@ pub enum Predicate {
         negated: bool,
     },
     Not(Box<Predicate>),
-    And(Box<Predicate>, Box<Predicate>),
-    Or(Box<Predicate>, Box<Predicate>),
+    And(Vec<Predicate>),
+    Or(Vec<Predicate>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -198,7 +273,10 @@ struct Parser<'a> {
     tokens: Vec<Token>,
     at: usize,
     end: usize,
-    schema: &'a Schema,
+    /// When set, column names and literals are checked against it as they are read.
+    schema: Option<&'a Schema>,
+    depth: usize,
+    max_depth: usize,
 }
 
 impl Parser<'_> {
@@ -243,38 +321,70 @@ impl Parser<'_> {
         }
     }
 
-    fn or(&mut self) -> Result<Predicate, PredicateError> {
-        let mut left = self.and()?;
+    fn or(&mut self) -> Result<Expr, PredicateError> {
+        let mut items = vec![self.and()?];
         while self.keyword("OR") {
-            let right = self.and()?;
-            left = Predicate::Or(Box::new(left), Box::new(right));
+            items.push(self.and()?);
         }
-        Ok(left)
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::Or(items)
+        })
     }
 
-    fn and(&mut self) -> Result<Predicate, PredicateError> {
-        let mut left = self.unary()?;
+    fn and(&mut self) -> Result<Expr, PredicateError> {
+        let mut items = vec![self.unary()?];
         while self.keyword("AND") {
-            let right = self.unary()?;
-            left = Predicate::And(Box::new(left), Box::new(right));
+            items.push(self.unary()?);
         }
-        Ok(left)
+        Ok(if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        })
     }
 
-    fn unary(&mut self) -> Result<Predicate, PredicateError> {
-        if self.keyword("NOT") {
-            return Ok(Predicate::Not(Box::new(self.unary()?)));
+    /// One more level of nesting (a `NOT` or a `(`), refused past the limit before any
+    /// recursion, so the stack use is bounded whatever the text.
+    fn enter(&mut self) -> Result<(), PredicateError> {
+        if self.depth >= self.max_depth {
+            return Err(self.error(format!(
+                "{TOO_DEEP} {} levels of parentheses and NOT",
+                self.max_depth
+            )));
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn unary(&mut self) -> Result<Expr, PredicateError> {
+        if let Some(Token {
+            tok: Tok::Ident(s),
+            text,
+            ..
+        }) = self.peek()
+            && s.eq_ignore_ascii_case("NOT")
+            && !text.starts_with('"')
+        {
+            self.enter()?;
+            self.at += 1;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         if self.peek().map(|t| &t.tok) == Some(&Tok::LParen) {
+            self.enter()?;
             self.at += 1;
             let inner = self.or()?;
             self.expect(Tok::RParen, "')'")?;
+            self.depth -= 1;
             return Ok(inner);
         }
         self.comparison()
     }
 
-    fn comparison(&mut self) -> Result<Predicate, PredicateError> {
+    fn comparison(&mut self) -> Result<Expr, PredicateError> {
         let Some(Token {
             tok: Tok::Ident(name),
             ..
@@ -282,22 +392,26 @@ impl Parser<'_> {
         else {
             return Err(self.error("expected a column name"));
         };
-        let column = self
-            .schema
-            .index_of(&name)
-            .map_err(|_| self.error(format!("unknown column {name:?}")))?;
+        let index = match self.schema {
+            Some(schema) => Some(
+                schema
+                    .index_of(&name)
+                    .map_err(|_| self.error(format!("unknown column {name:?}")))?,
+            ),
+            None => None,
+        };
         self.at += 1;
         let negated = self.keyword("NOT");
         if self.keyword("IN") {
             self.expect(Tok::LParen, "'(' after IN")?;
-            let mut values = vec![self.literal(column)?];
+            let mut values = vec![self.literal(index)?];
             while self.peek().map(|t| &t.tok) == Some(&Tok::Comma) {
                 self.at += 1;
-                values.push(self.literal(column)?);
+                values.push(self.literal(index)?);
             }
             self.expect(Tok::RParen, "')' closing the IN list")?;
-            return Ok(Predicate::In {
-                column,
+            return Ok(Expr::In {
+                column: name,
                 values,
                 negated,
             });
@@ -317,60 +431,262 @@ impl Parser<'_> {
             _ => return Err(self.error("expected a comparison operator or IN")),
         };
         self.at += 1;
-        let value = self.literal(column)?;
-        Ok(Predicate::Cmp { column, op, value })
+        let value = self.literal(index)?;
+        Ok(Expr::Cmp {
+            column: name,
+            op,
+            value,
+        })
     }
 
-    /// A literal converted to the type of `column`.
-    fn literal(&mut self, column: usize) -> Result<ArrayRef, PredicateError> {
-        let text = match self.peek().map(|t| &t.tok) {
-            Some(Tok::Str(s)) | Some(Tok::Num(s)) => s.clone(),
-            Some(Tok::Ident(s))
-                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
-            {
-                s.to_ascii_lowercase()
-            }
+    /// A literal, checked against the type of column `index` when there is a schema.
+    fn literal(&mut self, index: Option<usize>) -> Result<Literal, PredicateError> {
+        let lit = match self.peek().map(|t| (&t.tok, t.text.starts_with('"'))) {
+            Some((Tok::Str(s), _)) => Literal::Str(s.clone()),
+            Some((Tok::Num(s), _)) => Literal::Num(s.clone()),
+            Some((Tok::Ident(s), false)) if s.eq_ignore_ascii_case("true") => Literal::Bool(true),
+            Some((Tok::Ident(s), false)) if s.eq_ignore_ascii_case("false") => Literal::Bool(false),
             _ => return Err(self.error("expected a literal")),
         };
-        let field = self.schema.field(column);
-        let raw: ArrayRef = std::sync::Arc::new(StringArray::from(vec![text.as_str()]));
-        let options = CastOptions {
-            safe: false,
-            ..CastOptions::default()
-        };
-        let value = cast_with_options(&raw, field.data_type(), &options).map_err(|_| {
-            self.error(format!(
-                "{text:?} is not a valid {} for column {:?}",
-                field.data_type(),
-                field.name()
-            ))
-        })?;
+        if let (Some(schema), Some(index)) = (self.schema, index) {
+            cast_literal(&lit, schema, index).map_err(|m| self.error(m))?;
+        }
         self.at += 1;
-        Ok(value)
+        Ok(lit)
+    }
+}
+
+/// `lit` as a one-value array of the type of column `index`.
+fn cast_literal(lit: &Literal, schema: &Schema, index: usize) -> Result<ArrayRef, String> {
+    let text = lit.text();
+    let field = schema.field(index);
+    let raw: ArrayRef = std::sync::Arc::new(StringArray::from(vec![text.as_str()]));
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(&raw, field.data_type(), &options).map_err(|_| {
+        format!(
+            "{text:?} is not a valid {} for column {:?}",
+            field.data_type(),
+            field.name()
+        )
+    })
+}
+
+fn parse(text: &str, schema: Option<&Schema>, max_depth: usize) -> Result<Expr, PredicateError> {
+    parse_bytes(text, schema, max_depth).map_err(|mut e| {
+        e.position = text
+            .get(..e.position)
+            .map_or(e.position, |s| s.chars().count());
+        e
+    })
+}
+
+/// [`parse`] with byte offsets in its errors.
+fn parse_bytes(
+    text: &str,
+    schema: Option<&Schema>,
+    max_depth: usize,
+) -> Result<Expr, PredicateError> {
+    let tokens = lex(text)?;
+    let mut p = Parser {
+        tokens,
+        at: 0,
+        end: text.len(),
+        schema,
+        depth: 0,
+        max_depth,
+    };
+    if p.tokens.is_empty() {
+        return Err(p.error("empty predicate"));
+    }
+    let expr = p.or()?;
+    if p.peek().is_some() {
+        return Err(p.error("unexpected token after the expression"));
+    }
+    Ok(expr)
+}
+
+impl Expr {
+    /// Parses a user predicate (nesting up to [`MAX_DEPTH`]), without a schema.
+    ///
+    /// # Errors
+    /// A [`PredicateError`] naming the position and token.
+    pub fn parse(text: &str) -> Result<Expr, PredicateError> {
+        parse(text, None, MAX_DEPTH)
+    }
+
+    /// Parses a user predicate (nesting up to [`MAX_DEPTH`]) and checks its columns and
+    /// literals against `schema`.
+    ///
+    /// # Errors
+    /// A [`PredicateError`] naming the position and token.
+    pub fn parse_for(text: &str, schema: &Schema) -> Result<Expr, PredicateError> {
+        parse(text, Some(schema), MAX_DEPTH)
+    }
+
+    /// All of `items` (nested `And`s are kept as subtrees, so each keeps its own scope).
+    /// One item is returned as it is.
+    pub fn and(mut items: Vec<Expr>) -> Expr {
+        if items.len() == 1 {
+            items.remove(0)
+        } else {
+            Expr::And(items)
+        }
+    }
+
+    /// The negation of `e`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn not(e: Expr) -> Expr {
+        Expr::Not(Box::new(e))
+    }
+
+    /// The deepest nesting of `And`/`Or`/`Not` nodes (a comparison is 0).
+    pub fn depth(&self) -> usize {
+        match self {
+            Expr::Cmp { .. } | Expr::In { .. } => 0,
+            Expr::Not(e) => 1 + e.depth(),
+            Expr::And(v) | Expr::Or(v) => 1 + v.iter().map(Expr::depth).max().unwrap_or(0),
+        }
+    }
+
+    fn fmt_operand(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expr::Cmp { .. } | Expr::In { .. } => write!(f, "{self}"),
+            _ => write!(f, "({self})"),
+        }
+    }
+}
+
+fn fmt_column(f: &mut std::fmt::Formatter<'_>, name: &str) -> std::fmt::Result {
+    write!(f, "\"{}\"", name.replace('"', "\"\""))
+}
+
+impl std::fmt::Display for Literal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Literal::Str(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Literal::Num(s) => f.write_str(s),
+            Literal::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// The canonical text: columns quoted, every operand of `AND`, `OR` and `NOT` that is not a
+/// single comparison in parentheses. It parses back to the same tree.
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expr::Cmp { column, op, value } => {
+                fmt_column(f, column)?;
+                write!(f, " {} {value}", op.as_str())
+            }
+            Expr::In {
+                column,
+                values,
+                negated,
+            } => {
+                fmt_column(f, column)?;
+                f.write_str(if *negated { " NOT IN (" } else { " IN (" })?;
+                for (i, v) in values.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{v}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Not(e) => {
+                f.write_str("NOT ")?;
+                e.fmt_operand(f)
+            }
+            Expr::And(items) | Expr::Or(items) => {
+                let sep = if matches!(self, Expr::And(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                for (i, e) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(sep)?;
+                    }
+                    e.fmt_operand(f)?;
+                }
+                Ok(())
+            }
+        }
     }
 }
 
 impl Predicate {
-    /// Parses `text` against `schema`.
+    /// Parses the text of a subtask spec (nesting up to [`SPEC_MAX_DEPTH`]) against `schema`.
     ///
     /// # Errors
     /// A [`PredicateError`] naming the position and token.
     pub fn parse(text: &str, schema: &Schema) -> Result<Predicate, PredicateError> {
-        let tokens = lex(text)?;
-        let mut p = Parser {
-            tokens,
-            at: 0,
-            end: text.len(),
-            schema,
+        let expr = parse(text, Some(schema), SPEC_MAX_DEPTH)?;
+        Predicate::bind(&expr, schema)
+    }
+
+    /// Binds `expr` to `schema`: column indexes and typed literals.
+    ///
+    /// # Errors
+    /// A [`PredicateError`] (position 0) for an unknown column or a literal of the wrong type.
+    pub fn bind(expr: &Expr, schema: &Schema) -> Result<Predicate, PredicateError> {
+        let error = |token: &str, message: String| PredicateError {
+            position: 0,
+            token: token.to_string(),
+            message,
         };
-        if p.tokens.is_empty() {
-            return Err(p.error("empty predicate"));
-        }
-        let pred = p.or()?;
-        if p.peek().is_some() {
-            return Err(p.error("unexpected token after the expression"));
-        }
-        Ok(pred)
+        let column = |name: &str| {
+            schema
+                .index_of(name)
+                .map_err(|_| error(name, format!("unknown column {name:?}")))
+        };
+        let value = |lit: &Literal, index: usize| {
+            cast_literal(lit, schema, index).map_err(|m| error(&lit.to_string(), m))
+        };
+        Ok(match expr {
+            Expr::Cmp {
+                column: name,
+                op,
+                value: lit,
+            } => {
+                let index = column(name)?;
+                Predicate::Cmp {
+                    column: index,
+                    op: *op,
+                    value: value(lit, index)?,
+                }
+            }
+            Expr::In {
+                column: name,
+                values,
+                negated,
+            } => {
+                let index = column(name)?;
+                Predicate::In {
+                    column: index,
+                    values: values
+                        .iter()
+                        .map(|v| value(v, index))
+                        .collect::<Result<_, _>>()?,
+                    negated: *negated,
+                }
+            }
+            Expr::Not(e) => Predicate::Not(Box::new(Predicate::bind(e, schema)?)),
+            Expr::And(v) => Predicate::And(
+                v.iter()
+                    .map(|e| Predicate::bind(e, schema))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Expr::Or(v) => Predicate::Or(
+                v.iter()
+                    .map(|e| Predicate::bind(e, schema))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
     }
 
     /// Evaluates the predicate on `batch` (whose leading columns follow the parse schema):
@@ -393,8 +709,19 @@ impl Predicate {
                 if *negated { not(&acc) } else { Ok(acc) }
             }
             Predicate::Not(inner) => not(&inner.evaluate(batch)?),
-            Predicate::And(a, b) => and_kleene(&a.evaluate(batch)?, &b.evaluate(batch)?),
-            Predicate::Or(a, b) => or_kleene(&a.evaluate(batch)?, &b.evaluate(batch)?),
+            Predicate::And(items) | Predicate::Or(items) => {
+                let and = matches!(self, Predicate::And(_));
+                let mut acc: Option<BooleanArray> = None;
+                for p in items {
+                    let v = p.evaluate(batch)?;
+                    acc = Some(match acc {
+                        None => v,
+                        Some(a) if and => and_kleene(&a, &v)?,
+                        Some(a) => or_kleene(&a, &v)?,
+                    });
+                }
+                Ok(acc.unwrap_or_else(|| BooleanArray::from(vec![and; batch.num_rows()])))
+            }
         }
     }
 
@@ -514,5 +841,143 @@ mod tests {
         assert!(e.to_string().contains("unterminated"), "{e}");
         let e = Predicate::parse("n # 1", &s).unwrap_err();
         assert_eq!(e.token, "#");
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
+        let s = batch().schema();
+        let deep = format!("{}n = 1{}", "(".repeat(10_000), ")".repeat(10_000));
+        let e = Predicate::parse(&deep, &s).unwrap_err();
+        assert_eq!(e.position, SPEC_MAX_DEPTH);
+        assert_eq!(e.token, "(");
+        assert!(e.message.contains("nested deeper than"), "{e}");
+        let e = Expr::parse(&deep).unwrap_err();
+        assert_eq!(e.position, MAX_DEPTH);
+        let nots = format!("{}n = 1", "NOT ".repeat(10_000));
+        let e = Expr::parse(&nots).unwrap_err();
+        assert_eq!((e.position, e.token.as_str()), (4 * MAX_DEPTH, "NOT"));
+        // At the limit it parses.
+        let ok = format!("{}n = 1{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        Expr::parse(&ok).unwrap();
+        // A long flat chain is one level deep, however long.
+        let chain = vec!["n = 1"; 10_000].join(" OR ");
+        assert_eq!(Expr::parse(&chain).unwrap().depth(), 1);
+        Predicate::parse(&chain, &s).unwrap();
+    }
+
+    #[test]
+    fn the_deepest_spec_predicate_parses_and_evaluates_on_a_small_stack() {
+        let text = format!(
+            "{}n = 1{}",
+            "(NOT ".repeat(SPEC_MAX_DEPTH / 2),
+            ")".repeat(SPEC_MAX_DEPTH / 2)
+        );
+        let worker = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                let b = batch();
+                let p = Predicate::parse(&text, &b.schema()).unwrap();
+                p.keep_mask(&b).unwrap().len()
+            })
+            .unwrap();
+        assert_eq!(worker.join().unwrap(), 4);
+    }
+
+    #[test]
+    fn syntax_errors_without_a_schema_name_position_and_token() {
+        let e = Expr::parse("a = 'x') OR (\"ts\" >= 0").unwrap_err();
+        assert_eq!((e.position, e.token.as_str()), (7, ")"));
+        assert!(e.message.contains("unexpected token"), "{e}");
+        let e = Expr::parse("a = ").unwrap_err();
+        assert_eq!((e.position, e.token.as_str()), (4, "end of input"));
+        // Positions count characters, not bytes.
+        let e = Expr::parse("\"x\" = 'üü' AND ) ").unwrap_err();
+        assert_eq!((e.position, e.token.as_str()), (15, ")"));
+        let e = Expr::parse("a IN 1").unwrap_err();
+        assert_eq!((e.position, e.token.as_str()), (5, "1"));
+        // Without a schema any column is accepted; with one, unknown columns are errors.
+        Expr::parse("bogus = 1").unwrap();
+        let e = Expr::parse_for("n = 1 AND bogus = 1", &batch().schema()).unwrap_err();
+        assert_eq!((e.position, e.token.as_str()), (10, "bogus"));
+    }
+
+    #[test]
+    fn a_combined_tree_keeps_each_operand_in_its_own_scope() {
+        // `a = 'x' OR n >= 0` parses standalone; AND-ed with a condition as a tree, its OR
+        // cannot reach outside its subtree.
+        let filter = Expr::parse("user = 'a' OR n >= 0").unwrap();
+        let scope = Expr::parse("n < 2").unwrap();
+        let combined = Expr::and(vec![scope, filter]);
+        let text = combined.to_string();
+        assert_eq!(text, "\"n\" < 2 AND (\"user\" = 'a' OR \"n\" >= 0)");
+        assert_eq!(Expr::parse(&text).unwrap(), combined);
+        let b = batch();
+        let p = Predicate::bind(&combined, &b.schema()).unwrap();
+        let purged: Vec<bool> = p
+            .keep_mask(&b)
+            .unwrap()
+            .iter()
+            .map(|k| !k.unwrap())
+            .collect();
+        assert_eq!(purged, [true, false, false, false]);
+        let negated = Expr::not(Expr::parse("user = 'a' OR n = 5").unwrap());
+        assert_eq!(negated.to_string(), "NOT (\"user\" = 'a' OR \"n\" = 5)");
+        assert_eq!(Expr::parse(&negated.to_string()).unwrap(), negated);
+    }
+
+    fn arb_expr() -> impl proptest::strategy::Strategy<Value = Expr> {
+        use proptest::prelude::*;
+        let column = prop_oneof![
+            "[a-zA-Z_][a-zA-Z0-9_]{0,6}",
+            "[a-z \"'()]{0,6}",
+            Just("NOT".to_string()),
+            Just("and".to_string()),
+        ];
+        let literal = prop_oneof![
+            "[a-z '\"()]{0,6}".prop_map(Literal::Str),
+            any::<i64>().prop_map(|n| Literal::Num(n.to_string())),
+            (0u32..1000, 0u32..100).prop_map(|(a, b)| Literal::Num(format!("{a}.{b}"))),
+            any::<bool>().prop_map(Literal::Bool),
+        ];
+        let op = prop_oneof![
+            Just(CmpOp::Eq),
+            Just(CmpOp::Ne),
+            Just(CmpOp::Lt),
+            Just(CmpOp::Le),
+            Just(CmpOp::Gt),
+            Just(CmpOp::Ge),
+        ];
+        let leaf = prop_oneof![
+            (column.clone(), op, literal.clone()).prop_map(|(column, op, value)| Expr::Cmp {
+                column,
+                op,
+                value
+            }),
+            (
+                column,
+                proptest::collection::vec(literal, 1..4),
+                any::<bool>()
+            )
+                .prop_map(|(column, values, negated)| Expr::In {
+                    column,
+                    values,
+                    negated
+                }),
+        ];
+        leaf.prop_recursive(5, 32, 4, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(|e| Expr::Not(Box::new(e))),
+                proptest::collection::vec(inner.clone(), 2..4).prop_map(Expr::And),
+                proptest::collection::vec(inner, 2..4).prop_map(Expr::Or),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn printing_then_parsing_gives_back_the_tree(e in arb_expr()) {
+            let text = e.to_string();
+            proptest::prop_assert_eq!(Expr::parse(&text).unwrap(), e, "{}", text);
+        }
     }
 }

@@ -321,6 +321,32 @@ fn too_small_budget_and_bad_predicate_are_permanent() {
 }
 
 #[test]
+fn a_predicate_nested_10000_deep_is_bad_input_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = write_segment(dir.path(), "in/a.parquet", &[good_batch()]);
+    let mut p = processing(MergeType::Concat);
+    p.purge_predicate = Some(format!(
+        "{}d = 'a'{}",
+        "(".repeat(10_000),
+        ")".repeat(10_000)
+    ));
+    let s = spec(dir.path(), events_schema(), vec![seg], p);
+    let o = run_binary(dir.path(), &s, &[], &[]);
+    assert_one_line(
+        &o,
+        EXIT_BAD_INPUT,
+        &[
+            "bad purge predicate",
+            "nested deeper than",
+            "(BadPredicate)",
+        ],
+    );
+    let m = failed_manifest(dir.path(), &s);
+    assert_eq!(m.reason, Some(FailureReason::BadPredicate));
+    assert!(FailureReason::BadPredicate.is_permanent());
+}
+
+#[test]
 fn unreadable_spec_is_a_bad_spec() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_minion-worker"))

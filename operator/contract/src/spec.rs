@@ -88,7 +88,9 @@ pub struct Processing {
     /// Dimensions reset to their default value (null) before reducing, so rows collapse.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erase_dimension_values: Vec<String>,
-    /// Rows matching this predicate are dropped (purge; backfill's filter).
+    /// Rows matching this predicate are dropped (purge; backfill's filter). The operator sends
+    /// a tree it built from parsed predicates, printed canonically (quoted columns, compound
+    /// operands in parentheses); the worker parses it with a bounded nesting depth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_predicate: Option<String>,
     /// Cut the output into time partitions of this many milliseconds (MergeRollup buckets).

@@ -13,11 +13,13 @@
 //! - An empty input listing plans nothing (it would only delete the range).
 //!
 //! The purge predicate uses the worker's grammar: the time column compared in its own unit
-//! (RFC 3339 text for `TIMESTAMP` columns).
+//! (RFC 3339 text for `TIMESTAMP` columns). The filter, parsed when the resource was applied,
+//! is combined as a tree and printed canonically; it is never pasted into predicate text.
 
 use minion_contract::{ColumnType, Processing, SegmentRef, TableSchema, TimeWindow};
 
-use crate::model::{SegmentBackfillConfig, defaults};
+use crate::model::{Expr, SegmentBackfillConfig, defaults};
+use minion_worker::predicate::{CmpOp, Literal};
 
 use super::file_ingestion::{pack_files, to_input_file};
 use super::windows::base_processing;
@@ -27,31 +29,32 @@ use super::{
 };
 
 /// A predicate true for rows with time in `range` (and matching `filter`), over `schema`'s
-/// time column, in the worker's purge predicate grammar.
-pub fn range_predicate(schema: &TableSchema, range: TimeWindow, filter: Option<&str>) -> String {
-    let column = format!("\"{}\"", schema.time_column.replace('"', "\"\""));
+/// time column. Built as a tree — `time >= start AND time < end AND (filter)` — so the
+/// filter stays one operand, whatever it contains, and can only narrow the range.
+pub fn range_predicate(schema: &TableSchema, range: TimeWindow, filter: Option<&Expr>) -> Expr {
     let is_timestamp = schema
         .time()
         .is_some_and(|c| c.data_type == ColumnType::Timestamp);
-    let literal = |ms: i64| {
-        if is_timestamp {
-            format!("'{}'", super::fmt_ms(ms))
+    let bound = |op: CmpOp, ms: i64| Expr::Cmp {
+        column: schema.time_column.clone(),
+        op,
+        value: if is_timestamp {
+            Literal::Str(super::fmt_ms(ms))
         } else {
-            schema
-                .effective_time_unit()
-                .from_millis_ceil(ms)
-                .to_string()
-        }
+            Literal::Num(
+                schema
+                    .effective_time_unit()
+                    .from_millis_ceil(ms)
+                    .to_string(),
+            )
+        },
     };
-    let mut p = format!(
-        "{column} >= {} AND {column} < {}",
-        literal(range.start_ms),
-        literal(range.end_ms)
-    );
-    if let Some(f) = filter {
-        p.push_str(&format!(" AND ({f})"));
-    }
-    p
+    let mut items = vec![
+        bound(CmpOp::Ge, range.start_ms),
+        bound(CmpOp::Lt, range.end_ms),
+    ];
+    items.extend(filter.cloned());
+    Expr::and(items)
 }
 
 /// Plans one backfill. See the module contract.
@@ -107,7 +110,7 @@ pub fn plan_backfill(input: &GeneratorInput, config: &SegmentBackfillConfig) -> 
     let mut plan = Plan::new(task_type);
     plan.commit_mode = CommitMode::AllOrNone;
     let rewrite = Processing {
-        purge_predicate: Some(range_predicate(schema, range, config.filter.as_deref())),
+        purge_predicate: Some(range_predicate(schema, range, config.filter.as_ref()).to_string()),
         ..base.clone()
     };
     for chunk in split_by_limits(
@@ -120,7 +123,10 @@ pub fn plan_backfill(input: &GeneratorInput, config: &SegmentBackfillConfig) -> 
         plan.subtasks.push(s);
     }
     let ingest = Processing {
-        purge_predicate: config.filter.as_ref().map(|f| format!("NOT ({f})")),
+        purge_predicate: config
+            .filter
+            .as_ref()
+            .map(|f| Expr::not(f.clone()).to_string()),
         ..base
     };
     let mut delete_chunks = deletes.chunks(defaults::MAX_SEGMENTS_PER_TASK);
@@ -156,7 +162,7 @@ mod tests {
         input(TaskSpec::SegmentBackfill(SegmentBackfillConfig {
             start_ms: T0 + DAY_MS,
             end_ms: T0 + 2 * DAY_MS,
-            filter: filter.map(String::from),
+            filter: filter.map(|f| Expr::parse(f).unwrap()),
             input_dir_uri: "s3://in/events".into(),
             input_format: FileFormat::Parquet,
             max_records_per_segment: defaults::MAX_RECORDS_PER_SEGMENT,
@@ -201,12 +207,80 @@ mod tests {
                 .purge_predicate
                 .as_deref()
                 .unwrap()
-                .ends_with("AND (id = 'x')")
+                .ends_with("AND \"id\" = 'x'")
         );
         assert_eq!(
             p.subtasks[1].processing.purge_predicate.as_deref(),
-            Some("NOT (id = 'x')")
+            Some("NOT \"id\" = 'x'")
         );
+    }
+
+    /// Which rows of (id, ts) the worker purges with the predicate of `text`.
+    fn purged_rows(text: &str, rows: &[(&str, i64)]) -> Vec<bool> {
+        use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+        use minion_worker::predicate::Predicate;
+        use std::sync::Arc;
+        let arrow = minion_worker::table::arrow_schema(&schema(None, false));
+        let ids: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
+        let ts: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1)));
+        let m: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|_| 1)));
+        let batch = RecordBatch::try_new(arrow.clone(), vec![ids, ts, m]).unwrap();
+        let p = Predicate::parse(text, &arrow).unwrap();
+        p.keep_mask(&batch)
+            .unwrap()
+            .iter()
+            .map(|k| !k.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_filter_with_its_own_or_cannot_widen_the_range_it_purges() {
+        // Pasted as text, `id = 'x') OR ("ts" >= 0` closed the generated parenthesis and
+        // purged every row with ts >= 0. As a tree it cannot: the text does not parse alone,
+        // and a filter that does parse with a top-level OR stays one operand of the AND.
+        assert!(Expr::parse("id = 'x') OR (\"ts\" >= 0").is_err());
+        let p = plan(&backfill(Some("id = 'x' OR \"ts\" >= 0"))).unwrap();
+        let rewrite = p.subtasks[0].processing.purge_predicate.clone().unwrap();
+        assert_eq!(
+            rewrite,
+            format!(
+                "\"ts\" >= {} AND \"ts\" < {} AND (\"id\" = 'x' OR \"ts\" >= 0)",
+                T0 + DAY_MS,
+                T0 + 2 * DAY_MS
+            )
+        );
+        let rows = [
+            ("y", T0),              // before the range: survives
+            ("y", T0 + DAY_MS + 5), // inside, matches the filter's OR: purged
+            ("x", T0 + 2 * DAY_MS), // after the range, even with id = 'x': survives
+            ("x", T0 + DAY_MS),     // inside: purged
+            ("y", T0 + 3 * DAY_MS), // after: survives
+        ];
+        assert_eq!(
+            purged_rows(&rewrite, &rows),
+            [false, true, false, true, false]
+        );
+        // The ingest side keeps exactly the complement of the filter, confined likewise.
+        let ingest = p.subtasks[1].processing.purge_predicate.clone().unwrap();
+        assert_eq!(ingest, "NOT (\"id\" = 'x' OR \"ts\" >= 0)");
+        assert_eq!(
+            purged_rows(&ingest, &[("y", T0 + DAY_MS), ("x", -5), ("y", -5)]),
+            [false, false, true]
+        );
+    }
+
+    #[test]
+    fn a_filter_at_the_depth_limit_still_fits_the_workers_limit_once_combined() {
+        use minion_worker::predicate::MAX_DEPTH;
+        let nots = format!("{}id = 'x'", "NOT ".repeat(MAX_DEPTH));
+        let parens = format!("{}id = 'x'{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        for filter in [nots, parens] {
+            let p = plan(&backfill(Some(&filter))).unwrap();
+            for s in &p.subtasks {
+                let text = s.processing.purge_predicate.as_deref().unwrap();
+                purged_rows(text, &[("x", T0 + DAY_MS)]);
+            }
+        }
     }
 
     #[test]
@@ -226,10 +300,13 @@ mod tests {
         let mut s = schema(None, false);
         s.time_unit = minion_contract::TimeUnit::Seconds;
         let r = TimeWindow::new(1500, 3000);
-        assert_eq!(range_predicate(&s, r, None), "\"ts\" >= 2 AND \"ts\" < 3");
+        assert_eq!(
+            range_predicate(&s, r, None).to_string(),
+            "\"ts\" >= 2 AND \"ts\" < 3"
+        );
         s.columns[1].data_type = ColumnType::Timestamp;
         assert_eq!(
-            range_predicate(&s, TimeWindow::new(T0, T0 + DAY_MS), None),
+            range_predicate(&s, TimeWindow::new(T0, T0 + DAY_MS), None).to_string(),
             "\"ts\" >= '2020-08-13T00:00:00Z' AND \"ts\" < '2020-08-14T00:00:00Z'"
         );
     }

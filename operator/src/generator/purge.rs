@@ -48,7 +48,7 @@ pub fn plan_purge(input: &GeneratorInput, config: &PurgeConfig) -> Plan {
     due.sort_by(|(a, x), (b, y)| (a, x.path.as_str()).cmp(&(b, y.path.as_str())));
     due.truncate(config.table_max_num_tasks.max(1) as usize);
     let processing = Processing {
-        purge_predicate: Some(config.purge_predicate.clone()),
+        purge_predicate: Some(config.purge_predicate.to_string()),
         value_partitioning: input.destination.def.schema.partitioning.is_some(),
         ..base_processing(config.max_records_per_segment)
     };
@@ -97,7 +97,7 @@ mod tests {
 
     fn purge(max_tasks: u32) -> GeneratorInput {
         input(TaskSpec::Purge(PurgeConfig {
-            purge_predicate: "id = 'gdpr'".into(),
+            purge_predicate: crate::model::Expr::parse("id = 'gdpr'").unwrap(),
             last_purge_time_threshold_ms: defaults::PURGE_LAST_PURGE_TIME_THRESHOLD_MS,
             table_max_num_tasks: max_tasks,
             max_records_per_segment: defaults::MAX_RECORDS_PER_SEGMENT,
@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(out.get(TAG_MERGE_LEVEL).map(String::as_str), Some("1day"));
         assert_eq!(
             p.subtasks[0].processing.purge_predicate.as_deref(),
-            Some("id = 'gdpr'")
+            Some("\"id\" = 'gdpr'")
         );
     }
 

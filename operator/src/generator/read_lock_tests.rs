@@ -69,7 +69,7 @@ fn with_lineage(i: GeneratorInput, lineage: &Lineage) -> GeneratorInput {
 
 fn purge() -> GeneratorInput {
     input(TaskSpec::Purge(PurgeConfig {
-        purge_predicate: "id = 'gdpr'".into(),
+        purge_predicate: crate::model::Expr::parse("id = 'gdpr'").unwrap(),
         last_purge_time_threshold_ms: defaults::PURGE_LAST_PURGE_TIME_THRESHOLD_MS,
         table_max_num_tasks: 10,
         max_records_per_segment: defaults::MAX_RECORDS_PER_SEGMENT,

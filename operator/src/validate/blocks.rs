@@ -540,7 +540,11 @@ fn segment_backfill(c: &mut Collector, at: &str, b: &SegmentBackfillTaskSpec) ->
             },
         );
     }
-    let filter = b.filter.clone().filter(|f| !f.trim().is_empty());
+    let filter = b
+        .filter
+        .as_deref()
+        .filter(|f| !f.trim().is_empty())
+        .and_then(|f| c.predicate(&format!("{at}.filter"), f));
     TaskSpec::SegmentBackfill(SegmentBackfillConfig {
         start_ms: start.unwrap_or(0),
         end_ms: end.unwrap_or(0),
@@ -562,10 +566,13 @@ fn purge(c: &mut Collector, at: &str, b: &PurgeTaskSpec) -> TaskSpec {
                 &format!("{at}.purgePredicate"),
                 "give the rows to remove, e.g. user_id = 'u-42'",
             );
-            String::new()
+            None
         }
-        Some(p) => p.to_string(),
+        Some(p) => c.predicate(&format!("{at}.purgePredicate"), p),
     };
+    // An absent or unparsable predicate is an error above: the config is refused, and this
+    // placeholder (matching no row) is never planned.
+    let purge_predicate = purge_predicate.unwrap_or(Expr::Or(vec![]));
     TaskSpec::Purge(PurgeConfig {
         purge_predicate,
         last_purge_time_threshold_ms: c.period(

@@ -1,15 +1,16 @@
 //! Checks of a validated task config against the validated tables it names: table types,
 //! aggregation types keyed by metric columns, erased values being dimensions, upsert-only
-//! and append-only task types.
+//! and append-only task types, predicate columns and literals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use minion_contract::{AggregationType, ColumnRole};
+use minion_worker::predicate::{CmpOp, Predicate};
 
-use super::table::{column_list, role_name};
+use super::table::{column_list, role_name, type_name};
 use super::{Collector, Invalid, ResourceId, ValidationErrors};
 use crate::api::block_key;
-use crate::model::{TableDef, TableType, TaskConfig, TaskSpec};
+use crate::model::{Expr, TableDef, TableType, TaskConfig, TaskSpec};
 
 /// Checks a MinionTaskConfig's validated config against its destination `table` and, for
 /// R2O/SegmentImport, its `source` table. For a TaskRun use
@@ -96,9 +97,75 @@ pub(super) fn check(
                 );
             }
         }
-        TaskSpec::FileIngestion(_) | TaskSpec::SegmentBackfill(_) | TaskSpec::Purge(_) => {}
+        TaskSpec::SegmentBackfill(b) => {
+            if let Some(f) = &b.filter {
+                predicate_columns(&mut c, &format!("{block}.filter"), table, f);
+            }
+        }
+        TaskSpec::Purge(p) => {
+            predicate_columns(
+                &mut c,
+                &format!("{block}.purgePredicate"),
+                table,
+                &p.purge_predicate,
+            );
+        }
+        TaskSpec::FileIngestion(_) => {}
     }
     c.finish(())
+}
+
+/// Every column a predicate names is a column of `table`, and every literal compared with
+/// one is a valid value of its type — as the worker binds it.
+fn predicate_columns(c: &mut Collector, field: &str, table: &TableDef, expr: &Expr) {
+    let arrow = minion_worker::table::arrow_schema(&table.schema);
+    let mut stack = vec![expr];
+    let mut unknown = BTreeSet::new();
+    while let Some(e) = stack.pop() {
+        let (column, values) = match e {
+            Expr::Not(inner) => {
+                stack.push(inner);
+                continue;
+            }
+            Expr::And(items) | Expr::Or(items) => {
+                stack.extend(items.iter().rev());
+                continue;
+            }
+            Expr::Cmp { column, value, .. } => (column, std::slice::from_ref(value)),
+            Expr::In { column, values, .. } => (column, values.as_slice()),
+        };
+        let Some(col) = table.schema.column(column) else {
+            if unknown.insert(column.clone()) {
+                c.push(
+                    field,
+                    Invalid::UnknownColumn {
+                        value: column.clone(),
+                        table: table.name.clone(),
+                        columns: column_list(&table.schema),
+                    },
+                );
+            }
+            continue;
+        };
+        for value in values {
+            let leaf = Expr::Cmp {
+                column: column.clone(),
+                op: CmpOp::Eq,
+                value: value.clone(),
+            };
+            if Predicate::bind(&leaf, &arrow).is_err() {
+                c.push(
+                    field,
+                    Invalid::PredicateLiteral {
+                        value: value.to_string(),
+                        column: column.clone(),
+                        data_type: type_name(col.data_type),
+                        table: table.name.clone(),
+                    },
+                );
+            }
+        }
+    }
 }
 
 /// The source must be the named REALTIME table and the destination an OFFLINE table.

@@ -18,6 +18,17 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::schedule::ScheduleError;
+use minion_worker::predicate::{Expr, MAX_DEPTH};
+
+/// The start of a long value, for an error message.
+fn excerpt(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.chars().count() <= MAX {
+        value.to_string()
+    } else {
+        format!("{}…", value.chars().take(MAX).collect::<String>())
+    }
+}
 
 pub use cross::against_tables;
 pub use table::{UriOverlap, overlap_message, table, uri_overlap};
@@ -112,6 +123,30 @@ pub enum Invalid {
         "{value:?} {problem}; it becomes part of output file names, so use 1 to 100 characters from A-Z, a-z, 0-9, '.', '_' and '-', not starting with '.' or '-' and without \"..\" (e.g. events_v2)"
     )]
     SegmentName { value: String, problem: String },
+    #[error(
+        "{value:?} does not parse: at character {position} ({token:?}): {message}; write comparisons (column = 'text', column >= 10, column [NOT] IN ('a', 'b')) joined by AND, OR, NOT and parentheses"
+    )]
+    Predicate {
+        value: String,
+        position: usize,
+        token: String,
+        message: String,
+    },
+    #[error(
+        "{value:?} nests parentheses and NOT deeper than {max} levels (at character {position}); flatten it, e.g. a long OR chain or an IN list needs no nesting"
+    )]
+    PredicateTooDeep {
+        value: String,
+        position: usize,
+        max: usize,
+    },
+    #[error("{value} is not a valid {data_type} for column {column:?} of table {table}")]
+    PredicateLiteral {
+        value: String,
+        column: String,
+        data_type: String,
+        table: String,
+    },
 }
 
 impl Invalid {
@@ -141,6 +176,9 @@ impl Invalid {
             Invalid::NotAllowed { .. } => "FieldNotAllowed",
             Invalid::WrongTableType { .. } => "WrongTableType",
             Invalid::SegmentName { .. } => "InvalidSegmentName",
+            Invalid::Predicate { .. } => "InvalidPredicate",
+            Invalid::PredicateTooDeep { .. } => "PredicateTooDeep",
+            Invalid::PredicateLiteral { .. } => "InvalidPredicateLiteral",
         }
     }
 }
@@ -293,6 +331,32 @@ impl Collector {
             Some(v) => v,
             None => default,
         }
+    }
+
+    /// A user predicate parsed into its tree, `None` (and an error at `field`) if it does
+    /// not parse or nests deeper than [`MAX_DEPTH`].
+    pub(crate) fn predicate(&mut self, field: &str, text: &str) -> Option<Expr> {
+        let e = match Expr::parse(text) {
+            Ok(expr) => return Some(expr),
+            Err(e) => e,
+        };
+        let value = excerpt(text);
+        let problem = if e.too_deep() {
+            Invalid::PredicateTooDeep {
+                value,
+                position: e.position,
+                max: MAX_DEPTH,
+            }
+        } else {
+            Invalid::Predicate {
+                value,
+                position: e.position,
+                token: e.token,
+                message: e.message,
+            }
+        };
+        self.push(field, problem);
+        None
     }
 
     pub(crate) fn missing(&mut self, field: &str, hint: &str) {

@@ -108,7 +108,7 @@ pub fn overlap_message(
     )
 }
 
-fn type_name(t: ColumnType) -> String {
+pub(super) fn type_name(t: ColumnType) -> String {
     serde_json::to_value(t)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
