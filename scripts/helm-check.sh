@@ -215,24 +215,23 @@ def load(name):
     with open(os.path.join(work, name)) as f:
         return [d for d in yaml.safe_load_all(f) if d]
 
-# (apiGroup, resource) -> verbs the operator may hold. Keep in sync with docs/kubernetes.md.
+# (apiGroup, resource) -> verbs the operator may hold: operator/src/k8s/rbac.rs (the chart's
+# _rbac.tpl and the table in docs/kubernetes.md are generated from it; keep in sync).
 ALLOWED = {
     ("minion.dev", "tables"): {"get", "list", "watch"},
     ("minion.dev", "miniontaskconfigs"): {"get", "list", "watch"},
-    ("minion.dev", "taskruns"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("minion.dev", "tables/status"): {"get", "patch", "update"},
-    ("minion.dev", "miniontaskconfigs/status"): {"get", "patch", "update"},
-    ("minion.dev", "taskruns/status"): {"get", "patch", "update"},
+    ("minion.dev", "taskruns"): {"get", "list", "watch", "create", "delete"},
+    ("minion.dev", "tables/status"): {"patch"},
+    ("minion.dev", "miniontaskconfigs/status"): {"patch"},
+    ("minion.dev", "taskruns/status"): {"patch"},
     ("minion.dev", "miniontaskconfigs/finalizers"): {"update"},
     ("minion.dev", "taskruns/finalizers"): {"update"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "pods/log"): {"get"},
+    ("", "pods"): {"list"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
 }
-LEASE = {("coordination.k8s.io", "leases"): {"create", "get", "update", "patch"}}
+LEASE = {("coordination.k8s.io", "leases"): {"create", "get", "update"}}
 RESTRICTED = {
     "runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
