@@ -53,7 +53,7 @@ impl StateLock {
                 return Err(LocalError::Locked(format!(
                     "state directory {} is in use by another minion process ({pid}, lock {}): \
                      only one control loop (`minion local up`, `minion push`, `minion demo`) \
-                     may run on a state directory; stop it or use another --state-dir",
+                     may run on a state directory; stop it first, or use another state directory",
                     state_dir.display(),
                     path.display()
                 )));
