@@ -7,7 +7,7 @@
 #      samples (kubectl asks a local discovery-only stub how kinds map to resources; see below);
 #   4. that bad values fail (schema: wrong type, unknown key; template: replicas without leader
 #      election);
-#   5. policy on the rendered objects (python3): RBAC grants nothing beyond the documented list,
+#   5. policy on the rendered objects (python3): RBAC grants exactly the documented list,
 #      the worker ServiceAccount is bound to nothing and mounts no token, every container runs with
 #      the restricted securityContext, the templated CRDs equal the generated ones, crds.keep;
 #   6. the ArgoCD health checks in config/argocd/ (Lua 5.1, as ArgoCD runs them, through the PyPI
@@ -215,24 +215,23 @@ def load(name):
     with open(os.path.join(work, name)) as f:
         return [d for d in yaml.safe_load_all(f) if d]
 
-# (apiGroup, resource) -> verbs the operator may hold. Keep in sync with docs/kubernetes.md.
+# (apiGroup, resource) -> verbs the operator may hold: operator/src/k8s/rbac.rs (the chart's
+# _rbac.tpl and the table in docs/kubernetes.md are generated from it; keep in sync).
 ALLOWED = {
     ("minion.dev", "tables"): {"get", "list", "watch"},
     ("minion.dev", "miniontaskconfigs"): {"get", "list", "watch"},
-    ("minion.dev", "taskruns"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("minion.dev", "tables/status"): {"get", "patch", "update"},
-    ("minion.dev", "miniontaskconfigs/status"): {"get", "patch", "update"},
-    ("minion.dev", "taskruns/status"): {"get", "patch", "update"},
+    ("minion.dev", "taskruns"): {"get", "list", "watch", "create", "delete"},
+    ("minion.dev", "tables/status"): {"patch"},
+    ("minion.dev", "miniontaskconfigs/status"): {"patch"},
+    ("minion.dev", "taskruns/status"): {"patch"},
     ("minion.dev", "miniontaskconfigs/finalizers"): {"update"},
     ("minion.dev", "taskruns/finalizers"): {"update"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
-    ("", "pods"): {"get", "list", "watch"},
-    ("", "pods/log"): {"get"},
+    ("", "pods"): {"list"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
 }
-LEASE = {("coordination.k8s.io", "leases"): {"create", "get", "update", "patch"}}
+LEASE = {("coordination.k8s.io", "leases"): {"create", "get", "update"}}
 RESTRICTED = {
     "runAsNonRoot": True, "runAsUser": 65532, "allowPrivilegeEscalation": False,
     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
@@ -273,6 +272,17 @@ def check_variant(name, expect_crds, expect_keep):
         if d["kind"] == "Role" and d["metadata"]["namespace"] == deploy["metadata"]["namespace"]:
             allowed.update(LEASE)
         check_rules(f"{name}: {d['kind']} {d['metadata']['name']}", d.get("rules", []), allowed)
+        # The role of the watched resources grants every verb the code uses, not just no more.
+        if "minion.dev" in str(d.get("rules", [])):
+            granted = {}
+            for rule in d.get("rules", []):
+                for group in rule.get("apiGroups", []):
+                    for res in rule.get("resources", []):
+                        granted.setdefault((group, res), set()).update(rule.get("verbs", []))
+            for key, verbs in ALLOWED.items():
+                if verbs - granted.get(key, set()):
+                    fail(f"{name}: {d['kind']} {d['metadata']['name']}: {key[0] or 'core'}/{key[1]} lacks "
+                         f"{sorted(verbs - granted.get(key, set()))}, which the operator's code uses")
         if d.get("aggregationRule"):
             fail(f"{name}: {d['kind']} {d['metadata']['name']} aggregates other roles")
     for b in kinds.get("ClusterRoleBinding", []) + kinds.get("RoleBinding", []):
@@ -377,7 +387,7 @@ if "namespaced.yaml:0:0" in sys.argv:
 
 if failures:
     sys.exit(1)
-print("   ok: RBAC subset of the documented list; worker accounts unbound, no token;"
+print("   ok: RBAC equals the documented list; worker accounts unbound, no token;"
       " restricted securityContext on every container; CRDs equal crds/; keep switch; RBAC scope per mode")
 PY
 python3 "$WORK/policy.py" "$WORK" crds default.yaml:1:1 cluster-wide.yaml:1:1 namespaced.yaml:0:0 nokeep.yaml:1:0 \
@@ -397,6 +407,11 @@ def first(out, kind):
     return next(d for d in out if d["kind"] == kind)
 tampered("t-secrets-list.yaml", lambda o: first(o, "ClusterRole")["rules"][-1]["verbs"].append("list"))
 tampered("t-wildcard.yaml", lambda o: first(o, "ClusterRole")["rules"].append({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}))
+def drop_job_create(o):
+    for rule in first(o, "ClusterRole")["rules"]:
+        if rule["resources"] == ["jobs"]:
+            rule["verbs"].remove("create")
+tampered("t-jobs-no-create.yaml", drop_job_create)
 tampered("t-configmaps.yaml", lambda o: first(o, "ClusterRole")["rules"].append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}))
 tampered("t-rw-root.yaml", lambda o: first(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(readOnlyRootFilesystem=False))
 tampered("t-caps.yaml", lambda o: first(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("capabilities"))
@@ -413,7 +428,7 @@ def crd_edit(o):
     first(o, "CustomResourceDefinition")["spec"]["names"]["shortNames"] = ["x"]
 tampered("t-crd-edited.yaml", crd_edit)
 PY
-for t in secrets-list wildcard configmaps rw-root caps worker-bound worker-token crd-edited; do
+for t in secrets-list wildcard configmaps jobs-no-create rw-root caps worker-bound worker-token crd-edited; do
   if python3 "$WORK/policy.py" "$WORK" crds "t-$t.yaml:1:1" >"$WORK/t.out" 2>&1; then
     cat "$WORK/t.out"; die "policy check accepted tampered rendering: $t"
   fi

@@ -823,3 +823,125 @@ async fn a_push_into_a_table_that_is_not_ready_says_it_waits_and_adds_nothing() 
     );
     assert_eq!(version().await, before, "the push wrote to the table");
 }
+
+/// Names and namespaces become paths in the state directory: `apply` refuses any that is not
+/// a Kubernetes name, naming the object and the field, and writes nothing anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_whose_name_is_a_path_is_refused_and_nothing_is_written_anywhere() {
+    let env = Env::new(1, "").await;
+    env.apply();
+    let before = files_under(env.dir.path());
+    let snapshot = env.snapshot();
+    let text = std::fs::read_to_string(env.manifests.join("table-events-offline.yaml")).unwrap();
+    let bad_dir = env.dir.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    for (name, namespace, field) in [
+        ("../../etc", "default", "metadata.name"),
+        ("../../../../escaped", "default", "metadata.name"),
+        ("a/b", "default", "metadata.name"),
+        ("Events", "default", "metadata.name"),
+        ("events-x", "../..", "metadata.namespace"),
+    ] {
+        let manifest = text
+            .replace("name: events-offline", &format!("name: {name:?}"))
+            .replace("namespace: default", &format!("namespace: {namespace:?}"))
+            .replace("events_offline", "events_offline_other");
+        let file = bad_dir.join("table.yaml");
+        std::fs::write(&file, manifest).unwrap();
+        let out = env.minion(&["apply", "-f", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains("Table") && stderr.contains(field) && stderr.contains("DNS-1123"),
+            "{name}: {stderr}"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(files_under(env.dir.path()), before, "{name}: files written");
+        assert_eq!(
+            env.snapshot(),
+            snapshot,
+            "{name}: the state directory changed"
+        );
+    }
+    // Names from the command line are checked the same way.
+    let out = env.minion(&["get", "table", "../../etc"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("metadata.name"), "{stderr}");
+}
+
+fn lock_holder(state: &Path) -> Option<u32> {
+    std::fs::read_to_string(state.join("lock"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Two control loops on one state directory: the second `local up` (and a `push`) is refused
+/// at once naming the directory and the first one's pid; the first commits every row once;
+/// once it is gone the directory can be used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_control_loop_on_one_state_directory_is_refused_and_nothing_is_committed_twice() {
+    let env = Env::new(3, "").await;
+    env.apply();
+    let run = env.run_import();
+    let mut first = Command::new(workspace_binary("minion", "minion-operator"))
+        .arg("--state-dir")
+        .arg(&env.state)
+        .args(["local", "up", "--poll-ms", "50"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = first.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while lock_holder(&env.state) != Some(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first loop never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for args in [
+        vec!["local", "up", "--until-idle", "--poll-ms", "50"],
+        vec![
+            "push",
+            "events-offline",
+            env.manifests
+                .join("table-events-offline.yaml")
+                .to_str()
+                .unwrap(),
+        ],
+    ] {
+        let started = std::time::Instant::now();
+        let out = env.minion(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&env.state.display().to_string())
+                && stderr.contains(&format!("pid {pid}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} did something");
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    loop {
+        let tr = env.task_run(&run);
+        if tr["status"]["phase"] == "Succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{tr:#}");
+        assert!(first.try_wait().unwrap().is_none(), "the first loop ended");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+    // The lock went with the process: the next loop runs, and finds nothing left to do.
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let (src, dst, _) = env.totals().await;
+    assert_same(&src, &dst);
+}

@@ -4,6 +4,10 @@
 //!   YAML; `minion-operator crds --out crds --out charts/minion-operator/files/crds` writes one file
 //!   per CRD (`tables.minion.dev.yaml`, …) into each directory.
 //!
+//! - `minion-operator rbac --chart charts/minion-operator/templates/_rbac.tpl` writes the
+//!   chart's RBAC rules from `minion_operator::k8s::rbac`; `--docs-table` prints the table of
+//!   docs/kubernetes.md.
+//!
 //! - `minion-operator run`: the operator (docs/kubernetes.md, "Runtime contract"): flags
 //!   `--namespaces`, `--log-format`, `--metrics-addr`, `--leader-election-namespace`,
 //!   `--lease-name`; environment `MINION_WATCH_NAMESPACES`, `MINION_LOG_FORMAT`,
@@ -35,6 +39,16 @@ enum Command {
         /// Directory to write `<plural>.minion.dev.yaml` files into (repeatable).
         #[arg(long = "out", value_name = "DIR")]
         out: Vec<PathBuf>,
+    },
+    /// Print the chart's RBAC rules (generated from the operator's calls), or write them.
+    Rbac {
+        /// File to write the chart's rule template into
+        /// (`charts/minion-operator/templates/_rbac.tpl`).
+        #[arg(long, value_name = "FILE")]
+        chart: Option<PathBuf>,
+        /// Print the RBAC table of docs/kubernetes.md instead.
+        #[arg(long, conflicts_with = "chart")]
+        docs_table: bool,
     },
     /// Run the operator against the cluster of the kubeconfig or the in-cluster account.
     Run(RunArgs),
@@ -95,6 +109,28 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => operate(args),
+        Command::Rbac { chart, docs_table } => {
+            use minion_operator::k8s::rbac;
+            if docs_table {
+                print!("{}", rbac::docs_table());
+                return ExitCode::SUCCESS;
+            }
+            let text = rbac::chart_template();
+            let Some(path) = chart else {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            };
+            match std::fs::write(&path, text) {
+                Ok(()) => {
+                    eprintln!("wrote {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("minion-operator rbac: cannot write {}: {e}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crds { out } => match crds(&out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -1,6 +1,7 @@
 //! `minion apply -f FILE|DIR…`: reads every manifest, validates every resource (field
 //! errors, cross checks against the tables being applied or already stored, a TaskRun's
-//! config), and only when nothing is wrong stores them all in the state directory.
+//! config), and only when nothing is wrong stores them all in the state directory. Names and
+//! namespaces must be Kubernetes names (DNS-1123) before they become paths there.
 //!
 //! # Guarantees
 //! On any error the state directory is not changed; every problem is printed, each naming
@@ -12,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::CliError;
 use crate::api::{MinionTaskConfig, Resource, Table, parse_manifests};
 use crate::control::{name_of, namespace_of};
-use crate::local::Store;
+use crate::local::{Store, check_name, check_namespace};
 use crate::model::TableDef;
 use crate::validate;
 
@@ -82,6 +83,17 @@ pub(crate) fn read_and_validate(
         match parse_manifests(&text) {
             Ok(rs) => resources.extend(rs.into_iter().map(|r| (file.clone(), r))),
             Err(e) => errors.push(format!("{}: {e} ({})", file.display(), e.reason())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(CliError::Invalid(errors));
+    }
+    // Names and namespaces become paths in the state directory: refuse any that is not a
+    // Kubernetes name before anything else looks at them.
+    for (file, r) in &resources {
+        let ns = namespace_of(r.metadata());
+        if let Err(e) = check_namespace(r.kind(), &ns).and(check_name(r.kind(), r.name())) {
+            errors.push(format!("{}: {e}", file.display()));
         }
     }
     if !errors.is_empty() {

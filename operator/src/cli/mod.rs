@@ -225,9 +225,55 @@ pub async fn run_process() -> ExitCode {
     main(Cli::parse()).await
 }
 
+/// Names and namespaces typed on the command line, checked like those of manifests before
+/// any of them is looked up in the state directory.
+fn check_args(command: &Command) -> Result<(), CliError> {
+    use crate::local::{check_name, check_namespace};
+    let kind_of = |kind: &str| match Kind::parse(kind) {
+        Ok(Kind::Table) => "Table",
+        Ok(Kind::TaskConfig) => "MinionTaskConfig",
+        Ok(Kind::TaskRun) | Err(_) => "TaskRun",
+    };
+    let (kind, namespace, name): (&'static str, Option<&str>, Option<&str>) = match command {
+        Command::Get {
+            kind,
+            name,
+            namespace,
+            ..
+        } => (kind_of(kind), Some(namespace.as_str()), name.as_deref()),
+        Command::Describe {
+            kind,
+            name,
+            namespace,
+            ..
+        } => (kind_of(kind), Some(namespace.as_str()), Some(name.as_str())),
+        Command::Run { config, namespace }
+        | Command::Plan {
+            config, namespace, ..
+        } => (
+            "MinionTaskConfig",
+            Some(namespace.as_str()),
+            Some(config.as_str()),
+        ),
+        Command::Segments { table, namespace }
+        | Command::Push {
+            table, namespace, ..
+        } => ("Table", Some(namespace.as_str()), Some(table.as_str())),
+        _ => return Ok(()),
+    };
+    let checked = namespace
+        .map_or(Ok(()), |ns| check_namespace(kind, ns))
+        .and(name.map_or(Ok(()), |n| check_name(kind, n)));
+    checked.map_err(|e| CliError::Invalid(vec![e.to_string()]))
+}
+
 /// Runs the CLI.
 pub async fn main(cli: Cli) -> ExitCode {
     let state = cli.state_dir;
+    if let Err(e) = check_args(&cli.command) {
+        eprintln!("error: {e}");
+        return ExitCode::from(e.exit_code());
+    }
     let result = match cli.command {
         Command::Demo {
             dir,

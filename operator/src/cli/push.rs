@@ -6,6 +6,8 @@
 //!
 //! # Guarantees
 //! - All or nothing per push: its subtasks are committed together.
+//! - It holds the state directory's lock, like `minion local up`: refused while another loop
+//!   runs there.
 //! - A file already in the table at the same version (ETag or size and modification time) is
 //!   not added again, so repeating a push adds nothing.
 
@@ -20,7 +22,7 @@ use crate::api::{TaskRun, TaskRunPhase};
 use crate::clock::SystemClock;
 use crate::control::{Backend, Controller, ControllerOptions, Created, gather};
 use crate::generator::file_ingestion::format_of;
-use crate::local::LocalBackend;
+use crate::local::{LocalBackend, StateLock};
 
 /// A local path or URI as an absolute URI.
 fn to_uri(file: &str) -> Result<String, CliError> {
@@ -41,6 +43,8 @@ pub(crate) async fn push(
 ) -> Result<(), CliError> {
     crate::catalog::install_crypto_provider();
     let state = std::path::absolute(state).map_err(CliError::failed)?;
+    // The push runs the control loop: one loop per state directory.
+    let _lock = StateLock::acquire(&state).map_err(CliError::failed)?;
     let program = std::env::current_exe().map_err(CliError::failed)?;
     let backend = Arc::new(LocalBackend::with_minion_workers(
         &state,

@@ -1,6 +1,7 @@
 //! `minion local up`: the control loop over the local backend. Subtasks run as child
 //! processes of this binary (`minion worker run`), in their own process group, so an
-//! interrupted loop leaves them running and a restarted one picks them up again.
+//! interrupted loop leaves them running and a restarted one picks them up again. The loop
+//! holds the state directory's lock ([`StateLock`]) while it runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 use super::CliError;
 use crate::clock::{Clock, OffsetClock, SystemClock};
 use crate::control::{Controller, ControllerOptions};
-use crate::local::LocalBackend;
+use crate::local::{LocalBackend, StateLock};
 
 /// `minion local up`.
 pub(crate) async fn up(
@@ -29,6 +30,8 @@ pub(crate) async fn up(
         None => Arc::new(SystemClock),
     };
     let state = std::path::absolute(state).map_err(CliError::failed)?;
+    // Held until the loop returns: a second loop on this directory is refused at once.
+    let _lock = StateLock::acquire(&state).map_err(CliError::failed)?;
     let backend = LocalBackend::with_minion_workers(&state, program, clock.clone());
     let mut controller = Controller::new(
         Arc::new(backend),

@@ -28,7 +28,7 @@ use crate::clock::OffsetClock;
 use crate::control::{Backend, Controller, ControllerOptions, configs, gather};
 use crate::generator::DEFAULT_WATERMARK;
 use crate::inspect::{self, Totals, sums_match};
-use crate::local::LocalBackend;
+use crate::local::{LocalBackend, StateLock};
 use crate::model::{DAY_MS, HOUR_MS, TableDef, TaskConfig};
 use crate::validate;
 
@@ -158,11 +158,20 @@ pub fn load_samples(dir: &Path) -> Result<(Vec<TableDef>, Vec<TaskConfig>), Demo
 pub async fn run(options: &DemoOptions) -> Result<DemoReport, DemoError> {
     install_crypto_provider();
     let started = Instant::now();
+    // The demo's state directory is locked like any control loop's: a demo still running in
+    // `dir` refuses this one before anything is removed.
+    let old_lock = if options.dir.join("state").exists() {
+        Some(StateLock::acquire(&options.dir.join("state")).map_err(setup("the demo directory"))?)
+    } else {
+        None
+    };
     if options.dir.exists() {
         std::fs::remove_dir_all(&options.dir).map_err(setup("removing the old demo directory"))?;
     }
     std::fs::create_dir_all(&options.dir).map_err(setup("creating the demo directory"))?;
     let dir = std::fs::canonicalize(&options.dir).map_err(setup("demo directory"))?;
+    let _lock = StateLock::acquire(&dir.join("state")).map_err(setup("the demo directory"))?;
+    drop(old_lock);
     let (tables, configs) = load_samples(&dir)?;
     let table = |name: &str| {
         tables

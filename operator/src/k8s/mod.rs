@@ -9,10 +9,11 @@
 //! - [`cache`]: watch-fed caches (kube-runtime `watcher`) that serve the backend's reads and
 //!   wake the loop when a Job, TaskRun, config or Table changes; `watches` keeps one per kind
 //!   and scope;
+//! - [`rbac`]: the RBAC rules the calls above need (the chart's rules are generated from it);
 //! - [`WriteGate`]: whether this replica may write; `secrets`: the Tables' storage Secrets;
 //!
 //! What it may touch: the `minion.dev` resources (status only through the status
-//! subresource), Jobs and Pods it owns, Events, its Lease, and the Secrets Tables name (read
+//! subresource), Jobs it owns (and lists their Pods), Events, its Lease, and the Secrets Tables name (read
 //! only). Subtask pods never call the API.
 
 pub mod backend;
@@ -22,6 +23,7 @@ pub mod job;
 pub mod lease;
 pub mod metrics;
 pub mod operator;
+pub mod rbac;
 mod secrets;
 mod watches;
 

@@ -9,9 +9,13 @@
 //! - Each subtask attempt is a child process (see [`jobs`]); `minion local up` runs the
 //!   `minion` binary itself (`minion worker run`), so nothing else needs installing.
 //!
+//! - One control loop per state directory: the commands that run it hold its lock (see
+//!   [`lock`]), so two of them never commit on one directory at once.
+//!
 //! What it may touch: the state directory and the processes it started.
 
 pub mod jobs;
+pub mod lock;
 pub mod store;
 
 use std::io::Write as _;
@@ -29,7 +33,8 @@ use crate::control::{
 };
 
 pub use jobs::{ExitRecord, Jobs, write_exit_record};
-pub use store::{Applied, Store, Stored};
+pub use lock::StateLock;
+pub use store::{Applied, Store, Stored, check_name, check_namespace};
 
 /// Events kept in `events.jsonl` (older ones are dropped when it grows past twice this).
 pub const MAX_EVENTS: usize = 2_000;
@@ -49,6 +54,18 @@ pub enum LocalError {
         namespace: String,
         name: String,
     },
+    /// A name or namespace that is not a valid Kubernetes name, refused before it becomes
+    /// part of a path in the state directory.
+    #[error("{kind} {value:?}: {field}: {problem}")]
+    InvalidName {
+        kind: &'static str,
+        field: &'static str,
+        value: String,
+        problem: String,
+    },
+    /// Another process holds the state directory's lock.
+    #[error("{0}")]
+    Locked(String),
 }
 
 impl LocalError {
@@ -57,6 +74,8 @@ impl LocalError {
             LocalError::Io { .. } => "StateDirUnavailable",
             LocalError::Parse { .. } => "CorruptState",
             LocalError::NotFound { .. } => "NotFound",
+            LocalError::InvalidName { .. } => "InvalidName",
+            LocalError::Locked(_) => "StateDirLocked",
         }
     }
 

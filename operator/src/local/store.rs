@@ -3,6 +3,10 @@
 //! (apiVersion, kind, metadata, spec) and `<name>.status.yaml` beside it the status the
 //! control loop wrote. Apply touches only the first, the loop only the second, so the two can
 //! run at once. Every write is atomic (temp file + rename).
+//!
+//! Names and namespaces become path components only after [`check_name`] and
+//! [`check_namespace`] accept them (Kubernetes' DNS-1123 rules: no `/`, no `..`, nothing
+//! that could leave the state directory).
 
 use std::path::{Path, PathBuf};
 
@@ -66,14 +70,101 @@ stored!(TaskRun, "TaskRun", "taskruns", TaskRunStatus);
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| LocalError::io(dir, e))?;
+    // At most 64 bytes of the file's name: the temp name must fit the 255 bytes of a file name.
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("f");
+    let mut end = name.len().min(64);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
     let tmp = dir.join(format!(
         ".{}.tmp-{}-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        &name[..end],
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
     std::fs::write(&tmp, bytes).map_err(|e| LocalError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| LocalError::io(path, e))
+}
+
+const MAX_NAME: usize = 253;
+const MAX_NAMESPACE: usize = 63;
+/// Longest name a state directory stores: `<name>.status.yaml` is one file name (≤ 255 bytes).
+const MAX_STORED_NAME: usize = 255 - ".status.yaml".len();
+
+/// Why `value` is not a DNS-1123 label (lowercase alphanumerics and `-`, starting and ending
+/// alphanumeric), if it is not.
+fn label_problem(value: &str) -> Option<String> {
+    if value.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Some(format!(
+            "{c:?} is not allowed: lowercase letters, digits, '-' and '.' only"
+        ));
+    }
+    if value.starts_with('-') || value.ends_with('-') {
+        return Some("must start and end with a lowercase letter or digit".into());
+    }
+    None
+}
+
+/// Whether `name` is a valid Kubernetes object name (a DNS-1123 subdomain: at most 253
+/// characters, dot-separated DNS-1123 labels), so it is safe as a file name: no `/`, no
+/// `..`, no leading `.`.
+///
+/// # Errors
+/// [`LocalError::InvalidName`] naming `kind`, `metadata.name` and the problem.
+pub fn check_name(kind: &'static str, name: &str) -> Result<(), LocalError> {
+    let problem = if name.len() > MAX_NAME {
+        Some(format!("longer than {MAX_NAME} characters"))
+    } else if name.is_empty() {
+        Some("must not be empty".into())
+    } else {
+        name.split('.').find_map(|label| {
+            label_problem(label).map(|p| {
+                if label.is_empty() {
+                    "'.' must separate non-empty parts (no \"..\", no leading or trailing '.')"
+                        .to_string()
+                } else {
+                    p
+                }
+            })
+        })
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(LocalError::InvalidName {
+            kind,
+            field: "metadata.name",
+            value: name.into(),
+            problem: format!("not a valid name (DNS-1123 subdomain): {problem}"),
+        }),
+    }
+}
+
+/// Whether `namespace` is a valid Kubernetes namespace (a DNS-1123 label of at most 63
+/// characters).
+///
+/// # Errors
+/// [`LocalError::InvalidName`] naming `kind`, `metadata.namespace` and the problem.
+pub fn check_namespace(kind: &'static str, namespace: &str) -> Result<(), LocalError> {
+    let problem = if namespace.len() > MAX_NAMESPACE {
+        Some(format!("longer than {MAX_NAMESPACE} characters"))
+    } else {
+        label_problem(namespace).map(|p| p.replace(", '.'", ""))
+    };
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(LocalError::InvalidName {
+            kind,
+            field: "metadata.namespace",
+            value: namespace.into(),
+            problem: format!("not a valid namespace (DNS-1123 label): {problem}"),
+        }),
+    }
 }
 
 /// The resources of one state directory.
@@ -109,16 +200,32 @@ impl Store {
         &self.root
     }
 
-    fn dir<T: Stored>(&self, namespace: &str) -> PathBuf {
-        self.root.join("resources").join(T::PLURAL).join(namespace)
+    /// The directory of `namespace`, and `name` checked: nothing reaches a path unchecked.
+    fn dir<T: Stored>(&self, namespace: &str, name: &str) -> Result<PathBuf, LocalError> {
+        check_namespace(T::KIND, namespace)?;
+        check_name(T::KIND, name)?;
+        if name.len() > MAX_STORED_NAME {
+            return Err(LocalError::InvalidName {
+                kind: T::KIND,
+                field: "metadata.name",
+                value: name.into(),
+                problem: format!(
+                    "longer than {MAX_STORED_NAME} characters, the longest a state directory \
+                     stores (as `<name>.status.yaml`, a file name of at most 255 bytes)"
+                ),
+            });
+        }
+        Ok(self.root.join("resources").join(T::PLURAL).join(namespace))
     }
 
-    fn spec_path<T: Stored>(&self, namespace: &str, name: &str) -> PathBuf {
-        self.dir::<T>(namespace).join(format!("{name}.yaml"))
+    fn spec_path<T: Stored>(&self, namespace: &str, name: &str) -> Result<PathBuf, LocalError> {
+        Ok(self.dir::<T>(namespace, name)?.join(format!("{name}.yaml")))
     }
 
-    fn status_path<T: Stored>(&self, namespace: &str, name: &str) -> PathBuf {
-        self.dir::<T>(namespace).join(format!("{name}.status.yaml"))
+    fn status_path<T: Stored>(&self, namespace: &str, name: &str) -> Result<PathBuf, LocalError> {
+        Ok(self
+            .dir::<T>(namespace, name)?
+            .join(format!("{name}.status.yaml")))
     }
 
     /// One object with its status, if it exists.
@@ -126,7 +233,7 @@ impl Store {
     /// # Errors
     /// The files exist but cannot be read or parsed.
     pub fn get<T: Stored>(&self, namespace: &str, name: &str) -> Result<Option<T>, LocalError> {
-        let path = self.spec_path::<T>(namespace, name);
+        let path = self.spec_path::<T>(namespace, name)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -134,7 +241,7 @@ impl Store {
         };
         let mut obj: T = serde_yaml::from_str(&text).map_err(|e| LocalError::parse(&path, e))?;
         *obj.status_mut() = None;
-        let status_path = self.status_path::<T>(namespace, name);
+        let status_path = self.status_path::<T>(namespace, name)?;
         match std::fs::read_to_string(&status_path) {
             Ok(t) => {
                 *obj.status_mut() =
@@ -166,6 +273,12 @@ impl Store {
                     && !name.ends_with(".status")
                     && !file.starts_with('.')
                 {
+                    if let Err(e) =
+                        check_namespace(T::KIND, &namespace).and(check_name(T::KIND, name))
+                    {
+                        tracing::warn!(path = %f.path().display(), error = %e, "skipping a file that names no valid object");
+                        continue;
+                    }
                     names.push((namespace.clone(), name.to_string()));
                 }
             }
@@ -188,6 +301,8 @@ impl Store {
     pub fn put<T: Stored>(&self, obj: &T, now: DateTime<Utc>) -> Result<Applied, LocalError> {
         let namespace = namespace_of(obj.meta());
         let name = name_of(obj.meta());
+        check_namespace(T::KIND, &namespace)?;
+        check_name(T::KIND, &name)?;
         let existing = self.get::<T>(&namespace, &name)?;
         let mut obj = obj.clone();
         *obj.status_mut() = None;
@@ -218,7 +333,7 @@ impl Store {
         };
         let yaml =
             serde_yaml::to_string(&obj).map_err(|e| LocalError::parse(Path::new(&name), e))?;
-        write_atomic(&self.spec_path::<T>(&namespace, &name), yaml.as_bytes())?;
+        write_atomic(&self.spec_path::<T>(&namespace, &name)?, yaml.as_bytes())?;
         Ok(applied)
     }
 
@@ -232,7 +347,7 @@ impl Store {
         name: &str,
         status: &T::Status,
     ) -> Result<(), LocalError> {
-        if !self.spec_path::<T>(namespace, name).exists() {
+        if !self.spec_path::<T>(namespace, name)?.exists() {
             return Err(LocalError::NotFound {
                 kind: T::KIND,
                 namespace: namespace.into(),
@@ -241,7 +356,7 @@ impl Store {
         }
         let yaml =
             serde_yaml::to_string(status).map_err(|e| LocalError::parse(Path::new(name), e))?;
-        write_atomic(&self.status_path::<T>(namespace, name), yaml.as_bytes())
+        write_atomic(&self.status_path::<T>(namespace, name)?, yaml.as_bytes())
     }
 
     /// Deletes an object and its status.
@@ -250,8 +365,8 @@ impl Store {
     /// Files that exist but cannot be removed.
     pub fn delete<T: Stored>(&self, namespace: &str, name: &str) -> Result<(), LocalError> {
         for path in [
-            self.status_path::<T>(namespace, name),
-            self.spec_path::<T>(namespace, name),
+            self.status_path::<T>(namespace, name)?,
+            self.spec_path::<T>(namespace, name)?,
         ] {
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
@@ -272,5 +387,56 @@ impl Store {
             Resource::MinionTaskConfig(c) => self.put(c, now),
             Resource::TaskRun(t) => self.put(t, now),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_dns_1123_subdomains_and_namespaces_labels() {
+        for ok in ["a", "events-offline", "a.b-c.0", &"a".repeat(253)] {
+            check_name("Table", ok).unwrap();
+        }
+        for bad in [
+            "",
+            "..",
+            ".",
+            "../../etc",
+            "a/b",
+            "/abs",
+            "Events",
+            "a_b",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a\0b",
+            &"a".repeat(254),
+        ] {
+            let e = check_name("Table", bad).unwrap_err();
+            assert_eq!(e.reason(), "InvalidName", "{bad:?}");
+            assert!(e.to_string().contains("metadata.name"), "{e}");
+        }
+        check_namespace("Table", "default").unwrap();
+        for bad in ["", "a.b", "..", "a/b", "Default", &"a".repeat(64)] {
+            let e = check_namespace("Table", bad).unwrap_err();
+            assert!(e.to_string().contains("metadata.namespace"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_store_refuses_a_bad_name_before_touching_a_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        assert!(store.get::<Table>("default", "../../x").is_err());
+        assert!(store.get::<Table>("..", "x").is_err());
+        assert!(store.delete::<Table>("default", "a/b").is_err());
+        let name = "a".repeat(250);
+        let e = store.get::<Table>("default", &name).unwrap_err();
+        assert!(e.to_string().contains("255 bytes"), "{e}");
+        assert!(!dir.path().join("state").exists());
     }
 }
