@@ -73,13 +73,25 @@ pub struct Held {
 /// SIGCONTs a stopped worker when dropped (also when a check panics).
 struct Stopped {
     pid: u32,
+    /// Its spec URI: every signal first checks the pid still runs this worker (once it has
+    /// ended, its pid may be another test's process, which must not be touched).
+    spec_uri: String,
+}
+
+impl Stopped {
+    /// Sends `signal` if the pid still runs this worker; whether it was sent.
+    fn signal(&self, signal: &str) -> bool {
+        alive(self.pid, &self.spec_uri)
+            && Command::new("kill")
+                .args([signal, &self.pid.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+    }
 }
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.pid.to_string()])
-            .status();
+        self.signal("-CONT");
     }
 }
 
@@ -230,15 +242,12 @@ fn live_workers(state: &Path, run: &str, spare: &[u32]) -> Vec<JobRecord> {
 /// SIGSTOPs a live worker of `run`, not of a subtask in `spare`.
 fn stop_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<(JobRef, Stopped)> {
     let r = live_workers(state, run, spare).into_iter().next()?;
-    let stopped = Command::new("kill")
-        .args(["-STOP", &r.pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    // A worker that reported before the signal is not held.
-    if !stopped || exit_code(state, &r.job).is_some() {
-        let _ = Command::new("kill")
-            .args(["-CONT", &r.pid.to_string()])
-            .status();
+    let s = Stopped {
+        pid: r.pid,
+        spec_uri: r.spec_uri.clone(),
+    };
+    // A worker that reported before the signal is not held (dropping `s` resumes it).
+    if !s.signal("-STOP") || exit_code(state, &r.job).is_some() {
         return None;
     }
     Some((
@@ -247,7 +256,7 @@ fn stop_a_live_worker(state: &Path, run: &str, spare: &[u32]) -> Option<(JobRef,
             subtask: r.subtask,
             attempt: r.attempt,
         },
-        Stopped { pid: r.pid },
+        s,
     ))
 }
 
@@ -336,9 +345,7 @@ fn one_step(
     // Stopped again after the kernel's SIGCONT to its orphaned group; one that reported
     // meanwhile is not caught.
     let caught = caught.and_then(|(job, s)| {
-        let _ = Command::new("kill")
-            .args(["-STOP", &s.pid.to_string()])
-            .status();
+        s.signal("-STOP");
         exit_code(&cli.state, &job.job)
             .is_none()
             .then_some((job, s))
@@ -357,11 +364,9 @@ fn one_step(
 /// timing then); the job when it was killed before it reported (it wrote no exit record).
 fn kill_caught(state: &Path, job: JobRef, stopped: Stopped) -> Option<JobRef> {
     let pid = stopped.pid;
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
+    stopped.signal("-KILL");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(pid, "") && Instant::now() < deadline {
+    while alive(pid, &stopped.spec_uri) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(2));
     }
     drop(stopped);

@@ -89,6 +89,23 @@ fn alive(pid: u32, needle: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// The last lines of a worker's log, for a failure message: `; last lines: …`, or nothing.
+fn log_tail(log: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; last lines: {}",
+            tail.chars().take(600).collect::<String>()
+        )
+    }
+}
+
 impl Jobs {
     /// Jobs under `<state>/jobs`, run as `program args… --spec URI --exit-file F`.
     pub fn new(state_dir: &Path, program: PathBuf, args: Vec<String>) -> Self {
@@ -213,12 +230,14 @@ impl Jobs {
         if exit_path.exists() {
             return self.state(namespace, job);
         }
+        let log = self.log_path(namespace, job);
         Ok(JobState::Failed {
             exit_code: None,
             message: format!(
-                "worker process {} ended without reporting (killed?); log: {}",
+                "worker process {} ended without reporting (killed?); log: {}{}",
                 record.pid,
-                self.log_path(namespace, job).display()
+                log.display(),
+                log_tail(&log)
             ),
         })
     }
