@@ -206,6 +206,16 @@ impl Jobs {
     pub fn state(&self, namespace: &str, job: &str) -> Result<JobState, LocalError> {
         self.reap(namespace, job);
         let exit_path = self.path(namespace, job, "exit.json");
+        // An own child that has not exited runs: its wait status is the truth, whatever
+        // `/proc` shows meanwhile (once it exits, `reap` has its exit record written).
+        let own_running = self
+            .children
+            .lock()
+            .expect("job table lock")
+            .contains_key(&key(namespace, job));
+        if own_running && !exit_path.exists() {
+            return Ok(JobState::Running);
+        }
         if let Ok(bytes) = std::fs::read(&exit_path) {
             let exit: ExitRecord =
                 serde_json::from_slice(&bytes).map_err(|e| LocalError::parse(&exit_path, e))?;
@@ -226,8 +236,10 @@ impl Jobs {
         if alive(record.pid, &record.spec_uri) {
             return Ok(JobState::Running);
         }
-        // The process may have written its exit file between the two checks.
-        if exit_path.exists() {
+        // The process may have written its exit file between the two checks; and a process
+        // of another loop is only judged gone when a second look, a moment later, agrees.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if exit_path.exists() || alive(record.pid, &record.spec_uri) {
             return self.state(namespace, job);
         }
         let log = self.log_path(namespace, job);
