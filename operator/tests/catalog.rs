@@ -1,6 +1,9 @@
 //! The catalog over a real Delta table in a temporary directory: atomic replacement seen by a
 //! concurrent reader, idempotent commits, crash recovery, refusals, listing, watermarks,
 //! checkpoints and clean-up.
+//!
+//! Why one long file: every test drives one `Catalog` over the same segment fixtures
+//! (`common/`), one guarantee of the catalog each.
 
 #[path = "common/catalog_fixtures.rs"]
 mod fixtures;

@@ -4,6 +4,10 @@
 //! changes nothing. Runs killed after every step are in `kill_every_step.rs`.
 //!
 //! The binary is the one cargo builds for the workspace's tests (`target/<profile>/minion`).
+//!
+//! Why one long file: every scenario here shares one local-mode environment
+//! (`minion_e2e::local_env`: the samples, a state directory, REALTIME events) and reads as a
+//! user's session with the `minion` binary.
 
 use minion_e2e::fixtures::{created_run, workspace_binary};
 use minion_e2e::local_env::{Env, assert_same, files_under, key_of};

@@ -17,6 +17,10 @@
 //! [`Expr`] is the syntax tree, without a schema: the operator parses user text into it,
 //! combines trees (never text) and prints the result with [`std::fmt::Display`], a canonical
 //! form that parses back to the same tree. [`Predicate`] is an [`Expr`] bound to a schema.
+//!
+//! Why one file: the grammar's parser, its canonical printer and its evaluation over Arrow
+//! batches change together (a new operator or literal type touches all three), and the
+//! round-trip tests beside them check that they agree.
 
 use arrow::array::{ArrayRef, BooleanArray, Datum, RecordBatch, Scalar, StringArray};
 use arrow::compute::kernels::boolean::{and_kleene, not, or_kleene};

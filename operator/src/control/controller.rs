@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::gather::{Catalogs, Plans};
-use super::runstep::{self, StepCtx};
+use super::runstep;
+use super::stepctx::StepCtx;
 use super::taskrun::Step;
 use super::{
     Backend, Clock, ControlError, configs, created_at, housekeeping, name_of, namespace_of,

@@ -35,6 +35,7 @@ pub mod inputs;
 pub mod protocol;
 pub mod reason;
 mod runstep;
+mod stepctx;
 mod subtasks;
 pub mod tables;
 pub mod taskrun;
