@@ -46,6 +46,10 @@
 //! The Node's `Ready` condition is renewed every 10 s, so the node lifecycle controller
 //! never taints it. [`Node::shutdown`] kills what still runs and deletes the Node; dropping
 //! the [`Node`] kills the processes.
+//!
+//! Why this file is long: the Node's registration, heartbeat, watch loop and the API calls
+//! it makes for a Pod (bind, status, finish a deletion) are one loop; what a Pod gets before
+//! it starts and how its processes run are in `pod_setup` and `processes`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
