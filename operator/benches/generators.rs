@@ -96,6 +96,7 @@ fn config(task: TaskSpec) -> TaskConfig {
         concurrency_policy: ConcurrencyPolicy::default(),
         successful_runs_history_limit: 3,
         failed_runs_history_limit: 3,
+        degraded_after_failures: 3,
         execution: Execution::default(),
         task,
     }

@@ -39,6 +39,8 @@ pub mod defaults {
     pub const PARALLELISM: u32 = 4;
     pub const SUCCESSFUL_RUNS_HISTORY_LIMIT: u32 = 3;
     pub const FAILED_RUNS_HISTORY_LIMIT: u32 = 3;
+    /// Consecutive failed runs after which a config is `Degraded`.
+    pub const DEGRADED_AFTER_FAILURES: u32 = 3;
     pub const APPEND_RETENTION_MS: i64 = 4 * HOUR_MS;
     pub const REFRESH_RETENTION_MS: i64 = 24 * HOUR_MS;
     /// Upper bound on input segments of one subtask, so a lineage entry stays small.
@@ -321,6 +323,8 @@ pub struct TaskConfig {
     pub concurrency_policy: ConcurrencyPolicy,
     pub successful_runs_history_limit: u32,
     pub failed_runs_history_limit: u32,
+    /// Consecutive failed runs after which the config is `Degraded` (`degradedAfterFailures`).
+    pub degraded_after_failures: u32,
     pub execution: Execution,
     pub task: TaskSpec,
 }

@@ -457,6 +457,124 @@ async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted
     );
 }
 
+/// Ticks the loop `n` times.
+async fn ticks(backend: &Arc<KubeBackend>, n: usize) {
+    let mut controller = Controller::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        ControllerOptions {
+            max_steps: None,
+            poll_interval: Duration::from_millis(20),
+            only_run: None,
+            allowed_uri_prefixes: Vec::new(),
+        },
+    );
+    for _ in 0..n {
+        controller.tick().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_whose_runs_keep_failing_is_degraded_and_the_run_now_annotation_starts_a_run() {
+    let env = Env::new(3).await;
+    let realtime = env.table("events-realtime");
+    let source = Catalog::open(&realtime.uri, Default::default())
+        .await
+        .unwrap();
+    let oldest = source
+        .segments()
+        .unwrap()
+        .into_iter()
+        .min_by_key(|s| (s.min_time_ms, s.path.clone()))
+        .unwrap();
+    let file = PathBuf::from(realtime.uri.trim_start_matches("file://")).join(&oldest.path);
+    std::fs::write(&file, b"not parquet").unwrap();
+    let configs = Api::<MinionTaskConfig>::namespaced(env.api.client(), "default");
+    configs
+        .patch(
+            "events-import",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"degradedAfterFailures": 2}})),
+        )
+        .await
+        .unwrap();
+
+    let backend = env.backend();
+    let config = |env: &Env| {
+        env.api
+            .get(
+                "minion.dev/v1alpha1/miniontaskconfigs",
+                "default",
+                "events-import",
+            )
+            .unwrap()
+    };
+    let run = env.run_import(&backend, "events-import-manual-f1").await;
+    assert_eq!(run["status"]["phase"], "Failed", "{run:#}");
+    ticks(&backend, 2).await;
+    let cfg = config(&env);
+    assert_eq!(cfg["status"]["consecutiveFailures"], 1, "{cfg:#}");
+    assert_eq!(condition(&cfg, "Degraded"), Some("False"), "{cfg:#}");
+
+    let run = env.run_import(&backend, "events-import-manual-f2").await;
+    assert_eq!(run["status"]["phase"], "Failed", "{run:#}");
+    ticks(&backend, 2).await;
+    let cfg = config(&env);
+    assert_eq!(cfg["status"]["consecutiveFailures"], 2, "{cfg:#}");
+    assert_eq!(condition(&cfg, "Degraded"), Some("True"), "{cfg:#}");
+    let degraded = cfg["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap();
+    assert_eq!(degraded["reason"], "RunsFailing", "{degraded:#}");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap()
+            .contains("the last 2 runs failed"),
+        "{degraded:#}"
+    );
+    assert!(cfg["status"].get("lastSuccessfulTime").is_none(), "{cfg:#}");
+    assert!(
+        env.events_of("events-import")
+            .iter()
+            .any(|e| e["reason"] == "RunsFailing" && e["type"] == "Warning"),
+        "{:#?}",
+        env.events_of("events-import")
+    );
+
+    // "Run now" (ArgoCD's resource action, or kubectl annotate) creates one run per value.
+    configs
+        .patch(
+            "events-import",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                "minion.dev/run-now": "2026-12-03T10:00:00Z"}}})),
+        )
+        .await
+        .unwrap();
+    ticks(&backend, 3).await;
+    let created = env
+        .api
+        .get(TASK_RUNS, "default", "events-import-manual-20261203-100000")
+        .expect("the run-now annotation created a TaskRun");
+    assert_eq!(created["spec"]["configRef"], "events-import", "{created:#}");
+    let cfg = config(&env);
+    assert_eq!(
+        cfg["status"]["handledRunNow"], "2026-12-03T10:00:00Z",
+        "{cfg:#}"
+    );
+    let runs_before = env.api.list(TASK_RUNS, Some("default")).len();
+    ticks(&backend, 2).await;
+    assert_eq!(
+        env.api.list(TASK_RUNS, Some("default")).len(),
+        runs_before,
+        "a handled value creates no second run"
+    );
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
@@ -573,7 +691,7 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
     )
     .await;
     assert!(
-        metrics.contains(r#"minion_taskrun_total{type="SegmentImportTask",table="events-offline",result="Succeeded"} 1"#),
+        metrics.contains(r#"minion_taskrun_total{namespace="default",config="events-import",type="SegmentImportTask",table="events-offline",result="Succeeded"} 1"#),
         "{metrics}"
     );
     assert!(metrics.contains("minion_leader 1"), "{metrics}");

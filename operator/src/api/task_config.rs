@@ -117,6 +117,10 @@ pub struct MinionTaskConfigSpec {
     /// Failed TaskRuns kept. Default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_runs_history_limit: Option<u32>,
+    /// Consecutive failed (or timed-out) runs after which the config is `Degraded=True`
+    /// (reason `RunsFailing`) until a run succeeds. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_after_failures: Option<u32>,
     /// Deadline of one subtask attempt (period). Default 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtask_timeout: Option<String>,
@@ -275,4 +279,22 @@ pub struct MinionTaskConfigStatus {
     /// Delay in buckets per level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delays: Vec<DelayStatus>,
+    /// When the last successful run ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
+    pub last_successful_time: Option<DateTime<Utc>>,
+    /// When the newest finished run counted in `consecutiveFailures` ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
+    pub last_completion_time: Option<DateTime<Utc>>,
+    /// Failed or timed-out runs since the last successful one (skipped runs do not count).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub consecutive_failures: u32,
+    /// The value of the `minion.dev/run-now` annotation a run was last created for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_run_now: Option<String>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }

@@ -188,6 +188,9 @@ pub struct SubtaskStatus {
     pub input_rows: u64,
     #[serde(default)]
     pub output_rows: u64,
+    /// Bytes of the output segments.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub output_bytes: u64,
     /// Where the subtask spec was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_uri: Option<String>,
@@ -258,6 +261,10 @@ pub struct TaskRunStatus {
     pub watermark_after: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[cfg(test)]

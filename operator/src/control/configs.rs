@@ -17,14 +17,18 @@ use super::{
     Backend, ControlError, Created, Event, EventType, ObjectRef, Reason, created_at, k8s_time,
     name_of, namespace_of,
 };
-use crate::api::condition::{READY, SCHEDULE_VALID, SUSPENDED, find_condition, set_condition};
+use crate::api::condition::{
+    DEGRADED, READY, SCHEDULE_VALID, SUSPENDED, find_condition, set_condition,
+};
 use crate::api::task_config::{MAX_ACTIVE_RUNS, MAX_NEXT_SCHEDULE_TIMES};
 use crate::api::{
     ConditionStatus, DelayStatus, MinionTaskConfig, MinionTaskConfigStatus, RunResult, Table,
     TaskRun, TaskRunPhase, TaskRunSpec, WatermarkStatus,
 };
 use crate::model::{TaskConfig, TaskSpec};
-use crate::schedule::{ScheduleDecision, ScheduleState, decide, task_run_name};
+use crate::schedule::{
+    ScheduleDecision, ScheduleState, decide, manual_task_run_name, task_run_name,
+};
 
 /// The schedule decision of a valid config at `now`, or `None` without a schedule.
 pub fn schedule_decision(
@@ -233,6 +237,8 @@ pub struct ConfigOutcome {
 /// Missed fire times of one config's schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissedFires {
+    pub namespace: String,
+    pub config: String,
     pub table: String,
     pub task_type: String,
     pub count: u64,
@@ -362,6 +368,8 @@ pub async fn reconcile(
                         })
                         .await?;
                     outcome.missed = Some(MissedFires {
+                        namespace: namespace.clone(),
+                        config: name.clone(),
                         table: resolved.config.table.clone(),
                         task_type: resolved.config.task_type().to_string(),
                         count: d.missed,
@@ -395,6 +403,7 @@ pub async fn reconcile(
                 status.next_schedule_times.clear();
             }
             mirror_watermarks(catalogs, resolved, &mut status, now).await?;
+            run_now(backend, cfg, &mut status, &mut outcome, now).await?;
         }
     }
 
@@ -410,6 +419,12 @@ pub async fn reconcile(
         status.last_result_reason = Some(reason);
         status.last_result_message = Some(message);
     }
+    let threshold = resolved
+        .as_ref()
+        .map_or(crate::model::defaults::DEGRADED_AFTER_FAILURES, |r| {
+            r.config.degraded_after_failures
+        });
+    degraded(backend, cfg, &before, &mut status, &mine, threshold, now).await?;
     if let Ok(r) = &resolved {
         let limits = (
             r.config.successful_runs_history_limit,
@@ -430,6 +445,127 @@ pub async fn reconcile(
             .await?;
     }
     Ok(outcome)
+}
+
+/// Counts finished runs into the config's health and sets `Degraded` (True once
+/// `threshold` runs in a row failed), with an Event when it turns True.
+async fn degraded(
+    backend: &dyn Backend,
+    cfg: &MinionTaskConfig,
+    before: &MinionTaskConfigStatus,
+    status: &mut MinionTaskConfigStatus,
+    mine: &[&TaskRun],
+    threshold: u32,
+    now: DateTime<Utc>,
+) -> Result<(), ControlError> {
+    let health = super::health::count_runs(before, mine);
+    status.consecutive_failures = health.consecutive_failures;
+    status.last_successful_time = health.last_successful_time;
+    status.last_completion_time = health.last_completion_time;
+    let failing = health.consecutive_failures >= threshold;
+    let (state, reason, message) = if failing {
+        (
+            ConditionStatus::True,
+            Reason::RunsFailing,
+            format!(
+                "the last {} runs failed (degradedAfterFailures {threshold}); last: {} {}",
+                health.consecutive_failures,
+                status.last_run.as_deref().unwrap_or("?"),
+                status.last_result_message.as_deref().unwrap_or_default(),
+            ),
+        )
+    } else {
+        (
+            ConditionStatus::False,
+            Reason::RunsSucceeding,
+            format!(
+                "{} failed run(s) since the last success (degraded after {threshold})",
+                health.consecutive_failures
+            ),
+        )
+    };
+    let was = find_condition(&before.conditions, DEGRADED).map(|c| c.status);
+    set_condition(
+        &mut status.conditions,
+        DEGRADED,
+        state,
+        reason.as_str(),
+        message.trim_end().to_string(),
+        cfg.metadata.generation,
+        now,
+    );
+    if failing && was != Some(ConditionStatus::True) {
+        backend
+            .record_event(&Event {
+                object: ObjectRef::new(
+                    "MinionTaskConfig",
+                    &namespace_of(&cfg.metadata),
+                    &name_of(&cfg.metadata),
+                ),
+                type_: EventType::Warning,
+                reason: Reason::RunsFailing.into(),
+                message: message.trim_end().to_string(),
+                time: now,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the run a new `minion.dev/run-now` annotation asks for (named by the
+/// annotation's time, so a replayed tick creates it once) and records the value as handled.
+async fn run_now(
+    backend: &dyn Backend,
+    cfg: &MinionTaskConfig,
+    status: &mut MinionTaskConfigStatus,
+    outcome: &mut ConfigOutcome,
+    now: DateTime<Utc>,
+) -> Result<(), ControlError> {
+    let Some(request) = super::health::run_now_request(cfg.metadata.annotations.as_ref(), status)
+    else {
+        return Ok(());
+    };
+    let (namespace, name) = (namespace_of(&cfg.metadata), name_of(&cfg.metadata));
+    let object = ObjectRef::new("MinionTaskConfig", &namespace, &name);
+    match request {
+        Ok((value, t)) => {
+            let run_name = manual_task_run_name(&name, t);
+            let run = new_task_run(cfg, &run_name, None);
+            if backend.create_task_run(&run).await? == Created::Created {
+                backend
+                    .record_event(&Event {
+                        object,
+                        type_: EventType::Normal,
+                        reason: Reason::RunNowRequested.into(),
+                        message: format!(
+                            "created TaskRun {run_name} for annotation {}={value}",
+                            super::health::RUN_NOW_ANNOTATION
+                        ),
+                        time: now,
+                    })
+                    .await?;
+                outcome.created = Some(run_name);
+            }
+            status.handled_run_now = Some(value);
+        }
+        Err(value) => {
+            backend
+                .record_event(&Event {
+                    object,
+                    type_: EventType::Warning,
+                    reason: Reason::InvalidRunNow.into(),
+                    message: format!(
+                        "metadata.annotations[{}]: {value:?} is not an RFC3339 time; set it to the current time, e.g. kubectl annotate miniontaskconfig {name} --overwrite {}=$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+                        super::health::RUN_NOW_ANNOTATION,
+                        super::health::RUN_NOW_ANNOTATION,
+                    ),
+                    time: now,
+                })
+                .await?;
+            status.handled_run_now = Some(value);
+        }
+    }
+    Ok(())
 }
 
 /// Watermarks from the destination's log into status, with delays in buckets.

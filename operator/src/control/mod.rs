@@ -30,6 +30,7 @@
 pub mod configs;
 mod controller;
 pub mod gather;
+pub mod health;
 pub mod housekeeping;
 pub mod inputs;
 pub mod protocol;

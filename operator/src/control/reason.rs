@@ -105,6 +105,12 @@ reasons! {
     UriNotAllowed,
     /// Housekeeping deleted unreferenced or expired files.
     CleanedUp,
+
+    // A config's health (the Degraded condition) and run-now requests.
+    RunsFailing,
+    RunsSucceeding,
+    RunNowRequested,
+    InvalidRunNow,
 }
 
 impl fmt::Display for Reason {

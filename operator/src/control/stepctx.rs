@@ -145,6 +145,7 @@ impl StepCtx<'_> {
     /// [`bounded_detail`].
     pub(super) async fn save(&mut self, run: &mut Run<'_>) -> Result<(), ControlError> {
         taskrun::recount(&mut run.status);
+        run.status.observed_generation = run.object.metadata.generation;
         if run.status.subtasks.len() > MAX_SUBTASK_DETAIL {
             if run.dest_uri.is_empty() {
                 return Err(ControlError::storage(

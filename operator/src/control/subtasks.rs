@@ -213,13 +213,20 @@ pub(super) async fn act(
             } else {
                 None
             };
-            let (rows_in, rows_out, outputs) = manifest.as_ref().map_or((0, 0, 0), |m| {
-                (m.input_rows, m.output_rows, m.outputs.len() as u64)
-            });
+            let (rows_in, rows_out, outputs, bytes_out) =
+                manifest.as_ref().map_or((0, 0, 0, 0), |m| {
+                    (
+                        m.input_rows,
+                        m.output_rows,
+                        m.outputs.len() as u64,
+                        m.outputs.iter().map(|o| o.bytes).sum(),
+                    )
+                });
             let s = subtask_mut(&mut run.status, *index);
             s.input_rows = rows_in;
             s.output_rows = rows_out;
             s.outputs = outputs;
+            s.output_bytes = bytes_out;
             s.completion_time = Some(ctx.now);
             s.state = SubtaskState::Succeeded;
             // What may commit now: this subtask alone, the windows it completes, or nothing

@@ -253,7 +253,7 @@ async fn control_loop(
                         tracing::warn!(error = %e, "reconcile failed; retried next tick");
                     }
                     for m in &report.missed {
-                        metrics.schedule_missed(&m.table, &m.task_type, m.count);
+                        metrics.schedule_missed(m);
                     }
                     stepped = report.steps > 0;
                 }

@@ -102,6 +102,20 @@ pub fn task_config(cfg: &MinionTaskConfig) -> Result<TaskConfig, ValidationError
     if let Some(worker) = &spec.worker {
         worker_pod(&mut c, "spec.worker", worker, execution.memory_budget_bytes);
     }
+    let degraded_after_failures = match spec.degraded_after_failures {
+        Some(0) => {
+            c.push(
+                "spec.degradedAfterFailures",
+                Invalid::OutOfRange {
+                    value: "0".into(),
+                    allowed: "use 1 or more failed runs".into(),
+                },
+            );
+            defaults::DEGRADED_AFTER_FAILURES
+        }
+        Some(n) => n,
+        None => defaults::DEGRADED_AFTER_FAILURES,
+    };
     let config = TaskConfig {
         namespace: c.resource().namespace.clone(),
         name: c.resource().name.clone(),
@@ -124,6 +138,7 @@ pub fn task_config(cfg: &MinionTaskConfig) -> Result<TaskConfig, ValidationError
         failed_runs_history_limit: spec
             .failed_runs_history_limit
             .unwrap_or(defaults::FAILED_RUNS_HISTORY_LIMIT),
+        degraded_after_failures,
         execution,
         task,
     };
@@ -258,6 +273,7 @@ fn inline(c: &mut Collector, run: &TaskRun, blocks: &TaskBlocks) -> TaskConfig {
         concurrency_policy: ConcurrencyPolicy::default(),
         successful_runs_history_limit: defaults::SUCCESSFUL_RUNS_HISTORY_LIMIT,
         failed_runs_history_limit: defaults::FAILED_RUNS_HISTORY_LIMIT,
+        degraded_after_failures: defaults::DEGRADED_AFTER_FAILURES,
         execution: Execution::default(),
         task,
     }
