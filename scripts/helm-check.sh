@@ -475,6 +475,7 @@ CASES = {
         (obj("MinionTaskConfig"), "Progressing"),
         (obj("MinionTaskConfig", {"conditions": []}), "Progressing"),
         (obj("MinionTaskConfig", {"conditions": [cond("Ready", "True")], "nextScheduleTime": "2024-01-01T01:00:00Z"}), "Healthy"),
+        (obj("MinionTaskConfig", {"conditions": [cond("Ready", "True"), cond("Degraded", "False", "RunsSucceeding")], "lastSuccessfulTime": "2024-01-01T00:00:00Z", "consecutiveFailures": 1}), "Healthy"),
         (obj("MinionTaskConfig", {"conditions": [cond("Ready", "False", "InvalidSchedule")]}), "Degraded"),
         (obj("MinionTaskConfig", {"conditions": [cond("Ready", "True"), cond("Degraded", "True", "RunsFailing")]}), "Degraded"),
         (obj("MinionTaskConfig", {"conditions": [cond("Ready", "True"), cond("Suspended", "True")]}), "Suspended"),
@@ -509,15 +510,60 @@ for script, cases in CASES.items():
         else:
             print(f"   ok: {label} -> {got}: {msg}")
 
+# Resource actions: discovery enables what applies, each action returns the changed object.
+actions_dir = os.path.join(root, "actions", "miniontaskconfig")
+def act(script, o):
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = to_lua(lua, o)
+    return lua.execute(open(os.path.join(actions_dir, script)).read())
+def cfg(suspend=None, annotations=None):
+    o = obj("MinionTaskConfig")
+    o["spec"] = {"taskType": "MergeRollupTask", "table": "t"}
+    if suspend is not None:
+        o["spec"]["suspend"] = suspend
+    if annotations is not None:
+        o["metadata"]["annotations"] = annotations
+    return o
+for o, disabled in ((cfg(), {"run-now": False, "suspend": False, "resume": True}),
+                    (cfg(suspend=True), {"run-now": False, "suspend": True, "resume": False})):
+    got = {k: v["disabled"] for k, v in act("discovery.lua", o).items()}
+    if got != disabled:
+        failures.append(f"actions discovery.lua (suspend={o['spec'].get('suspend')}): {got}, want {disabled}")
+    else:
+        print(f"   ok: actions discovery.lua (suspend={o['spec'].get('suspend')}) -> {got}")
+import re
+for o in (cfg(), cfg(annotations={"team": "a"})):
+    r = act("run-now.lua", o)
+    stamp = r["metadata"]["annotations"]["minion.dev/run-now"]
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", stamp or ""):
+        failures.append(f"actions run-now.lua: annotation {stamp!r} is not an RFC3339 UTC time")
+    elif o["metadata"].get("annotations") and r["metadata"]["annotations"]["team"] != "a":
+        failures.append("actions run-now.lua: dropped another annotation")
+    else:
+        print(f"   ok: actions run-now.lua -> minion.dev/run-now={stamp}")
+for script, want in (("suspend.lua", True), ("resume.lua", False)):
+    r = act(script, cfg(suspend=not want))
+    if r["spec"]["suspend"] != want:
+        failures.append(f"actions {script}: spec.suspend {r['spec']['suspend']}, want {want}")
+    else:
+        print(f"   ok: actions {script} -> spec.suspend={want}")
+
 patch = yaml.safe_load(open(os.path.join(root, "argocd-cm-patch.yaml")))["data"]
 for kind, script in (("Table", "table.lua"), ("MinionTaskConfig", "miniontaskconfig.lua"), ("TaskRun", "taskrun.lua")):
     if patch.get(f"resource.customizations.health.minion.dev_{kind}") != open(os.path.join(root, "health", script)).read():
         failures.append(f"argocd-cm-patch.yaml: {kind} differs from health/{script}")
+acts = yaml.safe_load(patch.get("resource.customizations.actions.minion.dev_MinionTaskConfig") or "{}") or {}
+if acts.get("discovery.lua") != open(os.path.join(actions_dir, "discovery.lua")).read():
+    failures.append("argocd-cm-patch.yaml: MinionTaskConfig actions discovery differs from actions/miniontaskconfig/discovery.lua")
+defs = {d.get("name"): d.get("action.lua") for d in acts.get("definitions") or []}
+for name in ("run-now", "suspend", "resume"):
+    if defs.get(name) != open(os.path.join(actions_dir, f"{name}.lua")).read():
+        failures.append(f"argocd-cm-patch.yaml: action {name} differs from actions/miniontaskconfig/{name}.lua")
 for f in failures:
     print(f"   FAILED: {f}")
 if failures:
     sys.exit(1)
-print("   ok: argocd-cm-patch.yaml holds the same Lua as health/*.lua")
+print("   ok: argocd-cm-patch.yaml holds the same Lua as health/*.lua and actions/")
 PY
 
 if [[ -d "$CHART/crds" ]]; then

@@ -1,6 +1,7 @@
 -- ArgoCD health of a minion.dev/v1alpha1 MinionTaskConfig, from status.conditions.
 --   status older than the spec (observedGeneration < generation) -> Progressing
---   Degraded=True, or Ready=False (invalid config or schedule)   -> Degraded
+--   Degraded=True (degradedAfterFailures runs in a row failed),
+--   or Ready=False (invalid config or schedule)                  -> Degraded
 --   Suspended=True                                               -> Suspended
 --   Ready=True                                                   -> Healthy
 --   otherwise                                                    -> Progressing
@@ -46,6 +47,12 @@ end
 if conds.Ready ~= nil and conds.Ready.status == "True" then
   hs.status = "Healthy"
   local msg = text(conds.Ready, "Ready")
+  if st.lastSuccessfulTime ~= nil then
+    msg = msg .. "; last success " .. st.lastSuccessfulTime
+  end
+  if st.consecutiveFailures ~= nil and st.consecutiveFailures > 0 then
+    msg = msg .. "; " .. st.consecutiveFailures .. " failed run(s) since"
+  end
   if st.nextScheduleTime ~= nil then
     msg = msg .. "; next run " .. st.nextScheduleTime
   end

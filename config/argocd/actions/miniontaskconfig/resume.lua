@@ -1,0 +1,3 @@
+-- Scheduled runs start again when due (missedRunPolicy decides about missed fire times).
+obj.spec.suspend = false
+return obj
