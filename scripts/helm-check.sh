@@ -79,7 +79,8 @@ GROUPS = {
     ("coordination.k8s.io", "v1"): [("leases", "Lease", NS)],
     ("events.k8s.io", "v1"): [("events", "Event", NS)],
     ("apiextensions.k8s.io", "v1"): [("customresourcedefinitions", "CustomResourceDefinition", CLUSTER)],
-    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", NS)],
+    ("monitoring.coreos.com", "v1"): [("servicemonitors", "ServiceMonitor", NS),
+                                      ("prometheusrules", "PrometheusRule", NS)],
     ("minion.dev", "v1alpha1"): [("tables", "Table", NS), ("miniontaskconfigs", "MinionTaskConfig", NS),
                                  ("taskruns", "TaskRun", NS)],
 }
@@ -252,6 +253,26 @@ def check_rules(where, rules, allowed):
             if not rule.get("resourceNames"):
                 fail(f"{where}: lease read/update not limited by resourceNames")
 
+# Roles for people (aggregated into view/edit/admin): read the three kinds and their status,
+# write the three kinds (never their status, never anything else).
+USER_READ = {"tables", "miniontaskconfigs", "taskruns", "tables/status", "miniontaskconfigs/status", "taskruns/status"}
+USER_WRITE = {"tables", "miniontaskconfigs", "taskruns"}
+def check_user_role(name, d):
+    where = f"{name}: user ClusterRole {d['metadata']['name']}"
+    labels = d["metadata"].get("labels", {})
+    if not any(k.startswith("rbac.authorization.k8s.io/aggregate-to-") for k in labels):
+        fail(f"{where}: not aggregated into a built-in role")
+    for rule in d.get("rules", []):
+        verbs = set(rule.get("verbs", []))
+        if rule.get("apiGroups") != ["minion.dev"]:
+            fail(f"{where}: grants on {rule.get('apiGroups')}, not only minion.dev")
+        for res in rule.get("resources", []):
+            allowed = {"get", "list", "watch"} if res in USER_READ else set()
+            if res in USER_WRITE:
+                allowed |= {"create", "update", "patch", "delete", "deletecollection"}
+            if verbs - allowed:
+                fail(f"{where}: {res} verbs {sorted(verbs - allowed)} beyond what users need")
+
 def check_variant(name, expect_crds, expect_keep):
     docs = load(name)
     kinds = {}
@@ -266,8 +287,14 @@ def check_variant(name, expect_crds, expect_keep):
         fail(f"{name}: no worker ServiceAccount")
 
     roles = {}
+    user_roles = [d for d in kinds.get("ClusterRole", [])
+                  if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "user-roles"]
+    for d in user_roles:
+        check_user_role(name, d)
     for d in kinds.get("ClusterRole", []) + kinds.get("Role", []):
         roles[(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])] = d
+        if d in user_roles:
+            continue
         allowed = dict(ALLOWED)
         if d["kind"] == "Role" and d["metadata"]["namespace"] == deploy["metadata"]["namespace"]:
             allowed.update(LEASE)
@@ -293,7 +320,7 @@ def check_variant(name, expect_crds, expect_keep):
         for s in b.get("subjects", []):
             if (s.get("kind"), s.get("namespace"), s.get("name")) != ("ServiceAccount", *op_sa):
                 fail(f"{name}: {b['kind']} {b['metadata']['name']} binds {s}, not the operator account")
-    if kinds.get("ClusterRole") and any(d["kind"] == "Role" and "minion.dev" in str(d["rules"]) for d in kinds.get("Role", [])):
+    if [d for d in kinds.get("ClusterRole", []) if d not in user_roles] and any(d["kind"] == "Role" and "minion.dev" in str(d["rules"]) for d in kinds.get("Role", [])):
         fail(f"{name}: both a ClusterRole and namespaced Roles for the watched resources")
     for w in workers:
         if w.get("automountServiceAccountToken") is not False:
@@ -373,10 +400,31 @@ for arg in sys.argv[3:]:
     file, crds, keep = arg.split(":")
     check_variant(file, expect_crds=crds == "1", expect_keep=keep == "1")
 
-# Cluster-wide renders a ClusterRole; namespaced renders one Role per watched namespace.
+# Cluster-wide renders a ClusterRole (and the user roles); namespaced renders one Role per
+# watched namespace.
 if "cluster-wide.yaml:1:1" in sys.argv:
-    if not any(d["kind"] == "ClusterRole" for d in load("cluster-wide.yaml")):
+    cw = load("cluster-wide.yaml")
+    if not any(d["kind"] == "ClusterRole" for d in cw):
         fail("cluster-wide: no ClusterRole")
+    aggregated = {k.rsplit("-", 1)[1] for d in cw if d["kind"] == "ClusterRole"
+                  for k, v in d["metadata"].get("labels", {}).items()
+                  if k.startswith("rbac.authorization.k8s.io/aggregate-to-") and v == "true"}
+    if aggregated != {"view", "edit", "admin"}:
+        fail(f"cluster-wide: user roles aggregate to {sorted(aggregated)}, want view, edit and admin")
+    for kind in ("PrometheusRule", "ConfigMap"):
+        if not any(d["kind"] == kind and ("spec" in d or "minion.json" in d.get("data", {})) for d in cw):
+            fail(f"cluster-wide: no {kind} (metrics.prometheusRule / grafanaDashboard enabled)")
+    for d in cw:
+        if d["kind"] == "ConfigMap" and "minion.json" in d.get("data", {}):
+            import json
+            dash = json.loads(d["data"]["minion.json"])
+            if not dash.get("panels"):
+                fail("cluster-wide: the Grafana dashboard has no panels")
+    for d in cw:
+        if d["kind"] == "PrometheusRule":
+            alerts = [r["alert"] for g in d["spec"]["groups"] for r in g["rules"]]
+            if not {"MinionConfigDegraded", "MinionNoRecentSuccess", "MinionWatermarkDelay"} <= set(alerts):
+                fail(f"cluster-wide: PrometheusRule alerts {alerts}")
 if "namespaced.yaml:0:0" in sys.argv:
     ns = load("namespaced.yaml")
     if any(d["kind"] in ("ClusterRole", "ClusterRoleBinding") for d in ns):
@@ -427,8 +475,12 @@ tampered("t-worker-token.yaml", worker_token)
 def crd_edit(o):
     first(o, "CustomResourceDefinition")["spec"]["names"]["shortNames"] = ["x"]
 tampered("t-crd-edited.yaml", crd_edit)
+def user_secrets(o):
+    role = next(d for d in o if d["kind"] == "ClusterRole" and d["metadata"]["name"].endswith("-edit"))
+    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+tampered("t-user-secrets.yaml", user_secrets)
 PY
-for t in secrets-list wildcard configmaps jobs-no-create rw-root caps worker-bound worker-token crd-edited; do
+for t in secrets-list wildcard configmaps jobs-no-create rw-root caps worker-bound worker-token crd-edited user-secrets; do
   if python3 "$WORK/policy.py" "$WORK" crds "t-$t.yaml:1:1" >"$WORK/t.out" 2>&1; then
     cat "$WORK/t.out"; die "policy check accepted tampered rendering: $t"
   fi

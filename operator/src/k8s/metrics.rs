@@ -102,6 +102,7 @@ pub struct Metrics {
     last_success: Family<TaskLabels, FloatGauge>,
     consecutive_failures: Family<TaskLabels, Gauge>,
     active_runs: Family<TaskLabels, Gauge>,
+    degraded: Family<TaskLabels, Gauge>,
     schedule_interval: Family<TaskLabels, FloatGauge>,
     rows_read: Family<TaskLabels, Counter>,
     rows_written: Family<TaskLabels, Counter>,
@@ -184,6 +185,12 @@ impl Metrics {
             "TaskRuns of a task config not finished yet",
             active_runs.clone(),
         );
+        let degraded = Family::<TaskLabels, Gauge>::default();
+        registry.register(
+            "config_degraded",
+            "1 while a task config is Degraded (degradedAfterFailures runs in a row failed)",
+            degraded.clone(),
+        );
         let schedule_interval = Family::<TaskLabels, FloatGauge>::default();
         registry.register_with_unit(
             "config_schedule_interval",
@@ -252,6 +259,7 @@ impl Metrics {
             last_success,
             consecutive_failures,
             active_runs,
+            degraded,
             schedule_interval,
             rows_read,
             rows_written,
@@ -359,6 +367,12 @@ impl Metrics {
             self.consecutive_failures
                 .get_or_create(&task)
                 .set(i64::from(status.consecutive_failures));
+            let degraded = crate::api::condition::find_condition(
+                &status.conditions,
+                crate::api::condition::DEGRADED,
+            )
+            .is_some_and(|c| c.status == crate::api::ConditionStatus::True);
+            self.degraded.get_or_create(&task).set(i64::from(degraded));
         }
         {
             let mut series = self.series.lock().expect("metrics lock");
@@ -367,6 +381,7 @@ impl Metrics {
                 self.last_success.remove(gone);
                 self.consecutive_failures.remove(gone);
                 self.active_runs.remove(gone);
+                self.degraded.remove(gone);
                 self.schedule_missed.remove(gone);
                 self.subtask_duration.remove(gone);
                 self.schedule_interval.remove(gone);
@@ -527,6 +542,7 @@ mod tests {
             format!(r#"minion_config_last_success_timestamp_seconds{{{c}}} 5.0"#),
             format!(r#"minion_config_consecutive_failures{{{c}}} 2"#),
             format!(r#"minion_config_active_runs{{{c}}} 0"#),
+            format!(r#"minion_config_degraded{{{c}}} 0"#),
             format!(r#"minion_schedule_missed_total{{{c}}} 2"#),
             format!(r#"minion_config_schedule_interval_seconds{{{c}}} 60.0"#),
             format!(r#"minion_rows_read_total{{{i}}} 10"#),
