@@ -19,6 +19,7 @@
 //! Tests read and change objects directly through [`FakeApi`]'s methods too.
 
 pub mod kubelet;
+pub mod schema;
 pub mod store;
 
 use std::convert::Infallible;

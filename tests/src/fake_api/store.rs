@@ -1,7 +1,8 @@
 //! The object store of the fake API server: objects by (resource, namespace, name), a global
 //! `resourceVersion` counter, and the history of changes that watches replay.
 //!
-//! Semantics kept (those the operator relies on): create refuses a taken name (409
+//! Semantics kept (those the operator relies on): custom resources are pruned, defaulted and
+//! validated against their CRD's schema on every write (see the schema module); create refuses a taken name (409
 //! `AlreadyExists`); a write carrying a stale `metadata.resourceVersion` is refused (409
 //! `Conflict`); writes to the main resource keep the stored status and writes to `/status`
 //! change only the status; deleting an object deletes the objects it owns (background
@@ -27,6 +28,8 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
+
+use super::schema::Schemas;
 
 /// `group/version/plural`, e.g. `batch/v1/jobs` or `core/v1/pods`.
 pub type ResourceKey = String;
@@ -201,9 +204,11 @@ fn check_stored_size(object: &Value) -> Result<(), Refusal> {
 }
 
 /// The objects and their history.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Store {
     rv: u64,
+    /// The CRDs' schemas: custom resources are pruned, defaulted and validated on every write.
+    schemas: Schemas,
     uid: u64,
     objects: BTreeMap<(ResourceKey, String, String), Value>,
     pub history: Vec<Change>,
@@ -295,6 +300,28 @@ impl Store {
             .collect()
     }
 
+    /// The schema admission of a custom resource: a 422 `Invalid` listing every error.
+    fn admit(&self, resource: &str, object: &mut Value) -> Result<(), Refusal> {
+        self.schemas.admit(resource, object).map_err(|errors| {
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let listed = match errors.as_slice() {
+                [one] => one.clone(),
+                many => format!("[{}]", many.join(", ")),
+            };
+            Refusal::new(
+                422,
+                "Invalid",
+                format!(
+                    "{} {name:?} is invalid: {listed}",
+                    qualified_kind(resource, object)
+                ),
+            )
+        })
+    }
+
     /// POST: stores a new object (a `generateName` gets a suffix); status is dropped when
     /// the resource has a status subresource.
     ///
@@ -335,6 +362,7 @@ impl Store {
         if !keep_status && let Some(o) = object.as_object_mut() {
             o.remove("status");
         }
+        self.admit(resource, &mut object)?;
         check_lengths(resource, &object, true)?;
         let meta = &mut object["metadata"];
         meta["namespace"] = json!(namespace);
@@ -409,6 +437,7 @@ impl Store {
             }
             result = next;
         }
+        self.admit(resource, &mut result)?;
         check_lengths(resource, &result, false)?;
         result["metadata"]["resourceVersion"] = json!((self.rv + 1).to_string());
         check_stored_size(&result)?;
