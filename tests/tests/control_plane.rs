@@ -923,6 +923,92 @@ async fn a_missing_rbac_verb_is_named_and_nothing_is_half_committed() {
     scene.assert_imported_exactly().await;
 }
 
+/// `kubectl apply` of specs the operator would refuse is refused at admission by the CRDs'
+/// CEL rules, each message naming the field; a valid spec is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane: scripts/control-plane.sh start"]
+async fn specs_the_operator_would_refuse_are_refused_at_kubectl_apply_naming_the_field() {
+    let cp = ControlPlane::from_env().await;
+    cp.install_crds();
+    let ns = format!("admission-{}", unique_suffix());
+    cp.create_namespace(&ns).await;
+    let apply = |yaml: &str| {
+        let out = cp.kubectl_as(None, &["apply", "-n", &ns, "-f", "-"], Some(yaml));
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let config = |extra: &str| {
+        format!(
+            "apiVersion: minion.dev/v1alpha1\nkind: MinionTaskConfig\nmetadata:\n  name: merge\nspec:\n  taskType: MergeRollupTask\n  table: events-offline\n{extra}"
+        )
+    };
+    for (extra, field, words) in [
+        (
+            "  runTimeout: soon\n",
+            "spec.runTimeout",
+            "must be a period",
+        ),
+        (
+            "  memoryBudget: lots\n",
+            "spec.memoryBudget",
+            "must be a size",
+        ),
+        (
+            "  schedule: every day\n",
+            "spec.schedule",
+            "must be a cron expression",
+        ),
+        (
+            "  mergeRollupTask:\n    levels:\n      - {name: 1day, bucketTimePeriod: a day}\n",
+            "spec.mergeRollupTask.levels[*].bucketTimePeriod",
+            "must be a period",
+        ),
+        (
+            "  purgeTask: {}\n",
+            "spec.purgeTask",
+            "is the block of PurgeTask",
+        ),
+    ] {
+        let (ok, out) = apply(&config(extra));
+        assert!(!ok, "accepted {extra:?}: {out}");
+        assert!(
+            out.contains(field) && out.contains(words),
+            "{extra:?}: the refusal names neither {field} nor {words:?}: {out}"
+        );
+    }
+    let (ok, out) = apply(&config(
+        "  schedule: \"0 */10 * * * ?\"\n  runTimeout: 1d12h\n  memoryBudget: 512Mi\n  mergeRollupTask:\n    levels:\n      - {name: 1day, bucketTimePeriod: 1d, bufferTimePeriod: 2d}\n",
+    ));
+    assert!(ok, "a valid config was refused: {out}");
+
+    let run = |spec: &str| {
+        format!(
+            "apiVersion: minion.dev/v1alpha1\nkind: TaskRun\nmetadata:\n  name: r\nspec:\n  taskType: MergeRollupTask\n  table: events-offline\n{spec}"
+        )
+    };
+    let (ok, out) = apply(&run(
+        "  configRef: merge\n  config:\n    mergeRollupTask:\n      levels: []\n",
+    ));
+    assert!(
+        !ok && out.contains("set exactly one of spec.configRef"),
+        "{out}"
+    );
+    let (ok, out) = apply(&run("  runTimeout: forever\n"));
+    assert!(
+        !ok && out.contains("spec.runTimeout") && out.contains("must be a period"),
+        "{out}"
+    );
+    let (ok, out) = apply(&run("  configRef: merge\n"));
+    assert!(ok, "a valid run was refused: {out}");
+    cp.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// Two operator processes with the chart's leader election (one Lease in the release
 /// namespace): the leader commits the first subtask and is killed (SIGKILL: the Lease is not
 /// released) while the other subtasks' Pods wait on the node; the Job controller finishes

@@ -6,6 +6,7 @@
 //! These are the raw shapes users write; `crate::validate` turns them into `crate::model`
 //! types. Nothing here talks to a cluster.
 
+pub mod admission;
 pub mod condition;
 mod manifest;
 pub mod table;
@@ -75,7 +76,9 @@ impl Resource {
 
 /// The three CRDs, in the order `tables`, `miniontaskconfigs`, `taskruns`.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Table::crd(), MinionTaskConfig::crd(), TaskRun::crd()]
+    let mut crds = vec![Table::crd(), MinionTaskConfig::crd(), TaskRun::crd()];
+    crds.iter_mut().for_each(admission::add_rules);
+    crds
 }
 
 /// The CRDs as `(file name, YAML)` pairs, e.g. `("tables.minion.dev.yaml", …)`: what
