@@ -229,6 +229,7 @@ ALLOWED = {
     ("minion.dev", "taskruns/finalizers"): {"update"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
     ("", "pods"): {"list"},
+    ("", "events"): {"list"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("", "secrets"): {"get"},
 }

@@ -339,6 +339,7 @@ impl OperatorProcess {
         defaults: &Path,
         identity: &str,
         log: &Path,
+        extra_args: &[String],
     ) -> OperatorProcess {
         let out = std::fs::File::create(log).expect("operator log");
         let err = out.try_clone().expect("operator log");
@@ -367,6 +368,7 @@ impl OperatorProcess {
         if !namespaces.is_empty() {
             cmd.arg(format!("--namespaces={}", namespaces.join(",")));
         }
+        cmd.args(extra_args);
         let child = cmd.spawn().expect("minion-operator starts");
         OperatorProcess {
             child,

@@ -230,6 +230,11 @@ impl Scene {
 
     /// Starts a `minion-operator run` process named `identity` (its Lease identity).
     fn start_operator(&mut self, identity: &str) {
+        self.start_operator_with(identity, &[]);
+    }
+
+    /// [`Self::start_operator`] with more arguments of `minion-operator run`.
+    fn start_operator_with(&mut self, identity: &str, extra_args: &[String]) {
         let log = self.dir.join(format!("operator-{identity}.log"));
         self.operators.push(OperatorProcess::start(
             &self.release,
@@ -238,6 +243,7 @@ impl Scene {
             &self.defaults,
             identity,
             &log,
+            extra_args,
         ));
     }
 
@@ -921,6 +927,45 @@ async fn a_missing_rbac_verb_is_named_and_nothing_is_half_committed() {
     let tr = scene.wait_finished(&run).await;
     assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
     scene.assert_imported_exactly().await;
+}
+
+/// A namespace without the worker ServiceAccount: the Job controller cannot create the
+/// subtask's pod. The attempt fails once the pod start timeout passes, with reason
+/// `JobCreateFailed` and the Job controller's message (naming the ServiceAccount) in the run's
+/// status and a Warning Event, instead of waiting for the run's deadline; nothing is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane: scripts/control-plane.sh start"]
+async fn a_job_that_cannot_create_its_pod_fails_the_subtask_quickly_naming_why() {
+    let mut scene = Scene::new("nosa", Setup::default()).await;
+    let worker_sa = scene.release.worker_sa.clone();
+    scene.cp.kubectl_ok(
+        &["delete", "serviceaccount", &worker_sa, "-n", &scene.ns],
+        None,
+    );
+    scene.start_operator_with("op-a", &["--pod-start-timeout=5".to_string()]);
+    let run = scene.create_run(&manual_name()).await;
+    let tr = scene.wait_finished(&run).await;
+    assert_eq!(tr["status"]["phase"], "Failed", "{tr:#}");
+    let failed = subtasks(&tr)
+        .into_iter()
+        .find(|s| s["reason"] == "JobCreateFailed")
+        .unwrap_or_else(|| panic!("no subtask failed with JobCreateFailed: {tr:#}"));
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&worker_sa) && message.contains("creates no pod"),
+        "{message}"
+    );
+    eprintln!("subtask failed: JobCreateFailed: {message}");
+    assert!(
+        scene.events_of(&run).await.iter().any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.note
+                    .as_deref()
+                    .is_some_and(|n| n.contains("JobCreateFailed"))
+        }),
+        "no Warning Event names JobCreateFailed"
+    );
+    assert_eq!(scene.destination_rows().await, 0, "nothing committed");
 }
 
 /// `kubectl apply` of specs the operator would refuse is refused at admission by the CRDs'

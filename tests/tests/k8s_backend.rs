@@ -605,6 +605,7 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         poll_interval: Duration::from_secs(3600),
         instance: Some("pod-a".into()),
         allowed_uri_prefixes: Vec::new(),
+        pod_start_timeout: minion_operator::k8s::stuck::DEFAULT_GRACE,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let op = tokio::spawn(run_with_client(env.api.client(), options, async {

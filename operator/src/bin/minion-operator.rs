@@ -99,6 +99,10 @@ struct RunArgs {
     /// changes and no schedule comes due (changes wake the loop at once).
     #[arg(long, default_value_t = 30_000)]
     poll_ms: u64,
+    /// Seconds a subtask's Job may take to start its worker (image pulled, pod scheduled and
+    /// created) before the attempt fails naming the cause.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pod_start_timeout: u64,
 }
 
 /// Our progress at info; the Delta kernel's per-snapshot and per-scan lines only from warn
@@ -204,6 +208,7 @@ fn operate(args: RunArgs) -> ExitCode {
         worker_defaults: args.worker_defaults,
         poll_interval: std::time::Duration::from_millis(args.poll_ms.max(10)),
         instance: std::env::var("POD_NAME").ok(),
+        pod_start_timeout: std::time::Duration::from_secs(args.pod_start_timeout.max(1)),
         allowed_uri_prefixes: args
             .allowed_uri_prefixes
             .into_iter()

@@ -125,6 +125,14 @@ pub enum JobState {
     },
     /// No such job (never launched, deleted, or lost with its backend state).
     Missing,
+    /// The job cannot start its worker and will not by itself: no pod created
+    /// (`JobCreateFailed`), an image that cannot be pulled (`ImagePullFailed`), a container
+    /// that cannot be configured (`ContainerConfigInvalid`), a pod no node takes
+    /// (`Unschedulable`). The attempt fails at once with that reason, without a retry.
+    Stuck {
+        reason: Reason,
+        message: String,
+    },
 }
 
 /// How a backend call failed. `reason` is stable for conditions and Events.

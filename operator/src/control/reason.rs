@@ -81,6 +81,14 @@ reasons! {
     JobForbidden,
     /// The API server refused a subtask's Job as invalid.
     JobInvalid,
+    /// A subtask's Job created no pod (e.g. its ServiceAccount does not exist).
+    JobCreateFailed,
+    /// A subtask's pod cannot pull the worker image.
+    ImagePullFailed,
+    /// A subtask's container cannot be created (a missing Secret or ConfigMap, say).
+    ContainerConfigInvalid,
+    /// No node takes a subtask's pod.
+    Unschedulable,
 
     // Configs and tables.
     /// A scheduled run was created.

@@ -295,6 +295,10 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
                     false,
                 );
             }
+            Some(JobState::Stuck { reason, message }) => {
+                // Retrying the same Job cannot help: the cause is the cluster's setup.
+                return failed(*reason, message.clone(), false, true);
+            }
             Some(JobState::Missing) => {
                 return failed(
                     Reason::WorkerLost,

@@ -28,6 +28,7 @@ use super::cache::spawn_watch;
 use super::gate::WriteGate;
 use super::job::{self, WorkerDefaults};
 use super::secrets::StorageSecrets;
+use super::stuck;
 use super::watches::{Cached, Caches, Scoped, Watches};
 use crate::api::{
     MinionTaskConfig, MinionTaskConfigStatus, Table, TableStatus, TaskRun, TaskRunStatus,
@@ -53,6 +54,8 @@ pub struct KubeBackend {
     caches: Option<Arc<Caches>>,
     /// Storage Secrets read lately.
     secrets: Arc<StorageSecrets>,
+    /// See [`KubeBackend::with_pod_start_timeout`].
+    pod_start_timeout: std::time::Duration,
 }
 
 fn api_error(operation: String, e: kube::Error) -> BackendError {
@@ -95,6 +98,7 @@ impl KubeBackend {
             gate,
             caches: None,
             secrets: Arc::default(),
+            pod_start_timeout: stuck::DEFAULT_GRACE,
         }
     }
 
@@ -453,6 +457,9 @@ impl KubeBackend {
             return Ok(JobState::Missing);
         };
         let state = job::job_state(&found, None);
+        if matches!(state, JobState::Pending | JobState::Running) {
+            return Ok(self.stuck(namespace, name, &found).await.unwrap_or(state));
+        }
         if !matches!(state, JobState::Failed { .. }) {
             return Ok(state);
         }
@@ -466,6 +473,42 @@ impl KubeBackend {
             .ok()
             .and_then(|l| l.items.iter().rev().find_map(job::pod_exit_code));
         Ok(job::job_state(&found, code))
+    }
+}
+
+impl KubeBackend {
+    /// Why a Job that has not finished cannot start its worker ([`stuck::stuck`]), looked at
+    /// only once it is older than the grace period; `None` when it may still start (or the
+    /// pods or Events cannot be read: the run's own timeouts still apply).
+    async fn stuck(&self, namespace: &str, name: &str, found: &Job) -> Option<JobState> {
+        let now = chrono::Utc::now();
+        let created = crate::control::created_at(&found.metadata)?;
+        let grace = chrono::Duration::from_std(self.pod_start_timeout).ok()?;
+        if now - created < grace {
+            return None;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={name}"));
+        let pods = pods.list(&lp).await.ok()?.items;
+        let events = if pods.is_empty() {
+            let events: Api<k8s_openapi::api::core::v1::Event> =
+                Api::namespaced(self.client.clone(), namespace);
+            let lp = ListParams::default().fields(&format!(
+                "involvedObject.kind=Job,involvedObject.name={name}"
+            ));
+            events.list(&lp).await.map(|l| l.items).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let (reason, message) = stuck::stuck(found, &pods, &events, now, self.pod_start_timeout)?;
+        Some(JobState::Stuck { reason, message })
+    }
+
+    /// How long a subtask's Job may take to start its worker before its attempt fails with
+    /// the reason ([`stuck::DEFAULT_GRACE`] by default).
+    pub fn with_pod_start_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.pod_start_timeout = timeout;
+        self
     }
 }
 

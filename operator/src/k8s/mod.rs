@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod operator;
 pub mod rbac;
 mod secrets;
+pub mod stuck;
 mod watches;
 
 pub use backend::{FIELD_MANAGER, KubeBackend};

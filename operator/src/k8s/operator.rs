@@ -47,6 +47,9 @@ pub struct OperatorOptions {
     /// URI prefixes Tables and task inputs must lie under (`--allowed-uri-prefixes`); empty:
     /// any.
     pub allowed_uri_prefixes: Vec<String>,
+    /// How long a subtask's Job may take to start its worker before the attempt fails with
+    /// the cause (`--pod-start-timeout`).
+    pub pod_start_timeout: Duration,
 }
 
 /// Why the operator stopped. `reason()` is stable.
@@ -159,6 +162,7 @@ pub async fn run_with_client(
         options.instance.clone(),
         WriteGate::new(leader.clone()),
     )
+    .with_pod_start_timeout(options.pod_start_timeout)
     .with_watches();
     let backend = Arc::new(backend);
     tracing::info!(namespaces = ?options.namespaces, metrics = %options.metrics_addr, leader_election = options.lease.is_some(), "minion-operator started");

@@ -66,12 +66,21 @@ pub const WATCH_RULES: &[Rule] = &[
         verbs: &["get", "list", "watch", "create", "delete"],
         why: "One Job per subtask. Delete is for cancelled or timed-out runs",
     },
-    // backend.rs `state`: `Api::list` of a failed Job's pods for the worker's exit code.
+    // backend.rs `state`: `Api::list` of a failed Job's pods for the worker's exit code, and
+    // of a Job's pods that have not started in time (stuck.rs) for why.
     Rule {
         group: "",
         resources: &["pods"],
         verbs: &["list"],
-        why: "The exit code of a failed subtask's pod (bad input or transient failure)",
+        why: "The exit code of a failed subtask's pod (bad input or transient failure); why a pod has not started (image pull, missing Secret, unschedulable)",
+    },
+    // backend.rs `state`: `Api::list` of the Events about a Job that has created no pod in
+    // time (the Job controller's `FailedCreate`, e.g. a missing ServiceAccount).
+    Rule {
+        group: "",
+        resources: &["events"],
+        verbs: &["list"],
+        why: "Why a subtask's Job creates no pod (the Job controller's FailedCreate Event)",
     },
     // backend.rs `event`: kube-runtime's `Recorder::publish` creates an `events.k8s.io/v1`
     // Event and patches it (merge patch) when the same Event repeats.
