@@ -61,6 +61,16 @@ pub enum CatalogError {
     )]
     CommitConflict { uri: String, attempts: usize },
 
+    /// The Delta table uses a feature the operator does not support (see `catalog::features`).
+    #[error(
+        "table {uri}: the Delta table uses {feature}, which the operator does not support: {fix}"
+    )]
+    UnsupportedDeltaFeature {
+        uri: String,
+        feature: String,
+        fix: String,
+    },
+
     /// Any other error from the Delta library.
     #[error("table {uri}: delta: {source}")]
     Delta {
@@ -83,6 +93,7 @@ impl CatalogError {
             CatalogError::InvalidUri { .. } => "InvalidUri",
             CatalogError::StoreUnreachable { .. } => "StoreUnreachable",
             CatalogError::CommitConflict { .. } => "CommitConflict",
+            CatalogError::UnsupportedDeltaFeature { .. } => "UnsupportedDeltaFeature",
             CatalogError::Delta { .. } => "Delta",
         }
     }
