@@ -27,6 +27,8 @@ use serde_json::json;
 const COLUMNS: &str =
     r#"[["ts", "long"], ["country", "string"], ["clicks", "long"], ["revenue", "double"]]"#;
 
+const R2O: &str = "apiVersion: minion.dev/v1alpha1\nkind: MinionTaskConfig\nmetadata: {name: events-r2o, namespace: default}\nspec:\n  table: events-offline\n  sourceTable: events-realtime\n  taskType: RealtimeToOfflineSegmentsTask\n  timeZone: UTC\n  realtimeToOfflineSegmentsTask:\n    bucketTimePeriod: 1d\n    bufferTimePeriod: 2d\n    mergeType: concat\n";
+
 struct Env {
     dir: tempfile::TempDir,
     minion: Minion,
@@ -175,6 +177,23 @@ async fn a_partitioned_table_is_refused_naming_its_partition_columns() {
     env.up();
     env.assert_refused("events-realtime", "partitioned by [country]");
     refused_on_open(&Env::def(&yaml), "partitioned by [country]").await;
+
+    // A run reading it waits for it, as for any Table that is not Ready.
+    env.apply(
+        "events-offline",
+        &env.table_yaml("events-offline", "OFFLINE", ""),
+    );
+    env.apply("r2o", R2O);
+    let run = created_run(&env.minion.ok(&["run", "events-r2o"]));
+    let out = env.up();
+    let tr = env.get("tr", &run);
+    assert_eq!(tr["status"]["phase"], "Pending", "{out}\n{tr:#}");
+    assert_eq!(tr["status"]["reason"], "TableNotReady", "{tr:#}");
+    let message = tr["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("events-realtime") && message.contains("partitioned by [country]"),
+        "the run says which table it waits for and why: {tr:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,10 +319,7 @@ async fn a_plain_table_with_a_checkpoint_of_another_writer_is_a_realtime_source_
     let offline_yaml = env.table_yaml("events-offline", "OFFLINE", "");
     env.apply("events-realtime", &realtime_yaml);
     env.apply("events-offline", &offline_yaml);
-    env.apply(
-        "r2o",
-        "apiVersion: minion.dev/v1alpha1\nkind: MinionTaskConfig\nmetadata: {name: events-r2o, namespace: default}\nspec:\n  table: events-offline\n  sourceTable: events-realtime\n  taskType: RealtimeToOfflineSegmentsTask\n  timeZone: UTC\n  realtimeToOfflineSegmentsTask:\n    bucketTimePeriod: 1d\n    bufferTimePeriod: 2d\n    mergeType: concat\n",
-    );
+    env.apply("r2o", R2O);
     env.up();
     let ready = env.ready("events-realtime");
     assert_eq!(ready["status"], "True", "{ready:#}");

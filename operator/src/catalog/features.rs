@@ -366,6 +366,11 @@ mod tests {
             fix: "set delta.enableDeletionVectors=false".into(),
         };
         assert_eq!(err.reason(), "UnsupportedDeltaFeature");
+        // The Table's Ready condition carries the catalog's reason: one spelling.
+        assert_eq!(
+            err.reason(),
+            crate::control::Reason::UnsupportedDeltaFeature.as_str()
+        );
         assert!(!err.is_transient());
         assert_eq!(
             err.to_string(),
