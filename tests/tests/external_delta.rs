@@ -377,3 +377,47 @@ async fn a_plain_table_with_a_checkpoint_of_another_writer_is_a_realtime_source_
         })
     );
 }
+
+/// Appends a commit holding only `protocol` to the log of the local table at `dir`.
+fn commit_protocol(dir: &Path, protocol: serde_json::Value) {
+    let log = dir.join("_delta_log");
+    let next = std::fs::read_dir(&log)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_suffix(".json")?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap()
+        + 1;
+    let commit = json!({"commitInfo": {"timestamp": Utc::now().timestamp_millis(), "operation": "SET TBLPROPERTIES"}});
+    std::fs::write(
+        log.join(format!("{next:020}.json")),
+        format!("{commit}\n{}\n", json!({ "protocol": protocol })),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reader_features_the_operator_does_not_implement_are_refused_by_name() {
+    let env = Env::new();
+    for (i, feature) in ["v2Checkpoint", "typeWidening", "someFutureFeature"]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("t{i}");
+        let uri = env.uri(&name);
+        python_delta::write(&json!([write_step(&uri, rows(0, 5, 5))]));
+        // Written by hand: a protocol upgrade as another writer would commit it.
+        commit_protocol(
+            &env.path(&name),
+            json!({"minReaderVersion": 3, "minWriterVersion": 7,
+                   "readerFeatures": [feature], "writerFeatures": [feature]}),
+        );
+        let def = Env::def(&env.table_yaml(&name, "OFFLINE", ""));
+        // Refused by name: by the operator's check, or by the Delta library for a feature it
+        // does not know.
+        refused_on_open(&def, &format!("feature {feature}")).await;
+    }
+}

@@ -20,7 +20,9 @@
 //!   comparison instead), `vacuumProtocolCheck` (our clean-up checks the protocol first),
 //!   `domainMetadata`, and `columnMapping` with mode `none`;
 //! - every other reader or writer feature is refused, known or not (`v2Checkpoint`,
-//!   `typeWidening`, `rowTracking`, `inCommitTimestamp`, `catalogManaged`, …).
+//!   `typeWidening`, `rowTracking`, `inCommitTimestamp`, `catalogManaged`, …). A reader
+//!   feature the Delta library does not know fails the load itself; [`refused_by_library`]
+//!   turns that error into the same refusal.
 //!
 //! Tables the operator creates have protocol 1/2 without feature lists and none of the refused
 //! properties, so they always pass.
@@ -107,7 +109,7 @@ impl TableFeatures {
         if !self.partition_columns.is_empty() {
             return refuse(
                 format!("partitioned by [{}]", self.partition_columns.join(", ")),
-                "partition values live only in the Delta log and the operator reads rows from the Parquet files alone; rewrite the table without partitioning (e.g. with another Delta writer: read it and write it to a new location without partition columns) and point spec.uri there",
+                "Partition values live only in the Delta log and the operator reads rows from the Parquet files alone; rewrite the table without partitioning (e.g. with another Delta writer: read it and write it to a new location without partition columns) and point spec.uri there",
             );
         }
         let is_true = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case("true"));
@@ -116,7 +118,7 @@ impl TableFeatures {
         {
             return refuse(
                 "deletion vectors".to_string(),
-                "deleted rows would be read again and deletion-vector files would look unreferenced; set delta.enableDeletionVectors=false, purge the existing deletion vectors (REORG TABLE … APPLY (PURGE)) and drop the feature (ALTER TABLE … DROP FEATURE deletionVectors), or rewrite the table to a new location",
+                "Deleted rows would be read again and deletion-vector files would look unreferenced; set delta.enableDeletionVectors=false, purge the existing deletion vectors (REORG TABLE … APPLY (PURGE)) and drop the feature (ALTER TABLE … DROP FEATURE deletionVectors), or rewrite the table to a new location",
             );
         }
         let mapping = self
@@ -132,25 +134,25 @@ impl TableFeatures {
         if is_true(self.property("delta.appendOnly")) {
             return refuse(
                 "append-only (delta.appendOnly=true)".to_string(),
-                "the operator's tasks replace files; set delta.appendOnly=false",
+                "The operator's tasks replace files; set delta.appendOnly=false",
             );
         }
         if is_true(self.property("delta.enableChangeDataFeed")) {
             return refuse(
                 "change data feed (delta.enableChangeDataFeed=true)".to_string(),
-                "the operator's commits write no change data; set delta.enableChangeDataFeed=false",
+                "The operator's commits write no change data; set delta.enableChangeDataFeed=false",
             );
         }
         if self.min_reader_version > 3 {
             return refuse(
                 format!("reader version {}", self.min_reader_version),
-                "the table needs a newer Delta reader; rewrite it to a new location with reader version 3 or lower",
+                "The table needs a newer Delta reader; rewrite it to a new location with reader version 3 or lower",
             );
         }
         if self.min_writer_version > 7 {
             return refuse(
                 format!("writer version {}", self.min_writer_version),
-                "the table needs a newer Delta writer; rewrite it to a new location with writer version 7 or lower",
+                "The table needs a newer Delta writer; rewrite it to a new location with writer version 7 or lower",
             );
         }
         for (kind, features) in [
@@ -161,14 +163,28 @@ impl TableFeatures {
                 .iter()
                 .find(|f| !ACCEPTED_FEATURES.contains(&f.as_str()))
             {
-                return refuse(
-                    format!("{kind} feature {f}"),
-                    "the operator does not implement this Delta table feature; drop the feature with the writer that enabled it (ALTER TABLE … DROP FEATURE) or rewrite the table to a new location without it",
-                );
+                return refuse(format!("{kind} feature {f}"), DROP_OR_REWRITE);
             }
         }
         None
     }
+}
+
+/// The fix for a feature the operator does not implement.
+const DROP_OR_REWRITE: &str = "The operator does not implement this Delta table feature; drop the feature with the writer that enabled it (ALTER TABLE … DROP FEATURE) or rewrite the table to a new location without it";
+
+/// A feature the Delta library itself refused while loading the log (a reader feature it does
+/// not know), from its error message (`… Feature 'x' is not supported …`).
+pub(crate) fn refused_by_library(message: &str) -> Option<Unsupported> {
+    let (_, rest) = message.split_once("Feature '")?;
+    let (name, rest) = rest.split_once('\'')?;
+    if !rest.contains("not supported") || name.is_empty() {
+        return None;
+    }
+    Some(Unsupported {
+        feature: format!("feature {name} (unknown to the Delta library)"),
+        fix: DROP_OR_REWRITE.to_string(),
+    })
 }
 
 /// Refuses the loaded snapshot of `table` when it uses a feature the operator does not support.
@@ -347,6 +363,23 @@ mod tests {
     }
 
     #[test]
+    fn features_the_delta_library_refuses_are_named() {
+        let refused = refused_by_library(
+            "Kernel error: Unsupported: Feature 'someFutureFeature' is not supported",
+        )
+        .unwrap();
+        assert_eq!(
+            refused.feature,
+            "feature someFutureFeature (unknown to the Delta library)"
+        );
+        assert_eq!(
+            refused_by_library("Kernel error: Generic: no such file"),
+            None
+        );
+        assert_eq!(refused_by_library("Feature 'x' was enabled"), None);
+    }
+
+    #[test]
     fn properties_that_forbid_our_commits_are_refused() {
         assert_eq!(
             refused(&legacy(1, 2, &[("delta.appendOnly", "true")])),
@@ -363,7 +396,7 @@ mod tests {
         let err = CatalogError::UnsupportedDeltaFeature {
             uri: "s3://lake/events".into(),
             feature: "deletion vectors".into(),
-            fix: "set delta.enableDeletionVectors=false".into(),
+            fix: "Set delta.enableDeletionVectors=false".into(),
         };
         assert_eq!(err.reason(), "UnsupportedDeltaFeature");
         // The Table's Ready condition carries the catalog's reason: one spelling.
@@ -374,7 +407,7 @@ mod tests {
         assert!(!err.is_transient());
         assert_eq!(
             err.to_string(),
-            "table s3://lake/events: the Delta table uses deletion vectors, which the operator does not support: set delta.enableDeletionVectors=false"
+            "table s3://lake/events: unsupported Delta table feature: deletion vectors. Set delta.enableDeletionVectors=false"
         );
     }
 }
