@@ -421,3 +421,92 @@ async fn reader_features_the_operator_does_not_implement_are_refused_by_name() {
         refused_on_open(&def, &format!("feature {feature}")).await;
     }
 }
+
+/// The `add` actions in the JSON commits of the local table at `dir`.
+fn adds_in_log(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("_delta_log"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap()
+                .lines()
+                .filter(|l| l.starts_with("{\"add\""))
+                .count()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_in_flight_commits_nothing_once_another_writer_enables_deletion_vectors_on_its_destination()
+ {
+    let env = Env::new();
+    let realtime_uri = env.uri("events-realtime");
+    let day0 = (Utc::now() - chrono::TimeDelta::days(10))
+        .duration_trunc(chrono::TimeDelta::days(1))
+        .unwrap()
+        .timestamp_millis();
+    python_delta::write(&json!([
+        write_step(&realtime_uri, rows(day0, 60, 0)),
+        write_step(&realtime_uri, rows(day0 + 23 * HOUR_MS, 120, 1)),
+    ]));
+    env.apply(
+        "events-realtime",
+        &env.table_yaml("events-realtime", "REALTIME", ""),
+    );
+    let offline_yaml = env.table_yaml("events-offline", "OFFLINE", "");
+    env.apply("events-offline", &offline_yaml);
+    env.apply("r2o", R2O);
+    let run = created_run(&env.minion.ok(&["run", "events-r2o"]));
+    // Step until the run's worker was started (the destination is Ready and was created).
+    let mut phase = String::new();
+    for _ in 0..20 {
+        env.minion.step();
+        phase = env.get("tr", &run)["status"]["phase"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if phase == "Running" {
+            break;
+        }
+    }
+    assert_eq!(phase, "Running", "{:#}", env.get("tr", &run));
+    let offline_dir = env.path("events-offline");
+    assert_eq!(adds_in_log(&offline_dir), 0, "nothing committed yet");
+
+    // Another writer enables deletion vectors on the destination while the run is in flight.
+    let offline_uri = env.uri("events-offline");
+    python_delta::write(&json!([
+        {"op": "set_properties", "uri": offline_uri, "properties": {"delta.enableDeletionVectors": "true"}},
+    ]));
+    // Its commit is refused at every tick: the run waits, committing nothing.
+    let out = env
+        .minion
+        .run(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    let tr = env.get("tr", &run);
+    assert_eq!(tr["status"]["phase"], "Running", "{tr:#}");
+    assert_eq!(
+        adds_in_log(&offline_dir),
+        0,
+        "the run committed to a table with deletion vectors: {tr:#}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unsupported Delta table feature: deletion vectors"),
+        "the loop says why it cannot go on"
+    );
+    env.assert_refused("events-offline", "deletion vectors");
+
+    // It stays so: Python deltalake upgraded the protocol to writer features (`invariants`)
+    // the Delta library the operator commits with cannot write, so turning the property off
+    // again does not make the table usable; the run keeps waiting and committing nothing.
+    python_delta::write(&json!([
+        {"op": "set_properties", "uri": offline_uri, "properties": {"delta.enableDeletionVectors": "false"}},
+    ]));
+    env.minion
+        .run(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    assert_eq!(env.get("tr", &run)["status"]["phase"], "Running");
+    assert_eq!(adds_in_log(&offline_dir), 0);
+    env.assert_refused("events-offline", "writer feature invariants");
+}

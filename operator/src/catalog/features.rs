@@ -8,19 +8,24 @@
 //! - partitioned tables are refused: partition values live only in the log (the files lack
 //!   the columns), so rows would be read with null partition columns and outputs would be
 //!   committed without `partitionValues`;
-//! - deletion vectors are refused (enabled by the table property or present as a feature):
-//!   deleted rows would come back, and deletion-vector files would look unreferenced to the
-//!   clean-up;
+//! - deletion vectors are refused while the table property enables them or a live file
+//!   carries one: deleted rows would come back, and deletion-vector files would look
+//!   unreferenced to the clean-up (the feature alone, property off and no live file with one,
+//!   is harmless: no writer may add one);
 //! - column mapping (`delta.columnMapping.mode` other than `none`) is refused: the Parquet
 //!   column names are physical names, not the schema's;
 //! - `delta.appendOnly=true` and `delta.enableChangeDataFeed=true` are refused: our
 //!   replacements remove files and write no change data;
-//! - harmless features are accepted: `appendOnly` and `invariants` (as features, with the
-//!   property off), `timestampNtz` and `variantType` (a column of such a type fails the schema
-//!   comparison instead), `vacuumProtocolCheck` (our clean-up checks the protocol first),
-//!   `domainMetadata`, and `columnMapping` with mode `none`;
+//! - harmless features are accepted: reader features `timestampNtz` and `variantType` (a
+//!   column of such a type fails the schema comparison instead), `columnMapping` with mode
+//!   `none` and `deletionVectors` as above; writer features only where the Delta library (built
+//!   without its DataFusion feature) can still commit: `appendOnly` (property off),
+//!   `timestampNtz`, `variantType`, `deletionVectors` as above;
 //! - every other reader or writer feature is refused, known or not (`v2Checkpoint`,
-//!   `typeWidening`, `rowTracking`, `inCommitTimestamp`, `catalogManaged`, …). A reader
+//!   `typeWidening`, `rowTracking`, `inCommitTimestamp`, `catalogManaged`, and the writer
+//!   features `invariants`, `domainMetadata`, `vacuumProtocolCheck`, `columnMapping`, …), and
+//!   so are writer versions 3 to 6, whose implied features (`invariants`, `checkConstraints`)
+//!   the library cannot write. A reader
 //!   feature the Delta library does not know fails the load itself; [`refused_by_library`]
 //!   turns that error into the same refusal.
 //!
@@ -31,17 +36,24 @@ use std::collections::HashMap;
 
 use super::error::{CatalogError, Result};
 
-/// Reader or writer features that are harmless to the operator (see the module docs).
-const ACCEPTED_FEATURES: &[&str] = &[
-    "appendOnly",
-    "invariants",
+/// Reader features that are harmless to the operator (see the module docs).
+const ACCEPTED_READER_FEATURES: &[&str] = &[
     "timestampNtz",
     "timestampWithoutTimezone",
     "variantType",
     "variantType-preview",
-    "vacuumProtocolCheck",
-    "domainMetadata",
     "columnMapping",
+    "deletionVectors",
+];
+
+/// Writer features the operator's commits (through the Delta library) can honour.
+const ACCEPTED_WRITER_FEATURES: &[&str] = &[
+    "appendOnly",
+    "timestampNtz",
+    "timestampWithoutTimezone",
+    "variantType",
+    "variantType-preview",
+    "deletionVectors",
 ];
 
 /// What the check needs of a snapshot's protocol and metadata.
@@ -56,6 +68,9 @@ pub struct TableFeatures {
     pub partition_columns: Vec<String>,
     /// The table properties (`metaData.configuration`).
     pub configuration: HashMap<String, String>,
+    /// Live files carrying a deletion vector; counted only when the `deletionVectors` feature
+    /// is on and the property does not enable them (the one case it decides).
+    pub files_with_deletion_vectors: usize,
 }
 
 /// A feature the operator does not support, and how to make the table usable.
@@ -79,14 +94,31 @@ impl TableFeatures {
                 .map(|f: &_| format!("{f}"))
                 .collect::<Vec<String>>()
         };
-        Ok(TableFeatures {
+        let mut features = TableFeatures {
             min_reader_version: protocol.min_reader_version(),
             min_writer_version: protocol.min_writer_version(),
             reader_features: names(protocol.reader_features()),
             writer_features: names(protocol.writer_features()),
             partition_columns: metadata.partition_columns().to_vec(),
             configuration: metadata.configuration().clone(),
-        })
+            files_with_deletion_vectors: 0,
+        };
+        if features.has_feature("deletionVectors") && !features.deletion_vectors_enabled() {
+            let files = state
+                .snapshot()
+                .try_log_data()
+                .map_err(|e| CatalogError::delta(uri, e))?;
+            features.files_with_deletion_vectors = files
+                .iter()
+                .filter(|f| f.deletion_vector_descriptor().is_some())
+                .count();
+        }
+        Ok(features)
+    }
+
+    fn deletion_vectors_enabled(&self) -> bool {
+        self.property("delta.enableDeletionVectors")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     }
 
     fn property(&self, key: &str) -> Option<&str> {
@@ -113,12 +145,12 @@ impl TableFeatures {
             );
         }
         let is_true = |v: Option<&str>| v.is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        if is_true(self.property("delta.enableDeletionVectors"))
-            || self.has_feature("deletionVectors")
-        {
+        // The feature alone, with the property off and no live file carrying one, is harmless:
+        // no writer may add deletion vectors while the property is off.
+        if self.deletion_vectors_enabled() || self.files_with_deletion_vectors > 0 {
             return refuse(
                 "deletion vectors".to_string(),
-                "Deleted rows would be read again and deletion-vector files would look unreferenced; set delta.enableDeletionVectors=false, purge the existing deletion vectors (REORG TABLE … APPLY (PURGE)) and drop the feature (ALTER TABLE … DROP FEATURE deletionVectors), or rewrite the table to a new location",
+                "Deleted rows would be read again and deletion-vector files would look unreferenced; set delta.enableDeletionVectors=false and purge the existing deletion vectors (REORG TABLE … APPLY (PURGE)), or rewrite the table to a new location",
             );
         }
         let mapping = self
@@ -155,14 +187,17 @@ impl TableFeatures {
                 "The table needs a newer Delta writer; rewrite it to a new location with writer version 7 or lower",
             );
         }
-        for (kind, features) in [
-            ("reader", &self.reader_features),
-            ("writer", &self.writer_features),
+        if (3..=6).contains(&self.min_writer_version) {
+            return refuse(
+                format!("writer version {}", self.min_writer_version),
+                "The Delta library the operator commits with cannot write the features this writer version implies (invariants, check constraints); rewrite the table to a new location with writer version 2, or 7 without them",
+            );
+        }
+        for (kind, features, accepted) in [
+            ("reader", &self.reader_features, ACCEPTED_READER_FEATURES),
+            ("writer", &self.writer_features, ACCEPTED_WRITER_FEATURES),
         ] {
-            if let Some(f) = features
-                .iter()
-                .find(|f| !ACCEPTED_FEATURES.contains(&f.as_str()))
-            {
+            if let Some(f) = features.iter().find(|f| !accepted.contains(&f.as_str())) {
                 return refuse(format!("{kind} feature {f}"), DROP_OR_REWRITE);
             }
         }
@@ -266,19 +301,12 @@ mod tests {
             None
         );
         assert_eq!(
-            legacy(2, 5, &[("delta.columnMapping.mode", "none")]).unsupported(),
+            legacy(2, 2, &[("delta.columnMapping.mode", "none")]).unsupported(),
             None
         );
         let harmless = with_features(
-            &["timestampNtz", "variantType", "vacuumProtocolCheck"],
-            &[
-                "appendOnly",
-                "invariants",
-                "timestampNtz",
-                "variantType",
-                "vacuumProtocolCheck",
-                "domainMetadata",
-            ],
+            &["timestampNtz", "variantType", "columnMapping"],
+            &["appendOnly", "timestampNtz", "variantType"],
         );
         assert_eq!(harmless.unsupported(), None);
     }
@@ -298,14 +326,18 @@ mod tests {
     fn deletion_vectors_are_refused_by_property_or_by_feature() {
         let by_property = legacy(3, 7, &[("delta.enableDeletionVectors", "TRUE")]);
         assert_eq!(refused(&by_property), "deletion vectors");
-        // Disabled again, but files may still carry deletion vectors: the feature stays.
+        // Disabled again while a live file still carries one: refused until they are purged.
         let mut by_feature = with_features(&["deletionVectors"], &["deletionVectors"]);
         by_feature.configuration = props(&[("delta.enableDeletionVectors", "false")]);
+        by_feature.files_with_deletion_vectors = 2;
         assert_eq!(refused(&by_feature), "deletion vectors");
         assert!(
             by_feature.unsupported().unwrap().fix.contains("PURGE"),
             "the fix says how"
         );
+        // Purged: the feature alone is harmless.
+        by_feature.files_with_deletion_vectors = 0;
+        assert_eq!(by_feature.unsupported(), None);
     }
 
     #[test]
@@ -320,8 +352,9 @@ mod tests {
                 )
             );
         }
+        // Mode none: readable as it is, but the library cannot commit with the writer feature.
         let mut t = with_features(&["columnMapping"], &["columnMapping"]);
-        assert_eq!(t.unsupported(), None);
+        assert_eq!(refused(&t), "writer feature columnMapping");
         t.configuration = props(&[("delta.columnMapping.mode", "id")]);
         assert!(refused(&t).starts_with("column mapping"));
     }
@@ -347,6 +380,16 @@ mod tests {
             (&[], &["rowTracking"], "writer feature rowTracking"),
             (
                 &[],
+                &["appendOnly", "invariants"],
+                "writer feature invariants",
+            ),
+            (
+                &["vacuumProtocolCheck"],
+                &["vacuumProtocolCheck"],
+                "reader feature vacuumProtocolCheck",
+            ),
+            (
+                &[],
                 &["inCommitTimestamp"],
                 "writer feature inCommitTimestamp",
             ),
@@ -360,6 +403,9 @@ mod tests {
         }
         assert_eq!(refused(&legacy(4, 7, &[])), "reader version 4");
         assert_eq!(refused(&legacy(1, 8, &[])), "writer version 8");
+        for v in 3..=6 {
+            assert_eq!(refused(&legacy(1, v, &[])), format!("writer version {v}"));
+        }
     }
 
     #[test]
