@@ -3,7 +3,9 @@
 //! binary: a partitioned table, one with deletion vectors and one with column mapping are
 //! refused (`Ready=False`, reason `UnsupportedDeltaFeature`, naming the feature and the URI)
 //! and never cleaned up; a plain table with several commits and a checkpoint of that writer is
-//! a REALTIME source whose rows RealtimeToOffline moves, also after that writer commits again.
+//! a REALTIME source whose rows RealtimeToOffline moves, also after that writer commits again
+//! and checkpoints both tables (the destination's checkpoint keeps our watermark); a table
+//! that gets deletion vectors while a run is in flight gets no commit.
 //!
 //! Python `deltalake` deletes by rewriting files and writes no deletion vector, so the
 //! deletion-vector table gets one written by hand (`deletion_vector` in
@@ -350,13 +352,27 @@ async fn a_plain_table_with_a_checkpoint_of_another_writer_is_a_realtime_source_
         moved.describe()
     );
 
-    // The other writer commits again, after our commits and its checkpoint: from noon of day
-    // 1 into day 2, one row an hour.
-    let appended = json!([
+    // The other writer commits again, after our commits and its checkpoint: to the source,
+    // from noon of day 1 into day 2, one row an hour, and a checkpoint; to the destination,
+    // ten rows of its own on top of our commit, and a checkpoint of it (which must keep our
+    // watermark, a `txn` of the log, or day 0 would be moved again).
+    let offline_uri = env.uri("events-offline");
+    python_delta::write(&json!([
         {"op": "write", "uri": realtime_uri, "columns": columns(),
          "rows": rows_every(day0 + DAY_MS + 12 * HOUR_MS, 30, HOUR_MS, 4)},
-    ]);
-    python_delta::write(&appended);
+        {"op": "checkpoint", "uri": realtime_uri},
+        write_step(&offline_uri, rows(day0 + 5 * DAY_MS, 10, 9)),
+        {"op": "checkpoint", "uri": offline_uri},
+    ]));
+    assert!(
+        env.path("events-offline")
+            .join("_delta_log/_last_checkpoint")
+            .exists(),
+        "Python deltalake checkpointed the destination"
+    );
+    let before = TableRows::read(&offline).await;
+    let theirs = before.multiset().minus(moved.multiset());
+    assert_eq!(theirs.rows, 10, "{}", before.describe());
     run(&env);
     let source = TableRows::read(&realtime).await;
     let after = TableRows::read(&offline).await;
@@ -364,17 +380,20 @@ async fn a_plain_table_with_a_checkpoint_of_another_writer_is_a_realtime_source_
     // Day 1: the hour of the fourth commit past midnight and the twelve first appended rows.
     assert_eq!(new_rows.rows, 60 + 12, "{}", source.describe());
     assert_eq!(
-        after.multiset().minus(moved.multiset()),
+        after.multiset().minus(before.multiset()),
         new_rows,
         "the second run moved exactly the new rows: {}",
         after.describe()
     );
     assert_eq!(
         after.multiset(),
-        source.multiset_in(TimeWindow {
-            start_ms: day0,
-            end_ms: day0 + 2 * DAY_MS
-        })
+        source
+            .multiset_in(TimeWindow {
+                start_ms: day0,
+                end_ms: day0 + 2 * DAY_MS
+            })
+            .plus(theirs),
+        "every row moved once, and the other writer's rows kept"
     );
 }
 
