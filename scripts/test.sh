@@ -2,7 +2,9 @@
 # The project's test command (README.md): README's demo, then every unit, integration and
 # end-to-end test of the workspace, the worker soak, and the suite against a real control
 # plane. Starts the local S3-compatible server (moto, from PyPI) the object-store tests use,
-# and stops it on exit.
+# and stops it on exit. The tests of tables written by another Delta writer
+# (tests/tests/external_delta.rs) install Python deltalake from PyPI into target/python-delta
+# (scripts/python-delta.sh) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -689,3 +689,13 @@ async fn a_checkpoint_is_written_automatically_every_checkpoint_interval_commits
     let reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
     assert_eq!(reopened.segments().unwrap().len(), interval - 1);
 }
+
+#[tokio::test]
+async fn tables_the_operator_creates_pass_its_own_delta_feature_check() {
+    let (_dir, _uri, mut catalog) = new_table().await;
+    let features = catalog.features().unwrap();
+    assert_eq!(features.unsupported(), None, "{features:?}");
+    assert!(features.partition_columns.is_empty() && features.min_reader_version <= 1);
+    catalog.checkpoint().await.unwrap();
+    catalog.refresh().await.unwrap();
+}

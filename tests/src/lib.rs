@@ -4,6 +4,7 @@
 //! - [`fixtures`]: the workspace's binaries, the `minion` CLI, a filled REALTIME table.
 //! - [`local_env`]: a local-mode environment: the import samples, a filled REALTIME table, the
 //!   CLI on a state directory, totals of both tables.
+//! - [`python_delta`]: another Delta writer (Python `deltalake`) writing fixture tables.
 //! - [`rows`]: a table's rows as any reader sees them, as an order-independent multiset; the
 //!   watermark a config committed.
 //! - [`steps`]: a run driven one control-loop step at a time, a check after every step, a
@@ -18,5 +19,6 @@ pub mod fake_api;
 pub mod fixtures;
 pub mod local_env;
 pub mod node;
+pub mod python_delta;
 pub mod rows;
 pub mod steps;

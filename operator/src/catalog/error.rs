@@ -61,6 +61,14 @@ pub enum CatalogError {
     )]
     CommitConflict { uri: String, attempts: usize },
 
+    /// The Delta table uses a feature the operator does not support (see `catalog::features`).
+    #[error("table {uri}: unsupported Delta table feature: {feature}. {fix}")]
+    UnsupportedDeltaFeature {
+        uri: String,
+        feature: String,
+        fix: String,
+    },
+
     /// Any other error from the Delta library.
     #[error("table {uri}: delta: {source}")]
     Delta {
@@ -83,6 +91,7 @@ impl CatalogError {
             CatalogError::InvalidUri { .. } => "InvalidUri",
             CatalogError::StoreUnreachable { .. } => "StoreUnreachable",
             CatalogError::CommitConflict { .. } => "CommitConflict",
+            CatalogError::UnsupportedDeltaFeature { .. } => "UnsupportedDeltaFeature",
             CatalogError::Delta { .. } => "Delta",
         }
     }
@@ -95,7 +104,8 @@ impl CatalogError {
         )
     }
 
-    /// Wraps a Delta error, classifying storage failures and missing tables.
+    /// Wraps a Delta error, classifying storage failures, missing tables and features the
+    /// library refuses to read.
     pub(crate) fn delta(uri: &str, err: DeltaTableError) -> Self {
         match err {
             DeltaTableError::NotATable(_) => CatalogError::NotATable {
@@ -115,9 +125,16 @@ impl CatalogError {
                 uri: uri.to_string(),
                 source: Box::new(source),
             },
-            other => CatalogError::Delta {
-                uri: uri.to_string(),
-                source: Box::new(other),
+            other => match super::features::refused_by_library(&other.to_string()) {
+                Some(refused) => CatalogError::UnsupportedDeltaFeature {
+                    uri: uri.to_string(),
+                    feature: refused.feature,
+                    fix: refused.fix,
+                },
+                None => CatalogError::Delta {
+                    uri: uri.to_string(),
+                    source: Box::new(other),
+                },
             },
         }
     }

@@ -29,6 +29,7 @@
 mod cleanup;
 mod commit;
 mod error;
+mod features;
 mod schema;
 mod stats;
 
@@ -47,6 +48,7 @@ use crate::clock::{Clock, SystemClock};
 pub use cleanup::{CleanupReport, UNREFERENCED_MIN_AGE_MS};
 pub use commit::{AppTxn, CommitOutcome, Replacement};
 pub use error::{CatalogError, Result};
+pub use features::{TableFeatures, Unsupported};
 pub use schema::{arrow_schema, arrow_type, delta_type};
 pub use stats::{FileStats, TimeColumn, TimeKind, parse_stats, stats_json};
 
@@ -228,6 +230,7 @@ impl Catalog {
                 .await
                 .map_err(|e| CatalogError::delta(uri, e))?;
         }
+        features::check(uri, &table)?;
         let existing = snapshot_schema(uri, &table)?;
         if let Some((column, detail)) = schema::schema_difference(&existing, schema) {
             return Err(CatalogError::SchemaMismatch {
@@ -252,6 +255,7 @@ impl Catalog {
             .load()
             .await
             .map_err(|e| CatalogError::delta(uri, e))?;
+        features::check(uri, &table)?;
         let time = time_column_from_properties(uri, &table)?;
         Ok(Catalog::with_table(uri, table, time))
     }
@@ -287,17 +291,30 @@ impl Catalog {
         &self.time
     }
 
+    /// The protocol and table properties of the loaded snapshot, as the feature check reads
+    /// them (see `features`).
+    pub fn features(&self) -> Result<TableFeatures> {
+        TableFeatures::of(&self.uri, &self.table)
+    }
+
     /// The loaded table version.
     pub fn version(&self) -> Version {
         self.table.version().unwrap_or_default()
     }
 
-    /// Loads the latest version of the log (incrementally from the loaded one).
+    /// Loads the latest version of the log (incrementally from the loaded one), and checks it
+    /// again for features the operator does not support: another writer may have enabled one
+    /// since the last load. Every commit, clean-up and (through `Catalogs`) plan refreshes
+    /// first.
+    ///
+    /// # Errors
+    /// `UnsupportedDeltaFeature` (see `features`); storage and library failures.
     pub async fn refresh(&mut self) -> Result<Version> {
         self.table
             .update_state()
             .await
             .map_err(|e| CatalogError::delta(&self.uri, e))?;
+        features::check(&self.uri, &self.table)?;
         Ok(self.version())
     }
 

@@ -13,6 +13,11 @@
 //!    keeps sidecars of live segments (`<segment>.validity`).
 //! 3. A Normal Event `CleanedUp` on the Table summarises what was deleted, when anything was.
 //!
+//! Only Ready tables are housekept. A table whose Delta log uses a feature the operator does
+//! not support (deletion vectors, …) is never cleaned up: it is not Ready, and the catalog
+//! refuses it again on the refresh before every clean-up (`catalog::features`), should
+//! another writer enable the feature between the reconcile and this pass.
+//!
 //! Order: lineage first (status written before files go), so a crash leaves no IN_PROGRESS
 //! entry pointing at deleted outputs.
 

@@ -105,6 +105,9 @@ reasons! {
     Active,
     /// A table's catalog is readable.
     CatalogReady,
+    /// A Table's Delta table uses a feature the operator does not support (partitioning,
+    /// deletion vectors, column mapping, …): the table is not Ready and never cleaned up.
+    UnsupportedDeltaFeature,
     /// The Secret a table's storage credentials come from cannot be read.
     StorageSecretUnavailable,
     /// A Table's `spec.uri` is the location of an older Table, or nested with it.
