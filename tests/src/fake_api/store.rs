@@ -492,8 +492,12 @@ mod tests {
 
     const TABLES: &str = "minion.dev/v1alpha1/tables";
 
+    /// A Table the schema admits.
     fn table(name: &str) -> Value {
-        json!({"apiVersion": "minion.dev/v1alpha1", "kind": "Table", "metadata": {"name": name}, "spec": {}})
+        json!({"apiVersion": "minion.dev/v1alpha1", "kind": "Table", "metadata": {"name": name},
+               "spec": {"tableType": "OFFLINE", "uri": "s3://lake/t",
+                        "schema": {"timeColumn": "ts",
+                                   "columns": [{"name": "ts", "dataType": "LONG"}]}}})
     }
 
     fn set_status(store: &mut Store, status: &Value) -> Result<Value, Refusal> {
@@ -510,7 +514,10 @@ mod tests {
         store
             .create(TABLES, "default", table("t"), false, "now")
             .unwrap();
-        let status = |bytes: usize| json!({"lineage": [{"segmentsFrom": ["x".repeat(bytes)]}]});
+        let status = |bytes: usize| {
+            json!({"lineage": [{"id": "r-0", "taskRun": "r", "state": "IN_PROGRESS",
+                "timestampMs": 0, "outputPrefix": "data/r/0", "segmentsFrom": ["x".repeat(bytes)]}]})
+        };
         let err = set_status(&mut store, &status(MAX_STORED_OBJECT_BYTES)).unwrap_err();
         assert_eq!((err.code, err.reason), (500, ""));
         assert_eq!(err.message, "etcdserver: request is too large");
@@ -548,7 +555,7 @@ mod tests {
             "refused writes changed nothing"
         );
         let mut huge = table("h");
-        huge["spec"]["x"] = json!("x".repeat(MAX_STORED_OBJECT_BYTES));
+        huge["spec"]["uri"] = json!("x".repeat(MAX_STORED_OBJECT_BYTES));
         let err = store
             .create(TABLES, "default", huge, false, "now")
             .unwrap_err();
