@@ -42,3 +42,15 @@ docs/kubernetes.md (RBAC) has the reason for each rule.
   resourceNames: [{{ .Values.leaderElection.leaseName | quote }}]
   verbs: ["get", "update"]
 {{- end }}
+
+{{- define "minion-operator.userViewRules" -}}
+- apiGroups: ["minion.dev"]
+  resources: ["tables", "miniontaskconfigs", "taskruns", "tables/status", "miniontaskconfigs/status", "taskruns/status"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{- define "minion-operator.userEditRules" -}}
+- apiGroups: ["minion.dev"]
+  resources: ["tables", "miniontaskconfigs", "taskruns"]
+  verbs: ["create", "update", "patch", "delete", "deletecollection"]
+{{- end }}

@@ -117,6 +117,31 @@ pub const LEASE_OWN: Rule = Rule {
     why: "Leader election: read and renew the operator's own Lease",
 };
 
+/// For people, not the operator: the ClusterRole aggregated into the built-in `view` (and
+/// `edit`, `admin`) roles, so a namespace's readers see Tables, configs and runs.
+pub const USER_VIEW_RULES: &[Rule] = &[Rule {
+    group: "minion.dev",
+    resources: &[
+        "tables",
+        "miniontaskconfigs",
+        "taskruns",
+        "tables/status",
+        "miniontaskconfigs/status",
+        "taskruns/status",
+    ],
+    verbs: &["get", "list", "watch"],
+    why: "Users bound to view read Tables, configs and runs with their status",
+}];
+
+/// For people: the ClusterRole aggregated into the built-in `edit` and `admin` roles, so a
+/// namespace's editors apply Tables, configs and runs (never their status: the operator's).
+pub const USER_EDIT_RULES: &[Rule] = &[Rule {
+    group: "minion.dev",
+    resources: &["tables", "miniontaskconfigs", "taskruns"],
+    verbs: &["create", "update", "patch", "delete", "deletecollection"],
+    why: "Users bound to edit or admin apply Tables, configs and runs",
+}];
+
 /// The file [`chart_template`] is written to, relative to the repository root.
 pub const CHART_TEMPLATE_PATH: &str = "charts/minion-operator/templates/_rbac.tpl";
 
@@ -138,7 +163,8 @@ fn rule_yaml(out: &mut String, rule: &Rule, names: Option<&str>) {
 }
 
 /// The chart's helper template with the rules: `minion-operator.watchRules` (every watched
-/// namespace) and `minion-operator.leaseRules` (the release namespace).
+/// namespace), `minion-operator.leaseRules` (the release namespace) and the user roles'
+/// `minion-operator.userViewRules` and `minion-operator.userEditRules`.
 pub fn chart_template() -> String {
     let mut out = String::new();
     out.push_str(&format!(
@@ -156,6 +182,16 @@ pub fn chart_template() -> String {
         &LEASE_OWN,
         Some("{{ .Values.leaderElection.leaseName | quote }}"),
     );
+    out.push_str("{{- end }}\n\n");
+    out.push_str("{{- define \"minion-operator.userViewRules\" -}}\n");
+    for rule in USER_VIEW_RULES {
+        rule_yaml(&mut out, rule, None);
+    }
+    out.push_str("{{- end }}\n\n");
+    out.push_str("{{- define \"minion-operator.userEditRules\" -}}\n");
+    for rule in USER_EDIT_RULES {
+        rule_yaml(&mut out, rule, None);
+    }
     out.push_str("{{- end }}\n");
     out
 }
