@@ -84,16 +84,12 @@ impl Validity {
     }
 }
 
-/// Invalid-row count of one segment, as the operator's refresh generator reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentValidity {
-    pub path: String,
-    pub rows: u64,
-    pub invalid: u64,
-}
+/// Invalid-row count of one segment.
+pub type SegmentValidity = minion_contract::SegmentValidityCount;
 
 /// Computes validity across `segments` (paths relative to `table.uri`), writes
-/// `<path>.validity` next to each, and returns the invalid counts in input order.
+/// `<path>.validity` next to each, and returns the invalid counts in input order. The
+/// operator never calls this: it runs as a worker subtask ([`minion_contract::SubtaskKind::Validity`]).
 ///
 /// # Errors
 /// `BadSpec` if the table has no primary key; read and store errors as for any input.
@@ -108,14 +104,27 @@ pub async fn compute_validity(
     let budget = options
         .memory_budget_bytes
         .unwrap_or(minion_contract::DEFAULT_MEMORY_BUDGET_BYTES);
-    let validity = validity_of(
+    write_validity(
         table,
         &location,
         segments,
         &SpillDir::new(private.path()),
         budget,
     )
-    .await?;
+    .await
+}
+
+/// Computes validity across `segments` with the spilling sorter under `budget`, writes each
+/// segment's validity file (a rewrite of the same content when it exists: the files are
+/// derived data), and returns the counts in input order.
+pub(crate) async fn write_validity(
+    table: &TableLocation,
+    location: &Location,
+    segments: &[SegmentRef],
+    spill: &SpillDir,
+    budget: u64,
+) -> Result<Vec<SegmentValidity>> {
+    let validity = validity_of(table, location, segments, spill, budget).await?;
     let mut out = Vec::with_capacity(segments.len());
     for (seg, v) in segments.iter().zip(validity) {
         let path = location.child(&format!("{}{VALIDITY_SUFFIX}", seg.path));
