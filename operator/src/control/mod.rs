@@ -39,6 +39,7 @@ mod stepctx;
 mod subtasks;
 pub mod tables;
 pub mod taskrun;
+pub mod validity;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -101,6 +102,9 @@ pub struct LaunchRequest {
     pub namespace: String,
     pub task_run: String,
     pub subtask: u32,
+    /// What the worker does (a validity subtask is not one of the numbered subtasks: its
+    /// `subtask` is 0 and its Job is labelled `validity`).
+    pub kind: minion_contract::SubtaskKind,
     pub attempt: u32,
     /// Deterministic job name (see the module docs).
     pub job: String,
