@@ -278,6 +278,7 @@ mod tests {
                 ..RowLedger::default()
             }),
             validity: Vec::new(),
+            peak_spill_bytes: None,
         }
     }
 

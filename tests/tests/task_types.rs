@@ -358,6 +358,116 @@ async fn segment_refresh_keeps_only_the_latest_version_of_each_primary_key() {
     assert_eq!(seen, expected, "a key lost its latest version");
 }
 
+/// The validity of an upsert table is computed by a worker, never by the operator: a table
+/// whose segments have no validity file gets a first subtask of kind validity (its own
+/// process, its own memory budget: here 8 MiB for 240,000 rows, so its sort spills), and the
+/// run is planned from the files it wrote. The compacted table holds exactly the latest
+/// version of each key (count and order-independent hash of every row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spills() {
+    use minion_e2e::rows::{Multiset, RowHasher, TableRows};
+    let env = Env::new();
+    env.apply("table-users-upsert.yaml", &[]);
+    let users = env.table("table-users-upsert.yaml");
+    let mut catalog = Catalog::create(&users.uri, &users.schema, Default::default())
+        .await
+        .unwrap();
+    let day0 = Utc::now().timestamp_millis() - 30 * DAY_MS;
+    let day0 = day0 - day0.rem_euclid(DAY_MS);
+    let generation = |ids: std::ops::Range<u32>, day: i64, v: f64| -> Vec<(String, i64, f64)> {
+        ids.map(|i| {
+            (
+                format!("user-{i:07}"),
+                day0 + day * DAY_MS + i64::from(i),
+                v,
+            )
+        })
+        .collect()
+    };
+    // 120,000 users; 60,000 of them updated; 30,000 more updated and 30,000 new ones.
+    let generations = [
+        generation(0..120_000, 0, 1.0),
+        generation(0..60_000, 5, 2.0),
+        [
+            generation(60_000..90_000, 9, 3.0),
+            generation(120_000..150_000, 9, 3.0),
+        ]
+        .concat(),
+    ];
+    let root = PathBuf::from(users.uri.trim_start_matches("file://"));
+    let mut latest: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    let mut paths = Vec::new();
+    for (g, rows) in generations.iter().enumerate() {
+        let path = format!("stream/users_{g}.parquet");
+        write_parquet(&root.join(&path), &users_batch(rows));
+        let segment = SegmentRef {
+            path: path.clone(),
+            rows: rows.len() as u64,
+            bytes: std::fs::metadata(root.join(&path)).unwrap().len(),
+            min_time_ms: rows.iter().map(|r| r.1).min(),
+            max_time_ms: rows.iter().map(|r| r.1).max(),
+            partition: None,
+            tags: Default::default(),
+        };
+        catalog.append(&[segment], &[]).await.unwrap();
+        for r in rows {
+            latest.insert(r.0.clone(), (r.1, r.2));
+        }
+        paths.push(path);
+    }
+    for p in &paths {
+        assert!(!root.join(format!("{p}.validity")).exists(), "{p}");
+    }
+    let expected_rows: Vec<(String, i64, f64)> =
+        latest.into_iter().map(|(k, (t, v))| (k, t, v)).collect();
+    let hasher = RowHasher::new(&users.schema);
+    let expected = Multiset::of(&hasher.rows(&users_batch(&expected_rows)));
+    assert_eq!(expected.rows, 150_000);
+
+    env.apply(
+        "mtc-refresh.yaml",
+        &[("  table: users\n", "  table: users\n  memoryBudget: 8Mi\n")],
+    );
+    let out = env.ok(&["run", "users-refresh"]);
+    let name = created_run(&out);
+    env.up();
+    let tr = env.task_run(&name);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    // The validity subtask ran as a worker job of its own, before the numbered subtasks.
+    let v = &tr["status"]["validity"];
+    assert_eq!(v["state"], "Succeeded", "{tr:#}");
+    let job = v["job"].as_str().unwrap();
+    assert!(job.ends_with("-validity"), "{job}");
+    assert_eq!(v["attempts"], 1);
+    assert_eq!(v["segments"], 3);
+    assert_eq!(v["rows"], 240_000);
+    // Generation 0 lost 90,000 users to newer versions; the others lost none.
+    assert_eq!(v["invalidRows"], 90_000);
+    assert!(
+        v["spilledBytes"].as_u64().unwrap() > 0,
+        "the validity worker never spilled under its 8 MiB budget: {v:#}"
+    );
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(v["specUri"].as_str().unwrap().trim_start_matches("file://")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec["kind"], "validity");
+    assert_eq!(spec["memoryBudgetBytes"], 8 << 20);
+    // The worker process wrote the files (a local job's log is that process's output).
+    let log = env.state.join("jobs/default").join(format!("{job}.log"));
+    assert!(log.exists(), "{}", log.display());
+    let described = env.ok(&["describe", "tr", &name]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("  validity") && l.contains("Succeeded") && l.contains(job)),
+        "{described}"
+    );
+    // The rewritten table: exactly the latest version of every key.
+    let after = TableRows::read(&users).await;
+    assert_eq!(after.multiset(), expected, "{}", after.describe());
+}
+
 /// Events as CSV text (header row) and as JSON lines.
 fn events_text(batch: &RecordBatch) -> (String, String) {
     let mut csv = String::from("ts,country,browser,device,user_id,clicks,revenue,latency_ms\n");

@@ -125,6 +125,7 @@ fn empty_manifest(spec: &SubtaskSpec, outcome: Outcome) -> ResultManifest {
         skipped_files: Vec::new(),
         ledger: None,
         validity: Vec::new(),
+        peak_spill_bytes: None,
     }
 }
 
@@ -443,6 +444,7 @@ async fn execute_validity(spec: &SubtaskSpec, options: &RunOptions) -> Result<Ru
     let mut manifest = empty_manifest(spec, Outcome::Succeeded);
     manifest.input_rows = counts.iter().map(|c| c.rows).sum();
     manifest.validity = counts;
+    manifest.peak_spill_bytes = Some(spill.stats.peak_bytes());
     if options.write_manifest {
         write_manifest(&dest, spec, &manifest).await?;
     }

@@ -160,6 +160,7 @@ async fn a_validity_subtask_spills_under_a_small_budget_and_writes_every_file() 
         .unwrap();
     assert!(report.peak_spill_bytes > 0, "the sorter never spilled");
     let m = report.manifest;
+    assert_eq!(m.peak_spill_bytes, Some(report.peak_spill_bytes));
     assert!(m.outputs.is_empty() && m.ledger.is_none());
     assert_eq!(m.input_rows, 3 * ROWS as u64);
     let got: Vec<(String, u64, u64)> = m

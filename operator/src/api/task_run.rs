@@ -227,6 +227,10 @@ pub struct ValidityStatus {
     /// Rows a newer version of their primary key supersedes.
     #[serde(default)]
     pub invalid_rows: u64,
+    /// The most local disk the worker's spilled sort runs took at once (0: the table fit in
+    /// the subtask's memory budget).
+    #[serde(default)]
+    pub spilled_bytes: u64,
     /// Where the spec was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec_uri: Option<String>,

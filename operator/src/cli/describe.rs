@@ -327,7 +327,10 @@ pub(crate) fn describe(
                         .collect::<Vec<_>>()
                         .join(": ")
                         + &if v.state == crate::api::SubtaskState::Succeeded {
-                            format!("{} invalid rows", v.invalid_rows)
+                            format!(
+                                "{} invalid rows, {} bytes spilled",
+                                v.invalid_rows, v.spilled_bytes
+                            )
                         } else {
                             String::new()
                         },

@@ -265,15 +265,17 @@ pub(super) async fn collect(
     status.state = SubtaskState::Succeeded;
     status.rows = m.input_rows;
     status.invalid_rows = invalid;
+    status.spilled_bytes = m.peak_spill_bytes.unwrap_or(0);
     status.segments = m.validity.len() as u64;
     status.completion_time = Some(ctx.now);
     status.reason = None;
     status.message = None;
     ctx.save(run).await?;
     let message = format!(
-        "validity subtask: {} rows of {} segment(s) read, {invalid} invalid; planning from the validity files",
+        "validity subtask: {} rows of {} segment(s) read, {invalid} invalid, {} bytes spilled; planning from the validity files",
         m.input_rows,
-        m.validity.len()
+        m.validity.len(),
+        m.peak_spill_bytes.unwrap_or(0)
     );
     ctx.event(run, EventType::Normal, Reason::SubtaskSucceeded, message)
         .await;
