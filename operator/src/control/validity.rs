@@ -287,7 +287,6 @@ pub(super) async fn collect(
 ///
 /// # Errors
 /// The job cannot be stopped or the status cannot be saved.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn failed(
     ctx: &mut StepCtx<'_>,
     run: &mut Run<'_>,
