@@ -20,7 +20,10 @@ fn operator_sources() -> Vec<(String, String)> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     sources(&root, &mut files);
-    assert!(files.len() > 50, "operator sources not found under {root:?}");
+    assert!(
+        files.len() > 50,
+        "operator sources not found under {root:?}"
+    );
     files
         .into_iter()
         .map(|p| {

@@ -358,15 +358,13 @@ async fn segment_refresh_keeps_only_the_latest_version_of_each_primary_key() {
     assert_eq!(seen, expected, "a key lost its latest version");
 }
 
-/// The validity of an upsert table is computed by a worker, never by the operator: a table
-/// whose segments have no validity file gets a first subtask of kind validity (its own
-/// process, its own memory budget: here 8 MiB for 240,000 rows, so its sort spills), and the
-/// run is planned from the files it wrote. The compacted table holds exactly the latest
-/// version of each key (count and order-independent hash of every row).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spills() {
-    use minion_e2e::rows::{Multiset, RowHasher, TableRows};
-    let env = Env::new();
+/// The `users` upsert table with three segments of `4 × unit` users, then `2 × unit` of
+/// them updated, then `unit` more updated and `unit` new ones (generations 0, 5 and 9 days
+/// after a day 30 days ago), no validity file: returns the table, its directory and the
+/// multiset of the latest version of each key (`5 × unit` rows; generation 0 holds `3 × unit`
+/// superseded rows).
+async fn upsert_users(env: &Env, unit: u32) -> (TableDef, PathBuf, minion_e2e::rows::Multiset) {
+    use minion_e2e::rows::{Multiset, RowHasher};
     env.apply("table-users-upsert.yaml", &[]);
     let users = env.table("table-users-upsert.yaml");
     let mut catalog = Catalog::create(&users.uri, &users.schema, Default::default())
@@ -384,19 +382,17 @@ async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spil
         })
         .collect()
     };
-    // 120,000 users; 60,000 of them updated; 30,000 more updated and 30,000 new ones.
     let generations = [
-        generation(0..120_000, 0, 1.0),
-        generation(0..60_000, 5, 2.0),
+        generation(0..4 * unit, 0, 1.0),
+        generation(0..2 * unit, 5, 2.0),
         [
-            generation(60_000..90_000, 9, 3.0),
-            generation(120_000..150_000, 9, 3.0),
+            generation(2 * unit..3 * unit, 9, 3.0),
+            generation(4 * unit..5 * unit, 9, 3.0),
         ]
         .concat(),
     ];
     let root = PathBuf::from(users.uri.trim_start_matches("file://"));
     let mut latest: BTreeMap<String, (i64, f64)> = BTreeMap::new();
-    let mut paths = Vec::new();
     for (g, rows) in generations.iter().enumerate() {
         let path = format!("stream/users_{g}.parquet");
         write_parquet(&root.join(&path), &users_batch(rows));
@@ -413,17 +409,26 @@ async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spil
         for r in rows {
             latest.insert(r.0.clone(), (r.1, r.2));
         }
-        paths.push(path);
-    }
-    for p in &paths {
-        assert!(!root.join(format!("{p}.validity")).exists(), "{p}");
+        assert!(!root.join(format!("{path}.validity")).exists(), "{path}");
     }
     let expected_rows: Vec<(String, i64, f64)> =
         latest.into_iter().map(|(k, (t, v))| (k, t, v)).collect();
     let hasher = RowHasher::new(&users.schema);
     let expected = Multiset::of(&hasher.rows(&users_batch(&expected_rows)));
-    assert_eq!(expected.rows, 150_000);
+    (users, root, expected)
+}
 
+/// The validity of an upsert table is computed by a worker, never by the operator: a table
+/// whose segments have no validity file gets a first subtask of kind validity (its own
+/// process, its own memory budget: here 8 MiB for 240,000 rows, so its sort spills), and the
+/// run is planned from the files it wrote. The compacted table holds exactly the latest
+/// version of each key (count and order-independent hash of every row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spills() {
+    use minion_e2e::rows::TableRows;
+    let env = Env::new();
+    let (users, root, expected) = upsert_users(&env, 30_000).await;
+    assert_eq!(expected.rows, 150_000);
     env.apply(
         "mtc-refresh.yaml",
         &[("  table: users\n", "  table: users\n  memoryBudget: 8Mi\n")],
@@ -466,6 +471,76 @@ async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spil
     // The rewritten table: exactly the latest version of every key.
     let after = TableRows::read(&users).await;
     assert_eq!(after.multiset(), expected, "{}", after.describe());
+    // The sidecars the worker wrote for the segments that stay live are still there.
+    for s in ["stream/users_1.parquet", "stream/users_2.parquet"] {
+        assert!(root.join(format!("{s}.validity")).exists(), "{s}");
+    }
+}
+
+/// The validity phase survives a loop that dies between any two steps: the run driven one
+/// step per process (each a restart from status), a worker SIGKILLed once (the validity
+/// worker, the first one launched, or else the rewrite), and the loop dying right after its
+/// Delta commit. After every step the table holds its rows as they were or exactly the
+/// latest version of each key, never anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_refresh_with_its_validity_phase_killed_after_every_step_ends_with_the_latest_rows()
+{
+    use minion_e2e::rows::TableRows;
+    use minion_e2e::steps::{StepOptions, View, step_through};
+    let env = Env::new();
+    let (users, root, expected) = upsert_users(&env, 1_000).await;
+    let before = TableRows::read(&users).await.multiset();
+    assert_eq!((before.rows, expected.rows), (8_000, 5_000));
+    env.apply(
+        "mtc-refresh.yaml",
+        &[("  table: users\n", "  table: users\n  maxAttempts: 3\n")],
+    );
+    let name = created_run(&env.ok(&["run", "users-refresh"]));
+    let cli = Minion {
+        state: env.state.clone(),
+    };
+    let options = StepOptions {
+        crash_after_commit: Some(root.clone()),
+        ..StepOptions::default()
+    };
+    let users_check = users.clone();
+    let report = step_through(&cli, &name, &options, async |v: View<'_>| {
+        let now = TableRows::read(&users_check).await.multiset();
+        assert!(
+            now == before || now == expected,
+            "{} after step {} ({}): the table holds {now}, neither {before} nor {expected}",
+            v.run,
+            v.step,
+            v.phase()
+        );
+    })
+    .await;
+    assert_eq!(report.phase, "Succeeded", "{:#}", report.tr);
+    let status = &report.tr["status"];
+    assert_eq!(status["validity"]["state"], "Succeeded", "{status:#}");
+    assert_eq!(status["validity"]["invalidRows"], 3_000, "{status:#}");
+    let killed = report
+        .killed
+        .as_ref()
+        .unwrap_or_else(|| panic!("no worker was killed: {status:#}"));
+    if killed.job.ends_with("-validity") {
+        assert!(
+            status["validity"]["attempts"].as_u64().unwrap() > u64::from(killed.attempt),
+            "the killed validity worker was not retried: {status:#}"
+        );
+    } else {
+        assert!(
+            report.attempts(killed.subtask) > u64::from(killed.attempt),
+            "subtask {} was killed and not retried: {status:#}",
+            killed.subtask
+        );
+    }
+    assert!(!report.crashed_after_commit.is_empty(), "{status:#}");
+    assert_eq!(TableRows::read(&users).await.multiset(), expected);
+    println!(
+        "refresh: {} steps; killed {:?}; crashed after the commits of steps {:?}; validity {:#}",
+        report.steps, report.killed, report.crashed_after_commit, status["validity"]
+    );
 }
 
 /// Events as CSV text (header row) and as JSON lines.
