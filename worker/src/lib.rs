@@ -45,8 +45,10 @@ pub use upsert::{SegmentValidity, Validity, compute_validity, read_validity};
 pub async fn read_spec(uri: &str) -> Result<SubtaskSpec, WorkerError> {
     let (location, path) = store::resolve_file(uri)?;
     let bytes = location.get_bytes(&path).await.map_err(|e| match e {
-        WorkerError::MissingInput { .. } => WorkerError::BadSpec(format!("spec {uri} not found")),
-        other => other,
+        minion_store::StoreError::NotFound { .. } => {
+            WorkerError::BadSpec(format!("spec {uri} not found"))
+        }
+        other => other.into(),
     })?;
     let spec: SubtaskSpec = serde_json::from_slice(&bytes)
         .map_err(|e| WorkerError::BadSpec(format!("spec {uri}: {e}")))?;

@@ -135,8 +135,9 @@ async fn write_manifest(
     manifest: &ResultManifest,
 ) -> Result<()> {
     let json = serde_json::to_vec_pretty(manifest).map_err(WorkerError::internal)?;
-    dest.put_bytes(&dest.child(&spec.manifest_path()), json)
-        .await
+    Ok(dest
+        .put_bytes(&dest.child(&spec.manifest_path()), json)
+        .await?)
 }
 
 /// What is known of a pipeline's input size before it is read.

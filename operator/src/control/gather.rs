@@ -277,7 +277,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| ControlError::storage(&loc.child_uri(relative), e)),
-        Err(minion_worker::WorkerError::MissingInput { .. }) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(ControlError::storage(&loc.child_uri(relative), e)),
     }
 }

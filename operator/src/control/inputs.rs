@@ -76,7 +76,7 @@ pub async fn list_named_files(uris: &[String]) -> Result<Vec<ListedFile>, Contro
     let mut out = Vec::with_capacity(uris.len());
     for uri in uris {
         let (loc, path) =
-            minion_worker::store::resolve_file(uri).map_err(|e| ControlError::storage(uri, e))?;
+            minion_store::resolve_file(uri).map_err(|e| ControlError::storage(uri, e))?;
         let meta = loc
             .store
             .head(&path)
