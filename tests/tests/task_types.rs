@@ -433,6 +433,13 @@ async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spil
         "mtc-refresh.yaml",
         &[("  table: users\n", "  table: users\n  memoryBudget: 8Mi\n")],
     );
+    // A dry run computes nothing either: it says what a run would do first.
+    let planned = env.ok(&["plan", "users-refresh"]);
+    assert!(
+        planned.contains("across 3 segment(s) in a worker subtask of kind validity"),
+        "{planned}"
+    );
+    assert!(!root.join("stream/users_0.parquet.validity").exists());
     let out = env.ok(&["run", "users-refresh"]);
     let name = created_run(&out);
     env.up();
