@@ -6,13 +6,8 @@
 //! `(key, comparison desc, segment desc, row desc)` with the spilling sorter, so it runs
 //! under the memory budget whatever the table size.
 //!
-//! # Validity file format (`<segment path>.validity`, little endian)
-//! | bytes | content |
-//! |---|---|
-//! | 0..8 | magic `MNVALID1` |
-//! | 8..16 | row count (u64) |
-//! | 16..24 | invalid row count (u64) |
-//! | 24.. | bitmap, `ceil(rows / 8)` bytes, bit `i % 8` of byte `i / 8` set when row `i` is valid |
+//! The validity file format (`<segment path>.validity`) is the contract's
+//! ([`minion_contract::validity`]).
 
 use std::sync::Arc;
 
@@ -36,9 +31,8 @@ use crate::stream::BaselineMetrics;
 use crate::table::{CoerceMode, arrow_schema};
 use crate::time::TimeColumn;
 
-const MAGIC: &[u8; 8] = b"MNVALID1";
-/// Suffix of validity files, appended to the segment path.
-pub const VALIDITY_SUFFIX: &str = ".validity";
+use minion_contract::validity::VALIDITY_MAGIC as MAGIC;
+pub use minion_contract::validity::VALIDITY_SUFFIX;
 
 /// Which rows of one segment are valid.
 #[derive(Clone, Debug, PartialEq, Eq)]

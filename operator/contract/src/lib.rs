@@ -10,6 +10,7 @@ pub mod schema;
 pub mod segment;
 pub mod spec;
 pub mod task;
+pub mod validity;
 
 pub use ledger::{LedgerViolation, MetricTotals, RowDigest, RowLedger, Total};
 pub use manifest::{
@@ -26,3 +27,4 @@ pub use spec::{
     TimeWindow, run_prefix, staging_prefix, subtask_prefix, validity_prefix,
 };
 pub use task::{AggregationType, FileFormat, MergeType, TaskType};
+pub use validity::{VALIDITY_SUFFIX, ValidityCounts};

@@ -136,18 +136,22 @@ pub async fn invalid_rows(view: &TableView, computed: bool) -> Result<InvalidRow
     let segments = validity_order(view);
     let mut out = HashMap::new();
     let mut missing = false;
+    let loc = crate::storage::resolve(&def.uri).map_err(|e| ControlError::storage(&def.uri, e))?;
     for s in &segments {
-        match minion_worker::read_validity(&def.uri, &s.path).await {
-            Ok(v) => {
-                out.insert(s.path.clone(), v.invalid());
+        let path = loc.child(&format!("{}{}", s.path, minion_contract::VALIDITY_SUFFIX));
+        match loc.get_bytes(&path).await {
+            Ok(bytes) => {
+                let counts = minion_contract::ValidityCounts::decode(&bytes)
+                    .map_err(|m| ControlError::storage(&loc.display(&path), m))?;
+                out.insert(s.path.clone(), counts.invalid);
             }
-            Err(minion_worker::WorkerError::MissingInput { .. }) => {
+            Err(e) if e.is_not_found() => {
                 missing = true;
                 if !computed {
                     break;
                 }
             }
-            Err(e) => return Err(ControlError::storage(&def.uri, e)),
+            Err(e) => return Err(ControlError::storage(&loc.display(&path), e)),
         }
     }
     if missing && !computed {
