@@ -9,7 +9,9 @@
 //! is admitted) bounds Planning ([`Reason::PlanningTimedOut`], naming the last planning error)
 //! as it bounds Running ([`Reason::RunTimeout`]). Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
 //! Reverted)`; a failed attempt with attempts left goes back to `Pending` with its attempt
-//! count kept, so the next launch uses `attempts + 1`.
+//! count kept, so the next launch uses `attempts + 1`. A SegmentRefresh run may first run
+//! a validity subtask while `Planning` (`status.validity`: `Running → Succeeded | Pending
+//! [retry] | Failed`; the steps are decided in [`super::validity::next_step`]).
 //!
 //! No I/O, no clock: the same status and facts give the same step.
 

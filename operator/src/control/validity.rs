@@ -16,7 +16,7 @@
 //!   the next Plan step launches the next attempt) or, out of attempts, the run `Failed`
 //!   (nothing was locked: lineage opens only once the run is planned).
 //! - a run that ends while the subtask runs (its runTimeout, concurrencyPolicy Replace, a
-//!   table not Ready past the deadline) stops its job ([`stop_on_finish`]).
+//!   table not Ready past the deadline) stops its job (`stop_on_finish`).
 //!
 //! The validity files are derived data: an attempt rewrites them whole, and a late attempt
 //! that finishes after a newer one can only leave counts the planner uses to choose
