@@ -202,6 +202,7 @@ mod tests {
         SubtaskSpec {
             api_version: minion_contract::CONTRACT_VERSION.into(),
             task_type: TaskType::MergeRollupTask,
+            kind: Default::default(),
             namespace: "ns".into(),
             task_run: "run".into(),
             subtask: 2,
@@ -276,6 +277,8 @@ mod tests {
                 written: digest(written),
                 ..RowLedger::default()
             }),
+            validity: Vec::new(),
+            peak_spill_bytes: None,
         }
     }
 

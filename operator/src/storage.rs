@@ -1,9 +1,9 @@
-//! The operator's object-store access: [`resolve`] is the worker's resolver
-//! (`minion_worker::store::resolve`: endpoint and credentials from the environment) unless
+//! The operator's object-store access: [`resolve`] is the resolver the worker uses too
+//! (`minion_store::resolve`: endpoint and credentials from the environment) unless
 //! storage options are registered for the URI's bucket ([`register`]) — as the Kubernetes
 //! backend does from the Secret a Table names in `spec.storageSecretRef` — in which case the
 //! store is built from the environment with those options over it
-//! (`minion_worker::store::resolve_with_options`).
+//! (`minion_store::resolve_with_options`).
 //!
 //! Options are object_store configuration keys (`aws_access_key_id`, `aws_endpoint`,
 //! `google_service_account`, `azure_storage_account_name`, …); Secret keys are taken in either
@@ -14,8 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::RwLock;
 
-use minion_worker::WorkerError;
-use minion_worker::store::Location;
+use minion_store::{Location, StoreError};
 use url::Url;
 
 type Options = HashMap<String, String>;
@@ -71,9 +70,9 @@ pub fn options_for(uri: &str) -> Option<Options> {
 /// environment's settings, else as the worker does (environment only).
 ///
 /// # Errors
-/// As `minion_worker::store::resolve`: a bad URI or an unbuildable client.
-pub fn resolve(uri: &str) -> Result<Location, WorkerError> {
-    minion_worker::store::resolve_with_options(uri, &options_for(uri).unwrap_or_default())
+/// As `minion_store::resolve`: a bad URI or an unbuildable client.
+pub fn resolve(uri: &str) -> Result<Location, StoreError> {
+    minion_store::resolve_with_options(uri, &options_for(uri).unwrap_or_default())
 }
 
 #[cfg(test)]

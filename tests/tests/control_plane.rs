@@ -1564,6 +1564,7 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
         namespace: ns.into(),
         task_run: long.clone(),
         subtask: 0,
+        kind: Default::default(),
         attempt: 1,
         job: minion_operator::control::taskrun::job_name(&long, 0, 1),
         spec_uri: "file:///nonexistent/_spec.json".into(),

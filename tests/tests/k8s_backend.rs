@@ -1243,3 +1243,196 @@ async fn a_table_outside_the_allowed_uri_prefixes_is_not_ready_and_untouched() {
     );
     assert_eq!(files(), before, "the operator wrote under {root:?}");
 }
+
+/// On the Kubernetes backend the validity of an upsert table is computed in a Job of its
+/// own (labelled `minion.dev/subtask: validity`, owned by the run, with the run's memory
+/// budget), never by the operator: the run stays Planning until that Job completed, then
+/// rewrites the table to exactly the latest version of each key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_on_the_kubernetes_backend_computes_validity_in_a_job_of_its_own() {
+    use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    let env = Env::new(1).await;
+    let data = PathBuf::from(
+        env.table("events-offline")
+            .uri
+            .trim_start_matches("file://"),
+    )
+    .parent()
+    .unwrap()
+    .to_path_buf();
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+    let client = env.api.client();
+    let mut users = None;
+    for file in ["table-users-upsert.yaml", "mtc-refresh.yaml"] {
+        let text = std::fs::read_to_string(samples.join(file))
+            .unwrap()
+            .replace(
+                "file:///tmp/minion/",
+                &format!("file://{}/", data.display()),
+            )
+            .replace("  table: users\n", "  table: users\n  memoryBudget: 16Mi\n");
+        for r in parse_manifests(&text).unwrap() {
+            let pp = PostParams::default();
+            match r {
+                Resource::Table(t) => {
+                    users = Some(minion_operator::validate::table(&t).unwrap());
+                    Api::<Table>::namespaced(client.clone(), "default")
+                        .create(&pp, &t)
+                        .await
+                        .unwrap();
+                }
+                Resource::MinionTaskConfig(c) => {
+                    Api::<MinionTaskConfig>::namespaced(client.clone(), "default")
+                        .create(&pp, &c)
+                        .await
+                        .unwrap();
+                }
+                Resource::TaskRun(_) => unreachable!("no TaskRun sample here"),
+            }
+        }
+    }
+    let users = users.unwrap();
+    // Two generations: 200 users, then 100 of them updated (no validity file anywhere).
+    let mut catalog = Catalog::create(&users.uri, &users.schema, Default::default())
+        .await
+        .unwrap();
+    let day0 = chrono::Utc::now().timestamp_millis() - 30 * DAY_MS;
+    let day0 = day0 - day0.rem_euclid(DAY_MS);
+    let root = PathBuf::from(users.uri.trim_start_matches("file://"));
+    for (g, (n, day)) in [(200i64, 0i64), (100, 5)].into_iter().enumerate() {
+        let ts: Vec<i64> = (0..n).map(|i| day0 + day * DAY_MS + i).collect();
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("user_id", arrow::datatypes::DataType::Utf8, false),
+            arrow::datatypes::Field::new("country", arrow::datatypes::DataType::Utf8, true),
+            arrow::datatypes::Field::new("plan", arrow::datatypes::DataType::Utf8, true),
+            arrow::datatypes::Field::new("updated_at", arrow::datatypes::DataType::Int64, false),
+            arrow::datatypes::Field::new(
+                "lifetime_revenue",
+                arrow::datatypes::DataType::Float64,
+                true,
+            ),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("user-{i:04}")),
+                )),
+                Arc::new(StringArray::from(vec![Some("FR"); n as usize])),
+                Arc::new(StringArray::from(vec![Some("pro"); n as usize])),
+                Arc::new(Int64Array::from(ts.clone())),
+                Arc::new(Float64Array::from(vec![g as f64; n as usize])),
+            ],
+        )
+        .unwrap();
+        let path = format!("stream/users_{g}.parquet");
+        minion_e2e::rows::write_parquet(&root.join(&path), &batch);
+        let segment = SegmentRef {
+            path: path.clone(),
+            rows: n as u64,
+            bytes: std::fs::metadata(root.join(&path)).unwrap().len(),
+            min_time_ms: ts.first().copied(),
+            max_time_ms: ts.last().copied(),
+            partition: None,
+            tags: Default::default(),
+        };
+        catalog.append(&[segment], &[]).await.unwrap();
+    }
+
+    let backend = env.backend();
+    let cfg = backend
+        .get_task_config("default", "users-refresh")
+        .await
+        .unwrap()
+        .unwrap();
+    let name = "users-refresh-manual-1";
+    backend
+        .create_task_run(&new_task_run(&cfg, name, None))
+        .await
+        .unwrap();
+    let mut controller = Controller::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        ControllerOptions {
+            max_steps: None,
+            poll_interval: Duration::from_millis(20),
+            only_run: None,
+            allowed_uri_prefixes: Vec::new(),
+        },
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut saw_planning_with_validity = false;
+    let run = loop {
+        let report = controller.tick().await.unwrap();
+        let run = env.api.get(TASK_RUNS, "default", name).unwrap();
+        let phase = run["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_string();
+        if phase == "Planning" && run["status"]["validity"]["state"] == "Running" {
+            saw_planning_with_validity = true;
+            // Nothing is locked while validity is computed.
+            let table = env
+                .api
+                .get("minion.dev/v1alpha1/tables", "default", "users")
+                .unwrap();
+            assert!(
+                table["status"]["lineage"]
+                    .as_array()
+                    .is_none_or(|l| l.is_empty()),
+                "{table:#}"
+            );
+        }
+        if matches!(
+            phase.as_str(),
+            "Succeeded" | "Failed" | "TimedOut" | "Skipped"
+        ) {
+            break run;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck: {run:#} {report:?}"
+        );
+        if report.steps == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    assert_eq!(run["status"]["phase"], "Succeeded", "{run:#}");
+    assert!(saw_planning_with_validity, "{run:#}");
+    let validity = &run["status"]["validity"];
+    assert_eq!(validity["state"], "Succeeded", "{run:#}");
+    assert_eq!(validity["invalidRows"], 100, "{run:#}");
+    let job_name = validity["job"].as_str().unwrap();
+    let jobs = env.api.list("batch/v1/jobs", Some("default"));
+    let job = jobs
+        .iter()
+        .find(|j| j["metadata"]["name"] == job_name)
+        .unwrap_or_else(|| panic!("no Job {job_name}: {jobs:#?}"));
+    assert_eq!(job["metadata"]["labels"]["minion.dev/subtask"], "validity");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "TaskRun");
+    assert_eq!(
+        job["metadata"]["ownerReferences"][0]["uid"],
+        run["metadata"]["uid"]
+    );
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    let budget = args.iter().position(|a| a == "--memory-budget").unwrap() + 1;
+    assert_eq!(args[budget], (16u64 << 20).to_string());
+    // Both sidecars were written by the Job, and the table holds each user once.
+    for g in 0..2 {
+        assert!(
+            root.join(format!("stream/users_{g}.parquet.validity"))
+                .exists()
+        );
+    }
+    let live = Catalog::open(&users.uri, Default::default())
+        .await
+        .unwrap()
+        .segments()
+        .unwrap();
+    let totals = inspect::totals(&users.uri, &users.schema, &live, None)
+        .await
+        .unwrap();
+    assert_eq!(totals.rows, 200, "{live:#?}");
+}

@@ -358,6 +358,198 @@ async fn segment_refresh_keeps_only_the_latest_version_of_each_primary_key() {
     assert_eq!(seen, expected, "a key lost its latest version");
 }
 
+/// The `users` upsert table with three segments of `4 × unit` users, then `2 × unit` of
+/// them updated, then `unit` more updated and `unit` new ones (generations 0, 5 and 9 days
+/// after a day 30 days ago), no validity file: returns the table, its directory and the
+/// multiset of the latest version of each key (`5 × unit` rows; generation 0 holds `3 × unit`
+/// superseded rows).
+async fn upsert_users(env: &Env, unit: u32) -> (TableDef, PathBuf, minion_e2e::rows::Multiset) {
+    use minion_e2e::rows::{Multiset, RowHasher};
+    env.apply("table-users-upsert.yaml", &[]);
+    let users = env.table("table-users-upsert.yaml");
+    let mut catalog = Catalog::create(&users.uri, &users.schema, Default::default())
+        .await
+        .unwrap();
+    let day0 = Utc::now().timestamp_millis() - 30 * DAY_MS;
+    let day0 = day0 - day0.rem_euclid(DAY_MS);
+    let generation = |ids: std::ops::Range<u32>, day: i64, v: f64| -> Vec<(String, i64, f64)> {
+        ids.map(|i| {
+            (
+                format!("user-{i:07}"),
+                day0 + day * DAY_MS + i64::from(i),
+                v,
+            )
+        })
+        .collect()
+    };
+    let generations = [
+        generation(0..4 * unit, 0, 1.0),
+        generation(0..2 * unit, 5, 2.0),
+        [
+            generation(2 * unit..3 * unit, 9, 3.0),
+            generation(4 * unit..5 * unit, 9, 3.0),
+        ]
+        .concat(),
+    ];
+    let root = PathBuf::from(users.uri.trim_start_matches("file://"));
+    let mut latest: BTreeMap<String, (i64, f64)> = BTreeMap::new();
+    for (g, rows) in generations.iter().enumerate() {
+        let path = format!("stream/users_{g}.parquet");
+        write_parquet(&root.join(&path), &users_batch(rows));
+        let segment = SegmentRef {
+            path: path.clone(),
+            rows: rows.len() as u64,
+            bytes: std::fs::metadata(root.join(&path)).unwrap().len(),
+            min_time_ms: rows.iter().map(|r| r.1).min(),
+            max_time_ms: rows.iter().map(|r| r.1).max(),
+            partition: None,
+            tags: Default::default(),
+        };
+        catalog.append(&[segment], &[]).await.unwrap();
+        for r in rows {
+            latest.insert(r.0.clone(), (r.1, r.2));
+        }
+        assert!(!root.join(format!("{path}.validity")).exists(), "{path}");
+    }
+    let expected_rows: Vec<(String, i64, f64)> =
+        latest.into_iter().map(|(k, (t, v))| (k, t, v)).collect();
+    let hasher = RowHasher::new(&users.schema);
+    let expected = Multiset::of(&hasher.rows(&users_batch(&expected_rows)));
+    (users, root, expected)
+}
+
+/// The validity of an upsert table is computed by a worker, never by the operator: a table
+/// whose segments have no validity file gets a first subtask of kind validity (its own
+/// process, its own memory budget: here 8 MiB for 240,000 rows, so its sort spills), and the
+/// run is planned from the files it wrote. The compacted table holds exactly the latest
+/// version of each key (count and order-independent hash of every row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_refresh_computes_missing_validity_in_a_worker_subtask_that_spills() {
+    use minion_e2e::rows::TableRows;
+    let env = Env::new();
+    let (users, root, expected) = upsert_users(&env, 30_000).await;
+    assert_eq!(expected.rows, 150_000);
+    env.apply(
+        "mtc-refresh.yaml",
+        &[("  table: users\n", "  table: users\n  memoryBudget: 8Mi\n")],
+    );
+    // A dry run computes nothing either: it says what a run would do first.
+    let planned = env.ok(&["plan", "users-refresh"]);
+    assert!(
+        planned.contains("across 3 segment(s) in a worker subtask of kind validity"),
+        "{planned}"
+    );
+    assert!(!root.join("stream/users_0.parquet.validity").exists());
+    let out = env.ok(&["run", "users-refresh"]);
+    let name = created_run(&out);
+    env.up();
+    let tr = env.task_run(&name);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    // The validity subtask ran as a worker job of its own, before the numbered subtasks.
+    let v = &tr["status"]["validity"];
+    assert_eq!(v["state"], "Succeeded", "{tr:#}");
+    let job = v["job"].as_str().unwrap();
+    assert!(job.ends_with("-validity"), "{job}");
+    assert_eq!(v["attempts"], 1);
+    assert_eq!(v["segments"], 3);
+    assert_eq!(v["rows"], 240_000);
+    // Generation 0 lost 90,000 users to newer versions; the others lost none.
+    assert_eq!(v["invalidRows"], 90_000);
+    assert!(
+        v["spilledBytes"].as_u64().unwrap() > 0,
+        "the validity worker never spilled under its 8 MiB budget: {v:#}"
+    );
+    let spec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(v["specUri"].as_str().unwrap().trim_start_matches("file://")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(spec["kind"], "validity");
+    assert_eq!(spec["memoryBudgetBytes"], 8 << 20);
+    // The worker process wrote the files (a local job's log is that process's output).
+    let log = env.state.join("jobs/default").join(format!("{job}.log"));
+    assert!(log.exists(), "{}", log.display());
+    let described = env.ok(&["describe", "tr", &name]);
+    assert!(
+        described
+            .lines()
+            .any(|l| l.starts_with("  validity") && l.contains("Succeeded") && l.contains(job)),
+        "{described}"
+    );
+    // The rewritten table: exactly the latest version of every key.
+    let after = TableRows::read(&users).await;
+    assert_eq!(after.multiset(), expected, "{}", after.describe());
+    // The sidecars the worker wrote for the segments that stay live are still there.
+    for s in ["stream/users_1.parquet", "stream/users_2.parquet"] {
+        assert!(root.join(format!("{s}.validity")).exists(), "{s}");
+    }
+}
+
+/// The validity phase survives a loop that dies between any two steps: the run driven one
+/// step per process (each a restart from status), a worker SIGKILLed once (the validity
+/// worker, the first one launched, or else the rewrite), and the loop dying right after its
+/// Delta commit. After every step the table holds its rows as they were or exactly the
+/// latest version of each key, never anything else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_refresh_with_its_validity_phase_killed_after_every_step_ends_with_the_latest_rows()
+{
+    use minion_e2e::rows::TableRows;
+    use minion_e2e::steps::{StepOptions, View, step_through};
+    let env = Env::new();
+    let (users, root, expected) = upsert_users(&env, 1_000).await;
+    let before = TableRows::read(&users).await.multiset();
+    assert_eq!((before.rows, expected.rows), (8_000, 5_000));
+    env.apply(
+        "mtc-refresh.yaml",
+        &[("  table: users\n", "  table: users\n  maxAttempts: 3\n")],
+    );
+    let name = created_run(&env.ok(&["run", "users-refresh"]));
+    let cli = Minion {
+        state: env.state.clone(),
+    };
+    let options = StepOptions {
+        crash_after_commit: Some(root.clone()),
+        ..StepOptions::default()
+    };
+    let users_check = users.clone();
+    let report = step_through(&cli, &name, &options, async |v: View<'_>| {
+        let now = TableRows::read(&users_check).await.multiset();
+        assert!(
+            now == before || now == expected,
+            "{} after step {} ({}): the table holds {now}, neither {before} nor {expected}",
+            v.run,
+            v.step,
+            v.phase()
+        );
+    })
+    .await;
+    assert_eq!(report.phase, "Succeeded", "{:#}", report.tr);
+    let status = &report.tr["status"];
+    assert_eq!(status["validity"]["state"], "Succeeded", "{status:#}");
+    assert_eq!(status["validity"]["invalidRows"], 3_000, "{status:#}");
+    let killed = report
+        .killed
+        .as_ref()
+        .unwrap_or_else(|| panic!("no worker was killed: {status:#}"));
+    if killed.job.ends_with("-validity") {
+        assert!(
+            status["validity"]["attempts"].as_u64().unwrap() > u64::from(killed.attempt),
+            "the killed validity worker was not retried: {status:#}"
+        );
+    } else {
+        assert!(
+            report.attempts(killed.subtask) > u64::from(killed.attempt),
+            "subtask {} was killed and not retried: {status:#}",
+            killed.subtask
+        );
+    }
+    assert!(!report.crashed_after_commit.is_empty(), "{status:#}");
+    assert_eq!(TableRows::read(&users).await.multiset(), expected);
+    println!(
+        "refresh: {} steps; killed {:?}; crashed after the commits of steps {:?}; validity {:#}",
+        report.steps, report.killed, report.crashed_after_commit, status["validity"]
+    );
+}
+
 /// Events as CSV text (header row) and as JSON lines.
 fn events_text(batch: &RecordBatch) -> (String, String) {
     let mut csv = String::from("ts,country,browser,device,user_id,clicks,revenue,latency_ms\n");

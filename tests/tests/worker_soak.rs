@@ -317,6 +317,7 @@ fn ten_spilling_runs_at_the_default_budget_keep_every_row_exactly_once() {
         let spec = SubtaskSpec {
             api_version: CONTRACT_VERSION.into(),
             task_type: TaskType::SegmentImportTask,
+            kind: Default::default(),
             namespace: "default".into(),
             task_run: task_run.clone(),
             subtask: 0,

@@ -119,6 +119,23 @@ impl From<arrow::error::ArrowError> for WorkerError {
     }
 }
 
+impl From<minion_store::StoreError> for WorkerError {
+    fn from(e: minion_store::StoreError) -> Self {
+        use minion_store::StoreError;
+        match e {
+            StoreError::BadUri(m) => WorkerError::BadSpec(m),
+            StoreError::NotFound { uri } => WorkerError::MissingInput {
+                file: uri,
+                message: "not found".to_string(),
+            },
+            StoreError::Unreachable { uri, message } => {
+                WorkerError::StoreUnreachable { uri, message }
+            }
+            StoreError::Io(m) => WorkerError::Internal(format!("local disk: {m}")),
+        }
+    }
+}
+
 impl From<std::io::Error> for WorkerError {
     fn from(e: std::io::Error) -> Self {
         WorkerError::Internal(format!("local disk: {}", one_line(&e.to_string())))

@@ -4,8 +4,9 @@
 //! object storage as streams of Arrow batches, filters, rounds, reduces (concat, dedup,
 //! rollup), partitions, sorts and splits them under a memory budget — spilling sorted runs
 //! to local disk when needed — writes Parquet segments under the spec's staging prefix and a
-//! [`ResultManifest`] next to them. [`compute_validity`] computes upsert validity for the
-//! refresh generator. The `minion-worker` binary wraps [`run_subtask`].
+//! [`ResultManifest`] next to them. A spec of kind `Validity` computes upsert validity
+//! instead (the first phase of a SegmentRefresh run): the refresh generator plans from the
+//! validity files it writes. The `minion-worker` binary wraps [`run_subtask`].
 //!
 //! The worker needs only object-store access; it never talks to Kubernetes.
 
@@ -44,8 +45,10 @@ pub use upsert::{SegmentValidity, Validity, compute_validity, read_validity};
 pub async fn read_spec(uri: &str) -> Result<SubtaskSpec, WorkerError> {
     let (location, path) = store::resolve_file(uri)?;
     let bytes = location.get_bytes(&path).await.map_err(|e| match e {
-        WorkerError::MissingInput { .. } => WorkerError::BadSpec(format!("spec {uri} not found")),
-        other => other,
+        minion_store::StoreError::NotFound { .. } => {
+            WorkerError::BadSpec(format!("spec {uri} not found"))
+        }
+        other => other.into(),
     })?;
     let spec: SubtaskSpec = serde_json::from_slice(&bytes)
         .map_err(|e| WorkerError::BadSpec(format!("spec {uri}: {e}")))?;

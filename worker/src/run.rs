@@ -15,7 +15,7 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use futures::StreamExt;
 use minion_contract::{
-    CONTRACT_VERSION, MergeType, Outcome, ResultManifest, SkippedFile, SubtaskSpec,
+    CONTRACT_VERSION, MergeType, Outcome, ResultManifest, SkippedFile, SubtaskKind, SubtaskSpec,
 };
 
 use crate::error::{Result, WorkerError};
@@ -124,6 +124,8 @@ fn empty_manifest(spec: &SubtaskSpec, outcome: Outcome) -> ResultManifest {
         ingested_files: Vec::new(),
         skipped_files: Vec::new(),
         ledger: None,
+        validity: Vec::new(),
+        peak_spill_bytes: None,
     }
 }
 
@@ -133,8 +135,9 @@ async fn write_manifest(
     manifest: &ResultManifest,
 ) -> Result<()> {
     let json = serde_json::to_vec_pretty(manifest).map_err(WorkerError::internal)?;
-    dest.put_bytes(&dest.child(&spec.manifest_path()), json)
-        .await
+    Ok(dest
+        .put_bytes(&dest.child(&spec.manifest_path()), json)
+        .await?)
 }
 
 /// What is known of a pipeline's input size before it is read.
@@ -408,9 +411,8 @@ async fn write_all(
     Ok((writer, check.digest))
 }
 
-async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> {
-    let started = Instant::now();
-    let plan = Arc::new(Plan::new(spec)?);
+/// The memory budget of a run: the option's, else the spec's, at least the minimum.
+fn budget_of(spec: &SubtaskSpec, options: &RunOptions) -> Result<u64> {
     let budget = options
         .memory_budget_bytes
         .unwrap_or(spec.memory_budget_bytes);
@@ -420,6 +422,65 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
             message: format!("the minimum is {MIN_MEMORY_BUDGET_BYTES} bytes"),
         });
     }
+    Ok(budget)
+}
+
+/// A validity subtask: upsert validity across the spec's inputs (every visible segment,
+/// oldest first), each segment's `<path>.validity` written next to it, the counts in the
+/// manifest. No output segments, no row ledger: nothing of it is committed.
+async fn execute_validity(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> {
+    let started = Instant::now();
+    let budget = budget_of(spec, options)?;
+    let spill_root = options.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let private = PrivateSpillDir::create(&spill_root)?;
+    let spill = SpillDir::new(private.path());
+    let dest = resolve(&spec.destination.uri)?;
+    tracing::info!(
+        task_run = %spec.task_run, attempt = spec.attempt, segments = spec.inputs.len(),
+        budget, phase = "validity", "starting validity subtask"
+    );
+    let counts =
+        crate::upsert::write_validity(&spec.destination, &dest, &spec.inputs, &spill, budget)
+            .await?;
+    let mut manifest = empty_manifest(spec, Outcome::Succeeded);
+    manifest.input_rows = counts.iter().map(|c| c.rows).sum();
+    manifest.validity = counts;
+    manifest.peak_spill_bytes = Some(spill.stats.peak_bytes());
+    if options.write_manifest {
+        write_manifest(&dest, spec, &manifest).await?;
+    }
+    let report = RunReport {
+        peak_spill_bytes: spill.stats.peak_bytes(),
+        input_bytes: spec.inputs.iter().map(|s| s.bytes).sum(),
+        stages: String::new(),
+        manifest,
+    };
+    tracing::info!(
+        phase = "done",
+        input_rows = report.manifest.input_rows,
+        invalid_rows = report
+            .manifest
+            .validity
+            .iter()
+            .map(|c| c.invalid)
+            .sum::<u64>(),
+        segments = report.manifest.validity.len(),
+        peak_spill_bytes = report.peak_spill_bytes,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        peak_rss_bytes = peak_rss_bytes().unwrap_or(0),
+        "validity subtask succeeded"
+    );
+    drop(private);
+    Ok(report)
+}
+
+async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> {
+    if spec.kind == SubtaskKind::Validity {
+        return execute_validity(spec, options).await;
+    }
+    let started = Instant::now();
+    let plan = Arc::new(Plan::new(spec)?);
+    let budget = budget_of(spec, options)?;
     let spill_root = options.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     let private = PrivateSpillDir::create(&spill_root)?;
     let spill = SpillDir::new(private.path());

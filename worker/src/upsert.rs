@@ -6,13 +6,8 @@
 //! `(key, comparison desc, segment desc, row desc)` with the spilling sorter, so it runs
 //! under the memory budget whatever the table size.
 //!
-//! # Validity file format (`<segment path>.validity`, little endian)
-//! | bytes | content |
-//! |---|---|
-//! | 0..8 | magic `MNVALID1` |
-//! | 8..16 | row count (u64) |
-//! | 16..24 | invalid row count (u64) |
-//! | 24.. | bitmap, `ceil(rows / 8)` bytes, bit `i % 8` of byte `i / 8` set when row `i` is valid |
+//! The validity file format (`<segment path>.validity`) is the contract's
+//! ([`minion_contract::validity`]).
 
 use std::sync::Arc;
 
@@ -36,9 +31,8 @@ use crate::stream::BaselineMetrics;
 use crate::table::{CoerceMode, arrow_schema};
 use crate::time::TimeColumn;
 
-const MAGIC: &[u8; 8] = b"MNVALID1";
-/// Suffix of validity files, appended to the segment path.
-pub const VALIDITY_SUFFIX: &str = ".validity";
+use minion_contract::validity::VALIDITY_MAGIC as MAGIC;
+pub use minion_contract::validity::VALIDITY_SUFFIX;
 
 /// Which rows of one segment are valid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,16 +78,12 @@ impl Validity {
     }
 }
 
-/// Invalid-row count of one segment, as the operator's refresh generator reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SegmentValidity {
-    pub path: String,
-    pub rows: u64,
-    pub invalid: u64,
-}
+/// Invalid-row count of one segment.
+pub type SegmentValidity = minion_contract::SegmentValidityCount;
 
 /// Computes validity across `segments` (paths relative to `table.uri`), writes
-/// `<path>.validity` next to each, and returns the invalid counts in input order.
+/// `<path>.validity` next to each, and returns the invalid counts in input order. The
+/// operator never calls this: it runs as a worker subtask ([`minion_contract::SubtaskKind::Validity`]).
 ///
 /// # Errors
 /// `BadSpec` if the table has no primary key; read and store errors as for any input.
@@ -108,14 +98,27 @@ pub async fn compute_validity(
     let budget = options
         .memory_budget_bytes
         .unwrap_or(minion_contract::DEFAULT_MEMORY_BUDGET_BYTES);
-    let validity = validity_of(
+    write_validity(
         table,
         &location,
         segments,
         &SpillDir::new(private.path()),
         budget,
     )
-    .await?;
+    .await
+}
+
+/// Computes validity across `segments` with the spilling sorter under `budget`, writes each
+/// segment's validity file (a rewrite of the same content when it exists: the files are
+/// derived data), and returns the counts in input order.
+pub(crate) async fn write_validity(
+    table: &TableLocation,
+    location: &Location,
+    segments: &[SegmentRef],
+    spill: &SpillDir,
+    budget: u64,
+) -> Result<Vec<SegmentValidity>> {
+    let validity = validity_of(table, location, segments, spill, budget).await?;
     let mut out = Vec::with_capacity(segments.len());
     for (seg, v) in segments.iter().zip(validity) {
         let path = location.child(&format!("{}{VALIDITY_SUFFIX}", seg.path));

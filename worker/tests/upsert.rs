@@ -107,3 +107,77 @@ async fn refresh_drops_rows_invalidated_by_newer_versions() {
         ]
     );
 }
+
+/// A validity subtask over more rows than its memory budget holds: the sorter spills, and
+/// every count and bit is still the latest-version-wins answer.
+#[tokio::test]
+async fn a_validity_subtask_spills_under_a_small_budget_and_writes_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    const ROWS: usize = 120_000;
+    // Three segments over overlapping keys: segment i holds keys `k{j}` for j ≡ i (mod 2) or
+    // every third key, with versions that make some older rows win.
+    let mut segs = Vec::new();
+    let mut all: Vec<(usize, usize, String, i64)> = Vec::new();
+    for si in 0..3usize {
+        let keys: Vec<String> = (0..ROWS)
+            .map(|j| format!("k{:07}", (j * (si + 1)) % (ROWS * 2)))
+            .collect();
+        let versions: Vec<Option<i64>> =
+            (0..ROWS).map(|j| Some(((j * 7 + si) % 5) as i64)).collect();
+        for (ri, k) in keys.iter().enumerate() {
+            all.push((si, ri, k.clone(), versions[ri].unwrap()));
+        }
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        segs.push(seg(dir.path(), &format!("big{si}"), refs, versions));
+    }
+    // Expected: the largest version wins; ties go to the later segment, then the later row.
+    let mut best: std::collections::HashMap<String, (i64, usize, usize)> = Default::default();
+    for (si, ri, k, v) in &all {
+        let cand = (*v, *si, *ri);
+        let e = best.entry(k.clone()).or_insert(cand);
+        if cand > *e {
+            *e = cand;
+        }
+    }
+    let mut invalid = [0u64; 3];
+    for (si, ri, k, v) in &all {
+        if best[k] != (*v, *si, *ri) {
+            invalid[*si] += 1;
+        }
+    }
+    let mut s = spec(
+        dir.path(),
+        schema(),
+        segs.clone(),
+        processing(MergeType::Concat),
+    );
+    s.task_type = TaskType::SegmentRefreshTask;
+    s.kind = SubtaskKind::Validity;
+    s.output.staging_prefix = validity_prefix("default/run-1", 1);
+    s.memory_budget_bytes = 8 << 20;
+    let report = minion_worker::run_subtask_report(&s, &RunOptions::default())
+        .await
+        .unwrap();
+    assert!(report.peak_spill_bytes > 0, "the sorter never spilled");
+    let m = report.manifest;
+    assert_eq!(m.peak_spill_bytes, Some(report.peak_spill_bytes));
+    assert!(m.outputs.is_empty() && m.ledger.is_none());
+    assert_eq!(m.input_rows, 3 * ROWS as u64);
+    let got: Vec<(String, u64, u64)> = m
+        .validity
+        .iter()
+        .map(|c| (c.path.clone(), c.rows, c.invalid))
+        .collect();
+    let want: Vec<(String, u64, u64)> = segs
+        .iter()
+        .zip(invalid)
+        .map(|(s, i)| (s.path.clone(), ROWS as u64, i))
+        .collect();
+    assert_eq!(got, want);
+    for seg in &segs {
+        let v = read_validity(&s.destination.uri, &seg.path).await.unwrap();
+        assert_eq!(v.rows(), ROWS as u64);
+    }
+    // The manifest is where the operator looks for it.
+    assert!(dir.path().join(s.manifest_path()).exists());
+}

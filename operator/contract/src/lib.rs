@@ -10,11 +10,12 @@ pub mod schema;
 pub mod segment;
 pub mod spec;
 pub mod task;
+pub mod validity;
 
 pub use ledger::{LedgerViolation, MetricTotals, RowDigest, RowLedger, Total};
 pub use manifest::{
-    EXIT_BAD_INPUT, EXIT_TRANSIENT, FailureReason, Outcome, ResultManifest, SkippedFile,
-    WORKER_OVERHEAD_BYTES,
+    EXIT_BAD_INPUT, EXIT_TRANSIENT, FailureReason, Outcome, ResultManifest, SegmentValidityCount,
+    SkippedFile, WORKER_OVERHEAD_BYTES,
 };
 pub use schema::{
     Column, ColumnRole, ColumnType, PartitionFunction, Partitioning, TableSchema, TimeUnit,
@@ -22,7 +23,8 @@ pub use schema::{
 pub use segment::{SegmentRef, segment_name};
 pub use spec::{
     CONTRACT_VERSION, DATA_DIR, DEFAULT_MAX_RECORDS_PER_SEGMENT, DEFAULT_MEMORY_BUDGET_BYTES,
-    InputFile, MANIFEST_FILE, OutputSpec, Processing, SubtaskSpec, TableLocation, TimeWindow,
-    run_prefix, staging_prefix, subtask_prefix,
+    InputFile, MANIFEST_FILE, OutputSpec, Processing, SubtaskKind, SubtaskSpec, TableLocation,
+    TimeWindow, run_prefix, staging_prefix, subtask_prefix, validity_prefix,
 };
 pub use task::{AggregationType, FileFormat, MergeType, TaskType};
+pub use validity::{VALIDITY_SUFFIX, ValidityCounts};

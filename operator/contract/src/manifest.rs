@@ -85,6 +85,17 @@ pub struct SkippedFile {
     pub reason: String,
 }
 
+/// Rows and invalid rows of one segment, as a validity subtask computed them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentValidityCount {
+    /// Segment path relative to the table URI (its validity file is `<path>.validity`).
+    pub path: String,
+    pub rows: u64,
+    /// Rows a newer version of their primary key supersedes.
+    pub invalid: u64,
+}
+
 /// The result of one subtask attempt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -113,4 +124,12 @@ pub struct ResultManifest {
     /// and digests the worker checked and the operator checks again before committing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ledger: Option<RowLedger>,
+    /// A validity subtask: each input segment's counts, in input order (its validity file
+    /// is written next to the segment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validity: Vec<SegmentValidityCount>,
+    /// A validity subtask: the most local disk its spilled sort runs took at once (0: it
+    /// fit in its memory budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_spill_bytes: Option<u64>,
 }

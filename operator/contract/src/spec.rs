@@ -136,12 +136,42 @@ pub struct OutputSpec {
     pub segment_per_input_file: bool,
 }
 
+/// What a worker does with a spec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum SubtaskKind {
+    /// Process the inputs into output segments (every task type).
+    #[default]
+    Process,
+    /// Compute upsert validity across `inputs` (every visible segment of the destination,
+    /// oldest first) and write `<segment path>.validity` next to each; no output segments.
+    /// The first phase of a SegmentRefresh run whose table lacks validity files: the operator
+    /// plans from the files it writes.
+    Validity,
+}
+
+impl SubtaskKind {
+    pub fn is_process(&self) -> bool {
+        *self == SubtaskKind::Process
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubtaskKind::Process => "process",
+            SubtaskKind::Validity => "validity",
+        }
+    }
+}
+
 /// One subtask of a TaskRun.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubtaskSpec {
     pub api_version: String,
     pub task_type: TaskType,
+    /// What to do with the inputs (absent: process them).
+    #[serde(default, skip_serializing_if = "SubtaskKind::is_process")]
+    pub kind: SubtaskKind,
     /// Namespace and name of the TaskRun.
     pub namespace: String,
     pub task_run: String,
@@ -203,6 +233,13 @@ pub fn staging_prefix(run: &str, subtask: u32, attempt: u32) -> String {
     format!("{}/{attempt}", subtask_prefix(run, subtask))
 }
 
+/// The staging prefix of one attempt of a run's validity phase: `data/<run>/validity/<attempt>`
+/// (beside the numbered subtasks, never one of them). It holds the spec and the manifest; the
+/// validity files themselves lie next to their segments.
+pub fn validity_prefix(run: &str, attempt: u32) -> String {
+    format!("{DATA_DIR}/{run}/validity/{attempt}")
+}
+
 /// The directory holding every attempt of one subtask: `data/<run>/<subtask>`.
 pub fn subtask_prefix(run: &str, subtask: u32) -> String {
     format!("{DATA_DIR}/{run}/{subtask}")
@@ -224,6 +261,8 @@ mod tests {
         assert!(staging_prefix("r", 0, 1).starts_with(&run_prefix("r")));
         assert!(staging_prefix("r", 1, 2).starts_with(&format!("{}/", subtask_prefix("r", 1))));
         assert!(!staging_prefix("r", 11, 2).starts_with(&format!("{}/", subtask_prefix("r", 1))));
+        assert!(validity_prefix("r", 1).starts_with(&run_prefix("r")));
+        assert_ne!(validity_prefix("r", 1), validity_prefix("r", 2));
     }
 
     #[test]

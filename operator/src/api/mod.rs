@@ -27,6 +27,7 @@ pub use task_config::{
 };
 pub use task_run::{
     PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
+    ValidityStatus,
 };
 pub use tasks::{
     FileIngestionMode, FileIngestionTaskSpec, MergeLevelSpec, MergeRollupMode, MergeRollupTaskSpec,

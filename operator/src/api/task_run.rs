@@ -208,6 +208,48 @@ pub struct SubtaskStatus {
     pub completion_time: Option<DateTime<Utc>>,
 }
 
+/// The validity phase of a SegmentRefresh run over an upsert table some of whose segments
+/// have no validity file: one worker subtask of kind `validity` (not one of the numbered
+/// subtasks) computes and writes them before the run is planned from them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidityStatus {
+    /// `Running`, `Succeeded`, `Pending` (an attempt failed, the next one starts) or `Failed`.
+    pub state: SubtaskState,
+    /// Name of the Job (or local process) running the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default)]
+    pub attempts: u32,
+    /// Segments whose validity it computes (every visible segment of the table).
+    #[serde(default)]
+    pub segments: u64,
+    /// Rows the worker read.
+    #[serde(default)]
+    pub rows: u64,
+    /// Rows a newer version of their primary key supersedes.
+    #[serde(default)]
+    pub invalid_rows: u64,
+    /// The most local disk the worker's spilled sort runs took at once (0: the table fit in
+    /// the subtask's memory budget).
+    #[serde(default)]
+    pub spilled_bytes: u64,
+    /// Where the spec was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_uri: Option<String>,
+    /// Machine-readable reason of the last failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::optional_date_time_schema")]
+    pub completion_time: Option<DateTime<Utc>>,
+}
+
 /// Phase, plan, subtasks and progress of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -235,6 +277,10 @@ pub struct TaskRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::optional_date_time_schema")]
     pub completion_time: Option<DateTime<Utc>>,
+    /// The validity subtask that ran before planning (SegmentRefresh of an upsert table
+    /// whose validity files were missing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity: Option<ValidityStatus>,
     /// Planned units (at most 100; subtasksTotal counts all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<PlannedUnit>,

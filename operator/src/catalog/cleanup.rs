@@ -93,7 +93,7 @@ pub(crate) struct CleanupInput<'a> {
 
 /// Whether `path` is a sidecar (validity file) of a live segment.
 fn is_live_sidecar(path: &str, live: &HashMap<String, i64>) -> bool {
-    path.strip_suffix(minion_worker::upsert::VALIDITY_SUFFIX)
+    path.strip_suffix(minion_contract::VALIDITY_SUFFIX)
         .is_some_and(|segment| live.contains_key(segment))
 }
 

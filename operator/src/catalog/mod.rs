@@ -565,7 +565,7 @@ fn builder(
         let location = if storage_options.is_empty() {
             crate::storage::resolve(uri)
         } else {
-            minion_worker::store::resolve_with_options(uri, storage_options)
+            minion_store::resolve_with_options(uri, storage_options)
         }
         .map_err(|e| CatalogError::InvalidUri {
             uri: uri.to_string(),

@@ -309,10 +309,35 @@ pub(crate) fn describe(
             field(&mut out, 2, "Watermark Before", time_ms(s.watermark_before));
             field(&mut out, 2, "Watermark After", time_ms(s.watermark_after));
             conditions(&mut out, &s.conditions);
-            let rows: Vec<Vec<String>> = s
-                .subtasks
-                .iter()
-                .map(|t| {
+            // The validity subtask (kind validity) ran before the numbered ones.
+            let validity = s.validity.iter().map(|v| {
+                vec![
+                    "validity".to_string(),
+                    v.state.as_str().into(),
+                    v.attempts.to_string(),
+                    v.job.clone().unwrap_or_else(|| "-".into()),
+                    "-".into(),
+                    v.segments.to_string(),
+                    "0".into(),
+                    v.rows.to_string(),
+                    "0".into(),
+                    [v.reason.as_deref(), v.message.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(": ")
+                        + &if v.state == crate::api::SubtaskState::Succeeded {
+                            format!(
+                                "{} invalid rows, {} bytes spilled",
+                                v.invalid_rows, v.spilled_bytes
+                            )
+                        } else {
+                            String::new()
+                        },
+                ]
+            });
+            let rows: Vec<Vec<String>> = validity
+                .chain(s.subtasks.iter().map(|t| {
                     let plan = s.plan.iter().find(|p| p.subtask == t.index);
                     let window = plan
                         .filter(|p| p.window_start_ms.is_some())
@@ -340,7 +365,7 @@ pub(crate) fn describe(
                             .collect::<Vec<_>>()
                             .join(": "),
                     ]
-                })
+                }))
                 .collect();
             let body = if rows.is_empty() {
                 String::new()

@@ -78,14 +78,26 @@ pub(crate) async fn plan(
     let runs = b.list_task_runs().await.map_err(CliError::failed)?;
     let incomplete = gather::incomplete_runs(&runs, &resolved.config, "");
     let mut catalogs = Catalogs::default();
-    let input = gather::generator_input(
+    let gathered = gather::generator_input(
         &mut catalogs,
         &resolved,
         incomplete,
         Utc::now().timestamp_millis(),
+        false,
     )
     .await
     .map_err(control)?;
+    let input = match gathered {
+        gather::Gathered::Input(input) => input,
+        gather::Gathered::NeedsValidity { segments } => {
+            println!(
+                "A run would first compute upsert validity across {} segment(s) in a worker \
+                 subtask of kind validity, then plan from the validity files it writes.",
+                segments.len()
+            );
+            return Ok(());
+        }
+    };
     let plan = crate::generator::plan(&input).map_err(CliError::failed)?;
     match output {
         None => print!("{}", plan.render()),

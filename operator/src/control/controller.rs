@@ -135,6 +135,8 @@ fn describe(step: &Step) -> Option<String> {
         Step::Collect { index } => format!("subtask {index} finished"),
         Step::AttemptFailed { index, reason, .. } => format!("subtask {index} failed: {reason}"),
         Step::Abort { phase, reason, .. } => format!("aborted ({}: {reason})", phase.as_str()),
+        Step::CollectValidity => "validity subtask finished".into(),
+        Step::ValidityFailed { reason, .. } => format!("validity subtask failed: {reason}"),
         Step::Close => "committing".into(),
         Step::CommitAll => "committed all subtasks".into(),
         Step::Finish { phase, reason, .. } => format!("{} ({reason})", phase.as_str()),

@@ -277,7 +277,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| ControlError::storage(&loc.child_uri(relative), e)),
-        Err(minion_worker::WorkerError::MissingInput { .. }) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(ControlError::storage(&loc.child_uri(relative), e)),
     }
 }
@@ -689,7 +689,19 @@ pub fn incomplete_runs(runs: &[TaskRun], config: &TaskConfig, except: &str) -> V
         .collect()
 }
 
-/// Assembles the generator's input for `resolved` at `now_ms`.
+/// What a run is planned from, or what it needs first.
+#[derive(Clone, Debug)]
+pub enum Gathered {
+    Input(Box<GeneratorInput>),
+    /// A SegmentRefresh of an upsert table some of whose segments have no validity file:
+    /// a worker subtask computes validity across `segments` first.
+    NeedsValidity {
+        segments: Vec<minion_contract::SegmentRef>,
+    },
+}
+
+/// Assembles the generator's input for `resolved` at `now_ms`. `validity_computed`: the
+/// run's validity subtask has run (missing validity files are not asked for again).
 ///
 /// # Errors
 /// Catalog or storage failures.
@@ -698,7 +710,8 @@ pub async fn generator_input(
     resolved: &Resolved,
     incomplete: Vec<IncompleteRun>,
     now_ms: i64,
-) -> Result<GeneratorInput, ControlError> {
+    validity_computed: bool,
+) -> Result<Gathered, ControlError> {
     let view = |t: &ResolvedTable, segments, lineage| TableView {
         def: t.def.clone(),
         segments,
@@ -734,10 +747,17 @@ pub async fn generator_input(
         _ => Vec::new(),
     };
     let invalid_rows = match &resolved.config.task {
-        TaskSpec::SegmentRefresh(_) => super::inputs::invalid_rows(&dest.def, &destination).await?,
+        TaskSpec::SegmentRefresh(_) if dest.def.schema.is_upsert() => {
+            match super::inputs::invalid_rows(&destination, validity_computed).await? {
+                super::inputs::InvalidRows::Known(counts) => counts,
+                super::inputs::InvalidRows::Missing { segments } => {
+                    return Ok(Gathered::NeedsValidity { segments });
+                }
+            }
+        }
         _ => HashMap::new(),
     };
-    Ok(GeneratorInput {
+    Ok(Gathered::Input(Box::new(GeneratorInput {
         config: resolved.config.clone(),
         source,
         destination,
@@ -749,7 +769,7 @@ pub async fn generator_input(
         files,
         invalid_rows,
         now_ms,
-    })
+    })))
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! under an input directory (FileIngestion, SegmentBackfill) and upsert invalid-row counts
 //! (SegmentRefresh).
 //!
-//! What it may touch: it lists input directories, reads `<segment>.validity` files, and
-//! writes them (through [`minion_worker::compute_validity`]) when any is missing.
+//! What it may touch: it lists input directories and reads `<segment>.validity` files. It
+//! never computes validity: when a file is missing, the run's first phase is a worker
+//! subtask of kind validity that writes them (`super::validity`).
 //!
 //! # Decisions
 //! - A file's version is its ETag when the store gives one (S3, GCS, Azure, and the local
@@ -14,6 +15,9 @@
 //! - Validity is computed across every visible segment at once, oldest first (by time range,
 //!   then path), whenever one segment has no validity file: a new segment may hold newer
 //!   versions of keys in every older one, so stored counts of the others are stale too.
+//! - Once per run: a segment committed after the run's validity subtask counts no invalid
+//!   rows in this run (the counts only choose which segments to rewrite; the rewriting
+//!   worker decides validity itself), so a table a stream keeps writing still gets planned.
 
 use std::collections::HashMap;
 
@@ -72,7 +76,7 @@ pub async fn list_named_files(uris: &[String]) -> Result<Vec<ListedFile>, Contro
     let mut out = Vec::with_capacity(uris.len());
     for uri in uris {
         let (loc, path) =
-            minion_worker::store::resolve_file(uri).map_err(|e| ControlError::storage(uri, e))?;
+            minion_store::resolve_file(uri).map_err(|e| ControlError::storage(uri, e))?;
         let meta = loc
             .store
             .head(&path)
@@ -91,15 +95,20 @@ pub async fn list_named_files(uris: &[String]) -> Result<Vec<ListedFile>, Contro
     Ok(out)
 }
 
-/// Invalid rows (superseded by a newer version of their primary key) of each visible segment
-/// of an upsert table, by segment path. See the module decisions.
-///
-/// # Errors
-/// A validity file is unreadable, or computing validity fails.
-pub async fn invalid_rows(
-    def: &TableDef,
-    view: &TableView,
-) -> Result<HashMap<String, u64>, ControlError> {
+/// What the validity files of an upsert table say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InvalidRows {
+    /// Invalid rows of each segment that has a validity file, by segment path (a segment
+    /// without one counts none).
+    Known(HashMap<String, u64>),
+    /// Some segment has no validity file: a worker computes validity across `segments`
+    /// (every visible segment, oldest first) before the run is planned.
+    Missing { segments: Vec<SegmentRef> },
+}
+
+/// Every visible segment of an upsert table in the order validity is computed across them:
+/// segments without a time range first (by path), then by time range, then path.
+pub fn validity_order(view: &TableView) -> Vec<SegmentRef> {
     let mut segments: Vec<SegmentRef> = Vec::new();
     let mut untimed: Vec<SegmentRef> = Vec::new();
     let live = visible(view);
@@ -112,26 +121,41 @@ pub async fn invalid_rows(
     untimed.sort_by(|a, b| a.path.cmp(&b.path));
     segments.extend(untimed);
     segments.extend(timed.iter().map(|t| t.segment.clone()));
+    segments
+}
+
+/// Invalid rows (superseded by a newer version of their primary key) of each visible segment
+/// of an upsert table, by segment path, from the validity files. See the module decisions.
+/// `computed`: this run's validity subtask has run, so missing files are not computed again
+/// (a segment committed since counts no invalid rows until the next run).
+///
+/// # Errors
+/// A validity file is unreadable.
+pub async fn invalid_rows(view: &TableView, computed: bool) -> Result<InvalidRows, ControlError> {
+    let def: &TableDef = &view.def;
+    let segments = validity_order(view);
     let mut out = HashMap::new();
+    let mut missing = false;
+    let loc = crate::storage::resolve(&def.uri).map_err(|e| ControlError::storage(&def.uri, e))?;
     for s in &segments {
-        match minion_worker::read_validity(&def.uri, &s.path).await {
-            Ok(v) => {
-                out.insert(s.path.clone(), v.invalid());
+        let path = loc.child(&format!("{}{}", s.path, minion_contract::VALIDITY_SUFFIX));
+        match loc.get_bytes(&path).await {
+            Ok(bytes) => {
+                let counts = minion_contract::ValidityCounts::decode(&bytes)
+                    .map_err(|m| ControlError::storage(&loc.display(&path), m))?;
+                out.insert(s.path.clone(), counts.invalid);
             }
-            Err(minion_worker::WorkerError::MissingInput { .. }) => {
-                out.clear();
-                break;
+            Err(e) if e.is_not_found() => {
+                missing = true;
+                if !computed {
+                    break;
+                }
             }
-            Err(e) => return Err(ControlError::storage(&def.uri, e)),
+            Err(e) => return Err(ControlError::storage(&loc.display(&path), e)),
         }
     }
-    if out.len() == segments.len() || segments.is_empty() {
-        return Ok(out);
+    if missing && !computed {
+        return Ok(InvalidRows::Missing { segments });
     }
-    let table = super::protocol::location(def);
-    let counts =
-        minion_worker::compute_validity(&table, &segments, &minion_worker::RunOptions::default())
-            .await
-            .map_err(|e| ControlError::storage(&def.uri, e))?;
-    Ok(counts.into_iter().map(|c| (c.path, c.invalid)).collect())
+    Ok(InvalidRows::Known(out))
 }

@@ -22,7 +22,7 @@
 //!   status (and the Delta log, which is authoritative for commits and watermarks).
 //! - Subtask attempts are separate jobs: attempt 1 is `<run>-<index>`, attempt n > 1 is
 //!   `<run>-<index>-a<n>` (a Kubernetes Job cannot be recreated under its name until its
-//!   deletion completes). A job is launched before the status naming it is written; launching
+//!   deletion completes); a run's validity subtask is `<run>-validity[-a<n>]`. A job is launched before the status naming it is written; launching
 //!   is idempotent, so a crash in between relaunches the same job name.
 //! - Per-subtask commits happen while the run is `Running` (outputs become visible as soon as
 //!   they are ready); `Committing` is the closing phase (the all-or-none commit, final status).
@@ -40,6 +40,7 @@ mod stepctx;
 mod subtasks;
 pub mod tables;
 pub mod taskrun;
+pub mod validity;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -102,6 +103,9 @@ pub struct LaunchRequest {
     pub namespace: String,
     pub task_run: String,
     pub subtask: u32,
+    /// What the worker does (a validity subtask is not one of the numbered subtasks: its
+    /// `subtask` is 0 and its Job is labelled `validity`).
+    pub kind: minion_contract::SubtaskKind,
     pub attempt: u32,
     /// Deterministic job name (see the module docs).
     pub job: String,

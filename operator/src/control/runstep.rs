@@ -10,6 +10,8 @@
 //! - Revert/Abort: the lineage REVERTED in the Table's status, staged outputs deleted, then
 //!   the run's status. A run that times out while Planning aborts the same way when its plan
 //!   was stored (its lineage may be open), else it just ends.
+//! - Validity (Planning, SegmentRefresh of an upsert table lacking validity files): the
+//!   spec, then the job, then the run's status naming it; see [`super::validity`].
 //! - WaitForTable (Pending, a table not Ready): only the run's status (phase `Pending`,
 //!   reason `TableNotReady`) and a Warning Event, when the reason or message changed.
 //! - A failed Plan step: the error in the run's `lastError` (best effort), for the message of
@@ -159,6 +161,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
             None => resolved.config.execution.run_timeout_ms,
         }),
         table_wait,
+        validity: super::validity::facts(ctx, &run, &resolved).await?,
     };
     for s in run
         .status
@@ -212,6 +215,19 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         (Step::Launch { .. } | Step::Collect { .. } | Step::AttemptFailed { .. }, Some(plan))
         | (Step::Abort { .. } | Step::CommitAll, Some(plan)) => {
             act(ctx, &mut run, &resolved, &plan, &step).await?
+        }
+        (Step::CollectValidity, _) => super::validity::collect(ctx, &mut run, &resolved).await?,
+        (
+            Step::ValidityFailed {
+                reason,
+                message,
+                retry,
+                kill,
+            },
+            _,
+        ) => {
+            super::validity::failed(ctx, &mut run, &resolved, reason, message, *retry, *kill)
+                .await?
         }
         (Step::Close, _) => {
             run.status.phase = TaskRunPhase::Committing;
@@ -383,13 +399,26 @@ async fn plan_run(
         Some(plan) => plan,
         None => {
             let incomplete = gather::incomplete_runs(ctx.runs, &resolved.config, &run.name);
-            let input = gather::generator_input(
+            // Once the run's validity subtask has run, it plans from the files it wrote.
+            let computed = run
+                .status
+                .validity
+                .as_ref()
+                .is_some_and(|v| v.state == SubtaskState::Succeeded);
+            let gathered = gather::generator_input(
                 ctx.catalogs,
                 resolved,
                 incomplete,
                 ctx.now.timestamp_millis(),
+                computed,
             )
             .await?;
+            let input = match gathered {
+                gather::Gathered::Input(input) => input,
+                gather::Gathered::NeedsValidity { segments } => {
+                    return super::validity::launch(ctx, run, resolved, segments).await;
+                }
+            };
             let mut plan = match generator::plan(&input) {
                 Ok(p) => p,
                 Err(e) => {
@@ -506,6 +535,7 @@ pub(super) async fn finish(
     else {
         return Ok(());
     };
+    super::validity::stop_on_finish(ctx, run, reason, message).await?;
     run.status.phase = *phase;
     run.status.reason = Some(reason.clone());
     run.status.message = Some(message.clone());

@@ -154,6 +154,7 @@ pub(super) async fn act(
                 namespace: run.namespace.clone(),
                 task_run: run.name.clone(),
                 subtask: *index,
+                kind: minion_contract::SubtaskKind::Process,
                 attempt: *attempt,
                 job: job.clone(),
                 spec_uri: spec_uri.clone(),

@@ -9,7 +9,9 @@
 //! is admitted) bounds Planning ([`Reason::PlanningTimedOut`], naming the last planning error)
 //! as it bounds Running ([`Reason::RunTimeout`]). Subtasks: `Pending → Running → (Committed | Succeeded [all-or-none, staged] |
 //! Reverted)`; a failed attempt with attempts left goes back to `Pending` with its attempt
-//! count kept, so the next launch uses `attempts + 1`.
+//! count kept, so the next launch uses `attempts + 1`. A SegmentRefresh run may first run
+//! a validity subtask while `Planning` (`status.validity`: `Running → Succeeded | Pending
+//! [retry] | Failed`; the steps are decided in [`super::validity::next_step`]).
 //!
 //! No I/O, no clock: the same status and facts give the same step.
 
@@ -93,6 +95,8 @@ pub struct Facts {
     pub run_timeout_ms: Option<i64>,
     /// A table of a run in Pending or Planning that is not Ready.
     pub table_wait: Option<TableWait>,
+    /// The run's validity subtask, while it runs.
+    pub validity: Option<super::validity::ValidityFacts>,
 }
 
 /// The next step of a run.
@@ -135,6 +139,16 @@ pub enum Step {
         reason: String,
         message: String,
     },
+    /// Planning: the validity subtask succeeded; read its manifest (then plan).
+    CollectValidity,
+    /// Planning: the validity subtask's attempt failed. `kill`: stop its job first. Without
+    /// `retry` the run fails (nothing is locked before it is planned).
+    ValidityFailed {
+        reason: String,
+        message: String,
+        retry: bool,
+        kill: bool,
+    },
     /// Pending: a table of the run is not Ready; the run waits (status says why).
     WaitForTable { reason: String, message: String },
     /// Nothing to do until a job changes state or time passes.
@@ -150,10 +164,20 @@ pub const MAX_JOB_NAME: usize = 63;
 /// `<key>-<index>`, then `<key>-<index>-a<attempt>`; at most [`MAX_JOB_NAME`] characters, the
 /// name part shortened when needed (the uid part keeps names of different runs apart).
 pub fn job_name(run_key: &str, index: u32, attempt: u32) -> String {
+    job_name_of(run_key, &index.to_string(), attempt)
+}
+
+/// Name of the job of one attempt of the run's validity subtask: `<key>-validity`, then
+/// `<key>-validity-a<attempt>`, shortened as [`job_name`] is.
+pub fn validity_job_name(run_key: &str, attempt: u32) -> String {
+    job_name_of(run_key, "validity", attempt)
+}
+
+fn job_name_of(run_key: &str, part: &str, attempt: u32) -> String {
     let suffix = if attempt <= 1 {
-        format!("-{index}")
+        format!("-{part}")
     } else {
-        format!("-{index}-a{attempt}")
+        format!("-{part}-a{attempt}")
     };
     if run_key.len() + suffix.len() <= MAX_JOB_NAME {
         return format!("{run_key}{suffix}");
@@ -236,11 +260,12 @@ fn wait_for_table(w: &TableWait, now: DateTime<Utc>) -> Step {
 /// attempt failed, e.g. a status the API server refused); then it times out, reverting
 /// whatever lineage it opened, its message naming the last planning error.
 fn planning(status: &TaskRunStatus, facts: &Facts) -> Step {
+    let validity_or_plan = || super::validity::next_step(status, facts).unwrap_or(Step::Plan);
     let Some(limit) = facts.run_timeout_ms else {
-        return Step::Plan;
+        return validity_or_plan();
     };
     if !past(status.start_time, limit, facts.now) {
-        return Step::Plan;
+        return validity_or_plan();
     }
     let last = match &status.last_error {
         Some(e) => format!("; last error: {e}"),
@@ -508,6 +533,7 @@ mod tests {
             jobs: jobs.iter().cloned().collect(),
             run_timeout_ms: Some(settings(mode).run_timeout_ms),
             table_wait: None,
+            validity: None,
         }
     }
 
@@ -536,6 +562,7 @@ mod tests {
             jobs: BTreeMap::new(),
             run_timeout_ms: Some(60 * 60_000),
             table_wait: None,
+            validity: None,
         };
         assert_eq!(next_step("r", &planning, &f(60)), Step::Plan);
         planning.last_error = Some(
@@ -593,6 +620,7 @@ mod tests {
             jobs: BTreeMap::new(),
             run_timeout_ms: Some(60 * 60_000),
             table_wait: w,
+            validity: None,
         };
         let waiting = Step::WaitForTable {
             reason: Reason::TableNotReady.into(),

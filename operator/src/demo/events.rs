@@ -11,7 +11,7 @@ use arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder};
 use arrow::record_batch::RecordBatch;
 use minion_contract::segment::{TAG_MAX_TIME_MS, TAG_MIN_TIME_MS, TAG_PARTITION};
 use minion_contract::{Column, ColumnRole, ColumnType, SegmentRef, TableSchema, TimeUnit};
-use minion_worker::store::Location;
+use minion_store::Location;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;

@@ -227,6 +227,7 @@ impl PlannedSubtask {
         SubtaskSpec {
             api_version: CONTRACT_VERSION.to_string(),
             task_type: self.task_type,
+            kind: Default::default(),
             namespace: namespace.to_string(),
             task_run: task_run.to_string(),
             subtask: self.index,

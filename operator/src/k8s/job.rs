@@ -146,7 +146,13 @@ pub fn labels(request: &LaunchRequest) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
         (TASK_RUN_LABEL.to_string(), request.task_run.clone()),
-        (SUBTASK_LABEL.to_string(), request.subtask.to_string()),
+        (
+            SUBTASK_LABEL.to_string(),
+            match request.kind {
+                minion_contract::SubtaskKind::Process => request.subtask.to_string(),
+                kind => kind.as_str().to_string(),
+            },
+        ),
         (ATTEMPT_LABEL.to_string(), request.attempt.to_string()),
     ])
 }

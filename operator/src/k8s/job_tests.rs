@@ -5,6 +5,7 @@ fn request() -> LaunchRequest {
         namespace: "analytics".into(),
         task_run: "events-import-manual-1".into(),
         subtask: 2,
+        kind: Default::default(),
         attempt: 3,
         job: "events-import-manual-1-2-a3".into(),
         spec_uri: "s3://bucket/t/_minion/runs/r/2/spec.json".into(),

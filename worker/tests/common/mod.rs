@@ -105,6 +105,7 @@ pub fn spec(
     SubtaskSpec {
         api_version: CONTRACT_VERSION.into(),
         task_type: TaskType::MergeRollupTask,
+        kind: Default::default(),
         namespace: "default".into(),
         task_run: "run-1".into(),
         subtask: 0,
