@@ -73,6 +73,7 @@ pub fn next_step(status: &TaskRunStatus, facts: &Facts) -> Option<Step> {
             retry && *exit_code != Some(EXIT_BAD_INPUT),
             false,
         ),
+        Some(JobState::Stuck { reason, message }) => failed(*reason, message.clone(), false, true),
         Some(JobState::Missing) => failed(
             Reason::WorkerLost,
             format!(
