@@ -221,7 +221,7 @@ def load(name):
 ALLOWED = {
     ("minion.dev", "tables"): {"get", "list", "watch"},
     ("minion.dev", "miniontaskconfigs"): {"get", "list", "watch"},
-    ("minion.dev", "taskruns"): {"get", "list", "watch", "create", "delete"},
+    ("minion.dev", "taskruns"): {"get", "list", "watch", "create", "delete", "patch"},
     ("minion.dev", "tables/status"): {"patch"},
     ("minion.dev", "miniontaskconfigs/status"): {"patch"},
     ("minion.dev", "taskruns/status"): {"patch"},

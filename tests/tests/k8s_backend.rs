@@ -575,6 +575,187 @@ async fn a_config_whose_runs_keep_failing_is_degraded_and_the_run_now_annotation
     );
 }
 
+/// Steps the loop until `until` holds of the run `name` (`None` once it is gone), at most 200
+/// ticks; returns the run's last state.
+async fn tick_until(
+    env: &Env,
+    backend: &Arc<KubeBackend>,
+    name: &str,
+    until: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let mut controller = Controller::new(
+        backend.clone(),
+        Arc::new(SystemClock),
+        ControllerOptions {
+            max_steps: None,
+            poll_interval: Duration::from_millis(20),
+            only_run: None,
+            allowed_uri_prefixes: Vec::new(),
+        },
+    );
+    for _ in 0..200 {
+        let run = env.api.get(TASK_RUNS, "default", name);
+        if until(run.as_ref()) {
+            return run;
+        }
+        let report = controller.tick().await.unwrap();
+        if report.steps == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!(
+        "run {name} never reached the state: {:#?}",
+        env.api.get(TASK_RUNS, "default", name)
+    );
+}
+
+fn running_subtasks(run: Option<&Value>) -> usize {
+    run.and_then(|r| r["status"]["subtasks"].as_array())
+        .into_iter()
+        .flatten()
+        .filter(|s| s["state"] == "Running")
+        .count()
+}
+
+fn in_progress_lineage(env: &Env, run: &str) -> Vec<Value> {
+    let table = env
+        .api
+        .get("minion.dev/v1alpha1/tables", "default", "events-offline")
+        .unwrap();
+    table["status"]["lineage"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["taskRun"] == run && e["state"] == "IN_PROGRESS")
+        .cloned()
+        .collect()
+}
+
+/// Files a run staged and did not commit: below its `data/default/<key>/` prefix, not among
+/// the destination's live segments.
+async fn uncommitted_files(env: &Env, run_key: &str) -> Vec<PathBuf> {
+    let offline = env.table("events-offline");
+    let root = PathBuf::from(offline.uri.trim_start_matches("file://"));
+    let live: std::collections::HashSet<PathBuf> =
+        match Catalog::open(&offline.uri, Default::default()).await {
+            Ok(c) => c
+                .segments()
+                .unwrap()
+                .into_iter()
+                .map(|s| root.join(&s.path))
+                .collect(),
+            Err(_) => Default::default(),
+        };
+    walk(&root.join("data/default").join(run_key))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet") && !live.contains(p))
+        .collect()
+}
+
+/// Deleting a running TaskRun: its finalizer holds it until its jobs are stopped and what it
+/// staged is reverted (no IN_PROGRESS lineage, no uncommitted file); then it goes. A run with
+/// `spec.cancel: true` ends `Cancelled` the same way, nothing committed after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_or_cancelled_run_reverts_what_it_staged_and_releases_its_lineage() {
+    let env = Env::new(3).await;
+    let backend = env.backend();
+    let cfg = backend
+        .get_task_config("default", "events-import")
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Delete mid-run.
+    let name = "events-import-manual-del";
+    backend
+        .create_task_run(&new_task_run(&cfg, name, None))
+        .await
+        .unwrap();
+    let run = tick_until(&env, &backend, name, |r| running_subtasks(r) > 0)
+        .await
+        .unwrap();
+    let finalizers = run["metadata"]["finalizers"].clone();
+    assert_eq!(
+        finalizers,
+        serde_json::json!(["minion.dev/revert-uncommitted"]),
+        "{run:#}"
+    );
+    assert!(
+        !in_progress_lineage(&env, name).is_empty(),
+        "the run opened its lineage"
+    );
+    let key = format!("{name}-{}", &run_uid(&env, name).replace('-', "")[..12]);
+    // The workers stage their outputs before the run is deleted.
+    let staged = wait_for(
+        "a worker of the run to stage its output",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        async || {
+            let files = uncommitted_files(&env, &key).await;
+            (!files.is_empty()).then_some(files)
+        },
+        || format!("{:#?}", env.api.get(TASK_RUNS, "default", name)),
+    )
+    .await;
+    eprintln!("staged before the delete: {staged:#?}");
+    Api::<TaskRun>::namespaced(env.api.client(), "default")
+        .delete(name, &Default::default())
+        .await
+        .unwrap();
+    let held = env
+        .api
+        .get(TASK_RUNS, "default", name)
+        .expect("held by its finalizer");
+    assert!(
+        held["metadata"]["deletionTimestamp"].is_string(),
+        "{held:#}"
+    );
+    tick_until(&env, &backend, name, |r| r.is_none()).await;
+    assert_eq!(in_progress_lineage(&env, name), Vec::<Value>::new());
+    assert_eq!(uncommitted_files(&env, &key).await, Vec::<PathBuf>::new());
+    let jobs = env.api.list("batch/v1/jobs", Some("default"));
+    assert!(
+        jobs.iter().all(|j| !j["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&key)),
+        "jobs of the deleted run remain: {jobs:#?}"
+    );
+
+    // Cancel mid-run.
+    let name = "events-import-manual-cancel";
+    backend
+        .create_task_run(&new_task_run(&cfg, name, None))
+        .await
+        .unwrap();
+    tick_until(&env, &backend, name, |r| running_subtasks(r) > 0).await;
+    let key = format!("{name}-{}", &run_uid(&env, name).replace('-', "")[..12]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let committed_before = env.dest_totals().await;
+    Api::<TaskRun>::namespaced(env.api.client(), "default")
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .unwrap();
+    let run = tick_until(&env, &backend, name, |r| {
+        r.is_some_and(|r| r["status"]["phase"] == "Cancelled")
+    })
+    .await
+    .unwrap();
+    assert_eq!(run["status"]["reason"], "Cancelled", "{run:#}");
+    assert_eq!(condition(&run, "Failed"), Some("False"), "{run:#}");
+    assert_eq!(in_progress_lineage(&env, name), Vec::<Value>::new());
+    assert_eq!(uncommitted_files(&env, &key).await, Vec::<PathBuf>::new());
+    assert_eq!(
+        env.dest_totals().await.rows,
+        committed_before.rows,
+        "nothing committed after the cancel"
+    );
+}
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {

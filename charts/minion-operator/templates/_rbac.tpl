@@ -9,7 +9,7 @@ docs/kubernetes.md (RBAC) has the reason for each rule.
   verbs: ["get", "list", "watch"]
 - apiGroups: ["minion.dev"]
   resources: ["taskruns"]
-  verbs: ["get", "list", "watch", "create", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete", "patch"]
 - apiGroups: ["minion.dev"]
   resources: ["tables/status", "miniontaskconfigs/status", "taskruns/status"]
   verbs: ["patch"]

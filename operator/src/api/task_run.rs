@@ -73,6 +73,11 @@ pub struct TaskRunSpec {
     /// Overrides the config's memoryBudget (size).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_budget: Option<String>,
+    /// Cancel the run: its jobs are stopped, what it staged and did not commit is reverted,
+    /// its lineage released, and it ends `Cancelled`. A run already in its closing commit
+    /// finishes; subtasks committed before stay committed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
 }
 
 /// Lifecycle of a run.
@@ -87,6 +92,8 @@ pub enum TaskRunPhase {
     Failed,
     TimedOut,
     Skipped,
+    /// Ended by `spec.cancel` or by the TaskRun's deletion.
+    Cancelled,
 }
 
 impl TaskRunPhase {
@@ -101,10 +108,11 @@ impl TaskRunPhase {
             TaskRunPhase::Failed => "Failed",
             TaskRunPhase::TimedOut => "TimedOut",
             TaskRunPhase::Skipped => "Skipped",
+            TaskRunPhase::Cancelled => "Cancelled",
         }
     }
 
-    /// Succeeded, Failed, TimedOut and Skipped runs are finished.
+    /// Succeeded, Failed, TimedOut, Skipped and Cancelled runs are finished.
     pub fn is_finished(self) -> bool {
         matches!(
             self,
@@ -112,6 +120,7 @@ impl TaskRunPhase {
                 | TaskRunPhase::Failed
                 | TaskRunPhase::TimedOut
                 | TaskRunPhase::Skipped
+                | TaskRunPhase::Cancelled
         )
     }
 }

@@ -214,6 +214,7 @@ pub fn new_task_run(
             max_attempts: None,
             parallelism: None,
             memory_budget: None,
+            cancel: false,
         },
     );
     run.metadata.namespace = Some(namespace_of(&cfg.metadata));

@@ -30,8 +30,8 @@ use super::runstep;
 use super::stepctx::StepCtx;
 use super::taskrun::Step;
 use super::{
-    Backend, Clock, ControlError, configs, created_at, housekeeping, name_of, namespace_of,
-    protocol, tables,
+    Backend, Clock, ControlError, configs, created_at, finalize, housekeeping, name_of,
+    namespace_of, protocol, tables,
 };
 use crate::api::TaskRun;
 
@@ -338,6 +338,34 @@ impl Controller {
                         break;
                     }
                 }
+            }
+        }
+        // Deleted runs that are finished (reverted by their `Deleted` abort): let them go.
+        let deleted: Vec<TaskRun> = runs
+            .iter()
+            .filter(|r| {
+                r.metadata.deletion_timestamp.is_some() && finalize::holds(r) && !unfinished(r)
+            })
+            .cloned()
+            .collect();
+        for run in &deleted {
+            let mut ctx = StepCtx {
+                backend: backend.as_ref(),
+                catalogs: &mut self.catalogs,
+                now: self.clock.now(),
+                runs: &runs,
+                plans: &mut self.plans,
+                written: Vec::new(),
+                tables: Default::default(),
+                allowed_uri_prefixes: &self.options.allowed_uri_prefixes,
+            };
+            let name = name_of(&run.metadata);
+            match finalize::release(&mut ctx, run).await {
+                Ok(true) => report
+                    .log
+                    .push(format!("{name}: deleted; its finalizer is removed")),
+                Ok(false) => {}
+                Err(e) => report.errors.push(format!("TaskRun {name}: {e}")),
             }
         }
         self.forget_plans(&runs);

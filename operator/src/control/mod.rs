@@ -29,6 +29,7 @@
 
 pub mod configs;
 mod controller;
+pub mod finalize;
 pub mod gather;
 pub mod health;
 pub mod housekeeping;
@@ -228,6 +229,17 @@ pub trait Backend: Send + Sync {
         status: &'a TaskRunStatus,
     ) -> Res<'a, ()>;
     fn record_event<'a>(&'a self, event: &'a Event) -> Res<'a, ()>;
+    /// Adds (`hold`) or removes the operator's finalizer ([`finalize::FINALIZER`]) on a
+    /// TaskRun, so a deleted run stays until its uncommitted work is reverted. Backends that
+    /// delete nothing behind the loop's back (local mode) hold nothing.
+    fn set_run_finalizer<'a>(&'a self, run: &'a TaskRun, hold: bool) -> Res<'a, ()> {
+        let _ = (run, hold);
+        Box::pin(async { Ok(()) })
+    }
+    /// Whether [`Backend::set_run_finalizer`] does anything here.
+    fn holds_runs(&self) -> bool {
+        false
+    }
     /// Starts one subtask attempt as a job named `request.job`; a job of that name that
     /// already exists is left as it is.
     fn launch_subtask<'a>(&'a self, request: &'a LaunchRequest) -> Res<'a, ()>;

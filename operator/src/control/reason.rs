@@ -51,6 +51,10 @@ reasons! {
     RunTimeout,
     /// A run still planning past its `runTimeout` (planning kept failing).
     PlanningTimedOut,
+    /// `spec.cancel` ended the run.
+    Cancelled,
+    /// The TaskRun was deleted before it finished; its finalizer reverted what it staged.
+    Deleted,
     /// A run waits in Pending for a Table that is not Ready, or failed after waiting past its
     /// deadline.
     TableNotReady,

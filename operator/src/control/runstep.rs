@@ -88,15 +88,9 @@ fn conditions(status: &mut TaskRunStatus, generation: Option<i64>, now: DateTime
             generation,
             now,
         );
-        set_condition(
-            c,
-            FAILED,
-            (!complete).into(),
-            &reason,
-            message,
-            generation,
-            now,
-        );
+        // A cancelled run neither completed nor failed.
+        let failed = !complete && phase != TaskRunPhase::Cancelled;
+        set_condition(c, FAILED, failed.into(), &reason, message, generation, now);
     }
 }
 
@@ -109,6 +103,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
     if run.status.phase.is_finished() {
         return Ok(Step::Done);
     }
+    super::finalize::hold(ctx, object).await?;
     let resolved = match ctx.resolve(object).await {
         Ok(r) => r,
         Err(ControlError::Invalid {
@@ -162,6 +157,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         }),
         table_wait,
         validity: super::validity::facts(ctx, &run, &resolved).await?,
+        cancel: cancel_of(object),
     };
     for s in run
         .status
@@ -244,6 +240,24 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
         }
     }
     Ok(step)
+}
+
+/// Why `object` is to end now: deleted (its finalizer holds it until the run is reverted),
+/// or `spec.cancel`.
+fn cancel_of(object: &TaskRun) -> Option<taskrun::Cancel> {
+    if object.metadata.deletion_timestamp.is_some() {
+        Some(taskrun::Cancel {
+            reason: Reason::Deleted,
+            message: "the TaskRun was deleted: its jobs are stopped and what it staged and did not commit is reverted".into(),
+        })
+    } else if object.spec.cancel {
+        Some(taskrun::Cancel {
+            reason: Reason::Cancelled,
+            message: "spec.cancel is true: the jobs are stopped and what the run staged and did not commit is reverted".into(),
+        })
+    } else {
+        None
+    }
 }
 
 /// The first table of the run (source, then destination) whose `Ready` condition is there

@@ -97,6 +97,15 @@ pub struct Facts {
     pub table_wait: Option<TableWait>,
     /// The run's validity subtask, while it runs.
     pub validity: Option<super::validity::ValidityFacts>,
+    /// Why the run is to end now (`spec.cancel`, or the TaskRun being deleted).
+    pub cancel: Option<Cancel>,
+}
+
+/// A request to end a run before it finishes: its reason (`Cancelled`, `Deleted`) and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancel {
+    pub reason: Reason,
+    pub message: String,
 }
 
 /// The next step of a run.
@@ -209,6 +218,32 @@ pub fn subtask_failure(s: &SubtaskStatus) -> (String, String) {
 
 /// Decides the next step of a run.
 pub fn next_step(run: &str, status: &TaskRunStatus, facts: &Facts) -> Step {
+    // Cancelled (or deleted): nothing opened yet ends at once, an open run is reverted; a run
+    // in its closing commit finishes (its commit may already be in the log).
+    if let Some(c) = &facts.cancel {
+        let (phase, reason, message) = (
+            TaskRunPhase::Cancelled,
+            c.reason.as_str().to_string(),
+            c.message.clone(),
+        );
+        match status.phase {
+            TaskRunPhase::Pending => {
+                return Step::Finish {
+                    phase,
+                    reason,
+                    message,
+                };
+            }
+            TaskRunPhase::Planning | TaskRunPhase::Running => {
+                return Step::Abort {
+                    phase,
+                    reason,
+                    message,
+                };
+            }
+            _ => {}
+        }
+    }
     match status.phase {
         TaskRunPhase::Pending => match &facts.table_wait {
             Some(w) => wait_for_table(w, facts.now),
@@ -226,7 +261,8 @@ pub fn next_step(run: &str, status: &TaskRunStatus, facts: &Facts) -> Step {
         TaskRunPhase::Succeeded
         | TaskRunPhase::Failed
         | TaskRunPhase::TimedOut
-        | TaskRunPhase::Skipped => Step::Done,
+        | TaskRunPhase::Skipped
+        | TaskRunPhase::Cancelled => Step::Done,
     }
 }
 
@@ -534,6 +570,7 @@ mod tests {
             run_timeout_ms: Some(settings(mode).run_timeout_ms),
             table_wait: None,
             validity: None,
+            cancel: None,
         }
     }
 
@@ -563,6 +600,7 @@ mod tests {
             run_timeout_ms: Some(60 * 60_000),
             table_wait: None,
             validity: None,
+            cancel: None,
         };
         assert_eq!(next_step("r", &planning, &f(60)), Step::Plan);
         planning.last_error = Some(
@@ -621,6 +659,7 @@ mod tests {
             run_timeout_ms: Some(60 * 60_000),
             table_wait: w,
             validity: None,
+            cancel: None,
         };
         let waiting = Step::WaitForTable {
             reason: Reason::TableNotReady.into(),

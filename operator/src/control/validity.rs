@@ -411,6 +411,7 @@ mod tests {
                 max_attempts: 2,
                 subtask_timeout_ms: 10 * 60_000,
             }),
+            cancel: None,
         }
     }
 

@@ -504,6 +504,40 @@ impl KubeBackend {
         Some(JobState::Stuck { reason, message })
     }
 
+    /// Adds or removes [`crate::control::finalize::FINALIZER`] with a merge patch that carries
+    /// the run's `resourceVersion` (a concurrent change makes it fail; the next tick retries).
+    async fn set_finalizer(&self, run: &TaskRun, hold: bool) -> Result<(), BackendError> {
+        use crate::control::finalize::FINALIZER;
+        self.gate.check("update a TaskRun's finalizers")?;
+        let namespace = crate::control::namespace_of(&run.metadata);
+        let name = crate::control::name_of(&run.metadata);
+        let mut finalizers = run.metadata.finalizers.clone().unwrap_or_default();
+        finalizers.retain(|f| f != FINALIZER);
+        if hold {
+            finalizers.push(FINALIZER.to_string());
+        }
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": run.metadata.resource_version,
+        }});
+        match Api::<TaskRun>::namespaced(self.client.clone(), &namespace)
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(updated) => {
+                if let Some(cache) = self.cache::<TaskRun>() {
+                    cache.observe(updated);
+                }
+                Ok(())
+            }
+            Err(e) if is_status(&e, kube::core::Status::is_not_found) => Ok(()),
+            Err(e) => Err(api_error(
+                format!("update the finalizers of TaskRun {namespace}/{name}"),
+                e,
+            )),
+        }
+    }
+
     /// How long a subtask's Job may take to start its worker before its attempt fails with
     /// the reason ([`stuck::DEFAULT_GRACE`] by default).
     pub fn with_pod_start_timeout(mut self, timeout: std::time::Duration) -> Self {
@@ -598,6 +632,18 @@ impl Backend for KubeBackend {
 
     fn record_event<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, Result<(), BackendError>> {
         Box::pin(self.event(event))
+    }
+
+    fn set_run_finalizer<'a>(
+        &'a self,
+        run: &'a TaskRun,
+        hold: bool,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.set_finalizer(run, hold))
+    }
+
+    fn holds_runs(&self) -> bool {
+        true
     }
 
     fn launch_subtask<'a>(

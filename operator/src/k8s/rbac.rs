@@ -29,13 +29,14 @@ pub const WATCH_RULES: &[Rule] = &[
         verbs: &["get", "list", "watch"],
         why: "Reconcile. The operator never writes a user's spec, labels or annotations",
     },
-    // The same reads, plus backend.rs `create_run` (`Api::create`) and `delete`
-    // (`Api::delete`, runs beyond the history limits).
+    // The same reads, plus backend.rs `create_run` (`Api::create`), `delete` (`Api::delete`,
+    // runs beyond the history limits) and `set_finalizer` (`Api::patch`, a merge patch of
+    // `metadata.finalizers`).
     Rule {
         group: "minion.dev",
         resources: &["taskruns"],
-        verbs: &["get", "list", "watch", "create", "delete"],
-        why: "Create scheduled runs and delete runs beyond the history limits",
+        verbs: &["get", "list", "watch", "create", "delete", "patch"],
+        why: "Create scheduled runs, delete runs beyond the history limits, add and remove the finalizer that reverts a deleted run",
     },
     // backend.rs `apply_status`: `Api::patch_status` with server-side apply.
     Rule {

@@ -5,8 +5,10 @@
 //! validated against their CRD's schema on every write (see the schema module); create refuses a taken name (409
 //! `AlreadyExists`); a write carrying a stale `metadata.resourceVersion` is refused (409
 //! `Conflict`); writes to the main resource keep the stored status and writes to `/status`
-//! change only the status; deleting an object deletes the objects it owns (background
-//! garbage collection, one level per delete, recursively).
+//! change only the status; deleting an object with finalizers only sets its
+//! `deletionTimestamp`, and it goes when an update removes the last one; deleting an object
+//! deletes the objects it owns (background garbage collection, one level per delete,
+//! recursively).
 //!
 //! Limits kept, with the real server's codes and messages (checked against kube-apiserver
 //! v1.37.2 and etcd v3.7.0 with their default limits; `control_plane.rs` keeps checking them):
@@ -425,6 +427,9 @@ impl Store {
             for field in ["uid", "creationTimestamp", "namespace", "name"] {
                 next["metadata"][field] = stored["metadata"][field].clone();
             }
+            if let Some(t) = stored.pointer("/metadata/deletionTimestamp") {
+                next["metadata"]["deletionTimestamp"] = t.clone();
+            }
             match stored.get("status") {
                 Some(s) => next["status"] = s.clone(),
                 None => {
@@ -441,9 +446,18 @@ impl Store {
         check_lengths(resource, &result, false)?;
         result["metadata"]["resourceVersion"] = json!((self.rv + 1).to_string());
         check_stored_size(&result)?;
+        let released = result.pointer("/metadata/deletionTimestamp").is_some()
+            && result
+                .pointer("/metadata/finalizers")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty);
         self.bump(&mut result);
         self.objects.insert(key, result.clone());
         self.record(resource, namespace, "MODIFIED", &result);
+        if released {
+            // The last finalizer of a deleted object is gone: the object goes.
+            self.delete(resource, namespace, name)?;
+        }
         Ok(result)
     }
 
@@ -462,9 +476,30 @@ impl Store {
             namespace.to_string(),
             name.to_string(),
         );
-        let Some(mut gone) = self.objects.remove(&key) else {
+        let Some(stored) = self.objects.get(&key) else {
             return Err(Refusal::not_found(resource, name));
         };
+        let finalizers = stored
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        if finalizers {
+            // Finalizers hold the object: it is only marked, and goes when the last one is
+            // removed (see `update`).
+            if stored.pointer("/metadata/deletionTimestamp").is_some() {
+                return Ok(stored.clone());
+            }
+            let mut marked = stored.clone();
+            marked["metadata"]["deletionTimestamp"] =
+                json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            marked["metadata"]["resourceVersion"] = json!((self.rv + 1).to_string());
+            self.bump(&mut marked);
+            self.objects.insert(key, marked.clone());
+            self.record(resource, namespace, "MODIFIED", &marked);
+            return Ok(marked);
+        }
+        let mut gone = self.objects.remove(&key).expect("checked above");
         self.bump(&mut gone);
         self.record(resource, namespace, "DELETED", &gone);
         let uid = gone["metadata"]["uid"].clone();
