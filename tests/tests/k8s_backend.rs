@@ -641,7 +641,7 @@ async fn a_tables_storage_secret_gives_the_operator_its_store_options_and_a_miss
         "default",
         serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "s3-credentials"},
+            "metadata": {"name": "s3-credentials", "labels": {"minion.dev/storage-credentials": "true"}},
             // "http://127.0.0.1:9" and "us-east-1", base64-encoded as the API server stores them.
             "data": {"AWS_ENDPOINT": "aHR0cDovLzEyNy4wLjAuMTo5", "AWS_REGION": "dXMtZWFzdC0x"},
         }),

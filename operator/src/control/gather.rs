@@ -725,12 +725,20 @@ pub async fn generator_input(
     })?;
     let watermarks = watermarks_from_log(catalog, &resolved.config).await?;
     let destination = view(dest, segments, lineage(&dest.def.uri, &dest.status).await?);
+    // Input files outside the tables are read with the destination Table's settings.
+    let options = crate::storage::options_of(&crate::storage::table_key(
+        &dest.def.namespace,
+        &dest.def.name,
+    ));
+    let options = options.as_ref();
     let files = match &resolved.config.task {
         TaskSpec::FileIngestion(c) if !c.input_files.is_empty() => {
-            super::inputs::list_named_files(&c.input_files).await?
+            super::inputs::list_named_files(&c.input_files, options).await?
         }
-        TaskSpec::FileIngestion(c) => super::inputs::list_files(&c.input_dir_uri).await?,
-        TaskSpec::SegmentBackfill(c) => super::inputs::list_files(&c.input_dir_uri).await?,
+        TaskSpec::FileIngestion(c) => super::inputs::list_files(&c.input_dir_uri, options).await?,
+        TaskSpec::SegmentBackfill(c) => {
+            super::inputs::list_files(&c.input_dir_uri, options).await?
+        }
         _ => Vec::new(),
     };
     let invalid_rows = match &resolved.config.task {
