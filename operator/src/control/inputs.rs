@@ -126,9 +126,11 @@ pub async fn invalid_rows(
     untimed.sort_by(|a, b| a.path.cmp(&b.path));
     segments.extend(untimed);
     segments.extend(timed.iter().map(|t| t.segment.clone()));
+    // The table's store with the Table's own storage settings.
+    let loc = crate::storage::resolve(&def.uri).map_err(|e| ControlError::storage(&def.uri, e))?;
     let mut out = HashMap::new();
     for s in &segments {
-        match minion_worker::read_validity(&def.uri, &s.path).await {
+        match minion_worker::read_validity_in(&loc, &s.path).await {
             Ok(v) => {
                 out.insert(s.path.clone(), v.invalid());
             }
@@ -143,9 +145,13 @@ pub async fn invalid_rows(
         return Ok(out);
     }
     let table = super::protocol::location(def);
-    let counts =
-        minion_worker::compute_validity(&table, &segments, &minion_worker::RunOptions::default())
-            .await
-            .map_err(|e| ControlError::storage(&def.uri, e))?;
+    let counts = minion_worker::compute_validity_in(
+        &table,
+        &loc,
+        &segments,
+        &minion_worker::RunOptions::default(),
+    )
+    .await
+    .map_err(|e| ControlError::storage(&def.uri, e))?;
     Ok(counts.into_iter().map(|c| (c.path, c.invalid)).collect())
 }
