@@ -30,6 +30,7 @@ mod cleanup;
 mod commit;
 mod error;
 mod schema;
+mod sources;
 mod stats;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ pub use cleanup::{CleanupReport, UNREFERENCED_MIN_AGE_MS};
 pub use commit::{AppTxn, CommitOutcome, Replacement};
 pub use error::{CatalogError, Result};
 pub use schema::{arrow_schema, arrow_type, delta_type};
+pub use sources::{INGESTED_DIR, MAX_INLINE_SOURCE_FILES};
 pub use stats::{FileStats, TimeColumn, TimeKind, parse_stats, stats_json};
 
 /// `delta.checkpointInterval` of tables we create: a checkpoint every this many commits.
