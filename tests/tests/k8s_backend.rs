@@ -1124,3 +1124,51 @@ async fn a_table_outside_the_allowed_uri_prefixes_is_not_ready_and_untouched() {
     );
     assert_eq!(files(), before, "the operator wrote under {root:?}");
 }
+
+/// A run's worker has one set of storage credentials: an import whose source Table names
+/// another Secret than its destination is refused at launch — the subtask fails at once with
+/// `SecretNotAllowed` naming `spec.sourceTable` and both Secrets, and no Job is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_source_and_destination_name_different_secrets_fails_without_a_job() {
+    let env = Env::new(3).await;
+    let tables: Api<Table> = Api::namespaced(env.api.client(), "default");
+    for (table, secret) in [
+        ("events-realtime", "store-rt"),
+        ("events-offline", "store-off"),
+    ] {
+        env.api
+            .create(
+                "core/v1/secrets",
+                "default",
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": secret, "labels": {"minion.dev/storage-credentials": "true"}},
+                    "stringData": {"AWS_REGION": "us-east-1"},
+                }),
+            )
+            .unwrap();
+        tables
+            .patch(
+                table,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"storageSecretRef": {"name": secret}}})),
+            )
+            .await
+            .unwrap();
+    }
+    let backend = env.backend();
+    let run = env.run_import(&backend, "events-import-two-secrets").await;
+    assert_eq!(run["status"]["phase"], "Failed", "{run:#}");
+    let failed: Vec<&Value> = run["status"]["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["reason"] == "SecretNotAllowed")
+        .collect();
+    assert!(!failed.is_empty(), "{run:#}");
+    let message = failed[0]["message"].as_str().unwrap();
+    for needle in ["spec.sourceTable", "store-rt", "store-off"] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    assert!(env.api.list("batch/v1/jobs", Some("default")).is_empty());
+}
