@@ -744,6 +744,28 @@ async fn a_long_source_files_list_is_stored_beside_the_table_and_read_back_inlin
     );
     assert_eq!(expanded[1], short);
 
+    // Clean-up: a list no live segment names goes once a day old; a named one stays.
+    let orphan = dir
+        .path()
+        .join(INGESTED_DIR)
+        .join("00000000000000000000000000000000.json");
+    std::fs::write(&orphan, "{}").unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        fresh.clean_up_source_files(now).await.unwrap(),
+        0,
+        "too young"
+    );
+    assert_eq!(
+        fresh
+            .clean_up_source_files(now + UNREFERENCED_MIN_AGE_MS + 60_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!orphan.exists());
+    assert!(dir.path().join(reference).is_file());
+
     // A named list that is gone is an error, never an empty list.
     std::fs::remove_file(dir.path().join(reference)).unwrap();
     let mut other = expanded.clone();

@@ -8,7 +8,9 @@
 //! # Contracts
 //! - The object is written before the commit that names it and never changed (its name is a
 //!   128-bit hash of its content), so a replayed commit writes the same object again, and a
-//!   commit that never lands leaves an object nothing names. `_minion/` is never cleaned up.
+//!   commit that never lands leaves an object nothing names. Housekeeping deletes objects no
+//!   live segment names once they are older than [`super::UNREFERENCED_MIN_AGE_MS`]
+//!   ([`Catalog::clean_up_source_files`]); the general clean-up never touches `_minion/`.
 //! - Readers see segments as if the list were inline: [`Catalog::expand_source_files`] puts
 //!   the `sourceFiles` tag back in memory (never in the log), so file ingestion's
 //!   exactly-once checks and the carrying of lists onto merge outputs work unchanged. A named
@@ -79,19 +81,14 @@ impl Catalog {
                 continue;
             };
             let path = object_path(tag);
-            let key = format!("{}|{path}", self.uri);
-            let known = cache()
-                .lock()
-                .expect("source files cache")
-                .contains_key(&key);
-            if !known {
-                self.table
-                    .object_store()
-                    .put(&Path::from(path.as_str()), tag.clone().into_bytes().into())
-                    .await
-                    .map_err(|e| CatalogError::store(&self.uri, e))?;
-                remember(key, Arc::new(tag.clone()));
-            }
+            // Written every time, even when this process wrote it before: clean-up may have
+            // deleted it since, if no commit named it for a day.
+            self.table
+                .object_store()
+                .put(&Path::from(path.as_str()), tag.clone().into_bytes().into())
+                .await
+                .map_err(|e| CatalogError::store(&self.uri, e))?;
+            remember(format!("{}|{path}", self.uri), Arc::new(tag.clone()));
             s.tags.remove(TAG_SOURCE_FILES);
             s.tags.insert(TAG_SOURCE_FILES_REF.to_string(), path);
         }
@@ -148,5 +145,40 @@ impl Catalog {
                 .insert(TAG_SOURCE_FILES.to_string(), tag.as_ref().clone());
         }
         Ok(())
+    }
+
+    /// Deletes the stored lists no live segment names (at the loaded version, refreshed
+    /// first) that are older than [`super::UNREFERENCED_MIN_AGE_MS`] (a list younger than that
+    /// may belong to a commit about to land); returns how many were deleted.
+    ///
+    /// # Errors
+    /// The log cannot be refreshed, or the store cannot be listed or written.
+    pub async fn clean_up_source_files(&mut self, now_ms: i64) -> Result<usize> {
+        use futures::TryStreamExt;
+        self.refresh().await?;
+        let named: std::collections::HashSet<String> = self
+            .segments()?
+            .into_iter()
+            .filter_map(|s| s.tags.get(TAG_SOURCE_FILES_REF).cloned())
+            .collect();
+        let store = self.table.object_store();
+        let listed: Vec<object_store::ObjectMeta> = store
+            .list(Some(&Path::from(INGESTED_DIR)))
+            .try_collect()
+            .await
+            .map_err(|e| CatalogError::store(&self.uri, e))?;
+        let mut deleted = 0;
+        for meta in listed {
+            let path = meta.location.as_ref().to_string();
+            let age = now_ms - meta.last_modified.timestamp_millis();
+            if named.contains(&path) || age < super::UNREFERENCED_MIN_AGE_MS {
+                continue;
+            }
+            match store.delete(&meta.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
+                Err(e) => return Err(CatalogError::store(&self.uri, e)),
+            }
+        }
+        Ok(deleted)
     }
 }
