@@ -699,3 +699,90 @@ async fn tables_the_operator_creates_pass_its_own_delta_feature_check() {
     catalog.checkpoint().await.unwrap();
     catalog.refresh().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_long_source_files_list_is_stored_beside_the_table_and_read_back_inline() {
+    use minion_contract::segment::{TAG_SOURCE_FILES, TAG_SOURCE_FILES_REF};
+    use minion_operator::catalog::{INGESTED_DIR, MAX_INLINE_SOURCE_FILES};
+    let (dir, _uri, mut catalog) = new_table().await;
+    let list = |n: usize| {
+        let m: BTreeMap<String, String> = (0..n)
+            .map(|i| (format!("s3://in/f{i:04}.csv"), format!("v{i}")))
+            .collect();
+        serde_json::to_string(&m).unwrap()
+    };
+    let mut long = write_segment(dir.path(), "data/long.parquet", &[(100, 1)]);
+    long.tags
+        .insert(TAG_SOURCE_FILES.into(), list(MAX_INLINE_SOURCE_FILES * 50));
+    let mut short = write_segment(dir.path(), "data/short.parquet", &[(200, 1)]);
+    short
+        .tags
+        .insert(TAG_SOURCE_FILES.into(), list(MAX_INLINE_SOURCE_FILES));
+    let mut adds = vec![long.clone(), short.clone()];
+    catalog.record_source_files(&mut adds).await.unwrap();
+    // Recording twice (a replayed commit) writes the same object and tags the same way.
+    let mut again = vec![long.clone(), short.clone()];
+    catalog.record_source_files(&mut again).await.unwrap();
+    assert_eq!(again, adds);
+    catalog.append(&adds, &[]).await.unwrap();
+
+    let mut listed = catalog.segments().unwrap();
+    listed.sort_by(|a, b| a.path.cmp(&b.path));
+    let (in_log_long, in_log_short) = (&listed[0], &listed[1]);
+    assert_eq!(in_log_short, &short, "a short list stays inline");
+    assert!(!in_log_long.tags.contains_key(TAG_SOURCE_FILES));
+    let reference = &in_log_long.tags[TAG_SOURCE_FILES_REF];
+    assert!(reference.starts_with(INGESTED_DIR), "{reference}");
+    assert!(
+        in_log_long.tags.values().map(String::len).sum::<usize>() < 200,
+        "bounded tags: {:?}",
+        in_log_long.tags
+    );
+    assert!(dir.path().join(reference).is_file());
+
+    // Read back: the list is inline again, in memory.
+    let mut fresh = Catalog::open(&uri_of(dir.path()), HashMap::new())
+        .await
+        .unwrap();
+    fresh.refresh().await.unwrap();
+    let mut expanded = fresh.segments().unwrap();
+    expanded.sort_by(|a, b| a.path.cmp(&b.path));
+    fresh.expand_source_files(&mut expanded).await.unwrap();
+    assert_eq!(
+        expanded[0].tags[TAG_SOURCE_FILES],
+        long.tags[TAG_SOURCE_FILES]
+    );
+    assert_eq!(expanded[1], short);
+
+    // Clean-up: a list no live segment names goes once a day old; a named one stays.
+    let orphan = dir
+        .path()
+        .join(INGESTED_DIR)
+        .join("00000000000000000000000000000000.json");
+    std::fs::write(&orphan, "{}").unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    assert_eq!(
+        fresh.clean_up_source_files(now).await.unwrap(),
+        0,
+        "too young"
+    );
+    assert_eq!(
+        fresh
+            .clean_up_source_files(now + UNREFERENCED_MIN_AGE_MS + 60_000)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!orphan.exists());
+    assert!(dir.path().join(reference).is_file());
+
+    // A named list that is gone is an error, never an empty list.
+    std::fs::remove_file(dir.path().join(reference)).unwrap();
+    let mut other = expanded.clone();
+    other[0].tags.remove(TAG_SOURCE_FILES);
+    other[0].tags.insert(
+        TAG_SOURCE_FILES_REF.into(),
+        format!("{INGESTED_DIR}/0000000000000000ffffffffffffffff.json"),
+    );
+    assert!(fresh.expand_source_files(&mut other).await.is_err());
+}

@@ -941,7 +941,7 @@ async fn a_tables_storage_secret_gives_the_operator_its_store_options_and_a_miss
         "default",
         serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "s3-credentials"},
+            "metadata": {"name": "s3-credentials", "labels": {"minion.dev/storage-credentials": "true"}},
             // "http://127.0.0.1:9" and "us-east-1", base64-encoded as the API server stores them.
             "data": {"AWS_ENDPOINT": "aHR0cDovLzEyNy4wLjAuMTo5", "AWS_REGION": "dXMtZWFzdC0x"},
         }),
@@ -1616,4 +1616,52 @@ async fn a_refresh_on_the_kubernetes_backend_computes_validity_in_a_job_of_its_o
         .await
         .unwrap();
     assert_eq!(totals.rows, 200, "{live:#?}");
+}
+
+/// A run's worker has one set of storage credentials: an import whose source Table names
+/// another Secret than its destination is refused at launch — the subtask fails at once with
+/// `SecretNotAllowed` naming `spec.sourceTable` and both Secrets, and no Job is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_source_and_destination_name_different_secrets_fails_without_a_job() {
+    let env = Env::new(3).await;
+    let tables: Api<Table> = Api::namespaced(env.api.client(), "default");
+    for (table, secret) in [
+        ("events-realtime", "store-rt"),
+        ("events-offline", "store-off"),
+    ] {
+        env.api
+            .create(
+                "core/v1/secrets",
+                "default",
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": secret, "labels": {"minion.dev/storage-credentials": "true"}},
+                    "stringData": {"AWS_REGION": "us-east-1"},
+                }),
+            )
+            .unwrap();
+        tables
+            .patch(
+                table,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"storageSecretRef": {"name": secret}}})),
+            )
+            .await
+            .unwrap();
+    }
+    let backend = env.backend();
+    let run = env.run_import(&backend, "events-import-two-secrets").await;
+    assert_eq!(run["status"]["phase"], "Failed", "{run:#}");
+    let failed: Vec<&Value> = run["status"]["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["reason"] == "SecretNotAllowed")
+        .collect();
+    assert!(!failed.is_empty(), "{run:#}");
+    let message = failed[0]["message"].as_str().unwrap();
+    for needle in ["spec.sourceTable", "store-rt", "store-off"] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
+    assert!(env.api.list("batch/v1/jobs", Some("default")).is_empty());
 }

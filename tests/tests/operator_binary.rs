@@ -253,7 +253,11 @@ async fn scenario(cluster: &Cluster) {
             let secret: Secret = serde_json::from_value(serde_json::json!({
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": format!("s3-credentials{suffix}"), "namespace": NAMESPACE},
+                "metadata": {
+                    "name": format!("s3-credentials{suffix}"),
+                    "namespace": NAMESPACE,
+                    "labels": {"minion.dev/storage-credentials": "true"},
+                },
                 "stringData": options,
             }))
             .unwrap();
@@ -261,9 +265,6 @@ async fn scenario(cluster: &Cluster) {
                 .create(&PostParams::default(), &secret)
                 .await
                 .unwrap();
-            // This process reaches the tables with the same settings.
-            let options = options.clone().into_iter().collect();
-            minion_operator::storage::register(root, &options);
             root.clone()
         }
     };
@@ -276,7 +277,17 @@ async fn scenario(cluster: &Cluster) {
     for r in resources {
         match r {
             Resource::Table(t) => {
-                defs.push(validate::table(&t).unwrap());
+                let def = validate::table(&t).unwrap();
+                if let Some((_, options)) = &cluster.store {
+                    // This process reaches each table with the settings its Secret carries.
+                    let options = options.clone().into_iter().collect();
+                    minion_operator::storage::register(
+                        &minion_operator::storage::table_key(NAMESPACE, &def.name),
+                        &def.uri,
+                        &options,
+                    );
+                }
+                defs.push(def);
                 tables.create(&PostParams::default(), &t).await.unwrap();
             }
             Resource::MinionTaskConfig(c) => {

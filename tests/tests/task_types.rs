@@ -608,9 +608,9 @@ async fn file_ingestion_ingests_csv_json_and_parquet_once_and_a_rerun_ingests_no
     let day = Utc::now().timestamp_millis() - 10 * DAY_MS;
     let mut rng = demo::events::Rng::new(9);
     let mut written = Vec::new();
-    for i in 0..3 {
-        let b =
-            demo::events::event_batch(&mut rng, 300, day + i * HOUR_MS, day + (i + 1) * HOUR_MS);
+    // More files than a segment's tags carry inline: their list is stored beside the table.
+    for i in 0..24 {
+        let b = demo::events::event_batch(&mut rng, 60, day + i * HOUR_MS, day + (i + 1) * HOUR_MS);
         write_parquet(&input.join(format!("2024/part-{i}.parquet")), &b);
         written.push(b);
     }
@@ -700,6 +700,38 @@ async fn file_ingestion_ingests_csv_json_and_parquet_once_and_a_rerun_ingests_no
     assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
     assert_eq!(tr["status"]["reason"], "NoNewFiles", "{tr:#}");
     assert_eq!(totals(&offline, None).await, merged_totals);
+    // Every segment's tags stay bounded, however many files were merged into it: long lists
+    // of ingested files are named by reference.
+    let segments = live(&offline).await;
+    for s in &segments {
+        let size: usize = s.tags.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(size < 1024, "{} carries {size} bytes of tags", s.path);
+    }
+    assert!(
+        segments.iter().any(|s| s
+            .tags
+            .contains_key(minion_contract::segment::TAG_SOURCE_FILES_REF)),
+        "no list stored by reference"
+    );
+
+    // A new file is ingested, alone: the merged segments' files are not ingested again.
+    let b = demo::events::event_batch(&mut rng, 70, day, day + HOUR_MS);
+    write_parquet(&input.join("2024/part-new.parquet"), &b);
+    let path = env.manifest(
+        "taskrun-file-ingestion.yaml",
+        &[("name: events-ingest-2024-01", "name: ingest-parquet-new")],
+    );
+    env.ok(&["execute", "-f", path.to_str().unwrap()]);
+    env.up();
+    let tr = env.task_run("ingest-parquet-new");
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    let after = totals(&offline, None).await;
+    let new = batch_totals(std::slice::from_ref(&b));
+    assert_eq!(after.rows, merged_totals.rows + new.0);
+    assert_eq!(
+        after.sums["clicks"],
+        merged_totals.sums["clicks"] + new.1 as f64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

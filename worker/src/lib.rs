@@ -36,7 +36,10 @@ pub use fault::Fault;
 pub use minion_contract::{ResultManifest, SubtaskSpec};
 pub use run::{RunOptions, RunReport, run_subtask, run_subtask_report};
 pub use signal::shutdown_signal;
-pub use upsert::{SegmentValidity, Validity, compute_validity, read_validity};
+pub use upsert::{
+    SegmentValidity, Validity, compute_validity, compute_validity_in, read_validity,
+    read_validity_in,
+};
 
 /// Reads a subtask spec from any supported URI.
 ///

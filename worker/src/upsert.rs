@@ -92,7 +92,21 @@ pub async fn compute_validity(
     segments: &[SegmentRef],
     options: &RunOptions,
 ) -> Result<Vec<SegmentValidity>> {
-    let location = resolve(&table.uri)?;
+    compute_validity_in(table, &resolve(&table.uri)?, segments, options).await
+}
+
+/// [`compute_validity`] through `location`, the table's store as the caller resolved it (the
+/// operator: with the Table's own storage settings).
+///
+/// # Errors
+/// As [`compute_validity`].
+pub async fn compute_validity_in(
+    table: &TableLocation,
+    location: &crate::store::Location,
+    segments: &[SegmentRef],
+    options: &RunOptions,
+) -> Result<Vec<SegmentValidity>> {
+    let location = location.clone();
     let root = options.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     let private = PrivateSpillDir::create(&root)?;
     let budget = options
@@ -275,7 +289,17 @@ async fn validity_of(
 
 /// Reads the validity file of a segment.
 pub async fn read_validity(table_uri: &str, segment_path: &str) -> Result<Validity> {
-    let location = resolve(table_uri)?;
+    read_validity_in(&resolve(table_uri)?, segment_path).await
+}
+
+/// [`read_validity`] through `location`, the table's store as the caller resolved it.
+///
+/// # Errors
+/// As [`read_validity`].
+pub async fn read_validity_in(
+    location: &crate::store::Location,
+    segment_path: &str,
+) -> Result<Validity> {
     let path = location.child(&format!("{segment_path}{VALIDITY_SUFFIX}"));
     let bytes = location.get_bytes(&path).await?;
     Validity::decode(&bytes).map_err(|message| WorkerError::CorruptInput {

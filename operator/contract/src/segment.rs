@@ -23,6 +23,10 @@ pub const TAG_SOURCE_FILE_VERSION: &str = "sourceFileVersion";
 /// Tag key naming the source files of a segment ingested from several files at once (file
 /// ingestion in append mode, m files → n segments): a JSON object `{"<uri>": "<version>"}`.
 pub const TAG_SOURCE_FILES: &str = "sourceFiles";
+/// Tag key replacing a `sourceFiles` tag too long to carry in the log: the table-relative path
+/// of an immutable object (`_minion/ingested/<content hash>.json`) holding that JSON map, so a
+/// segment's tags stay bounded however many files were merged into it.
+pub const TAG_SOURCE_FILES_REF: &str = "sourceFilesRef";
 /// Key in a `sourceFiles` map for rows that did not come from a file (a segment merged from
 /// ingested and other segments), so a sync-mode re-ingestion never replaces it.
 pub const UNTRACKED_SOURCE: &str = "*";

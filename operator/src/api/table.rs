@@ -66,7 +66,8 @@ pub struct TableSpec {
     pub uri: String,
     /// Columns, their roles, the time column and upsert/partitioning/sorting settings.
     pub schema: TableSchema,
-    /// Secret holding the object-store credentials.
+    /// Secret (in the Table's namespace) holding the object-store credentials; it must carry
+    /// the label `minion.dev/storage-credentials: "true"`. Used for this Table only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_secret_ref: Option<SecretRef>,
     /// How long replaced segments stay on storage for readers of older snapshots (period,

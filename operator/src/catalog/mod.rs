@@ -31,6 +31,7 @@ mod commit;
 mod error;
 mod features;
 mod schema;
+mod sources;
 mod stats;
 
 use std::collections::HashMap;
@@ -50,6 +51,7 @@ pub use commit::{AppTxn, CommitOutcome, Replacement};
 pub use error::{CatalogError, Result};
 pub use features::{TableFeatures, Unsupported};
 pub use schema::{arrow_schema, arrow_type, delta_type};
+pub use sources::{INGESTED_DIR, MAX_INLINE_SOURCE_FILES};
 pub use stats::{FileStats, TimeColumn, TimeKind, parse_stats, stats_json};
 
 /// `delta.checkpointInterval` of tables we create: a checkpoint every this many commits.

@@ -219,6 +219,20 @@ impl Controller {
                 .filter_map(|t| crate::validate::table(t).ok().map(|d| d.uri))
                 .collect();
             self.catalogs.retain(uris.iter().map(String::as_str));
+            // So are their storage settings: nothing of a deleted Table reaches the next
+            // Table at its location.
+            let keys: std::collections::HashSet<String> = tables
+                .iter()
+                .map(|t| {
+                    crate::storage::table_key(
+                        &super::namespace_of(&t.metadata),
+                        &super::name_of(&t.metadata),
+                    )
+                })
+                .collect();
+            for root in crate::storage::retain(|k| keys.contains(k)) {
+                self.catalogs.forget(&root);
+            }
         }
         for table in &tables {
             let allowed = &self.options.allowed_uri_prefixes;

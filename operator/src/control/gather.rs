@@ -717,33 +717,50 @@ pub async fn generator_input(
         segments,
         lineage,
     };
-    let source =
-        match &resolved.source {
-            Some(s) => {
-                let segments = catalogs.get(&s.def).await?.segments().map_err(|source| {
-                    ControlError::Catalog {
-                        table: s.def.name.clone(),
-                        source,
-                    }
-                })?;
-                Some(view(s, segments, lineage(&s.def.uri, &s.status).await?))
-            }
-            None => None,
-        };
+    let source = match &resolved.source {
+        Some(s) => {
+            let catalog = catalogs.get(&s.def).await?;
+            let err = |source| ControlError::Catalog {
+                table: s.def.name.clone(),
+                source,
+            };
+            let mut segments = catalog.segments().map_err(err)?;
+            catalog
+                .expand_source_files(&mut segments)
+                .await
+                .map_err(err)?;
+            Some(view(s, segments, lineage(&s.def.uri, &s.status).await?))
+        }
+        None => None,
+    };
     let dest = &resolved.destination;
     let catalog = catalogs.get(&dest.def).await?;
-    let segments = catalog.segments().map_err(|source| ControlError::Catalog {
+    let err = |source| ControlError::Catalog {
         table: dest.def.name.clone(),
         source,
-    })?;
+    };
+    let mut segments = catalog.segments().map_err(err)?;
+    // Ingested-file lists stored beside the table are read back, so planning sees them inline.
+    catalog
+        .expand_source_files(&mut segments)
+        .await
+        .map_err(err)?;
     let watermarks = watermarks_from_log(catalog, &resolved.config).await?;
     let destination = view(dest, segments, lineage(&dest.def.uri, &dest.status).await?);
+    // Input files outside the tables are read with the destination Table's settings.
+    let options = crate::storage::options_of(&crate::storage::table_key(
+        &dest.def.namespace,
+        &dest.def.name,
+    ));
+    let options = options.as_ref();
     let files = match &resolved.config.task {
         TaskSpec::FileIngestion(c) if !c.input_files.is_empty() => {
-            super::inputs::list_named_files(&c.input_files).await?
+            super::inputs::list_named_files(&c.input_files, options).await?
         }
-        TaskSpec::FileIngestion(c) => super::inputs::list_files(&c.input_dir_uri).await?,
-        TaskSpec::SegmentBackfill(c) => super::inputs::list_files(&c.input_dir_uri).await?,
+        TaskSpec::FileIngestion(c) => super::inputs::list_files(&c.input_dir_uri, options).await?,
+        TaskSpec::SegmentBackfill(c) => {
+            super::inputs::list_files(&c.input_dir_uri, options).await?
+        }
         _ => Vec::new(),
     };
     let invalid_rows = match &resolved.config.task {

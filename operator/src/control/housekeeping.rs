@@ -11,6 +11,8 @@
 //! 2. Files: [`Catalog::clean_up`] with the Table's `replacedSegmentRetention`, protecting the
 //!    output prefixes of IN_PROGRESS entries (staged outputs of runs in flight); the catalog
 //!    keeps sidecars of live segments (`<segment>.validity`).
+//!    Lists of ingested files (`_minion/ingested/`) no live segment names go after a day
+//!    ([`crate::catalog::Catalog::clean_up_source_files`]).
 //! 3. A Normal Event `CleanedUp` on the Table summarises what was deleted, when anything was.
 //!
 //! Only Ready tables are housekept. A table whose Delta log uses a feature the operator does
@@ -48,6 +50,8 @@ pub struct Housekeeping {
     pub lineage_lists: usize,
     /// Staged files deleted under reverted prefixes.
     pub staged_files: usize,
+    /// Stored lists of ingested files no live segment names, deleted.
+    pub ingested_lists: usize,
     /// The catalog clean-up.
     pub files: CleanupReport,
 }
@@ -58,12 +62,13 @@ impl Housekeeping {
             || self.files.deleted_files() > 0
             || self.lineage_dropped > 0
             || self.lineage_lists > 0
+            || self.ingested_lists > 0
     }
 
     pub fn summary(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         format!(
-            "deleted {} replaced file(s) ({:.1} MiB) past the retention, {} unreferenced file(s) ({:.1} MiB), {} staged file(s) of reverted runs; {} stale lineage entr(ies) reverted, {} old entr(ies) dropped, {} stored lineage list(s) no entry names",
+            "deleted {} replaced file(s) ({:.1} MiB) past the retention, {} unreferenced file(s) ({:.1} MiB), {} staged file(s) of reverted runs; {} stale lineage entr(ies) reverted, {} old entr(ies) dropped, {} stored lineage list(s) no entry names, {} stored ingested-file list(s) no segment names",
             self.files.replaced_files,
             mib(self.files.replaced_bytes),
             self.files.unreferenced_files,
@@ -72,6 +77,7 @@ impl Housekeeping {
             self.stale_reverted,
             self.lineage_dropped,
             self.lineage_lists,
+            self.ingested_lists,
         )
     }
 }
@@ -205,6 +211,12 @@ pub async fn housekeep(
             def.clean_up_foreign_files,
             false,
         )
+        .await
+        .map_err(catalog_err)?;
+
+    // Stored lists of ingested files that no live segment names any more.
+    done.ingested_lists = catalog
+        .clean_up_source_files(now_ms)
         .await
         .map_err(catalog_err)?;
 

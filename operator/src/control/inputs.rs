@@ -28,12 +28,18 @@ use super::ControlError;
 use crate::generator::{ListedFile, TableView, sorted_by_time, visible};
 use crate::model::TableDef;
 
-/// Every file under `dir_uri` (recursively), sorted by URI.
+/// Every file under `dir_uri` (recursively), sorted by URI, read with `options` — the storage
+/// options of the Table the config writes to (`None`: the environment's settings), never those
+/// of whichever Table's location the directory may lie in.
 ///
 /// # Errors
 /// The URI does not resolve or the listing fails.
-pub async fn list_files(dir_uri: &str) -> Result<Vec<ListedFile>, ControlError> {
-    let loc = crate::storage::resolve(dir_uri).map_err(|e| ControlError::storage(dir_uri, e))?;
+pub async fn list_files(
+    dir_uri: &str,
+    options: Option<&crate::storage::Options>,
+) -> Result<Vec<ListedFile>, ControlError> {
+    let loc = crate::storage::resolve_with(dir_uri, options)
+        .map_err(|e| ControlError::storage(dir_uri, e))?;
     let prefix = (!loc.base.as_ref().is_empty()).then_some(&loc.base);
     let listed: Vec<object_store::ObjectMeta> = match loc.store.list(prefix).try_collect().await {
         Ok(l) => l,
@@ -67,16 +73,24 @@ pub async fn list_files(dir_uri: &str) -> Result<Vec<ListedFile>, ControlError> 
 }
 
 /// The files named explicitly (a FileIngestion's `inputFiles`), each with its size, version
-/// and — by its name — format, sorted by URI.
+/// and — by its name — format, sorted by URI, read with `options` as [`list_files`] is.
 ///
 /// # Errors
 /// A URI does not resolve, or a file cannot be read (its URI named).
-pub async fn list_named_files(uris: &[String]) -> Result<Vec<ListedFile>, ControlError> {
+pub async fn list_named_files(
+    uris: &[String],
+    options: Option<&crate::storage::Options>,
+) -> Result<Vec<ListedFile>, ControlError> {
     use object_store::ObjectStoreExt;
     let mut out = Vec::with_capacity(uris.len());
     for uri in uris {
         let (loc, path) =
             minion_store::resolve_file(uri).map_err(|e| ControlError::storage(uri, e))?;
+        let loc = match options {
+            Some(_) => crate::storage::resolve_with(&loc.uri, options)
+                .map_err(|e| ControlError::storage(uri, e))?,
+            None => loc,
+        };
         let meta = loc
             .store
             .head(&path)

@@ -158,6 +158,13 @@ pub enum BackendError {
     },
     #[error("{operation}: {message}")]
     Io { operation: String, message: String },
+    /// An object the request names may not be used for it (a Secret without the storage
+    /// opt-in label): `reason` is the condition reason, `message` names the field and the fix.
+    #[error("{message}")]
+    NotAllowed {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl BackendError {
@@ -166,6 +173,7 @@ impl BackendError {
             BackendError::NotFound { .. } => "NotFound",
             BackendError::Corrupt { .. } => "CorruptObject",
             BackendError::Io { .. } => "BackendUnavailable",
+            BackendError::NotAllowed { reason, .. } => reason,
         }
     }
 

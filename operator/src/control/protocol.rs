@@ -410,7 +410,9 @@ pub async fn commit(
     committed_before: &BTreeSet<u32>,
     now_ms: i64,
 ) -> Result<CommitOutcome, CatalogError> {
-    let planned = plan_commit(ctx, plan, state, done, committed_before);
+    let mut planned = plan_commit(ctx, plan, state, done, committed_before);
+    // Long lists of ingested files go beside the table, before the commit that names them.
+    catalog.record_source_files(&mut planned.add).await?;
     let outcome = catalog
         .replace(Replacement {
             remove: planned.remove,

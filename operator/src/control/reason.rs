@@ -114,6 +114,9 @@ reasons! {
     UnsupportedDeltaFeature,
     /// The Secret a table's storage credentials come from cannot be read.
     StorageSecretUnavailable,
+    /// The Secret a Table names in `spec.storageSecretRef` does not opt in to being used as
+    /// storage credentials (label `minion.dev/storage-credentials: "true"`).
+    SecretNotAllowed,
     /// A Table's `spec.uri` is the location of an older Table, or nested with it.
     UriOverlaps,
     /// A Table's or task's URI is outside the operator's allowed URI prefixes.

@@ -161,7 +161,22 @@ pub(super) async fn act(
                 memory_budget_bytes: exec.memory_budget_bytes,
                 timeout_ms: exec.subtask_timeout_ms,
             };
-            ctx.backend.launch_subtask(&request).await?;
+            match ctx.backend.launch_subtask(&request).await {
+                Ok(()) => {}
+                // A refusal (the Tables' storage Secret may not be used) does not go away by
+                // retrying: the subtask fails now, with the refusal's reason and message.
+                Err(super::BackendError::NotAllowed { reason, message }) => {
+                    let step = Step::AttemptFailed {
+                        index: *index,
+                        reason: reason.to_string(),
+                        message,
+                        retry: false,
+                        kill: false,
+                    };
+                    return Box::pin(act(ctx, run, resolved, plan, &step)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
             let s = subtask_mut(&mut run.status, *index);
             s.state = SubtaskState::Running;
             s.attempts = *attempt;

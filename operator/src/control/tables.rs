@@ -13,7 +13,9 @@
 use chrono::{DateTime, Utc};
 
 use super::gather::{self, Catalogs};
-use super::{Backend, ControlError, Event, EventType, ObjectRef, Reason, name_of, namespace_of};
+use super::{
+    Backend, BackendError, ControlError, Event, EventType, ObjectRef, Reason, name_of, namespace_of,
+};
 use crate::api::condition::{READY, set_condition};
 use crate::api::table::MAX_ENDED_LINEAGE_ENTRIES;
 use crate::api::{ConditionStatus, Table, TableStatus};
@@ -277,11 +279,23 @@ pub async fn reconcile(
             Err((Reason::UriOverlaps.as_str(), message))
         }
         Ok(def) => match backend.storage_options(table).await {
+            Err(e @ BackendError::NotAllowed { .. }) => {
+                // Refused settings are dropped, not kept from an earlier read.
+                if crate::storage::unregister(&crate::storage::table_key(&namespace, &name)) {
+                    catalogs.forget(&def.uri);
+                }
+                Err((e.reason(), e.to_string()))
+            }
             Err(e) => Err((Reason::StorageSecretUnavailable.as_str(), e.to_string())),
             Ok(options) => {
-                if let Some(options) = options
-                    && crate::storage::register(&def.uri, &options)
-                {
+                // This Table's settings only: another Table's (on the same bucket or not) are
+                // neither replaced nor used.
+                let key = crate::storage::table_key(&namespace, &name);
+                let changed = match options {
+                    Some(options) => crate::storage::register(&key, &def.uri, &options),
+                    None => crate::storage::unregister(&key),
+                };
+                if changed {
                     catalogs.forget(&def.uri);
                 }
                 match catalogs.get(&def).await {

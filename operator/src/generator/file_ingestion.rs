@@ -17,7 +17,8 @@
 //!   data of deleted files is dropped); it runs only when something changed, and ignores
 //!   `tableMaxNumTasks` since a swap cannot be partial.
 //! - Segments that other tasks merged carry the `sourceFiles` of what they replaced, so files
-//!   stay ingested after a MergeRollup. In sync mode, a changed file whose old rows share a
+//!   stay ingested after a MergeRollup (a long list is stored beside the table and read back
+//!   inline before planning: `catalog::sources`). In sync mode, a changed file whose old rows share a
 //!   segment with other files is re-ingested together with them in one subtask
 //!   ([`sync_group`]), or waits when that cannot restore every row.
 //! - A segment an IN_PROGRESS lineage entry of another run replaces or reads (a running

@@ -75,6 +75,49 @@ fn not_found(kind: &'static str, namespace: &str, name: &str) -> BackendError {
 }
 
 impl KubeBackend {
+    /// The storage Secret a run's Job gets: the one of the run's Tables (the destination, and
+    /// the source when the task reads one), and only when it opts in to being storage
+    /// credentials. The worker has one set of credentials, so a source Table naming another
+    /// Secret than the destination is refused, naming both.
+    async fn job_secret(&self, ns: &str, run: &TaskRun) -> Result<Option<String>, BackendError> {
+        let mut tables = vec![("spec.table", run.spec.table.clone())];
+        if let Some(source) = &run.spec.source_table {
+            tables.push(("spec.sourceTable", source.clone()));
+        }
+        let mut chosen: Option<(String, Option<String>)> = None;
+        for (field, name) in tables {
+            let Some(table) = self.get::<Table>(ns, &name).await? else {
+                continue;
+            };
+            let secret = table
+                .spec
+                .storage_secret_ref
+                .as_ref()
+                .map(|s| s.name.clone());
+            if secret.is_some() {
+                // Refuses a Secret without the opt-in label (and a missing one).
+                self.secrets.options(&self.client, &table).await?;
+            }
+            match &chosen {
+                None => chosen = Some((name, secret)),
+                Some((first, first_secret)) if *first_secret != secret => {
+                    return Err(BackendError::NotAllowed {
+                        reason: crate::control::Reason::SecretNotAllowed.as_str(),
+                        message: format!(
+                            "{field}: Table {ns}/{name} uses storage Secret {:?} but Table \
+                             {ns}/{first} uses {:?}; a run's worker has one set of storage \
+                             credentials, so both Tables must name the same \
+                             spec.storageSecretRef",
+                            secret.as_deref().unwrap_or("(none)"),
+                            first_secret.as_deref().unwrap_or("(none)"),
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(chosen.and_then(|(_, secret)| secret))
+    }
     /// A backend over `namespaces` (all when empty); `instance` names this replica in Events.
     pub fn new(
         client: Client,
@@ -378,11 +421,7 @@ impl KubeBackend {
             .get::<TaskRun>(ns, &request.task_run)
             .await?
             .ok_or_else(|| not_found("TaskRun", ns, &request.task_run))?;
-        let secret = self
-            .get::<Table>(ns, &run.spec.table)
-            .await?
-            .and_then(|t| t.spec.storage_secret_ref)
-            .map(|s| s.name);
+        let secret = self.job_secret(ns, &run).await?;
         let overrides = match &run.spec.config_ref {
             Some(name) => self
                 .get::<MinionTaskConfig>(ns, name)

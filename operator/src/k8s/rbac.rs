@@ -96,7 +96,7 @@ pub const WATCH_RULES: &[Rule] = &[
         group: "",
         resources: &["secrets"],
         verbs: &["get"],
-        why: "Object-store credentials named by `Table.spec.storageSecretRef`. No list, no watch",
+        why: "Object-store credentials named by `Table.spec.storageSecretRef`, used only when labelled `minion.dev/storage-credentials=true`. No list, no watch",
     },
 ];
 
