@@ -1531,20 +1531,24 @@ async fn a_refresh_on_the_kubernetes_backend_computes_validity_in_a_job_of_its_o
         .create_task_run(&new_task_run(&cfg, name, None))
         .await
         .unwrap();
-    let mut controller = Controller::new(
-        backend.clone(),
-        Arc::new(SystemClock),
-        ControllerOptions {
-            max_steps: None,
-            poll_interval: Duration::from_millis(20),
-            only_run: None,
-            allowed_uri_prefixes: Vec::new(),
-        },
-    );
+    // One step per tick, so the status after every step is seen (a fast validity Job
+    // would otherwise be collected within the tick that launched it).
+    let one_step = || {
+        Controller::new(
+            backend.clone(),
+            Arc::new(SystemClock),
+            ControllerOptions {
+                max_steps: Some(1),
+                poll_interval: Duration::from_millis(20),
+                only_run: None,
+                allowed_uri_prefixes: Vec::new(),
+            },
+        )
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut saw_planning_with_validity = false;
     let run = loop {
-        let report = controller.tick().await.unwrap();
+        let report = one_step().tick().await.unwrap();
         let run = env.api.get(TASK_RUNS, "default", name).unwrap();
         let phase = run["status"]["phase"]
             .as_str()
