@@ -270,6 +270,7 @@ mod tests {
             outputs: vec![segment("data/run/2/1/t_0_1_0.parquet", written)],
             ingested_files: Vec::new(),
             skipped_files: Vec::new(),
+            skipped_segments: Vec::new(),
             ledger: Some(RowLedger {
                 source_rows: source,
                 merged: digest(source),

@@ -14,7 +14,7 @@ pub mod task;
 pub use ledger::{LedgerViolation, MetricTotals, RowDigest, RowLedger, Total};
 pub use manifest::{
     EXIT_BAD_INPUT, EXIT_TRANSIENT, FailureReason, Outcome, ResultManifest, SkippedFile,
-    WORKER_OVERHEAD_BYTES,
+    SkippedSegment, WORKER_OVERHEAD_BYTES,
 };
 pub use schema::{
     Column, ColumnRole, ColumnType, PartitionFunction, Partitioning, TableSchema, TimeUnit,
