@@ -25,7 +25,8 @@ pub use task_config::{
     MissedRunPolicy, RunResult, WatermarkStatus, WorkerPodSpec, WorkerResources, WorkerToleration,
 };
 pub use task_run::{
-    PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
+    MAX_SKIPPED_SEGMENTS_SHOWN, PlannedUnit, SkippedSegmentStatus, SubtaskState, SubtaskStatus,
+    TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
 };
 pub use tasks::{
     FileIngestionMode, FileIngestionTaskSpec, MergeLevelSpec, MergeRollupMode, MergeRollupTaskSpec,

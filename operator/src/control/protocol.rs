@@ -6,7 +6,8 @@
 //! 2. [`write_spec`] next to the attempt's staged outputs; the worker writes its result
 //!    manifest there ([`read_manifest`]), which the commit gate checks.
 //! 3. [`commit`]: ONE Delta commit of some finished subtasks, planned by the pure
-//!    [`plan_commit`] (remove their inputs, add their outputs, carry each subtask's run
+//!    [`plan_commit`] (remove their inputs — never one the worker skipped as unreadable,
+//!    which stays in the table —, add their outputs, carry each subtask's run
 //!    identity and the advanced watermarks as `txn`s), then their lineage entries COMPLETED
 //!    and the watermark advanced in the [`RunState`].
 //! 4. [`revert_subtask`]: lineage REVERTED and every staged attempt deleted — unless the
@@ -294,6 +295,9 @@ pub struct CommitPlan {
     pub operation: String,
     /// Outputs recorded on each subtask's lineage entry, by lineage id.
     pub outputs: Vec<(String, Vec<String>)>,
+    /// Inputs the worker skipped as unreadable, by lineage id: not removed, and taken out of
+    /// the entry's inputs before it completes.
+    pub kept: Vec<(String, Vec<String>)>,
     /// The window watermark after the commit (window task types).
     pub window_watermark: Option<i64>,
 }
@@ -321,6 +325,7 @@ pub fn plan_commit(
         data_change: false,
         operation: format!("MINION {}", ctx.config.task_type()),
         outputs: Vec::new(),
+        kept: Vec::new(),
         window_watermark: None,
     };
     for (index, manifest) in done {
@@ -341,7 +346,21 @@ pub fn plan_commit(
             ctx.lineage_id(*index),
             outputs.iter().map(|s| s.path.clone()).collect(),
         ));
-        out.remove.extend(subtask.segments_from());
+        // A segment the worker skipped as unreadable stays in the table.
+        let skipped: Vec<String> = manifest
+            .iter()
+            .flat_map(|m| &m.skipped_segments)
+            .map(|s| s.path.clone())
+            .collect();
+        out.remove.extend(
+            subtask
+                .segments_from()
+                .into_iter()
+                .filter(|p| !skipped.contains(p)),
+        );
+        if !skipped.is_empty() {
+            out.kept.push((ctx.lineage_id(*index), skipped));
+        }
         out.add.extend(outputs);
         out.data_change |= changes_data(subtask);
         out.txns.push(AppTxn::run(ctx.subtask_app_id(*index)));
@@ -420,6 +439,11 @@ pub async fn commit(
             operation: &planned.operation,
         })
         .await?;
+    for (id, kept) in planned.kept {
+        if let Err(e) = state.lineage.keep_inputs(&id, &kept) {
+            tracing::error!(task_run = ctx.task_run, error = %e, "lineage out of step");
+        }
+    }
     for (id, outputs) in planned.outputs {
         // The entries were opened by this run; recording cannot fail but for a bug.
         if let Err(e) = state.lineage.record_outputs(&id, outputs) {
