@@ -409,8 +409,10 @@ async fn write_all(
         let batch = match batch.and_then(|b| check.add(&b).map(|()| b)) {
             Ok(b) => b,
             Err(e) => {
-                // Never finish a segment from a failed stream.
+                // Never finish a segment from a failed stream; wait until the writer has
+                // stopped, so nothing is written after the caller may clean up.
                 task.abort();
+                let _ = task.await;
                 return Err(e);
             }
         };
