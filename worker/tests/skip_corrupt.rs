@@ -128,6 +128,17 @@ async fn a_truncated_segment_is_skipped_up_front_and_reported() {
 
 #[tokio::test]
 async fn a_bad_page_restarts_the_read_without_the_segment_and_leaves_no_partial_output() {
+    bad_page(false).await;
+}
+
+#[tokio::test]
+async fn a_bad_page_found_while_sorting_restarts_the_read_without_the_segment() {
+    bad_page(true).await;
+}
+
+/// Inputs `a`, `b` (a bad page in its second row group) and `c`, read with `skip` set
+/// (`sort`: through the external sort, else written as read).
+async fn bad_page(sort: bool) {
     let dir = tempfile::tempdir().unwrap();
     let a = write_segment(dir.path(), "in/a.parquet", &[rows_of("a", 40)]);
     // `b` has a readable footer and first row group; its second row group's first page
@@ -149,8 +160,9 @@ async fn a_bad_page_restarts_the_read_without_the_segment_and_leaves_no_partial_
 
     // Unsorted concat with tiny outputs: segments are written while inputs are still read,
     // so the first pass has staged outputs holding rows of `b` when the bad page is found.
+    // Sorted, the bad page is found while the sorter takes its input.
     let mut p = processing(MergeType::Concat);
-    p.sort = false;
+    p.sort = sort;
     p.max_records_per_segment = 10;
     let s = spec(
         dir.path(),

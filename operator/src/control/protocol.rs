@@ -249,7 +249,9 @@ fn tag_source_files(
 /// were ingested and never ingests them twice. Rows of replaced segments that came from no
 /// file are marked [`minion_contract::segment::UNTRACKED_SOURCE`]. Ingestion subtasks tag
 /// their own outputs ([`tag_source_files`]).
-fn carry_source_files(subtask: &PlannedSubtask, outputs: &mut [SegmentRef]) {
+/// Segments the worker skipped as unreadable (`skipped`) are not replaced: their files stay
+/// theirs.
+fn carry_source_files(subtask: &PlannedSubtask, skipped: &[String], outputs: &mut [SegmentRef]) {
     use minion_contract::segment::{TAG_SOURCE_FILE, TAG_SOURCE_FILES, UNTRACKED_SOURCE};
     if !subtask.input_files.is_empty() || outputs.is_empty() {
         return;
@@ -257,7 +259,7 @@ fn carry_source_files(subtask: &PlannedSubtask, outputs: &mut [SegmentRef]) {
     let replaced = subtask
         .inputs
         .iter()
-        .filter(|_| subtask.replaces_inputs)
+        .filter(|s| subtask.replaces_inputs && !skipped.contains(&s.path))
         .chain(subtask.deletes.iter());
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut untracked = false;
@@ -338,20 +340,20 @@ pub fn plan_commit(
             .as_ref()
             .map(|m| m.outputs.clone())
             .unwrap_or_default();
-        if let Some(m) = manifest {
-            tag_source_files(subtask, m, &mut outputs);
-        }
-        carry_source_files(subtask, &mut outputs);
-        out.outputs.push((
-            ctx.lineage_id(*index),
-            outputs.iter().map(|s| s.path.clone()).collect(),
-        ));
         // A segment the worker skipped as unreadable stays in the table.
         let skipped: Vec<String> = manifest
             .iter()
             .flat_map(|m| &m.skipped_segments)
             .map(|s| s.path.clone())
             .collect();
+        if let Some(m) = manifest {
+            tag_source_files(subtask, m, &mut outputs);
+        }
+        carry_source_files(subtask, &skipped, &mut outputs);
+        out.outputs.push((
+            ctx.lineage_id(*index),
+            outputs.iter().map(|s| s.path.clone()).collect(),
+        ));
         out.remove.extend(
             subtask
                 .segments_from()
