@@ -1,6 +1,6 @@
 //! `skipCorruptSegments: true` end to end through local mode and the `minion` binary: a
-//! truncated segment in the window of a SegmentImport run, or in a bucket of a MergeRollup
-//! run, is left out: the run succeeds, the file is untouched and still a live segment, every
+//! truncated segment in the window of a SegmentImport or RealtimeToOffline run, or in a bucket
+//! of a MergeRollup run, is left out: the run succeeds, the file is untouched and still a live segment, every
 //! other row of the window (or bucket) arrives exactly once (row multiset: count and
 //! order-independent hashes), and the run's status, `describe` and a `SegmentsSkipped` Event
 //! name the file.
@@ -106,6 +106,64 @@ async fn segment_import_skips_a_truncated_source_segment_and_imports_every_other
         .await
         .expect("the watermark advanced");
     let window = TimeWindow::new(env.start_ms - DAY_MS, wm);
+    assert!(bad.rows.iter().any(|r| window.contains(r.time_ms)));
+    let expected = Multiset::of(
+        source
+            .segments
+            .iter()
+            .filter(|s| s.segment.path != bad_path)
+            .flat_map(|s| s.rows.iter())
+            .filter(|r| window.contains(r.time_ms)),
+    );
+    assert!(expected.rows > 0);
+    assert_eq!(TableRows::read(&offline).await.multiset(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_to_offline_skips_a_truncated_segment_and_moves_the_rest_of_its_window() {
+    let env = Env::new(4, "").await;
+    std::fs::write(
+        env.manifests.join("mtc-r2o-skip.yaml"),
+        "apiVersion: minion.dev/v1alpha1
+kind: MinionTaskConfig
+metadata:
+  name: events-r2o
+  namespace: default
+spec:
+  table: events-offline
+  sourceTable: events-realtime
+  taskType: RealtimeToOfflineSegmentsTask
+  realtimeToOfflineSegmentsTask:
+    bucketTimePeriod: 1d
+    bufferTimePeriod: 2d
+    mergeType: concat
+    skipCorruptSegments: true
+",
+    )
+    .unwrap();
+    env.apply();
+    let realtime = env.table("events-realtime").clone();
+    let offline = env.table("events-offline").clone();
+    let source = TableRows::read(&realtime).await;
+    let bad = source
+        .segments
+        .iter()
+        .min_by_key(|s| (s.segment.min_time_ms, s.segment.path.clone()))
+        .unwrap();
+    let bad_path = bad.segment.path.clone();
+    let (file, left) = truncate(&realtime, &bad.segment);
+
+    let run = created_run(&env.ok(&["run", "events-r2o"]));
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "50"]);
+    let tr = env.task_run(&run);
+    assert_reported(&env, &run, &tr, "events-realtime", &bad_path);
+    assert_eq!(std::fs::read(&file).unwrap(), left);
+    assert!(live(&realtime).await.iter().any(|s| s.path == bad_path));
+    // One window moved: the watermark passed it, and it holds every other row of the window.
+    let wm = watermark(&offline, "default", "events-r2o", None)
+        .await
+        .expect("the watermark advanced");
+    let window = TimeWindow::new(wm - DAY_MS, wm);
     assert!(bad.rows.iter().any(|r| window.contains(r.time_ms)));
     let expected = Multiset::of(
         source
