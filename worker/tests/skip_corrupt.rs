@@ -196,3 +196,26 @@ async fn bad_page(sort: bool) {
     let listed: BTreeSet<String> = m.outputs.iter().map(|o| o.path.clone()).collect();
     assert_eq!(staged_files(dir.path(), &s), listed);
 }
+
+#[tokio::test]
+async fn when_every_input_is_unreadable_nothing_is_written_and_all_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = Vec::new();
+    for name in ["a", "b"] {
+        let rel = format!("in/{name}.parquet");
+        let seg = write_segment(dir.path(), &rel, &[rows_of(name, 20)]);
+        std::fs::write(dir.path().join(&rel), b"not parquet").unwrap();
+        inputs.push(seg);
+    }
+    for merge in [MergeType::Concat, MergeType::Rollup, MergeType::Dedup] {
+        let mut p = processing(merge);
+        p.skip_corrupt_segments = true;
+        let m = run(&spec(dir.path(), events_schema(), inputs.clone(), p))
+            .await
+            .unwrap();
+        assert!(m.outputs.is_empty(), "{merge:?}: {:?}", m.outputs);
+        assert_eq!(m.skipped_segments.len(), 2, "{merge:?}");
+        let ledger = m.ledger.unwrap();
+        assert_eq!((ledger.source_rows, ledger.skipped_segments), (0, 2));
+    }
+}
