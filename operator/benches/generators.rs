@@ -187,6 +187,7 @@ fn main() {
                 ],
                 aggregation_types: BTreeMap::new(),
                 mode,
+                skip_corrupt_segments: false,
             }),
             None,
             table("events", TableType::Offline, segs.clone()),

@@ -7,7 +7,9 @@
 //!   concat keeps the multiset, dedup writes the rows less the copies it dropped, rollup keeps
 //!   every sum/count total and never adds rows);
 //! - the rows the worker read are the rows the plan gave it: the sum of the input segments'
-//!   row counts in the catalog equals the ledger's source rows;
+//!   row counts in the catalog equals the ledger's source rows — less the segments the worker
+//!   left out as unreadable (`skipCorruptSegments`), which must be inputs of the subtask,
+//!   listed once, counted by the ledger, and skipped only when the spec allows it;
 //! - the output rows listed add up to the rows the ledger says were written;
 //! - every output lies under this attempt's staging prefix, exists with its listed size, and
 //!   its Parquet footer holds its listed rows.
@@ -73,17 +75,31 @@ pub fn check_manifest(
     ) {
         broken.push(e.to_string());
     }
-    // The catalog's row counts of the planned inputs, where it knows them all.
-    if subtask.input_files.is_empty()
-        && !subtask.inputs.is_empty()
-        && subtask.inputs.iter().all(|s| s.rows > 0)
-    {
-        let planned: u64 = subtask.inputs.iter().map(|s| s.rows).sum();
+    let skipped = skipped_inputs(
+        subtask,
+        spec,
+        manifest,
+        ledger.skipped_segments,
+        &mut broken,
+    );
+    // The catalog's row counts of the planned inputs read, where it knows them all.
+    let read: Vec<_> = subtask
+        .inputs
+        .iter()
+        .filter(|s| !skipped.contains(s.path.as_str()))
+        .collect();
+    if subtask.input_files.is_empty() && !read.is_empty() && read.iter().all(|s| s.rows > 0) {
+        let planned: u64 = read.iter().map(|s| s.rows).sum();
         if planned != ledger.source_rows {
+            let left_out = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} skipped as unreadable)", skipped.len())
+            };
             broken.push(format!(
-                "the worker read {} rows from {} input segment(s) the catalog says hold {}",
+                "the worker read {} rows from {} input segment(s){left_out} the catalog says hold {}",
                 ledger.source_rows,
-                subtask.inputs.len(),
+                read.len(),
                 planned
             ));
         }
@@ -117,6 +133,43 @@ pub fn check_manifest(
     } else {
         Err(GateError::Refused(broken.join("; ")))
     }
+}
+
+/// The input segments the worker says it left out as unreadable, after checking that the
+/// spec allows it, that each is an input of the subtask listed once, and that the ledger
+/// counts them (`ledger_count`).
+fn skipped_inputs<'a>(
+    subtask: &PlannedSubtask,
+    spec: &SubtaskSpec,
+    manifest: &'a ResultManifest,
+    ledger_count: u64,
+    broken: &mut Vec<String>,
+) -> BTreeSet<&'a str> {
+    let mut skipped = BTreeSet::new();
+    if !manifest.skipped_segments.is_empty() && !spec.processing.skip_corrupt_segments {
+        broken.push(format!(
+            "the worker skipped {} segment(s) but skipCorruptSegments is off",
+            manifest.skipped_segments.len()
+        ));
+    }
+    for s in &manifest.skipped_segments {
+        if !subtask.inputs.iter().any(|i| i.path == s.path) {
+            broken.push(format!(
+                "skipped segment {} is not an input of the subtask",
+                s.path
+            ));
+        }
+        if !skipped.insert(s.path.as_str()) {
+            broken.push(format!("skipped segment {} is listed twice", s.path));
+        }
+    }
+    if ledger_count != manifest.skipped_segments.len() as u64 {
+        broken.push(format!(
+            "the manifest lists {} skipped segment(s), the ledger counts {ledger_count}",
+            manifest.skipped_segments.len()
+        ));
+    }
+    skipped
 }
 
 /// A path segment that names a file or directory, not a relative step.
@@ -271,6 +324,7 @@ mod tests {
             outputs: vec![segment("data/run/2/1/t_0_1_0.parquet", written)],
             ingested_files: Vec::new(),
             skipped_files: Vec::new(),
+            skipped_segments: Vec::new(),
             ledger: Some(RowLedger {
                 source_rows: source,
                 merged: digest(source),
@@ -330,6 +384,55 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn skipped_segments_are_left_out_of_the_planned_rows_and_must_be_inputs() {
+        let skip = |m: &mut ResultManifest, path: &str| {
+            m.skipped_segments.push(minion_contract::SkippedSegment {
+                path: path.into(),
+                reason: "truncated".into(),
+            });
+            m.ledger.as_mut().unwrap().skipped_segments += 1;
+        };
+        let mut allowed = spec(MergeType::Concat);
+        allowed.processing.skip_corrupt_segments = true;
+        // 60 + 40 read, the 10-row segment skipped: its rows are not expected.
+        let mut m = manifest(100, 100);
+        skip(&mut m, "in-2.parquet");
+        let ok = check_manifest(&subtask(&[60, 40, 10]), &allowed, &m);
+        assert!(ok.is_ok(), "{ok:?}");
+        // A skipped segment does not excuse rows lost from the others.
+        let mut lost = manifest(90, 90);
+        skip(&mut lost, "in-2.parquet");
+        let why = refusal(check_manifest(&subtask(&[60, 40, 10]), &allowed, &lost));
+        assert!(
+            why.contains("read 90 rows from 2 input segment(s) (1 skipped as unreadable) the catalog says hold 100"),
+            "{why}"
+        );
+        // Only inputs may be skipped, each once, counted by the ledger, and only when allowed.
+        let mut other = manifest(100, 100);
+        skip(&mut other, "elsewhere.parquet");
+        let why = refusal(check_manifest(&subtask(&[60, 40]), &allowed, &other));
+        assert!(why.contains("elsewhere.parquet is not an input"), "{why}");
+        let mut uncounted = manifest(100, 100);
+        skip(&mut uncounted, "in-2.parquet");
+        uncounted.ledger.as_mut().unwrap().skipped_segments = 0;
+        let why = refusal(check_manifest(
+            &subtask(&[60, 40, 10]),
+            &allowed,
+            &uncounted,
+        ));
+        assert!(
+            why.contains("lists 1 skipped segment(s), the ledger counts 0"),
+            "{why}"
+        );
+        let why = refusal(check_manifest(
+            &subtask(&[60, 40, 10]),
+            &spec(MergeType::Concat),
+            &m,
+        ));
+        assert!(why.contains("skipCorruptSegments is off"), "{why}");
     }
 
     #[test]

@@ -131,6 +131,8 @@ pub struct WindowProcessing {
     pub max_records_per_segment: u64,
     pub segment_name_prefix: Option<String>,
     pub segment_name_postfix: Option<String>,
+    /// Leave unreadable source segments out (reported) instead of failing.
+    pub skip_corrupt_segments: bool,
 }
 
 impl Default for WindowProcessing {
@@ -144,6 +146,7 @@ impl Default for WindowProcessing {
             max_records_per_segment: defaults::MAX_RECORDS_PER_SEGMENT,
             segment_name_prefix: None,
             segment_name_postfix: None,
+            skip_corrupt_segments: false,
         }
     }
 }
@@ -205,6 +208,8 @@ pub struct MergeRollupConfig {
     pub levels: Vec<MergeLevel>,
     pub aggregation_types: BTreeMap<String, AggregationType>,
     pub mode: MergeMode,
+    /// Leave unreadable segments in place (reported) instead of failing.
+    pub skip_corrupt_segments: bool,
 }
 
 /// SegmentRefreshTask, including UpsertCompactionTask's thresholds.

@@ -129,6 +129,42 @@ fn samples_get_pinot_defaults_for_absent_keys() {
 }
 
 #[test]
+fn skip_corrupt_segments_is_off_by_default_and_read_for_r2o_import_and_merge_rollup() {
+    let skips = |c: &MinionTaskConfig| match validate::task_config(c).unwrap().task {
+        TaskSpec::RealtimeToOffline(t) => t.window.skip_corrupt_segments,
+        TaskSpec::SegmentImport(t) => t.window.skip_corrupt_segments,
+        TaskSpec::MergeRollup(t) => t.skip_corrupt_segments,
+        other => panic!("{other:?}"),
+    };
+    let mut r2o = mtc("mtc-realtime-to-offline.yaml");
+    let mut import = mtc("mtc-segment-import.yaml");
+    let mut merge = mtc("mtc-merge-rollup.yaml");
+    for c in [&r2o, &import, &merge] {
+        assert!(!skips(c), "{}", c.metadata.name.as_deref().unwrap_or(""));
+    }
+    r2o.spec
+        .realtime_to_offline_segments_task
+        .as_mut()
+        .unwrap()
+        .skip_corrupt_segments = Some(true);
+    import
+        .spec
+        .segment_import_task
+        .as_mut()
+        .unwrap()
+        .skip_corrupt_segments = Some(true);
+    merge
+        .spec
+        .merge_rollup_task
+        .as_mut()
+        .unwrap()
+        .skip_corrupt_segments = Some(true);
+    for c in [&r2o, &import, &merge] {
+        assert!(skips(c), "{}", c.metadata.name.as_deref().unwrap_or(""));
+    }
+}
+
+#[test]
 fn replaced_segments_are_kept_4h_by_default_and_24h_for_upsert_tables() {
     let mut events = table("table-events-offline.yaml");
     events.spec.replaced_segment_retention = None;

@@ -21,6 +21,7 @@ pub mod reduce;
 pub mod run;
 pub mod scan;
 pub mod signal;
+pub(crate) mod skip;
 pub mod sort;
 pub mod spilldir;
 pub mod store;

@@ -123,6 +123,7 @@ fn empty_manifest(spec: &SubtaskSpec, outcome: Outcome) -> ResultManifest {
         outputs: Vec::new(),
         ingested_files: Vec::new(),
         skipped_files: Vec::new(),
+        skipped_segments: Vec::new(),
         ledger: None,
         validity: Vec::new(),
         peak_spill_bytes: None,
@@ -163,6 +164,20 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
+    /// The same pipeline counting into `ledger` and `metrics` (a fresh read of the inputs).
+    fn with(&self, ledger: Arc<Ledger>, metrics: PlanMetrics) -> Pipeline {
+        Pipeline {
+            plan: self.plan.clone(),
+            ledger,
+            budget: self.budget,
+            spill: self.spill.clone(),
+            target: self.target.clone(),
+            metrics,
+            batch_size: self.batch_size,
+            fault: self.fault,
+        }
+    }
+
     /// Runs `input` (table-schema batches) through processing into segments; `size` is
     /// what is known of the input's size (it lets the sorter keep in memory what fits, and
     /// leave runs uncompressed while the disk bound allows).
@@ -397,8 +412,10 @@ async fn write_all(
         let batch = match batch.and_then(|b| check.add(&b).map(|()| b)) {
             Ok(b) => b,
             Err(e) => {
-                // Never finish a segment from a failed stream.
+                // Never finish a segment from a failed stream; wait until the writer has
+                // stopped, so nothing is written after the caller may clean up.
                 task.abort();
+                let _ = task.await;
                 return Err(e);
             }
         };
@@ -486,10 +503,10 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
     let spill = SpillDir::new(private.path());
     let source = resolve(&spec.source.uri)?;
     let dest = resolve(&spec.destination.uri)?;
-    let metrics = PlanMetrics::default();
+    let mut metrics = PlanMetrics::default();
     // Dedup's row sets: about a byte per row, at most a sixty-fourth of the budget each.
     let expected_rows = spec.inputs.iter().map(|s| s.rows).sum::<u64>().max(1 << 20);
-    let ledger = Arc::new(Ledger::new(&plan, expected_rows, budget / 64));
+    let mut ledger = Arc::new(Ledger::new(&plan, expected_rows, budget / 64));
     let pipeline = Pipeline {
         plan: plan.clone(),
         ledger: ledger.clone(),
@@ -534,40 +551,37 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
         manifest.skipped_files = ingested.skipped;
     } else {
         input_bytes = spec.inputs.iter().map(|s| s.bytes).sum();
-        let masks = if spec.processing.drop_invalid_upsert_rows && plan.table.is_upsert() {
-            tracing::info!(phase = "validity", "computing upsert validity");
-            Some(crate::upsert::keep_masks(spec, &source, &spill, budget).await?)
+        // Inputs left out as unreadable: footers first, then any a page of which is bad
+        // (each found restarts the read without it, from scratch).
+        let mut skipped = if spec.processing.skip_corrupt_segments {
+            crate::skip::unreadable_footers(spec, &source).await?
         } else {
-            None
+            Vec::new()
         };
-        let inputs: Vec<ParquetInput> = spec
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| ParquetInput::segment(&source, s, masks.as_ref().map(|m| m[i].clone())))
-            .collect();
-        let scan_metrics = metrics.stage("scan");
-        let config = ScanConfig {
-            table_arrow: plan.table_arrow.clone(),
-            time: plan.time.clone(),
-            window: plan.window,
-            batch_size: options.batch_size,
-            // Each concurrent reader holds a row group; small budgets read one at a time.
-            parallelism: options
-                .parallelism
-                .min((budget / (128 << 20)).max(1) as usize),
-            mode: CoerceMode::Strict,
-            ledger: Some(ledger.clone()),
-        };
-        let stream = progress(scan(source.clone(), inputs, config, scan_metrics.clone()));
-        // The segments' row counts as the catalog knows them (0 where a spec leaves them out).
-        let size = InputSize {
-            rows: Some(spec.inputs.iter().map(|s| s.rows).sum()).filter(|&n| n > 0),
-            bytes: Some(input_bytes).filter(|&n| n > 0),
-        };
-        let writer = pipeline.run(stream, BTreeMap::new(), size).await?;
-        manifest.input_rows = scan_metrics.output();
-        manifest.outputs = writer.outputs;
+        loop {
+            let kept = crate::skip::without(spec, &skipped);
+            let expected_rows = kept.inputs.iter().map(|s| s.rows).sum::<u64>().max(1 << 20);
+            ledger = Arc::new(Ledger::new(&plan, expected_rows, budget / 64));
+            metrics = PlanMetrics::default();
+            let pass = pipeline.with(ledger.clone(), metrics.clone());
+            match read_segments(&kept, &pass, &source, options).await {
+                Ok((input_rows, outputs)) => {
+                    manifest.input_rows = input_rows;
+                    manifest.outputs = outputs;
+                    break;
+                }
+                Err(e) if spec.processing.skip_corrupt_segments => {
+                    let Some(bad) = crate::skip::corrupt_input(&kept, &source, &e) else {
+                        return Err(e);
+                    };
+                    crate::skip::discard_outputs(&dest, spec).await?;
+                    skipped.push(bad);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        ledger.set_skipped_segments(skipped.len() as u64);
+        manifest.skipped_segments = skipped;
     }
     manifest.output_rows = manifest.outputs.iter().map(|o| o.rows).sum();
     // Nothing is reported as done unless every row is accounted for.
@@ -611,6 +625,52 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
     );
     drop(private);
     Ok(report)
+}
+
+/// Reads the input segments of `spec` through `pipeline`; returns the rows read and the
+/// outputs.
+async fn read_segments(
+    spec: &SubtaskSpec,
+    pipeline: &Pipeline,
+    source: &Location,
+    options: &RunOptions,
+) -> Result<(u64, Vec<minion_contract::SegmentRef>)> {
+    let plan = &pipeline.plan;
+    let budget = pipeline.budget;
+    let masks = if spec.processing.drop_invalid_upsert_rows && plan.table.is_upsert() {
+        tracing::info!(phase = "validity", "computing upsert validity");
+        Some(crate::upsert::keep_masks(spec, source, &pipeline.spill, budget).await?)
+    } else {
+        None
+    };
+    let inputs: Vec<ParquetInput> = spec
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ParquetInput::segment(source, s, masks.as_ref().map(|m| m[i].clone())))
+        .collect();
+    let scan_metrics = pipeline.metrics.stage("scan");
+    let config = ScanConfig {
+        table_arrow: plan.table_arrow.clone(),
+        time: plan.time.clone(),
+        window: plan.window,
+        batch_size: options.batch_size,
+        // Each concurrent reader holds a row group; small budgets read one at a time.
+        parallelism: options
+            .parallelism
+            .min((budget / (128 << 20)).max(1) as usize),
+        mode: CoerceMode::Strict,
+        ledger: Some(pipeline.ledger.clone()),
+    };
+    let stream = progress(scan(source.clone(), inputs, config, scan_metrics.clone()));
+    // The segments' row counts as the catalog knows them (0 where a spec leaves them out).
+    let input_bytes: u64 = spec.inputs.iter().map(|s| s.bytes).sum();
+    let size = InputSize {
+        rows: Some(spec.inputs.iter().map(|s| s.rows).sum()).filter(|&n| n > 0),
+        bytes: Some(input_bytes).filter(|&n| n > 0),
+    };
+    let writer = pipeline.run(stream, BTreeMap::new(), size).await?;
+    Ok((scan_metrics.output(), writer.outputs))
 }
 
 /// Logs rows read every million rows, so `kubectl logs` shows progress.

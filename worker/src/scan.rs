@@ -285,6 +285,24 @@ pub async fn footer_rows(
     Ok(metadata.file_metadata().num_rows().max(0) as u64)
 }
 
+/// Reads an input's Parquet footer (its metadata) without decoding any row.
+///
+/// # Errors
+/// `CorruptSegment` or `CorruptInput` when the footer cannot be read as Parquet (truncated
+/// file, bad magic, a footer reaching past the end), `MissingInput`, `StoreUnreachable`.
+pub async fn check_footer(location: &Location, input: &ParquetInput) -> Result<()> {
+    let mut reader = StoreReader {
+        store: location.store.clone(),
+        path: input.path.clone(),
+        size: input.size,
+    };
+    reader
+        .get_metadata(None)
+        .await
+        .map_err(|e| WorkerError::from_parquet(&input.uri, e).of_input(input.segment))?;
+    Ok(())
+}
+
 /// Reads a Parquet file's byte ranges and footer from an object store.
 struct StoreReader {
     store: Arc<dyn ObjectStore>,

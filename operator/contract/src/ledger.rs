@@ -138,8 +138,13 @@ mod hex_u64 {
 #[serde(rename_all = "camelCase")]
 pub struct RowLedger {
     /// Rows the inputs hold: segments by their Parquet footers (row groups skipped for the
-    /// window included), files by the rows parsed.
+    /// window included), files by the rows parsed. Segments left out as unreadable
+    /// (`skippedSegments`) are not inputs: their rows are not counted here.
     pub source_rows: u64,
+    /// Input segments left out as unreadable (`skipCorruptSegments`); the operator checks
+    /// `sourceRows` against the catalog's row counts of the other inputs.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped_segments: u64,
     /// Rows outside the subtask's window (in skipped row groups, or filtered).
     pub outside_window_rows: u64,
     /// Rows of an upsert table superseded by a newer version of their primary key.
@@ -152,6 +157,10 @@ pub struct RowLedger {
     pub duplicates: RowDigest,
     /// The rows written to the output segments.
     pub written: RowDigest,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The invariants a ledger breaks, one message each, naming the numbers.

@@ -15,7 +15,7 @@ pub mod validity;
 pub use ledger::{LedgerViolation, MetricTotals, RowDigest, RowLedger, Total};
 pub use manifest::{
     EXIT_BAD_INPUT, EXIT_TRANSIENT, FailureReason, Outcome, ResultManifest, SegmentValidityCount,
-    SkippedFile, WORKER_OVERHEAD_BYTES,
+    SkippedFile, SkippedSegment, WORKER_OVERHEAD_BYTES,
 };
 pub use schema::{
     Column, ColumnRole, ColumnType, PartitionFunction, Partitioning, TableSchema, TimeUnit,

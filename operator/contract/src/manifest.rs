@@ -96,6 +96,17 @@ pub struct SegmentValidityCount {
     pub invalid: u64,
 }
 
+/// An input segment the worker left out because it cannot be read (`skipCorruptSegments`):
+/// its rows are neither read nor written, and the commit leaves it in the table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedSegment {
+    /// Path relative to the source table URI, as the spec's inputs name it.
+    pub path: String,
+    /// What is wrong with it (one line).
+    pub reason: String,
+}
+
 /// The result of one subtask attempt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -120,6 +131,10 @@ pub struct ResultManifest {
     pub ingested_files: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_files: Vec<SkippedFile>,
+    /// Input segments left out as unreadable (`skipCorruptSegments`); the ledger's
+    /// `skippedSegments` counts them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_segments: Vec<SkippedSegment>,
     /// Where every row went (a Succeeded manifest of a worker always has one): the counts
     /// and digests the worker checked and the operator checks again before committing.
     #[serde(default, skip_serializing_if = "Option::is_none")]

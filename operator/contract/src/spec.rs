@@ -111,6 +111,10 @@ pub struct Processing {
     /// File ingestion: skip a file that cannot be read instead of failing the subtask.
     #[serde(default = "default_true")]
     pub skip_file_if_fail_to_init_reader: bool,
+    /// Segment inputs: leave a segment that cannot be read (truncated, bad magic, bad page) out
+    /// of the subtask and report it in the manifest's `skippedSegments`, instead of failing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_corrupt_segments: bool,
 }
 
 fn default_true() -> bool {

@@ -26,8 +26,8 @@ pub use task_config::{
     MissedRunPolicy, RunResult, WatermarkStatus, WorkerPodSpec, WorkerResources, WorkerToleration,
 };
 pub use task_run::{
-    PlannedUnit, SubtaskState, SubtaskStatus, TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus,
-    ValidityStatus,
+    MAX_SKIPPED_SEGMENTS_SHOWN, PlannedUnit, SkippedSegmentStatus, SubtaskState, SubtaskStatus,
+    TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus, ValidityStatus,
 };
 pub use tasks::{
     FileIngestionMode, FileIngestionTaskSpec, MergeLevelSpec, MergeRollupMode, MergeRollupTaskSpec,

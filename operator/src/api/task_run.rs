@@ -259,6 +259,21 @@ pub struct ValidityStatus {
     pub completion_time: Option<DateTime<Utc>>,
 }
 
+/// An input segment a subtask left out as unreadable (`skipCorruptSegments`); it is still in
+/// the table, untouched.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedSegmentStatus {
+    pub subtask: u32,
+    /// Path relative to the table the subtask read.
+    pub path: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Entries kept in `status.skippedSegments` (`skippedSegmentsTotal` counts all).
+pub const MAX_SKIPPED_SEGMENTS_SHOWN: usize = 50;
+
 /// Phase, plan, subtasks and progress of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -314,12 +329,22 @@ pub struct TaskRunStatus {
     /// Watermark (epoch ms) after the run committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark_after: Option<i64>,
+    /// Input segments left out as unreadable and left in place (`skipCorruptSegments`; at
+    /// most 50, `skippedSegmentsTotal` counts all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_segments: Vec<SkippedSegmentStatus>,
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub skipped_segments_total: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -41,6 +41,11 @@ pub struct RealtimeToOfflineSegmentsTaskSpec {
     /// characters as `segmentNamePrefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_name_postfix: Option<String>,
+    /// Leave a segment that cannot be read (truncated, bad magic, bad page) in place and
+    /// process the rest, reporting it in the run's status and an Event, instead of failing
+    /// the run with CorruptSegment. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_corrupt_segments: Option<bool>,
 }
 
 /// SegmentImportTask: R2O with many windows processed in parallel.
@@ -87,6 +92,11 @@ pub struct SegmentImportTaskSpec {
     /// Target output segment size (size, e.g. 500M). Default 500M.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_segment_size: Option<String>,
+    /// Leave a segment that cannot be read (truncated, bad magic, bad page) in place and
+    /// process the rest, reporting it in the run's status and an Event, instead of failing
+    /// the run with CorruptSegment. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_corrupt_segments: Option<bool>,
 }
 
 /// `processFromWatermark` (default) or `processAll` (ignore watermarks: late data).
@@ -144,6 +154,11 @@ pub struct MergeRollupTaskSpec {
     /// processFromWatermark (default) or processAll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<MergeRollupMode>,
+    /// Leave a segment that cannot be read (truncated, bad magic, bad page) in place and
+    /// process the rest, reporting it in the run's status and an Event, instead of failing
+    /// the run with CorruptSegment. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_corrupt_segments: Option<bool>,
 }
 
 /// SegmentRefreshTask (covers UpsertCompactionTask): merge fragmented segments of an upsert

@@ -379,6 +379,24 @@ pub(crate) fn describe(
                 )
             };
             section(&mut out, "Subtasks", &body);
+            if !s.skipped_segments.is_empty() {
+                let rows: Vec<Vec<String>> = s
+                    .skipped_segments
+                    .iter()
+                    .map(|k| vec![k.subtask.to_string(), k.path.clone(), k.reason.clone()])
+                    .collect();
+                let mut body = render(&["SUBTASK", "SEGMENT", "REASON"], &rows);
+                let more =
+                    (s.skipped_segments_total as usize).saturating_sub(s.skipped_segments.len());
+                if more > 0 {
+                    let _ = writeln!(body, "… and {more} more");
+                }
+                section(
+                    &mut out,
+                    "Skipped Segments (unreadable, left in place)",
+                    &body,
+                );
+            }
             events(&mut out, &log, "TaskRun", namespace, name);
         }
     }

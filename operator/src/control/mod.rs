@@ -37,6 +37,7 @@ pub mod inputs;
 pub mod protocol;
 pub mod reason;
 mod runstep;
+mod skipped;
 mod stepctx;
 mod subtasks;
 pub mod tables;

@@ -6,7 +6,8 @@
 //! 2. [`write_spec`] next to the attempt's staged outputs; the worker writes its result
 //!    manifest there ([`read_manifest`]), which the commit gate checks.
 //! 3. [`commit`]: ONE Delta commit of some finished subtasks, planned by the pure
-//!    [`plan_commit`] (remove their inputs, add their outputs, carry each subtask's run
+//!    [`plan_commit`] (remove their inputs — never one the worker skipped as unreadable,
+//!    which stays in the table —, add their outputs, carry each subtask's run
 //!    identity and the advanced watermarks as `txn`s), then their lineage entries COMPLETED
 //!    and the watermark advanced in the [`RunState`].
 //! 4. [`revert_subtask`]: lineage REVERTED and every staged attempt deleted — unless the
@@ -248,7 +249,9 @@ fn tag_source_files(
 /// were ingested and never ingests them twice. Rows of replaced segments that came from no
 /// file are marked [`minion_contract::segment::UNTRACKED_SOURCE`]. Ingestion subtasks tag
 /// their own outputs ([`tag_source_files`]).
-fn carry_source_files(subtask: &PlannedSubtask, outputs: &mut [SegmentRef]) {
+/// Segments the worker skipped as unreadable (`skipped`) are not replaced: their files stay
+/// theirs.
+fn carry_source_files(subtask: &PlannedSubtask, skipped: &[String], outputs: &mut [SegmentRef]) {
     use minion_contract::segment::{TAG_SOURCE_FILE, TAG_SOURCE_FILES, UNTRACKED_SOURCE};
     if !subtask.input_files.is_empty() || outputs.is_empty() {
         return;
@@ -256,7 +259,7 @@ fn carry_source_files(subtask: &PlannedSubtask, outputs: &mut [SegmentRef]) {
     let replaced = subtask
         .inputs
         .iter()
-        .filter(|_| subtask.replaces_inputs)
+        .filter(|s| subtask.replaces_inputs && !skipped.contains(&s.path))
         .chain(subtask.deletes.iter());
     let mut files: BTreeMap<String, String> = BTreeMap::new();
     let mut untracked = false;
@@ -294,6 +297,9 @@ pub struct CommitPlan {
     pub operation: String,
     /// Outputs recorded on each subtask's lineage entry, by lineage id.
     pub outputs: Vec<(String, Vec<String>)>,
+    /// Inputs the worker skipped as unreadable, by lineage id: not removed, and taken out of
+    /// the entry's inputs before it completes.
+    pub kept: Vec<(String, Vec<String>)>,
     /// The window watermark after the commit (window task types).
     pub window_watermark: Option<i64>,
 }
@@ -321,6 +327,7 @@ pub fn plan_commit(
         data_change: false,
         operation: format!("MINION {}", ctx.config.task_type()),
         outputs: Vec::new(),
+        kept: Vec::new(),
         window_watermark: None,
     };
     for (index, manifest) in done {
@@ -333,15 +340,29 @@ pub fn plan_commit(
             .as_ref()
             .map(|m| m.outputs.clone())
             .unwrap_or_default();
+        // A segment the worker skipped as unreadable stays in the table.
+        let skipped: Vec<String> = manifest
+            .iter()
+            .flat_map(|m| &m.skipped_segments)
+            .map(|s| s.path.clone())
+            .collect();
         if let Some(m) = manifest {
             tag_source_files(subtask, m, &mut outputs);
         }
-        carry_source_files(subtask, &mut outputs);
+        carry_source_files(subtask, &skipped, &mut outputs);
         out.outputs.push((
             ctx.lineage_id(*index),
             outputs.iter().map(|s| s.path.clone()).collect(),
         ));
-        out.remove.extend(subtask.segments_from());
+        out.remove.extend(
+            subtask
+                .segments_from()
+                .into_iter()
+                .filter(|p| !skipped.contains(p)),
+        );
+        if !skipped.is_empty() {
+            out.kept.push((ctx.lineage_id(*index), skipped));
+        }
         out.add.extend(outputs);
         out.data_change |= changes_data(subtask);
         out.txns.push(AppTxn::run(ctx.subtask_app_id(*index)));
@@ -422,6 +443,11 @@ pub async fn commit(
             operation: &planned.operation,
         })
         .await?;
+    for (id, kept) in planned.kept {
+        if let Err(e) = state.lineage.keep_inputs(&id, &kept) {
+            tracing::error!(task_run = ctx.task_run, error = %e, "lineage out of step");
+        }
+    }
     for (id, outputs) in planned.outputs {
         // The entries were opened by this run; recording cannot fail but for a bug.
         if let Err(e) = state.lineage.record_outputs(&id, outputs) {

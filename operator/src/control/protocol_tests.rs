@@ -133,3 +133,78 @@ fn a_commit_carries_each_subtasks_identity_and_the_watermark_of_the_committed_pr
     let planned = plan_commit(&ctx, &plan, &state, &[(2, None)], &set(&[0]));
     assert_eq!(planned.window_watermark, Some(T0 + DAY_MS));
 }
+
+#[test]
+fn a_segment_the_worker_skipped_as_unreadable_is_never_removed_nor_its_files_carried() {
+    let (tables, configs) = samples();
+    let config = configs.iter().find(|c| c.name == "events-merge").unwrap();
+    let dest = tables.iter().find(|t| t.name == config.table).unwrap();
+    let ctx = RunContext {
+        namespace: "default",
+        task_run: "events-merge-0001",
+        key: "events-merge-0001-0a1b2c3d4e5f",
+        config,
+        source: None,
+        destination: dest,
+    };
+    let mut plan = Plan::new(TaskType::MergeRollupTask);
+    plan.commit_mode = CommitMode::PerSubtask;
+    let mut s = PlannedSubtask::new(TaskType::MergeRollupTask, 0, Processing::default());
+    let mut bad = segment("seg/bad.parquet");
+    bad.tags.insert(
+        minion_contract::segment::TAG_SOURCE_FILES.into(),
+        r#"{"s3://in/bad.csv":"v1"}"#.into(),
+    );
+    let mut good = segment("seg/good.parquet");
+    good.tags.insert(
+        minion_contract::segment::TAG_SOURCE_FILES.into(),
+        r#"{"s3://in/good.csv":"v1"}"#.into(),
+    );
+    s.inputs = vec![good, bad, segment("seg/other.parquet")];
+    s.replaces_inputs = true;
+    plan.subtasks.push(s);
+    let manifest = ResultManifest {
+        api_version: minion_contract::CONTRACT_VERSION.into(),
+        task_run: "events-merge-0001".into(),
+        subtask: 0,
+        attempt: 1,
+        outcome: minion_contract::Outcome::Succeeded,
+        reason: None,
+        message: None,
+        input_rows: 20,
+        output_rows: 20,
+        outputs: vec![segment("data/default/k/0/1/merged.parquet")],
+        ingested_files: Vec::new(),
+        skipped_files: Vec::new(),
+        skipped_segments: vec![minion_contract::SkippedSegment {
+            path: "seg/bad.parquet".into(),
+            reason: "truncated".into(),
+        }],
+        ledger: None,
+        validity: Vec::new(),
+        peak_spill_bytes: None,
+    };
+    let planned = plan_commit(
+        &ctx,
+        &plan,
+        &RunState::default(),
+        &[(0, Some(manifest))],
+        &set(&[]),
+    );
+    assert_eq!(
+        planned.remove,
+        vec!["seg/good.parquet", "seg/other.parquet"]
+    );
+    assert_eq!(
+        planned.kept,
+        vec![(
+            "events-merge-0001-0a1b2c3d4e5f-0".to_string(),
+            vec!["seg/bad.parquet".to_string()]
+        )]
+    );
+    let carried = &planned.add[0].tags[minion_contract::segment::TAG_SOURCE_FILES];
+    assert!(
+        carried.contains("good.csv") && !carried.contains("bad.csv"),
+        "{carried}"
+    );
+}

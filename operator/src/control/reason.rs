@@ -81,6 +81,9 @@ reasons! {
     ManifestMissing,
     /// A worker's result does not add up; nothing was committed (see [`crate::commit_gate`]).
     CommitRefused,
+    /// A subtask left unreadable input segments out (`skipCorruptSegments`); they stay in the
+    /// table.
+    SegmentsSkipped,
     /// The API server refused a subtask's Job as forbidden (RBAC).
     JobForbidden,
     /// The API server refused a subtask's Job as invalid.

@@ -245,6 +245,9 @@ pub(super) async fn act(
             s.output_bytes = bytes_out;
             s.completion_time = Some(ctx.now);
             s.state = SubtaskState::Succeeded;
+            let newly_skipped = manifest.as_ref().map_or_else(Vec::new, |m| {
+                super::skipped::record(&mut run.status, *index, &m.skipped_segments)
+            });
             // What may commit now: this subtask alone, the windows it completes, or nothing
             // until the run's closing commit.
             let committed = indices(&run.status, SubtaskState::Committed);
@@ -283,6 +286,11 @@ pub(super) async fn act(
                 "subtask {index}: {rows_in} rows in, {rows_out} rows out in {outputs} segment(s), {verb}"
             );
             ctx.event(run, EventType::Normal, reason, message).await;
+            if !newly_skipped.is_empty() {
+                let message = super::skipped::message(*index, &source.name, &newly_skipped);
+                ctx.event(run, EventType::Warning, Reason::SegmentsSkipped, message)
+                    .await;
+            }
             let others: Vec<u32> = now_committed.into_iter().filter(|i| i != index).collect();
             if !others.is_empty() {
                 let message =

@@ -165,6 +165,7 @@ fn level_processing(
         erase_dimension_values: level.erase_dimension_values.clone(),
         time_partition_ms: Some(level.bucket_ms),
         value_partitioning: input.destination.def.schema.partitioning.is_some(),
+        skip_corrupt_segments: config.skip_corrupt_segments,
         ..base_processing(level.max_records_per_segment)
     }
 }

@@ -303,3 +303,23 @@ fn delay_is_buckets_between_watermark_and_the_finer_bound() {
         vec![("1hour".to_string(), 2), ("1day".to_string(), 2)]
     );
 }
+
+#[test]
+fn skip_corrupt_segments_reaches_every_subtask_spec() {
+    for skip in [false, true] {
+        let mut task = merge_rollup(vec![merge_level("1hour", HOUR_MS)]);
+        if let TaskSpec::MergeRollup(c) = &mut task {
+            c.skip_corrupt_segments = skip;
+        }
+        let p = plan(&input(task).now(T0 + 10 * DAY_MS).dest_segments(vec![
+            seg("a", hour(0) + 1, hour(0) + 5, 10),
+            seg("b", hour(0) + 6, hour(0) + 9, 10),
+            seg("c", hour(1), hour(1) + 9, 10),
+        ]))
+        .unwrap();
+        assert!(!p.subtasks.is_empty());
+        for s in &p.subtasks {
+            assert_eq!(s.processing.skip_corrupt_segments, skip);
+        }
+    }
+}

@@ -166,6 +166,7 @@ pub fn merge_rollup(levels: Vec<MergeLevel>) -> TaskSpec {
         levels,
         aggregation_types: BTreeMap::new(),
         mode: MergeMode::ProcessFromWatermark,
+        skip_corrupt_segments: false,
     })
 }
 

@@ -187,6 +187,7 @@ fn window_processing(
         aggregation_types: w.aggregation_types.clone(),
         value_partitioning: input.destination.def.schema.partitioning.is_some(),
         desired_segment_size_bytes: desired_size,
+        skip_corrupt_segments: w.skip_corrupt_segments,
         ..base_processing(w.max_records_per_segment)
     };
     let naming = OutputNaming {

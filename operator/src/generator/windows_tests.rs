@@ -388,3 +388,26 @@ fn window_with_more_segments_than_the_cap_is_split_all_or_none() {
             .all(|s| s.window == Some(TimeWindow::new(day(0), day(1))))
     );
 }
+
+#[test]
+fn skip_corrupt_segments_reaches_every_subtask_spec() {
+    let segments = || {
+        vec![
+            seg("a", day(0), day(0) + HOUR_MS, 10),
+            seg("b", day(1), day(1) + HOUR_MS, 10),
+        ]
+    };
+    for skip in [false, true] {
+        let mut r2o = RealtimeToOfflineConfig::default();
+        r2o.window.skip_corrupt_segments = skip;
+        let r2o = input(TaskSpec::RealtimeToOffline(r2o));
+        let import = import(|c| c.window.skip_corrupt_segments = skip);
+        for input in [r2o, import] {
+            let p = plan(&input.source_segments(segments()).now(day(10))).unwrap();
+            assert!(!p.subtasks.is_empty());
+            for s in &p.subtasks {
+                assert_eq!(s.processing.skip_corrupt_segments, skip);
+            }
+        }
+    }
+}

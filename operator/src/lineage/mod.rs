@@ -356,6 +356,24 @@ impl Lineage {
         }
     }
 
+    /// Takes `segments` out of an IN_PROGRESS entry's inputs: its commit leaves them in the
+    /// table (the subtask skipped them as unreadable), so they are neither hidden by the
+    /// entry once it completes nor locked by it meanwhile.
+    ///
+    /// # Errors
+    /// The entry is not IN_PROGRESS, or unknown.
+    pub fn keep_inputs(&mut self, id: &str, segments: &[String]) -> Result<(), LineageError> {
+        let entry = self.get_mut(id)?;
+        match entry.state {
+            LineageState::InProgress => {
+                entry.segments_from.retain(|s| !segments.contains(s));
+                Ok(())
+            }
+            LineageState::Completed => Err(LineageError::AlreadyCompleted { id: id.into() }),
+            LineageState::Reverted => Err(LineageError::AlreadyReverted { id: id.into() }),
+        }
+    }
+
     /// Marks the entry COMPLETED once its Delta commit is in the log.
     ///
     /// # Guarantees

@@ -51,6 +51,7 @@ pub(super) fn task_spec(
                         max_records_per_segment: b.max_num_records_per_segment,
                         prefix: &b.segment_name_prefix,
                         postfix: &b.segment_name_postfix,
+                        skip_corrupt_segments: b.skip_corrupt_segments,
                     },
                 ),
             })
@@ -91,6 +92,7 @@ struct Window<'a> {
     max_records_per_segment: Option<u64>,
     prefix: &'a Option<String>,
     postfix: &'a Option<String>,
+    skip_corrupt_segments: Option<bool>,
 }
 
 fn window(c: &mut Collector, at: &str, w: Window<'_>) -> WindowProcessing {
@@ -122,6 +124,7 @@ fn window(c: &mut Collector, at: &str, w: Window<'_>) -> WindowProcessing {
         ),
         segment_name_prefix: w.prefix.clone(),
         segment_name_postfix: w.postfix.clone(),
+        skip_corrupt_segments: w.skip_corrupt_segments.unwrap_or(false),
     }
 }
 
@@ -174,6 +177,7 @@ fn segment_import(c: &mut Collector, at: &str, b: &SegmentImportTaskSpec) -> Tas
             max_records_per_segment: b.max_num_records_per_segment,
             prefix: &b.segment_name_prefix,
             postfix: &b.segment_name_postfix,
+            skip_corrupt_segments: b.skip_corrupt_segments,
         },
     );
     let initial_watermark_ms = match b.initial_watermark_ms {
@@ -314,6 +318,7 @@ fn merge_rollup(c: &mut Collector, at: &str, b: &MergeRollupTaskSpec) -> TaskSpe
             None | Some(MergeRollupMode::ProcessFromWatermark) => MergeMode::ProcessFromWatermark,
             Some(MergeRollupMode::ProcessAll) => MergeMode::ProcessAll,
         },
+        skip_corrupt_segments: b.skip_corrupt_segments.unwrap_or(false),
     })
 }
 

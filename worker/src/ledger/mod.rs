@@ -34,6 +34,8 @@ pub struct Ledger {
     pub outside_window_rows: AtomicU64,
     pub invalidated_rows: AtomicU64,
     pub purged_rows: AtomicU64,
+    /// Input segments left out as unreadable (their rows are in no count).
+    pub skipped_segments: AtomicU64,
     merged: Mutex<DigestBuilder>,
     duplicates: Mutex<DigestBuilder>,
     written: Mutex<DigestBuilder>,
@@ -60,6 +62,7 @@ impl Ledger {
             outside_window_rows: AtomicU64::new(0),
             invalidated_rows: AtomicU64::new(0),
             purged_rows: AtomicU64::new(0),
+            skipped_segments: AtomicU64::new(0),
             merged: Mutex::new(empty.clone()),
             duplicates: Mutex::new(empty_written.clone()),
             written: Mutex::new(empty_written.clone()),
@@ -87,6 +90,10 @@ impl Ledger {
         self.duplicates.lock().expect("ledger lock").add(rows);
     }
 
+    pub fn set_skipped_segments(&self, n: u64) {
+        self.skipped_segments.store(n, AtomicOrdering::Relaxed);
+    }
+
     pub fn add_written(&self, d: &DigestBuilder) {
         self.written.lock().expect("ledger lock").merge(d);
     }
@@ -101,6 +108,7 @@ impl Ledger {
             merged: self.merged.lock().expect("ledger lock").digest(),
             duplicates: self.duplicates.lock().expect("ledger lock").digest(),
             written: self.written.lock().expect("ledger lock").digest(),
+            skipped_segments: load(&self.skipped_segments),
         }
     }
 
