@@ -521,6 +521,7 @@ CASES = {
         (tr("Succeeded"), "Healthy"), (tr("Skipped", reason="NothingToDo"), "Healthy"),
         (tr("Failed", reason="SubtaskFailed", message="subtask 0: exit 2"), "Degraded"),
         (tr("TimedOut"), "Degraded"),
+        (tr("Cancelled", reason="Cancelled"), "Suspended"),
         (obj("TaskRun", {"conditions": [cond("Complete", "True")]}), "Healthy"),
         (obj("TaskRun", {"conditions": [cond("Failed", "True")]}), "Degraded"),
     ],

@@ -140,9 +140,14 @@ impl Env {
     }
 
     fn kube_backend(&self) -> KubeBackend {
+        self.kube_backend_watching(vec!["default".into()])
+    }
+
+    /// A backend watching `namespaces` (empty: every namespace, as a cluster-wide install).
+    fn kube_backend_watching(&self, namespaces: Vec<String>) -> KubeBackend {
         KubeBackend::new(
             self.api.client(),
-            vec!["default".into()],
+            namespaces,
             WorkerDefaults::parse("defaults", "serviceAccountName: minion-operator-worker\n")
                 .unwrap(),
             Some("test".into()),
@@ -658,7 +663,9 @@ async fn uncommitted_files(env: &Env, run_key: &str) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_or_cancelled_run_reverts_what_it_staged_and_releases_its_lineage() {
     let env = Env::new(3).await;
-    let backend = env.backend();
+    // Watching every namespace, as a cluster-wide install: only then does the operator hold
+    // runs with its finalizer.
+    let backend = Arc::new(env.kube_backend_watching(Vec::new()));
     let cfg = backend
         .get_task_config("default", "events-import")
         .await
@@ -787,6 +794,7 @@ async fn the_operator_process_takes_the_lease_serves_probes_and_metrics_and_runs
         instance: Some("pod-a".into()),
         allowed_uri_prefixes: Vec::new(),
         pod_start_timeout: minion_operator::k8s::stuck::DEFAULT_GRACE,
+        finalizers: None,
     };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let op = tokio::spawn(run_with_client(env.api.client(), options, async {

@@ -2,6 +2,7 @@
 -- status.phase decides; the Complete/Failed conditions are the fallback when phase is absent.
 --   Succeeded, Skipped                       -> Healthy
 --   Failed, TimedOut                         -> Degraded
+--   Cancelled (spec.cancel, or deleted)      -> Suspended
 --   Pending, Planning, Running, Committing   -> Progressing
 local hs = { status = "Progressing", message = "Waiting for the operator to plan the run" }
 if obj.status == nil then
@@ -32,6 +33,11 @@ if phase == "Succeeded" or phase == "Skipped" then
 end
 if phase == "Failed" or phase == "TimedOut" then
   hs.status = "Degraded"
+  hs.message = detail(phase)
+  return hs
+end
+if phase == "Cancelled" then
+  hs.status = "Suspended"
   hs.message = detail(phase)
   return hs
 end

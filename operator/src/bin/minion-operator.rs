@@ -103,6 +103,11 @@ struct RunArgs {
     /// created) before the attempt fails naming the cause.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
     pod_start_timeout: u64,
+    /// Hold TaskRuns with the finalizer that reverts a deleted run (true/false). Default: only
+    /// when watching every namespace (a namespaced install's Role goes with its namespace, so
+    /// the finalizer could not be removed and would block the namespace's deletion).
+    #[arg(long, value_name = "BOOL")]
+    finalizers: Option<bool>,
 }
 
 /// Our progress at info; the Delta kernel's per-snapshot and per-scan lines only from warn
@@ -209,6 +214,7 @@ fn operate(args: RunArgs) -> ExitCode {
         poll_interval: std::time::Duration::from_millis(args.poll_ms.max(10)),
         instance: std::env::var("POD_NAME").ok(),
         pod_start_timeout: std::time::Duration::from_secs(args.pod_start_timeout.max(1)),
+        finalizers: args.finalizers,
         allowed_uri_prefixes: args
             .allowed_uri_prefixes
             .into_iter()

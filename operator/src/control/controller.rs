@@ -354,12 +354,10 @@ impl Controller {
                 }
             }
         }
-        // Deleted runs that are finished (reverted by their `Deleted` abort): let them go.
+        // Deleted runs reverted by their `Deleted` abort, or that cannot be: let them go.
         let deleted: Vec<TaskRun> = runs
             .iter()
-            .filter(|r| {
-                r.metadata.deletion_timestamp.is_some() && finalize::holds(r) && !unfinished(r)
-            })
+            .filter(|r| r.metadata.deletion_timestamp.is_some() && finalize::holds(r))
             .cloned()
             .collect();
         for run in &deleted {

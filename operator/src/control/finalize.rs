@@ -4,9 +4,10 @@
 //! lets the object go.
 //!
 //! The finalizer is added when the loop first steps an unfinished run (before it plans), and
-//! removed once the run is finished and deleted. A run whose tables are gone (a namespace
-//! being deleted) cannot be reverted; its finalizer is removed anyway, so a deletion is never
-//! blocked, and housekeeping of a table that still exists removes the staged files later.
+//! removed once the run is finished and deleted. A run whose config or tables are gone (a
+//! namespace being deleted) cannot be reverted; its finalizer is removed anyway, so a deletion
+//! is never blocked. Only an operator watching every namespace adds it (see
+//! `Backend::holds_runs`): a namespaced install's Role goes with its namespace.
 
 use super::stepctx::StepCtx;
 use super::{ControlError, gather, name_of, namespace_of, protocol};
@@ -51,13 +52,14 @@ pub(super) async fn hold(ctx: &StepCtx<'_>, run: &TaskRun) -> Result<(), Control
     Ok(())
 }
 
-/// Lets a deleted, finished run go: removes its run directory and then the finalizer.
-/// Returns whether it did.
+/// Lets a deleted run go once its abort finished it: removes its run directory and then the
+/// finalizer. A deleted run whose config or tables are gone (its namespace being deleted)
+/// cannot be reverted and is let go at once. Returns whether it was let go.
 ///
 /// # Errors
 /// The backend or the store fails; retried next tick.
 pub(super) async fn release(ctx: &mut StepCtx<'_>, run: &TaskRun) -> Result<bool, ControlError> {
-    if run.metadata.deletion_timestamp.is_none() || !holds(run) || !finished(run) {
+    if run.metadata.deletion_timestamp.is_none() || !holds(run) {
         return Ok(false);
     }
     let name = name_of(&run.metadata);
@@ -68,12 +70,17 @@ pub(super) async fn release(ctx: &mut StepCtx<'_>, run: &TaskRun) -> Result<bool
     );
     match ctx.resolve(run).await {
         Ok(resolved) => {
+            if !finished(run) {
+                // Its `Deleted` abort reverts it first.
+                return Ok(false);
+            }
             gather::delete_run_dir(&resolved.destination.def.uri, &dir).await?;
         }
-        Err(e) => {
+        Err(e @ ControlError::Invalid { .. }) => {
             tracing::warn!(task_run = %name, error = %e,
-                "deleted run: its tables cannot be resolved, its run directory is left to housekeeping");
+                "deleted run: its config or tables are gone, so nothing can be reverted; its staged files are left to the tables' housekeeping");
         }
+        Err(e) => return Err(e),
     }
     ctx.backend.set_run_finalizer(run, false).await?;
     Ok(true)

@@ -56,6 +56,8 @@ pub struct KubeBackend {
     secrets: Arc<StorageSecrets>,
     /// See [`KubeBackend::with_pod_start_timeout`].
     pod_start_timeout: std::time::Duration,
+    /// See [`KubeBackend::with_run_finalizers`].
+    hold_runs: bool,
 }
 
 fn api_error(operation: String, e: kube::Error) -> BackendError {
@@ -133,6 +135,7 @@ impl KubeBackend {
                 instance,
             },
         );
+        let namespaces_all = namespaces.is_empty();
         KubeBackend {
             client,
             namespaces,
@@ -142,6 +145,7 @@ impl KubeBackend {
             caches: None,
             secrets: Arc::default(),
             pod_start_timeout: stuck::DEFAULT_GRACE,
+            hold_runs: namespaces_all,
         }
     }
 
@@ -577,6 +581,15 @@ impl KubeBackend {
         }
     }
 
+    /// Whether runs get the operator's finalizer (`--finalizers`); by default only when every
+    /// namespace is watched. A namespaced install's Role lives in the watched namespace, and
+    /// deleting that namespace deletes the Role too: the finalizer could then never be removed
+    /// and would block the namespace's deletion for good.
+    pub fn with_run_finalizers(mut self, hold: bool) -> Self {
+        self.hold_runs = hold;
+        self
+    }
+
     /// How long a subtask's Job may take to start its worker before its attempt fails with
     /// the reason ([`stuck::DEFAULT_GRACE`] by default).
     pub fn with_pod_start_timeout(mut self, timeout: std::time::Duration) -> Self {
@@ -682,7 +695,7 @@ impl Backend for KubeBackend {
     }
 
     fn holds_runs(&self) -> bool {
-        true
+        self.hold_runs
     }
 
     fn launch_subtask<'a>(

@@ -50,6 +50,9 @@ pub struct OperatorOptions {
     /// How long a subtask's Job may take to start its worker before the attempt fails with
     /// the cause (`--pod-start-timeout`).
     pub pod_start_timeout: Duration,
+    /// Hold runs with the finalizer that reverts a deleted run (`--finalizers`); `None`: only
+    /// when every namespace is watched.
+    pub finalizers: Option<bool>,
 }
 
 /// Why the operator stopped. `reason()` is stable.
@@ -163,6 +166,7 @@ pub async fn run_with_client(
         WriteGate::new(leader.clone()),
     )
     .with_pod_start_timeout(options.pod_start_timeout)
+    .with_run_finalizers(options.finalizers.unwrap_or(options.namespaces.is_empty()))
     .with_watches();
     let backend = Arc::new(backend);
     tracing::info!(namespaces = ?options.namespaces, metrics = %options.metrics_addr, leader_election = options.lease.is_some(), "minion-operator started");
