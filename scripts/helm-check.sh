@@ -178,7 +178,7 @@ for v in "${VARIANTS[@]}"; do
 done
 
 step "config/ samples | kubectl apply --dry-run=client"
-for f in config/*.yaml; do echo "---"; cat "$f"; done | kubectl_dry_run >"$WORK/apply.out" 2>&1 \
+for f in config/*.yaml config/cluster/*.yaml; do echo "---"; cat "$f"; done | kubectl_dry_run >"$WORK/apply.out" 2>&1 \
   || { cat "$WORK/apply.out"; die "kubectl dry-run of config/ samples"; }
 sed 's/^/   /' "$WORK/apply.out"
 

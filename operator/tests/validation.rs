@@ -60,6 +60,61 @@ fn only_error(errs: &ValidationErrors, field: &str, reason: &str) -> String {
     errs.to_string()
 }
 
+/// The cluster sample set (`config/cluster/`): an S3-compatible store's Secret, opted in as
+/// storage credentials, the Tables naming it, and a config; every resource of ours validates
+/// and every Table names the Secret of the set.
+#[test]
+fn the_cluster_samples_validate_and_their_tables_name_the_labelled_secret() {
+    let dir = config_dir().join("cluster");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut secrets = Vec::new();
+    let mut tables = BTreeMap::new();
+    let mut configs = 0;
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        // The Secret is not a resource of ours: read it as YAML.
+        let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        if docs.iter().all(|d| d["kind"] == "Secret") {
+            for d in docs {
+                assert_eq!(
+                    d["metadata"]["labels"]["minion.dev/storage-credentials"], "true",
+                    "{path:?}: the Secret must opt in"
+                );
+                secrets.push(d["metadata"]["name"].as_str().unwrap().to_string());
+            }
+            continue;
+        }
+        for r in api::parse_manifests(&text).unwrap_or_else(|e| panic!("{path:?}: {e}")) {
+            match r {
+                Resource::Table(t) => {
+                    let secret = t.spec.storage_secret_ref.as_ref().map(|s| s.name.clone());
+                    let def = validate::table(&t).unwrap_or_else(|e| panic!("{e}"));
+                    assert!(def.uri.starts_with("s3://"), "{}", def.uri);
+                    tables.insert(def.name.clone(), secret);
+                }
+                Resource::MinionTaskConfig(c) => {
+                    validate::task_config(&c).unwrap_or_else(|e| panic!("{e}"));
+                    configs += 1;
+                }
+                Resource::TaskRun(_) => {}
+            }
+        }
+    }
+    assert_eq!(secrets, vec!["lake-s3".to_string()]);
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    assert!(configs >= 1);
+    for (table, secret) in &tables {
+        assert_eq!(secret.as_deref(), Some("lake-s3"), "{table}");
+    }
+}
+
 #[test]
 fn every_sample_in_config_parses_and_validates() {
     let mut tables = BTreeMap::new();
