@@ -405,18 +405,7 @@ async fn a_task_run_on_the_kubernetes_backend_imports_every_finished_day_through
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted_lineage() {
     let env = Env::new(3).await;
-    let realtime = env.table("events-realtime");
-    let source = Catalog::open(&realtime.uri, Default::default())
-        .await
-        .unwrap();
-    let oldest = source
-        .segments()
-        .unwrap()
-        .into_iter()
-        .min_by_key(|s| (s.min_time_ms, s.path.clone()))
-        .unwrap();
-    let file = PathBuf::from(realtime.uri.trim_start_matches("file://")).join(&oldest.path);
-    std::fs::write(&file, b"not parquet").unwrap();
+    corrupt_oldest_realtime_segment(&env).await;
 
     let backend = env.backend();
     let run = env.run_import(&backend, "events-import-manual-2").await;
@@ -462,6 +451,22 @@ async fn a_failing_job_fails_the_task_run_with_the_reason_a_warning_and_reverted
     );
 }
 
+/// Overwrites the oldest segment of `events-realtime` with bytes that are not Parquet.
+async fn corrupt_oldest_realtime_segment(env: &Env) {
+    let realtime = env.table("events-realtime");
+    let source = Catalog::open(&realtime.uri, Default::default())
+        .await
+        .unwrap();
+    let oldest = source
+        .segments()
+        .unwrap()
+        .into_iter()
+        .min_by_key(|s| (s.min_time_ms, s.path.clone()))
+        .unwrap();
+    let file = PathBuf::from(realtime.uri.trim_start_matches("file://")).join(&oldest.path);
+    std::fs::write(&file, b"not parquet").unwrap();
+}
+
 /// Ticks the loop `n` times.
 async fn ticks(backend: &Arc<KubeBackend>, n: usize) {
     let mut controller = Controller::new(
@@ -482,18 +487,7 @@ async fn ticks(backend: &Arc<KubeBackend>, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_whose_runs_keep_failing_is_degraded_and_the_run_now_annotation_starts_a_run() {
     let env = Env::new(3).await;
-    let realtime = env.table("events-realtime");
-    let source = Catalog::open(&realtime.uri, Default::default())
-        .await
-        .unwrap();
-    let oldest = source
-        .segments()
-        .unwrap()
-        .into_iter()
-        .min_by_key(|s| (s.min_time_ms, s.path.clone()))
-        .unwrap();
-    let file = PathBuf::from(realtime.uri.trim_start_matches("file://")).join(&oldest.path);
-    std::fs::write(&file, b"not parquet").unwrap();
+    corrupt_oldest_realtime_segment(&env).await;
     let configs = Api::<MinionTaskConfig>::namespaced(env.api.client(), "default");
     configs
         .patch(

@@ -100,6 +100,22 @@ pub struct Controller {
     plans: Plans,
 }
 
+impl Controller {
+    /// What one step works with: the tick's runs and this loop's catalogs and plans.
+    fn step_ctx<'a>(&'a mut self, backend: &'a dyn Backend, runs: &'a [TaskRun]) -> StepCtx<'a> {
+        StepCtx {
+            backend,
+            catalogs: &mut self.catalogs,
+            now: self.clock.now(),
+            runs,
+            plans: &mut self.plans,
+            written: Vec::new(),
+            tables: Default::default(),
+            allowed_uri_prefixes: &self.options.allowed_uri_prefixes,
+        }
+    }
+}
+
 fn unfinished(run: &TaskRun) -> bool {
     !run.status.as_ref().is_some_and(|s| s.phase.is_finished())
 }
@@ -320,16 +336,7 @@ impl Controller {
                     break;
                 };
                 let run = runs[at].clone();
-                let mut ctx = StepCtx {
-                    backend: backend.as_ref(),
-                    catalogs: &mut self.catalogs,
-                    now: self.clock.now(),
-                    runs: &runs,
-                    plans: &mut self.plans,
-                    written: Vec::new(),
-                    tables: Default::default(),
-                    allowed_uri_prefixes: &self.options.allowed_uri_prefixes,
-                };
+                let mut ctx = self.step_ctx(backend.as_ref(), &runs);
                 let stepped = runstep::step(&mut ctx, &run).await;
                 // What the step wrote is what a new list would show.
                 for (ns, n, status) in std::mem::take(&mut ctx.written) {
@@ -361,16 +368,7 @@ impl Controller {
             .cloned()
             .collect();
         for run in &deleted {
-            let mut ctx = StepCtx {
-                backend: backend.as_ref(),
-                catalogs: &mut self.catalogs,
-                now: self.clock.now(),
-                runs: &runs,
-                plans: &mut self.plans,
-                written: Vec::new(),
-                tables: Default::default(),
-                allowed_uri_prefixes: &self.options.allowed_uri_prefixes,
-            };
+            let mut ctx = self.step_ctx(backend.as_ref(), &runs);
             let name = name_of(&run.metadata);
             match finalize::release(&mut ctx, run).await {
                 Ok(true) => report
