@@ -735,9 +735,17 @@ fn refresh_needs_an_upsert_table_and_r2o_a_realtime_source() {
         "spec.sourceTable",
         "WrongTableType",
     );
+
+    // An upsert REALTIME table cannot be moved by RealtimeToOffline, as in Pinot.
+    let mut upsert = validate::table(&table("table-events-realtime.yaml")).unwrap();
+    validate::against_tables(&cfg, &offline(), Some(&upsert)).unwrap();
+    upsert.schema.primary_key = vec!["user_id".into()];
+    let err = validate::against_tables(&cfg, &offline(), Some(&upsert)).unwrap_err();
+    only_error(&err, "spec.sourceTable", "WrongTableType");
+    assert!(err.to_string().contains("Pinot refuses it too"), "{err}");
 }
 
-/// Issue 12, item 6: output file names are `<prefix>_<min>_<max>[_<postfix>]_<seq>.parquet`,
+/// Output file names are `<prefix>_<min>_<max>[_<postfix>]_<seq>.parquet`,
 /// so a prefix or postfix that is not a plain file name (a path, a character object stores
 /// percent-escape) would make the catalog point at the wrong file.
 #[test]

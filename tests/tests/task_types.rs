@@ -991,6 +991,39 @@ async fn a_table_nested_in_another_tables_location_is_refused_naming_both() {
     assert!(!tables.contains("events-realtime"), "{tables}");
 }
 
+/// As Pinot: RealtimeToOffline from an upsert REALTIME table is refused at apply (the OFFLINE
+/// table would keep superseded versions), naming the field and the way out; nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_to_offline_from_an_upsert_table_is_refused_at_apply() {
+    let env = Env::new();
+    env.apply(
+        "table-events-realtime.yaml",
+        &[
+            CREATE,
+            (
+                "    sortedColumn: ts",
+                "    sortedColumn: ts\n    primaryKey: [user_id]\n    comparisonColumn: ts",
+            ),
+        ],
+    );
+    env.apply("table-events-offline.yaml", &[]);
+    let cfg = env.manifest("mtc-realtime-to-offline.yaml", &[]);
+    let out = Minion {
+        state: env.state.clone(),
+    }
+    .run(&["apply", "-f", cfg.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("spec.sourceTable")
+            && stderr.contains("is an upsert table")
+            && stderr.contains("SegmentRefreshTask"),
+        "{stderr}"
+    );
+    let configs = env.ok(&["get", "mtc"]);
+    assert!(!configs.contains("events-r2o"), "{configs}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finished_inline_runs_beyond_the_history_limit_are_deleted_with_their_directories() {
     let env = Env::new();

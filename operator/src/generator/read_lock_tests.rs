@@ -1,4 +1,4 @@
-//! Issue 12, item 5: a refresh drops old versions of upsert keys because newer versions are in
+//! A refresh drops old versions of upsert keys because newer versions are in
 //! other segments (its context). These scenarios plan a refresh, open its lineage entries as
 //! the control loop does, then plan the runs that remove segments (Backfill, Purge, file
 //! ingestion, MergeRollup, another refresh) against that lineage: none may remove the

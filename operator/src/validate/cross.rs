@@ -53,6 +53,17 @@ pub(super) fn check(
     match &cfg.task {
         TaskSpec::RealtimeToOffline(r) => {
             check_source(&mut c, table, source);
+            // As Pinot: the OFFLINE table would keep every version a newer one supersedes.
+            if let Some(src) = source.filter(|s| s.schema.is_upsert()) {
+                c.push(
+                    "spec.sourceTable",
+                    Invalid::WrongTableType {
+                        value: src.name.clone(),
+                        actual: "an upsert table (schema.primaryKey is set)".into(),
+                        expected: "RealtimeToOfflineSegmentsTask moves append tables: the OFFLINE table would keep versions a newer one supersedes (Pinot refuses it too); compact the upsert table in place with SegmentRefreshTask".into(),
+                    },
+                );
+            }
             metrics(&mut c, &block, table, &r.window.aggregation_types);
         }
         TaskSpec::SegmentImport(s) => {
