@@ -94,12 +94,62 @@ impl Env {
         .ok(args)
     }
 
-    /// `minion run <config>`, then the loop until idle; returns the run's final status.
+    /// `minion plan <config>`, then `minion run <config>` and the loop until idle; returns
+    /// the run's final status after checking that the run did what the dry run said: skipped
+    /// with the same reason, or as many subtasks; and every watermark the plan shows stored
+    /// (exactly, for a run with nothing to do; at least, once windows commit past it).
     fn run(&self, config: &str) -> serde_json::Value {
+        let planned = self.ok(&["plan", config, "-o", "json"]);
         let out = self.ok(&["run", config]);
         let name = created_run(&out);
         self.up();
-        self.task_run(&name)
+        let tr = self.task_run(&name);
+        let status = &tr["status"];
+        let Ok(plan) = serde_json::from_str::<serde_json::Value>(&planned) else {
+            // The dry run says that validity is computed first, and plans nothing yet.
+            assert!(
+                planned.contains("in a worker subtask of kind validity"),
+                "{planned}"
+            );
+            assert_eq!(status["validity"]["state"], "Succeeded", "{tr:#}");
+            return tr;
+        };
+        match plan.get("skip") {
+            Some(skip) => {
+                assert_eq!(status["phase"], "Skipped", "planned {plan:#}, ran {tr:#}");
+                assert_eq!(status["reason"], skip["reason"], "{plan:#} {tr:#}");
+            }
+            None => assert_eq!(
+                status["subtasks"].as_array().map_or(0, Vec::len),
+                plan["subtasks"].as_array().map_or(0, Vec::len),
+                "planned {plan:#}, ran {tr:#}"
+            ),
+        }
+        let cfg: serde_json::Value =
+            serde_json::from_str(&self.ok(&["get", "mtc", config, "-o", "json"])).unwrap();
+        let stored: BTreeMap<String, i64> = cfg["status"]["watermarks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                let level = w["level"].as_str().unwrap_or("").to_string();
+                (level, w["watermarkMs"].as_i64().unwrap())
+            })
+            .collect();
+        if let Some(planned) = plan["watermarks"].as_object() {
+            for (level, wm) in planned {
+                let wm = wm.as_i64().unwrap();
+                let got = stored.get(level).copied();
+                match plan.get("skip") {
+                    Some(_) => assert_eq!(got, Some(wm), "{level}: planned {plan:#}, {cfg:#}"),
+                    None => assert!(
+                        got.is_some_and(|g| g >= wm),
+                        "{level}: planned {wm}, stored {got:?}: {cfg:#}"
+                    ),
+                }
+            }
+        }
+        tr
     }
 
     fn up(&self) {

@@ -76,7 +76,7 @@ pub(crate) async fn plan(
     let cfg = config(&b, namespace, name).await?;
     let resolved = gather::resolve_config(&b, &cfg).await.map_err(control)?;
     let runs = b.list_task_runs().await.map_err(CliError::failed)?;
-    let incomplete = gather::incomplete_runs(&runs, &resolved.config, "");
+    let incomplete = gather::incomplete_runs(&runs, &resolved.config, None, Utc::now());
     let mut catalogs = Catalogs::default();
     let gathered = gather::generator_input(
         &mut catalogs,

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use chrono::{DateTime, Utc};
+
 use super::{Backend, ControlError, name_of, namespace_of};
 use crate::api::{MinionTaskConfig, SubtaskStatus, Table, TableStatus, TaskRun, TaskRunPhase};
 use crate::catalog::{Catalog, app_id};
@@ -667,18 +669,50 @@ pub fn plan_uri(dest_uri: &str, run_dir: &str) -> String {
     format!("{}/{}", dest_uri.trim_end_matches('/'), plan_path(run_dir))
 }
 
-/// Earlier incomplete runs of `config` (other than `except`), by creation time.
-pub fn incomplete_runs(runs: &[TaskRun], config: &TaskConfig, except: &str) -> Vec<IncompleteRun> {
-    let mut out: Vec<(Option<chrono::DateTime<chrono::Utc>>, String)> = runs
+/// The runs of `config` that hold back a new plan, by creation time (Pinot's in-progress
+/// tasks): those Planning or Running, and those still Pending that were created before
+/// `this` (every Pending one when `this` is `None`, as for a dry run: a new run would come
+/// after them). A run that started (or, still Pending, was created) longer ago than the
+/// config's runTimeout is stale and no longer blocks planning, as Pinot ignores a stale
+/// in-progress task; the control loop times it out, and the lineage it holds still keeps
+/// its inputs from being planned twice.
+pub fn incomplete_runs(
+    runs: &[TaskRun],
+    config: &TaskConfig,
+    this: Option<&TaskRun>,
+    now: DateTime<Utc>,
+) -> Vec<IncompleteRun> {
+    let key = |r: &TaskRun| (super::created_at(&r.metadata), name_of(&r.metadata));
+    let mine = this.map(key);
+    let stale_before = now - chrono::Duration::milliseconds(config.execution.run_timeout_ms);
+    let mut out: Vec<(Option<DateTime<Utc>>, String)> = runs
         .iter()
         .filter(|r| namespace_of(&r.metadata) == config.namespace)
         .filter(|r| r.spec.config_ref.as_deref() == Some(config.name.as_str()))
-        .filter(|r| name_of(&r.metadata) != except)
+        .filter(|r| mine.as_ref().is_none_or(|m| key(r) != *m))
         .filter(|r| {
-            let phase = r.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            !phase.is_finished() && phase != TaskRunPhase::Pending
+            let status = r.status.as_ref();
+            let phase = status.map(|s| s.phase).unwrap_or_default();
+            if phase.is_finished() {
+                return false;
+            }
+            if phase == TaskRunPhase::Pending && mine.as_ref().is_some_and(|m| key(r) > *m) {
+                return false;
+            }
+            let since = status
+                .and_then(|s| s.start_time)
+                .or_else(|| super::created_at(&r.metadata));
+            if since.is_some_and(|t| t < stale_before) {
+                tracing::info!(
+                    task_run = %name_of(&r.metadata),
+                    config = %config.name,
+                    "an incomplete run older than the runTimeout no longer blocks planning"
+                );
+                return false;
+            }
+            true
         })
-        .map(|r| (super::created_at(&r.metadata), name_of(&r.metadata)))
+        .map(key)
         .collect();
     out.sort();
     out.into_iter()
@@ -794,6 +828,81 @@ mod tests {
     use super::*;
     use crate::generator::testkit;
     use crate::model::TableType;
+
+    /// A run of config `cfg` in `ns`, created at `created` (minutes after T0), in `phase`,
+    /// started at `started` if given.
+    fn run_of(name: &str, created: i64, phase: TaskRunPhase, started: Option<i64>) -> TaskRun {
+        let at = |min: i64| DateTime::<Utc>::from_timestamp_millis(min * 60_000).unwrap();
+        let mut run = TaskRun::new(
+            name,
+            crate::api::TaskRunSpec {
+                task_type: minion_contract::TaskType::MergeRollupTask,
+                table: "events".into(),
+                source_table: None,
+                config_ref: Some("cfg".into()),
+                config: None,
+                scheduled_time: None,
+                subtask_timeout: None,
+                run_timeout: None,
+                max_attempts: None,
+                parallelism: None,
+                memory_budget: None,
+                cancel: false,
+            },
+        );
+        run.metadata.namespace = Some("ns".into());
+        run.metadata.creation_timestamp = Some(super::super::k8s_time(at(created)));
+        run.status = Some(crate::api::TaskRunStatus {
+            phase,
+            start_time: started.map(at),
+            ..Default::default()
+        });
+        run
+    }
+
+    #[test]
+    fn pending_and_stale_runs_at_plan_time() {
+        let mut config = testkit::config(testkit::merge_rollup(vec![testkit::merge_level(
+            "1hour", 3_600_000,
+        )]));
+        config.execution.run_timeout_ms = 60 * 60_000; // an hour
+        let names = |v: Vec<IncompleteRun>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        let now = DateTime::<Utc>::from_timestamp_millis(100 * 60_000).unwrap();
+        let runs = vec![
+            run_of("stale", 10, TaskRunPhase::Running, Some(11)),
+            run_of("running", 50, TaskRunPhase::Running, Some(51)),
+            run_of("early-pending", 60, TaskRunPhase::Pending, None),
+            run_of("me", 70, TaskRunPhase::Planning, Some(71)),
+            run_of("late-pending", 80, TaskRunPhase::Pending, None),
+            run_of("stale-pending", 20, TaskRunPhase::Pending, None),
+            run_of("done", 30, TaskRunPhase::Succeeded, Some(31)),
+        ];
+        // A run planning: Running and Planning runs block it, and Pending ones created
+        // before it; a later Pending run does not (it would wait for this one), nor one
+        // older than the runTimeout.
+        assert_eq!(
+            names(incomplete_runs(&runs, &config, Some(&runs[3]), now)),
+            ["running", "early-pending"]
+        );
+        // A dry run comes after every run that exists: each Pending one blocks it.
+        assert_eq!(
+            names(incomplete_runs(&runs, &config, None, now)),
+            ["running", "early-pending", "me", "late-pending"]
+        );
+        // A longer runTimeout: the stale runs block again.
+        config.execution.run_timeout_ms = 24 * 60 * 60_000;
+        assert_eq!(
+            names(incomplete_runs(&runs, &config, None, now)),
+            [
+                "stale",
+                "stale-pending",
+                "running",
+                "early-pending",
+                "me",
+                "late-pending"
+            ]
+        );
+    }
 
     #[tokio::test]
     async fn catalogs_of_tables_that_are_gone_are_dropped() {

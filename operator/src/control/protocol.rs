@@ -467,6 +467,50 @@ pub async fn commit(
     Ok(outcome)
 }
 
+/// A plan with no subtask that still moves watermarks (MergeRollup walking past buckets
+/// already merged at a level): ONE Delta commit of those watermarks alone, so the run stores
+/// what `minion plan` shows. Only watermarks ahead of the log's are written; returns them as
+/// `(level, watermark)`, empty when the log has them already (a replay commits nothing).
+///
+/// # Errors
+/// Catalog failures (nothing is committed then).
+pub async fn commit_watermarks(
+    ctx: &RunContext<'_>,
+    plan: &Plan,
+    catalog: &mut Catalog,
+    stored: &BTreeMap<String, i64>,
+) -> Result<Vec<(String, i64)>, CatalogError> {
+    let moved: Vec<(String, i64)> = plan
+        .watermarks
+        .iter()
+        .filter(|(level, wm)| stored.get(*level).is_none_or(|s| s < *wm))
+        .map(|(level, wm)| (level.clone(), *wm))
+        .collect();
+    if moved.is_empty() {
+        return Ok(moved);
+    }
+    let txns = moved
+        .iter()
+        .map(|(level, wm)| {
+            let level = (!level.is_empty()).then_some(level.as_str());
+            AppTxn::watermark(
+                app_id::watermark(ctx.namespace, &ctx.config.name, level),
+                *wm,
+            )
+        })
+        .collect();
+    catalog
+        .replace(Replacement {
+            remove: Vec::new(),
+            add: Vec::new(),
+            txns,
+            data_change: false,
+            operation: "MINION WATERMARK",
+        })
+        .await?;
+    Ok(moved)
+}
+
 /// What [`revert_subtask`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reverted {

@@ -402,6 +402,29 @@ async fn replace(ctx: &mut StepCtx<'_>, other: &TaskRun, by: &str) -> Result<(),
     }
 }
 
+/// The watermarks of a plan with nothing to do, committed to the destination's log (see
+/// [`protocol::commit_watermarks`]); those moved, by level.
+async fn store_watermarks(
+    ctx: &mut StepCtx<'_>,
+    run: &Run<'_>,
+    resolved: &Resolved,
+    plan: &Plan,
+) -> Result<Vec<(String, i64)>, ControlError> {
+    if plan.watermarks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let dest = &resolved.destination.def;
+    let catalog = ctx.catalogs.get(dest).await?;
+    let stored = gather::watermarks_from_log(catalog, &resolved.config).await?;
+    let rctx = run_context(run, resolved);
+    protocol::commit_watermarks(&rctx, plan, catalog, &stored)
+        .await
+        .map_err(|source| ControlError::Catalog {
+            table: dest.name.clone(),
+            source,
+        })
+}
+
 /// Planning → Running (plan stored, lineage open), or Skipped with the generator's reason.
 async fn plan_run(
     ctx: &mut StepCtx<'_>,
@@ -412,7 +435,8 @@ async fn plan_run(
     let plan = match ctx.plans.read(&dest.uri, &run.dir()).await? {
         Some(plan) => plan,
         None => {
-            let incomplete = gather::incomplete_runs(ctx.runs, &resolved.config, &run.name);
+            let incomplete =
+                gather::incomplete_runs(ctx.runs, &resolved.config, Some(run.object), ctx.now);
             // Once the run's validity subtask has run, it plans from the files it wrote.
             let computed = run
                 .status
@@ -445,10 +469,22 @@ async fn plan_run(
                 }
             };
             if let Some(skip) = plan.skip.as_ref().filter(|_| plan.is_empty()) {
+                let mut message = skip.message.clone();
+                let moved = store_watermarks(ctx, run, resolved, &plan).await?;
+                if !moved.is_empty() {
+                    let moved: Vec<String> = moved
+                        .iter()
+                        .map(|(level, wm)| {
+                            let level = if level.is_empty() { "watermark" } else { level };
+                            format!("{level} = {}", generator::fmt_ms(*wm))
+                        })
+                        .collect();
+                    message.push_str(&format!("; stored {}", moved.join(", ")));
+                }
                 let step = Step::Finish {
                     phase: TaskRunPhase::Skipped,
                     reason: skip.reason.as_str().into(),
-                    message: skip.message.clone(),
+                    message,
                 };
                 return finish(ctx, run, &step, Some(resolved)).await;
             }

@@ -238,7 +238,12 @@ fn window_subtasks(
         .collect()
 }
 
-fn skip_for(plan: Plan, step: &Step<'_>, watermark: i64, limit_ms: i64) -> Plan {
+fn skip_for(mut plan: Plan, step: &Step<'_>, watermark: i64, limit_ms: i64) -> Plan {
+    // A cold-start watermark is stored with the first committed window, never by a run with
+    // nothing to do: a partition whose first segment completes later may start before it.
+    if plan.is_empty() {
+        plan.watermarks.clear();
+    }
     match step {
         Step::Ready(..) => plan,
         Step::NotPastBuffer(w) => plan.or_skip(NoTaskReason::WindowNotPastBuffer, || {
