@@ -202,8 +202,8 @@ fn names_short_names_categories_and_printer_columns() {
     assert_eq!(
         columns(&crds[2]),
         [
-            col("TYPE", "string", ".spec.taskType"),
-            col("TABLE", "string", ".spec.table"),
+            col("TYPE", "string", ".status.taskType"),
+            col("TABLE", "string", ".status.table"),
             col("PHASE", "string", ".status.phase"),
             col("REASON", "string", ".status.reason"),
             col("PROGRESS", "string", ".status.progress"),

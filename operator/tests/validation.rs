@@ -644,7 +644,7 @@ fn all_errors_of_a_resource_are_collected() {
 fn task_run_with_config_ref_takes_the_config_and_its_overrides() {
     let cfg = mtc("mtc-merge-rollup.yaml");
     let mut r = run("taskrun-file-ingestion.yaml");
-    r.spec.task_type = TaskType::MergeRollupTask;
+    r.spec.task_type = Some(TaskType::MergeRollupTask);
     r.spec.config = None;
     r.spec.config_ref = Some("events-merge".into());
     r.spec.parallelism = Some(8);
@@ -655,7 +655,7 @@ fn task_run_with_config_ref_takes_the_config_and_its_overrides() {
     assert_eq!(v.config_ref.as_deref(), Some("events-merge"));
 
     // a config of another task type or table is a mismatch, a missing one is reported
-    r.spec.task_type = TaskType::PurgeTask;
+    r.spec.task_type = Some(TaskType::PurgeTask);
     only_error(
         &validate::task_run(&r, Some(&cfg)).unwrap_err(),
         "spec.taskType",
@@ -665,6 +665,31 @@ fn task_run_with_config_ref_takes_the_config_and_its_overrides() {
         &validate::task_run(&r, None).unwrap_err(),
         "spec.configRef",
         "ConfigNotFound",
+    );
+
+    // with configRef, taskType and table may be left out: the config's are taken
+    r.spec.task_type = None;
+    r.spec.table = String::new();
+    let v = validate::task_run(&r, Some(&cfg)).unwrap();
+    assert_eq!(v.config.table, cfg.spec.table);
+    assert_eq!(v.config.task_type(), TaskType::MergeRollupTask);
+}
+
+#[test]
+fn an_inline_task_run_names_its_task_type_and_table() {
+    let mut r = run("taskrun-file-ingestion.yaml");
+    r.spec.task_type = None;
+    only_error(
+        &validate::task_run(&r, None).unwrap_err(),
+        "spec.taskType",
+        "MissingField",
+    );
+    let mut r = run("taskrun-file-ingestion.yaml");
+    r.spec.table = String::new();
+    only_error(
+        &validate::task_run(&r, None).unwrap_err(),
+        "spec.table",
+        "MissingField",
     );
 }
 
@@ -828,7 +853,7 @@ fn inline_task_run_configs_and_merge_level_names_get_the_segment_name_check() {
     let mut r = run("taskrun-backfill.yaml");
     let mut block = mtc("mtc-segment-import.yaml").spec.segment_import_task;
     block.as_mut().unwrap().segment_name_prefix = Some("../../escape".into());
-    r.spec.task_type = TaskType::SegmentImportTask;
+    r.spec.task_type = Some(TaskType::SegmentImportTask);
     r.spec.source_table = Some("events-realtime".into());
     r.spec.config = Some(TaskBlocks {
         segment_import_task: block,

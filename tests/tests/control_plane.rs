@@ -1051,6 +1051,18 @@ async fn specs_the_operator_would_refuse_are_refused_at_kubectl_apply_naming_the
     );
     let (ok, out) = apply(&run("  configRef: merge\n"));
     assert!(ok, "a valid run was refused: {out}");
+    // With configRef, taskType and table come from the config; an inline config needs both.
+    let (ok, out) = apply(
+        "apiVersion: minion.dev/v1alpha1\nkind: TaskRun\nmetadata:\n  name: r2\nspec:\n  configRef: merge\n",
+    );
+    assert!(ok, "a run naming only its config was refused: {out}");
+    let (ok, out) = apply(
+        "apiVersion: minion.dev/v1alpha1\nkind: TaskRun\nmetadata:\n  name: r3\nspec:\n  table: events-offline\n  config:\n    purgeTask: {}\n",
+    );
+    assert!(
+        !ok && out.contains("an inline spec.config needs spec.taskType and spec.table"),
+        "{out}"
+    );
     cp.kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
@@ -1984,4 +1996,85 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
         matches!(&patched, Err(kube::Error::Api(s)) if s.code == 403),
         "taskruns: patch is not granted: {patched:?}"
     );
+}
+
+/// `kubectl minion` (the `kubectl-minion` binary, the admin's kubeconfig) as a user walks it
+/// on a real API server: `run` creates a TaskRun, `cancel` stops it mid-run (subtask 0
+/// committed, the others' results held on the node) and it ends `Cancelled`; `retry` starts
+/// `<run>-retry-1`, which imports the rest: every source row lands exactly once. `get` and
+/// `describe` show the runs and their Events. Each command and its output is printed (the
+/// session in docs/kubernetes.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the real control plane: scripts/control-plane.sh start"]
+async fn kubectl_minion_runs_cancels_and_retries_against_the_real_api_server() {
+    let mut scene = Scene::new("plugin", Setup::default()).await;
+    scene
+        .node
+        .hold_result(move |p| label(p, "minion.dev/subtask") != "0");
+    scene.start_operator("op-a");
+    let plugin = |args: &[&str]| -> String {
+        let out = std::process::Command::new(workspace_binary("kubectl-minion", "minion-operator"))
+            .args(args)
+            .args(["-n", &scene.ns])
+            .env("KUBECONFIG", &scene.cp.kubeconfig)
+            .env_remove("MINION_STATE_DIR")
+            .env_remove("MINION_CLUSTER")
+            .current_dir(&scene.dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl minion {args:?} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "$ kubectl minion {} -n {}\n{stdout}",
+            args.join(" "),
+            scene.ns
+        );
+        stdout
+    };
+    let run = minion_e2e::fixtures::created_run(&plugin(&["run", CONFIG]));
+    scene.wait_subtask(&run, 0, "Committed").await;
+    let out = plugin(&["cancel", &run]);
+    assert!(out.contains("cancel requested"), "{out}");
+    let tr = scene.wait_finished(&run).await;
+    assert_eq!(tr["status"]["phase"], "Cancelled", "{tr:#}");
+    // The TYPE and TABLE columns come from the status the operator wrote.
+    let out = plugin(&["get", "tr"]);
+    assert!(
+        out.contains("Cancelled")
+            && out.contains("SegmentImportTask")
+            && out.contains("events-offline"),
+        "{out}"
+    );
+    let kubectl = scene.cp.kubectl_ok(&["get", "tr", "-n", &scene.ns], None);
+    assert!(kubectl.contains("SegmentImportTask"), "{kubectl}");
+
+    scene.node.release();
+    let out = plugin(&["retry", &run]);
+    let retry = format!("{run}-retry-1");
+    assert!(
+        out.contains(&format!("taskrun.minion.dev/{retry} created")),
+        "{out}"
+    );
+    let tr = scene.wait_finished(&retry).await;
+    assert_eq!(
+        tr["status"]["phase"],
+        "Succeeded",
+        "{tr:#}\n{}",
+        scene.diagnostics()
+    );
+    scene.assert_imported_exactly().await;
+    plugin(&["get", "tr"]);
+    let out = plugin(&["describe", "tr", &retry]);
+    assert!(
+        out.contains("Events:") && out.contains("Succeeded"),
+        "{out}"
+    );
+    let out = plugin(&["describe", "tr", &run]);
+    assert!(out.contains("Cancelled"), "{out}");
+    let out = plugin(&["get", "mtc"]);
+    assert!(out.contains(CONFIG), "{out}");
 }

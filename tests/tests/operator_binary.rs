@@ -330,17 +330,14 @@ async fn scenario(cluster: &Cluster) {
             .unwrap(),
     );
 
-    // A manual run of the import (Pinot's schedule API).
+    // A manual run of the import (Pinot's schedule API), naming only its config: the task
+    // type and the tables (and with them the storage Secret its Jobs get) are the config's.
     let run_name = format!("events-import{suffix}-1");
     let run: TaskRun = serde_json::from_value(serde_json::json!({
         "apiVersion": "minion.dev/v1alpha1",
         "kind": "TaskRun",
         "metadata": {"name": run_name, "namespace": NAMESPACE},
-        "spec": {
-            "taskType": "SegmentImportTask",
-            "table": offline.name,
-            "configRef": format!("events-import{suffix}"),
-        }
+        "spec": {"configRef": format!("events-import{suffix}")}
     }))
     .unwrap();
     let runs: Api<TaskRun> = Api::namespaced(client.clone(), NAMESPACE);
@@ -365,6 +362,12 @@ async fn scenario(cluster: &Cluster) {
     };
     let status = finished.status.clone().unwrap();
     assert_eq!(status.phase.as_str(), "Succeeded", "{status:#?}");
+    // kubectl get's TYPE and TABLE columns read them from the status.
+    assert_eq!(status.table.as_deref(), Some(offline.name.as_str()));
+    assert_eq!(
+        status.task_type.map(|t| t.as_str()),
+        Some("SegmentImportTask")
+    );
     let complete = status
         .conditions
         .iter()

@@ -1103,3 +1103,53 @@ async fn finished_inline_runs_beyond_the_history_limit_are_deleted_with_their_di
     // Every pushed row is still there.
     assert_eq!(totals(&realtime, None).await.rows, 2 * (limit as u64 + 3));
 }
+
+/// The run commands of local mode: `suspend`/`resume` set the config's `spec.suspend`;
+/// `cancel` ends a run `Cancelled` with nothing committed; `retry` starts a new run with the
+/// cancelled run's spec, which imports every row; `logs` prints a subtask Job's worker output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_retry_suspend_resume_and_logs_in_local_mode() {
+    let mut env = Env::new();
+    env.events(5).await;
+    env.apply("mtc-segment-import.yaml", &[]);
+    let offline = env.table("table-events-offline.yaml");
+    let suspended = |env: &Env| -> bool {
+        let cfg: serde_json::Value =
+            serde_json::from_str(&env.ok(&["get", "mtc", "events-import", "-o", "json"])).unwrap();
+        cfg["spec"]["suspend"].as_bool().unwrap_or(false)
+    };
+    assert!(!suspended(&env));
+    assert!(env.ok(&["suspend", "events-import"]).contains("suspended"));
+    assert!(suspended(&env));
+    assert!(env.ok(&["resume", "events-import"]).contains("resumed"));
+    assert!(!suspended(&env));
+
+    let name = created_run(&env.ok(&["run", "events-import"]));
+    env.ok(&["cancel", &name]);
+    env.up();
+    let tr = env.task_run(&name);
+    assert_eq!(tr["status"]["phase"], "Cancelled", "{tr:#}");
+    assert!(live(&offline).await.is_empty(), "a cancelled run committed");
+
+    let out = env.ok(&["retry", &name]);
+    let retry = format!("{name}-retry-1");
+    assert!(
+        out.contains(&format!("taskrun.minion.dev/{retry} created")),
+        "{out}"
+    );
+    env.up();
+    let tr = env.task_run(&retry);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    assert!(!live(&offline).await.is_empty());
+    let logs = env.ok(&["logs", &retry, "--subtask", "0"]);
+    assert!(logs.contains("minion worker: "), "{logs}");
+    let out = Minion {
+        state: env.state.clone(),
+    }
+    .run(&["retry", &retry]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is Succeeded"),
+        "{out:?}"
+    );
+}

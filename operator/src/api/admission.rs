@@ -83,6 +83,13 @@ pub fn add_rules(crd: &mut CustomResourceDefinition) {
                         "set exactly one of spec.configRef (the name of a MinionTaskConfig) and spec.config (an inline config)".into(),
                     ),
                 );
+                push(
+                    spec,
+                    rule(
+                        "has(self.configRef) || (has(self.taskType) && has(self.table))".into(),
+                        "an inline spec.config needs spec.taskType and spec.table (with spec.configRef both are taken from the config)".into(),
+                    ),
+                );
                 blocks_match(spec, "config.", "spec.config");
             }
             _ => {}
@@ -100,7 +107,7 @@ fn blocks_match(spec: &mut JSONSchemaProps, prefix: &str, at: &str) {
         push(
             spec,
             rule(
-                format!("{guard} || self.taskType == '{task_type}'"),
+                format!("{guard} || (has(self.taskType) && self.taskType == '{task_type}')"),
                 format!(
                     "{at}.{block} is the block of {task_type}: set spec.taskType: {task_type}, or use the block of your task type"
                 ),
@@ -215,14 +222,18 @@ mod tests {
         );
         let spec_rules = rules_of(config, &["spec"]);
         assert_eq!(spec_rules.len(), BLOCKS.len());
-        assert!(
-            spec_rules.contains(&"!has(self.purgeTask) || self.taskType == 'PurgeTask'".into())
-        );
+        assert!(spec_rules.contains(
+            &"!has(self.purgeTask) || (has(self.taskType) && self.taskType == 'PurgeTask')".into()
+        ));
         let run_rules = rules_of(&crds[2], &["spec"]);
         assert!(run_rules.contains(&"has(self.config) != has(self.configRef)".into()));
         assert!(
+            run_rules
+                .contains(&"has(self.configRef) || (has(self.taskType) && has(self.table))".into())
+        );
+        assert!(
             run_rules.contains(
-                &"!has(self.config) || !has(self.config.purgeTask) || self.taskType == 'PurgeTask'"
+                &"!has(self.config) || !has(self.config.purgeTask) || (has(self.taskType) && self.taskType == 'PurgeTask')"
                     .into()
             )
         );

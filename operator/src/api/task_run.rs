@@ -28,8 +28,8 @@ pub const MAX_SUBTASK_DETAIL: usize = 100;
     category = "minion",
     derive = "PartialEq",
     doc = "One run of a minion task: its plan, subtasks (Jobs), progress and result.",
-    printcolumn(name = "TYPE", type_ = "string", json_path = ".spec.taskType"),
-    printcolumn(name = "TABLE", type_ = "string", json_path = ".spec.table"),
+    printcolumn(name = "TYPE", type_ = "string", json_path = ".status.taskType"),
+    printcolumn(name = "TABLE", type_ = "string", json_path = ".status.table"),
     printcolumn(name = "PHASE", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "REASON", type_ = "string", json_path = ".status.reason"),
     printcolumn(name = "PROGRESS", type_ = "string", json_path = ".status.progress"),
@@ -41,9 +41,13 @@ pub const MAX_SUBTASK_DETAIL: usize = 100;
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TaskRunSpec {
-    /// Task type (copied from the config when configRef is set).
-    pub task_type: TaskType,
-    /// Destination table (copied from the config when configRef is set).
+    /// Task type: required with an inline `config`; with `configRef`, the config's (when
+    /// given, it must be the config's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_type: Option<TaskType>,
+    /// Destination table: required with an inline `config`; with `configRef`, the config's
+    /// (when given, it must be the config's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub table: String,
     /// Source table of an inline R2O/SegmentImport run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -274,12 +278,38 @@ pub struct SkippedSegmentStatus {
 /// Entries kept in `status.skippedSegments` (`skippedSegmentsTotal` counts all).
 pub const MAX_SKIPPED_SEGMENTS_SHOWN: usize = 50;
 
+impl TaskRun {
+    /// The run's task type: as the operator resolved it (status), else as its spec says
+    /// (`None` for a run of a config not yet seen by the operator that omits it).
+    pub fn task_type(&self) -> Option<TaskType> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.task_type)
+            .or(self.spec.task_type)
+    }
+
+    /// The run's destination Table, resolved as [`TaskRun::task_type`]; empty when unknown.
+    pub fn table(&self) -> &str {
+        match self.status.as_ref().and_then(|s| s.table.as_deref()) {
+            Some(t) => t,
+            None => &self.spec.table,
+        }
+    }
+}
+
 /// Phase, plan, subtasks and progress of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskRunStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The run's task type, from its spec or its config (`kubectl get`'s TYPE column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_type: Option<TaskType>,
+    /// The run's destination Table, from its spec or its config (`kubectl get`'s TABLE
+    /// column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     #[serde(default)]
     pub phase: TaskRunPhase,
     /// Machine-readable reason of the phase (e.g. PreviousRunIncomplete, SubtaskFailed; while

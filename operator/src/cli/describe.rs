@@ -2,16 +2,17 @@
 //! spec summary, status, conditions, subtasks (TaskRun), lineage (Table), Events.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use chrono::Utc;
 
 use super::get::print_objects;
 use super::table_fmt::{age, opt, render, time, time_ms};
+use super::target::Target;
 use super::{CliError, Kind, Output};
 use crate::api::{Condition, MinionTaskConfig, Table, TaskRun};
+use crate::control::Event;
 use crate::control::created_at;
-use crate::local::{EventLog, Store, Stored};
+use crate::local::Stored;
 
 /// Ends the label of a [`field`] line until [`align`] pads it.
 const SEP: char = '\u{1f}';
@@ -107,20 +108,16 @@ fn header<T: Stored>(out: &mut String, obj: &T) {
     field(out, 0, "Generation", opt(m.generation));
 }
 
-fn events(out: &mut String, log: &EventLog, kind: &str, namespace: &str, name: &str) {
+fn events(out: &mut String, events: &[Event]) {
     let now = Utc::now();
-    let rows: Vec<Vec<String>> = log
-        .read()
-        .into_iter()
-        .filter(|e| {
-            e.object.kind == kind && e.object.namespace == namespace && e.object.name == name
-        })
+    let rows: Vec<Vec<String>> = events
+        .iter()
         .map(|e| {
             vec![
                 format!("{:?}", e.type_),
-                e.reason,
+                e.reason.clone(),
                 age(Some(e.time), now),
-                e.message,
+                e.message.clone(),
             ]
         })
         .collect();
@@ -132,32 +129,40 @@ fn events(out: &mut String, log: &EventLog, kind: &str, namespace: &str, name: &
     section(out, "Events", &body);
 }
 
-fn find<T: Stored>(store: &Store, namespace: &str, name: &str) -> Result<T, CliError> {
-    store
-        .get::<T>(namespace, name)
-        .map_err(CliError::failed)?
-        .ok_or_else(|| {
-            CliError::NotFound(format!(
-                "{} {name:?} not found in namespace {namespace}",
-                T::KIND
-            ))
-        })
+fn or_config(value: &str) -> &str {
+    if value.is_empty() {
+        "<from its config>"
+    } else {
+        value
+    }
+}
+
+fn found<T: Stored>(
+    got: Result<Option<T>, crate::control::BackendError>,
+    namespace: &str,
+    name: &str,
+) -> Result<T, CliError> {
+    got.map_err(CliError::failed)?.ok_or_else(|| {
+        CliError::NotFound(format!(
+            "{} {name:?} not found in namespace {namespace}",
+            T::KIND
+        ))
+    })
 }
 
 /// `minion describe`.
-pub(crate) fn describe(
-    state: &Path,
+pub(crate) async fn describe(
+    target: &Target,
     kind: &str,
     namespace: &str,
     name: &str,
     output: Option<Output>,
 ) -> Result<(), CliError> {
-    let store = Store::new(state);
-    let log = EventLog::new(state);
+    let b = target.backend(Some(namespace));
     let mut out = String::new();
     match Kind::parse(kind)? {
         Kind::Table => {
-            let t: Table = find(&store, namespace, name)?;
+            let t: Table = found(b.get_table(namespace, name).await, namespace, name)?;
             if let Some(o) = output {
                 return print_objects(&[t], true, o);
             }
@@ -209,10 +214,11 @@ pub(crate) fn describe(
                 render(&["ID", "STATE", "FROM", "TO", "TIME", "MESSAGE"], &rows)
             };
             section(&mut out, "Lineage", &body);
-            events(&mut out, &log, "Table", namespace, name);
+            events(&mut out, &target.events("Table", namespace, name).await?);
         }
         Kind::TaskConfig => {
-            let c: MinionTaskConfig = find(&store, namespace, name)?;
+            let c: MinionTaskConfig =
+                found(b.get_task_config(namespace, name).await, namespace, name)?;
             if let Some(o) = output {
                 return print_objects(&[c], true, o);
             }
@@ -285,17 +291,26 @@ pub(crate) fn describe(
                 field(&mut out, 2, &label, format!("{} bucket(s)", d.buckets));
             }
             conditions(&mut out, &s.conditions);
-            events(&mut out, &log, "MinionTaskConfig", namespace, name);
+            events(
+                &mut out,
+                &target.events("MinionTaskConfig", namespace, name).await?,
+            );
         }
         Kind::TaskRun => {
-            let r: TaskRun = find(&store, namespace, name)?;
+            let r: TaskRun = found(b.get_task_run(namespace, name).await, namespace, name)?;
             if let Some(o) = output {
                 return print_objects(&[r], true, o);
             }
             header(&mut out, &r);
             let _ = writeln!(out, "Spec:");
-            field(&mut out, 2, "Task Type", r.spec.task_type);
-            field(&mut out, 2, "Table", &r.spec.table);
+            field(
+                &mut out,
+                2,
+                "Task Type",
+                r.task_type()
+                    .map_or("<from its config>".to_string(), |t| t.to_string()),
+            );
+            field(&mut out, 2, "Table", or_config(r.table()));
             field(&mut out, 2, "Config Ref", opt(r.spec.config_ref.clone()));
             field(&mut out, 2, "Scheduled Time", time(r.spec.scheduled_time));
             let s = r.status.clone().unwrap_or_default();
@@ -397,7 +412,7 @@ pub(crate) fn describe(
                     &body,
                 );
             }
-            events(&mut out, &log, "TaskRun", namespace, name);
+            events(&mut out, &target.events("TaskRun", namespace, name).await?);
         }
     }
     print!("{}", align(&out));

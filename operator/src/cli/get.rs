@@ -2,16 +2,14 @@
 //! the objects as JSON/YAML (`-o`; a `List` without a name). A TaskRun's REASON is its
 //! status reason: why it was Skipped (the generator's reason), failed, or waits.
 
-use std::path::Path;
-
 use chrono::Utc;
 use serde::Serialize;
 
 use super::table_fmt::{age, opt, render, time};
+use super::target::Target;
 use super::{CliError, Kind, Output};
-use crate::api::{MinionTaskConfig, Table, TaskRun};
 use crate::control::{created_at, name_of, namespace_of};
-use crate::local::{Store, Stored};
+use crate::local::Stored;
 
 pub(crate) fn print_objects<T: Serialize>(
     items: &[T],
@@ -34,12 +32,11 @@ pub(crate) fn print_objects<T: Serialize>(
 }
 
 fn select<T: Stored>(
-    store: &Store,
+    listed: Result<Vec<T>, crate::control::BackendError>,
     name: Option<&str>,
     namespace: Option<&str>,
 ) -> Result<Vec<T>, CliError> {
-    let items: Vec<T> = store
-        .list::<T>()
+    let items: Vec<T> = listed
         .map_err(CliError::failed)?
         .into_iter()
         .filter(|o| namespace.is_none_or(|ns| namespace_of(o.meta()) == ns))
@@ -76,19 +73,19 @@ fn row(all: bool, meta: &kube::api::ObjectMeta, cells: Vec<String>) -> Vec<Strin
 }
 
 /// `minion get`.
-pub(crate) fn get(
-    state: &Path,
+pub(crate) async fn get(
+    target: &Target,
     kind: &str,
     name: Option<&str>,
     namespace: Option<&str>,
     output: Option<Output>,
 ) -> Result<(), CliError> {
-    let store = Store::new(state);
+    let b = target.backend(namespace);
     let now = Utc::now();
     let all = namespace.is_none();
     let (header, rows): (Vec<&str>, Vec<Vec<String>>) = match Kind::parse(kind)? {
         Kind::Table => {
-            let items = select::<Table>(&store, name, namespace)?;
+            let items = select(b.list_tables().await, name, namespace)?;
             if let Some(o) = output {
                 return print_objects(&items, name.is_some(), o);
             }
@@ -123,7 +120,7 @@ pub(crate) fn get(
             (with_namespace(all, &h), rows)
         }
         Kind::TaskConfig => {
-            let items = select::<MinionTaskConfig>(&store, name, namespace)?;
+            let items = select(b.list_task_configs().await, name, namespace)?;
             if let Some(o) = output {
                 return print_objects(&items, name.is_some(), o);
             }
@@ -164,7 +161,7 @@ pub(crate) fn get(
             (with_namespace(all, &h), rows)
         }
         Kind::TaskRun => {
-            let mut items = select::<TaskRun>(&store, name, namespace)?;
+            let mut items = select(b.list_task_runs().await, name, namespace)?;
             items.sort_by_key(|r| (created_at(&r.metadata), name_of(&r.metadata)));
             if let Some(o) = output {
                 return print_objects(&items, name.is_some(), o);
@@ -178,8 +175,11 @@ pub(crate) fn get(
                         &r.metadata,
                         vec![
                             name_of(&r.metadata),
-                            r.spec.task_type.to_string(),
-                            r.spec.table.clone(),
+                            r.task_type().map_or("-".into(), |t| t.to_string()),
+                            match r.table() {
+                                "" => "-".to_string(),
+                                t => t.to_string(),
+                            },
                             s.phase.as_str().to_string(),
                             s.reason.unwrap_or_else(|| "-".into()),
                             s.progress.unwrap_or_else(|| "-".into()),

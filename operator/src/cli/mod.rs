@@ -1,6 +1,8 @@
 //! The `minion` CLI (also installable as the kubectl plugin `kubectl-minion`): argument
-//! definitions and one module per group of subcommands. Every command works on a local state
-//! directory (`--state-dir`, env `MINION_STATE_DIR`, default `.minion/state`).
+//! definitions and one module per group of subcommands. Commands act on a local state
+//! directory (`--state-dir`, env `MINION_STATE_DIR`, default `.minion/state`), or with
+//! `--cluster` (env `MINION_CLUSTER`; the default when run as `kubectl-minion` without a state
+//! directory) on the cluster of the kubeconfig: see [`target`].
 //!
 //! Output: tables for people, `-o json|yaml` for scripts; errors on stderr with a non-zero
 //! exit code ([`CliError::exit_code`]).
@@ -11,6 +13,7 @@ mod get;
 mod ops;
 mod push;
 mod table_fmt;
+mod target;
 mod up;
 mod worker;
 
@@ -61,9 +64,19 @@ impl CliError {
     about = "Run minion tasks locally and inspect them"
 )]
 pub struct Cli {
-    /// State directory of local mode (resources, status, events, worker logs).
-    #[arg(long, global = true, env = "MINION_STATE_DIR", default_value = crate::local::DEFAULT_STATE_DIR)]
-    pub state_dir: PathBuf,
+    /// State directory of local mode (resources, status, events, worker logs); default
+    /// `.minion/state`.
+    #[arg(long, global = true, env = "MINION_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Act on the cluster of the kubeconfig (KUBECONFIG, ~/.kube/config) instead of a local
+    /// state directory; the default when run as `kubectl-minion` without --state-dir.
+    #[arg(
+        long,
+        global = true,
+        env = "MINION_CLUSTER",
+        conflicts_with = "state_dir"
+    )]
+    pub cluster: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -155,6 +168,45 @@ pub enum Command {
     /// Committed segments of a table, its lineage entries and the watermarks of its configs.
     Segments {
         table: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Cancel a TaskRun: what it staged is reverted and it ends Cancelled (a commit already
+    /// under way finishes).
+    Cancel {
+        run: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Start a new TaskRun with the spec of a Failed, TimedOut or Cancelled one
+    /// (`<run>-retry-<n>`).
+    Retry {
+        run: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Suspend a MinionTaskConfig: no scheduled run starts until it is resumed.
+    Suspend {
+        config: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Resume a suspended MinionTaskConfig.
+    Resume {
+        config: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Print the worker output of a TaskRun's subtask Job (default: the first failed
+    /// subtask, else the last one started).
+    Logs {
+        run: String,
+        /// The subtask's index.
+        #[arg(long, conflicts_with = "validity")]
+        subtask: Option<u32>,
+        /// The run's validity Job (upsert compaction) instead of a subtask.
+        #[arg(long)]
+        validity: bool,
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
@@ -259,6 +311,16 @@ fn check_args(command: &Command) -> Result<(), CliError> {
         | Command::Push {
             table, namespace, ..
         } => ("Table", Some(namespace.as_str()), Some(table.as_str())),
+        Command::Cancel { run, namespace }
+        | Command::Retry { run, namespace }
+        | Command::Logs { run, namespace, .. } => {
+            ("TaskRun", Some(namespace.as_str()), Some(run.as_str()))
+        }
+        Command::Suspend { config, namespace } | Command::Resume { config, namespace } => (
+            "MinionTaskConfig",
+            Some(namespace.as_str()),
+            Some(config.as_str()),
+        ),
         _ => return Ok(()),
     };
     let checked = namespace
@@ -269,12 +331,58 @@ fn check_args(command: &Command) -> Result<(), CliError> {
 
 /// Runs the CLI.
 pub async fn main(cli: Cli) -> ExitCode {
-    let state = cli.state_dir;
     if let Err(e) = check_args(&cli.command) {
         eprintln!("error: {e}");
         return ExitCode::from(e.exit_code());
     }
-    let result = match cli.command {
+    if let Command::Worker {
+        command:
+            WorkerCommand::Run {
+                spec,
+                exit_file,
+                memory_budget,
+                spill_dir,
+            },
+    } = cli.command
+    {
+        return worker::run(&spec, exit_file.as_deref(), memory_budget, spill_dir).await;
+    }
+    let target = match cli.state_dir {
+        Some(state) => target::Target::Local(state),
+        None if cli.cluster || run_as_kubectl_plugin() => match target::Target::cluster().await {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        },
+        None => target::Target::Local(PathBuf::from(crate::local::DEFAULT_STATE_DIR)),
+    };
+    let result = run_command(&target, cli.command).await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Whether this process is the kubectl plugin (`kubectl minion …` runs `kubectl-minion`).
+fn run_as_kubectl_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .is_some_and(|stem| stem == "kubectl-minion")
+}
+
+async fn run_command(target: &target::Target, command: Command) -> Result<(), CliError> {
+    let local = |command: &str| target.local_only(command);
+    match command {
         Command::Demo {
             dir,
             days,
@@ -286,18 +394,21 @@ pub async fn main(cli: Cli) -> ExitCode {
                 rows_per_segment,
                 ..Default::default()
             };
+            local("demo")?;
             crate::demo::run(&options)
                 .await
                 .map(|_| ())
                 .map_err(CliError::failed)
         }
-        Command::Apply { files, recursive } => apply::apply(&state, &files, recursive),
-        Command::Execute { files, recursive } => apply::execute(&state, &files, recursive),
+        Command::Apply { files, recursive } => apply::apply(local("apply")?, &files, recursive),
+        Command::Execute { files, recursive } => {
+            apply::execute(local("execute")?, &files, recursive)
+        }
         Command::Push {
             table,
             files,
             namespace,
-        } => push::push(&state, &namespace, &table, &files).await,
+        } => push::push(local("push")?, &namespace, &table, &files).await,
         Command::Get {
             kind,
             name,
@@ -306,21 +417,35 @@ pub async fn main(cli: Cli) -> ExitCode {
             output,
         } => {
             let ns = (!all_namespaces).then_some(namespace.as_str());
-            get::get(&state, &kind, name.as_deref(), ns, output)
+            get::get(target, &kind, name.as_deref(), ns, output).await
         }
         Command::Describe {
             kind,
             name,
             namespace,
             output,
-        } => describe::describe(&state, &kind, &namespace, &name, output),
-        Command::Run { config, namespace } => ops::run(&state, &namespace, &config).await,
+        } => describe::describe(target, &kind, &namespace, &name, output).await,
+        Command::Run { config, namespace } => ops::run(target, &namespace, &config).await,
         Command::Plan {
             config,
             namespace,
             output,
-        } => ops::plan(&state, &namespace, &config, output).await,
-        Command::Segments { table, namespace } => ops::segments(&state, &namespace, &table).await,
+        } => ops::plan(target, &namespace, &config, output).await,
+        Command::Segments { table, namespace } => ops::segments(target, &namespace, &table).await,
+        Command::Cancel { run, namespace } => ops::cancel(target, &namespace, &run).await,
+        Command::Retry { run, namespace } => ops::retry(target, &namespace, &run).await,
+        Command::Suspend { config, namespace } => {
+            ops::suspend(target, &namespace, &config, true).await
+        }
+        Command::Resume { config, namespace } => {
+            ops::suspend(target, &namespace, &config, false).await
+        }
+        Command::Logs {
+            run,
+            subtask,
+            validity,
+            namespace,
+        } => ops::logs(target, &namespace, &run, subtask, validity).await,
         Command::Local {
             command:
                 LocalCommand::Up {
@@ -330,23 +455,19 @@ pub async fn main(cli: Cli) -> ExitCode {
                     poll_ms,
                     watch,
                 },
-        } => up::up(&state, until_idle, now, max_steps, poll_ms, watch).await,
-        Command::Worker {
-            command:
-                WorkerCommand::Run {
-                    spec,
-                    exit_file,
-                    memory_budget,
-                    spill_dir,
-                },
-        } => return worker::run(&spec, exit_file.as_deref(), memory_budget, spill_dir).await,
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(e.exit_code())
+        } => {
+            up::up(
+                local("local up")?,
+                until_idle,
+                now,
+                max_steps,
+                poll_ms,
+                watch,
+            )
+            .await
         }
+        // Run by `main` itself: its exit code is the worker's.
+        Command::Worker { .. } => Err(CliError::Failed("the worker runs from main".into())),
     }
 }
 

@@ -1,24 +1,15 @@
 //! `minion run`, `minion plan` and `minion segments`: commands that read (and for `run`,
 //! create) resources and read catalogs, without running the control loop.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use chrono::Utc;
 
 use super::table_fmt::{render, time_ms};
+use super::target::Target;
 use super::{CliError, Output};
 use crate::api::{MinionTaskConfig, TaskRun};
-use crate::clock::SystemClock;
 use crate::control::gather::{self, Catalogs};
 use crate::control::{Backend, Created, configs};
-use crate::local::LocalBackend;
 use crate::schedule::manual_task_run_name;
-
-fn backend(state: &Path) -> LocalBackend {
-    // These commands start no job: the worker program is never used.
-    LocalBackend::new(state, "minion".into(), Vec::new(), Arc::new(SystemClock))
-}
 
 fn control(e: crate::control::ControlError) -> CliError {
     match e {
@@ -28,7 +19,7 @@ fn control(e: crate::control::ControlError) -> CliError {
 }
 
 async fn config(
-    b: &LocalBackend,
+    b: &dyn Backend,
     namespace: &str,
     name: &str,
 ) -> Result<MinionTaskConfig, CliError> {
@@ -43,10 +34,12 @@ async fn config(
 }
 
 /// `minion run <config>`: a manual TaskRun, started by the next `local up` tick.
-pub(crate) async fn run(state: &Path, namespace: &str, name: &str) -> Result<(), CliError> {
-    let b = backend(state);
-    let cfg = config(&b, namespace, name).await?;
-    gather::resolve_config(&b, &cfg).await.map_err(control)?;
+pub(crate) async fn run(target: &Target, namespace: &str, name: &str) -> Result<(), CliError> {
+    let b = target.backend(Some(namespace));
+    let cfg = config(b.as_ref(), namespace, name).await?;
+    gather::resolve_config(b.as_ref(), &cfg)
+        .await
+        .map_err(control)?;
     // Names have one-second resolution: a second `run` within the same second waits for the
     // next one rather than being taken for the first.
     for _ in 0..3 {
@@ -66,15 +59,17 @@ pub(crate) async fn run(state: &Path, namespace: &str, name: &str) -> Result<(),
 
 /// `minion plan <config>`: the plan a run would make now (dry run).
 pub(crate) async fn plan(
-    state: &Path,
+    target: &Target,
     namespace: &str,
     name: &str,
     output: Option<Output>,
 ) -> Result<(), CliError> {
     crate::catalog::install_crypto_provider();
-    let b = backend(state);
-    let cfg = config(&b, namespace, name).await?;
-    let resolved = gather::resolve_config(&b, &cfg).await.map_err(control)?;
+    let b = target.backend(Some(namespace));
+    let cfg = config(b.as_ref(), namespace, name).await?;
+    let resolved = gather::resolve_config(b.as_ref(), &cfg)
+        .await
+        .map_err(control)?;
     let runs = b.list_task_runs().await.map_err(CliError::failed)?;
     let incomplete = gather::incomplete_runs(&runs, &resolved.config, None, Utc::now());
     let mut catalogs = Catalogs::default();
@@ -114,10 +109,10 @@ pub(crate) async fn plan(
 }
 
 /// `minion segments <table>`: committed segments, lineage entries, watermarks of its configs.
-pub(crate) async fn segments(state: &Path, namespace: &str, name: &str) -> Result<(), CliError> {
+pub(crate) async fn segments(target: &Target, namespace: &str, name: &str) -> Result<(), CliError> {
     crate::catalog::install_crypto_provider();
-    let b = backend(state);
-    let table = gather::table(&b, namespace, name)
+    let b = target.backend(Some(namespace));
+    let table = gather::table(b.as_ref(), namespace, name)
         .await
         .map_err(|e| match e {
             crate::control::ControlError::Invalid {
@@ -194,7 +189,7 @@ pub(crate) async fn segments(state: &Path, namespace: &str, name: &str) -> Resul
         if crate::control::namespace_of(&cfg.metadata) != namespace || cfg.spec.table != name {
             continue;
         }
-        let Ok(resolved) = gather::resolve_config(&b, &cfg).await else {
+        let Ok(resolved) = gather::resolve_config(b.as_ref(), &cfg).await else {
             continue;
         };
         let catalog = catalogs.get(&table.def).await.map_err(control)?;
@@ -214,5 +209,163 @@ pub(crate) async fn segments(state: &Path, namespace: &str, name: &str) -> Resul
     if !any {
         println!("  <none>");
     }
+    Ok(())
+}
+
+/// `minion suspend|resume <config>`: sets `spec.suspend` (a suspended config starts no
+/// scheduled run; runs in flight go on).
+pub(crate) async fn suspend(
+    target: &Target,
+    namespace: &str,
+    name: &str,
+    suspend: bool,
+) -> Result<(), CliError> {
+    target.set_suspend(namespace, name, suspend).await?;
+    let what = if suspend { "suspended" } else { "resumed" };
+    println!("miniontaskconfig.minion.dev/{name} {what}");
+    Ok(())
+}
+
+async fn task_run(b: &dyn Backend, namespace: &str, name: &str) -> Result<TaskRun, CliError> {
+    b.get_task_run(namespace, name)
+        .await
+        .map_err(CliError::failed)?
+        .ok_or_else(|| {
+            CliError::NotFound(format!(
+                "TaskRun {name:?} not found in namespace {namespace}; `minion get tr` lists them"
+            ))
+        })
+}
+
+/// `minion cancel <run>`: sets `spec.cancel`; the control loop reverts what the run staged
+/// and ends it `Cancelled`. A finished run is left as it is.
+pub(crate) async fn cancel(target: &Target, namespace: &str, name: &str) -> Result<(), CliError> {
+    let b = target.backend(Some(namespace));
+    let run = task_run(b.as_ref(), namespace, name).await?;
+    let phase = run.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    if phase.is_finished() {
+        return Err(CliError::Invalid(vec![format!(
+            "TaskRun {namespace}/{name} already ended {}; there is nothing to cancel",
+            phase.as_str()
+        )]));
+    }
+    target.cancel(namespace, name).await?;
+    println!(
+        "taskrun.minion.dev/{name} cancel requested (phase {}): its uncommitted subtasks are          reverted; a commit already under way finishes",
+        phase.as_str()
+    );
+    Ok(())
+}
+
+/// `minion retry <run>`: a new TaskRun with the same spec as a run that ended `Failed`,
+/// `TimedOut` or `Cancelled`, named `<run>-retry-<n>` and annotated `minion.dev/retry-of`.
+/// A run of a config plans again from the config's watermarks, so it takes up the windows
+/// and buckets the failed run left uncommitted (and whatever became due since); an inline
+/// run (a backfill, a file ingestion) does the same work again.
+pub(crate) async fn retry(target: &Target, namespace: &str, name: &str) -> Result<(), CliError> {
+    use crate::api::TaskRunPhase;
+    let b = target.backend(Some(namespace));
+    let run = task_run(b.as_ref(), namespace, name).await?;
+    let phase = run.status.as_ref().map(|s| s.phase).unwrap_or_default();
+    if !matches!(
+        phase,
+        TaskRunPhase::Failed | TaskRunPhase::TimedOut | TaskRunPhase::Cancelled
+    ) {
+        return Err(CliError::Invalid(vec![format!(
+            "TaskRun {namespace}/{name} is {}: only a Failed, TimedOut or Cancelled run can be              retried{}",
+            phase.as_str(),
+            if phase.is_finished() {
+                ""
+            } else {
+                " (cancel it first, or wait for it to end)"
+            }
+        )]));
+    }
+    let mut spec = run.spec.clone();
+    spec.cancel = false;
+    spec.scheduled_time = None;
+    for attempt in 1..=50 {
+        let retry_name = crate::schedule::retry_task_run_name(name, attempt);
+        let mut retry = TaskRun::new(&retry_name, spec.clone());
+        retry.metadata.namespace = Some(namespace.to_string());
+        retry.metadata.labels = run.metadata.labels.clone();
+        retry.metadata.annotations = Some(std::collections::BTreeMap::from([(
+            RETRY_OF_ANNOTATION.to_string(),
+            name.to_string(),
+        )]));
+        if b.create_task_run(&retry).await.map_err(CliError::failed)? == Created::Created {
+            println!("taskrun.minion.dev/{retry_name} created (retry of {name})");
+            return Ok(());
+        }
+    }
+    Err(CliError::Failed(format!(
+        "could not create a retry of {name}: {name}-retry-1 to -50 exist"
+    )))
+}
+
+/// The annotation a retry carries: the run it retries.
+pub const RETRY_OF_ANNOTATION: &str = "minion.dev/retry-of";
+
+/// `minion logs <run> [--subtask N]`: the output of a subtask's Job (its last attempt), or of
+/// the run's validity Job with `--validity`; without either, of the first subtask that failed,
+/// else the last one that ran.
+pub(crate) async fn logs(
+    target: &Target,
+    namespace: &str,
+    name: &str,
+    subtask: Option<u32>,
+    validity: bool,
+) -> Result<(), CliError> {
+    use crate::api::SubtaskState;
+    let b = target.backend(Some(namespace));
+    let run = task_run(b.as_ref(), namespace, name).await?;
+    let status = run.status.clone().unwrap_or_default();
+    let job = if validity {
+        status
+            .validity
+            .as_ref()
+            .and_then(|v| v.job.clone())
+            .ok_or_else(|| {
+                CliError::NotFound(format!("TaskRun {namespace}/{name} has no validity Job"))
+            })?
+    } else {
+        let chosen = match subtask {
+            Some(i) => status
+                .subtasks
+                .iter()
+                .find(|s| s.index == i)
+                .ok_or_else(|| {
+                    CliError::NotFound(format!(
+                        "TaskRun {namespace}/{name} has no subtask {i} (it has {}{})",
+                        status.subtasks.len(),
+                        if status.subtasks.len() > crate::api::task_run::MAX_SUBTASK_DETAIL {
+                            "; only the first ones and the failed ones are kept in its status"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?,
+            None => status
+                .subtasks
+                .iter()
+                .find(|s| s.state == SubtaskState::Failed)
+                .or_else(|| status.subtasks.iter().rev().find(|s| s.job.is_some()))
+                .ok_or_else(|| {
+                    CliError::NotFound(format!(
+                        "TaskRun {namespace}/{name} has started no Job yet (phase {})",
+                        status.phase.as_str()
+                    ))
+                })?,
+        };
+        chosen.job.clone().ok_or_else(|| {
+            CliError::NotFound(format!(
+                "subtask {} of TaskRun {namespace}/{name} has not started a Job yet ({})",
+                chosen.index,
+                chosen.state.as_str()
+            ))
+        })?
+    };
+    eprintln!("==> job {job}");
+    print!("{}", target.job_logs(namespace, &job).await?);
     Ok(())
 }

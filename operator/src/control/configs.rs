@@ -203,7 +203,7 @@ pub fn new_task_run(
     let mut run = TaskRun::new(
         name,
         TaskRunSpec {
-            task_type: cfg.spec.task_type,
+            task_type: Some(cfg.spec.task_type),
             table: cfg.spec.table.clone(),
             source_table: cfg.spec.source_table.clone(),
             config_ref: Some(name_of(&cfg.metadata)),

@@ -836,7 +836,7 @@ mod tests {
         let mut run = TaskRun::new(
             name,
             crate::api::TaskRunSpec {
-                task_type: minion_contract::TaskType::MergeRollupTask,
+                task_type: Some(minion_contract::TaskType::MergeRollupTask),
                 table: "events".into(),
                 source_table: None,
                 config_ref: Some("cfg".into()),

@@ -125,6 +125,9 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
     };
     let dest_uri = resolved.destination.def.uri.clone();
     let mut run = Run::load(object, &dest_uri).await?;
+    // What a run of a config may leave out of its spec, for `kubectl get` and metrics.
+    run.status.task_type = Some(resolved.config.task_type());
+    run.status.table = Some(resolved.config.table.clone());
     let plan = match run.status.phase {
         TaskRunPhase::Running | TaskRunPhase::Committing => {
             ctx.plans.read(&dest_uri, &run.dir()).await?

@@ -82,9 +82,18 @@ impl KubeBackend {
     /// credentials. The worker has one set of credentials, so a source Table naming another
     /// Secret than the destination is refused, naming both.
     async fn job_secret(&self, ns: &str, run: &TaskRun) -> Result<Option<String>, BackendError> {
-        let mut tables = vec![("spec.table", run.spec.table.clone())];
-        if let Some(source) = &run.spec.source_table {
-            tables.push(("spec.sourceTable", source.clone()));
+        // A run of a config may leave its tables to the config.
+        let config = match &run.spec.config_ref {
+            Some(c) => self.get::<MinionTaskConfig>(ns, c).await?,
+            None => None,
+        };
+        let (table, source) = match &config {
+            Some(cfg) => (cfg.spec.table.clone(), cfg.spec.source_table.clone()),
+            None => (run.spec.table.clone(), run.spec.source_table.clone()),
+        };
+        let mut tables = vec![("spec.table", table)];
+        if let Some(source) = source {
+            tables.push(("spec.sourceTable", source));
         }
         let mut chosen: Option<(String, Option<String>)> = None;
         for (field, name) in tables {

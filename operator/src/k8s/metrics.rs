@@ -85,8 +85,8 @@ fn run_labels(run: &TaskRun) -> TaskLabels {
     TaskLabels {
         namespace: namespace_of(&run.metadata),
         config: run.spec.config_ref.clone().unwrap_or_default(),
-        r#type: run.spec.task_type.as_str().into(),
-        table: run.spec.table.clone(),
+        r#type: run.task_type().map_or("", |t| t.as_str()).into(),
+        table: run.table().to_string(),
     }
 }
 

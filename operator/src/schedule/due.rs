@@ -127,6 +127,16 @@ pub fn manual_task_run_name(config: &str, requested: DateTime<Utc>) -> String {
     )
 }
 
+/// Name of the `attempt`-th retry of the run `run` (`minion retry`): `<run>-retry-<n>`, a
+/// retry of a retry counting on from the same base (`x-retry-1` → `x-retry-2`).
+pub fn retry_task_run_name(run: &str, attempt: u32) -> String {
+    let base = match run.rsplit_once("-retry-") {
+        Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => run,
+    };
+    with_suffix(base, &format!("retry-{attempt}"))
+}
+
 fn with_suffix(base: &str, suffix: &str) -> String {
     let room = MAX_NAME_LEN - suffix.len() - 1;
     let base = if base.len() > room {
@@ -142,6 +152,20 @@ mod tests {
     use chrono::{Duration, TimeZone};
 
     use super::*;
+
+    #[test]
+    fn retry_names_fit_and_count_on_from_the_same_base() {
+        assert_eq!(
+            retry_task_run_name("cfg-20260101-000000", 1),
+            "cfg-20260101-000000-retry-1"
+        );
+        assert_eq!(retry_task_run_name("cfg-x-retry-1", 2), "cfg-x-retry-2");
+        assert_eq!(retry_task_run_name("cfg-retry-", 1), "cfg-retry--retry-1");
+        let long = "a".repeat(63);
+        let name = retry_task_run_name(&long, 12);
+        assert_eq!(name.len(), MAX_NAME_LEN);
+        assert!(name.ends_with("-retry-12"), "{name}");
+    }
 
     fn every_15_min(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let step = 15 * 60;

@@ -10,5 +10,5 @@ pub mod due;
 pub use cron::{Dialect, MAX_NEXT_TIMES, Schedule, ScheduleError, parse_time_zone};
 pub use due::{
     MAX_DUE_ENUMERATED, MAX_NAME_LEN, ON_TIME_GRACE_MS, ScheduleDecision, ScheduleState, decide,
-    manual_task_run_name, task_run_name,
+    manual_task_run_name, retry_task_run_name, task_run_name,
 };

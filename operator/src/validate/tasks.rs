@@ -175,7 +175,7 @@ pub fn task_run(
             None
         }
         (Some(name), None) => referenced(&mut c, run, name, config),
-        (None, Some(blocks)) => Some(inline(&mut c, run, blocks)),
+        (None, Some(blocks)) => inline(&mut c, run, blocks),
     };
     let scheduled_time = spec.scheduled_time;
     let Some(mut config) = base else {
@@ -221,16 +221,18 @@ fn referenced(
         return None;
     };
     let spec = &run.spec;
-    if spec.task_type != cfg.spec.task_type {
+    if let Some(task_type) = spec.task_type
+        && task_type != cfg.spec.task_type
+    {
         c.push(
             "spec.taskType",
             Invalid::Mismatch {
-                value: spec.task_type.to_string(),
+                value: task_type.to_string(),
                 expected: cfg.spec.task_type.to_string(),
             },
         );
     }
-    if spec.table != cfg.spec.table {
+    if !spec.table.is_empty() && spec.table != cfg.spec.table {
         c.push(
             "spec.table",
             Invalid::Mismatch {
@@ -257,11 +259,18 @@ fn referenced(
     }
 }
 
-fn inline(c: &mut Collector, run: &TaskRun, blocks: &TaskBlocks) -> TaskConfig {
+fn inline(c: &mut Collector, run: &TaskRun, blocks: &TaskBlocks) -> Option<TaskConfig> {
     let spec = &run.spec;
-    let task = blocks::task_spec(c, "spec.config", spec.task_type, blocks);
-    let source_table = source_table(c, spec.task_type, &spec.table, &spec.source_table);
-    TaskConfig {
+    let Some(task_type) = spec.task_type else {
+        c.missing(
+            "spec.taskType",
+            "an inline config needs its task type (the one of its block); with spec.configRef it is taken from the config",
+        );
+        return None;
+    };
+    let task = blocks::task_spec(c, "spec.config", task_type, blocks);
+    let source_table = source_table(c, task_type, &spec.table, &spec.source_table);
+    Some(TaskConfig {
         namespace: c.resource().namespace.clone(),
         name: c.resource().name.clone(),
         table: spec.table.clone(),
@@ -276,7 +285,7 @@ fn inline(c: &mut Collector, run: &TaskRun, blocks: &TaskBlocks) -> TaskConfig {
         degraded_after_failures: defaults::DEGRADED_AFTER_FAILURES,
         execution: Execution::default(),
         task,
-    }
+    })
 }
 
 /// R2O and SegmentImport read a source table; other task types must not name one.

@@ -178,6 +178,15 @@ impl FakeApi {
             .create(resource, namespace, object, false, &now())
     }
 
+    /// Sets what `GET …/pods/<pod>/log` returns (the output a kubelet would serve).
+    pub fn set_pod_log(&self, namespace: &str, pod: &str, text: &str) {
+        self.store
+            .lock()
+            .expect("store")
+            .pod_logs
+            .insert((namespace.to_string(), pod.to_string()), text.to_string());
+    }
+
     /// How many `verb` (`list`, `get` or `watch`) requests `resource` has served.
     pub fn reads(&self, verb: &str, resource: &str) -> u64 {
         let s = self.store.lock().expect("store");
@@ -242,6 +251,17 @@ async fn handle(store: Arc<Mutex<Store>>, req: Request<Incoming>) -> Response<Bo
             .reads
             .entry((verb, t.resource.clone()))
             .or_default() += 1;
+    }
+    if method == Method::GET && t.subresource.as_deref() == Some("log") {
+        let s = store.lock().expect("store");
+        let name = t.name.clone().unwrap_or_default();
+        return match s.pod_logs.get(&(ns.clone(), name.clone())) {
+            Some(text) if s.get(&t.resource, &ns, &name).is_some() => Response::builder()
+                .header("content-type", "text/plain")
+                .body(Full::new(Bytes::from(text.clone())).boxed())
+                .expect("response"),
+            _ => refused(&Refusal::not_found(&t.resource, &name)),
+        };
     }
     let result = match (&method, &t.name) {
         (&Method::GET, None) if matches!(param("watch").as_deref(), Some("true" | "1")) => {

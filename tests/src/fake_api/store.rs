@@ -216,6 +216,8 @@ pub struct Store {
     pub history: Vec<Change>,
     /// Reads served, per `(verb, resource)` with verb `list`, `get` or `watch`.
     pub reads: BTreeMap<(&'static str, String), u64>,
+    /// What `pods/<name>/log` serves, by `(namespace, pod)` (a kubelet's container output).
+    pub pod_logs: BTreeMap<(String, String), String>,
 }
 
 /// RFC 7386 JSON merge patch.
