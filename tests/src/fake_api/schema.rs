@@ -305,12 +305,16 @@ mod tests {
                 .any(|e| e.starts_with("spec.parallelism: Invalid value: -1: spec.parallelism in body should be greater than or equal to 0")),
             "{errors:#?}"
         );
-        let mut missing = run(json!({"table": "t"}));
-        let errors = s.admit(RUNS, &mut missing).unwrap_err();
+        // A config must name its task type (a run may leave it to its config).
+        let mut missing = json!({"apiVersion": "minion.dev/v1alpha1", "kind": "MinionTaskConfig",
+            "metadata": {"name": "c"}, "spec": {"table": "t"}});
+        let errors = s.admit(CONFIGS, &mut missing).unwrap_err();
         assert!(
             errors.contains(&"spec.taskType: Required value".to_string()),
             "{errors:#?}"
         );
+        let mut by_config = run(json!({"configRef": "c"}));
+        s.admit(RUNS, &mut by_config).unwrap();
         let mut bad_time = run(json!({"taskType": "SegmentImportTask", "table": "t",
                                       "scheduledTime": "yesterday"}));
         let errors = s.admit(RUNS, &mut bad_time).unwrap_err();
