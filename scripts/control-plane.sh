@@ -303,6 +303,7 @@ EOF
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="$PKI/front-proxy-client.crt" \
     --proxy-client-key-file="$PKI/front-proxy-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --allow-privileged=true
   wait_for "kube-apiserver /readyz" kube-apiserver curl_api /readyz
   write_kubeconfig "$CP/admin.kubeconfig" "$APISERVER" minion-admin "$(cert_auth admin)"

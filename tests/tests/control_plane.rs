@@ -2002,8 +2002,9 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
 /// on a real API server: `run` creates a TaskRun, `cancel` stops it mid-run (subtask 0
 /// committed, the others' results held on the node) and it ends `Cancelled`; `retry` starts
 /// `<run>-retry-1`, which imports the rest: every source row lands exactly once. `get` and
-/// `describe` show the runs and their Events. Each command and its output is printed (the
-/// session in docs/kubernetes.md).
+/// `describe` show the runs and their Events, `logs` the worker's output of a subtask through
+/// the API server. Each command and its output is printed (the session in
+/// docs/kubernetes.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the real control plane: scripts/control-plane.sh start"]
 async fn kubectl_minion_runs_cancels_and_retries_against_the_real_api_server() {
@@ -2077,4 +2078,7 @@ async fn kubectl_minion_runs_cancels_and_retries_against_the_real_api_server() {
     assert!(out.contains("Cancelled"), "{out}");
     let out = plugin(&["get", "mtc"]);
     assert!(out.contains(CONFIG), "{out}");
+    // The worker's output, through the API server from the node (the kubelet's log endpoint).
+    let out = plugin(&["logs", &retry, "--subtask", "0"]);
+    assert!(out.contains("minion worker: "), "{out}");
 }

@@ -67,6 +67,7 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, oneshot, watch};
 
+mod kubelet_api;
 mod pod_setup;
 mod processes;
 
@@ -292,7 +293,8 @@ impl Node {
             Err(kube::Error::Api(s)) if s.is_already_exists() => {}
             Err(e) => panic!("register Node {}: {e}", options.name),
         }
-        heartbeat(&nodes, &options.name)
+        let (kubelet_port, kubelet_task) = kubelet_api::serve(options.dir.clone()).await;
+        heartbeat(&nodes, &options.name, kubelet_port)
             .await
             .unwrap_or_else(|e| panic!("Node {} status: {e}", options.name));
         let shared = Arc::new(Shared {
@@ -306,12 +308,12 @@ impl Node {
             hold_result: Mutex::default(),
             released: Notify::new(),
         });
-        let mut tasks = Vec::new();
+        let mut tasks = vec![kubelet_task];
         let name = options.name.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                if let Err(e) = heartbeat(&nodes, &name).await {
+                if let Err(e) = heartbeat(&nodes, &name, kubelet_port).await {
                     eprintln!("node {name}: heartbeat: {e}");
                 }
             }
@@ -443,7 +445,11 @@ impl Node {
 }
 
 /// Writes the Node's status: Ready, with capacity, allocatable and a fresh heartbeat.
-async fn heartbeat(nodes: &Api<KubeNode>, name: &str) -> Result<(), kube::Error> {
+async fn heartbeat(
+    nodes: &Api<KubeNode>,
+    name: &str,
+    kubelet_port: u16,
+) -> Result<(), kube::Error> {
     let t = now();
     let resources =
         json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
@@ -462,6 +468,7 @@ async fn heartbeat(nodes: &Api<KubeNode>, name: &str) -> Result<(), kube::Error>
              "lastHeartbeatTime": t, "lastTransitionTime": t},
         ],
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}, {"type": "Hostname", "address": name}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "", "osImage": "minion-e2e",
             "containerRuntimeVersion": "local://0", "kubeletVersion": "v0.0.0-stand-in",
