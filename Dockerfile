@@ -26,7 +26,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p minion-operator -p minion-worker \
+    cargo build --release --locked -p minion-operator -p minion-worker -p minion-cli \
  && mkdir -p /out \
  && cp target/release/minion-operator target/release/minion-worker target/release/minion /out/
 

@@ -29,7 +29,7 @@ else
   eval "$(bash scripts/control-plane.sh start)"
 fi
 
-cargo build -p minion-operator -p minion-worker --bins
+cargo build -p minion-operator -p minion-worker -p minion-cli --bins
 
 t0=$SECONDS
 if cargo nextest --version >/dev/null 2>&1; then

@@ -20,7 +20,6 @@
 use std::collections::BTreeSet;
 
 use minion_contract::{Outcome, ResultManifest, SubtaskSpec};
-use minion_worker::WorkerError;
 use object_store::ObjectStoreExt;
 
 use crate::generator::PlannedSubtask;
@@ -207,11 +206,13 @@ pub async fn check(
                 meta.size, o.bytes
             )));
         }
-        let rows = minion_worker::scan::footer_rows(&dest, &path, meta.size, &uri)
+        let rows = footer_rows(&dest, &path, meta.size)
             .await
             .map_err(|e| match e {
-                WorkerError::StoreUnreachable { .. } => GateError::Store(e.to_string()),
-                e => GateError::Refused(format!("output {uri} is not readable Parquet: {e}")),
+                FooterError::Store(e) => GateError::Store(format!("{uri}: {e}")),
+                FooterError::Corrupt(e) => {
+                    GateError::Refused(format!("output {uri} is not readable Parquet: {e}"))
+                }
             })?;
         if rows != o.rows {
             return Err(GateError::Refused(format!(
@@ -221,6 +222,49 @@ pub async fn check(
         }
     }
     Ok(())
+}
+
+/// Why an output's footer could not be read.
+enum FooterError {
+    /// The store failed: try again later.
+    Store(String),
+    /// The file is not readable Parquet.
+    Corrupt(String),
+}
+
+/// The row count in the Parquet footer of `path` (`size` bytes), reading the footer only: the
+/// last 8 bytes (footer length and magic `PAR1`), then the footer.
+async fn footer_rows(
+    dest: &minion_store::Location,
+    path: &object_store::path::Path,
+    size: u64,
+) -> Result<u64, FooterError> {
+    use parquet::file::metadata::ParquetMetaDataReader;
+    if size < 12 {
+        return Err(FooterError::Corrupt(format!(
+            "{size} bytes, shorter than a Parquet file"
+        )));
+    }
+    let get = |range: std::ops::Range<u64>| async move {
+        dest.store
+            .get_range(path, range)
+            .await
+            .map_err(|e| FooterError::Store(e.to_string()))
+    };
+    let tail = get(size - 8..size).await?;
+    if &tail[4..8] != b"PAR1" {
+        return Err(FooterError::Corrupt("no Parquet magic at its end".into()));
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 12 > size {
+        return Err(FooterError::Corrupt(format!(
+            "its footer of {len} bytes reaches past the start of the file"
+        )));
+    }
+    let footer = get(size - 8 - len..size - 8).await?;
+    let metadata = ParquetMetaDataReader::decode_metadata(&footer)
+        .map_err(|e| FooterError::Corrupt(e.to_string()))?;
+    Ok(metadata.file_metadata().num_rows().max(0) as u64)
 }
 
 #[cfg(test)]

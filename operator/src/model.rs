@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
+pub use minion_common::predicate::Expr;
 use minion_contract::{AggregationType, FileFormat, MergeType, TableSchema, TaskType};
-pub use minion_worker::predicate::Expr;
 
 pub const SECOND_MS: i64 = 1_000;
 pub const MINUTE_MS: i64 = 60 * SECOND_MS;

@@ -37,7 +37,7 @@ pub struct Minion {
 impl Minion {
     /// Runs `minion --state-dir <state> <args>`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(workspace_binary("minion", "minion-operator"))
+        Command::new(workspace_binary("minion", "minion-cli"))
             .arg("--state-dir")
             .arg(&self.state)
             .args(args)

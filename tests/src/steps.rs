@@ -305,7 +305,7 @@ fn one_step(
     catch: Option<(&str, &[u32])>,
 ) -> Option<(JobRef, Stopped)> {
     let mut cmd = Command::new("nohup");
-    cmd.arg(workspace_binary("minion", "minion-operator"))
+    cmd.arg(workspace_binary("minion", "minion-cli"))
         .arg("--state-dir")
         .arg(&cli.state)
         .args([

@@ -86,7 +86,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn the_local_shell_blocks_of_the_docs_run_and_print_what_they_say() {
-    let minion = workspace_binary("minion", "minion-operator");
+    let minion = workspace_binary("minion", "minion-cli");
     let bin_dir = minion.parent().unwrap().to_path_buf();
     let path = format!(
         "{}:{}",

@@ -262,7 +262,7 @@ async fn the_demo_through_the_control_loop_keeps_every_sum() {
         segment_period_ms: 2 * HOUR_MS,
         rows_per_segment: 300,
         now: Utc::now(),
-        worker: Some(workspace_binary("minion", "minion-operator")),
+        worker: Some(workspace_binary("minion", "minion-cli")),
     })
     .await
     .unwrap();

@@ -26,7 +26,7 @@ struct Plugin {
 
 impl Plugin {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(workspace_binary("kubectl-minion", "minion-operator"))
+        Command::new(workspace_binary("kubectl-minion", "minion-cli"))
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env_remove("MINION_STATE_DIR")
@@ -257,7 +257,7 @@ async fn kubectl_minion_acts_on_the_cluster_of_its_kubeconfig() {
 #[test]
 fn without_a_cluster_the_plugin_says_what_to_set() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(workspace_binary("kubectl-minion", "minion-operator"))
+    let out = Command::new(workspace_binary("kubectl-minion", "minion-cli"))
         .args(["get", "tr"])
         .env("KUBECONFIG", dir.path().join("missing"))
         .env("HOME", dir.path())

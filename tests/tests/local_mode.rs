@@ -441,7 +441,7 @@ async fn a_run_of_150_subtasks_succeeds_with_bounded_status_detail() {
 #[tokio::test]
 async fn local_up_with_a_manifest_directory_applies_it_and_reapplies_changes() {
     let env = Env::new(2, "").await;
-    let mut up = Command::new(workspace_binary("minion", "minion-operator"))
+    let mut up = Command::new(workspace_binary("minion", "minion-cli"))
         .arg("--state-dir")
         .arg(&env.state)
         .args(["local", "up", "--poll-ms", "50", "-f"])
@@ -890,7 +890,7 @@ async fn a_second_control_loop_on_one_state_directory_is_refused_and_nothing_is_
     let env = Env::new(3, "").await;
     env.apply();
     let run = env.run_import();
-    let mut first = Command::new(workspace_binary("minion", "minion-operator"))
+    let mut first = Command::new(workspace_binary("minion", "minion-cli"))
         .arg("--state-dir")
         .arg(&env.state)
         .args(["local", "up", "--poll-ms", "50"])

@@ -147,7 +147,7 @@ async fn a_tick_lists_task_runs_once_and_a_run_reads_its_plan_once() {
     env.apply();
     let local = Arc::new(LocalBackend::with_minion_workers(
         &env.state,
-        workspace_binary("minion", "minion-operator"),
+        workspace_binary("minion", "minion-cli"),
         Arc::new(SystemClock),
     ));
     let counts = Arc::new(Counts::default());

@@ -130,7 +130,7 @@ fn an_import_on_s3_survives_a_store_outage_and_a_killed_loop() {
             cli.step();
         }
         up.store(false, Ordering::SeqCst);
-        let mut looping = Command::new(workspace_binary("minion", "minion-operator"))
+        let mut looping = Command::new(workspace_binary("minion", "minion-cli"))
             .arg("--state-dir")
             .arg(&cli.state)
             .args(["local", "up", "--poll-ms", "50"])

@@ -16,11 +16,9 @@ pub mod ingest;
 pub mod ledger;
 pub mod partition;
 pub mod plan;
-pub mod predicate;
 pub mod reduce;
 pub mod run;
 pub mod scan;
-pub mod signal;
 pub(crate) mod skip;
 pub mod sort;
 pub mod spilldir;
@@ -34,9 +32,9 @@ pub mod write;
 
 pub use error::WorkerError;
 pub use fault::Fault;
+pub use minion_common::{predicate, shutdown_signal};
 pub use minion_contract::{ResultManifest, SubtaskSpec};
 pub use run::{RunOptions, RunReport, run_subtask, run_subtask_report};
-pub use signal::shutdown_signal;
 pub use upsert::{
     SegmentValidity, Validity, compute_validity, compute_validity_in, read_validity,
     read_validity_in,

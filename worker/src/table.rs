@@ -6,41 +6,12 @@
 //! encoding changes); ingested files leniently (any Arrow cast, failing on values that do not
 //! convert).
 
-use std::sync::Arc;
-
 use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
 use arrow::compute::{CastOptions, can_cast_types, cast_with_options};
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit as ArrowTimeUnit};
-use minion_contract::{ColumnType, TableSchema};
+use arrow_schema::{DataType, Schema, SchemaRef};
+pub use minion_common::schema::{arrow_schema, arrow_type};
 
 use crate::error::{Result, WorkerError};
-
-/// The Arrow type of a column type.
-pub fn arrow_type(t: ColumnType) -> DataType {
-    match t {
-        ColumnType::Int => DataType::Int32,
-        ColumnType::Long => DataType::Int64,
-        ColumnType::Float => DataType::Float32,
-        ColumnType::Double => DataType::Float64,
-        ColumnType::Boolean => DataType::Boolean,
-        ColumnType::String => DataType::Utf8,
-        ColumnType::Bytes => DataType::Binary,
-        ColumnType::Timestamp => {
-            DataType::Timestamp(ArrowTimeUnit::Microsecond, Some(Arc::from("UTC")))
-        }
-    }
-}
-
-/// The Arrow schema of a table, columns in schema order.
-pub fn arrow_schema(schema: &TableSchema) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .columns
-            .iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.data_type), c.nullable))
-            .collect::<Vec<_>>(),
-    ))
-}
 
 /// How strictly input types are matched to the table's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,9 +154,12 @@ fn strictly_compatible(from: &DataType, to: &DataType) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use arrow::array::{Int32Array, Int64Array, StringArray};
-    use minion_contract::{Column, ColumnRole};
+    use arrow_schema::Field;
+    use minion_contract::{Column, ColumnRole, ColumnType, TableSchema};
 
     fn schema() -> TableSchema {
         TableSchema {

@@ -15,9 +15,10 @@ mod push;
 mod table_fmt;
 mod target;
 mod up;
-mod worker;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -265,16 +266,29 @@ pub enum WorkerCommand {
     },
 }
 
+/// The arguments of `minion worker run`.
+#[derive(Clone, Debug)]
+pub struct WorkerRun {
+    pub spec: String,
+    pub exit_file: Option<PathBuf>,
+    pub memory_budget: Option<u64>,
+    pub spill_dir: Option<PathBuf>,
+}
+
+/// What runs `minion worker run`: the worker's engine, which this crate does not link (the
+/// `minion` binary of crate `minion-cli` passes it).
+pub type WorkerMain = fn(WorkerRun) -> Pin<Box<dyn Future<Output = ExitCode>>>;
+
 /// The process entry point of `minion` and `kubectl-minion`: logs to stderr (`RUST_LOG`,
 /// default `warn`), parses the arguments and runs the command.
-pub async fn run_process() -> ExitCode {
+pub async fn run_process(worker: WorkerMain) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    main(Cli::parse()).await
+    main(Cli::parse(), worker).await
 }
 
 /// Names and namespaces typed on the command line, checked like those of manifests before
@@ -330,7 +344,7 @@ fn check_args(command: &Command) -> Result<(), CliError> {
 }
 
 /// Runs the CLI.
-pub async fn main(cli: Cli) -> ExitCode {
+pub async fn main(cli: Cli, worker: WorkerMain) -> ExitCode {
     if let Err(e) = check_args(&cli.command) {
         eprintln!("error: {e}");
         return ExitCode::from(e.exit_code());
@@ -345,7 +359,13 @@ pub async fn main(cli: Cli) -> ExitCode {
             },
     } = cli.command
     {
-        return worker::run(&spec, exit_file.as_deref(), memory_budget, spill_dir).await;
+        return worker(WorkerRun {
+            spec,
+            exit_file,
+            memory_budget,
+            spill_dir,
+        })
+        .await;
     }
     let target = match cli.state_dir {
         Some(state) => target::Target::Local(state),

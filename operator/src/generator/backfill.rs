@@ -19,7 +19,7 @@
 use minion_contract::{ColumnType, Processing, SegmentRef, TableSchema, TimeWindow};
 
 use crate::model::{Expr, SegmentBackfillConfig, defaults};
-use minion_worker::predicate::{CmpOp, Literal};
+use minion_common::predicate::{CmpOp, Literal};
 
 use super::file_ingestion::{pack_files, to_input_file};
 use super::windows::base_processing;
@@ -218,9 +218,9 @@ mod tests {
     /// Which rows of (id, ts) the worker purges with the predicate of `text`.
     fn purged_rows(text: &str, rows: &[(&str, i64)]) -> Vec<bool> {
         use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
-        use minion_worker::predicate::Predicate;
+        use minion_common::predicate::Predicate;
         use std::sync::Arc;
-        let arrow = minion_worker::table::arrow_schema(&schema(None, false));
+        let arrow = minion_common::schema::arrow_schema(&schema(None, false));
         let ids: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0)));
         let ts: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1)));
         let m: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|_| 1)));
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_filter_at_the_depth_limit_still_fits_the_workers_limit_once_combined() {
-        use minion_worker::predicate::MAX_DEPTH;
+        use minion_common::predicate::MAX_DEPTH;
         let nots = format!("{}id = 'x'", "NOT ".repeat(MAX_DEPTH));
         let parens = format!("{}id = 'x'{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
         for filter in [nots, parens] {

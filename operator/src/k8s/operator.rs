@@ -124,7 +124,7 @@ pub async fn run(options: OperatorOptions) -> Result<(), OperatorError> {
     let client = kube::Client::try_default()
         .await
         .map_err(OperatorError::Client)?;
-    run_with_client(client, options, minion_worker::shutdown_signal()).await
+    run_with_client(client, options, minion_common::shutdown_signal()).await
 }
 
 /// [`run`] with a given client, stopping when `stop` completes (tests).

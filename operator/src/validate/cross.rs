@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use minion_common::predicate::{CmpOp, Predicate};
 use minion_contract::{AggregationType, ColumnRole};
-use minion_worker::predicate::{CmpOp, Predicate};
 
 use super::table::{column_list, role_name, type_name};
 use super::{Collector, Invalid, ResourceId, ValidationErrors};
@@ -129,7 +129,7 @@ pub(super) fn check(
 /// Every column a predicate names is a column of `table`, and every literal compared with
 /// one is a valid value of its type — as the worker binds it.
 fn predicate_columns(c: &mut Collector, field: &str, table: &TableDef, expr: &Expr) {
-    let arrow = minion_worker::table::arrow_schema(&table.schema);
+    let arrow = minion_common::schema::arrow_schema(&table.schema);
     let mut stack = vec![expr];
     let mut unknown = BTreeSet::new();
     while let Some(e) = stack.pop() {

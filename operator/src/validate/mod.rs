@@ -18,7 +18,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 
 use crate::schedule::ScheduleError;
-use minion_worker::predicate::{Expr, MAX_DEPTH};
+use minion_common::predicate::{Expr, MAX_DEPTH};
 
 /// The start of a long value, for an error message.
 fn excerpt(value: &str) -> String {

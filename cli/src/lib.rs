@@ -1,25 +1,38 @@
-//! `minion worker run --spec URI [--exit-file F]`: runs one subtask in this process, as the
-//! `minion-worker` binary does, so local mode needs no other binary. Exit codes are the
+//! The `minion` binary (and `kubectl-minion`): the commands of `minion_operator::cli`, plus
+//! `minion worker run --spec URI [--exit-file F]`, which runs one subtask in this process as
+//! the `minion-worker` binary does, so local mode needs no other binary. It lives here, not in
+//! the operator crate, so the operator links no processing engine. Exit codes are the
 //! worker's (`EXIT_BAD_INPUT`, `EXIT_TRANSIENT`); with `--exit-file` the code and a one-line
 //! message are also written there before exiting (the local backend reads them).
 
-use std::path::{Path, PathBuf};
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 
+use minion_operator::cli::WorkerRun;
+use minion_operator::local::{ExitRecord, write_exit_record};
 use minion_worker::{RunOptions, WorkerError, read_spec, run_subtask_report, shutdown_signal};
 
-use crate::local::{ExitRecord, write_exit_record};
+/// The process entry point of `minion` and `kubectl-minion`.
+pub async fn run_process() -> ExitCode {
+    minion_operator::cli::run_process(worker).await
+}
 
-/// `minion worker run`.
-pub(crate) async fn run(
-    spec_uri: &str,
-    exit_file: Option<&Path>,
-    memory_budget: Option<u64>,
-    spill_dir: Option<PathBuf>,
-) -> ExitCode {
-    crate::catalog::install_crypto_provider();
+/// `minion worker run`, as [`minion_operator::cli::WorkerMain`].
+fn worker(args: WorkerRun) -> Pin<Box<dyn Future<Output = ExitCode>>> {
+    Box::pin(run(args))
+}
+
+async fn run(args: WorkerRun) -> ExitCode {
+    let WorkerRun {
+        spec: spec_uri,
+        exit_file,
+        memory_budget,
+        spill_dir,
+    } = args;
+    minion_operator::catalog::install_crypto_provider();
     let result = async {
-        let spec = read_spec(spec_uri).await?;
+        let spec = read_spec(&spec_uri).await?;
         let options = RunOptions {
             memory_budget_bytes: memory_budget,
             spill_dir,
@@ -48,7 +61,7 @@ pub(crate) async fn run(
     } else {
         eprintln!("minion worker: {message}");
     }
-    if let Some(path) = exit_file
+    if let Some(path) = exit_file.as_deref()
         && let Err(e) = write_exit_record(
             path,
             &ExitRecord {

@@ -1,7 +1,7 @@
 //! `kubectl-minion`: the `minion` CLI under the name kubectl looks for, so that with this
-//! binary on the PATH `kubectl minion get taskruns` works.
+//! binary on the PATH `kubectl minion get taskruns` works (on the cluster of the kubeconfig).
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    minion_operator::cli::run_process().await
+    minion_cli::run_process().await
 }
