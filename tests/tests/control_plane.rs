@@ -1981,20 +1981,31 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
         "{ended:#?}"
     );
     // The operator ServiceAccount's client works as a client of its own (sa-kubeconfig), with
-    // the verbs the code uses and no others: it never patches a TaskRun's spec.
+    // the verbs the code uses and no others: it patches TaskRuns (their finalizer) but never
+    // writes a config's spec, nor replaces a TaskRun with an update.
     let sa_client = client_for(&scene.op_kubeconfig).await;
-    let as_sa: Api<TaskRun> = Api::namespaced(sa_client, ns);
+    let as_sa: Api<TaskRun> = Api::namespaced(sa_client.clone(), ns);
     assert!(as_sa.list(&ListParams::default()).await.is_ok());
-    let patched = as_sa
+    let mut run = as_sa.get("contract-applied").await.unwrap();
+    run.spec.parallelism = Some(1);
+    let replaced = as_sa
+        .replace("contract-applied", &PostParams::default(), &run)
+        .await;
+    assert!(
+        matches!(&replaced, Err(kube::Error::Api(s)) if s.code == 403),
+        "taskruns: update is not granted: {replaced:?}"
+    );
+    let configs: Api<MinionTaskConfig> = Api::namespaced(sa_client, ns);
+    let patched = configs
         .patch(
-            "contract-applied",
+            CONFIG,
             &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"parallelism": 1}})),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
         )
         .await;
     assert!(
         matches!(&patched, Err(kube::Error::Api(s)) if s.code == 403),
-        "taskruns: patch is not granted: {patched:?}"
+        "miniontaskconfigs: patch is not granted: {patched:?}"
     );
 }
 
@@ -2014,7 +2025,7 @@ async fn kubectl_minion_runs_cancels_and_retries_against_the_real_api_server() {
         .hold_result(move |p| label(p, "minion.dev/subtask") != "0");
     scene.start_operator("op-a");
     let plugin = |args: &[&str]| -> String {
-        let out = std::process::Command::new(workspace_binary("kubectl-minion", "minion-operator"))
+        let out = std::process::Command::new(workspace_binary("kubectl-minion", "minion-cli"))
             .args(args)
             .args(["-n", &scene.ns])
             .env("KUBECONFIG", &scene.cp.kubeconfig)
@@ -2080,5 +2091,5 @@ async fn kubectl_minion_runs_cancels_and_retries_against_the_real_api_server() {
     assert!(out.contains(CONFIG), "{out}");
     // The worker's output, through the API server from the node (the kubelet's log endpoint).
     let out = plugin(&["logs", &retry, "--subtask", "0"]);
-    assert!(out.contains("minion worker: "), "{out}");
+    assert!(out.contains("subtask succeeded"), "{out}");
 }

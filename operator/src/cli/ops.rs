@@ -251,7 +251,7 @@ pub(crate) async fn cancel(target: &Target, namespace: &str, name: &str) -> Resu
     }
     target.cancel(namespace, name).await?;
     println!(
-        "taskrun.minion.dev/{name} cancel requested (phase {}): its uncommitted subtasks are          reverted; a commit already under way finishes",
+        "taskrun.minion.dev/{name} cancel requested (phase {}): its uncommitted subtasks are reverted; a commit already under way finishes",
         phase.as_str()
     );
     Ok(())
@@ -272,7 +272,7 @@ pub(crate) async fn retry(target: &Target, namespace: &str, name: &str) -> Resul
         TaskRunPhase::Failed | TaskRunPhase::TimedOut | TaskRunPhase::Cancelled
     ) {
         return Err(CliError::Invalid(vec![format!(
-            "TaskRun {namespace}/{name} is {}: only a Failed, TimedOut or Cancelled run can be              retried{}",
+            "TaskRun {namespace}/{name} is {}: only a Failed, TimedOut or Cancelled run can be retried{}",
             phase.as_str(),
             if phase.is_finished() {
                 ""
