@@ -1,6 +1,6 @@
 //! Our column types as Delta and Arrow types (pure).
 //!
-//! The mapping is shared with the worker's Parquet writer and must not drift:
+//! The Arrow side is the worker's own (`minion_common::schema`); the Delta side must match it:
 //!
 //! | Table schema | Delta       | Arrow                          |
 //! |--------------|-------------|--------------------------------|
@@ -15,9 +15,6 @@
 //!
 //! Nullability is per column. Tables are unpartitioned in Delta terms (our partitions are tags).
 
-use std::sync::Arc;
-
-use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, TimeUnit as ArrowUnit};
 use deltalake::kernel::{DataType, PrimitiveType, StructField, StructType};
 use minion_contract::{ColumnType, TableSchema};
 
@@ -35,30 +32,9 @@ pub fn delta_type(t: ColumnType) -> DataType {
     })
 }
 
-/// The Arrow type of a column type, as the worker writes it to Parquet.
-pub fn arrow_type(t: ColumnType) -> ArrowType {
-    match t {
-        ColumnType::Int => ArrowType::Int32,
-        ColumnType::Long => ArrowType::Int64,
-        ColumnType::Float => ArrowType::Float32,
-        ColumnType::Double => ArrowType::Float64,
-        ColumnType::Boolean => ArrowType::Boolean,
-        ColumnType::String => ArrowType::Utf8,
-        ColumnType::Bytes => ArrowType::Binary,
-        ColumnType::Timestamp => ArrowType::Timestamp(ArrowUnit::Microsecond, Some("UTC".into())),
-    }
-}
-
-/// The Arrow schema of a table: one field per column, in order, nullable as declared.
-pub fn arrow_schema(schema: &TableSchema) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema
-            .columns
-            .iter()
-            .map(|c| Field::new(&c.name, arrow_type(c.data_type), c.nullable))
-            .collect::<Vec<_>>(),
-    ))
-}
+/// The Arrow type of a column and a table's Arrow schema: the worker's, from `minion-common`,
+/// so the mapping cannot drift.
+pub use minion_common::schema::{arrow_schema, arrow_type};
 
 /// The Delta fields of a table, in column order.
 pub fn delta_fields(schema: &TableSchema) -> Vec<StructField> {
@@ -122,6 +98,7 @@ fn type_name(t: &DataType) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::datatypes::{DataType as ArrowType, TimeUnit as ArrowUnit};
     use minion_contract::{Column, ColumnRole, TimeUnit};
 
     fn col(name: &str, data_type: ColumnType, nullable: bool) -> Column {
