@@ -417,8 +417,20 @@ async fn store_watermarks(
         return Ok(Vec::new());
     }
     let dest = &resolved.destination.def;
+    let stored = {
+        let catalog = ctx.catalogs.get(dest).await?;
+        gather::watermarks_from_log(catalog, &resolved.config).await?
+    };
+    let ahead = plan
+        .watermarks
+        .iter()
+        .any(|(level, wm)| stored.get(level).is_none_or(|s| s < wm));
+    if !ahead {
+        return Ok(Vec::new());
+    }
+    ctx.backend
+        .check_write("commit watermarks to the catalog")?;
     let catalog = ctx.catalogs.get(dest).await?;
-    let stored = gather::watermarks_from_log(catalog, &resolved.config).await?;
     let rctx = run_context(run, resolved);
     protocol::commit_watermarks(&rctx, plan, catalog, &stored)
         .await
