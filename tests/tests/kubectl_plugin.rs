@@ -114,7 +114,7 @@ async fn kubectl_minion_acts_on_the_cluster_of_its_kubeconfig() {
             }
         }
     }
-    let (_, _) = realtime_events(&realtime.unwrap(), &data, 2, 100).await;
+    let (_, _) = realtime_events(&realtime.unwrap(), &data, 5, 100).await;
     let cwd = dir.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
     let plugin = Plugin {
@@ -142,7 +142,7 @@ async fn kubectl_minion_acts_on_the_cluster_of_its_kubeconfig() {
 
     // A dry run reads the catalog of the cluster's Tables.
     let out = plugin.ok(&["plan", "events-import", "-n", NS]);
-    assert!(out.contains("SUBTASK") || out.contains("subtask"), "{out}");
+    assert!(out.contains("SUBTASK") && out.contains("ROWS"), "{out}");
     let out = plugin.ok(&["segments", "events-realtime", "-n", NS]);
     assert!(
         out.contains(&format!("Table {NS}/events-realtime")),

@@ -8,7 +8,7 @@ use chrono::Utc;
 use super::get::print_objects;
 use super::table_fmt::{age, opt, render, time, time_ms};
 use super::target::Target;
-use super::{CliError, Kind, Output};
+use super::{CliError, Kind, Output, found};
 use crate::api::{Condition, MinionTaskConfig, Table, TaskRun};
 use crate::control::Event;
 use crate::control::created_at;
@@ -135,19 +135,6 @@ fn or_config(value: &str) -> &str {
     } else {
         value
     }
-}
-
-fn found<T: Stored>(
-    got: Result<Option<T>, crate::control::BackendError>,
-    namespace: &str,
-    name: &str,
-) -> Result<T, CliError> {
-    got.map_err(CliError::failed)?.ok_or_else(|| {
-        CliError::NotFound(format!(
-            "{} {name:?} not found in namespace {namespace}",
-            T::KIND
-        ))
-    })
 }
 
 /// `minion describe`.

@@ -491,6 +491,22 @@ async fn run_command(target: &target::Target, command: Command) -> Result<(), Cl
     }
 }
 
+/// The object a lookup found, or `NotFound` naming its kind, name and namespace and how to
+/// list them; a failed lookup is `Failed` with its error.
+pub(crate) fn found<T: crate::local::Stored, E: std::fmt::Display>(
+    got: Result<Option<T>, E>,
+    namespace: &str,
+    name: &str,
+) -> Result<T, CliError> {
+    got.map_err(CliError::failed)?.ok_or_else(|| {
+        CliError::NotFound(format!(
+            "{} {name:?} not found in namespace {namespace}; `minion get {}` lists them",
+            T::KIND,
+            T::PLURAL
+        ))
+    })
+}
+
 /// The three kinds, from the names and aliases users type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {

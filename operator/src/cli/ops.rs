@@ -5,10 +5,10 @@ use chrono::Utc;
 
 use super::table_fmt::{render, time_ms};
 use super::target::Target;
-use super::{CliError, Output};
+use super::{CliError, Output, found};
 use crate::api::{MinionTaskConfig, TaskRun};
 use crate::control::gather::{self, Catalogs};
-use crate::control::{Backend, Created, configs};
+use crate::control::{Created, configs};
 use crate::schedule::manual_task_run_name;
 
 fn control(e: crate::control::ControlError) -> CliError {
@@ -18,25 +18,10 @@ fn control(e: crate::control::ControlError) -> CliError {
     }
 }
 
-async fn config(
-    b: &dyn Backend,
-    namespace: &str,
-    name: &str,
-) -> Result<MinionTaskConfig, CliError> {
-    b.get_task_config(namespace, name)
-        .await
-        .map_err(CliError::failed)?
-        .ok_or_else(|| {
-            CliError::NotFound(format!(
-                "MinionTaskConfig {name:?} not found in namespace {namespace}; `minion get mtc` lists them"
-            ))
-        })
-}
-
 /// `minion run <config>`: a manual TaskRun, started by the next `local up` tick.
 pub(crate) async fn run(target: &Target, namespace: &str, name: &str) -> Result<(), CliError> {
     let b = target.backend(Some(namespace));
-    let cfg = config(b.as_ref(), namespace, name).await?;
+    let cfg: MinionTaskConfig = found(b.get_task_config(namespace, name).await, namespace, name)?;
     gather::resolve_config(b.as_ref(), &cfg)
         .await
         .map_err(control)?;
@@ -66,7 +51,7 @@ pub(crate) async fn plan(
 ) -> Result<(), CliError> {
     crate::catalog::install_crypto_provider();
     let b = target.backend(Some(namespace));
-    let cfg = config(b.as_ref(), namespace, name).await?;
+    let cfg: MinionTaskConfig = found(b.get_task_config(namespace, name).await, namespace, name)?;
     let resolved = gather::resolve_config(b.as_ref(), &cfg)
         .await
         .map_err(control)?;
@@ -226,22 +211,11 @@ pub(crate) async fn suspend(
     Ok(())
 }
 
-async fn task_run(b: &dyn Backend, namespace: &str, name: &str) -> Result<TaskRun, CliError> {
-    b.get_task_run(namespace, name)
-        .await
-        .map_err(CliError::failed)?
-        .ok_or_else(|| {
-            CliError::NotFound(format!(
-                "TaskRun {name:?} not found in namespace {namespace}; `minion get tr` lists them"
-            ))
-        })
-}
-
 /// `minion cancel <run>`: sets `spec.cancel`; the control loop reverts what the run staged
 /// and ends it `Cancelled`. A finished run is left as it is.
 pub(crate) async fn cancel(target: &Target, namespace: &str, name: &str) -> Result<(), CliError> {
     let b = target.backend(Some(namespace));
-    let run = task_run(b.as_ref(), namespace, name).await?;
+    let run: TaskRun = found(b.get_task_run(namespace, name).await, namespace, name)?;
     let phase = run.status.as_ref().map(|s| s.phase).unwrap_or_default();
     if phase.is_finished() {
         return Err(CliError::Invalid(vec![format!(
@@ -265,7 +239,7 @@ pub(crate) async fn cancel(target: &Target, namespace: &str, name: &str) -> Resu
 pub(crate) async fn retry(target: &Target, namespace: &str, name: &str) -> Result<(), CliError> {
     use crate::api::TaskRunPhase;
     let b = target.backend(Some(namespace));
-    let run = task_run(b.as_ref(), namespace, name).await?;
+    let run: TaskRun = found(b.get_task_run(namespace, name).await, namespace, name)?;
     let phase = run.status.as_ref().map(|s| s.phase).unwrap_or_default();
     if !matches!(
         phase,
@@ -318,7 +292,7 @@ pub(crate) async fn logs(
 ) -> Result<(), CliError> {
     use crate::api::SubtaskState;
     let b = target.backend(Some(namespace));
-    let run = task_run(b.as_ref(), namespace, name).await?;
+    let run: TaskRun = found(b.get_task_run(namespace, name).await, namespace, name)?;
     let status = run.status.clone().unwrap_or_default();
     let job = if validity {
         status

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 
-use super::CliError;
+use super::{CliError, found};
 use crate::api::{MinionTaskConfig, TaskRun};
 use crate::clock::SystemClock;
 use crate::control::{Backend, Event, EventType, ObjectRef};
@@ -142,7 +142,7 @@ impl Target {
         match self {
             Target::Local(state) => {
                 let store = Store::new(state);
-                let mut cfg: MinionTaskConfig = local_object(&store, namespace, name)?;
+                let mut cfg: MinionTaskConfig = found(store.get(namespace, name), namespace, name)?;
                 cfg.spec.suspend = suspend;
                 store.put(&cfg, Utc::now()).map_err(CliError::failed)?;
             }
@@ -163,7 +163,7 @@ impl Target {
         match self {
             Target::Local(state) => {
                 let store = Store::new(state);
-                let mut run: TaskRun = local_object(&store, namespace, name)?;
+                let mut run: TaskRun = found(store.get(namespace, name), namespace, name)?;
                 run.spec.cancel = true;
                 store.put(&run, Utc::now()).map_err(CliError::failed)?;
             }
@@ -216,22 +216,6 @@ impl Target {
             }
         }
     }
-}
-
-fn local_object<T: crate::local::Stored>(
-    store: &Store,
-    namespace: &str,
-    name: &str,
-) -> Result<T, CliError> {
-    store
-        .get::<T>(namespace, name)
-        .map_err(CliError::failed)?
-        .ok_or_else(|| {
-            CliError::NotFound(format!(
-                "{} {name:?} not found in namespace {namespace}",
-                T::KIND
-            ))
-        })
 }
 
 fn from_kube_event(e: KubeEvent, kind: &str, namespace: &str, name: &str) -> Event {
