@@ -400,10 +400,20 @@ async fn write_all(
     mut check: OutputCheck,
 ) -> Result<(SegmentWriter, DigestBuilder)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<arrow::array::RecordBatch>(16);
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = failed.clone();
     let mut task = tokio::spawn(async move {
         let mut writer = writer;
+        let stopped = || stop.load(std::sync::atomic::Ordering::Acquire);
         while let Some(batch) = rx.recv().await {
+            if stopped() {
+                break;
+            }
             writer.write(batch).await?;
+        }
+        if stopped() {
+            // The open segment is dropped unfinished; nothing more is written.
+            return Err(WorkerError::internal("writer stopped: the input failed"));
         }
         writer.close().await?;
         Ok::<_, WorkerError>(writer)
@@ -412,9 +422,13 @@ async fn write_all(
         let batch = match batch.and_then(|b| check.add(&b).map(|()| b)) {
             Ok(b) => b,
             Err(e) => {
-                // Never finish a segment from a failed stream; wait until the writer has
-                // stopped, so nothing is written after the caller may clean up.
-                task.abort();
+                // Never finish a segment from a failed stream, and wait until the writer has
+                // stopped, so nothing is written after the caller may clean up. The writer is
+                // told to stop, not aborted: an abort could cut a segment's close between its
+                // upload (which a blocking file write finishes regardless) and its rename,
+                // leaving a temporary file behind the caller's clean-up.
+                failed.store(true, std::sync::atomic::Ordering::Release);
+                drop(tx);
                 let _ = task.await;
                 return Err(e);
             }
