@@ -29,6 +29,7 @@ fn schema() -> TableSchema {
         ],
         time_column: "ts".into(),
         time_unit: TimeUnit::Milliseconds,
+        time_format: None,
         primary_key: vec![],
         comparison_column: None,
         partitioning: None,

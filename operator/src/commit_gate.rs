@@ -286,6 +286,7 @@ mod tests {
                 columns: Vec::new(),
                 time_column: "ts".into(),
                 time_unit: Default::default(),
+                time_format: None,
                 primary_key: Vec::new(),
                 comparison_column: None,
                 partitioning: None,

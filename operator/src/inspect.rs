@@ -49,7 +49,7 @@ pub async fn totals(
         message,
     };
     let table = crate::storage::resolve(uri).map_err(|e| err("", e.to_string()))?;
-    let unit = schema.effective_time_unit();
+    let format = schema.time_format();
     let mut out = Totals::default();
     let metrics: Vec<&str> = schema.metrics().map(|c| c.name.as_str()).collect();
     let mut int_sums: BTreeMap<String, i128> = BTreeMap::new();
@@ -71,17 +71,22 @@ pub async fn totals(
                     let col = batch
                         .column_by_name(&schema.time_column)
                         .ok_or_else(|| err(&segment.path, "time column missing".into()))?;
-                    let to_ms = |v: i64| unit.to_millis(v);
+                    let in_window = |ms: Option<i64>| ms.is_some_and(|ms| w.contains(ms));
                     let mask: Vec<bool> = match col.data_type() {
                         DataType::Int64 => col
                             .as_primitive::<Int64Type>()
                             .iter()
-                            .map(|v| v.is_some_and(|v| w.contains(to_ms(v))))
+                            .map(|v| in_window(v.and_then(|v| format.integer_to_millis(v))))
                             .collect(),
                         DataType::Int32 => col
                             .as_primitive::<Int32Type>()
                             .iter()
-                            .map(|v| v.is_some_and(|v| w.contains(to_ms(v.into()))))
+                            .map(|v| in_window(v.and_then(|v| format.integer_to_millis(v.into()))))
+                            .collect(),
+                        DataType::Utf8 => col
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|v| in_window(v.and_then(|v| format.string_to_millis(v))))
                             .collect(),
                         DataType::Timestamp(_, _) => col
                             .as_primitive::<TimestampMicrosecondType>()

@@ -134,10 +134,21 @@ impl RowHasher {
             .iter()
             .position(|c| c.name == self.schema.time_column)
             .expect("the schema names its time column");
-        let time = arrow::compute::cast(&columns[time_index], &DataType::Int64)
-            .expect("an integer time column");
-        let time = time.as_primitive::<Int64Type>();
-        let unit = self.schema.effective_time_unit();
+        // Axis milliseconds of the time column, whatever its format (epoch, TIMESTAMP, dates).
+        let format = self.schema.time_format();
+        let time_ms: Vec<Option<i64>> = match columns[time_index].data_type() {
+            DataType::Utf8 => columns[time_index]
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.map(|v| format.string_to_millis(v).expect("a date of the pattern")))
+                .collect(),
+            _ => arrow::compute::cast(&columns[time_index], &DataType::Int64)
+                .expect("an integer time column")
+                .as_primitive::<Int64Type>()
+                .iter()
+                .map(|v| v.map(|v| format.integer_to_millis(v).expect("a time of the format")))
+                .collect(),
+        };
         let encoded = self
             .converter
             .convert_columns(&columns)
@@ -148,11 +159,7 @@ impl RowHasher {
             .map(|(i, row)| {
                 let bytes: &[u8] = row.as_ref();
                 Row {
-                    time_ms: if time.is_valid(i) {
-                        unit.to_millis(time.value(i))
-                    } else {
-                        i64::MIN
-                    },
+                    time_ms: time_ms[i].unwrap_or(i64::MIN),
                     h1: hash_with(1, bytes),
                     h2: hash_with(2, bytes),
                 }

@@ -1153,3 +1153,352 @@ async fn cancel_retry_suspend_resume_and_logs_in_local_mode() {
         "{out:?}"
     );
 }
+
+// ---- Time columns as Pinot declares them ----------------------------------------------------
+
+impl Env {
+    /// Writes `text` (URIs under `file:///tmp/minion/` moved into the temp dir) as manifest
+    /// `file` and applies it.
+    fn apply_text(&self, file: &str, text: &str) -> PathBuf {
+        let path = self.manifests.join(file);
+        let text = text.replace(
+            "file:///tmp/minion/",
+            &format!("file://{}/", self.data().display()),
+        );
+        std::fs::write(&path, text).unwrap();
+        self.ok(&["apply", "-f", path.to_str().unwrap()]);
+        path
+    }
+
+    /// Pushes `batch` into `table` as a Parquet file named `file`.
+    fn push(&self, table: &str, file: &str, batch: &RecordBatch) {
+        let dir = self.dir.path().join("push");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(file);
+        write_parquet(&path, batch);
+        self.ok(&["push", table, path.to_str().unwrap()]);
+    }
+}
+
+/// A visits table whose time column `day` is a `yyyyMMdd` string of Los Angeles dates.
+fn visits_table(name: &str, table_type: &str, time_format: &str) -> String {
+    format!(
+        "apiVersion: minion.dev/v1alpha1
+kind: Table
+metadata: {{name: {name}, namespace: default}}
+spec:
+  tableType: {table_type}
+  create: true
+  uri: file:///tmp/minion/{name}
+  schema:
+    timeColumn: day
+    timeFormat: \"{time_format}\"
+    columns:
+      - {{name: day, dataType: STRING, role: dateTime}}
+      - {{name: country, dataType: STRING, role: dimension}}
+      - {{name: user_id, dataType: STRING, role: dimension}}
+      - {{name: clicks, dataType: LONG, role: metric}}
+"
+    )
+}
+
+fn visits_batch(rows: &[(String, String, String, i64)]) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("day", DataType::Utf8, true),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("clicks", DataType::Int64, true),
+    ]));
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.2))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.3))),
+        ],
+    )
+    .unwrap()
+}
+
+/// Per date: rows, groups of (country, user) and the sum of clicks.
+type ByDay = BTreeMap<String, (u64, BTreeSet<(String, String)>, i64)>;
+
+/// [`ByDay`] of every live segment, and the set of dates of each segment.
+async fn visits_by_day(def: &TableDef) -> (ByDay, Vec<BTreeSet<String>>) {
+    let root = PathBuf::from(def.uri.trim_start_matches("file://"));
+    let mut by_day = ByDay::new();
+    let mut per_segment = Vec::new();
+    for s in live(def).await {
+        let file = std::fs::File::open(root.join(&s.path)).unwrap();
+        let mut days = BTreeSet::new();
+        for b in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let b = b.unwrap();
+            let (d, c, u, k) = (
+                strings(&b, "day"),
+                strings(&b, "country"),
+                strings(&b, "user_id"),
+                longs(&b, "clicks"),
+            );
+            for i in 0..b.num_rows() {
+                let e = by_day.entry(d[i].clone()).or_default();
+                e.0 += 1;
+                e.1.insert((c[i].clone(), u[i].clone()));
+                e.2 += k[i];
+                days.insert(d[i].clone());
+            }
+        }
+        per_segment.push(days);
+    }
+    (by_day, per_segment)
+}
+
+/// The classic bug of date strings in a zone: 20240101 in Los Angeles is 08:00Z, and rounding
+/// 08:00Z down to the UTC day writes 20231231 back. Here the dates around the start of
+/// daylight saving time (2024-03-10) move from REALTIME to OFFLINE one day per run, every
+/// segment spanning all of them, rolled up by day: each date lands whole in its own window
+/// with its own date, and the watermark is the calendar day after the last one moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_to_offline_moves_los_angeles_dates_one_calendar_day_at_a_time() {
+    let env = Env::new();
+    // The two spellings of one format: Pinot's old one on the source, the new one on the
+    // destination.
+    env.apply_text(
+        "visits-realtime.yaml",
+        &visits_table(
+            "visits-realtime",
+            "REALTIME",
+            "1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd tz(America/Los_Angeles)",
+        ),
+    );
+    env.apply_text(
+        "visits-offline.yaml",
+        &visits_table(
+            "visits-offline",
+            "OFFLINE",
+            "SIMPLE_DATE_FORMAT|yyyyMMdd|America/Los_Angeles",
+        ),
+    );
+    let days: Vec<String> = (8..=13).map(|d| format!("202403{d:02}")).collect();
+    let mut rng = demo::events::Rng::new(11);
+    for f in 0..3 {
+        let rows: Vec<(String, String, String, i64)> = (0..60_000)
+            .map(|i| {
+                let day = days[(i + f) % days.len()].clone();
+                let country = ["US", "MX", "CA", "JP"][rng.below(4) as usize].to_string();
+                let user = format!("u{}", rng.below(5_000));
+                (day, country, user, 1 + rng.below(9) as i64)
+            })
+            .collect();
+        env.push(
+            "visits-realtime",
+            &format!("visits-{f}.parquet"),
+            &visits_batch(&rows),
+        );
+    }
+    // The latest segment holds the day after; the moved days end before it.
+    env.push(
+        "visits-realtime",
+        "visits-latest.parquet",
+        &visits_batch(&[("20240314".into(), "US".into(), "u1".into(), 1)]),
+    );
+    let realtime = env.table("visits-realtime.yaml");
+    let offline = env.table("visits-offline.yaml");
+    env.apply_text(
+        "visits-r2o.yaml",
+        "apiVersion: minion.dev/v1alpha1
+kind: MinionTaskConfig
+metadata: {name: visits-r2o, namespace: default}
+spec:
+  table: visits-offline
+  sourceTable: visits-realtime
+  taskType: RealtimeToOfflineSegmentsTask
+  schedule: \"0 0 * * * ?\"
+  realtimeToOfflineSegmentsTask:
+    bucketTimePeriod: 1d
+    bufferTimePeriod: 1d
+    roundBucketTimePeriod: 1d
+    mergeType: rollup
+    aggregationTypes: {clicks: sum}
+",
+    );
+    for _ in &days {
+        let tr = env.run("visits-r2o");
+        assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    }
+    let (source, _) = visits_by_day(&realtime).await;
+    let (moved, segments) = visits_by_day(&offline).await;
+    assert_eq!(
+        moved.keys().collect::<Vec<_>>(),
+        days.iter().collect::<Vec<_>>()
+    );
+    for day in &days {
+        let (src_rows, src_groups, src_clicks) = &source[day];
+        let (rows, groups, clicks) = &moved[day];
+        assert!(*src_rows > *rows, "{day}: nothing rolled up");
+        assert_eq!(*rows as usize, groups.len(), "{day}: one row per group");
+        assert_eq!(groups, src_groups, "{day}: groups differ");
+        assert_eq!(clicks, src_clicks, "{day}: sum(clicks) differs");
+    }
+    for s in &segments {
+        assert_eq!(s.len(), 1, "a segment holds one date: {s:?}");
+    }
+    let cfg: serde_json::Value =
+        serde_json::from_str(&env.ok(&["get", "mtc", "visits-r2o", "-o", "json"])).unwrap();
+    // 2024-03-14 on the column's calendar: the day after the last moved date.
+    assert_eq!(
+        cfg["status"]["watermarks"][0]["watermarkMs"], 1_710_374_400_000_i64,
+        "{cfg:#}"
+    );
+}
+
+/// An epoch column counting 5-minute steps (`5:MINUTES:EPOCH`) rolled up to hours by
+/// MergeRollup: every value written back is a whole hour in 5-minute steps, every hour keeps
+/// its sum, and each merged segment stays inside its day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_rollup_rounds_a_five_minute_epoch_column_to_hours_exactly() {
+    let env = Env::new();
+    env.apply_text(
+        "taps.yaml",
+        "apiVersion: minion.dev/v1alpha1
+kind: Table
+metadata: {name: taps, namespace: default}
+spec:
+  tableType: OFFLINE
+  uri: file:///tmp/minion/taps
+  schema:
+    timeColumn: slot
+    timeFormat: \"5:MINUTES:EPOCH\"
+    columns:
+      - {name: slot, dataType: LONG, role: dateTime}
+      - {name: country, dataType: STRING, role: dimension}
+      - {name: taps, dataType: LONG, role: metric}
+",
+    );
+    // Two days ending three days ago, in 5-minute steps.
+    let start_slot = (Utc::now().timestamp_millis() - 5 * DAY_MS).div_euclid(DAY_MS) * 288;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("slot", DataType::Int64, true),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("taps", DataType::Int64, true),
+    ]));
+    let mut rng = demo::events::Rng::new(5);
+    let mut per_hour: BTreeMap<i64, i64> = BTreeMap::new();
+    for f in 0..2 {
+        let mut slots = Vec::new();
+        let mut countries = Vec::new();
+        let mut taps = Vec::new();
+        for _ in 0..100_000 {
+            let slot = start_slot + rng.below(2 * 288) as i64;
+            let t = 1 + rng.below(5) as i64;
+            *per_hour.entry(slot.div_euclid(12)).or_default() += t;
+            slots.push(slot);
+            countries.push(["US", "MX", "CA"][rng.below(3) as usize]);
+            taps.push(t);
+        }
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(slots)),
+                Arc::new(StringArray::from(countries)),
+                Arc::new(Int64Array::from(taps)),
+            ],
+        )
+        .unwrap();
+        env.push("taps", &format!("taps-{f}.parquet"), &batch);
+    }
+    env.apply_text(
+        "taps-merge.yaml",
+        "apiVersion: minion.dev/v1alpha1
+kind: MinionTaskConfig
+metadata: {name: taps-merge, namespace: default}
+spec:
+  table: taps
+  taskType: MergeRollupTask
+  schedule: \"0 0 * * * ?\"
+  mergeRollupTask:
+    aggregationTypes: {taps: sum}
+    levels:
+      - name: 1day
+        bucketTimePeriod: 1d
+        bufferTimePeriod: 1d
+        roundBucketTimePeriod: 1h
+        mergeType: rollup
+        maxNumParallelBuckets: 4
+",
+    );
+    let mut skipped = false;
+    for _ in 0..4 {
+        let tr = env.run("taps-merge");
+        let phase = tr["status"]["phase"].as_str().unwrap().to_string();
+        assert!(phase == "Succeeded" || phase == "Skipped", "{tr:#}");
+        if phase == "Skipped" {
+            skipped = true;
+            break;
+        }
+    }
+    assert!(skipped, "merge rollup never caught up");
+    let taps = env.table("taps.yaml");
+    let mut merged: BTreeMap<i64, i64> = BTreeMap::new();
+    for b in rows(&taps).await {
+        for (slot, t) in longs(&b, "slot").into_iter().zip(longs(&b, "taps")) {
+            assert_eq!(slot.rem_euclid(12), 0, "slot {slot} is not a whole hour");
+            *merged.entry(slot / 12).or_default() += t;
+        }
+    }
+    assert_eq!(merged, per_hour);
+    for s in live(&taps).await {
+        let (lo, hi) = (s.min_time_ms.unwrap(), s.max_time_ms.unwrap());
+        assert_eq!(s.merge_level(), Some("1day"), "{s:?}");
+        assert_eq!(
+            lo.div_euclid(DAY_MS),
+            hi.div_euclid(DAY_MS),
+            "{s:?} spans days"
+        );
+        assert_eq!(lo.rem_euclid(HOUR_MS), 0, "{s:?}");
+    }
+}
+
+/// A time format that does not parse, or does not fit its column, is refused at apply naming
+/// the field and what to write instead.
+#[test]
+fn a_bad_time_format_is_refused_at_apply_naming_the_field() {
+    let env = Env::new();
+    for (format, says) in [
+        (
+            "SIMPLE_DATE_FORMAT|MM/dd/yyyy",
+            "must run from the year down",
+        ),
+        ("1:WEEKS:EPOCH", "unknown time unit \"WEEKS\""),
+        ("EPOCH|HOURS|1", "needs INT or LONG"),
+        ("TIMESTAMP", "needs TIMESTAMP"),
+        (
+            "SIMPLE_DATE_FORMAT|yyyyMMdd|Pacific/Atlantis",
+            "unknown time zone",
+        ),
+    ] {
+        let path = env.manifests.join("bad.yaml");
+        std::fs::write(&path, visits_table("bad", "OFFLINE", format)).unwrap();
+        let out = Minion {
+            state: env.state.clone(),
+        }
+        .run(&["apply", "-f", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{format} was accepted");
+        // A format that does not parse is the timeFormat's fault; one that does not fit the
+        // column names the time column.
+        let field = if says.starts_with("needs") {
+            "spec.schema.timeColumn"
+        } else {
+            "spec.schema.timeFormat"
+        };
+        assert!(
+            stderr.contains(field) && stderr.contains(says),
+            "{format}: {stderr}"
+        );
+    }
+}

@@ -136,11 +136,7 @@ pub(crate) async fn open_file(
             };
             let config = ScanConfig {
                 table_arrow: table.clone(),
-                time: crate::time::TimeColumn {
-                    index: 0,
-                    unit: Default::default(),
-                    data_type: arrow_schema::DataType::Int64,
-                },
+                time: crate::time::TimeColumn::unused(),
                 window: None,
                 batch_size: options.batch_size,
                 parallelism: 1,

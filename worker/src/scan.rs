@@ -8,11 +8,10 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering as AtomicOrdering;
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use arrow::array::{Array, BooleanArray, RecordBatch};
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::{cast, filter_record_batch};
-use arrow::datatypes::Int64Type;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::SchemaRef;
 use futures::FutureExt;
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -129,18 +128,17 @@ pub async fn open_parquet(
                         ))
                     });
             if let Ok((mins, maxs)) = stats {
-                let to_raw = |a: &arrow::array::ArrayRef| -> Result<arrow::array::Int64Array> {
-                    let a = cast(a, &config.time.data_type)?;
-                    Ok(cast(&a, &DataType::Int64)?
-                        .as_primitive::<Int64Type>()
-                        .clone())
+                // Statistics that do not read as times (a value off the pattern) prune nothing.
+                let to_raw = |a: &arrow::array::ArrayRef| -> Option<arrow::array::Int64Array> {
+                    config.time.raw(&cast(a, &config.time.data_type).ok()?).ok()
                 };
-                let (mins, maxs) = (to_raw(&mins)?, to_raw(&maxs)?);
-                row_groups.retain(|&g| {
-                    mins.is_null(g)
-                        || maxs.is_null(g)
-                        || (mins.value(g) < hi && maxs.value(g) >= lo)
-                });
+                if let (Some(mins), Some(maxs)) = (to_raw(&mins), to_raw(&maxs)) {
+                    row_groups.retain(|&g| {
+                        mins.is_null(g)
+                            || maxs.is_null(g)
+                            || (mins.value(g) < hi && maxs.value(g) >= lo)
+                    });
+                }
             }
         }
     }

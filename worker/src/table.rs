@@ -179,6 +179,7 @@ mod tests {
             ],
             time_column: "ts".into(),
             time_unit: Default::default(),
+            time_format: None,
             primary_key: vec![],
             comparison_column: None,
             partitioning: None,

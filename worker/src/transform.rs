@@ -114,11 +114,11 @@ impl BatchTransform for PrepareKeys {
         cols.resize_with(width, || new_null_array(&DataType::Null, 0));
         if let Some(i) = plan.tpart_index {
             let p = plan.time_partition_ms.unwrap_or(1);
-            let unit = time.unit;
-            cols[i] = Arc::new(
-                rounded
-                    .unary::<_, arrow::datatypes::Int64Type>(|t| unit.to_millis(t).div_euclid(p)),
-            );
+            let format = &time.format;
+            cols[i] =
+                Arc::new(rounded.unary::<_, arrow::datatypes::Int64Type>(|t| {
+                    format.to_millis(t).div_euclid(p)
+                }));
         }
         if let (Some(i), Some(vp)) = (plan.vpart_index, &plan.value_partition) {
             cols[i] = Arc::new(partitions(

@@ -223,11 +223,7 @@ async fn validity_of(
     let mut sorter = ExternalSorter::new(config, metrics)?;
     let scan_config = ScanConfig {
         table_arrow: key_schema.clone(),
-        time: TimeColumn {
-            index: 0,
-            unit: schema.time_unit,
-            data_type: DataType::Int64,
-        },
+        time: TimeColumn::unused(),
         window: None,
         batch_size: 8192,
         parallelism: 1,

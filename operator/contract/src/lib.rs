@@ -10,6 +10,7 @@ pub mod schema;
 pub mod segment;
 pub mod spec;
 pub mod task;
+pub mod time_format;
 pub mod validity;
 
 pub use ledger::{LedgerViolation, MetricTotals, RowDigest, RowLedger, Total};
@@ -18,7 +19,8 @@ pub use manifest::{
     SkippedFile, SkippedSegment, WORKER_OVERHEAD_BYTES,
 };
 pub use schema::{
-    Column, ColumnRole, ColumnType, PartitionFunction, Partitioning, TableSchema, TimeUnit,
+    Column, ColumnRole, ColumnType, DatePattern, PartitionFunction, Partitioning, TableSchema,
+    TimeFormat, TimeUnit,
 };
 pub use segment::{SegmentRef, segment_name};
 pub use spec::{

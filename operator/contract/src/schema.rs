@@ -8,6 +8,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use crate::time_format::{DatePattern, TimeFormat, TimeUnit};
+
 /// Data type of a column, as users write it (Pinot's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -32,55 +34,6 @@ pub enum ColumnRole {
     Dimension,
     Metric,
     DateTime,
-}
-
-/// Unit of an integer time column. A `TIMESTAMP` column is always microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TimeUnit {
-    Seconds,
-    #[default]
-    Milliseconds,
-    Microseconds,
-}
-
-impl TimeUnit {
-    /// How many units of this kind make one millisecond, as a (numerator, denominator) pair:
-    /// `value_ms = value * num / den`.
-    pub fn per_millisecond(self) -> (i64, i64) {
-        match self {
-            TimeUnit::Seconds => (1000, 1),
-            TimeUnit::Milliseconds => (1, 1),
-            TimeUnit::Microseconds => (1, 1000),
-        }
-    }
-
-    /// Converts a value in this unit to epoch milliseconds, rounding towards negative infinity.
-    pub fn to_millis(self, value: i64) -> i64 {
-        match self {
-            TimeUnit::Seconds => value.saturating_mul(1000),
-            TimeUnit::Milliseconds => value,
-            TimeUnit::Microseconds => value.div_euclid(1000),
-        }
-    }
-
-    /// The smallest value in this unit whose time is at or after `ms`.
-    pub fn from_millis_ceil(self, ms: i64) -> i64 {
-        match self {
-            TimeUnit::Seconds => ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) != 0),
-            TimeUnit::Milliseconds => ms,
-            TimeUnit::Microseconds => ms.saturating_mul(1000),
-        }
-    }
-
-    /// The largest value in this unit whose time is at or before `ms`.
-    pub fn from_millis_floor(self, ms: i64) -> i64 {
-        match self {
-            TimeUnit::Seconds => ms.div_euclid(1000),
-            TimeUnit::Milliseconds => ms,
-            TimeUnit::Microseconds => ms.saturating_mul(1000),
-        }
-    }
 }
 
 /// One column of a table.
@@ -127,9 +80,17 @@ pub struct TableSchema {
     pub columns: Vec<Column>,
     /// Name of the date-time column used for windows, buckets and rounding.
     pub time_column: String,
-    /// Unit of an integer time column; ignored for `TIMESTAMP` columns.
+    /// Unit of an integer time column; ignored for `TIMESTAMP` columns. `timeFormat` says
+    /// more (a size, date strings) and replaces it.
     #[serde(default)]
     pub time_unit: TimeUnit,
+    /// The time column's format as Pinot's `dateTimeFieldSpecs` write it, in either spelling:
+    /// `EPOCH|MINUTES|5` or `5:MINUTES:EPOCH`, `SIMPLE_DATE_FORMAT|yyyyMMdd|America/Los_Angeles`
+    /// or `1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd tz(America/Los_Angeles)`, `TIMESTAMP`.
+    // Kept as written; `check_time_column` parses it when the Table is applied, so a bad
+    // value is a condition on the Table, not an unreadable resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_format: Option<String>,
     /// Primary key columns of an upsert table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub primary_key: Vec<String>,
@@ -156,12 +117,80 @@ impl TableSchema {
         self.column(&self.time_column)
     }
 
-    /// The unit values of the time column are stored in.
-    pub fn effective_time_unit(&self) -> TimeUnit {
-        match self.time().map(|c| c.data_type) {
-            Some(ColumnType::Timestamp) => TimeUnit::Microseconds,
-            _ => self.time_unit,
+    /// How values of the time column map onto the time axis: `timeFormat`, else `TIMESTAMP`
+    /// for a TIMESTAMP column, else epoch values in `timeUnit`.
+    /// A `timeFormat` that does not parse reads as the default here; every path from a
+    /// user's resource runs [`TableSchema::check_time_column`] first.
+    pub fn time_format(&self) -> TimeFormat {
+        self.parse_time_format().unwrap_or_default()
+    }
+
+    fn parse_time_format(&self) -> Result<TimeFormat, String> {
+        match (&self.time_format, self.time().map(|c| c.data_type)) {
+            (Some(f), _) => TimeFormat::parse(f),
+            (None, Some(ColumnType::Timestamp)) => Ok(TimeFormat::Timestamp),
+            (None, _) => Ok(TimeFormat::Epoch {
+                unit: self.time_unit,
+                size: 1,
+            }),
         }
+    }
+
+    /// Whether the time column's type can hold its format.
+    ///
+    /// # Errors
+    /// A sentence naming the column, its type, the format and the fix.
+    pub fn check_time_column(&self) -> Result<(), String> {
+        let Some(col) = self.time() else {
+            return Err(format!(
+                "timeColumn {:?} is not one of the columns",
+                self.time_column
+            ));
+        };
+        if self.time_format.is_some() && self.time_unit != TimeUnit::default() {
+            return Err(
+                "timeUnit and timeFormat are both set; keep timeFormat (it says the unit)"
+                    .to_string(),
+            );
+        }
+        self.parse_time_format()?;
+        match self.time_type_mismatch() {
+            None => Ok(()),
+            Some(needs) => Err(format!(
+                "time column {:?} has type {:?} but {needs}",
+                col.name, col.data_type
+            )),
+        }
+    }
+
+    /// `Some("its format … needs …")` when the time column's type cannot hold its format (a
+    /// format that does not parse is not judged here).
+    pub fn time_type_mismatch(&self) -> Option<String> {
+        let col = self.time()?;
+        let format = self.parse_time_format().ok()?;
+        let fits = match (&format, col.data_type) {
+            (TimeFormat::Epoch { .. }, ColumnType::Int | ColumnType::Long) => true,
+            (TimeFormat::Timestamp, ColumnType::Timestamp) => true,
+            (TimeFormat::SimpleDate(_), ColumnType::String) => true,
+            (TimeFormat::SimpleDate(p), ColumnType::Int | ColumnType::Long) => p.is_numeric(),
+            _ => false,
+        };
+        if fits {
+            return None;
+        }
+        let expected = match &format {
+            TimeFormat::Epoch { .. } => "INT or LONG",
+            TimeFormat::Timestamp => "TIMESTAMP",
+            TimeFormat::SimpleDate(p) if p.is_numeric() => "STRING, INT or LONG",
+            TimeFormat::SimpleDate(_) => {
+                "STRING (only an all-digit pattern such as yyyyMMdd fits INT or LONG)"
+            }
+        };
+        let written = match &self.time_format {
+            Some(_) => format!("its timeFormat {format}"),
+            None => format!("its timeUnit {}", self.time_unit.name()),
+        };
+        Some(format!("{written} needs {expected}"))
     }
 
     pub fn metrics(&self) -> impl Iterator<Item = &Column> {
@@ -183,16 +212,6 @@ impl TableSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn time_unit_conversions_round_towards_the_window() {
-        assert_eq!(TimeUnit::Seconds.to_millis(2), 2000);
-        assert_eq!(TimeUnit::Microseconds.to_millis(-1), -1);
-        assert_eq!(TimeUnit::Seconds.from_millis_ceil(1001), 2);
-        assert_eq!(TimeUnit::Seconds.from_millis_ceil(1000), 1);
-        assert_eq!(TimeUnit::Seconds.from_millis_floor(1999), 1);
-        assert_eq!(TimeUnit::Microseconds.from_millis_ceil(3), 3000);
-    }
 
     #[test]
     fn schema_rejects_unknown_keys() {

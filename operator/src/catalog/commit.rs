@@ -409,7 +409,7 @@ fn retry_delay(attempt: usize) -> std::time::Duration {
 mod tests {
     use super::*;
     use crate::catalog::stats::TimeKind;
-    use minion_contract::TimeUnit;
+    use minion_contract::TimeFormat;
 
     #[test]
     fn retry_delays_grow_then_stay_under_a_second() {
@@ -422,7 +422,7 @@ mod tests {
     fn time() -> TimeColumn {
         TimeColumn {
             name: "ts".into(),
-            kind: TimeKind::Integer(TimeUnit::Milliseconds),
+            kind: TimeKind::Integer(TimeFormat::default()),
         }
     }
 

@@ -41,7 +41,7 @@ use deltalake::kernel::{LogicalFileView, StructType, Version};
 use deltalake::protocol::SaveMode;
 use deltalake::table::builder::parse_table_uri;
 use deltalake::{DeltaTable, DeltaTableBuilder, TableProperty};
-use minion_contract::{ColumnType, SegmentRef, TableSchema, TimeUnit};
+use minion_contract::{ColumnType, SegmentRef, TableSchema, TimeFormat, TimeUnit};
 use url::Url;
 
 use crate::clock::{Clock, SystemClock};
@@ -67,6 +67,9 @@ pub const DELETED_FILE_RETENTION: &str = "interval 7 days";
 pub const PROP_TIME_COLUMN: &str = "minion.timeColumn";
 /// Table property recording the unit of an integer time column.
 pub const PROP_TIME_UNIT: &str = "minion.timeUnit";
+/// Table property recording the time column's format (new spelling), when the schema gives
+/// one; tables written before it have only [`PROP_TIME_UNIT`].
+pub const PROP_TIME_FORMAT: &str = "minion.timeFormat";
 
 /// Listing spreads over threads from this many files on.
 const PARALLEL_LISTING_MIN_FILES: usize = 20_000;
@@ -465,32 +468,27 @@ fn table_properties(schema: &TableSchema) -> Vec<(String, Option<String>)> {
             Some(schema.time_column.clone()),
         ),
     ];
-    let unit = match schema.time_unit {
-        TimeUnit::Seconds => "SECONDS",
-        TimeUnit::Milliseconds => "MILLISECONDS",
-        TimeUnit::Microseconds => "MICROSECONDS",
-    };
-    props.push((PROP_TIME_UNIT.to_string(), Some(unit.to_string())));
+    props.push((
+        PROP_TIME_UNIT.to_string(),
+        Some(schema.time_unit.name().to_string()),
+    ));
+    if schema.time_format.is_some() {
+        props.push((
+            PROP_TIME_FORMAT.to_string(),
+            Some(schema.time_format().to_string()),
+        ));
+    }
     props
 }
 
 fn time_column_of(uri: &str, schema: &TableSchema) -> Result<TimeColumn> {
-    match schema.time().map(|c| c.data_type) {
-        Some(ColumnType::Int | ColumnType::Long | ColumnType::Timestamp) => {
-            Ok(TimeColumn::of(schema))
-        }
-        Some(other) => Err(CatalogError::InvalidSchema {
+    schema
+        .check_time_column()
+        .map_err(|detail| CatalogError::InvalidSchema {
             uri: uri.to_string(),
-            detail: format!(
-                "time column {} has type {other:?}; allowed: INT, LONG, TIMESTAMP",
-                schema.time_column
-            ),
-        }),
-        None => Err(CatalogError::InvalidSchema {
-            uri: uri.to_string(),
-            detail: format!("time column {} is not a column", schema.time_column),
-        }),
-    }
+            detail,
+        })?;
+    Ok(TimeColumn::of(schema))
 }
 
 /// The time column recorded in the table properties; a table without them (created by another
@@ -505,14 +503,28 @@ fn time_column_from_properties(uri: &str, table: &DeltaTable) -> Result<TimeColu
             .is_some_and(|f| f.data_type() == &delta_type(ColumnType::Timestamp))
     };
     if let Some(name) = config.get(PROP_TIME_COLUMN) {
+        let format = match config.get(PROP_TIME_FORMAT) {
+            Some(f) => TimeFormat::parse(f).map_err(|detail| CatalogError::InvalidSchema {
+                uri: uri.to_string(),
+                detail: format!("table property {PROP_TIME_FORMAT}: {detail}"),
+            })?,
+            None => TimeFormat::Epoch {
+                unit: config
+                    .get(PROP_TIME_UNIT)
+                    .and_then(|u| TimeUnit::parse(u))
+                    .unwrap_or_default(),
+                size: 1,
+            },
+        };
+        let string_field = delta_schema
+            .field(name)
+            .is_some_and(|f| f.data_type() == &delta_type(ColumnType::String));
         let kind = if timestamp_field(name) {
             TimeKind::Timestamp
+        } else if string_field && format.date_pattern().is_some() {
+            TimeKind::Text(format)
         } else {
-            TimeKind::Integer(match config.get(PROP_TIME_UNIT).map(String::as_str) {
-                Some("SECONDS") => TimeUnit::Seconds,
-                Some("MICROSECONDS") => TimeUnit::Microseconds,
-                _ => TimeUnit::Milliseconds,
-            })
+            TimeKind::Integer(format)
         };
         return Ok(TimeColumn {
             name: name.clone(),

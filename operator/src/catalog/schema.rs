@@ -115,6 +115,7 @@ mod tests {
             columns,
             time_column: "ts".into(),
             time_unit: TimeUnit::Milliseconds,
+            time_format: None,
             primary_key: vec![],
             comparison_column: None,
             partitioning: None,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, SecondsFormat};
 use minion_contract::segment::{TAG_MAX_TIME_MS, TAG_MIN_TIME_MS, TAG_PARTITION};
-use minion_contract::{ColumnType, SegmentRef, TableSchema, TimeUnit};
+use minion_contract::{ColumnType, SegmentRef, TableSchema, TimeFormat};
 use serde_json::{Map, Value, json};
 
 /// Tag keys the catalog writes itself; they become [`SegmentRef`] fields, not free tags.
@@ -27,19 +27,24 @@ pub struct TimeColumn {
     pub kind: TimeKind,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TimeKind {
-    /// An `INT`/`LONG` column counting `TimeUnit`s since the epoch.
-    Integer(TimeUnit),
+    /// An `INT`/`LONG` column: epoch values of the format's unit × size, or all-digit dates.
+    Integer(TimeFormat),
     /// A Delta `timestamp` (microseconds, UTC); JSON stats hold RFC 3339 strings.
     Timestamp,
+    /// A `STRING` column of dates in a pattern; stats hold the strings, which sort in time
+    /// order.
+    Text(TimeFormat),
 }
 
 impl TimeColumn {
     pub fn of(schema: &TableSchema) -> Self {
-        let kind = match schema.time().map(|c| c.data_type) {
-            Some(ColumnType::Timestamp) => TimeKind::Timestamp,
-            _ => TimeKind::Integer(schema.time_unit),
+        let format = schema.time_format();
+        let kind = match (&format, schema.time().map(|c| c.data_type)) {
+            (_, Some(ColumnType::Timestamp)) => TimeKind::Timestamp,
+            (TimeFormat::SimpleDate(_), Some(ColumnType::String)) => TimeKind::Text(format),
+            _ => TimeKind::Integer(format),
         };
         TimeColumn {
             name: schema.time_column.clone(),
@@ -49,32 +54,40 @@ impl TimeColumn {
 
     /// The stats value of the lower bound `ms`.
     fn lower_bound(&self, ms: i64) -> Value {
-        match self.kind {
-            TimeKind::Integer(unit) => json!(unit.from_millis_floor(ms)),
+        match &self.kind {
+            TimeKind::Integer(TimeFormat::SimpleDate(p)) => json!(p.format_integer(ms)),
+            TimeKind::Integer(format) => json!(format.from_millis_floor(ms)),
             TimeKind::Timestamp => timestamp_string(ms),
+            TimeKind::Text(format) => json!(format.date_pattern().and_then(|p| p.format(ms))),
         }
     }
 
     /// The stats value of the upper bound `ms`: every value whose time (floored to
     /// milliseconds) is `ms` is at or below it.
     fn upper_bound(&self, ms: i64) -> Value {
-        match self.kind {
-            TimeKind::Integer(TimeUnit::Microseconds) => json!(ms.saturating_mul(1000) + 999),
-            TimeKind::Integer(unit) => json!(unit.from_millis_ceil(ms)),
+        match &self.kind {
+            TimeKind::Integer(TimeFormat::SimpleDate(p)) => json!(p.format_integer(ms)),
+            // Finer than a millisecond: the last value of that millisecond.
+            TimeKind::Integer(format) if format.to_millis(1) == 0 => {
+                json!(format.from_millis_ceil(ms.saturating_add(1)) - 1)
+            }
+            TimeKind::Integer(format) => json!(format.from_millis_ceil(ms)),
             // Delta timestamp stats have millisecond precision; readers widen a maximum by the
             // sub-millisecond remainder themselves.
             TimeKind::Timestamp => timestamp_string(ms),
+            TimeKind::Text(format) => json!(format.date_pattern().and_then(|p| p.format(ms))),
         }
     }
 
-    /// Epoch milliseconds of a stats value (floored), if it has the expected shape.
+    /// Axis milliseconds of a stats value (floored), if it has the expected shape.
     fn to_millis(&self, v: &Value) -> Option<i64> {
-        match self.kind {
-            TimeKind::Integer(unit) => v.as_i64().map(|x| unit.to_millis(x)),
+        match &self.kind {
+            TimeKind::Integer(format) => v.as_i64().and_then(|x| format.integer_to_millis(x)),
             TimeKind::Timestamp => v
                 .as_str()
                 .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                 .map(|t| t.timestamp_millis()),
+            TimeKind::Text(format) => v.as_str().and_then(|s| format.string_to_millis(s)),
         }
     }
 }
@@ -194,6 +207,49 @@ pub fn segment_from_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use minion_contract::TimeUnit;
+
+    fn epoch(unit: TimeUnit) -> TimeFormat {
+        TimeFormat::Epoch { unit, size: 1 }
+    }
+
+    #[test]
+    fn stats_of_date_columns_are_the_strings_and_read_back() {
+        let day = 86_400_000;
+        let jan1 = 1_704_067_200_000;
+        for (kind, min, max) in [
+            (
+                TimeKind::Text(
+                    TimeFormat::parse("SIMPLE_DATE_FORMAT|yyyyMMdd|Asia/Tokyo").unwrap(),
+                ),
+                json!("20240101"),
+                json!("20240103"),
+            ),
+            (
+                TimeKind::Integer(TimeFormat::parse("1:DAYS:SIMPLE_DATE_FORMAT:yyyyMMdd").unwrap()),
+                json!(20240101),
+                json!(20240103),
+            ),
+        ] {
+            let t = time(kind);
+            let s = stats_json(&segment(jan1, jan1 + 2 * day + 5), &t);
+            let v: Value = serde_json::from_str(&s).unwrap();
+            assert_eq!(v["minValues"]["ts"], min);
+            assert_eq!(v["maxValues"]["ts"], max);
+            let parsed = parse_stats(&s, &t);
+            assert_eq!(parsed.min_time_ms, Some(jan1));
+            assert_eq!(parsed.max_time_ms, Some(jan1 + 2 * day));
+        }
+        let five_min = time(TimeKind::Integer(
+            TimeFormat::parse("EPOCH|MINUTES|5").unwrap(),
+        ));
+        let v: Value =
+            serde_json::from_str(&stats_json(&segment(600_000, 900_001), &five_min)).unwrap();
+        assert_eq!(
+            (v["minValues"]["ts"].clone(), v["maxValues"]["ts"].clone()),
+            (json!(2), json!(4))
+        );
+    }
 
     fn time(kind: TimeKind) -> TimeColumn {
         TimeColumn {
@@ -216,7 +272,7 @@ mod tests {
 
     #[test]
     fn stats_of_a_millisecond_column_carry_rows_and_exact_bounds() {
-        let t = time(TimeKind::Integer(TimeUnit::Milliseconds));
+        let t = time(TimeKind::Integer(TimeFormat::default()));
         let v: Value = serde_json::from_str(&stats_json(&segment(1000, 5000), &t)).unwrap();
         assert_eq!(
             v,
@@ -226,12 +282,12 @@ mod tests {
 
     #[test]
     fn stats_bounds_enclose_every_value_after_unit_conversion() {
-        let micros = time(TimeKind::Integer(TimeUnit::Microseconds));
+        let micros = time(TimeKind::Integer(epoch(TimeUnit::Microseconds)));
         let v: Value = serde_json::from_str(&stats_json(&segment(1, 2), &micros)).unwrap();
         assert_eq!(v["minValues"]["ts"], json!(1000));
         assert_eq!(v["maxValues"]["ts"], json!(2999));
 
-        let seconds = time(TimeKind::Integer(TimeUnit::Seconds));
+        let seconds = time(TimeKind::Integer(epoch(TimeUnit::Seconds)));
         let v: Value = serde_json::from_str(&stats_json(&segment(1500, 2500), &seconds)).unwrap();
         assert_eq!(v["minValues"]["ts"], json!(1));
         assert_eq!(v["maxValues"]["ts"], json!(3));
@@ -251,7 +307,7 @@ mod tests {
 
     #[test]
     fn empty_segment_stats_have_only_the_row_count() {
-        let t = time(TimeKind::Integer(TimeUnit::Milliseconds));
+        let t = time(TimeKind::Integer(TimeFormat::default()));
         let mut s = segment(0, 0);
         s.rows = 0;
         s.min_time_ms = None;
@@ -261,7 +317,7 @@ mod tests {
 
     #[test]
     fn foreign_stats_convert_by_the_column_unit() {
-        let t = time(TimeKind::Integer(TimeUnit::Seconds));
+        let t = time(TimeKind::Integer(epoch(TimeUnit::Seconds)));
         let parsed = parse_stats(
             r#"{"numRecords":7,"minValues":{"ts":10,"x":"a"},"maxValues":{"ts":20},"nullCount":{"ts":0}}"#,
             &t,
@@ -279,7 +335,7 @@ mod tests {
 
     #[test]
     fn listed_file_prefers_tags_and_falls_back_to_stats() {
-        let t = time(TimeKind::Integer(TimeUnit::Milliseconds));
+        let t = time(TimeKind::Integer(TimeFormat::default()));
         let seg = segment(1000, 5000);
         let tags = segment_tags(&seg);
         let stats = stats_json(&seg, &t);

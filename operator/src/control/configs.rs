@@ -588,7 +588,14 @@ async fn mirror_watermarks(
             })
         })
         .collect();
-    let now_ms = now.timestamp_millis();
+    // Delays are measured on the time axis of the windowed table (a zone's wall clock for a
+    // date column).
+    let windowed = resolved.source.as_ref().unwrap_or(&resolved.destination);
+    let now_ms = windowed
+        .def
+        .schema
+        .time_format()
+        .axis_now(now.timestamp_millis());
     let default = wms.get(crate::generator::DEFAULT_WATERMARK).copied();
     status.delays = match &resolved.config.task {
         TaskSpec::RealtimeToOffline(c) => window_delay(&c.window, default, now_ms),

@@ -13,10 +13,10 @@
 //! - An empty input listing plans nothing (it would only delete the range).
 //!
 //! The purge predicate uses the worker's grammar: the time column compared in its own unit
-//! (RFC 3339 text for `TIMESTAMP` columns). The filter, parsed when the resource was applied,
+//! (RFC 3339 text for `TIMESTAMP` columns, the pattern's text for date columns). The filter, parsed when the resource was applied,
 //! is combined as a tree and printed canonically; it is never pasted into predicate text.
 
-use minion_contract::{ColumnType, Processing, SegmentRef, TableSchema, TimeWindow};
+use minion_contract::{ColumnType, Processing, SegmentRef, TableSchema, TimeFormat, TimeWindow};
 
 use crate::model::{Expr, SegmentBackfillConfig, defaults};
 use minion_common::predicate::{CmpOp, Literal};
@@ -32,27 +32,47 @@ use super::{
 /// time column. Built as a tree — `time >= start AND time < end AND (filter)` — so the
 /// filter stays one operand, whatever it contains, and can only narrow the range.
 pub fn range_predicate(schema: &TableSchema, range: TimeWindow, filter: Option<&Expr>) -> Expr {
-    let is_timestamp = schema
+    let is_string = schema
         .time()
-        .is_some_and(|c| c.data_type == ColumnType::Timestamp);
-    let bound = |op: CmpOp, ms: i64| Expr::Cmp {
+        .is_some_and(|c| c.data_type == ColumnType::String);
+    // Values compare as their times: numbers for epoch columns, RFC 3339 text for TIMESTAMP
+    // columns, the pattern's own text (which sorts in time order) for date columns. A date
+    // bound is written as `> format(start − 1)` and `<= format(end − 1)`, exact even when the
+    // range does not fall on the pattern's steps.
+    let format = schema.time_format();
+    let (lo, hi) = match &format {
+        TimeFormat::Timestamp => (
+            (CmpOp::Ge, Literal::Str(super::fmt_ms(range.start_ms))),
+            (CmpOp::Lt, Literal::Str(super::fmt_ms(range.end_ms))),
+        ),
+        TimeFormat::SimpleDate(p) => {
+            let text = |ms: i64| match p.format(ms) {
+                Some(t) if p.is_numeric() && !is_string => Literal::Num(t),
+                Some(t) => Literal::Str(t),
+                None => Literal::Str(super::fmt_ms(ms)),
+            };
+            (
+                (CmpOp::Gt, text(range.start_ms - 1)),
+                (CmpOp::Le, text(range.end_ms - 1)),
+            )
+        }
+        TimeFormat::Epoch { .. } => (
+            (
+                CmpOp::Ge,
+                Literal::Num(format.from_millis_ceil(range.start_ms).to_string()),
+            ),
+            (
+                CmpOp::Lt,
+                Literal::Num(format.from_millis_ceil(range.end_ms).to_string()),
+            ),
+        ),
+    };
+    let bound = |(op, value): (CmpOp, Literal)| Expr::Cmp {
         column: schema.time_column.clone(),
         op,
-        value: if is_timestamp {
-            Literal::Str(super::fmt_ms(ms))
-        } else {
-            Literal::Num(
-                schema
-                    .effective_time_unit()
-                    .from_millis_ceil(ms)
-                    .to_string(),
-            )
-        },
+        value,
     };
-    let mut items = vec![
-        bound(CmpOp::Ge, range.start_ms),
-        bound(CmpOp::Lt, range.end_ms),
-    ];
+    let mut items = vec![bound(lo), bound(hi)];
     items.extend(filter.cloned());
     Expr::and(items)
 }

@@ -227,7 +227,7 @@ pub fn plan_merge_rollup(input: &GeneratorInput, config: &MergeRollupConfig) -> 
             level,
             rank: &rank,
             planned: &planned,
-            limit_ms: input.now_ms.saturating_sub(level.buffer_ms),
+            limit_ms: input.axis_now_ms().saturating_sub(level.buffer_ms),
             gate_ms: (li > 0 && from_watermark).then_some(finer_watermark),
         };
         let walk = ctx.walk(start);

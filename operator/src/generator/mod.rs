@@ -100,6 +100,16 @@ pub struct GeneratorInput {
     pub now_ms: i64,
 }
 
+impl GeneratorInput {
+    /// The present on the time axis of the table whose times are windowed (the source when
+    /// there is one): for a date column in a zone, that zone's wall-clock time (see
+    /// [`minion_contract::time_format`]). Buffers are measured back from it.
+    pub fn axis_now_ms(&self) -> i64 {
+        let table = self.source.as_ref().unwrap_or(&self.destination);
+        table.def.schema.time_format().axis_now(self.now_ms)
+    }
+}
+
 /// Inputs a generator cannot plan from; the control loop's assembly is wrong.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum GeneratorError {

@@ -64,7 +64,7 @@ pub fn plan_refresh(input: &GeneratorInput, config: &SegmentRefreshConfig) -> Pl
         return plan;
     }
     let task_type = input.config.task_type();
-    let limit = input.now_ms.saturating_sub(config.buffer_ms);
+    let limit = input.axis_now_ms().saturating_sub(config.buffer_ms);
     let live = available(&input.destination);
     let eligible: Vec<&SegmentRef> = live
         .iter()

@@ -73,6 +73,7 @@ pub fn schema(partitions: Option<u32>, upsert: bool) -> TableSchema {
         ],
         time_column: "ts".into(),
         time_unit: TimeUnit::Milliseconds,
+        time_format: None,
         primary_key: if upsert { vec!["id".into()] } else { vec![] },
         comparison_column: None,
         partitioning: partitions.map(|n| Partitioning {

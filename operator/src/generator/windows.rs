@@ -167,7 +167,7 @@ fn prepare<'a>(
         locked: source.lineage.locked_segments(),
         // Validation rejects non-positive periods; the guard keeps the walk finite regardless.
         bucket_ms: window.bucket_ms.max(1),
-        limit_ms: input.now_ms.saturating_sub(window.buffer_ms),
+        limit_ms: input.axis_now_ms().saturating_sub(window.buffer_ms),
     };
     Ok(Ok(Prepared {
         walk,

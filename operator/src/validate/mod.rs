@@ -56,6 +56,9 @@ pub enum Invalid {
     Quantity { value: String },
     #[error("{0}")]
     Schedule(ScheduleError),
+    /// The time column's format does not parse or does not fit the column's type.
+    #[error("{message}")]
+    TimeFormat { message: String },
     #[error(
         "{value:?} is not a time; use RFC3339 (e.g. 2024-01-31T00:00:00Z) or epoch milliseconds"
     )]
@@ -177,6 +180,7 @@ impl Invalid {
             Invalid::WrongTableType { .. } => "WrongTableType",
             Invalid::SegmentName { .. } => "InvalidSegmentName",
             Invalid::Predicate { .. } => "InvalidPredicate",
+            Invalid::TimeFormat { .. } => "InvalidTimeFormat",
             Invalid::PredicateTooDeep { .. } => "PredicateTooDeep",
             Invalid::PredicateLiteral { .. } => "InvalidPredicateLiteral",
         }

@@ -189,18 +189,17 @@ fn check_schema(c: &mut Collector, at: &str, schema: &TableSchema) {
                     },
                 );
             }
-            if !matches!(
-                col.data_type,
-                ColumnType::Int | ColumnType::Long | ColumnType::Timestamp
-            ) {
+            if let Some(needs) = schema.time_type_mismatch() {
                 c.push(
                     time_field,
                     Invalid::WrongColumnType {
                         value: col.name.clone(),
                         data_type: type_name(col.data_type),
-                        expected: "the time column must be INT, LONG or TIMESTAMP".into(),
+                        expected: format!("the time column's {}", needs.trim_start_matches("its ")),
                     },
                 );
+            } else if let Err(message) = schema.check_time_column() {
+                c.push(format!("{at}.timeFormat"), Invalid::TimeFormat { message });
             }
         }
     }

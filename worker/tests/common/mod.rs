@@ -37,6 +37,7 @@ pub fn schema(columns: Vec<Column>, time_column: &str, unit: TimeUnit) -> TableS
         columns,
         time_column: time_column.into(),
         time_unit: unit,
+        time_format: None,
         primary_key: vec![],
         comparison_column: None,
         partitioning: None,
