@@ -8,6 +8,7 @@
 //! exit code ([`CliError::exit_code`]).
 
 mod apply;
+pub mod convert;
 mod describe;
 mod get;
 mod ops;
@@ -211,6 +212,12 @@ pub enum Command {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
+    /// Convert configs of another system into manifests (printed as YAML on stdout;
+    /// warnings on stderr).
+    Convert {
+        #[command(subcommand)]
+        command: ConvertCommand,
+    },
     /// Local mode.
     Local {
         #[command(subcommand)]
@@ -221,6 +228,33 @@ pub enum Command {
     Worker {
         #[command(subcommand)]
         command: WorkerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConvertCommand {
+    /// Pinot/StarTree table configs (and schema) into Table and MinionTaskConfig manifests:
+    /// every task in task.taskTypeConfigsMap, with a warning for each key left out.
+    Pinot {
+        /// The OFFLINE table config (JSON, as GET /tables/<name> returns one table type).
+        #[arg(long)]
+        table_config: PathBuf,
+        /// The REALTIME table config, for a hybrid table (RealtimeToOfflineSegmentsTask
+        /// lives there in Pinot).
+        #[arg(long)]
+        realtime_config: Option<PathBuf>,
+        /// The schema (JSON): columns, time column format, primary key.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// Namespace of the manifests.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Tables are placed at <prefix><name>.
+        #[arg(long, default_value = "file:///tmp/minion/")]
+        uri_prefix: String,
+        /// Write the manifests to this file instead of stdout.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -367,6 +401,15 @@ pub async fn main(cli: Cli, worker: WorkerMain) -> ExitCode {
         })
         .await;
     }
+    if let Command::Convert { command } = cli.command {
+        return match convert_command(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(e.exit_code())
+            }
+        };
+    }
     let target = match cli.state_dir {
         Some(state) => target::Target::Local(state),
         None if cli.cluster || run_as_kubectl_plugin() => match target::Target::cluster().await {
@@ -384,6 +427,47 @@ pub async fn main(cli: Cli, worker: WorkerMain) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `minion convert …`: reads files, prints manifests; needs no state directory or cluster.
+fn convert_command(command: ConvertCommand) -> Result<(), CliError> {
+    let ConvertCommand::Pinot {
+        table_config,
+        realtime_config,
+        schema,
+        namespace,
+        uri_prefix,
+        output,
+    } = command;
+    let read = |path: &PathBuf| -> Result<serde_json::Value, CliError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Invalid(vec![format!("{}: {e}", path.display())]))?;
+        serde_json::from_str(&text).map_err(|e| {
+            CliError::Invalid(vec![format!(
+                "{}: not JSON ({e}); give the JSON Pinot's controller returns",
+                path.display()
+            )])
+        })
+    };
+    let input = convert::PinotConfigs {
+        table_config: read(&table_config)?,
+        realtime_config: realtime_config.as_ref().map(read).transpose()?,
+        schema: schema.as_ref().map(read).transpose()?,
+        namespace,
+        uri_prefix,
+    };
+    let out = convert::convert(&input).map_err(|e| CliError::Invalid(vec![e]))?;
+    for w in &out.warnings {
+        eprintln!("warning: {w}");
+    }
+    match output {
+        Some(path) => std::fs::write(&path, &out.yaml)
+            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display()))),
+        None => {
+            print!("{}", out.yaml);
+            Ok(())
         }
     }
 }
@@ -488,6 +572,7 @@ async fn run_command(target: &target::Target, command: Command) -> Result<(), Cl
         }
         // Run by `main` itself: its exit code is the worker's.
         Command::Worker { .. } => Err(CliError::Failed("the worker runs from main".into())),
+        Command::Convert { command } => convert_command(command),
     }
 }
 
