@@ -326,6 +326,8 @@ pub struct TaskConfig {
     /// Missed fire times older than this are not run (`startingDeadlineSeconds`).
     pub starting_deadline_ms: Option<i64>,
     pub concurrency_policy: ConcurrencyPolicy,
+    /// Configs of the same table whose earlier runs this config's runs wait for (`runAfter`).
+    pub run_after: Vec<String>,
     pub successful_runs_history_limit: u32,
     pub failed_runs_history_limit: u32,
     /// Consecutive failed runs after which the config is `Degraded` (`degradedAfterFailures`).

@@ -1502,3 +1502,84 @@ fn a_bad_time_format_is_refused_at_apply_naming_the_field() {
         );
     }
 }
+
+/// `runAfter`: a purge run created while a merge run of the same table is unfinished waits in
+/// Pending, naming that run, and is planned only once the merge has finished; both end well
+/// and the table keeps its sums. A config naming itself is refused at apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_after_another_config_waits_for_its_earlier_run_to_finish() {
+    let mut env = Env::new();
+    env.imported_events(3).await;
+    let offline = env.table("table-events-offline.yaml");
+    let before = totals(&offline, None).await;
+    env.apply(
+        "mtc-merge-rollup.yaml",
+        &[("maxNumParallelBuckets: 4", "maxNumParallelBuckets: 200")],
+    );
+    let merge_run = created_run(&env.ok(&["run", "events-merge"]));
+    env.apply(
+        "mtc-purge.yaml",
+        &[
+            (
+                "  taskType: PurgeTask\n",
+                "  taskType: PurgeTask\n  runAfter: [events-merge]\n",
+            ),
+            ("user_id = 'u-42'", "country = 'FR'"),
+            ("tableMaxNumTasks: 4", "tableMaxNumTasks: 100"),
+        ],
+    );
+    let purge_run = created_run(&env.ok(&["run", "events-purge"]));
+    let cli = Minion {
+        state: env.state.clone(),
+    };
+    let mut waited = false;
+    for _ in 0..400 {
+        cli.step();
+        let merge = env.task_run(&merge_run);
+        let purge = env.task_run(&purge_run);
+        let merge_done = merge["status"]["completionTime"].is_string();
+        if !merge_done {
+            let phase = &purge["status"]["phase"];
+            assert!(
+                phase.is_null() || phase == "Pending",
+                "the purge started before the merge ended: {purge:#}"
+            );
+        }
+        if purge["status"]["reason"] == "WaitingForRunAfter" {
+            let message = purge["status"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(&merge_run) && message.contains("events-merge"),
+                "{message}"
+            );
+            waited = true;
+        }
+        if purge["status"]["completionTime"].is_string() {
+            break;
+        }
+    }
+    assert!(waited, "the purge never waited for the merge");
+    let merge = env.task_run(&merge_run);
+    let purge = env.task_run(&purge_run);
+    assert_eq!(merge["status"]["phase"], "Succeeded", "{merge:#}");
+    assert_eq!(purge["status"]["phase"], "Succeeded", "{purge:#}");
+    let merged_at = merge["status"]["completionTime"].as_str().unwrap();
+    let purge_started = purge["status"]["startTime"].as_str().unwrap();
+    assert!(purge_started >= merged_at, "{purge_started} < {merged_at}");
+    let after = totals(&offline, None).await;
+    assert!(after.rows < before.rows, "nothing was purged");
+
+    let bad = env.manifest(
+        "mtc-purge.yaml",
+        &[(
+            "  taskType: PurgeTask\n",
+            "  taskType: PurgeTask\n  runAfter: [events-purge]\n",
+        )],
+    );
+    let out = cli.run(&["apply", "-f", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("spec.runAfter[0]") && stderr.contains("is this config"),
+        "{stderr}"
+    );
+}

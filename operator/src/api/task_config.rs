@@ -111,6 +111,11 @@ pub struct MinionTaskConfigSpec {
     /// Forbid (default) or Replace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_policy: Option<ConcurrencyPolicy>,
+    /// MinionTaskConfigs of the same table whose runs come first: a run of this config waits
+    /// in Pending (reason `WaitingForRunAfter`, naming the run) while a run of one of them
+    /// that was created before it is unfinished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_after: Vec<String>,
     /// Succeeded TaskRuns kept. Default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub successful_runs_history_limit: Option<u32>,

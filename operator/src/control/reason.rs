@@ -58,6 +58,8 @@ reasons! {
     /// A run waits in Pending for a Table that is not Ready, or failed after waiting past its
     /// deadline.
     TableNotReady,
+    /// A run waits in Pending for an earlier run of a config its config names in `runAfter`.
+    WaitingForRunAfter,
 
     // Subtasks.
     /// An attempt's job was started.

@@ -14,6 +14,9 @@
 //!   spec, then the job, then the run's status naming it; see [`super::validity`].
 //! - WaitForTable (Pending, a table not Ready): only the run's status (phase `Pending`,
 //!   reason `TableNotReady`) and a Warning Event, when the reason or message changed.
+//! - Waiting for an earlier run of a `runAfter` config (Pending, admitted otherwise): only the
+//!   run's status (reason `WaitingForRunAfter`, naming that run) and a Normal Event, when
+//!   they changed.
 //! - A failed Plan step: the error in the run's `lastError` (best effort), for the message of
 //!   a run that times out still planning.
 
@@ -176,7 +179,11 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
     let step = taskrun::next_step(&run.key, &run.status, &facts);
     let planning = run.status.phase == TaskRunPhase::Planning;
     match (&step, plan) {
-        (Step::Admit, _) => admit(ctx, &mut run, &resolved).await?,
+        (Step::Admit, _) => {
+            if !admit(ctx, &mut run, &resolved).await? {
+                return Ok(Step::Wait);
+            }
+        }
         (Step::WaitForTable { reason, message }, _) => {
             if !wait_for_table(ctx, &mut run, reason, message).await? {
                 return Ok(Step::Wait);
@@ -291,6 +298,18 @@ async fn wait_for_table(
     reason: &str,
     message: &str,
 ) -> Result<bool, ControlError> {
+    wait_pending(ctx, run, reason, message, EventType::Warning).await
+}
+
+/// Keeps `run` Pending with `reason` and `message` and records an Event, when either changed;
+/// whether anything was written.
+async fn wait_pending(
+    ctx: &mut StepCtx<'_>,
+    run: &mut Run<'_>,
+    reason: &str,
+    message: &str,
+    event: EventType,
+) -> Result<bool, ControlError> {
     if run.status.phase == TaskRunPhase::Pending
         && run.status.reason.as_deref() == Some(reason)
         && run.status.message.as_deref() == Some(message)
@@ -302,7 +321,7 @@ async fn wait_for_table(
     run.status.message = Some(message.to_string());
     conditions(&mut run.status, run.object.metadata.generation, ctx.now);
     ctx.save(run).await?;
-    ctx.event_passing(run, EventType::Warning, reason, message.to_string())
+    ctx.event_passing(run, event, reason, message.to_string())
         .await;
     Ok(true)
 }
@@ -325,19 +344,57 @@ async fn record_planning_error(ctx: &mut StepCtx<'_>, object: &TaskRun, e: &Cont
     }
 }
 
-/// Pending → Planning, or Skipped by the concurrency policy.
+/// The first unfinished run, created before `run`, of a config that `run`'s config names in
+/// `runAfter` and that writes the same table; with that config's name.
+fn first_to_follow<'a>(
+    runs: &'a [TaskRun],
+    run: &Run<'_>,
+    resolved: &Resolved,
+    mine: &(Option<DateTime<Utc>>, String),
+) -> Option<(&'a TaskRun, String)> {
+    let names = &resolved.config.run_after;
+    if names.is_empty() {
+        return None;
+    }
+    let mut candidates: Vec<(&TaskRun, String)> = runs
+        .iter()
+        .filter(|r| namespace_of(&r.metadata) == run.namespace)
+        .filter(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+        .filter(|r| (created_at(&r.metadata), name_of(&r.metadata)) < *mine)
+        .filter_map(|r| {
+            let config = r.spec.config_ref.as_ref()?;
+            // Only runs of the same table: a run's table is in its status once it is stepped,
+            // in its spec when it names it.
+            let table = r
+                .status
+                .as_ref()
+                .and_then(|s| s.table.clone())
+                .or_else(|| (!r.spec.table.is_empty()).then(|| r.spec.table.clone()));
+            let same_table = table.is_none_or(|t| t == resolved.config.table);
+            (names.contains(config) && same_table).then(|| (r, config.clone()))
+        })
+        .collect();
+    candidates.sort_by_key(|(r, _)| (created_at(&r.metadata), name_of(&r.metadata)));
+    candidates.into_iter().next()
+}
+
+/// Pending → Planning, or Skipped by the concurrency policy, or still Pending behind a
+/// `runAfter` run; whether anything changed.
 async fn admit(
     ctx: &mut StepCtx<'_>,
     run: &mut Run<'_>,
     resolved: &Resolved,
-) -> Result<(), ControlError> {
+) -> Result<bool, ControlError> {
     let mine = (created_at(&run.object.metadata), run.name.clone());
     // The policy decides on a fresh list, not the tick's: a run someone created since the
     // tick listed (within the same second, on an API server) may come before this one, and
     // both must never be active at once. Once per run, only for runs of a config.
-    let fresh = match &run.object.spec.config_ref {
-        Some(_) => ctx.backend.list_task_runs().await?,
-        None => Vec::new(),
+    let fresh = match (
+        &run.object.spec.config_ref,
+        resolved.config.run_after.is_empty(),
+    ) {
+        (None, true) => Vec::new(),
+        _ => ctx.backend.list_task_runs().await?,
     };
     let earlier: Vec<&TaskRun> = match &run.object.spec.config_ref {
         Some(config) => fresh
@@ -363,7 +420,8 @@ async fn admit(
                         resolved.config.name
                     ),
                 };
-                return finish(ctx, run, &step, Some(resolved)).await;
+                finish(ctx, run, &step, Some(resolved)).await?;
+                return Ok(true);
             }
             ConcurrencyPolicy::Replace => {
                 for other in earlier {
@@ -371,6 +429,27 @@ async fn admit(
                 }
             }
         }
+    }
+    // `runAfter`: an earlier unfinished run of a named config of the same table comes first.
+    if let Some((other, config)) = first_to_follow(&fresh, run, resolved, &mine) {
+        let phase = other
+            .status
+            .as_ref()
+            .map_or("Pending", |s| s.phase.as_str());
+        let message = format!(
+            "waiting for TaskRun {} of MinionTaskConfig {config} to finish ({phase}): \
+             spec.runAfter of {} names it",
+            name_of(&other.metadata),
+            resolved.config.name
+        );
+        return wait_pending(
+            ctx,
+            run,
+            Reason::WaitingForRunAfter.as_str(),
+            &message,
+            EventType::Normal,
+        )
+        .await;
     }
     run.status.phase = TaskRunPhase::Planning;
     run.status.start_time = Some(ctx.now);
@@ -386,7 +465,7 @@ async fn admit(
         "planning the run".into(),
     )
     .await;
-    Ok(())
+    Ok(true)
 }
 
 /// Aborts an earlier run in favour of `by` (concurrencyPolicy Replace).

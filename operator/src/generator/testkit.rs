@@ -119,6 +119,7 @@ pub fn config(task: TaskSpec) -> TaskConfig {
         missed_run_policy: MissedRunPolicy::default(),
         starting_deadline_ms: None,
         concurrency_policy: ConcurrencyPolicy::default(),
+        run_after: Vec::new(),
         successful_runs_history_limit: 3,
         failed_runs_history_limit: 3,
         degraded_after_failures: 3,

@@ -116,6 +116,37 @@ pub fn task_config(cfg: &MinionTaskConfig) -> Result<TaskConfig, ValidationError
         Some(n) => n,
         None => defaults::DEGRADED_AFTER_FAILURES,
     };
+    let mut run_after: Vec<String> = Vec::new();
+    for (i, name) in spec.run_after.iter().enumerate() {
+        let field = format!("spec.runAfter[{i}]");
+        if let Err(e) = crate::local::check_name("MinionTaskConfig", name) {
+            c.push(
+                field,
+                Invalid::NotAllowed {
+                    detail: e.to_string(),
+                },
+            );
+        } else if *name == c.resource().name {
+            c.push(
+                field,
+                Invalid::NotAllowed {
+                    detail: format!(
+                        "{name:?} is this config; runs of one config never overlap already \
+                         (concurrencyPolicy)"
+                    ),
+                },
+            );
+        } else if run_after.contains(name) {
+            c.push(
+                field,
+                Invalid::Duplicate {
+                    value: name.clone(),
+                },
+            );
+        } else {
+            run_after.push(name.clone());
+        }
+    }
     let config = TaskConfig {
         namespace: c.resource().namespace.clone(),
         name: c.resource().name.clone(),
@@ -132,6 +163,7 @@ pub fn task_config(cfg: &MinionTaskConfig) -> Result<TaskConfig, ValidationError
             None | Some(api::ConcurrencyPolicy::Forbid) => ConcurrencyPolicy::Forbid,
             Some(api::ConcurrencyPolicy::Replace) => ConcurrencyPolicy::Replace,
         },
+        run_after,
         successful_runs_history_limit: spec
             .successful_runs_history_limit
             .unwrap_or(defaults::SUCCESSFUL_RUNS_HISTORY_LIMIT),
@@ -280,6 +312,7 @@ fn inline(c: &mut Collector, run: &TaskRun, blocks: &TaskBlocks) -> Option<TaskC
         missed_run_policy: MissedRunPolicy::default(),
         starting_deadline_ms: None,
         concurrency_policy: ConcurrencyPolicy::default(),
+        run_after: Vec::new(),
         successful_runs_history_limit: defaults::SUCCESSFUL_RUNS_HISTORY_LIMIT,
         failed_runs_history_limit: defaults::FAILED_RUNS_HISTORY_LIMIT,
         degraded_after_failures: defaults::DEGRADED_AFTER_FAILURES,
