@@ -120,6 +120,7 @@ fn input(
         files: vec![],
         invalid_rows: HashMap::new(),
         now_ms,
+        watermark_source: None,
     }
 }
 

@@ -165,6 +165,8 @@ pub struct SegmentImportConfig {
     pub max_records_per_task: u64,
     /// Watermark to start from when none is stored (`initialWatermarkMs`, −1 = unset).
     pub initial_watermark_ms: Option<i64>,
+    /// The R2O config whose committed watermark to start from (`initialWatermarkFrom`).
+    pub initial_watermark_from: Option<String>,
     pub desired_segment_size_bytes: u64,
 }
 
@@ -175,6 +177,7 @@ impl Default for SegmentImportConfig {
             table_max_num_tasks: defaults::TABLE_MAX_NUM_TASKS,
             max_records_per_task: defaults::MAX_RECORDS_PER_TASK,
             initial_watermark_ms: None,
+            initial_watermark_from: None,
             desired_segment_size_bytes: defaults::DESIRED_SEGMENT_SIZE_BYTES,
         }
     }

@@ -1503,68 +1503,59 @@ fn a_bad_time_format_is_refused_at_apply_naming_the_field() {
     }
 }
 
-/// `runAfter`: a purge run created while a merge run of the same table is unfinished waits in
-/// Pending, naming that run, and is planned only once the merge has finished; both end well
-/// and the table keeps its sums. A config naming itself is refused at apply.
+/// `runAfter`: a purge run created while an import run into the same table is unfinished
+/// waits in Pending, naming that run, and goes on once it has finished. The import is held
+/// deterministically: its REALTIME source does not exist, so it waits for its table.
+/// `--until-idle` stops when runs wait only on each other and on tables. A config naming
+/// itself is refused at apply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_after_another_config_waits_for_its_earlier_run_to_finish() {
-    let mut env = Env::new();
-    env.imported_events(3).await;
+    let env = Env::new();
+    env.apply("table-events-offline.yaml", &[]);
+    // No REALTIME Delta table here, and not `create: true`: Ready=False, TableNotFound.
+    env.apply("table-events-realtime.yaml", &[]);
+    let day = Utc::now().timestamp_millis() - 3 * DAY_MS;
+    let mut rng = demo::events::Rng::new(8);
+    let batch = demo::events::event_batch(&mut rng, 2_000, day, day + DAY_MS);
+    env.push("events-offline", "events.parquet", &batch);
     let offline = env.table("table-events-offline.yaml");
     let before = totals(&offline, None).await;
-    env.apply(
-        "mtc-merge-rollup.yaml",
-        &[("maxNumParallelBuckets: 4", "maxNumParallelBuckets: 200")],
-    );
-    let merge_run = created_run(&env.ok(&["run", "events-merge"]));
+    env.apply("mtc-segment-import.yaml", &[]);
+    let import_run = created_run(&env.ok(&["run", "events-import"]));
     env.apply(
         "mtc-purge.yaml",
         &[
             (
                 "  taskType: PurgeTask\n",
-                "  taskType: PurgeTask\n  runAfter: [events-merge]\n",
+                "  taskType: PurgeTask\n  runAfter: [events-import]\n",
             ),
             ("user_id = 'u-42'", "country = 'FR'"),
             ("tableMaxNumTasks: 4", "tableMaxNumTasks: 100"),
         ],
     );
     let purge_run = created_run(&env.ok(&["run", "events-purge"]));
-    let cli = Minion {
-        state: env.state.clone(),
-    };
-    let mut waited = false;
-    for _ in 0..400 {
-        cli.step();
-        let merge = env.task_run(&merge_run);
-        let purge = env.task_run(&purge_run);
-        let merge_done = merge["status"]["completionTime"].is_string();
-        if !merge_done {
-            let phase = &purge["status"]["phase"];
-            assert!(
-                phase.is_null() || phase == "Pending",
-                "the purge started before the merge ended: {purge:#}"
-            );
-        }
-        if purge["status"]["reason"] == "WaitingForRunAfter" {
-            let message = purge["status"]["message"].as_str().unwrap();
-            assert!(
-                message.contains(&merge_run) && message.contains("events-merge"),
-                "{message}"
-            );
-            waited = true;
-        }
-        if purge["status"]["completionTime"].is_string() {
-            break;
-        }
-    }
-    assert!(waited, "the purge never waited for the merge");
-    let merge = env.task_run(&merge_run);
+    env.up();
+    let import = env.task_run(&import_run);
+    assert_eq!(import["status"]["reason"], "TableNotReady", "{import:#}");
     let purge = env.task_run(&purge_run);
-    assert_eq!(merge["status"]["phase"], "Succeeded", "{merge:#}");
+    assert_eq!(purge["status"]["phase"], "Pending", "{purge:#}");
+    assert_eq!(purge["status"]["reason"], "WaitingForRunAfter", "{purge:#}");
+    let message = purge["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&import_run) && message.contains("MinionTaskConfig events-import"),
+        "{message}"
+    );
+    assert_eq!(totals(&offline, None).await, before, "nothing purged yet");
+    let described = env.ok(&["describe", "tr", &purge_run]);
+    assert!(described.contains("WaitingForRunAfter"), "{described}");
+
+    // Once the earlier run has finished, the purge is admitted and runs.
+    env.ok(&["cancel", &import_run]);
+    env.up();
+    let import = env.task_run(&import_run);
+    assert_eq!(import["status"]["phase"], "Cancelled", "{import:#}");
+    let purge = env.task_run(&purge_run);
     assert_eq!(purge["status"]["phase"], "Succeeded", "{purge:#}");
-    let merged_at = merge["status"]["completionTime"].as_str().unwrap();
-    let purge_started = purge["status"]["startTime"].as_str().unwrap();
-    assert!(purge_started >= merged_at, "{purge_started} < {merged_at}");
     let after = totals(&offline, None).await;
     assert!(after.rows < before.rows, "nothing was purged");
 
@@ -1575,11 +1566,114 @@ async fn a_run_after_another_config_waits_for_its_earlier_run_to_finish() {
             "  taskType: PurgeTask\n  runAfter: [events-purge]\n",
         )],
     );
-    let out = cli.run(&["apply", "-f", bad.to_str().unwrap()]);
+    let out = Minion {
+        state: env.state.clone(),
+    }
+    .run(&["apply", "-f", bad.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
         stderr.contains("spec.runAfter[0]") && stderr.contains("is this config"),
+        "{stderr}"
+    );
+}
+
+/// Migration from RealtimeToOffline to SegmentImport without a gap or an overlap: the import
+/// names the R2O config in `initialWatermarkFrom`, is refused while that config can still
+/// move its watermark (not suspended), and once it is suspended starts exactly where it
+/// stopped: the OFFLINE table then holds every REALTIME row before the import's watermark
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segment_import_takes_over_from_realtime_to_offline_without_a_gap_or_an_overlap() {
+    let mut env = Env::new();
+    env.events(6).await;
+    env.apply(
+        "mtc-realtime-to-offline.yaml",
+        &[
+            ("suspend: true", "suspend: false"),
+            ("mergeType: rollup", "mergeType: concat"),
+        ],
+    );
+    for _ in 0..2 {
+        let tr = env.run("events-r2o");
+        assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    }
+    let offline = env.table("table-events-offline.yaml");
+    let realtime = env.table("table-events-realtime.yaml");
+    let r2o_watermark = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap()
+        .txn_version(&app_id::watermark("default", "events-r2o", None))
+        .await
+        .unwrap()
+        .expect("R2O committed a watermark");
+    env.apply(
+        "mtc-segment-import.yaml",
+        &[
+            (
+                "    desiredSegmentSize: 500M\n",
+                "    desiredSegmentSize: 500M\n    initialWatermarkFrom: {config: events-r2o}\n",
+            ),
+            (
+                "maxNumRecordsPerTask: 50000000",
+                "maxNumRecordsPerTask: 2000",
+            ),
+        ],
+    );
+    // The R2O config may still move its watermark: the import does not start.
+    let tr = env.run("events-import");
+    assert_eq!(tr["status"]["phase"], "Skipped", "{tr:#}");
+    assert_eq!(tr["status"]["reason"], "WatermarkSourceActive", "{tr:#}");
+    let message = tr["status"]["message"].as_str().unwrap();
+    assert!(message.contains("events-r2o is not suspended"), "{message}");
+
+    env.ok(&["suspend", "events-r2o"]);
+    let tr = env.run("events-import");
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    let described = env.ok(&["describe", "mtc", "events-import"]);
+    assert!(described.contains("Watermark"), "{described}");
+    let dest = Catalog::open(&offline.uri, Default::default())
+        .await
+        .unwrap();
+    let import_watermark = dest
+        .txn_version(&app_id::watermark("default", "events-import", None))
+        .await
+        .unwrap()
+        .expect("the import committed a watermark");
+    assert!(import_watermark > r2o_watermark);
+    // Every source row before the import's watermark, once: R2O's windows then the import's.
+    let src = totals(
+        &realtime,
+        Some(TimeWindow::new(i64::MIN / 2, import_watermark)),
+    )
+    .await;
+    let dst = totals(&offline, None).await;
+    assert_eq!(src.rows, dst.rows, "count(*)");
+    assert_sums(&src, &dst, &["clicks", "revenue"]);
+    // The import's first window began at R2O's watermark.
+    assert_eq!(tr["status"]["watermarkBefore"], r2o_watermark, "{tr:#}");
+}
+
+/// `initialWatermarkFrom` together with `initialWatermarkMs` is refused at apply.
+#[test]
+fn initial_watermark_from_and_initial_watermark_ms_conflict() {
+    let env = Env::new();
+    let bad = env.manifest(
+        "mtc-segment-import.yaml",
+        &[(
+            "    desiredSegmentSize: 500M\n",
+            "    desiredSegmentSize: 500M\n    initialWatermarkFrom: {config: events-r2o}\n    initialWatermarkMs: 0\n",
+        )],
+    );
+    let out = Minion {
+        state: env.state.clone(),
+    }
+    .run(&["apply", "-f", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("spec.segmentImportTask.initialWatermarkFrom")
+            && stderr.contains("initialWatermarkMs"),
         "{stderr}"
     );
 }

@@ -48,6 +48,14 @@ pub struct RealtimeToOfflineSegmentsTaskSpec {
     pub skip_corrupt_segments: Option<bool>,
 }
 
+/// Where a SegmentImportTask's first watermark comes from.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WatermarkFrom {
+    /// A MinionTaskConfig (RealtimeToOfflineSegmentsTask) of the same source and destination.
+    pub config: String,
+}
+
 /// SegmentImportTask: R2O with many windows processed in parallel.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -89,6 +97,12 @@ pub struct SegmentImportTaskSpec {
     /// smallest source segment start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_watermark_ms: Option<i64>,
+    /// Start where a RealtimeToOfflineSegmentsTask config of the same tables stopped: its
+    /// committed watermark, when this config has none stored yet. That config must be
+    /// suspended with no unfinished run; until it is, runs end Skipped
+    /// (`WatermarkSourceActive`), naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_watermark_from: Option<WatermarkFrom>,
     /// Target output segment size (size, e.g. 500M). Default 500M.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_segment_size: Option<String>,

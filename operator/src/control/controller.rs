@@ -75,7 +75,8 @@ pub struct TickReport {
     /// TaskRuns not finished after the tick.
     pub active_runs: usize,
     /// Of those, the runs waiting in Pending for a table to become Ready (reason
-    /// `TableNotReady`): `--until-idle` does not wait for them.
+    /// `TableNotReady`) or behind a `runAfter` run (`WaitingForRunAfter`): `--until-idle` does
+    /// not wait for them.
     pub waiting_runs: usize,
     /// Steps or reconciles that failed (retried next tick).
     pub errors: Vec<String>,
@@ -159,11 +160,17 @@ fn describe(step: &Step) -> Option<String> {
     })
 }
 
-/// Whether `run` waits in Pending for a table to become Ready.
+/// Whether `run` waits in Pending for a table to become Ready, or for an earlier run of a
+/// `runAfter` config (which, if it can move, keeps the loop up itself).
 fn waiting_for_table(run: &TaskRun) -> bool {
     run.status.as_ref().is_some_and(|s| {
         s.phase == crate::api::TaskRunPhase::Pending
-            && s.reason.as_deref() == Some(super::Reason::TableNotReady.as_str())
+            && [
+                super::Reason::TableNotReady,
+                super::Reason::WaitingForRunAfter,
+            ]
+            .iter()
+            .any(|r| s.reason.as_deref() == Some(r.as_str()))
     })
 }
 

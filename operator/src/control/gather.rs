@@ -159,6 +159,67 @@ pub struct Resolved {
     pub config: TaskConfig,
     pub destination: ResolvedTable,
     pub source: Option<ResolvedTable>,
+    /// SegmentImport `initialWatermarkFrom`: the named config, and why it cannot be taken
+    /// over now, if it cannot.
+    pub watermark_source: Option<(String, Option<String>)>,
+}
+
+/// The config a SegmentImport's `initialWatermarkFrom` names, and why its watermark cannot be
+/// taken over now: it is missing, of another task type or tables, not suspended, or has an
+/// unfinished run (which could still move its watermark).
+async fn watermark_source(
+    backend: &dyn Backend,
+    config: &TaskConfig,
+) -> Result<Option<(String, Option<String>)>, ControlError> {
+    let TaskSpec::SegmentImport(import) = &config.task else {
+        return Ok(None);
+    };
+    let Some(name) = &import.initial_watermark_from else {
+        return Ok(None);
+    };
+    let blocked = match backend.get_task_config(&config.namespace, name).await? {
+        None => Some(format!(
+            "MinionTaskConfig {name} does not exist in namespace {}",
+            config.namespace
+        )),
+        Some(other) => {
+            let spec = &other.spec;
+            if spec.task_type != minion_contract::TaskType::RealtimeToOfflineSegmentsTask {
+                Some(format!(
+                    "MinionTaskConfig {name} is a {}, not a RealtimeToOfflineSegmentsTask",
+                    spec.task_type.as_str()
+                ))
+            } else if spec.table != config.table || spec.source_table != config.source_table {
+                Some(format!(
+                    "MinionTaskConfig {name} moves {} into {}, not {} into {}",
+                    spec.source_table.as_deref().unwrap_or("-"),
+                    spec.table,
+                    config.source_table.as_deref().unwrap_or("-"),
+                    config.table
+                ))
+            } else if !spec.suspend {
+                Some(format!(
+                    "MinionTaskConfig {name} is not suspended (minion suspend {name}, or \
+                     spec.suspend: true)"
+                ))
+            } else {
+                backend
+                    .list_task_runs()
+                    .await?
+                    .iter()
+                    .filter(|r| namespace_of(&r.metadata) == config.namespace)
+                    .filter(|r| r.spec.config_ref.as_deref() == Some(name.as_str()))
+                    .find(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
+                    .map(|r| {
+                        format!(
+                            "MinionTaskConfig {name} has an unfinished run, TaskRun {}",
+                            name_of(&r.metadata)
+                        )
+                    })
+            }
+        }
+    };
+    Ok(Some((name.clone(), blocked)))
 }
 
 async fn tables_of(
@@ -186,10 +247,12 @@ pub async fn resolve_config(
     let (destination, source) = tables_of(backend, &config).await?;
     validate::against_tables(&config, &destination.def, source.as_ref().map(|s| &s.def))
         .map_err(|e| invalid("MinionTaskConfig", &name, &e))?;
+    let watermark_source = watermark_source(backend, &config).await?;
     Ok(Resolved {
         config,
         destination,
         source,
+        watermark_source,
     })
 }
 
@@ -217,6 +280,7 @@ pub async fn resolve_run(
         config: validated.config.clone(),
         destination,
         source,
+        watermark_source: watermark_source(backend, &validated.config).await?,
     };
     Ok((validated, resolved))
 }
@@ -797,6 +861,20 @@ pub async fn generator_input(
         }
         _ => Vec::new(),
     };
+    // The watermark `initialWatermarkFrom` continues from: the named config's txn in the same
+    // destination log, read only while this config has none of its own.
+    let watermark_source = match &resolved.watermark_source {
+        Some((config, blocked)) if !watermarks.contains_key(DEFAULT_WATERMARK) => {
+            let app = app_id::watermark(&resolved.config.namespace, config, None);
+            let watermark_ms = catalog.txn_version(&app).await.map_err(err)?;
+            Some(crate::generator::WatermarkSource {
+                config: config.clone(),
+                watermark_ms,
+                blocked: blocked.clone(),
+            })
+        }
+        _ => None,
+    };
     let invalid_rows = match &resolved.config.task {
         TaskSpec::SegmentRefresh(_) if dest.def.schema.is_upsert() => {
             match super::inputs::invalid_rows(&destination, validity_computed).await? {
@@ -820,6 +898,7 @@ pub async fn generator_input(
         files,
         invalid_rows,
         now_ms,
+        watermark_source,
     })))
 }
 

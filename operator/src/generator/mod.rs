@@ -98,6 +98,18 @@ pub struct GeneratorInput {
     /// Upsert tables: rows of each segment (by path) superseded by newer versions of their key.
     pub invalid_rows: HashMap<String, u64>,
     pub now_ms: i64,
+    /// SegmentImport with `initialWatermarkFrom`, before it has a watermark of its own.
+    pub watermark_source: Option<WatermarkSource>,
+}
+
+/// The config a SegmentImport takes its first watermark from, as the control loop found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WatermarkSource {
+    pub config: String,
+    /// Its committed watermark in the destination's log (`None`: it never committed).
+    pub watermark_ms: Option<i64>,
+    /// Why it cannot be taken over now (not suspended, an unfinished run, another table).
+    pub blocked: Option<String>,
 }
 
 impl GeneratorInput {

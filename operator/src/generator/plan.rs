@@ -60,6 +60,8 @@ pub enum NoTaskReason {
     NothingToPurge,
     /// The segments the run must replace are locked by another run's lineage entry.
     InputsLocked,
+    /// SegmentImport `initialWatermarkFrom`: the config it takes over from is still active.
+    WatermarkSourceActive,
 }
 
 impl NoTaskReason {
@@ -76,6 +78,7 @@ impl NoTaskReason {
             NoTaskReason::NothingToRefresh => "NothingToRefresh",
             NoTaskReason::NothingToPurge => "NothingToPurge",
             NoTaskReason::InputsLocked => "InputsLocked",
+            NoTaskReason::WatermarkSourceActive => "WatermarkSourceActive",
         }
     }
 }

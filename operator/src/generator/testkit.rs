@@ -146,6 +146,7 @@ pub fn input(task: TaskSpec) -> GeneratorInput {
         files: vec![],
         invalid_rows: HashMap::new(),
         now_ms: T0,
+        watermark_source: None,
     }
 }
 

@@ -315,7 +315,27 @@ pub fn plan_segment_import(
     input: &GeneratorInput,
     config: &SegmentImportConfig,
 ) -> Result<Plan, GeneratorError> {
-    let mut p = match prepare(input, &config.window, config.initial_watermark_ms)? {
+    let mut initial = config.initial_watermark_ms;
+    if let Some(from) = input
+        .watermark_source
+        .as_ref()
+        .filter(|_| !input.watermarks.contains_key(DEFAULT_WATERMARK))
+    {
+        if let Some(why) = &from.blocked {
+            return Ok(no_task(
+                input,
+                NoTaskReason::WatermarkSourceActive,
+                format!(
+                    "initialWatermarkFrom: {why}; the import starts where MinionTaskConfig {} \
+                     stopped only once nothing can move that watermark any more",
+                    from.config
+                ),
+            ));
+        }
+        // A config that never committed leaves nothing to continue from: start as without.
+        initial = from.watermark_ms.or(initial);
+    }
+    let mut p = match prepare(input, &config.window, initial)? {
         Ok(p) => p,
         Err(plan) => return Ok(plan),
     };

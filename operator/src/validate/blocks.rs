@@ -196,6 +196,31 @@ fn segment_import(c: &mut Collector, at: &str, b: &SegmentImportTaskSpec) -> Tas
             None
         }
     };
+    let initial_watermark_from = match &b.initial_watermark_from {
+        None => None,
+        Some(_) if initial_watermark_ms.is_some() => {
+            c.push(
+                format!("{at}.initialWatermarkFrom"),
+                Invalid::Conflicting {
+                    other: "initialWatermarkMs".into(),
+                    hint: "start from a config's watermark or from a time, not both".into(),
+                },
+            );
+            None
+        }
+        Some(from) => match crate::local::check_name("MinionTaskConfig", &from.config) {
+            Ok(()) => Some(from.config.clone()),
+            Err(e) => {
+                c.push(
+                    format!("{at}.initialWatermarkFrom.config"),
+                    Invalid::NotAllowed {
+                        detail: e.to_string(),
+                    },
+                );
+                None
+            }
+        },
+    };
     TaskSpec::SegmentImport(SegmentImportConfig {
         window,
         table_max_num_tasks: c.at_least_one(
@@ -209,6 +234,7 @@ fn segment_import(c: &mut Collector, at: &str, b: &SegmentImportTaskSpec) -> Tas
             defaults::MAX_RECORDS_PER_TASK,
         ),
         initial_watermark_ms,
+        initial_watermark_from,
         desired_segment_size_bytes: c.size(
             &format!("{at}.desiredSegmentSize"),
             b.desired_segment_size.as_deref(),
