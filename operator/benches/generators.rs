@@ -53,6 +53,7 @@ fn table(name: &str, table_type: TableType, segments: Vec<SegmentRef>) -> TableV
             schema: schema(),
             storage_secret: None,
             retention_ms: defaults::APPEND_RETENTION_MS,
+            data_retention_ms: None,
             create: true,
             clean_up_foreign_files: false,
         },

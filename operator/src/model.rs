@@ -68,6 +68,9 @@ pub struct TableDef {
     pub storage_secret: Option<String>,
     /// How long replaced segments are kept for readers of older snapshots.
     pub retention_ms: i64,
+    /// Data retention (`retentionTimePeriod`): segments whose data ends before `now − this`
+    /// are removed by housekeeping, once every importer reading the table has moved them.
+    pub data_retention_ms: Option<i64>,
     /// Whether the operator creates the Delta table when there is none at `uri`.
     pub create: bool,
     /// Whether clean-up may delete files other writers wrote.

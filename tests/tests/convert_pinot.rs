@@ -81,10 +81,11 @@ fn a_hybrid_table_with_merge_rollup_and_realtime_to_offline() {
     assert_eq!(schema["sortedColumn"], "ts");
     assert_eq!(schema["bloomFilterColumns"][0], "user_id");
     assert_eq!(schema["columns"].as_array().unwrap().len(), 7);
-    assert_eq!(
-        c.doc("Table", "events-realtime")["spec"]["tableType"],
-        "REALTIME"
-    );
+    // segmentsConfig retention: 365 DAYS offline, 7 DAYS realtime.
+    assert_eq!(offline["spec"]["retentionTimePeriod"], "365d");
+    let realtime = c.doc("Table", "events-realtime");
+    assert_eq!(realtime["spec"]["tableType"], "REALTIME");
+    assert_eq!(realtime["spec"]["retentionTimePeriod"], "7d");
 
     let merge = &c.doc("MinionTaskConfig", "events-merge")["spec"];
     assert_eq!(merge["table"], "events-offline");
@@ -112,7 +113,6 @@ fn a_hybrid_table_with_merge_rollup_and_realtime_to_offline() {
         "schema column users_hll: a BYTES metric",
         "users_hll.aggregationType: aggregation distinctCountHLL is not supported",
         "users_hll.log2m has no counterpart",
-        "Table events-offline: segmentsConfig retention is not applied",
     ] {
         assert!(c.warnings.contains(left_out), "{left_out}: {}", c.warnings);
     }

@@ -1677,3 +1677,119 @@ fn initial_watermark_from_and_initial_watermark_ms_conflict() {
         "{stderr}"
     );
 }
+
+/// Data retention that never outruns the importer: a REALTIME table keeps 3 days; the
+/// expired days the import has not moved yet stay (the Table is Degraded,
+/// RetentionBlockedByImport, naming the import), the ones it has moved go in one commit, and
+/// every row is at all times in the REALTIME table or the OFFLINE one, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_only_what_the_import_has_moved() {
+    let env = Env::new();
+    env.apply(
+        "table-events-realtime.yaml",
+        &[(
+            "  tableType: REALTIME\n",
+            "  tableType: REALTIME\n  create: true\n  retentionTimePeriod: 3d\n",
+        )],
+    );
+    env.apply("table-events-offline.yaml", &[]);
+    let today = Utc::now().timestamp_millis().div_euclid(DAY_MS) * DAY_MS;
+    let mut rng = demo::events::Rng::new(21);
+    let mut all = Vec::new();
+    for d in (1..=6).rev() {
+        let start = today - d * DAY_MS;
+        let batch = demo::events::event_batch(&mut rng, 3_000, start, start + DAY_MS);
+        env.push("events-realtime", &format!("day-{d}.parquet"), &batch);
+        all.push(batch);
+    }
+    let expected = batch_totals(&all);
+    let realtime = env.table("table-events-realtime.yaml");
+    let offline = env.table("table-events-offline.yaml");
+    // Both tables together hold every row once.
+    let check_union = || async {
+        let (rt, off) = (totals(&realtime, None).await, totals(&offline, None).await);
+        assert_eq!(rt.rows + off.rows, expected.0, "rows lost or doubled");
+        assert_eq!(rt.sums["clicks"] + off.sums["clicks"], expected.1 as f64);
+        rt
+    };
+    env.apply(
+        "mtc-segment-import.yaml",
+        &[
+            ("tableMaxNumTasks: 10", "tableMaxNumTasks: 1"),
+            (
+                "maxNumRecordsPerTask: 50000000",
+                "maxNumRecordsPerTask: 2000",
+            ),
+        ],
+    );
+    let table_status = || -> serde_json::Value {
+        let t: serde_json::Value =
+            serde_json::from_str(&env.ok(&["get", "table", "events-realtime", "-o", "json"]))
+                .unwrap();
+        t["status"].clone()
+    };
+    let degraded = |status: &serde_json::Value| -> serde_json::Value {
+        status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Degraded")
+            .cloned()
+            .unwrap_or_default()
+    };
+
+    // One day moved: the oldest expired day goes; the two other expired days wait.
+    let tr = env.run("events-import");
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    env.up();
+    let rt = check_union().await;
+    assert_eq!(rt.rows, 5 * 3_000, "only the moved expired day is gone");
+    let status = table_status();
+    let c = degraded(&status);
+    assert_eq!(c["status"], "True", "{status:#}");
+    assert_eq!(c["reason"], "RetentionBlockedByImport", "{status:#}");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 segment(s)") && message.contains("MinionTaskConfig events-import"),
+        "{message}"
+    );
+    assert_eq!(status["retentionBlockedSegments"], 2, "{status:#}");
+
+    // The import catches up: the rest of the expired days go, and the Table is healthy.
+    for _ in 0..2 {
+        let tr = env.run("events-import");
+        assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    }
+    env.up();
+    let rt = check_union().await;
+    assert_eq!(
+        rt.rows,
+        3 * 3_000,
+        "the three days inside the retention stay"
+    );
+    let status = table_status();
+    let c = degraded(&status);
+    assert_eq!(c["status"], "False", "{status:#}");
+    assert_eq!(c["reason"], "RetentionApplied", "{status:#}");
+    assert_eq!(status["retentionBlockedSegments"], 0, "{status:#}");
+}
+
+/// A retention period that is not a positive period is refused at apply, naming the field.
+#[test]
+fn a_bad_retention_time_period_is_refused_at_apply() {
+    let env = Env::new();
+    let bad = env.manifest(
+        "table-events-realtime.yaml",
+        &[(
+            "  tableType: REALTIME\n",
+            "  tableType: REALTIME\n  retentionTimePeriod: 0d\n",
+        )],
+    );
+    let out = Minion {
+        state: env.state.clone(),
+    }
+    .run(&["apply", "-f", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("spec.retentionTimePeriod"), "{stderr}");
+}

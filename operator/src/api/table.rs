@@ -74,6 +74,13 @@ pub struct TableSpec {
     /// e.g. `4h`). Default 4h, and 24h for upsert tables (a primary key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced_segment_retention: Option<String>,
+    /// Data retention (period, e.g. `7d`; Pinot's retentionTimeValue/Unit): housekeeping
+    /// removes, in one commit, the segments whose data all lies before `now − period` —
+    /// except those a RealtimeToOffline or SegmentImport config reading this table (not
+    /// suspended) has not moved yet; then the Table is `Degraded`
+    /// (`RetentionBlockedByImport`, naming the config and its lag). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_time_period: Option<String>,
     /// Whether the operator creates an empty Delta table at `uri` when there is none. Default:
     /// true for OFFLINE tables, false for REALTIME tables, whose writer creates them (a wrong
     /// `uri` then shows as `Ready=False/TableNotFound`, not as an empty table).
@@ -124,6 +131,10 @@ pub struct TableStatus {
     /// those dropped from `lineage`.
     #[serde(default)]
     pub lineage_ended_total: u64,
+    /// Segments past `retentionTimePeriod` kept because an importer has not moved them yet
+    /// (the metric `minion_table_retention_blocked_segments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_blocked_segments: Option<u64>,
     /// For hybrid queries: rows older than this are read from the OFFLINE table, newer ones
     /// from the REALTIME table.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -290,14 +290,30 @@ fn table_manifest(
             }
         }
     }
-    if config
-        .pointer("/segmentsConfig/retentionTimeValue")
-        .is_some()
-    {
-        w.push(format!(
-            "Table {name}: segmentsConfig retention is not applied; tables keep every segment \
-             until a task replaces it"
-        ));
+    let mut retention_period = None;
+    if let Some(value) = config.pointer("/segmentsConfig/retentionTimeValue") {
+        let unit = config
+            .pointer("/segmentsConfig/retentionTimeUnit")
+            .and_then(Value::as_str)
+            .unwrap_or("DAYS");
+        let value = match value {
+            Value::String(s) => s.trim().to_string(),
+            other => other.to_string(),
+        };
+        let suffix = match unit {
+            "DAYS" => Some("d"),
+            "HOURS" => Some("h"),
+            "MINUTES" => Some("m"),
+            "SECONDS" => Some("s"),
+            "MILLISECONDS" => Some("ms"),
+            _ => None,
+        };
+        match (value.parse::<u64>(), suffix) {
+            (Ok(n), Some(sfx)) if n > 0 => retention_period = Some(format!("{n}{sfx}")),
+            _ => w.push(format!(
+                "Table {name}: segmentsConfig retention {value} {unit} is not a period; left out"
+            )),
+        }
     }
     for key in ["transformConfigs", "filterConfig"] {
         if config.pointer(&format!("/ingestionConfig/{key}")).is_some() {
@@ -350,15 +366,19 @@ fn table_manifest(
         }
     }
     let uri_name = name.replace('-', "_");
+    let mut spec = json!({
+        "tableType": table_type,
+        "uri": format!("{}{uri_name}", input.uri_prefix),
+        "schema": Value::Object(s),
+    });
+    if let Some(period) = retention_period {
+        spec["retentionTimePeriod"] = json!(period);
+    }
     json!({
         "apiVersion": "minion.dev/v1alpha1",
         "kind": "Table",
         "metadata": {"name": name, "namespace": input.namespace},
-        "spec": {
-            "tableType": table_type,
-            "uri": format!("{}{uri_name}", input.uri_prefix),
-            "schema": Value::Object(s),
-        },
+        "spec": spec,
     })
 }
 

@@ -15,6 +15,11 @@
 //!    ([`crate::catalog::Catalog::clean_up_source_files`]).
 //! 3. A Normal Event `CleanedUp` on the Table summarises what was deleted, when anything was.
 //!
+//! Between 1 and 2, data retention (`spec.retentionTimePeriod`, [`super::retention`]): the
+//! expired segments every importer reading the table has moved are removed in one commit
+//! (their files then go with the replaced ones in 2, after `replacedSegmentRetention`); the
+//! Table is `Degraded` (`RetentionBlockedByImport`) while an importer holds some back.
+//!
 //! Only Ready tables are housekept. A table whose Delta log uses a feature the operator does
 //! not support (deletion vectors, …) is never cleaned up: it is not Ready, and the catalog
 //! refuses it again on the refresh before every clean-up (`catalog::features`), should
@@ -29,11 +34,15 @@ use chrono::{DateTime, Utc};
 
 use super::gather::{self, Catalogs};
 use super::protocol;
+use super::retention;
 use super::tables::{delete_unreferenced_lists, store_lineage};
 use super::{Backend, ControlError, Event, EventType, ObjectRef, Reason, name_of, namespace_of};
+use crate::api::condition::{DEGRADED, set_condition};
 use crate::api::{Table, TaskRun};
+use crate::catalog::Replacement;
 use crate::catalog::{CleanupReport, app_id};
 use crate::lineage::{DEFAULT_HISTORY_LIMIT, Lineage, LineageState, STALE_AFTER_MS};
+use crate::model::TaskSpec;
 use crate::validate;
 
 /// Housekeeping runs at most once per table in this much time of the loop's clock.
@@ -54,6 +63,9 @@ pub struct Housekeeping {
     pub ingested_lists: usize,
     /// The catalog clean-up.
     pub files: CleanupReport,
+    /// Segments and rows removed by data retention.
+    pub retention_segments: usize,
+    pub retention_rows: u64,
 }
 
 impl Housekeeping {
@@ -63,12 +75,21 @@ impl Housekeeping {
             || self.lineage_dropped > 0
             || self.lineage_lists > 0
             || self.ingested_lists > 0
+            || self.retention_segments > 0
     }
 
     pub fn summary(&self) -> String {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        let retention = if self.retention_segments > 0 {
+            format!(
+                "removed {} segment(s) ({} rows) past the retention time; ",
+                self.retention_segments, self.retention_rows
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "deleted {} replaced file(s) ({:.1} MiB) past the retention, {} unreferenced file(s) ({:.1} MiB), {} staged file(s) of reverted runs; {} stale lineage entr(ies) reverted, {} old entr(ies) dropped, {} stored lineage list(s) no entry names, {} stored ingested-file list(s) no segment names",
+            "{retention}deleted {} replaced file(s) ({:.1} MiB) past the retention, {} unreferenced file(s) ({:.1} MiB), {} staged file(s) of reverted runs; {} stale lineage entr(ies) reverted, {} old entr(ies) dropped, {} stored lineage list(s) no entry names, {} stored ingested-file list(s) no segment names",
             self.files.replaced_files,
             mib(self.files.replaced_bytes),
             self.files.unreferenced_files,
@@ -80,6 +101,170 @@ impl Housekeeping {
             self.ingested_lists,
         )
     }
+}
+
+/// `3d 4h`, `25m`: a lag for people.
+fn fmt_lag(ms: i64) -> String {
+    let minutes = ms.max(0) / 60_000;
+    let (d, h, m) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (d, h) {
+        (0, 0) => format!("{m}m"),
+        (0, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// The RealtimeToOffline and SegmentImport configs (not suspended) that read `def`, with the
+/// watermarks they committed in their destinations' logs.
+async fn importers_of(
+    backend: &dyn Backend,
+    catalogs: &mut Catalogs,
+    def: &crate::model::TableDef,
+) -> Result<Vec<retention::Importer>, ControlError> {
+    let mut out = Vec::new();
+    for cfg in backend.list_task_configs().await? {
+        if namespace_of(&cfg.metadata) != def.namespace {
+            continue;
+        }
+        let Ok(config) = validate::task_config(&cfg) else {
+            continue;
+        };
+        let imports = matches!(
+            config.task,
+            TaskSpec::RealtimeToOffline(_) | TaskSpec::SegmentImport(_)
+        );
+        if !imports || config.suspend || config.source_table.as_deref() != Some(def.name.as_str()) {
+            continue;
+        }
+        // A destination that cannot be read holds nothing moved: the data stays.
+        let watermark_ms = match gather::table(backend, &def.namespace, &config.table).await {
+            Ok(dest) => {
+                let catalog = catalogs.get(&dest.def).await?;
+                catalog
+                    .txn_version(&app_id::watermark(&def.namespace, &config.name, None))
+                    .await
+                    .map_err(|source| ControlError::Catalog {
+                        table: config.table.clone(),
+                        source,
+                    })?
+            }
+            Err(_) => None,
+        };
+        out.push(retention::Importer {
+            config: config.name,
+            watermark_ms,
+        });
+    }
+    out.sort_by(|a, b| a.config.cmp(&b.config));
+    Ok(out)
+}
+
+/// Applies data retention to `def` ([`retention::decide`]): removes what may go in one
+/// commit, and sets the Table's `Degraded` condition (with a Warning Event when it turns
+/// true) and `retentionBlockedSegments`.
+#[allow(clippy::too_many_arguments)]
+async fn retain(
+    backend: &dyn Backend,
+    catalogs: &mut Catalogs,
+    def: &crate::model::TableDef,
+    lineage: &Lineage,
+    status: &mut crate::api::TableStatus,
+    done: &mut Housekeeping,
+    period_ms: i64,
+    now: DateTime<Utc>,
+) -> Result<(), ControlError> {
+    let importers = importers_of(backend, catalogs, def).await?;
+    let catalog_err = |source| ControlError::Catalog {
+        table: def.name.clone(),
+        source,
+    };
+    let catalog = catalogs.get(def).await?;
+    let segments = catalog.segments().map_err(catalog_err)?;
+    let locks = lineage.removal_locks();
+    let cutoff = def.schema.time_format().axis_now(now.timestamp_millis()) - period_ms;
+    let decision = retention::decide(&segments, cutoff, &importers, |p| locks.contains(p));
+    if !decision.remove.is_empty() {
+        backend.check_write("housekeeping: remove segments past the retention time")?;
+        catalog
+            .replace(Replacement {
+                remove: decision.remove.iter().map(|s| s.path.clone()).collect(),
+                add: Vec::new(),
+                txns: Vec::new(),
+                data_change: true,
+                operation: "MINION RETENTION",
+            })
+            .await
+            .map_err(catalog_err)?;
+        done.retention_segments = decision.remove.len();
+        done.retention_rows = decision.remove.iter().map(|s| s.rows).sum();
+    }
+    let blocked = decision.blocked.len() as u64;
+    let (degraded, reason, message) = match decision.blocking {
+        Some(i) => {
+            let rows: u64 = decision.blocked.iter().map(|s| s.rows).sum();
+            let oldest = decision
+                .blocked
+                .iter()
+                .filter_map(|s| s.min_time_ms)
+                .min()
+                .unwrap_or(cutoff);
+            let moved = match i.watermark_ms {
+                Some(w) => format!(
+                    "has moved data only up to {} ({} behind the retention cut-off)",
+                    crate::generator::fmt_ms(w),
+                    fmt_lag(cutoff - w)
+                ),
+                None => "has not moved any data yet".to_string(),
+            };
+            (
+                true,
+                Reason::RetentionBlockedByImport,
+                format!(
+                    "{blocked} segment(s) ({rows} rows, from {}) are past retentionTimePeriod \
+                     but kept: MinionTaskConfig {} {moved}; they go once it has moved them",
+                    crate::generator::fmt_ms(oldest),
+                    i.config
+                ),
+            )
+        }
+        None => (
+            false,
+            Reason::RetentionApplied,
+            format!(
+                "no segment past retentionTimePeriod is waiting for an importer (cut-off {})",
+                crate::generator::fmt_ms(cutoff)
+            ),
+        ),
+    };
+    let changed = set_condition(
+        &mut status.conditions,
+        DEGRADED,
+        degraded.into(),
+        reason.as_str(),
+        message.clone(),
+        None,
+        now,
+    );
+    let count_changed = status.retention_blocked_segments != Some(blocked);
+    status.retention_blocked_segments = Some(blocked);
+    if changed || count_changed {
+        backend
+            .update_table_status(&def.namespace, &def.name, status)
+            .await?;
+    }
+    if changed && degraded {
+        let event = Event {
+            object: ObjectRef::new("Table", &def.namespace, &def.name),
+            type_: EventType::Warning,
+            reason: reason.into(),
+            message,
+            time: now,
+        };
+        if let Err(e) = backend.record_event(&event).await {
+            tracing::warn!(table = %def.name, error = %e, "could not record an event");
+        }
+    }
+    Ok(())
 }
 
 /// Cleans up one valid Table (see the module docs). Invalid tables are skipped. `runs` is
@@ -194,6 +379,20 @@ pub async fn housekeep(
     if !orphans.is_empty() {
         backend.check_write("housekeeping: delete stored lineage lists")?;
         done.lineage_lists = gather::delete_lineage_lists(&def.uri, &orphans).await?;
+    }
+    // 2a. Data retention: expired segments every importer has moved, in one commit.
+    if let Some(period) = def.data_retention_ms {
+        retain(
+            backend,
+            catalogs,
+            &def,
+            &lineage,
+            &mut status,
+            &mut done,
+            period,
+            now,
+        )
+        .await?;
     }
     let catalog = catalogs.get(&def).await?;
     backend.check_write("housekeeping: delete staged and replaced files")?;

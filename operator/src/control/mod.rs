@@ -36,6 +36,7 @@ pub mod housekeeping;
 pub mod inputs;
 pub mod protocol;
 pub mod reason;
+pub mod retention;
 mod runstep;
 mod skipped;
 mod stepctx;

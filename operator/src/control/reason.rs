@@ -128,6 +128,10 @@ reasons! {
     UriNotAllowed,
     /// Housekeeping deleted unreferenced or expired files.
     CleanedUp,
+    /// Data retention removed segments past `retentionTimePeriod`.
+    RetentionApplied,
+    /// Data retention keeps expired segments an importer has not moved yet (Degraded).
+    RetentionBlockedByImport,
 
     // A config's health (the Degraded condition) and run-now requests.
     RunsFailing,

@@ -96,6 +96,7 @@ pub fn table(name: &str, table_type: TableType, partitions: Option<u32>) -> Tabl
             schema: schema(partitions, false),
             storage_secret: None,
             retention_ms: defaults::APPEND_RETENTION_MS,
+            data_retention_ms: None,
             create: true,
             clean_up_foreign_files: false,
         },

@@ -57,6 +57,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// One Table.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabels {
+    pub namespace: String,
+    pub table: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: String,
@@ -112,6 +119,7 @@ pub struct Metrics {
     reconciles: Family<ResultLabels, Counter>,
     reconcile_duration: Histogram,
     leader: Gauge,
+    retention_blocked: Family<TableLabels, Gauge>,
     seen_finished: Mutex<Option<HashSet<String>>>,
     /// The config and level series set by the last [`Metrics::observe`], to remove those of
     /// configs that are gone.
@@ -248,6 +256,12 @@ impl Metrics {
             "1 while this replica holds the leader Lease",
             leader.clone(),
         );
+        let retention_blocked = Family::<TableLabels, Gauge>::default();
+        registry.register(
+            "table_retention_blocked_segments",
+            "Segments past a Table's retentionTimePeriod kept because an importer has not moved them yet (alert when above 0)",
+            retention_blocked.clone(),
+        );
         Metrics {
             registry,
             task_runs,
@@ -269,6 +283,7 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             leader,
+            retention_blocked,
             seen_finished: Mutex::new(None),
             series: Mutex::default(),
         }
@@ -307,6 +322,22 @@ impl Metrics {
 
     pub fn set_leader(&self, leads: bool) {
         self.leader.set(i64::from(leads));
+    }
+
+    /// Updates the Table gauges from Table status (series of Tables no longer there go).
+    pub fn observe_tables(&self, tables: &[crate::api::Table]) {
+        self.retention_blocked.clear();
+        for t in tables {
+            if let Some(n) = t.status.as_ref().and_then(|s| s.retention_blocked_segments) {
+                let labels = TableLabels {
+                    namespace: namespace_of(&t.metadata),
+                    table: name_of(&t.metadata),
+                };
+                self.retention_blocked
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// Updates the gauges from config status (removing the series of configs and levels no
@@ -555,6 +586,32 @@ mod tests {
         ] {
             assert!(text.contains(&name), "{name} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn tables_whose_retention_is_blocked_are_a_gauge_and_deleted_tables_go() {
+        let table = |name: &str, blocked: Option<u64>| -> crate::api::Table {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "minion.dev/v1alpha1", "kind": "Table",
+                "metadata": {"name": name, "namespace": "default"},
+                "spec": {"tableType": "REALTIME", "uri": "file:///t",
+                         "schema": {"timeColumn": "ts", "columns": [{"name": "ts", "dataType": "LONG", "role": "dateTime"}]}},
+                "status": {"retentionBlockedSegments": blocked},
+            }))
+            .unwrap()
+        };
+        let m = Metrics::new();
+        m.observe_tables(&[table("rt", Some(3)), table("other", None)]);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"minion_table_retention_blocked_segments{namespace="default",table="rt"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"table="other""#), "{text}");
+        m.observe_tables(&[]);
+        assert!(!m.encode().contains(r#"table="rt""#));
     }
 
     #[test]

@@ -280,6 +280,9 @@ async fn control_loop(
         ) {
             probe.ready.store(true, Ordering::SeqCst);
             metrics.observe(&configs, &runs);
+            if let Ok(tables) = backend.list_tables().await {
+                metrics.observe_tables(&tables);
+            }
             if leads {
                 wait = idle_wait(&configs, clock.now(), poll);
             }

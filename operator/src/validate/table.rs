@@ -29,6 +29,12 @@ pub fn table(t: &Table) -> Result<TableDef, ValidationErrors> {
         spec.replaced_segment_retention.as_deref(),
         default_retention,
     );
+    let data_retention_ms = spec.retention_time_period.as_deref().and_then(|v| {
+        c.check(
+            "spec.retentionTimePeriod",
+            super::units::parse_positive_period(v),
+        )
+    });
     let storage_secret = spec.storage_secret_ref.as_ref().map(|r| r.name.clone());
     if storage_secret.as_deref() == Some("") {
         c.missing(
@@ -47,6 +53,7 @@ pub fn table(t: &Table) -> Result<TableDef, ValidationErrors> {
         schema: spec.schema.clone(),
         storage_secret,
         retention_ms,
+        data_retention_ms,
         create: spec.create.unwrap_or(spec.table_type == TableType::Offline),
         clean_up_foreign_files: spec.clean_up_foreign_files.unwrap_or(false),
     };
