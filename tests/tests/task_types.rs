@@ -1170,6 +1170,17 @@ impl Env {
         path
     }
 
+    /// `minion apply` of `config/<file>` with `edits`, which must be refused; its stderr.
+    fn apply_refused(&self, file: &str, edits: &[(&str, &str)]) -> String {
+        let path = self.manifest(file, edits);
+        let out = Minion {
+            state: self.state.clone(),
+        }
+        .run(&["apply", "-f", path.to_str().unwrap()]);
+        assert!(!out.status.success(), "{file} with {edits:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
     /// Pushes `batch` into `table` as a Parquet file named `file`.
     fn push(&self, table: &str, file: &str, batch: &RecordBatch) {
         let dir = self.dir.path().join("push");
@@ -1559,19 +1570,13 @@ async fn a_run_after_another_config_waits_for_its_earlier_run_to_finish() {
     let after = totals(&offline, None).await;
     assert!(after.rows < before.rows, "nothing was purged");
 
-    let bad = env.manifest(
+    let stderr = env.apply_refused(
         "mtc-purge.yaml",
         &[(
             "  taskType: PurgeTask\n",
             "  taskType: PurgeTask\n  runAfter: [events-purge]\n",
         )],
     );
-    let out = Minion {
-        state: env.state.clone(),
-    }
-    .run(&["apply", "-f", bad.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     assert!(
         stderr.contains("spec.runAfter[0]") && stderr.contains("is this config"),
         "{stderr}"
@@ -1658,19 +1663,13 @@ async fn segment_import_takes_over_from_realtime_to_offline_without_a_gap_or_an_
 #[test]
 fn initial_watermark_from_and_initial_watermark_ms_conflict() {
     let env = Env::new();
-    let bad = env.manifest(
+    let stderr = env.apply_refused(
         "mtc-segment-import.yaml",
         &[(
             "    desiredSegmentSize: 500M\n",
             "    desiredSegmentSize: 500M\n    initialWatermarkFrom: {config: events-r2o}\n    initialWatermarkMs: 0\n",
         )],
     );
-    let out = Minion {
-        state: env.state.clone(),
-    }
-    .run(&["apply", "-f", bad.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     assert!(
         stderr.contains("spec.segmentImportTask.initialWatermarkFrom")
             && stderr.contains("initialWatermarkMs"),
@@ -1778,18 +1777,12 @@ async fn retention_removes_only_what_the_import_has_moved() {
 #[test]
 fn a_bad_retention_time_period_is_refused_at_apply() {
     let env = Env::new();
-    let bad = env.manifest(
+    let stderr = env.apply_refused(
         "table-events-realtime.yaml",
         &[(
             "  tableType: REALTIME\n",
             "  tableType: REALTIME\n  retentionTimePeriod: 0d\n",
         )],
     );
-    let out = Minion {
-        state: env.state.clone(),
-    }
-    .run(&["apply", "-f", bad.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     assert!(stderr.contains("spec.retentionTimePeriod"), "{stderr}");
 }
