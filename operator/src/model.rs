@@ -264,6 +264,9 @@ pub struct FileIngestionConfig {
     pub desired_segment_size_bytes: u64,
     pub max_records_per_segment: u64,
     pub skip_file_if_fail_to_init_reader: bool,
+    /// DeltaIngestionTask: the files are the live data files of this Delta table (its URI),
+    /// and a segment whose file is no longer live goes in the same commit.
+    pub delta_source: Option<String>,
 }
 
 /// SegmentBackfillTask: replace the data of `[start, end)` (optionally only rows matching
@@ -309,6 +312,7 @@ impl TaskSpec {
             TaskSpec::SegmentImport(_) => TaskType::SegmentImportTask,
             TaskSpec::MergeRollup(_) => TaskType::MergeRollupTask,
             TaskSpec::SegmentRefresh(_) => TaskType::SegmentRefreshTask,
+            TaskSpec::FileIngestion(c) if c.delta_source.is_some() => TaskType::DeltaIngestionTask,
             TaskSpec::FileIngestion(_) => TaskType::FileIngestionTask,
             TaskSpec::SegmentBackfill(_) => TaskType::SegmentBackfillTask,
             TaskSpec::Purge(_) => TaskType::PurgeTask,

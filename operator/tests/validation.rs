@@ -1016,3 +1016,31 @@ fn a_predicate_literal_of_the_wrong_type_is_refused_against_the_table() {
         "{msg}"
     );
 }
+
+#[test]
+fn delta_ingestion_needs_its_source_table_uri_and_takes_a_uri() {
+    let mut c = mtc("mtc-delta-ingestion.yaml");
+    let block = c.spec.delta_ingestion_task.as_mut().unwrap();
+    block.source_table_uri = None;
+    let errs = validate::task_config(&c).unwrap_err();
+    let message = only_error(
+        &errs,
+        "spec.deltaIngestionTask.sourceTableURI",
+        "MissingField",
+    );
+    assert!(message.contains("name the Delta table"), "{message}");
+    c.spec
+        .delta_ingestion_task
+        .as_mut()
+        .unwrap()
+        .source_table_uri = Some("clicks".into());
+    let errs = validate::task_config(&c).unwrap_err();
+    assert!(
+        errs.errors
+            .iter()
+            .any(|e| e.field == "spec.deltaIngestionTask.sourceTableURI"),
+        "{errs}"
+    );
+    let ok = validate::task_config(&mtc("mtc-delta-ingestion.yaml")).unwrap();
+    assert_eq!(ok.task_type().as_str(), "DeltaIngestionTask");
+}

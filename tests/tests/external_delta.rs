@@ -529,3 +529,77 @@ async fn a_run_in_flight_commits_nothing_once_another_writer_enables_deletion_ve
     assert_eq!(adds_in_log(&offline_dir), 0);
     env.assert_refused("events-offline", "writer feature invariants");
 }
+
+/// DeltaIngestionTask: a Delta table of another writer ingested one segment per data file,
+/// following its log. Appends are ingested; a delete upstream (which rewrites files) and an
+/// overwrite (a compaction) replace the segments of the files they removed in the same
+/// commit; at every step the destination holds exactly the source's rows (as a multiset), and
+/// a run with nothing new is Skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_ingestion_follows_an_external_table_file_for_file() {
+    let env = Env::new();
+    let source_uri = env.uri("clicks-source");
+    let t0 = Utc::now().timestamp_millis() - 3 * DAY_MS;
+    python_delta::write(&json!([
+        write_step(&source_uri, rows(t0, 300, 1)),
+        write_step(&source_uri, rows(t0 + HOUR_MS * 6, 300, 2)),
+    ]));
+    let source = Env::def(&env.table_yaml("clicks-source", "REALTIME", ""));
+    let dest_yaml = env.table_yaml("clicks", "OFFLINE", "");
+    env.apply("clicks", &dest_yaml);
+    let dest = Env::def(&dest_yaml);
+    env.apply(
+        "clicks-ingest",
+        &format!(
+            "apiVersion: minion.dev/v1alpha1\nkind: MinionTaskConfig\nmetadata: {{name: clicks-ingest, namespace: default}}\nspec:\n  table: clicks\n  taskType: DeltaIngestionTask\n  deltaIngestionTask:\n    sourceTableURI: {source_uri}\n"
+        ),
+    );
+    let run = |expect: &str| {
+        let name = created_run(&env.minion.ok(&["run", "clicks-ingest"]));
+        env.up();
+        let tr = env.get("tr", &name);
+        assert_eq!(tr["status"]["phase"], expect, "{tr:#}");
+        tr
+    };
+    let same = || async {
+        let (src, dst) = (TableRows::read(&source).await, TableRows::read(&dest).await);
+        assert_eq!(dst.multiset(), src.multiset(), "{}", dst.describe());
+        let files = Catalog::open(&source.uri, Default::default())
+            .await
+            .unwrap()
+            .segments()
+            .unwrap()
+            .len();
+        let segments = Catalog::open(&dest.uri, Default::default())
+            .await
+            .unwrap()
+            .segments()
+            .unwrap()
+            .len();
+        assert_eq!(segments, files, "one segment per source file");
+        src.multiset().rows
+    };
+
+    let tr = run("Succeeded");
+    assert_eq!(tr["status"]["subtasksTotal"], 2, "{tr:#}");
+    assert_eq!(same().await, 600);
+    run("Skipped");
+
+    // Upstream: a delete rewrites the files holding matching rows, and an append adds one.
+    python_delta::write(&json!([
+        {"op": "delete", "uri": source_uri, "predicate": "clicks = 3"},
+        write_step(&source_uri, rows(t0 + HOUR_MS * 12, 100, 3)),
+    ]));
+    run("Succeeded");
+    let rows = same().await;
+    assert!(rows < 700 && rows > 600, "{rows}");
+
+    // Upstream compaction: every file replaced by one.
+    python_delta::write(&json!([{
+        "op": "write", "uri": source_uri, "columns": columns(), "mode": "overwrite",
+        "rows": rows_every(t0, 50, 60_000, 4),
+    }]));
+    run("Succeeded");
+    assert_eq!(same().await, 50);
+    run("Skipped");
+}

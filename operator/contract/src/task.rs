@@ -18,10 +18,11 @@ pub enum TaskType {
     FileIngestionTask,
     SegmentBackfillTask,
     PurgeTask,
+    DeltaIngestionTask,
 }
 
 impl TaskType {
-    pub const ALL: [TaskType; 7] = [
+    pub const ALL: [TaskType; 8] = [
         TaskType::RealtimeToOfflineSegmentsTask,
         TaskType::SegmentImportTask,
         TaskType::MergeRollupTask,
@@ -29,6 +30,7 @@ impl TaskType {
         TaskType::FileIngestionTask,
         TaskType::SegmentBackfillTask,
         TaskType::PurgeTask,
+        TaskType::DeltaIngestionTask,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl TaskType {
             TaskType::FileIngestionTask => "FileIngestionTask",
             TaskType::SegmentBackfillTask => "SegmentBackfillTask",
             TaskType::PurgeTask => "PurgeTask",
+            TaskType::DeltaIngestionTask => "DeltaIngestionTask",
         }
     }
 }

@@ -31,7 +31,7 @@ const SIZE_RULE: &str = "self.matches('^[0-9]+([.][0-9]+)?[ ]?([kKmMgGtTpP][iI]?
 const SCHEDULE_RULE: &str = "self.matches('^[ ]*(@[a-zA-Z]+|[^ ]+([ ]+[^ ]+){4,6})[ ]*$')";
 
 /// The task blocks of a spec and the task type each belongs to.
-const BLOCKS: [(&str, &str); 7] = [
+const BLOCKS: [(&str, &str); 8] = [
     (
         "realtimeToOfflineSegmentsTask",
         "RealtimeToOfflineSegmentsTask",
@@ -42,6 +42,7 @@ const BLOCKS: [(&str, &str); 7] = [
     ("fileIngestionTask", "FileIngestionTask"),
     ("segmentBackfillTask", "SegmentBackfillTask"),
     ("purgeTask", "PurgeTask"),
+    ("deltaIngestionTask", "DeltaIngestionTask"),
 ];
 
 fn rule(rule: String, message: String) -> ValidationRule {

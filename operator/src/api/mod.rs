@@ -30,9 +30,9 @@ pub use task_run::{
     TaskRun, TaskRunPhase, TaskRunSpec, TaskRunStatus, ValidityStatus,
 };
 pub use tasks::{
-    FileIngestionMode, FileIngestionTaskSpec, MergeLevelSpec, MergeRollupMode, MergeRollupTaskSpec,
-    PurgeTaskSpec, RealtimeToOfflineSegmentsTaskSpec, SegmentBackfillTaskSpec,
-    SegmentImportTaskSpec, SegmentRefreshTaskSpec, TaskBlocks, block_key,
+    DeltaIngestionTaskSpec, FileIngestionMode, FileIngestionTaskSpec, MergeLevelSpec,
+    MergeRollupMode, MergeRollupTaskSpec, PurgeTaskSpec, RealtimeToOfflineSegmentsTaskSpec,
+    SegmentBackfillTaskSpec, SegmentImportTaskSpec, SegmentRefreshTaskSpec, TaskBlocks, block_key,
 };
 
 pub const GROUP: &str = "minion.dev";

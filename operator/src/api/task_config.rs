@@ -91,6 +91,8 @@ pub struct MinionTaskConfigSpec {
     pub segment_backfill_task: Option<SegmentBackfillTaskSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_task: Option<PurgeTaskSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_ingestion_task: Option<DeltaIngestionTaskSpec>,
 
     /// Cron expression: Quartz (6–7 fields, seconds first, day-of-week 1 = Sunday) or crontab
     /// (5 fields). Without it, runs start only on demand (TaskRuns with configRef).
@@ -198,6 +200,7 @@ impl MinionTaskConfigSpec {
             merge_rollup_task: self.merge_rollup_task.clone(),
             segment_refresh_task: self.segment_refresh_task.clone(),
             file_ingestion_task: self.file_ingestion_task.clone(),
+            delta_ingestion_task: self.delta_ingestion_task.clone(),
             segment_backfill_task: self.segment_backfill_task.clone(),
             purge_task: self.purge_task.clone(),
         }

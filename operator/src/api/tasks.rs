@@ -329,6 +329,30 @@ pub struct PurgeTaskSpec {
     pub max_num_records_per_segment: Option<u64>,
 }
 
+/// DeltaIngestionTask: ingest an external Delta table (any writer), one segment per data file,
+/// following its log: files added upstream are ingested, files removed upstream (a
+/// compaction, a delete) take their segments with them, in one commit per run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeltaIngestionTaskSpec {
+    /// The Delta table to read (same schemes as table URIs). Required.
+    #[serde(
+        rename = "sourceTableURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub source_table_uri: Option<String>,
+    /// Subtasks (files) per run; −1 (default) = every pending file in one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_max_num_tasks: Option<i64>,
+    /// Rows per output segment before a large file is split. Default 5000000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_num_records_per_segment: Option<u64>,
+    /// Output segment size before a large file is split (size). Default 500M.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_segment_size: Option<String>,
+}
+
 /// The task blocks of a TaskRun's inline config (Pinot's "execute"): exactly the one matching
 /// `spec.taskType` may be present.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -348,6 +372,8 @@ pub struct TaskBlocks {
     pub segment_backfill_task: Option<SegmentBackfillTaskSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_task: Option<PurgeTaskSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_ingestion_task: Option<DeltaIngestionTaskSpec>,
 }
 
 impl TaskBlocks {
@@ -381,6 +407,10 @@ impl TaskBlocks {
             TaskType::SegmentBackfillTask,
         );
         add(self.purge_task.is_some(), TaskType::PurgeTask);
+        add(
+            self.delta_ingestion_task.is_some(),
+            TaskType::DeltaIngestionTask,
+        );
         out
     }
 }
@@ -395,6 +425,7 @@ pub fn block_key(task_type: TaskType) -> &'static str {
         TaskType::FileIngestionTask => "fileIngestionTask",
         TaskType::SegmentBackfillTask => "segmentBackfillTask",
         TaskType::PurgeTask => "purgeTask",
+        TaskType::DeltaIngestionTask => "deltaIngestionTask",
     }
 }
 

@@ -109,6 +109,36 @@ pub async fn list_named_files(
     Ok(out)
 }
 
+/// The live data files of the Delta table at `uri` (any writer), at its latest version. A
+/// Delta data file never changes once written, so its version is its size.
+///
+/// # Errors
+/// The table cannot be opened (no `_delta_log`, a feature we do not read, the store).
+pub async fn list_delta_files(uri: &str) -> Result<Vec<ListedFile>, ControlError> {
+    let catalog = crate::catalog::Catalog::open(uri, HashMap::new())
+        .await
+        .map_err(|source| ControlError::Catalog {
+            table: uri.to_string(),
+            source,
+        })?;
+    let segments = catalog.segments().map_err(|source| ControlError::Catalog {
+        table: uri.to_string(),
+        source,
+    })?;
+    let root = uri.trim_end_matches('/');
+    let mut out: Vec<ListedFile> = segments
+        .into_iter()
+        .map(|s| ListedFile {
+            uri: format!("{root}/{}", s.path),
+            bytes: s.bytes,
+            version: s.bytes.to_string(),
+            format: Some(minion_contract::FileFormat::Parquet),
+        })
+        .collect();
+    out.sort_by(|a, b| a.uri.cmp(&b.uri));
+    Ok(out)
+}
+
 /// What the validity files of an upsert table say.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvalidRows {

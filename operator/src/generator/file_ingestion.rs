@@ -70,6 +70,69 @@ pub fn ingested_files(segments: &[SegmentRef]) -> HashMap<String, Vec<(&SegmentR
     out
 }
 
+/// DeltaIngestionTask: the segments to delete because a file they hold rows of is no longer
+/// live in the source Delta table, and the live files to re-ingest because they shared such a
+/// segment (merged by MergeRollup) — transitively, with every segment of those files, so the
+/// commit neither drops nor doubles a row. Segments locked by another run are left (with
+/// everything they are tied to) for a later run.
+pub(crate) fn gone_from_delta<'a>(
+    source: &str,
+    listed: &HashMap<&str, &'a ListedFile>,
+    ingested: &HashMap<String, Vec<(&'a SegmentRef, String)>>,
+    locked: &crate::lineage::RemovalLocks<'_>,
+) -> (Vec<&'a SegmentRef>, Vec<&'a ListedFile>) {
+    let mut segments: Vec<&'a SegmentRef> = Vec::new();
+    let mut files: Vec<&'a ListedFile> = Vec::new();
+    let mut seen_segments: HashSet<&str> = HashSet::new();
+    let mut seen_files: HashSet<String> = HashSet::new();
+    let mut names: Vec<&String> = ingested.keys().collect();
+    names.sort();
+    // Only files of the source table: rows pushed from elsewhere are not the log's to remove.
+    let prefix = format!("{}/", source.trim_end_matches('/'));
+    for gone in names
+        .into_iter()
+        .filter(|f| f.starts_with(&prefix) && !listed.contains_key(f.as_str()))
+    {
+        // The closure of segments and files tied to this gone file.
+        let mut group_segments: Vec<&'a SegmentRef> = Vec::new();
+        let mut group_files: Vec<&'a ListedFile> = Vec::new();
+        let mut queue = vec![gone.clone()];
+        let mut visited: HashSet<String> = HashSet::new();
+        while let Some(file) = queue.pop() {
+            if !visited.insert(file.clone()) {
+                continue;
+            }
+            if let Some(l) = listed.get(file.as_str()) {
+                group_files.push(l);
+            }
+            for (s, _) in ingested.get(&file).into_iter().flatten() {
+                if group_segments.iter().any(|g| g.path == s.path) {
+                    continue;
+                }
+                group_segments.push(s);
+                queue.extend(sources_of(s).into_iter().map(|(f, _)| f));
+            }
+        }
+        if group_segments
+            .iter()
+            .any(|s| locked.contains(s.path.as_str()))
+        {
+            continue;
+        }
+        for s in group_segments {
+            if seen_segments.insert(s.path.as_str()) {
+                segments.push(s);
+            }
+        }
+        for f in group_files {
+            if seen_files.insert(f.uri.clone()) {
+                files.push(f);
+            }
+        }
+    }
+    (segments, files)
+}
+
 /// The files to re-ingest with `changed` in sync mode, and the segments they replace, when
 /// its old segments also hold other files' rows (merged by MergeRollup): every file sharing a
 /// replaced segment is re-ingested from its current version in the same subtask, and every
@@ -321,6 +384,18 @@ pub fn plan_file_ingestion(input: &GeneratorInput, config: &FileIngestionConfig)
             }
             replaces.insert(f.uri.as_str(), old);
             pending.push(f);
+        }
+        // A Delta source: segments of files no longer live upstream (compacted, deleted) go
+        // in this run's commit, with the files that replaced them.
+        if let Some(source) = &config.delta_source {
+            let (gone, again) = gone_from_delta(source, &listed, &ingested, &locked);
+            for f in again {
+                if !pending.iter().any(|p| p.uri == f.uri) {
+                    replaces.entry(f.uri.as_str()).or_default();
+                    pending.push(f);
+                }
+            }
+            deletes_all.extend(gone);
         }
     }
     if pending.is_empty() && deletes_all.is_empty() && groups.is_empty() {

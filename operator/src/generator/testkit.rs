@@ -204,6 +204,7 @@ pub fn file_ingestion() -> FileIngestionConfig {
         desired_segment_size_bytes: defaults::DESIRED_SEGMENT_SIZE_BYTES,
         max_records_per_segment: defaults::MAX_RECORDS_PER_SEGMENT,
         skip_file_if_fail_to_init_reader: true,
+        delta_source: None,
     }
 }
 

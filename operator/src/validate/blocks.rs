@@ -72,6 +72,10 @@ pub(super) fn task_spec(
             let b = blocks.file_ingestion_task.clone().unwrap_or_default();
             file_ingestion(c, at, &b)
         }
+        TaskType::DeltaIngestionTask => {
+            let b = blocks.delta_ingestion_task.clone().unwrap_or_default();
+            delta_ingestion(c, at, &b)
+        }
         TaskType::SegmentBackfillTask => {
             let b = blocks.segment_backfill_task.clone().unwrap_or_default();
             segment_backfill(c, at, &b)
@@ -451,6 +455,67 @@ fn input_format(
     })
 }
 
+/// DeltaIngestionTask: a sync-mode, all-or-none ingestion of the live files of a Delta table,
+/// one file per subtask (so one segment per file, unless a file passes the segment limits).
+fn delta_ingestion(
+    c: &mut Collector,
+    at: &str,
+    b: &crate::api::DeltaIngestionTaskSpec,
+) -> TaskSpec {
+    let source = match &b.source_table_uri {
+        Some(uri) => {
+            c.check(&format!("{at}.sourceTableURI"), check_uri(uri));
+            uri.trim_end_matches('/').to_string()
+        }
+        None => {
+            c.missing(
+                &format!("{at}.sourceTableURI"),
+                "name the Delta table to ingest (e.g. s3://bucket/tables/clicks)",
+            );
+            String::new()
+        }
+    };
+    let table_max_num_tasks = match b.table_max_num_tasks {
+        None | Some(-1) => None,
+        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(n) => {
+            c.push(
+                format!("{at}.tableMaxNumTasks"),
+                Invalid::OutOfRange {
+                    value: n.to_string(),
+                    allowed: "use 1 or more, or -1 for every pending file in one run".into(),
+                },
+            );
+            None
+        }
+    };
+    TaskSpec::FileIngestion(FileIngestionConfig {
+        input_dir_uri: source.clone(),
+        input_files: Vec::new(),
+        input_format: minion_contract::FileFormat::Parquet,
+        include_file_name_pattern: None,
+        exclude_file_name_pattern: None,
+        mode: IngestionMode::Sync,
+        consistent_push_enabled: true,
+        consistent_push_swap_enabled: false,
+        table_max_num_tasks,
+        task_max_data_size_bytes: defaults::TASK_MAX_DATA_SIZE_BYTES,
+        task_max_num_files: Some(1),
+        desired_segment_size_bytes: c.size(
+            &format!("{at}.desiredSegmentSize"),
+            b.desired_segment_size.as_deref(),
+            defaults::DESIRED_SEGMENT_SIZE_BYTES,
+        ),
+        max_records_per_segment: c.at_least_one(
+            &format!("{at}.maxNumRecordsPerSegment"),
+            b.max_num_records_per_segment,
+            defaults::MAX_RECORDS_PER_SEGMENT,
+        ),
+        skip_file_if_fail_to_init_reader: false,
+        delta_source: Some(source),
+    })
+}
+
 fn file_ingestion(c: &mut Collector, at: &str, b: &FileIngestionTaskSpec) -> TaskSpec {
     let table_max_num_tasks = match b.table_max_num_tasks {
         None | Some(-1) => None,
@@ -541,6 +606,7 @@ fn file_ingestion(c: &mut Collector, at: &str, b: &FileIngestionTaskSpec) -> Tas
             defaults::MAX_RECORDS_PER_SEGMENT,
         ),
         skip_file_if_fail_to_init_reader: b.skip_file_if_fail_to_init_reader.unwrap_or(true),
+        delta_source: None,
     })
 }
 
