@@ -295,3 +295,79 @@ fn glob_matches_like_java_path_matchers() {
     assert!(glob_match("a?c", "abc"));
     assert!(!glob_match("a?c", "a/c"));
 }
+
+/// A Delta source ("s3://in/events"): delta_source set, sync mode, one file per subtask.
+fn delta(f: impl FnOnce(&mut FileIngestionConfig)) -> GeneratorInput {
+    ingestion(|c| {
+        c.delta_source = Some("s3://in/events".into());
+        c.mode = IngestionMode::Sync;
+        c.consistent_push_enabled = true;
+        c.task_max_num_files = Some(1);
+        f(c);
+    })
+}
+
+fn deleted(p: &Plan) -> Vec<String> {
+    let mut out: Vec<String> = p
+        .subtasks
+        .iter()
+        .flat_map(|s| s.deletes.iter().map(|d| d.path.clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_delta_compaction_replaces_the_segments_of_the_files_it_removed_in_one_commit() {
+    // Upstream, a and b were compacted into c: c is ingested, sa and sb go, all or none.
+    let p = plan(
+        &delta(|_| {})
+            .files(vec![file("c.parquet", 30, "30")])
+            .dest_segments(vec![
+                from_file("sa", "a.parquet", "10"),
+                from_file("sb", "b.parquet", "20"),
+            ]),
+    )
+    .unwrap();
+    assert_eq!(files_of(&p), vec![vec!["c.parquet".to_string()]]);
+    assert_eq!(deleted(&p), vec!["data/sa.parquet", "data/sb.parquet"]);
+    assert_eq!(p.commit_mode, CommitMode::AllOrNone);
+    // Nothing new and nothing gone: nothing to do.
+    let p = plan(
+        &delta(|_| {})
+            .files(vec![file("c.parquet", 30, "30")])
+            .dest_segments(vec![from_file("sc", "c.parquet", "30")]),
+    )
+    .unwrap();
+    assert_eq!(reason(&p), Some("NoNewFiles"));
+}
+
+#[test]
+fn a_merged_segment_tying_a_removed_file_to_live_ones_is_rebuilt_from_the_live_files() {
+    // sm holds rows of a (removed upstream) and b (live); b also has a segment of its own.
+    let merged = seg("sm", T0, T0 + 1, 20).tag(
+        minion_contract::segment::TAG_SOURCE_FILES,
+        r#"{"s3://in/events/a.parquet":"10","s3://in/events/b.parquet":"20"}"#,
+    );
+    let p = plan(
+        &delta(|_| {})
+            .files(vec![file("b.parquet", 20, "20")])
+            .dest_segments(vec![merged, from_file("sb", "b.parquet", "20")]),
+    )
+    .unwrap();
+    // b is ingested again, and every segment holding a or b goes: no row lost or doubled.
+    assert_eq!(files_of(&p), vec![vec!["b.parquet".to_string()]]);
+    assert_eq!(deleted(&p), vec!["data/sb.parquet", "data/sm.parquet"]);
+}
+
+#[test]
+fn files_pushed_from_elsewhere_are_not_the_delta_sources_to_remove() {
+    let pushed = seg("sp", T0, T0 + 1, 5).tag(TAG_SOURCE_FILE, "file:///tmp/push/x.parquet");
+    let p = plan(
+        &delta(|_| {})
+            .files(vec![file("c.parquet", 30, "30")])
+            .dest_segments(vec![pushed, from_file("sc", "c.parquet", "30")]),
+    )
+    .unwrap();
+    assert_eq!(reason(&p), Some("NoNewFiles"));
+}
