@@ -853,7 +853,8 @@ pub async fn generator_input(
     let options = options.as_ref();
     let files = match &resolved.config.task {
         TaskSpec::FileIngestion(c) if c.delta_source.is_some() => {
-            super::inputs::list_delta_files(c.delta_source.as_deref().unwrap_or_default()).await?
+            let source = c.delta_source.as_deref().unwrap_or_default();
+            super::inputs::list_delta_files(source, options).await?
         }
         TaskSpec::FileIngestion(c) if !c.input_files.is_empty() => {
             super::inputs::list_named_files(&c.input_files, options).await?

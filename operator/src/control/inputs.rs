@@ -109,13 +109,17 @@ pub async fn list_named_files(
     Ok(out)
 }
 
-/// The live data files of the Delta table at `uri` (any writer), at its latest version. A
-/// Delta data file never changes once written, so its version is its size.
+/// The live data files of the Delta table at `uri` (any writer), at its latest version, read
+/// with `options` (the destination Table's storage settings, as the worker reads the files).
+/// A Delta data file never changes once written, so its version is its size.
 ///
 /// # Errors
 /// The table cannot be opened (no `_delta_log`, a feature we do not read, the store).
-pub async fn list_delta_files(uri: &str) -> Result<Vec<ListedFile>, ControlError> {
-    let catalog = crate::catalog::Catalog::open(uri, HashMap::new())
+pub async fn list_delta_files(
+    uri: &str,
+    options: Option<&crate::storage::Options>,
+) -> Result<Vec<ListedFile>, ControlError> {
+    let catalog = crate::catalog::Catalog::open(uri, options.cloned().unwrap_or_default())
         .await
         .map_err(|source| ControlError::Catalog {
             table: uri.to_string(),
