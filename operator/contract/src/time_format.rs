@@ -140,10 +140,9 @@ fn clamp(v: i128) -> i64 {
     v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
-/// How a time column's values are written. See the module documentation. Serialized as its
-/// new spelling.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
+/// How a time column's values are written. See the module documentation. Written back
+/// (`Display`) in its new spelling.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TimeFormat {
     /// Integers counting `size` × `unit` since the epoch.
     Epoch { unit: TimeUnit, size: u32 },
@@ -242,19 +241,6 @@ impl fmt::Display for TimeFormat {
                 None => write!(f, "SIMPLE_DATE_FORMAT|{}", p.pattern),
             },
         }
-    }
-}
-
-impl TryFrom<String> for TimeFormat {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        TimeFormat::parse(&s)
-    }
-}
-
-impl From<TimeFormat> for String {
-    fn from(f: TimeFormat) -> String {
-        f.to_string()
     }
 }
 
@@ -452,23 +438,6 @@ impl DatePattern {
     /// Whether the pattern is digits only, so an INT or LONG column can hold it.
     pub fn is_numeric(&self) -> bool {
         self.pieces.iter().all(|p| matches!(p, Piece::Field(_)))
-    }
-
-    /// The finest field's length in milliseconds (values are multiples of it on the axis);
-    /// `None` for patterns coarser than a day, whose steps vary (months, years).
-    pub fn granularity_ms(&self) -> Option<i64> {
-        let finest = self.pieces.iter().rev().find_map(|p| match p {
-            Piece::Field(f) => Some(*f),
-            Piece::Literal(_) => None,
-        })?;
-        match finest {
-            Field::Year | Field::Month => None,
-            Field::Day => Some(MS_PER_DAY),
-            Field::Hour => Some(3_600_000),
-            Field::Minute => Some(60_000),
-            Field::Second => Some(1_000),
-            Field::Milli => Some(1),
-        }
     }
 
     /// The zone's wall-clock time at `utc_ms`, counted as if it were UTC.
@@ -745,8 +714,6 @@ mod tests {
         let v = "2024-03-10T02:30:00.250";
         let ms = t.parse(v).unwrap();
         assert_eq!(t.format(ms).unwrap(), v);
-        assert_eq!(t.granularity_ms(), Some(1));
-        assert_eq!(la.granularity_ms(), Some(MS_PER_DAY));
         assert!(la.is_numeric() && !t.is_numeric());
         for bad in ["2024011", "20241301", "20240230", "2024O101"] {
             assert!(la.parse(bad).is_err(), "{bad}");

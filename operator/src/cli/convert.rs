@@ -395,27 +395,29 @@ enum Kind {
     List,
 }
 
-/// The keys each block takes (besides `schedule` and `<metric>.aggregationType`).
-fn block_keys(block: &str) -> &'static [(&'static str, Kind)] {
+/// The window keys RealtimeToOffline and SegmentImport share.
+const WINDOW_KEYS: &[(&str, Kind)] = &[
+    ("bucketTimePeriod", Kind::Text),
+    ("bufferTimePeriod", Kind::Text),
+    ("roundBucketTimePeriod", Kind::Text),
+    ("mergeType", Kind::Lower),
+    ("maxNumRecordsPerSegment", Kind::Integer),
+    ("segmentNamePrefix", Kind::Text),
+    ("segmentNamePostfix", Kind::Text),
+];
+
+/// The keys each block takes (besides `schedule` and `<metric>.aggregationType`), with the
+/// [`WINDOW_KEYS`] for the two windowed blocks.
+fn block_keys(block: &str) -> impl Iterator<Item = &'static (&'static str, Kind)> {
+    let windowed = matches!(block, "realtimeToOfflineSegmentsTask" | "segmentImportTask");
+    let window: &'static [(&'static str, Kind)] = if windowed { WINDOW_KEYS } else { &[] };
+    window.iter().chain(own_keys(block))
+}
+
+fn own_keys(block: &str) -> &'static [(&'static str, Kind)] {
     use Kind::*;
     match block {
-        "realtimeToOfflineSegmentsTask" => &[
-            ("bucketTimePeriod", Text),
-            ("bufferTimePeriod", Text),
-            ("roundBucketTimePeriod", Text),
-            ("mergeType", Lower),
-            ("maxNumRecordsPerSegment", Integer),
-            ("segmentNamePrefix", Text),
-            ("segmentNamePostfix", Text),
-        ],
         "segmentImportTask" => &[
-            ("bucketTimePeriod", Text),
-            ("bufferTimePeriod", Text),
-            ("roundBucketTimePeriod", Text),
-            ("mergeType", Lower),
-            ("maxNumRecordsPerSegment", Integer),
-            ("segmentNamePrefix", Text),
-            ("segmentNamePostfix", Text),
             ("tableMaxNumTasks", Integer),
             ("maxNumRecordsPerTask", Integer),
             ("initialWatermarkMs", Integer),
@@ -575,7 +577,6 @@ fn task_manifest(
     let mut b = Map::new();
     let mut aggregations = Map::new();
     let mut levels: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    let allowed = block_keys(block);
     for (key, value) in keys {
         if key == "schedule" {
             spec.insert("schedule".into(), json!(value.as_str().unwrap_or_default()));
@@ -618,7 +619,7 @@ fn task_manifest(
             ));
             continue;
         }
-        match allowed.iter().find(|(k, _)| k == key) {
+        match block_keys(block).find(|(k, _)| k == key) {
             Some((k, _)) if k.ends_with("FileNamePattern") => {
                 // Pinot writes `glob:<pattern>` or `regex:<pattern>`; ours are globs.
                 let v = value.as_str().unwrap_or_default();

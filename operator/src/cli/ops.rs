@@ -57,6 +57,9 @@ pub(crate) async fn plan(
         .map_err(control)?;
     let runs = b.list_task_runs().await.map_err(CliError::failed)?;
     let incomplete = gather::incomplete_runs(&runs, &resolved.config, None, Utc::now());
+    let source = gather::watermark_source(b.as_ref(), &resolved.config, &runs)
+        .await
+        .map_err(control)?;
     let mut catalogs = Catalogs::default();
     let gathered = gather::generator_input(
         &mut catalogs,
@@ -64,6 +67,7 @@ pub(crate) async fn plan(
         incomplete,
         Utc::now().timestamp_millis(),
         false,
+        source,
     )
     .await
     .map_err(control)?;

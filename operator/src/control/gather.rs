@@ -159,17 +159,16 @@ pub struct Resolved {
     pub config: TaskConfig,
     pub destination: ResolvedTable,
     pub source: Option<ResolvedTable>,
-    /// SegmentImport `initialWatermarkFrom`: the named config, and why it cannot be taken
-    /// over now, if it cannot.
-    pub watermark_source: Option<(String, Option<String>)>,
 }
 
 /// The config a SegmentImport's `initialWatermarkFrom` names, and why its watermark cannot be
 /// taken over now: it is missing, of another task type or tables, not suspended, or has an
-/// unfinished run (which could still move its watermark).
-async fn watermark_source(
+/// unfinished run in `runs` (which could still move its watermark). Asked only when planning
+/// (one read of that config), never by the config's reconcile.
+pub async fn watermark_source(
     backend: &dyn Backend,
     config: &TaskConfig,
+    runs: &[TaskRun],
 ) -> Result<Option<(String, Option<String>)>, ControlError> {
     let TaskSpec::SegmentImport(import) = &config.task else {
         return Ok(None);
@@ -203,10 +202,7 @@ async fn watermark_source(
                      spec.suspend: true)"
                 ))
             } else {
-                backend
-                    .list_task_runs()
-                    .await?
-                    .iter()
+                runs.iter()
                     .filter(|r| namespace_of(&r.metadata) == config.namespace)
                     .filter(|r| r.spec.config_ref.as_deref() == Some(name.as_str()))
                     .find(|r| !r.status.as_ref().is_some_and(|s| s.phase.is_finished()))
@@ -247,12 +243,10 @@ pub async fn resolve_config(
     let (destination, source) = tables_of(backend, &config).await?;
     validate::against_tables(&config, &destination.def, source.as_ref().map(|s| &s.def))
         .map_err(|e| invalid("MinionTaskConfig", &name, &e))?;
-    let watermark_source = watermark_source(backend, &config).await?;
     Ok(Resolved {
         config,
         destination,
         source,
-        watermark_source,
     })
 }
 
@@ -280,7 +274,6 @@ pub async fn resolve_run(
         config: validated.config.clone(),
         destination,
         source,
-        watermark_source: watermark_source(backend, &validated.config).await?,
     };
     Ok((validated, resolved))
 }
@@ -800,6 +793,7 @@ pub enum Gathered {
 
 /// Assembles the generator's input for `resolved` at `now_ms`. `validity_computed`: the
 /// run's validity subtask has run (missing validity files are not asked for again).
+/// `watermark_source`: what [`watermark_source`] found for the config.
 ///
 /// # Errors
 /// Catalog or storage failures.
@@ -809,6 +803,7 @@ pub async fn generator_input(
     incomplete: Vec<IncompleteRun>,
     now_ms: i64,
     validity_computed: bool,
+    watermark_source: Option<(String, Option<String>)>,
 ) -> Result<Gathered, ControlError> {
     let view = |t: &ResolvedTable, segments, lineage| TableView {
         def: t.def.clone(),
@@ -867,14 +862,14 @@ pub async fn generator_input(
     };
     // The watermark `initialWatermarkFrom` continues from: the named config's txn in the same
     // destination log, read only while this config has none of its own.
-    let watermark_source = match &resolved.watermark_source {
+    let watermark_source = match watermark_source {
         Some((config, blocked)) if !watermarks.contains_key(DEFAULT_WATERMARK) => {
-            let app = app_id::watermark(&resolved.config.namespace, config, None);
+            let app = app_id::watermark(&resolved.config.namespace, &config, None);
             let watermark_ms = catalog.txn_version(&app).await.map_err(err)?;
             Some(crate::generator::WatermarkSource {
-                config: config.clone(),
+                config,
                 watermark_ms,
-                blocked: blocked.clone(),
+                blocked,
             })
         }
         _ => None,

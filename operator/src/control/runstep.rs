@@ -537,12 +537,14 @@ async fn plan_run(
                 .validity
                 .as_ref()
                 .is_some_and(|v| v.state == SubtaskState::Succeeded);
+            let source = gather::watermark_source(ctx.backend, &resolved.config, ctx.runs).await?;
             let gathered = gather::generator_input(
                 ctx.catalogs,
                 resolved,
                 incomplete,
                 ctx.now.timestamp_millis(),
                 computed,
+                source,
             )
             .await?;
             let input = match gathered {

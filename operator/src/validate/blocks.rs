@@ -455,6 +455,24 @@ fn input_format(
     })
 }
 
+/// `tableMaxNumTasks` of a file task: `None` for −1 (or absent), every pending file in one run.
+fn files_per_run(c: &mut Collector, at: &str, value: Option<i64>) -> Option<u32> {
+    match value {
+        None | Some(-1) => None,
+        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        Some(n) => {
+            c.push(
+                format!("{at}.tableMaxNumTasks"),
+                Invalid::OutOfRange {
+                    value: n.to_string(),
+                    allowed: "use 1 or more, or -1 for every pending file in one run".into(),
+                },
+            );
+            None
+        }
+    }
+}
+
 /// DeltaIngestionTask: a sync-mode, all-or-none ingestion of the live files of a Delta table,
 /// one file per subtask (so one segment per file, unless a file passes the segment limits).
 fn delta_ingestion(
@@ -475,20 +493,7 @@ fn delta_ingestion(
             String::new()
         }
     };
-    let table_max_num_tasks = match b.table_max_num_tasks {
-        None | Some(-1) => None,
-        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-        Some(n) => {
-            c.push(
-                format!("{at}.tableMaxNumTasks"),
-                Invalid::OutOfRange {
-                    value: n.to_string(),
-                    allowed: "use 1 or more, or -1 for every pending file in one run".into(),
-                },
-            );
-            None
-        }
-    };
+    let table_max_num_tasks = files_per_run(c, at, b.table_max_num_tasks);
     TaskSpec::FileIngestion(FileIngestionConfig {
         input_dir_uri: source.clone(),
         input_files: Vec::new(),
@@ -517,20 +522,7 @@ fn delta_ingestion(
 }
 
 fn file_ingestion(c: &mut Collector, at: &str, b: &FileIngestionTaskSpec) -> TaskSpec {
-    let table_max_num_tasks = match b.table_max_num_tasks {
-        None | Some(-1) => None,
-        Some(n) if n >= 1 => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-        Some(n) => {
-            c.push(
-                format!("{at}.tableMaxNumTasks"),
-                Invalid::OutOfRange {
-                    value: n.to_string(),
-                    allowed: "use 1 or more, or -1 for every pending file in one run".into(),
-                },
-            );
-            None
-        }
-    };
+    let table_max_num_tasks = files_per_run(c, at, b.table_max_num_tasks);
     let swap = b.consistent_push_swap_enabled.unwrap_or(false);
     if swap && b.consistent_push_enabled == Some(false) {
         c.push(
