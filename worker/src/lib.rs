@@ -19,6 +19,7 @@ pub mod plan;
 pub mod reduce;
 pub mod run;
 pub mod scan;
+pub mod sketch;
 pub(crate) mod skip;
 pub mod sort;
 pub mod spilldir;

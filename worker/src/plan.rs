@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use minion_contract::{
-    AggregationType, ColumnRole, ColumnType, MergeType, PartitionFunction, SubtaskSpec,
+    AggregationType, ColumnRole, ColumnType, MergeType, PartitionFunction, Sketch, SubtaskSpec,
     TableSchema, TimeWindow,
 };
 
 use crate::error::{Result, WorkerError};
 use crate::predicate::Predicate;
+use crate::sketch::SketchMetric;
 use crate::table::arrow_schema;
 use crate::time::TimeColumn;
 
@@ -28,6 +29,16 @@ pub struct MetricAgg {
     pub agg: AggregationType,
     /// Hidden column with the original time of the held value (first/last-with-time).
     pub time_index: Option<usize>,
+    /// How a BYTES metric (a sketch or an average pair) merges.
+    pub sketch: Option<SketchMetric>,
+}
+
+/// A BYTES metric built from a raw column's values before that column is erased.
+#[derive(Clone, Debug)]
+pub struct DerivedMetric {
+    pub index: usize,
+    pub source: usize,
+    pub sketch: SketchMetric,
 }
 
 /// Value partitioning of the output.
@@ -50,6 +61,8 @@ pub struct Plan {
     pub window: Option<TimeWindow>,
     pub predicate: Option<Predicate>,
     pub erase: Vec<usize>,
+    /// Metrics derived from raw columns, before those are erased.
+    pub derive: Vec<DerivedMetric>,
     pub round_ms: Option<i64>,
     pub time_partition_ms: Option<i64>,
     pub tpart_index: Option<usize>,
@@ -144,6 +157,7 @@ impl Plan {
             .map(|_| hidden("vpart".into(), DataType::UInt32));
 
         let mut metrics = Vec::new();
+        let mut derive = Vec::new();
         if p.merge_type == MergeType::Rollup {
             for name in p.aggregation_types.keys() {
                 let c = table.column(name).ok_or_else(|| {
@@ -166,15 +180,32 @@ impl Plan {
                     .get(&c.name)
                     .copied()
                     .unwrap_or_default();
-                if !matches!(
-                    c.data_type,
-                    ColumnType::Int | ColumnType::Long | ColumnType::Float | ColumnType::Double
-                ) {
+                let fits = match c.data_type {
+                    ColumnType::Int | ColumnType::Long | ColumnType::Float | ColumnType::Double => {
+                        !agg.is_bytes()
+                    }
+                    ColumnType::Bytes => agg.is_bytes(),
+                    _ => false,
+                };
+                if !fits {
                     return Err(bad(format!(
-                        "metric {:?} of type {:?} cannot be aggregated with {agg:?}",
-                        c.name, c.data_type
+                        "metric {:?} of type {:?} cannot be aggregated with {}",
+                        c.name,
+                        c.data_type,
+                        agg.name()
                     )));
                 }
+                let params = p
+                    .aggregation_parameters
+                    .get(&c.name)
+                    .copied()
+                    .unwrap_or_default();
+                let sketch = Sketch::resolve(agg, &params)
+                    .map_err(|e| bad(format!("processing.aggregationParameters.{}: {e}", c.name)))?
+                    .map(|sketch| SketchMetric {
+                        name: c.name.clone(),
+                        sketch,
+                    });
                 let time_index = matches!(
                     agg,
                     AggregationType::FirstWithTime | AggregationType::LastWithTime
@@ -184,8 +215,39 @@ impl Plan {
                     index: i,
                     agg,
                     time_index,
+                    sketch,
                 });
             }
+            for (name, from) in &p.derive_metrics {
+                let m = metrics
+                    .iter()
+                    .find(|m| table.columns[m.index].name == *name)
+                    .and_then(|m| m.sketch.clone().map(|s| (m.index, s)));
+                let Some((target, sketch)) = m else {
+                    return Err(bad(format!(
+                        "processing.deriveMetrics.{name}: not a metric with a sketch or avg aggregation"
+                    )));
+                };
+                let source = index("processing.deriveMetrics", from)?;
+                let numeric = matches!(
+                    table.columns[source].data_type,
+                    ColumnType::Int | ColumnType::Long | ColumnType::Float | ColumnType::Double
+                );
+                if !sketch.sketch.counts_distinct() && !numeric {
+                    return Err(bad(format!(
+                        "processing.deriveMetrics.{name}: {from:?} is not numeric"
+                    )));
+                }
+                derive.push(DerivedMetric {
+                    index: target,
+                    source,
+                    sketch,
+                });
+            }
+        } else if !p.derive_metrics.is_empty() {
+            return Err(bad(
+                "processing.deriveMetrics needs mergeType rollup".to_string()
+            ));
         }
 
         let mut sort_keys: Vec<usize> = tpart_index.into_iter().chain(vpart_index).collect();
@@ -218,6 +280,7 @@ impl Plan {
             window: spec.window,
             predicate,
             erase,
+            derive,
             round_ms: p.round_bucket_ms,
             time_partition_ms: p.time_partition_ms,
             tpart_index,

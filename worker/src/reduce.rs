@@ -11,7 +11,9 @@
 //! - `count`: the column holds counts (one per raw event); the sum of the non-null values,
 //!   0 when every value is null;
 //! - `firstWithTime` / `lastWithTime`: the non-null value with the smallest / largest
-//!   original (unrounded) time, ties broken by the smaller / larger value.
+//!   original (unrounded) time, ties broken by the smaller / larger value;
+//! - sketches and `avg` (BYTES): the union of the group's sketches, or the sum of its
+//!   (sum, count) pairs ([`crate::sketch`]).
 
 use std::sync::Arc;
 
@@ -215,6 +217,9 @@ fn aggregate(
     ranges: &[(usize, usize)],
     m: &MetricAgg,
 ) -> Result<(ArrayRef, Option<ArrayRef>)> {
+    if let Some(sketch) = &m.sketch {
+        return Ok((sketch.merge(values, ranges)?, None));
+    }
     match values.data_type() {
         DataType::Int32 => Ok(aggregate_typed(
             values.as_primitive::<Int32Type>(),
@@ -307,6 +312,8 @@ fn aggregate_typed<T: ArrowPrimitiveType>(
                     .push(best.and_then(|b| times.filter(|t| t.is_valid(b)).map(|t| t.value(b))));
                 best.map(|b| values.value(b))
             }
+            // BYTES metrics merge in `crate::sketch`; the plan gives them no numeric column.
+            _ => None,
         };
         out.push(v);
     }

@@ -30,7 +30,7 @@ use crate::spilldir::PrivateSpillDir;
 use crate::store::{Location, resolve};
 use crate::stream::{BatchStream, BatchTransform, PlanMetrics, TransformStream};
 use crate::table::CoerceMode;
-use crate::transform::{EraseDimensions, PrepareKeys, PurgeFilter, WindowFilter};
+use crate::transform::{DeriveMetrics, EraseDimensions, PrepareKeys, PurgeFilter, WindowFilter};
 use crate::write::{OutputTarget, SegmentWriter};
 
 /// Smallest memory budget a subtask accepts.
@@ -209,6 +209,12 @@ impl Pipeline {
             let metrics = self.metrics.stage("purge");
             dropped_by.push((metrics.clone(), &self.ledger.purged_rows));
             stream = TransformStream::boxed(stream, node, metrics);
+        }
+        if !plan.derive.is_empty() {
+            let node = DeriveMetrics {
+                derive: plan.derive.clone(),
+            };
+            stream = TransformStream::boxed(stream, node, self.metrics.stage("derive"));
         }
         if !plan.erase.is_empty() {
             let node = EraseDimensions {
@@ -617,6 +623,7 @@ async fn execute(spec: &SubtaskSpec, options: &RunOptions) -> Result<RunReport> 
         "row ledger adds up"
     );
     manifest.ledger = Some(checked);
+    manifest.peak_spill_bytes = Some(spill.stats.peak_bytes());
     if options.write_manifest {
         write_manifest(&dest, spec, &manifest).await?;
     }

@@ -54,6 +54,22 @@ fn keep(batch: RecordBatch, mask: &BooleanArray) -> Result<Option<RecordBatch>> 
     Ok(Some(filter_record_batch(&batch, mask)?))
 }
 
+/// Builds each derived metric from its raw column's value on the row (before that column is
+/// erased), merged with the row's own value of the metric.
+pub struct DeriveMetrics {
+    pub derive: Vec<crate::plan::DerivedMetric>,
+}
+
+impl BatchTransform for DeriveMetrics {
+    fn apply(&mut self, batch: RecordBatch) -> Result<Option<RecordBatch>> {
+        let mut cols = batch.columns().to_vec();
+        for d in &self.derive {
+            cols[d.index] = d.sketch.derive(batch.column(d.source), &cols[d.index])?;
+        }
+        Ok(Some(RecordBatch::try_new(batch.schema(), cols)?))
+    }
+}
+
 /// Resets the listed dimensions: null if nullable, else the type's default (0, "", false).
 pub struct EraseDimensions {
     pub columns: Vec<usize>,

@@ -8,6 +8,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod schema;
 pub mod segment;
+pub mod sketch;
 pub mod spec;
 pub mod task;
 pub mod time_format;
@@ -23,6 +24,7 @@ pub use schema::{
     TimeFormat, TimeUnit,
 };
 pub use segment::{SegmentRef, segment_name};
+pub use sketch::{AggregationParameters, Sketch};
 pub use spec::{
     CONTRACT_VERSION, DATA_DIR, DEFAULT_MAX_RECORDS_PER_SEGMENT, DEFAULT_MEMORY_BUDGET_BYTES,
     InputFile, MANIFEST_FILE, OutputSpec, Processing, SubtaskKind, SubtaskSpec, TableLocation,

@@ -143,8 +143,8 @@ pub struct ResultManifest {
     /// is written next to the segment).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub validity: Vec<SegmentValidityCount>,
-    /// A validity subtask: the most local disk its spilled sort runs took at once (0: it
-    /// fit in its memory budget).
+    /// The most local disk the subtask's spilled sort runs took at once (0: it fit in its
+    /// memory budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_spill_bytes: Option<u64>,
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::schema::TableSchema;
 use crate::segment::SegmentRef;
+use crate::sketch::AggregationParameters;
 use crate::task::{AggregationType, FileFormat, MergeType, TaskType};
 
 /// `apiVersion` of subtask specs and result manifests.
@@ -85,6 +86,13 @@ pub struct Processing {
     /// Aggregation per metric for rollup; metrics not listed are summed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aggregation_types: BTreeMap<String, AggregationType>,
+    /// Parameters of the sketch aggregations, by metric.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aggregation_parameters: BTreeMap<String, AggregationParameters>,
+    /// Sketch (or average) metrics built from a raw column's values before that column is
+    /// erased, by metric: each row's value is added to the row's sketch.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derive_metrics: BTreeMap<String, String>,
     /// Dimensions reset to their default value (null) before reducing, so rows collapse.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erase_dimension_values: Vec<String>,

@@ -80,6 +80,65 @@ pub enum AggregationType {
     FirstWithTime,
     /// The value of the row with the largest time.
     LastWithTime,
+    /// BYTES metric: an Apache DataSketches theta sketch (compact, serialization version 3);
+    /// rollup unions the sketches. Parameter `nominalEntries`.
+    DistinctCountThetaSketch,
+    /// BYTES metric: an Apache DataSketches HLL sketch (HLL_8); rollup unions them.
+    /// Parameter `lgK`.
+    #[serde(rename = "distinctCountHLL")]
+    DistinctCountHll,
+    /// Pinot's HyperLogLogPlus name, written as a DataSketches HLL sketch like
+    /// `distinctCountHLL`. Parameter `lgK`.
+    #[serde(rename = "distinctCountHLLPlus")]
+    DistinctCountHllPlus,
+    /// BYTES metric: an Apache DataSketches CPC sketch; rollup unions them. Parameter `lgK`.
+    #[serde(rename = "distinctCountCPCSketch")]
+    DistinctCountCpcSketch,
+    /// BYTES metric: an Apache DataSketches t-digest of doubles; rollup merges them.
+    /// Parameter `compression`.
+    PercentileTDigest,
+    /// BYTES metric: an Apache DataSketches KLL sketch of doubles; rollup merges them.
+    /// Parameter `k`.
+    #[serde(rename = "percentileKLL")]
+    PercentileKll,
+    /// BYTES metric: a (sum, count) pair as Pinot's `AvgPair` writes it (16 bytes, big
+    /// endian: the f64 sum, then the i64 count); rollup adds both.
+    Avg,
+}
+
+impl AggregationType {
+    /// Whether the metric holds bytes (a sketch or an average pair) rather than a number.
+    pub fn is_bytes(self) -> bool {
+        matches!(
+            self,
+            AggregationType::DistinctCountThetaSketch
+                | AggregationType::DistinctCountHll
+                | AggregationType::DistinctCountHllPlus
+                | AggregationType::DistinctCountCpcSketch
+                | AggregationType::PercentileTDigest
+                | AggregationType::PercentileKll
+                | AggregationType::Avg
+        )
+    }
+
+    /// The name users write (`distinctCountHLL`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregationType::Sum => "sum",
+            AggregationType::Min => "min",
+            AggregationType::Max => "max",
+            AggregationType::Count => "count",
+            AggregationType::FirstWithTime => "firstWithTime",
+            AggregationType::LastWithTime => "lastWithTime",
+            AggregationType::DistinctCountThetaSketch => "distinctCountThetaSketch",
+            AggregationType::DistinctCountHll => "distinctCountHLL",
+            AggregationType::DistinctCountHllPlus => "distinctCountHLLPlus",
+            AggregationType::DistinctCountCpcSketch => "distinctCountCPCSketch",
+            AggregationType::PercentileTDigest => "percentileTDigest",
+            AggregationType::PercentileKll => "percentileKLL",
+            AggregationType::Avg => "avg",
+        }
+    }
 }
 
 /// Input file formats for file ingestion.
