@@ -136,6 +136,7 @@ fn level(name: &str, bucket_ms: i64, parallel: u32) -> MergeLevel {
         max_records_per_task: defaults::MAX_RECORDS_PER_TASK,
         max_num_parallel_buckets: parallel,
         erase_dimension_values: vec![],
+        derive_metrics: BTreeMap::new(),
     }
 }
 
@@ -190,6 +191,7 @@ fn main() {
                     level("30days", 30 * DAY_MS, parallel),
                 ],
                 aggregation_types: BTreeMap::new(),
+                aggregation_parameters: BTreeMap::new(),
                 mode,
                 skip_corrupt_segments: false,
             }),

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 pub use minion_common::predicate::Expr;
-use minion_contract::{AggregationType, FileFormat, MergeType, TableSchema, TaskType};
+use minion_contract::{
+    AggregationParameters, AggregationType, FileFormat, MergeType, TableSchema, TaskType,
+};
 
 pub const SECOND_MS: i64 = 1_000;
 pub const MINUTE_MS: i64 = 60 * SECOND_MS;
@@ -131,6 +133,7 @@ pub struct WindowProcessing {
     pub round_bucket_ms: Option<i64>,
     pub merge_type: MergeType,
     pub aggregation_types: BTreeMap<String, AggregationType>,
+    pub aggregation_parameters: BTreeMap<String, AggregationParameters>,
     pub max_records_per_segment: u64,
     pub segment_name_prefix: Option<String>,
     pub segment_name_postfix: Option<String>,
@@ -146,6 +149,7 @@ impl Default for WindowProcessing {
             round_bucket_ms: None,
             merge_type: MergeType::Concat,
             aggregation_types: BTreeMap::new(),
+            aggregation_parameters: BTreeMap::new(),
             max_records_per_segment: defaults::MAX_RECORDS_PER_SEGMENT,
             segment_name_prefix: None,
             segment_name_postfix: None,
@@ -198,6 +202,8 @@ pub struct MergeLevel {
     pub max_records_per_task: u64,
     pub max_num_parallel_buckets: u32,
     pub erase_dimension_values: Vec<String>,
+    /// Sketch metrics built from an erased column, by metric.
+    pub derive_metrics: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -213,6 +219,7 @@ pub enum MergeMode {
 pub struct MergeRollupConfig {
     pub levels: Vec<MergeLevel>,
     pub aggregation_types: BTreeMap<String, AggregationType>,
+    pub aggregation_parameters: BTreeMap<String, AggregationParameters>,
     pub mode: MergeMode,
     /// Leave unreadable segments in place (reported) instead of failing.
     pub skip_corrupt_segments: bool,

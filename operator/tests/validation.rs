@@ -472,6 +472,131 @@ fn aggregation_on_a_non_metric_column_is_refused() {
     );
 }
 
+fn visits() -> TableDef {
+    validate::table(&table("table-visits.yaml")).unwrap()
+}
+
+/// Sketch parameters are checked against their aggregation type's ranges at apply, naming
+/// the metric's parameter and what to use.
+#[test]
+fn sketch_parameters_out_of_range_name_the_metric_and_the_range() {
+    let mut c = mtc("mtc-visits-rollup.yaml");
+    let b = c.spec.merge_rollup_task.as_mut().unwrap();
+    let params = &mut b.aggregation_parameters;
+    params.get_mut("users_theta").unwrap().nominal_entries = Some(5000);
+    params.get_mut("users_hll").unwrap().lg_k = Some(30);
+    params.get_mut("latency_kll").unwrap().compression = Some(100);
+    let errs = validate::task_config(&c).unwrap_err();
+    assert_eq!(errs.errors.len(), 3, "{errs}");
+    for (metric, says) in [
+        (
+            "users_theta",
+            "nominalEntries 5000 is not a power of two from 32 to 67108864",
+        ),
+        (
+            "users_hll",
+            "lgK 30 is out of range for distinctCountHLL: use 4 to 21 (default 12)",
+        ),
+        (
+            "latency_kll",
+            "compression does not apply to percentileKLL, which takes only k",
+        ),
+    ] {
+        let field = format!("spec.mergeRollupTask.aggregationParameters.{metric}");
+        assert!(
+            errs.has(&field, "InvalidAggregationParameter"),
+            "{field}: {errs}"
+        );
+        assert!(errs.to_string().contains(says), "{says}: {errs}");
+    }
+}
+
+/// A BYTES metric takes a sketch (or avg) aggregation and a numeric metric a numeric one;
+/// under rollup a BYTES metric without one is refused rather than failing every subtask.
+#[test]
+fn sketch_aggregations_and_bytes_metrics_must_match() {
+    let mut c = mtc("mtc-visits-rollup.yaml");
+    let b = c.spec.merge_rollup_task.as_mut().unwrap();
+    b.aggregation_types
+        .insert("views".into(), AggregationType::DistinctCountHll);
+    b.aggregation_types.remove("latency_avg");
+    b.aggregation_types
+        .insert("users_hll".into(), AggregationType::Max);
+    b.aggregation_parameters.remove("users_hll");
+    for l in &mut b.levels {
+        l.derive_metrics.clear();
+    }
+    let cfg = validate::task_config(&c).unwrap();
+    let errs = validate::against_tables(&cfg, &visits(), None).unwrap_err();
+    assert_eq!(errs.errors.len(), 3, "{errs}");
+    let text = errs.to_string();
+    assert!(errs.has(
+        "spec.mergeRollupTask.aggregationTypes.views",
+        "WrongColumnType"
+    ));
+    assert!(text.contains("distinctCountHLL holds a sketch or an average pair: declare the column's dataType BYTES"), "{text}");
+    assert!(errs.has(
+        "spec.mergeRollupTask.aggregationTypes.users_hll",
+        "WrongColumnType"
+    ));
+    assert!(
+        text.contains("max aggregates numbers; a BYTES metric takes distinctCountThetaSketch"),
+        "{text}"
+    );
+    assert!(errs.has(
+        "spec.mergeRollupTask.aggregationTypes.latency_avg",
+        "MissingField"
+    ));
+    assert!(
+        text.contains("BYTES metric \"latency_avg\" cannot be summed under rollup"),
+        "{text}"
+    );
+}
+
+/// `deriveMetrics` builds a sketch metric from a column the same rollup level erases; a
+/// kept column, a non-sketch metric, a concat level and a string for a percentile are
+/// refused naming the level's field.
+#[test]
+fn derived_metrics_need_a_sketch_metric_and_a_column_the_level_erases() {
+    let mut c = mtc("mtc-visits-rollup.yaml");
+    let b = c.spec.merge_rollup_task.as_mut().unwrap();
+    let hourly = &mut b.levels[0];
+    hourly.erase_dimension_values = vec!["latency_ms".into()];
+    hourly.derive_metrics = BTreeMap::from([
+        ("users_theta".into(), "user_id".into()),
+        ("views".into(), "latency_ms".into()),
+    ]);
+    let daily = &mut b.levels[1];
+    daily.erase_dimension_values.push("user_id".into());
+    daily.derive_metrics = BTreeMap::from([("latency_kll".into(), "user_id".into())]);
+    let cfg = validate::task_config(&c).unwrap();
+    let errs = validate::against_tables(&cfg, &visits(), None).unwrap_err();
+    let text = errs.to_string();
+    assert_eq!(errs.errors.len(), 3, "{errs}");
+    let at = "spec.mergeRollupTask.levels";
+    assert!(errs.has(
+        &format!("{at}[0].deriveMetrics.users_theta"),
+        "FieldNotAllowed"
+    ));
+    assert!(
+        text.contains("\"user_id\" must be listed in this level's eraseDimensionValues"),
+        "{text}"
+    );
+    assert!(errs.has(&format!("{at}[0].deriveMetrics.views"), "FieldNotAllowed"));
+    assert!(
+        text.contains("\"views\" needs a sketch or avg aggregation type"),
+        "{text}"
+    );
+    assert!(errs.has(
+        &format!("{at}[1].deriveMetrics.latency_kll"),
+        "FieldNotAllowed"
+    ));
+    assert!(
+        text.contains("percentileKLL needs a numeric column"),
+        "{text}"
+    );
+}
+
 #[test]
 fn erased_values_must_be_dimensions() {
     let mut c = mtc("mtc-merge-rollup.yaml");

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use minion_contract::{AggregationType, FileFormat, MergeType, TaskType};
+use minion_contract::{AggregationParameters, AggregationType, FileFormat, MergeType, TaskType};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,10 @@ pub struct RealtimeToOfflineSegmentsTaskSpec {
     /// Aggregation per metric column under rollup (default sum).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aggregation_types: BTreeMap<String, AggregationType>,
+    /// Parameters of sketch aggregations, by metric column: `nominalEntries` (theta),
+    /// `lgK` (HLL, CPC), `k` (KLL), `compression` (t-digest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aggregation_parameters: BTreeMap<String, AggregationParameters>,
     /// Rows per output segment. Default 5000000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_num_records_per_segment: Option<u64>,
@@ -75,6 +79,10 @@ pub struct SegmentImportTaskSpec {
     /// Aggregation per metric column under rollup (default sum).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aggregation_types: BTreeMap<String, AggregationType>,
+    /// Parameters of sketch aggregations, by metric column: `nominalEntries` (theta),
+    /// `lgK` (HLL, CPC), `k` (KLL), `compression` (t-digest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aggregation_parameters: BTreeMap<String, AggregationParameters>,
     /// Rows per output segment. Default 5000000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_num_records_per_segment: Option<u64>,
@@ -153,6 +161,11 @@ pub struct MergeLevelSpec {
     /// Dimension columns reset to their default value so rows collapse under rollup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub erase_dimension_values: Vec<String>,
+    /// Sketch (or avg) metrics this level builds from a column it erases, by metric:
+    /// `{distinct_users: user_id}` keeps the distinct count of `user_id` in the BYTES metric
+    /// `distinct_users` while the rollup drops its values. Needs mergeType rollup.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derive_metrics: BTreeMap<String, String>,
 }
 
 /// MergeRollupTask: multi-level merge/rollup of small segments into time-aligned ones.
@@ -165,6 +178,10 @@ pub struct MergeRollupTaskSpec {
     /// Aggregation per metric column under rollup (default sum).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aggregation_types: BTreeMap<String, AggregationType>,
+    /// Parameters of sketch aggregations, by metric column: `nominalEntries` (theta),
+    /// `lgK` (HLL, CPC), `k` (KLL), `compression` (t-digest).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aggregation_parameters: BTreeMap<String, AggregationParameters>,
     /// processFromWatermark (default) or processAll.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<MergeRollupMode>,

@@ -183,10 +183,12 @@ fn schema_of(schema: &Value, w: &mut Vec<String>) -> SchemaColumns {
                     continue;
                 }
             };
-            if role == "metric" && !matches!(data_type, "INT" | "LONG" | "FLOAT" | "DOUBLE") {
+            if role == "metric"
+                && !matches!(data_type, "INT" | "LONG" | "FLOAT" | "DOUBLE" | "BYTES")
+            {
                 w.push(format!(
-                    "schema column {name}: a {data_type} metric (a sketch?) is not supported \
-                     yet; left out"
+                    "schema column {name}: a {data_type} metric is not supported (INT, LONG, \
+                     FLOAT, DOUBLE, or BYTES for a sketch); left out"
                 ));
                 continue;
             }
@@ -481,8 +483,36 @@ fn aggregation(name: &str) -> Option<&'static str> {
         "count" => Some("count"),
         "firstwithtime" => Some("firstWithTime"),
         "lastwithtime" => Some("lastWithTime"),
+        "distinctcountthetasketch" => Some("distinctCountThetaSketch"),
+        "distinctcounthll" => Some("distinctCountHLL"),
+        "distinctcounthllplus" => Some("distinctCountHLLPlus"),
+        "distinctcountcpcsketch" => Some("distinctCountCPCSketch"),
+        "percentiletdigest" => Some("percentileTDigest"),
+        "percentilekll" => Some("percentileKLL"),
+        "avg" => Some("avg"),
         _ => None,
     }
+}
+
+/// Our name of a Pinot aggregation function parameter (`log2m` and HLLPlus's `p` are `lgK`).
+fn aggregation_parameter(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "nominalentries" => Some("nominalEntries"),
+        "lgk" | "log2m" | "p" => Some("lgK"),
+        "k" => Some("k"),
+        "compressionfactor" | "compression" => Some("compression"),
+        _ => None,
+    }
+}
+
+/// `[<level>.]aggregationFunctionParameters.<metric>.<param>` as (metric, param).
+fn aggregation_parameter_key(key: &str) -> Option<(&str, &str)> {
+    const PREFIX: &str = "aggregationFunctionParameters.";
+    let at = key.find(PREFIX)?;
+    if at > 0 && !key[..at].ends_with('.') {
+        return None;
+    }
+    key[at + PREFIX.len()..].rsplit_once('.')
 }
 
 fn typed(value: &Value, kind: Kind) -> Result<Value, String> {
@@ -576,6 +606,7 @@ fn task_manifest(
     spec.insert("taskType".into(), json!(our_type));
     let mut b = Map::new();
     let mut aggregations = Map::new();
+    let mut parameters: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut levels: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for (key, value) in keys {
         if key == "schedule" {
@@ -586,12 +617,45 @@ fn task_manifest(
             let v = value.as_str().unwrap_or_default();
             match aggregation(v) {
                 Some(a) => {
+                    if a.starts_with("distinctCountHLL") {
+                        w.push(format!(
+                            "{at}.{key}: {a} writes Apache DataSketches HLL sketches; the \
+                             HyperLogLog bytes Pinot wrote (clearspring) cannot be merged \
+                             with them (docs/migrating-from-pinot.md)"
+                        ));
+                    }
                     aggregations.insert(metric.to_string(), json!(a));
                 }
                 None => w.push(format!(
                     "{at}.{key}: aggregation {v} is not supported (sum, min, max, count, \
-                     firstWithTime, lastWithTime; sketches are not yet); left out"
+                     firstWithTime, lastWithTime, avg, distinctCountThetaSketch, \
+                     distinctCountHLL, distinctCountHLLPlus, distinctCountCPCSketch, \
+                     percentileTDigest, percentileKLL); left out"
                 )),
+            }
+            continue;
+        }
+        if let Some((metric, param)) = aggregation_parameter_key(key) {
+            let ours = aggregation_parameter(param);
+            let value = typed(value, Kind::Integer);
+            match (ours, value) {
+                (None, _) => w.push(format!(
+                    "{at}.{key}: parameter {param} has no counterpart (nominalEntries, \
+                     log2m/lgK/p, K, compressionFactor); left out"
+                )),
+                (_, Err(e)) => w.push(format!("{at}.{key}: {e}; left out")),
+                (Some(p), Ok(v)) => {
+                    let kept = parameters.entry(metric.to_string()).or_default();
+                    match kept.get(p) {
+                        Some(first) if *first != v => w.push(format!(
+                            "{at}.{key}: {v} differs from another level's {first}; one value \
+                             applies to every level here, {first} is kept"
+                        )),
+                        _ => {
+                            kept.insert(p.to_string(), v);
+                        }
+                    }
+                }
             }
             continue;
         }
@@ -646,6 +710,13 @@ fn task_manifest(
     }
     if !aggregations.is_empty() {
         b.insert("aggregationTypes".into(), Value::Object(aggregations));
+    }
+    if !parameters.is_empty() {
+        let parameters = parameters
+            .into_iter()
+            .map(|(m, p)| (m, Value::Object(p)))
+            .collect();
+        b.insert("aggregationParameters".into(), Value::Object(parameters));
     }
     if block == "mergeRollupTask" {
         // Finest bucket first, as the levels must be listed.

@@ -162,6 +162,8 @@ fn level_processing(
         merge_type: level.merge_type,
         round_bucket_ms: level.round_bucket_ms,
         aggregation_types: config.aggregation_types.clone(),
+        aggregation_parameters: config.aggregation_parameters.clone(),
+        derive_metrics: level.derive_metrics.clone(),
         erase_dimension_values: level.erase_dimension_values.clone(),
         time_partition_ms: Some(level.bucket_ms),
         value_partitioning: input.destination.def.schema.partitioning.is_some(),

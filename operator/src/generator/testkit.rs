@@ -162,6 +162,7 @@ pub fn merge_level(name: &str, bucket_ms: i64) -> MergeLevel {
         max_records_per_task: defaults::MAX_RECORDS_PER_TASK,
         max_num_parallel_buckets: defaults::MAX_NUM_PARALLEL_BUCKETS,
         erase_dimension_values: vec![],
+        derive_metrics: BTreeMap::new(),
     }
 }
 
@@ -169,6 +170,7 @@ pub fn merge_rollup(levels: Vec<MergeLevel>) -> TaskSpec {
     TaskSpec::MergeRollup(MergeRollupConfig {
         levels,
         aggregation_types: BTreeMap::new(),
+        aggregation_parameters: BTreeMap::new(),
         mode: MergeMode::ProcessFromWatermark,
         skip_corrupt_segments: false,
     })

@@ -185,6 +185,7 @@ fn window_processing(
         merge_type: w.merge_type,
         round_bucket_ms: w.round_bucket_ms,
         aggregation_types: w.aggregation_types.clone(),
+        aggregation_parameters: w.aggregation_parameters.clone(),
         value_partitioning: input.destination.def.schema.partitioning.is_some(),
         desired_segment_size_bytes: desired_size,
         skip_corrupt_segments: w.skip_corrupt_segments,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use minion_contract::{AggregationType, TaskType};
+use minion_contract::{AggregationParameters, AggregationType, Sketch, TaskType};
 
 use super::{Collector, Invalid, check_segment_name_part, check_uri, units};
 use crate::api::tasks::*;
@@ -48,6 +48,7 @@ pub(super) fn task_spec(
                         round: b.round_bucket_time_period.as_deref(),
                         merge_type: b.merge_type,
                         aggregation_types: &b.aggregation_types,
+                        aggregation_parameters: &b.aggregation_parameters,
                         max_records_per_segment: b.max_num_records_per_segment,
                         prefix: &b.segment_name_prefix,
                         postfix: &b.segment_name_postfix,
@@ -93,6 +94,7 @@ struct Window<'a> {
     round: Option<&'a str>,
     merge_type: Option<minion_contract::MergeType>,
     aggregation_types: &'a BTreeMap<String, AggregationType>,
+    aggregation_parameters: &'a BTreeMap<String, AggregationParameters>,
     max_records_per_segment: Option<u64>,
     prefix: &'a Option<String>,
     postfix: &'a Option<String>,
@@ -121,6 +123,12 @@ fn window(c: &mut Collector, at: &str, w: Window<'_>) -> WindowProcessing {
         round_bucket_ms,
         merge_type: w.merge_type.unwrap_or_default(),
         aggregation_types: aggregation_types(c, at, w.aggregation_types),
+        aggregation_parameters: aggregation_parameters(
+            c,
+            at,
+            w.aggregation_types,
+            w.aggregation_parameters,
+        ),
         max_records_per_segment: c.at_least_one(
             &format!("{at}.maxNumRecordsPerSegment"),
             w.max_records_per_segment,
@@ -168,6 +176,25 @@ fn aggregation_types(
     types.clone()
 }
 
+/// Each metric's parameters resolve with its aggregation type (the sketch's ranges).
+fn aggregation_parameters(
+    c: &mut Collector,
+    at: &str,
+    types: &BTreeMap<String, AggregationType>,
+    params: &BTreeMap<String, AggregationParameters>,
+) -> BTreeMap<String, AggregationParameters> {
+    for (name, p) in params {
+        let agg = types.get(name).copied().unwrap_or_default();
+        if let Err(message) = Sketch::resolve(agg, p) {
+            c.push(
+                format!("{at}.aggregationParameters.{name}"),
+                Invalid::AggregationParameter { message },
+            );
+        }
+    }
+    params.clone()
+}
+
 fn segment_import(c: &mut Collector, at: &str, b: &SegmentImportTaskSpec) -> TaskSpec {
     let window = window(
         c,
@@ -178,6 +205,7 @@ fn segment_import(c: &mut Collector, at: &str, b: &SegmentImportTaskSpec) -> Tas
             round: b.round_bucket_time_period.as_deref(),
             merge_type: b.merge_type,
             aggregation_types: &b.aggregation_types,
+            aggregation_parameters: &b.aggregation_parameters,
             max_records_per_segment: b.max_num_records_per_segment,
             prefix: &b.segment_name_prefix,
             postfix: &b.segment_name_postfix,
@@ -339,11 +367,18 @@ fn merge_rollup(c: &mut Collector, at: &str, b: &MergeRollupTaskSpec) -> TaskSpe
                 defaults::MAX_NUM_PARALLEL_BUCKETS,
             ),
             erase_dimension_values: l.erase_dimension_values.clone(),
+            derive_metrics: l.derive_metrics.clone(),
         });
     }
     TaskSpec::MergeRollup(MergeRollupConfig {
         levels,
         aggregation_types: aggregation_types(c, at, &b.aggregation_types),
+        aggregation_parameters: aggregation_parameters(
+            c,
+            at,
+            &b.aggregation_types,
+            &b.aggregation_parameters,
+        ),
         mode: match b.mode {
             None | Some(MergeRollupMode::ProcessFromWatermark) => MergeMode::ProcessFromWatermark,
             Some(MergeRollupMode::ProcessAll) => MergeMode::ProcessAll,

@@ -5,12 +5,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use minion_common::predicate::{CmpOp, Predicate};
-use minion_contract::{AggregationType, ColumnRole};
+use minion_contract::{AggregationType, ColumnRole, ColumnType, MergeType};
 
 use super::table::{column_list, role_name, type_name};
 use super::{Collector, Invalid, ResourceId, ValidationErrors};
 use crate::api::block_key;
-use crate::model::{Expr, TableDef, TableType, TaskConfig, TaskSpec};
+use crate::model::{
+    Expr, MergeLevel, MergeRollupConfig, TableDef, TableType, TaskConfig, TaskSpec,
+};
 
 /// Checks a MinionTaskConfig's validated config against its destination `table` and, for
 /// R2O/SegmentImport, its `source` table. For a TaskRun use
@@ -64,11 +66,13 @@ pub(super) fn check(
                     },
                 );
             }
-            metrics(&mut c, &block, table, &r.window.aggregation_types);
+            let rollup = r.window.merge_type == MergeType::Rollup;
+            metrics(&mut c, &block, table, &r.window.aggregation_types, rollup);
         }
         TaskSpec::SegmentImport(s) => {
             check_source(&mut c, table, source);
-            metrics(&mut c, &block, table, &s.window.aggregation_types);
+            let rollup = s.window.merge_type == MergeType::Rollup;
+            metrics(&mut c, &block, table, &s.window.aggregation_types, rollup);
         }
         TaskSpec::MergeRollup(m) => {
             if table.schema.is_upsert() {
@@ -81,8 +85,10 @@ pub(super) fn check(
                     },
                 );
             }
-            metrics(&mut c, &block, table, &m.aggregation_types);
+            let rollup = m.levels.iter().any(|l| l.merge_type == MergeType::Rollup);
+            metrics(&mut c, &block, table, &m.aggregation_types, rollup);
             for (i, level) in m.levels.iter().enumerate() {
+                derived_metrics(&mut c, &format!("{block}.levels[{i}]"), table, m, level);
                 for (j, name) in level.erase_dimension_values.iter().enumerate() {
                     let field = format!("{block}.levels[{i}].eraseDimensionValues[{j}]");
                     column_with_role(
@@ -205,21 +211,121 @@ fn check_source(c: &mut Collector, table: &TableDef, source: Option<&TableDef>) 
     }
 }
 
+/// Aggregation types name metric columns of a type they take (sketches and avg: BYTES;
+/// the others: numbers); under rollup every BYTES metric has one.
 fn metrics(
     c: &mut Collector,
     block: &str,
     table: &TableDef,
     types: &BTreeMap<String, AggregationType>,
+    rollup: bool,
 ) {
-    for name in types.keys() {
+    for (name, agg) in types {
+        let field = format!("{block}.aggregationTypes.{name}");
         column_with_role(
             c,
-            format!("{block}.aggregationTypes.{name}"),
+            field.clone(),
             table,
             name,
             ColumnRole::Metric,
             "aggregation types apply to metric columns only",
         );
+        let Some(col) = table.schema.column(name) else {
+            continue;
+        };
+        let bytes = col.data_type == ColumnType::Bytes;
+        if col.role == ColumnRole::Metric && bytes != agg.is_bytes() {
+            let expected = if agg.is_bytes() {
+                format!(
+                    "{} holds a sketch or an average pair: declare the column's dataType BYTES",
+                    agg.name()
+                )
+            } else {
+                format!("{} aggregates numbers; {BYTES_AGGREGATIONS}", agg.name())
+            };
+            c.push(
+                field,
+                Invalid::WrongColumnType {
+                    value: name.clone(),
+                    data_type: type_name(col.data_type),
+                    expected,
+                },
+            );
+        }
+    }
+    if !rollup {
+        return;
+    }
+    for col in table.schema.metrics() {
+        if col.data_type == ColumnType::Bytes && !types.contains_key(&col.name) {
+            c.missing(
+                &format!("{block}.aggregationTypes.{}", col.name),
+                &format!(
+                    "BYTES metric {:?} cannot be summed under rollup; {BYTES_AGGREGATIONS}",
+                    col.name
+                ),
+            );
+        }
+    }
+}
+
+const BYTES_AGGREGATIONS: &str = "a BYTES metric takes distinctCountThetaSketch, distinctCountHLL, distinctCountHLLPlus, distinctCountCPCSketch, percentileTDigest, percentileKLL or avg";
+
+/// A level's `deriveMetrics`: a BYTES metric with a sketch (or avg) aggregation, built from
+/// a column the same level erases under rollup (numeric for percentiles and avg).
+fn derived_metrics(
+    c: &mut Collector,
+    at: &str,
+    table: &TableDef,
+    config: &MergeRollupConfig,
+    level: &MergeLevel,
+) {
+    for (metric, source) in &level.derive_metrics {
+        let field = format!("{at}.deriveMetrics.{metric}");
+        let mut not = |detail: String| c.push(field.clone(), Invalid::NotAllowed { detail });
+        if level.merge_type != MergeType::Rollup {
+            not(
+                "deriveMetrics builds metrics for a rollup; set this level's mergeType to rollup"
+                    .into(),
+            );
+            continue;
+        }
+        let Some(agg) = config
+            .aggregation_types
+            .get(metric)
+            .copied()
+            .filter(|a| a.is_bytes())
+        else {
+            not(format!(
+                "{metric:?} needs a sketch or avg aggregation type in aggregationTypes (and dataType BYTES)"
+            ));
+            continue;
+        };
+        if !level.erase_dimension_values.contains(source) {
+            not(format!(
+                "{source:?} must be listed in this level's eraseDimensionValues: the metric keeps what the rollup drops, and a column kept would be added again by the next level"
+            ));
+            continue;
+        }
+        let numeric = table.schema.column(source).is_some_and(|c| {
+            matches!(
+                c.data_type,
+                ColumnType::Int | ColumnType::Long | ColumnType::Float | ColumnType::Double
+            )
+        });
+        let distinct = matches!(
+            agg,
+            AggregationType::DistinctCountThetaSketch
+                | AggregationType::DistinctCountHll
+                | AggregationType::DistinctCountHllPlus
+                | AggregationType::DistinctCountCpcSketch
+        );
+        if !distinct && !numeric {
+            not(format!(
+                "{} needs a numeric column (INT, LONG, FLOAT or DOUBLE), and {source:?} is not one",
+                agg.name()
+            ));
+        }
     }
 }
 

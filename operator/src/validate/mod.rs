@@ -59,6 +59,9 @@ pub enum Invalid {
     /// The time column's format does not parse or does not fit the column's type.
     #[error("{message}")]
     TimeFormat { message: String },
+    /// A sketch parameter that does not fit its aggregation type.
+    #[error("{message}")]
+    AggregationParameter { message: String },
     #[error(
         "{value:?} is not a time; use RFC3339 (e.g. 2024-01-31T00:00:00Z) or epoch milliseconds"
     )]
@@ -181,6 +184,7 @@ impl Invalid {
             Invalid::SegmentName { .. } => "InvalidSegmentName",
             Invalid::Predicate { .. } => "InvalidPredicate",
             Invalid::TimeFormat { .. } => "InvalidTimeFormat",
+            Invalid::AggregationParameter { .. } => "InvalidAggregationParameter",
             Invalid::PredicateTooDeep { .. } => "PredicateTooDeep",
             Invalid::PredicateLiteral { .. } => "InvalidPredicateLiteral",
         }

@@ -154,9 +154,14 @@ fn check_schema(c: &mut Collector, at: &str, schema: &TableSchema) {
                 },
             );
         }
+        // BYTES metrics hold sketches or average pairs (their aggregation type says which).
         let numeric = matches!(
             col.data_type,
-            ColumnType::Int | ColumnType::Long | ColumnType::Float | ColumnType::Double
+            ColumnType::Int
+                | ColumnType::Long
+                | ColumnType::Float
+                | ColumnType::Double
+                | ColumnType::Bytes
         );
         if col.role == ColumnRole::Metric && !numeric {
             c.push(
@@ -164,7 +169,8 @@ fn check_schema(c: &mut Collector, at: &str, schema: &TableSchema) {
                 Invalid::WrongColumnType {
                     value: col.name.clone(),
                     data_type: type_name(col.data_type),
-                    expected: "metric columns must be INT, LONG, FLOAT or DOUBLE".into(),
+                    expected: "metric columns must be INT, LONG, FLOAT, DOUBLE or BYTES (a sketch)"
+                        .into(),
                 },
             );
         }
