@@ -80,7 +80,14 @@ fn a_hybrid_table_with_merge_rollup_and_realtime_to_offline() {
     assert_eq!(schema["timeFormat"], "1:MILLISECONDS:EPOCH");
     assert_eq!(schema["sortedColumn"], "ts");
     assert_eq!(schema["bloomFilterColumns"][0], "user_id");
-    assert_eq!(schema["columns"].as_array().unwrap().len(), 7);
+    assert_eq!(schema["columns"].as_array().unwrap().len(), 9);
+    assert!(
+        schema["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "users_hll" && c["dataType"] == "BYTES" && c["role"] == "metric")
+    );
     // segmentsConfig retention: 365 DAYS offline, 7 DAYS realtime.
     assert_eq!(offline["spec"]["retentionTimePeriod"], "365d");
     let realtime = c.doc("Table", "events-realtime");
@@ -108,14 +115,29 @@ fn a_hybrid_table_with_merge_rollup_and_realtime_to_offline() {
     assert_eq!(r["roundBucketTimePeriod"], "1m");
     assert_eq!(r["maxNumRecordsPerSegment"], 5_000_000);
 
-    for left_out in [
+    // Sketch metrics: BYTES columns, their aggregations and Pinot's per-level parameters.
+    assert_eq!(m["aggregationTypes"]["users_hll"], "distinctCountHLL");
+    assert_eq!(
+        m["aggregationTypes"]["users_theta"],
+        "distinctCountThetaSketch"
+    );
+    assert_eq!(m["aggregationParameters"]["users_hll"]["lgK"], 12);
+    assert_eq!(
+        m["aggregationParameters"]["users_theta"]["nominalEntries"],
+        16384
+    );
+    assert_eq!(
+        r["aggregationTypes"]["users_theta"],
+        "distinctCountThetaSketch"
+    );
+
+    for warned in [
         "schema column tags: multi-value columns are not supported",
-        "schema column users_hll: a BYTES metric",
-        "users_hll.aggregationType: aggregation distinctCountHLL is not supported",
-        "users_hll.log2m has no counterpart",
+        "users_hll.aggregationType: distinctCountHLL writes Apache DataSketches HLL sketches",
     ] {
-        assert!(c.warnings.contains(left_out), "{left_out}: {}", c.warnings);
+        assert!(c.warnings.contains(warned), "{warned}: {}", c.warnings);
     }
+    assert!(!c.warnings.contains("users_theta"), "{}", c.warnings);
 }
 
 #[test]
