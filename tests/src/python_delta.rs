@@ -1,7 +1,8 @@
 //! Another Delta writer for the tests: the Python `deltalake` package (delta-rs), in a venv
 //! `scripts/python-delta.sh` makes once (pinned versions, under `target/python-delta`), driven by
 //! `tests/python/write_delta.py` with a JSON list of steps (write, delete, checkpoint, a
-//! hand-written deletion vector; see that file).
+//! hand-written deletion vector; see that file). The same venv holds Apache DataSketches' C++
+//! library, which `tests/python/check_sketches.py` uses to read the sketches a rollup wrote.
 //!
 //! The tests that use it fail, never skip, when the venv cannot be made (it needs PyPI, which
 //! the CI machine reaches).
@@ -45,17 +46,26 @@ pub fn python() -> PathBuf {
 /// # Panics
 /// The program failed (its output is shown).
 pub fn write(steps: &serde_json::Value) -> Vec<serde_json::Value> {
+    run("write_delta.py", steps)
+}
+
+/// Runs `tests/python/<script>` on `input` (given as a JSON file); returns the JSON lines it
+/// printed.
+///
+/// # Panics
+/// The program failed (its output is shown).
+pub fn run(script: &str, input: &serde_json::Value) -> Vec<serde_json::Value> {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let file = dir.path().join("steps.json");
-    std::fs::write(&file, serde_json::to_vec(steps).unwrap()).unwrap();
+    let file = dir.path().join("input.json");
+    std::fs::write(&file, serde_json::to_vec(input).unwrap()).unwrap();
     let out = Command::new(python())
-        .arg(repo().join("tests/python/write_delta.py"))
+        .arg(repo().join("tests/python").join(script))
         .arg(&file)
         .output()
         .expect("python starts");
     assert!(
         out.status.success(),
-        "write_delta.py failed on {steps:#}:\n{}\n{}",
+        "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1482,7 +1482,8 @@ spec:
 /// the union of its rows' one-value sketches (the same bytes for theta; the same registers
 /// for HLL), its estimate lies within three standard deviations of the true distinct count,
 /// the KLL sketch counts every row with the exact minimum and maximum and a median within
-/// its rank error, and the avg pair is the exact sum and count.
+/// its rank error, and the avg pair is the exact sum and count. DataSketches' C++ library
+/// (Python `datasketches`) reads every sketch and builds the same ones from the raw values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollup_derives_sketches_from_the_columns_it_erases_and_merges_them_exactly() {
     use datasketches::common::{NumStdDev, SearchCriteria};
@@ -1587,6 +1588,7 @@ async fn rollup_derives_sketches_from_the_columns_it_erases_and_merges_them_exac
 
     let mut seen = BTreeSet::new();
     let mut estimated = 0;
+    let mut rust_read: BTreeMap<Group, (f64, f64)> = BTreeMap::new();
     for b in rows(&visits).await {
         let (ts, views) = (longs(&b, "ts"), longs(&b, "views"));
         let country = strings(&b, "country");
@@ -1623,6 +1625,8 @@ async fn rollup_derives_sketches_from_the_columns_it_erases_and_merges_them_exac
             );
             let t = CompactThetaSketch::deserialize(theta.value(i)).unwrap();
             estimated += usize::from(t.is_estimation_mode());
+            let (avg_sum, _) = minion_worker::sketch::avg_pair(avg.value(i)).unwrap();
+            rust_read.insert(group.clone(), (t.estimate(), avg_sum));
             assert!(
                 t.lower_bound(NumStdDev::Three) <= distinct
                     && distinct <= t.upper_bound(NumStdDev::Three),
@@ -1671,6 +1675,56 @@ async fn rollup_derives_sketches_from_the_columns_it_erases_and_merges_them_exac
         raw.len(),
         "every theta sketch is past its exact mode"
     );
+
+    // DataSketches' C++ library reads the same bytes, and values hash as it hashes them: its
+    // theta sketch of a group's raw users estimates what ours does, and its HLL sketch of them
+    // adds no register to ours.
+    let root = PathBuf::from(visits.uri.trim_start_matches("file://"));
+    let segments: Vec<String> = live(&visits)
+        .await
+        .iter()
+        .map(|s| root.join(&s.path).display().to_string())
+        .collect();
+    let key = |g: &Group| format!("{}|{}", g.0, g.1 * DAY_MS);
+    let raw_users: serde_json::Map<String, serde_json::Value> = raw
+        .iter()
+        .map(|(g, (users, _))| (key(g), serde_json::json!(users)))
+        .collect();
+    let checked = minion_e2e::python_delta::run(
+        "check_sketches.py",
+        &serde_json::json!({
+            "segments": segments,
+            "group_by": ["country", "ts"],
+            "lg_k": {"theta": 12, "hll": 12},
+            "raw": raw_users,
+        }),
+    );
+    assert_eq!(checked.len(), raw.len());
+    for c in &checked {
+        let (country, ms) = c["key"].as_str().unwrap().split_once('|').unwrap();
+        let g = (country.to_string(), ms.parse::<i64>().unwrap() / DAY_MS);
+        let (users, latencies) = &raw[&g];
+        let ours = &rust_read[&g];
+        // The same sketch; the two libraries' float arithmetic may differ in the last bit.
+        let cpp = c["theta"].as_f64().unwrap();
+        assert!((cpp - ours.0).abs() <= 1e-9 * ours.0, "{c}: Rust reads {}", ours.0);
+        assert_eq!(
+            c["theta_from_raw"], c["theta"],
+            "{c}: C++ hashes the users otherwise"
+        );
+        assert_eq!(c["hll_registers_equal"], true, "{c}");
+        assert_eq!(c["kll_n"].as_u64().unwrap(), users.len() as u64, "{c}");
+        assert_eq!(
+            c["kll_min"].as_f64().unwrap(),
+            *latencies.iter().min().unwrap() as f64
+        );
+        assert_eq!(
+            c["kll_max"].as_f64().unwrap(),
+            *latencies.iter().max().unwrap() as f64
+        );
+        assert_eq!(c["avg_count"].as_i64().unwrap(), latencies.len() as i64);
+        assert_eq!(c["avg_sum"].as_f64().unwrap(), ours.1);
+    }
 }
 
 /// A time format that does not parse, or does not fit its column, is refused at apply naming

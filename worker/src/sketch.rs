@@ -18,10 +18,23 @@ use datasketches::hash::value::{canonical_float, raw_bytes};
 use datasketches::hll::{HllSketch, HllType, HllUnion};
 use datasketches::kll::{KllFloat, KllSketch};
 use datasketches::tdigest::TDigestMut;
-use datasketches::theta::{CompactThetaSketch, ThetaUnion, ThetaUnionBuilder};
+use datasketches::theta::{CompactThetaSketch, ThetaSketchBuilder, ThetaUnion, ThetaUnionBuilder};
 use minion_contract::Sketch;
 
 use crate::error::{Result, WorkerError};
+
+/// Adds a raw value to a distinct-count sketch (or union) the way DataSketches Java and C++
+/// hash it: integers as 64-bit, floats as canonical doubles, strings and bytes as raw bytes.
+macro_rules! hash_into {
+    ($sketch:expr, $update:ident, $raw:expr) => {
+        match $raw {
+            Raw::Int(v) => $sketch.$update(v),
+            Raw::Float(v) => $sketch.$update(canonical_float::from_f64(v)),
+            Raw::Text(v) => $sketch.$update(raw_bytes::from_str(v)),
+            Raw::Bytes(v) => $sketch.$update(raw_bytes::from_slice(v)),
+        }
+    };
+}
 
 /// One BYTES metric's aggregation.
 #[derive(Clone, Debug)]
@@ -190,14 +203,62 @@ impl SketchMetric {
                 }
                 continue;
             };
-            let mut acc = self.acc()?;
-            self.add_raw(&mut acc, raw)?;
             if existing.is_valid(i) {
+                let mut acc = self.acc()?;
+                self.add_raw(&mut acc, raw)?;
                 self.add_bytes(&mut acc, existing.value(i))?;
+                out.append_value(finish(acc));
+            } else {
+                // The common case: a raw row without a sketch of its own. A sketch of the one
+                // value is what the union of it would be, without building a union.
+                out.append_value(self.one_value(raw)?);
             }
-            out.append_value(finish(acc));
         }
         Ok(Arc::new(out.finish()))
+    }
+
+    /// The serialized sketch (or pair) of one value.
+    fn one_value(&self, raw: Raw<'_>) -> Result<Vec<u8>> {
+        let number = || {
+            raw.number().ok_or_else(|| {
+                WorkerError::BadSpec(format!(
+                    "processing.deriveMetrics.{}: {} needs a numeric source column",
+                    self.name,
+                    self.what()
+                ))
+            })
+        };
+        Ok(match self.sketch {
+            Sketch::Theta { lg_k } => {
+                let mut s = ThetaSketchBuilder::default()
+                    .lg_k(lg_k)
+                    .build()
+                    .map_err(WorkerError::internal)?;
+                hash_into!(s, update, raw);
+                s.compact(true).serialize()
+            }
+            Sketch::Hll { lg_k } => {
+                let mut s = HllSketch::new(lg_k, HllType::Hll8).map_err(WorkerError::internal)?;
+                hash_into!(s, update, raw);
+                s.serialize()
+            }
+            Sketch::Cpc { lg_k } => {
+                let mut s = CpcSketch::new(lg_k).map_err(WorkerError::internal)?;
+                hash_into!(s, update, raw);
+                s.serialize()
+            }
+            Sketch::Kll { k } => {
+                let mut s = KllSketch::new(k).map_err(WorkerError::internal)?;
+                s.update(KllFloat::<f64>::new(number()?).map_err(WorkerError::internal)?);
+                s.serialize()
+            }
+            Sketch::TDigest { compression } => {
+                let mut s = TDigestMut::new(compression).map_err(WorkerError::internal)?;
+                s.update(number()?);
+                s.serialize()
+            }
+            Sketch::Avg => finish(Acc::Avg(number()?, 1)),
+        })
     }
 
     fn add_raw(&self, acc: &mut Acc, raw: Raw<'_>) -> Result<()> {
@@ -210,32 +271,17 @@ impl SketchMetric {
         };
         match acc {
             Acc::Theta(u) => {
-                let mut s = datasketches::theta::ThetaSketchBuilder::default()
+                let mut s = ThetaSketchBuilder::default()
                     .lg_k(5)
                     .build()
                     .map_err(WorkerError::internal)?;
-                match raw {
-                    Raw::Int(v) => s.update(v),
-                    Raw::Float(v) => s.update(canonical_float::from_f64(v)),
-                    Raw::Text(v) => s.update(raw_bytes::from_str(v)),
-                    Raw::Bytes(v) => s.update(raw_bytes::from_slice(v)),
-                }
+                hash_into!(s, update, raw);
                 u.update(&s).map_err(WorkerError::internal)?;
             }
-            Acc::Hll(u) => match raw {
-                Raw::Int(v) => u.update_value(v),
-                Raw::Float(v) => u.update_value(canonical_float::from_f64(v)),
-                Raw::Text(v) => u.update_value(raw_bytes::from_str(v)),
-                Raw::Bytes(v) => u.update_value(raw_bytes::from_slice(v)),
-            },
+            Acc::Hll(u) => hash_into!(u, update_value, raw),
             Acc::Cpc(u) => {
                 let mut s = CpcSketch::new(u.lg_k()).map_err(WorkerError::internal)?;
-                match raw {
-                    Raw::Int(v) => s.update(v),
-                    Raw::Float(v) => s.update(canonical_float::from_f64(v)),
-                    Raw::Text(v) => s.update(raw_bytes::from_str(v)),
-                    Raw::Bytes(v) => s.update(raw_bytes::from_slice(v)),
-                }
+                hash_into!(s, update, raw);
                 u.update(&s).map_err(WorkerError::internal)?;
             }
             Acc::Kll(k) => {
