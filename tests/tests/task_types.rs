@@ -1707,7 +1707,11 @@ async fn rollup_derives_sketches_from_the_columns_it_erases_and_merges_them_exac
         let ours = &rust_read[&g];
         // The same sketch; the two libraries' float arithmetic may differ in the last bit.
         let cpp = c["theta"].as_f64().unwrap();
-        assert!((cpp - ours.0).abs() <= 1e-9 * ours.0, "{c}: Rust reads {}", ours.0);
+        assert!(
+            (cpp - ours.0).abs() <= 1e-9 * ours.0,
+            "{c}: Rust reads {}",
+            ours.0
+        );
         assert_eq!(
             c["theta_from_raw"], c["theta"],
             "{c}: C++ hashes the users otherwise"

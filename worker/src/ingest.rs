@@ -135,6 +135,7 @@ pub(crate) async fn open_file(
                 segment: false,
             };
             let config = ScanConfig {
+                unread: Vec::new(),
                 table_arrow: table.clone(),
                 time: crate::time::TimeColumn::unused(),
                 window: None,

@@ -299,6 +299,24 @@ impl Plan {
         self.merge != MergeType::Concat
     }
 
+    /// Erased columns nothing reads before they are erased (nullable ones: they read as
+    /// nulls, which is what erasing makes of them). A predicate, a derived metric, the time
+    /// column and the value partition column are read.
+    pub fn unread_columns(&self) -> Vec<String> {
+        if self.predicate.is_some() {
+            return Vec::new();
+        }
+        let partition = self.value_partition.as_ref().map(|v| v.column);
+        self.erase
+            .iter()
+            .copied()
+            .filter(|&i| self.table_arrow.field(i).is_nullable())
+            .filter(|&i| i != self.time.index && Some(i) != partition)
+            .filter(|&i| self.derive.iter().all(|d| d.source != i))
+            .map(|i| self.table_arrow.field(i).name().clone())
+            .collect()
+    }
+
     /// Number of table (non-hidden) columns.
     pub fn table_width(&self) -> usize {
         self.table_arrow.fields().len()

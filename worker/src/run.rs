@@ -682,6 +682,7 @@ async fn read_segments(
             .min((budget / (128 << 20)).max(1) as usize),
         mode: CoerceMode::Strict,
         ledger: Some(pipeline.ledger.clone()),
+        unread: plan.unread_columns(),
     };
     let stream = progress(scan(source.clone(), inputs, config, scan_metrics.clone()));
     // The segments' row counts as the catalog knows them (0 where a spec leaves them out).

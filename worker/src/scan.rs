@@ -47,6 +47,9 @@ pub struct ScanConfig {
     /// Counts the segments' rows (footers), the rows of row groups skipped for the window and
     /// the rows invalidated by upsert masks; `None` for reads that are not the subtask's input.
     pub ledger: Option<Arc<Ledger>>,
+    /// Nullable table columns not read at all: they come out null (columns the subtask
+    /// erases before anything looks at them).
+    pub unread: Vec<String>,
 }
 
 /// One Parquet file to read, with an optional mask of rows to keep (upsert validity).
@@ -98,10 +101,8 @@ pub async fn open_parquet(
     let file_schema = builder.schema().clone();
     let wanted: Vec<usize> = (0..file_schema.fields().len())
         .filter(|&i| {
-            config
-                .table_arrow
-                .index_of(file_schema.field(i).name())
-                .is_ok()
+            let name = file_schema.field(i).name();
+            config.table_arrow.index_of(name).is_ok() && !config.unread.contains(name)
         })
         .collect();
     let projected = file_schema.project(&wanted)?;

@@ -222,6 +222,7 @@ async fn validity_of(
     let metrics = Arc::new(BaselineMetrics::default());
     let mut sorter = ExternalSorter::new(config, metrics)?;
     let scan_config = ScanConfig {
+        unread: Vec::new(),
         table_arrow: key_schema.clone(),
         time: TimeColumn::unused(),
         window: None,
