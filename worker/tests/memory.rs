@@ -151,6 +151,85 @@ fn dedup_of_ten_times_the_budget_stays_within_memory_and_disk_bounds() {
     );
 }
 
+/// Sketches grow as rows combine: a rollup that derives a theta and an HLL sketch of the
+/// erased user column writes more sketch bytes than its budget, and stays within the same
+/// memory and disk bounds (combined rows are spilled and merged in chunks of bytes, not rows).
+#[test]
+fn rollup_deriving_sketches_larger_than_the_budget_stays_within_memory_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = write_input(dir.path(), 4, 10 * 65_536);
+    let input_bytes: u64 = inputs.iter().map(|s| s.bytes).sum();
+    let input_rows: u64 = inputs.iter().map(|s| s.rows).sum();
+    let mut table = events_schema();
+    table.columns.push(metric("users_theta", ColumnType::Bytes));
+    table.columns.push(metric("users_hll", ColumnType::Bytes));
+    let mut p = processing(MergeType::Rollup);
+    p.max_records_per_segment = 2_000_000;
+    p.round_bucket_ms = Some(3_600_000);
+    p.erase_dimension_values = vec!["d".into()];
+    p.aggregation_types = [
+        (
+            "users_theta".into(),
+            AggregationType::DistinctCountThetaSketch,
+        ),
+        ("users_hll".into(), AggregationType::DistinctCountHll),
+    ]
+    .into();
+    p.derive_metrics = [
+        ("users_theta".into(), "d".into()),
+        ("users_hll".into(), "d".into()),
+    ]
+    .into();
+    let s = spec(dir.path(), table, inputs, p);
+    let spec_path = dir.path().join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&s).unwrap()).unwrap();
+    let spill = dir.path().join("spill");
+    let out = Command::new(env!("CARGO_BIN_EXE_minion-worker"))
+        .args([
+            "run",
+            "--spec",
+            spec_path.to_str().unwrap(),
+            "--memory-budget",
+            "16MiB",
+        ])
+        .env("MINION_SPILL_DIR", &spill)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rss = logged(&stdout, "peak_rss_bytes");
+    let disk = logged(&stdout, "peak_spill_bytes");
+    let m: ResultManifest =
+        serde_json::from_slice(&std::fs::read(dir.path().join(s.manifest_path())).unwrap())
+            .unwrap();
+    let written: u64 = m.outputs.iter().map(|o| o.bytes).sum();
+    println!(
+        "input {input_bytes} bytes, {input_rows} rows; {} rows, {written} bytes out; peak RSS {rss}; peak spill {disk}",
+        m.output_rows
+    );
+    assert!(
+        written > BUDGET,
+        "the sketches ({written} bytes) fit the budget"
+    );
+    assert!(
+        rss <= BUDGET + FIXED_OVERHEAD,
+        "peak RSS {rss} over budget + overhead"
+    );
+    assert!(disk > 0, "the run did not spill");
+    assert!(
+        disk <= 2 * input_bytes,
+        "spilled {disk} bytes for {input_bytes} input bytes"
+    );
+    assert_eq!(m.input_rows, input_rows);
+    // One row per (e, hour): 1,000 values over 24 hours.
+    assert_eq!(m.output_rows, 24_000);
+}
+
 #[test]
 fn sigterm_during_a_spilling_sort_removes_the_spill_files() {
     let dir = tempfile::tempdir().unwrap();

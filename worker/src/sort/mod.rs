@@ -285,6 +285,7 @@ impl ExternalSorter {
                 &mut piece,
                 None,
                 compress,
+                self.chunk_bytes(),
             )?;
             self.runs.push(vec![run]);
         }
@@ -326,6 +327,12 @@ impl ExternalSorter {
 
     fn spill_batch_rows(&self) -> usize {
         self.budget().spill_batch_rows()
+    }
+
+    /// Encoded bytes of a spilled chunk of [`Self::spill_batch_rows`] average rows: what the
+    /// merge plans to hold of each run, a few at a time.
+    fn chunk_bytes(&self) -> usize {
+        self.spill_batch_rows() * self.budget().row_bytes()
     }
 
     fn take_buffer(&mut self) -> Vec<RowChunk> {
@@ -401,6 +408,7 @@ impl ExternalSorter {
         let chunks = self.take_buffer();
         let compress = self.compress_run(chunk_bytes(&chunks));
         let batch_rows = self.spill_batch_rows();
+        let max_chunk = self.chunk_bytes();
         let spill = self.config.spill.clone();
         let layout = self.layout.clone();
         let combiner = self.combiner();
@@ -419,7 +427,8 @@ impl ExternalSorter {
             );
             // Pre-reducing pays only when at least 1% of the rows repeat a key.
             let combiner = combiner.filter(|_| sorted.duplicates * 100 >= sorted.order.len());
-            let write = |half| write_until(&spill, &layout, &combiner, half, &stop, compress);
+            let write =
+                |half| write_until(&spill, &layout, &combiner, half, &stop, compress, max_chunk);
             if !parallel {
                 return Ok(vec![write(sorted)?]);
             }
@@ -521,6 +530,7 @@ impl ExternalSorter {
                 &mut { merged },
                 None,
                 true,
+                self.chunk_bytes(),
             )?;
             runs.push(vec![run]);
         }
@@ -578,10 +588,23 @@ impl ExternalSorter {
             runs.push(tail_files);
         }
         let dedup = self.dedup();
+        // Rows the combiner grew (sketches of many rows) are merged in smaller batches, so a
+        // batch of them holds about what a batch of input rows would.
+        let (bytes, rows) = runs
+            .iter()
+            .flatten()
+            .fold((0u64, 0u64), |(b, r), run| (b + run.bytes, r + run.rows));
+        let spilled_row = (bytes / rows.max(1)) as usize;
+        let input_row = self.budget().row_bytes() / 2;
+        let batch_rows = if spilled_row > 2 * input_row.max(1) {
+            (self.config.batch_size * input_row / spilled_row).max(16)
+        } else {
+            self.config.batch_size
+        };
         let merger = Merger::new(
             self.layout.clone(),
             sources,
-            self.config.batch_size,
+            batch_rows,
             dedup.distinct,
             groups,
         )?

@@ -24,14 +24,25 @@ pub(super) fn write_until(
     mut sorted: SortedBuffer,
     stop: &AtomicBool,
     compress: bool,
+    max_chunk_bytes: usize,
 ) -> Result<Part> {
-    let run = write_run(spill, layout, combiner, &mut sorted, Some(stop), compress)?;
+    let run = write_run(
+        spill,
+        layout,
+        combiner,
+        &mut sorted,
+        Some(stop),
+        compress,
+        max_chunk_bytes,
+    )?;
     let rest = (sorted.at < sorted.order.len()).then_some(sorted);
     Ok((run, rest))
 }
 
 /// Writes sorted rows as a run, through the combiner if there is one, stopping early (after
-/// a whole chunk) when `stop` is set.
+/// a whole chunk) when `stop` is set. The combiner's output is cut into chunks of at most
+/// about `max_chunk_bytes` (rows that aggregate sketches grow as they combine, and the merge
+/// holds a few chunks of every run).
 pub(super) fn write_run(
     spill: &SpillDir,
     layout: &RowLayout,
@@ -39,6 +50,7 @@ pub(super) fn write_run(
     input: &mut dyn Iterator<Item = Result<RowChunk>>,
     stop: Option<&AtomicBool>,
     compress: bool,
+    max_chunk_bytes: usize,
 ) -> Result<SpilledRun> {
     let mut writer = spill.writer(&layout.spill_schema, compress)?;
     let mut input_rows = 0u64;
@@ -60,7 +72,7 @@ pub(super) fn write_run(
                 let batch = layout.decode_chunk(&chunk)?;
                 drop(chunk);
                 if let Some(b) = c.apply(batch)?.filter(|b| b.num_rows() > 0) {
-                    writer.write(&layout.to_spill(layout.encode(&b)?)?)?;
+                    write_cut(&mut writer, layout, &b, max_chunk_bytes)?;
                 }
             }
             None => writer.write(&layout.to_spill(chunk)?)?,
@@ -69,11 +81,33 @@ pub(super) fn write_run(
     if let Some(b) = combiner.as_mut().map(|c| c.finish()).transpose()?.flatten()
         && b.num_rows() > 0
     {
-        writer.write(&layout.to_spill(layout.encode(&b)?)?)?;
+        write_cut(&mut writer, layout, &b, max_chunk_bytes)?;
     }
     let mut run = writer.finish()?;
     run.input_rows = input_rows;
     Ok(run)
+}
+
+/// Writes `batch` in chunks of at most about `max_bytes` of encoded rows.
+fn write_cut(
+    writer: &mut super::spill::RunWriter,
+    layout: &RowLayout,
+    batch: &RecordBatch,
+    max_bytes: usize,
+) -> Result<()> {
+    let chunk = layout.encode(batch)?;
+    let n = batch.num_rows();
+    let pieces = chunk.size().div_ceil(max_bytes.max(1)).clamp(1, n);
+    if pieces == 1 {
+        return writer.write(&layout.to_spill(chunk)?);
+    }
+    drop(chunk);
+    let rows = n.div_ceil(pieces);
+    for start in (0..n).step_by(rows) {
+        let piece = batch.slice(start, rows.min(n - start));
+        writer.write(&layout.to_spill(layout.encode(&piece)?)?)?;
+    }
+    Ok(())
 }
 
 /// A merge that owns its input runs, so they are deleted once it is dropped.
