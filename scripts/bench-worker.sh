@@ -4,10 +4,13 @@
 #   scripts/bench-worker.sh            # ~20M rows in 200 segments (the recorded run)
 #   ROWS=2000000 SEGMENTS=20 scripts/bench-worker.sh   # a quick run
 #   WORKER_BIN=/path/to/minion-worker scripts/bench-worker.sh   # another build, not rebuilt
+#   CASES="rollup-erase rollup-sketch" BUDGET=512MiB DUCKDB_MEMORY=512MiB scripts/bench-worker.sh
+#       # the cost of sketch metrics: an hourly rollup by d1, d2 that erases d3..d6, plain and
+#       # with a theta and an HLL sketch of d6 derived before it is erased
 #
 # Generates events (6 dimensions of cardinality 10..1M, 3 metrics, millisecond timestamps
 # over one day) with DuckDB, then runs (a) rollup with 1h rounding and sum/min/max,
-# (b) concat sorted by a dimension, (c) dedup, with `minion-worker` (release build) and with
+# (b) concat sorted by a dimension, (c) dedup (the default CASES), with `minion-worker` (release build) and with
 # DuckDB (`COPY (SELECT …) TO … (FORMAT parquet)`), checks that both wrote the same number of
 # rows, and prints wall time, peak RSS (`/usr/bin/time -v`) and the throughput ratio.
 # DuckDB is installed from PyPI into ${BENCH_VENV:-$HOME/.cache/minion-bench-venv}.
@@ -18,6 +21,7 @@ ROWS="${ROWS:-20000000}"
 SEGMENTS="${SEGMENTS:-200}"
 THREADS="${THREADS:-$(nproc)}"
 BUDGET="${BUDGET:-2GiB}"
+CASES="${CASES:-rollup concat dedup}"
 DUCKDB_MEMORY="${DUCKDB_MEMORY:-2GiB}"
 WORK="${BENCH_DIR:-${TMPDIR:-/tmp}/minion-bench}"
 VENV="${BENCH_VENV:-$HOME/.cache/minion-bench-venv}"
@@ -93,16 +97,26 @@ schema = {
     "timeColumn": "ts", "timeUnit": "MILLISECONDS", "sortedColumn": "d6",
 }
 loc = {"name": "events", "uri": f"file://{table}", "schema": schema}
+erase = ["d3", "d4", "d5", "d6"]
+sketches = {"s_theta": "distinctCountThetaSketch", "s_hll": "distinctCountHLL"}
+sketch_schema = dict(schema, columns=schema["columns"] + [col(m, "BYTES", "metric") for m in sketches])
+sketch_loc = dict(loc, schema=sketch_schema)
 cases = {
     "rollup": {"mergeType": "rollup", "roundBucketMs": 3600000,
                "aggregationTypes": {"m1": "sum", "m2": "min", "m3": "max"}},
     "concat": {"mergeType": "concat"},
     "dedup": {"mergeType": "dedup"},
+    "rollup-erase": {"mergeType": "rollup", "roundBucketMs": 3600000, "eraseDimensionValues": erase,
+                     "aggregationTypes": {"m1": "sum", "m2": "min", "m3": "max"}},
+    "rollup-sketch": {"mergeType": "rollup", "roundBucketMs": 3600000, "eraseDimensionValues": erase,
+                      "aggregationTypes": {"m1": "sum", "m2": "min", "m3": "max", **sketches},
+                      "deriveMetrics": {m: "d6" for m in sketches}},
 }
 for name, processing in cases.items():
     processing["maxRecordsPerSegment"] = 5000000
+    where = sketch_loc if "deriveMetrics" in processing else loc
     spec = {"apiVersion": "minion.dev/v1alpha1", "taskType": "MergeRollupTask", "namespace": "bench",
-            "taskRun": f"bench-{name}", "subtask": 0, "attempt": 1, "source": loc, "destination": loc,
+            "taskRun": f"bench-{name}", "subtask": 0, "attempt": 1, "source": where, "destination": where,
             "inputs": inputs, "processing": processing,
             "output": {"stagingPrefix": f"data/bench-{name}/0-1"}}
     with open(f"{work}/{name}.json", "w") as f:
@@ -114,6 +128,11 @@ declare -A SQL
 SQL[rollup]="SELECT d1, d2, d3, d4, d5, d6, ts // 3600000 * 3600000 AS ts, sum(m1) AS m1, min(m2) AS m2, max(m3) AS m3 FROM read_parquet('$TABLE/in/*.parquet') GROUP BY ALL"
 SQL[concat]="SELECT * FROM read_parquet('$TABLE/in/*.parquet') ORDER BY d6"
 SQL[dedup]="SELECT DISTINCT * FROM read_parquet('$TABLE/in/*.parquet')"
+ERASED_SQL="d1, d2, NULL::INTEGER AS d3, NULL::VARCHAR AS d4, NULL::BIGINT AS d5, NULL::VARCHAR AS d6, ts // 3600000 * 3600000 AS ts, sum(m1) AS m1, min(m2) AS m2, max(m3) AS m3"
+SQL[rollup-erase]="SELECT $ERASED_SQL FROM read_parquet('$TABLE/in/*.parquet') GROUP BY d1, d2, ts // 3600000"
+# DuckDB has no mergeable sketch to write without an extension: its HLL estimate of d6 is the
+# nearest it computes (a number, not a sketch another engine can union).
+SQL[rollup-sketch]="SELECT $ERASED_SQL, approx_count_distinct(d6) AS s_hll FROM read_parquet('$TABLE/in/*.parquet') GROUP BY d1, d2, ts // 3600000"
 
 # Runs a command under /usr/bin/time -v; prints "<wall seconds> <peak RSS KiB>".
 measure() {
@@ -136,7 +155,7 @@ RSS_LIMIT_KIB=$(((BUDGET_BYTES + (64 << 20)) / 1024))
 SPILL_LIMIT=$((2 * INPUT_BYTES))
 
 printf '\n%-8s %10s %12s %10s %12s %14s %10s %10s %12s\n' case rows worker_s worker_MiB duckdb_s duckdb_MiB "speed(x)" rss_ratio spill/input
-for case in rollup concat dedup; do
+for case in $CASES; do
   rm -rf "$TABLE/data/bench-$case" "$WORK/duck-$case.parquet"
   read -r w_wall w_rss < <(measure "$WORKER" run --spec "$WORK/$case.json" --memory-budget "$BUDGET" --spill-dir "$WORK/spill")
   w_spill=$(grep -o 'peak_spill_bytes=[0-9]*' "$WORK/last.log" | tail -1 | cut -d= -f2)
