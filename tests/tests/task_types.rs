@@ -1731,6 +1731,133 @@ async fn rollup_derives_sketches_from_the_columns_it_erases_and_merges_them_exac
     }
 }
 
+/// RealtimeToOffline rolls up a BYTES metric holding sketches, as Pinot does: REALTIME rows
+/// each carry an HLL sketch of a few users, and the OFFLINE row of each country and day holds
+/// their union (the same registers as the test's own union of the same sketches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_to_offline_unions_the_sketches_of_each_group() {
+    use datasketches::hll::{HllSketch, HllType, HllUnion};
+
+    let env = Env::new();
+    let table = |name: &str, table_type: &str| {
+        format!(
+            "apiVersion: minion.dev/v1alpha1
+kind: Table
+metadata: {{name: {name}, namespace: default}}
+spec:
+  tableType: {table_type}
+  create: true
+  uri: file:///tmp/minion/{name}
+  schema:
+    timeColumn: ts
+    timeUnit: MILLISECONDS
+    columns:
+      - {{name: ts, dataType: LONG, role: dateTime}}
+      - {{name: country, dataType: STRING, role: dimension}}
+      - {{name: views, dataType: LONG, role: metric}}
+      - {{name: users_hll, dataType: BYTES, role: metric}}
+"
+        )
+    };
+    env.apply_text("hits-realtime.yaml", &table("hits-realtime", "REALTIME"));
+    env.apply_text("hits-offline.yaml", &table("hits-offline", "OFFLINE"));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("ts", DataType::Int64, true),
+        Field::new("country", DataType::Utf8, true),
+        Field::new("views", DataType::Int64, true),
+        Field::new("users_hll", DataType::Binary, true),
+    ]));
+    let day0 = (Utc::now().timestamp_millis() - 6 * DAY_MS).div_euclid(DAY_MS) * DAY_MS;
+    let mut rng = demo::events::Rng::new(23);
+    let mut expected: BTreeMap<(String, i64), HllUnion> = BTreeMap::new();
+    let mut batch = |n: usize, days: i64, day_offset: i64| {
+        let (mut ts, mut country, mut sketches) = (vec![], vec![], vec![]);
+        for _ in 0..n {
+            let t = day0
+                + (day_offset + rng.below(days as u64) as i64) * DAY_MS
+                + rng.below(DAY_MS as u64) as i64;
+            let c = ["US", "MX", "CA"][rng.below(3) as usize];
+            let mut h = HllSketch::new(12, HllType::Hll8).unwrap();
+            for _ in 0..1 + rng.below(3) {
+                h.update(format!("user-{}", rng.below(30_000)).as_str());
+            }
+            expected
+                .entry((c.to_string(), t.div_euclid(DAY_MS)))
+                .or_insert_with(|| HllUnion::new(12).unwrap())
+                .update(&h);
+            ts.push(t);
+            country.push(c);
+            sketches.push(h.serialize());
+        }
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(ts)),
+                Arc::new(StringArray::from(country)),
+                Arc::new(Int64Array::from(vec![1; n])),
+                Arc::new(arrow::array::BinaryArray::from_iter_values(sketches)),
+            ],
+        )
+        .unwrap()
+    };
+    let batches = [batch(40_000, 2, 0), batch(40_000, 2, 0)];
+    // The latest segment holds the day after; the moved days end before it.
+    let latest = batch(1, 1, 2);
+    for (f, b) in batches.iter().enumerate() {
+        env.push("hits-realtime", &format!("hits-{f}.parquet"), b);
+    }
+    env.push("hits-realtime", "hits-latest.parquet", &latest);
+    env.apply_text(
+        "hits-r2o.yaml",
+        "apiVersion: minion.dev/v1alpha1
+kind: MinionTaskConfig
+metadata: {name: hits-r2o, namespace: default}
+spec:
+  table: hits-offline
+  sourceTable: hits-realtime
+  taskType: RealtimeToOfflineSegmentsTask
+  schedule: \"0 0 * * * ?\"
+  realtimeToOfflineSegmentsTask:
+    bucketTimePeriod: 1d
+    bufferTimePeriod: 1d
+    roundBucketTimePeriod: 1d
+    mergeType: rollup
+    aggregationTypes: {views: sum, users_hll: distinctCountHLL}
+",
+    );
+    for _ in 0..2 {
+        let tr = env.run("hits-r2o");
+        assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    }
+    let offline = env.table("hits-offline.yaml");
+    let mut seen = 0;
+    for b in rows(&offline).await {
+        let (ts, country, views) = (longs(&b, "ts"), strings(&b, "country"), longs(&b, "views"));
+        let hll = b
+            .column_by_name("users_hll")
+            .unwrap()
+            .as_binary::<i32>()
+            .clone();
+        for i in 0..b.num_rows() {
+            let group = (country[i].clone(), ts[i].div_euclid(DAY_MS));
+            let Some(union) = expected.get(&group) else {
+                panic!("{group:?} was not in the source's moved days");
+            };
+            let ours = HllSketch::deserialize(hll.value(i)).unwrap();
+            let theirs = union.to_sketch(HllType::Hll8);
+            assert_eq!(
+                ours.composite_estimate(),
+                theirs.composite_estimate(),
+                "{group:?}"
+            );
+            assert!(views[i] > 1, "{group:?} was not rolled up");
+            seen += 1;
+        }
+    }
+    // Three countries on each of the two moved days; the latest day stays REALTIME.
+    assert_eq!(seen, 6);
+}
+
 /// A time format that does not parse, or does not fit its column, is refused at apply naming
 /// the field and what to write instead.
 #[test]
