@@ -21,6 +21,9 @@
 //!   check it, and never write a txn version lower than the one in the log.
 //! - Checkpoints are written every [`CHECKPOINT_INTERVAL`] commits (deltalake's post-commit
 //!   hook honours `delta.checkpointInterval`) and on demand with [`Catalog::checkpoint`].
+//! - Finding new commits costs the same whatever the log's length: object stores list
+//!   `_delta_log/` from an offset; on the local file system, whose listing walks the whole
+//!   directory, `log_listing` probes the version names instead.
 //!
 //! deltalake quirks handled here: `max_retries(0)` plus our own retry loop that re-checks
 //! liveness; the rustls `ring` provider installed explicitly ([`install_crypto_provider`]);
@@ -30,6 +33,7 @@ mod cleanup;
 mod commit;
 mod error;
 mod features;
+mod log_listing;
 mod schema;
 mod sources;
 mod stats;
@@ -586,6 +590,8 @@ fn builder(
             detail: e.to_string(),
         })?;
         b = b.with_storage_backend(location.store, url.clone());
+    } else if url.scheme() == "file" {
+        b = b.with_storage_backend(log_listing::local_store(), url.clone());
     }
     Ok(b)
 }
