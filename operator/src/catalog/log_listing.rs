@@ -59,10 +59,7 @@ impl LocalLogStore {
     ) -> BoxStream<'static, Result<ObjectMeta>> {
         #[cfg(test)]
         if let Some(prefix) = prefix {
-            tests::FULL_LISTINGS
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(prefix.clone());
+            tests::record(&tests::FULL_LISTINGS, prefix);
         }
         self.inner.list_with_offset(prefix, offset)
     }
@@ -219,7 +216,11 @@ impl ObjectStore for LocalLogStore {
             Err(_) => return self.full_listing(prefix, offset),
         };
         match probe(&log_dir, prefix_path, start) {
-            Ok(Some(found)) => stream::iter(found.into_iter().map(Ok)).boxed(),
+            Ok(Some(found)) => {
+                #[cfg(test)]
+                tests::record(&tests::PROBED_LISTINGS, prefix_path);
+                stream::iter(found.into_iter().map(Ok)).boxed()
+            }
             Ok(None) => self.full_listing(prefix, offset),
             Err(e) => stream::once(async move { Err(e) }).boxed(),
         }
@@ -288,9 +289,18 @@ pub(crate) mod tests {
 
     /// The `_delta_log` prefixes of listings that went to the full walk, in any test.
     pub(crate) static FULL_LISTINGS: Mutex<Vec<Path>> = Mutex::new(Vec::new());
+    /// The `_delta_log` prefixes of listings the probe answered, in any test.
+    pub(crate) static PROBED_LISTINGS: Mutex<Vec<Path>> = Mutex::new(Vec::new());
 
-    fn full_listings_of(log: &Path) -> usize {
-        FULL_LISTINGS
+    pub(crate) fn record(listings: &Mutex<Vec<Path>>, log: &Path) {
+        listings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(log.clone());
+    }
+
+    fn listings_of(listings: &Mutex<Vec<Path>>, log: &Path) -> usize {
+        listings
             .lock()
             .unwrap()
             .iter()
@@ -409,7 +419,8 @@ pub(crate) mod tests {
             .unwrap();
         let mut reader = Catalog::open(&uri, HashMap::new()).await.unwrap();
         let log = Path::from_absolute_path(dir.path().join("_delta_log")).unwrap();
-        let before = full_listings_of(&log);
+        let before = listings_of(&FULL_LISTINGS, &log);
+        let probed_before = listings_of(&PROBED_LISTINGS, &log);
         for i in 0..150 {
             writer.append(&[segment(i)], &[]).await.unwrap();
             if i % 10 == 0 {
@@ -420,9 +431,14 @@ pub(crate) mod tests {
         let opened = Catalog::open(&uri, HashMap::new()).await.unwrap();
         assert_eq!(opened.segments().unwrap().len(), 150);
         assert_eq!(
-            full_listings_of(&log),
+            listings_of(&FULL_LISTINGS, &log),
             before,
             "a listing of {log} walked the directory"
+        );
+        // The catalog's store is the probing one: its refreshes were answered by the probe.
+        assert!(
+            listings_of(&PROBED_LISTINGS, &log) >= probed_before + 150,
+            "the catalog's refreshes of {log} did not go through the probe"
         );
     }
 }
