@@ -269,12 +269,28 @@ impl Lineage {
                 })
             };
         }
+        // One pass over the live entries says whether any of them holds an input; only then
+        // is each input looked up (in order, for the message naming the first one). Checking
+        // every input against every live entry costs inputs × live paths per entry opened,
+        // which is quadratic in the subtasks of a run that opens them all at once.
+        let inputs: HashSet<&str> = req.segments_from.iter().map(String::as_str).collect();
+        let any_input_held = self.live().any(|e| {
+            e.lists_unloaded()
+                || (e.reads_table && e.task_run != req.task_run)
+                || e.segments_from
+                    .iter()
+                    .chain(&e.segments_read)
+                    .any(|s| inputs.contains(s.as_str()))
+        });
         for segment in &req.segments_from {
             if !is_live(segment) {
                 return Err(LineageError::InputMissing {
                     id: req.id.clone(),
                     segment: segment.clone(),
                 });
+            }
+            if !any_input_held {
+                continue;
             }
             if let Some((holder, how)) = self.removal_holder(segment, &req.task_run) {
                 return Err(LineageError::InputLocked {
@@ -287,7 +303,15 @@ impl Lineage {
             }
         }
         // A segment the entry replaces needs no read lock besides.
-        let own: HashSet<&str> = req.segments_from.iter().map(String::as_str).collect();
+        let own = inputs;
+        // Segments live entries replace, which no other entry may read (looked up once).
+        let replaced: HashSet<&str> = if req.segments_read.is_empty() {
+            HashSet::new()
+        } else {
+            self.live()
+                .flat_map(|e| e.segments_from.iter().map(String::as_str))
+                .collect()
+        };
         let mut segments_read: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for segment in &req.segments_read {
@@ -300,9 +324,13 @@ impl Lineage {
                     segment: segment.clone(),
                 });
             }
-            if let Some(holder) = self
-                .live()
-                .find(|e| e.segments_from.iter().any(|s| s == segment))
+            if let Some(holder) = replaced
+                .contains(segment.as_str())
+                .then(|| {
+                    self.live()
+                        .find(|e| e.segments_from.iter().any(|s| s == segment))
+                })
+                .flatten()
             {
                 return Err(LineageError::ReadLocked {
                     id: req.id.clone(),
