@@ -786,3 +786,74 @@ async fn a_long_source_files_list_is_stored_beside_the_table_and_read_back_inlin
     );
     assert!(fresh.expand_source_files(&mut other).await.is_err());
 }
+
+/// A handle keeps its listing per version and derives the next one from its own commits
+/// instead of listing the log again: what it lists must be what a fresh open lists, after
+/// appends, replacements (with tags, partitions and a retried commit), and another writer's
+/// commit in between.
+#[tokio::test]
+async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
+    let (dir, uri, mut catalog) = new_table().await;
+    let sorted = |mut v: Vec<SegmentRef>| {
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    };
+    let fresh = || async {
+        sorted(
+            Catalog::open(&uri, HashMap::new())
+                .await
+                .unwrap()
+                .segments()
+                .unwrap(),
+        )
+    };
+    let groups = append_groups(dir.path(), &mut catalog, 3, 4).await;
+    // Listed once here, so the commits below advance a kept listing.
+    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+
+    let mut merged = write_segment(dir.path(), "data/out/m0.parquet", &[(1, 1), (2, 2)]);
+    merged.partition = Some(2);
+    merged.tags = BTreeMap::from([("mergeLevel".to_string(), "1hour".to_string())]);
+    catalog
+        .replace(concat_replacement(
+            &groups[0],
+            merged.clone(),
+            "listing-run-0",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+    assert!(catalog.is_live(&merged.path).unwrap());
+    assert!(!catalog.is_live(&groups[0][0].path).unwrap());
+    // Replaying the same commit changes nothing.
+    let again = catalog
+        .replace(concat_replacement(&groups[0], merged, "listing-run-0"))
+        .await
+        .unwrap();
+    assert!(again.already_committed);
+    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+
+    // Another writer commits; this handle's next commit starts from the refreshed version.
+    let mut other = Catalog::open(&uri, HashMap::new()).await.unwrap();
+    other
+        .replace(concat_replacement(
+            &groups[1],
+            write_segment(dir.path(), "data/out/m1.parquet", &[(3, 1)]),
+            "listing-run-1",
+        ))
+        .await
+        .unwrap();
+    catalog
+        .replace(concat_replacement(
+            &groups[2],
+            write_segment(dir.path(), "data/out/m2.parquet", &[(4, 1)]),
+            "listing-run-2",
+        ))
+        .await
+        .unwrap();
+    let listed = sorted(catalog.segments().unwrap());
+    assert_eq!(listed, fresh().await);
+    assert_eq!(listed.len(), 3);
+    let total: u64 = listed.iter().map(|s| s.rows).sum();
+    assert_eq!(total, 4);
+}

@@ -208,7 +208,8 @@ impl Catalog {
         dry_run: bool,
     ) -> Result<CleanupReport> {
         self.refresh().await?;
-        let live = self.live_files()?;
+        let listing = self.listing()?;
+        let live = &listing.sizes;
         let tombstones = self.tombstones().await?;
         let files = self.stored_files(None).await?;
         let records = self.removal_records().await?;
@@ -218,7 +219,7 @@ impl Catalog {
             .collect();
         let mut report = plan_cleanup(&CleanupInput {
             files: &files,
-            live: &live,
+            live,
             tombstones: &tombstones,
             now_ms,
             retention_ms,
@@ -275,7 +276,8 @@ impl Catalog {
             });
         }
         self.refresh().await?;
-        let live = self.live_files()?;
+        let listing = self.listing()?;
+        let live = &listing.sizes;
         let files = self.stored_files(Some(trimmed)).await?;
         let nested = nested_tables(&files);
         let mut deleted = 0;

@@ -312,17 +312,20 @@ impl Catalog {
                 let v = self.txn_version(&txn.app_id).await?;
                 txn_versions.insert(txn.app_id.clone(), v);
             }
-            let live = self.live_files()?;
+            let live = self.listing()?;
             let now = self.now_ms();
-            let (actions, txns) = match plan(
+            let planned = plan(
                 &self.uri,
                 &request,
-                &live,
+                &live.sizes,
                 &txn_versions,
                 &self.time,
                 now,
                 read_version,
-            )? {
+            );
+            // Released before the commit, so the listing can be advanced in place after it.
+            drop(live);
+            let (actions, txns) = match planned? {
                 Plan::AlreadyCommitted => {
                     return Ok(CommitOutcome {
                         version: read_version,
@@ -346,6 +349,13 @@ impl Catalog {
             // deltalake's post-commit hook writes a checkpoint every `delta.checkpointInterval`
             // commits; its expired-log clean-up would list `_delta_log/` after every commit,
             // so it runs only after a checkpoint instead (below).
+            let added: Vec<Add> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Add(add) => Some(add.clone()),
+                    _ => None,
+                })
+                .collect();
             let properties = CommitProperties::default()
                 .with_max_retries(0)
                 .with_cleanup_expired_logs(Some(false))
@@ -359,6 +369,9 @@ impl Catalog {
                     let version = done.version();
                     let checkpointed = done.metrics.new_checkpoint_created;
                     self.table.state = Some(done.snapshot());
+                    // The commit applied exactly these actions to `read_version` (no retries
+                    // inside deltalake), so the next listing follows from this one.
+                    self.advance_listing(read_version, version, &request.remove, &added);
                     if checkpointed {
                         self.clean_up_expired_logs().await;
                     }

@@ -39,7 +39,7 @@ mod sources;
 mod stats;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Once};
+use std::sync::{Arc, Mutex, Once};
 
 use deltalake::kernel::{LogicalFileView, StructType, Version};
 use deltalake::protocol::SaveMode;
@@ -154,6 +154,38 @@ pub struct Catalog {
     time: TimeColumn,
     clock: Arc<dyn Clock>,
     commit_attempts: usize,
+    /// The live segments of the last version listed (see [`Listing`]).
+    listing: Mutex<Option<Arc<Listing>>>,
+}
+
+/// The live segments of one loaded version, listed once and shared until the version changes.
+///
+/// Listing reads every file of the snapshot (about a microsecond and a half each), and a run's
+/// steps need the list several times per commit (the commit's liveness check, the Table's
+/// summary, the next plan): at 100,000 segments that was most of what the operator did. A
+/// version's live set never changes, so the list is kept with its version; an own commit
+/// derives the next version's list from the previous one and the commit's actions instead of
+/// listing again (`Catalog::replace`).
+#[derive(Debug)]
+pub(crate) struct Listing {
+    pub(crate) version: Version,
+    pub(crate) segments: Vec<SegmentRef>,
+    /// Size of every live file, by path.
+    pub(crate) sizes: HashMap<String, i64>,
+}
+
+impl Listing {
+    fn new(version: Version, segments: Vec<SegmentRef>) -> Listing {
+        let sizes = segments
+            .iter()
+            .map(|s| (s.path.clone(), i64::try_from(s.bytes).unwrap_or(i64::MAX)))
+            .collect();
+        Listing {
+            version,
+            segments,
+            sizes,
+        }
+    }
 }
 
 impl std::fmt::Debug for Catalog {
@@ -276,6 +308,7 @@ impl Catalog {
             time,
             clock: Arc::new(SystemClock),
             commit_attempts: DEFAULT_COMMIT_ATTEMPTS,
+            listing: Mutex::new(None),
         }
     }
 
@@ -330,9 +363,88 @@ impl Catalog {
     /// The committed, live segments at the loaded version, with rows, bytes, time range,
     /// partition and tags (from our tags, else from Delta stats).
     ///
-    /// Reads only the loaded snapshot (no I/O). deltalake 1.1 exposes per-file tags only through
-    /// `add_action()` (about 1.5 µs a file), so large tables are listed on a few threads.
+    /// Reads only the loaded snapshot (no I/O), once per version (see [`Listing`]); the order
+    /// is unspecified.
     pub fn segments(&self) -> Result<Vec<SegmentRef>> {
+        Ok(self.listing()?.segments.clone())
+    }
+
+    /// Calls `f` with the live segments at the loaded version, without copying them (see
+    /// [`Catalog::segments`]).
+    pub fn with_segments<R>(&self, f: impl FnOnce(&[SegmentRef]) -> R) -> Result<R> {
+        Ok(f(&self.listing()?.segments))
+    }
+
+    /// The listing of the loaded version: the kept one, or a new one.
+    pub(crate) fn listing(&self) -> Result<Arc<Listing>> {
+        let version = self.version();
+        if let Some(kept) = self.kept_listing().as_ref()
+            && kept.version == version
+        {
+            return Ok(kept.clone());
+        }
+        let listing = Arc::new(Listing::new(version, self.list_segments()?));
+        *self.kept_listing() = Some(listing.clone());
+        Ok(listing)
+    }
+
+    fn kept_listing(&self) -> std::sync::MutexGuard<'_, Option<Arc<Listing>>> {
+        // The guarded value is replaced whole, so a panic elsewhere cannot leave it half made.
+        self.listing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the kept listing from version `from` to `to` by an own commit's removed paths and
+    /// added files; a listing of another version is dropped (the next caller lists again).
+    pub(crate) fn advance_listing(
+        &self,
+        from: Version,
+        to: Version,
+        removed: &[String],
+        added: &[deltalake::kernel::Add],
+    ) {
+        let mut kept = self.kept_listing();
+        let Some(old) = kept.take() else {
+            return;
+        };
+        if old.version != from {
+            return;
+        }
+        let mut listing = Arc::try_unwrap(old).unwrap_or_else(|shared| Listing {
+            version: shared.version,
+            segments: shared.segments.clone(),
+            sizes: shared.sizes.clone(),
+        });
+        if !removed.is_empty() {
+            let removed: std::collections::HashSet<&str> =
+                removed.iter().map(String::as_str).collect();
+            listing
+                .segments
+                .retain(|s| !removed.contains(s.path.as_str()));
+            for path in removed {
+                listing.sizes.remove(path);
+            }
+        }
+        for add in added {
+            // As `list_segments` reads it back from the log (add paths are never percent-encoded:
+            // `commit::unsafe_add_path` refuses any that would be).
+            let segment = stats::segment_from_file(
+                add.path.clone(),
+                add.size,
+                None,
+                add.stats.as_deref(),
+                add.tags.clone(),
+                &self.time,
+            );
+            listing.sizes.insert(segment.path.clone(), add.size);
+            listing.segments.push(segment);
+        }
+        listing.version = to;
+        *kept = Some(Arc::new(listing));
+    }
+
+    /// Lists the live segments of the loaded snapshot. deltalake 1.1 exposes per-file tags only
+    /// through `add_action()` (about 1.5 µs a file), so large tables are listed on a few threads.
+    fn list_segments(&self) -> Result<Vec<SegmentRef>> {
         let state = self.state()?;
         let log_data = state
             .snapshot()
@@ -382,23 +494,9 @@ impl Catalog {
         }))
     }
 
-    /// Paths and sizes of the live files at the loaded version.
-    pub(crate) fn live_files(&self) -> Result<HashMap<String, i64>> {
-        let state = self.state()?;
-        let log_data = state
-            .snapshot()
-            .try_log_data()
-            .map_err(|e| CatalogError::delta(&self.uri, e))?;
-        let root = self.table.table_url().clone();
-        Ok(log_data
-            .iter()
-            .map(|f| (relative_path(&root, &f.path()), f.size()))
-            .collect())
-    }
-
     /// Whether `path` is a live segment at the loaded version.
     pub fn is_live(&self, path: &str) -> Result<bool> {
-        Ok(self.live_files()?.contains_key(path))
+        Ok(self.listing()?.sizes.contains_key(path))
     }
 
     /// The latest `txn` version recorded for `app_id` at the loaded version (expired

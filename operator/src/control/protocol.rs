@@ -22,7 +22,7 @@
 //! What it may touch: the destination catalog, the staged prefixes of this run, and the
 //! [`RunState`] it is given (the caller persists it).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use minion_contract::{
     MergeType, ResultManifest, SegmentRef, SubtaskSpec, TableLocation, TimeWindow,
@@ -141,11 +141,9 @@ pub async fn open_lineage(
             already_committed.insert(s.index);
         }
     }
-    let live: HashMap<String, ()> = catalog
-        .segments()?
-        .into_iter()
-        .map(|s| (s.path, ()))
-        .collect();
+    let listing = catalog.listing()?;
+    // Sorted, so the live segment under an output prefix is found without a scan.
+    let live: BTreeSet<&str> = listing.segments.iter().map(|s| s.path.as_str()).collect();
     for request in plan.lineage_requests(ctx.task_run, ctx.key, &ctx.staging_run()) {
         if request
             .subtask
@@ -156,8 +154,13 @@ pub async fn open_lineage(
         let prefix = format!("{}/", request.output_prefix.trim_end_matches('/'));
         state.lineage.start(
             request,
-            |p| live.contains_key(p),
-            |_| live.keys().find(|p| p.starts_with(&prefix)).cloned(),
+            |p| live.contains(p),
+            |_| {
+                live.range(prefix.as_str()..)
+                    .next()
+                    .filter(|p| p.starts_with(&prefix))
+                    .map(|p| p.to_string())
+            },
             now_ms,
         )?;
     }

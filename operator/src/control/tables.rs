@@ -206,16 +206,19 @@ pub fn summarize(
     table: &str,
     status: &mut TableStatus,
 ) -> Result<(), ControlError> {
-    let segments = catalog.segments().map_err(|source| ControlError::Catalog {
-        table: table.to_string(),
-        source,
-    })?;
-    status.segments = Some(segments.len() as u64);
-    status.rows = Some(segments.iter().map(|s| s.rows).sum());
-    status.bytes = Some(segments.iter().map(|s| s.bytes).sum());
     let ms = |v: Option<i64>| v.and_then(DateTime::<Utc>::from_timestamp_millis);
-    status.min_time = ms(segments.iter().filter_map(|s| s.min_time_ms).min());
-    status.max_time = ms(segments.iter().filter_map(|s| s.max_time_ms).max());
+    catalog
+        .with_segments(|segments| {
+            status.segments = Some(segments.len() as u64);
+            status.rows = Some(segments.iter().map(|s| s.rows).sum());
+            status.bytes = Some(segments.iter().map(|s| s.bytes).sum());
+            status.min_time = ms(segments.iter().filter_map(|s| s.min_time_ms).min());
+            status.max_time = ms(segments.iter().filter_map(|s| s.max_time_ms).max());
+        })
+        .map_err(|source| ControlError::Catalog {
+            table: table.to_string(),
+            source,
+        })?;
     status.catalog_version = Some(catalog.version() as i64);
     Ok(())
 }
