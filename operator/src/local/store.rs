@@ -4,6 +4,10 @@
 //! control loop wrote. Apply touches only the first, the loop only the second, so the two can
 //! run at once. Every write is atomic (temp file + rename).
 //!
+//! A status is written as JSON (which is YAML too): the loop reads and writes it on every
+//! step, and a Table's status holds its lineage, which YAML parses an order of magnitude
+//! slower. A status file written as YAML by an older version is still read.
+//!
 //! Names and namespaces become path components only after [`check_name`] and
 //! [`check_namespace`] accept them (Kubernetes' DNS-1123 rules: no `/`, no `..`, nothing
 //! that could leave the state directory).
@@ -88,6 +92,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LocalError> {
 
 const MAX_NAME: usize = 253;
 const MAX_NAMESPACE: usize = 63;
+/// A stored status: JSON as written now, or YAML as written by older versions.
+fn parse_status<S: DeserializeOwned>(text: &str) -> Result<S, String> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    } else {
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 /// Longest name a state directory stores: `<name>.status.yaml` is one file name (≤ 255 bytes).
 const MAX_STORED_NAME: usize = 255 - ".status.yaml".len();
 
@@ -245,7 +258,7 @@ impl Store {
         match std::fs::read_to_string(&status_path) {
             Ok(t) => {
                 *obj.status_mut() =
-                    Some(serde_yaml::from_str(&t).map_err(|e| LocalError::parse(&status_path, e))?)
+                    Some(parse_status(&t).map_err(|e| LocalError::parse(&status_path, e))?)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(LocalError::io(&status_path, e)),
@@ -354,9 +367,9 @@ impl Store {
                 name: name.into(),
             });
         }
-        let yaml =
-            serde_yaml::to_string(status).map_err(|e| LocalError::parse(Path::new(name), e))?;
-        write_atomic(&self.status_path::<T>(namespace, name)?, yaml.as_bytes())
+        let json =
+            serde_json::to_vec_pretty(status).map_err(|e| LocalError::parse(Path::new(name), e))?;
+        write_atomic(&self.status_path::<T>(namespace, name)?, &json)
     }
 
     /// Deletes an object and its status.
@@ -438,5 +451,31 @@ mod tests {
         let e = store.get::<Table>("default", &name).unwrap_err();
         assert!(e.to_string().contains("255 bytes"), "{e}");
         assert!(!dir.path().join("state").exists());
+    }
+
+    #[test]
+    fn a_status_reads_back_as_written_and_one_written_as_yaml_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("state"));
+        let yaml = "apiVersion: minion.dev/v1alpha1\nkind: Table\nmetadata: {name: t, namespace: default}\nspec:\n  tableType: OFFLINE\n  uri: file:///tmp/t\n  schema:\n    timeColumn: ts\n    columns:\n      - {name: ts, dataType: LONG, role: dateTime}\n";
+        let Resource::Table(table) = crate::api::parse_manifests(yaml).unwrap().remove(0) else {
+            panic!("a Table");
+        };
+        let now = DateTime::<Utc>::from_timestamp_millis(1_700_000_000_000).unwrap();
+        store.put(&table, now).unwrap();
+        let status = TableStatus {
+            segments: Some(12),
+            rows: Some(3_400),
+            ..TableStatus::default()
+        };
+        store.put_status::<Table>("default", "t", &status).unwrap();
+        let read = store.get::<Table>("default", "t").unwrap().unwrap();
+        assert_eq!(read.status.as_ref(), Some(&status));
+
+        // The form older versions wrote.
+        let path = store.status_path::<Table>("default", "t").unwrap();
+        std::fs::write(&path, serde_yaml::to_string(&status).unwrap()).unwrap();
+        let read = store.get::<Table>("default", "t").unwrap().unwrap();
+        assert_eq!(read.status, Some(status));
     }
 }
