@@ -196,12 +196,22 @@ impl LineageEntry {
     /// Whether this entry, while IN_PROGRESS, forbids an entry of `run` to remove `segment`,
     /// and why (for messages).
     pub(super) fn forbids_removal(&self, segment: &str, run: &str) -> Option<&'static str> {
+        self.forbids_removal_of(|s| s == segment, run)
+    }
+
+    /// As [`LineageEntry::forbids_removal`], for every segment `of` selects at once (one pass
+    /// over the entry's lists).
+    pub(super) fn forbids_removal_of(
+        &self,
+        of: impl Fn(&str) -> bool,
+        run: &str,
+    ) -> Option<&'static str> {
         if self.lists_unloaded() {
             // Its locks are unknown here: the caller did not load them (a bug); refuse.
             Some("whose segment lists are not loaded")
-        } else if self.segments_from.iter().any(|s| s == segment) {
+        } else if self.segments_from.iter().any(|s| of(s)) {
             Some("which replaces it")
-        } else if self.segments_read.iter().any(|s| s == segment) {
+        } else if self.segments_read.iter().any(|s| of(s)) {
             Some("which reads it to decide what its commit drops")
         } else if self.reads_table && self.task_run != run {
             Some("which reads every segment of the table to decide what its commit drops")

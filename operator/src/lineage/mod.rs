@@ -275,12 +275,8 @@ impl Lineage {
         // which is quadratic in the subtasks of a run that opens them all at once.
         let inputs: HashSet<&str> = req.segments_from.iter().map(String::as_str).collect();
         let any_input_held = self.live().any(|e| {
-            e.lists_unloaded()
-                || (e.reads_table && e.task_run != req.task_run)
-                || e.segments_from
-                    .iter()
-                    .chain(&e.segments_read)
-                    .any(|s| inputs.contains(s.as_str()))
+            e.forbids_removal_of(|s| inputs.contains(s), &req.task_run)
+                .is_some()
         });
         for segment in &req.segments_from {
             if !is_live(segment) {
