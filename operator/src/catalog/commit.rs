@@ -307,9 +307,20 @@ impl Catalog {
         while attempt < self.commit_attempts {
             self.refresh().await?;
             let read_version = self.version();
+            // Every watermark's version (one never goes backwards); the run identities only up
+            // to the first one not in the log, which already says the request is not committed
+            // (each lookup replays the log since its checkpoint). Those not looked up are
+            // taken as not applied.
             let mut txn_versions = HashMap::new();
+            let mut identity_missing = false;
             for txn in &request.txns {
+                if txn.expires && identity_missing {
+                    continue;
+                }
                 let v = self.txn_version(&txn.app_id).await?;
+                if txn.expires && v.is_none_or(|v| v < txn.version) {
+                    identity_missing = true;
+                }
                 txn_versions.insert(txn.app_id.clone(), v);
             }
             let live = self.listing()?;
