@@ -1829,7 +1829,7 @@ async fn the_real_api_server_does_what_the_fake_api_emulates() {
         let real_state = job_state(&job, exit);
         let fake_state = job_state(&fake, None);
         match (*code, &real_state) {
-            (0, JobState::Succeeded) => {}
+            (0, JobState::Succeeded { .. }) => {}
             (c, JobState::Failed { exit_code, .. }) if c != 0 => assert_eq!(*exit_code, Some(c)),
             _ => panic!("exit {code}: {real_state:?}"),
         }

@@ -6,13 +6,17 @@
 //! - a TaskRun deleted and re-created under its name is a new run (keyed on its uid);
 //! - editing a config does not change a run in flight (settings frozen at planning);
 //! - `minion push` is a TaskRun like any other, driven by the control loop;
+//! - a wide run, whose finished subtasks are collected and committed in groups, imports every
+//!   row once;
 //! - the demo, driven by the control loop, keeps every sum.
 
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
+use minion_contract::TimeWindow;
 use minion_e2e::fixtures::workspace_binary;
 use minion_e2e::local_env::{Env, assert_same, files_under, key_of};
+use minion_e2e::rows::{TableRows, watermark};
 use minion_operator::catalog::{Catalog, app_id};
 use minion_operator::demo::{self, DemoOptions};
 use minion_operator::model::{DAY_MS, HOUR_MS};
@@ -92,6 +96,36 @@ async fn a_window_that_fails_for_good_leaves_the_later_ones_uncommitted_and_none
     assert_eq!(env.task_run(&next)["status"]["phase"], "Succeeded");
     let (src, dst, _) = env.totals().await;
     assert_same(&src, &dst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wide_run_commits_its_finished_windows_in_groups_and_imports_every_row_once() {
+    // Parallelism 8: finished windows wait (up to the collect delay) for a second one, and
+    // commit together with the staged windows they complete.
+    let env = Env::new(12, "  parallelism: 8\n").await;
+    env.apply();
+    let run = env.run_import();
+    env.ok(&["local", "up", "--until-idle", "--poll-ms", "20"]);
+    let tr = env.task_run(&run);
+    assert_eq!(tr["status"]["phase"], "Succeeded", "{tr:#}");
+    assert!(
+        tr["status"]["subtasksTotal"].as_u64().unwrap() > 8,
+        "more windows than slots: {tr:#}"
+    );
+    let offline = env.table("events-offline");
+    let wm = watermark(offline, "default", "events-import", None)
+        .await
+        .expect("the import committed a watermark");
+    let moved = TimeWindow::new(env.start_ms - DAY_MS, wm);
+    let source = TableRows::read(env.table("events-realtime"))
+        .await
+        .multiset_in(moved);
+    let destination = TableRows::read(offline).await.multiset();
+    assert!(source.rows > 0, "the import moved nothing");
+    assert_eq!(
+        destination, source,
+        "the offline rows are not the source's, once"
+    );
 }
 
 /// Writes `rows` CSV events (two per file) under `dir` as `<prefix>-<i>.csv`, 10 days ago.

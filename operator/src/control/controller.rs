@@ -86,6 +86,9 @@ pub struct TickReport {
     pub log: Vec<String>,
     /// Missed schedule fire times found this tick, per config.
     pub missed: Vec<super::configs::MissedFires>,
+    /// A run waits for more of its jobs to finish before it collects the finished ones: tick
+    /// again within [`super::taskrun::COLLECT_DELAY_MS`].
+    pub collect_soon: bool,
 }
 
 /// The control loop over one backend.
@@ -138,7 +141,7 @@ fn position(runs: &[TaskRun], namespace: &str, name: &str) -> Option<usize> {
 
 fn describe(step: &Step) -> Option<String> {
     Some(match step {
-        Step::Wait | Step::Done => return None,
+        Step::Wait | Step::WaitToCollect | Step::Done => return None,
         Step::Admit => "admitted".into(),
         Step::WaitForTable { reason, message } => format!("Pending ({reason}: {message})"),
         Step::Plan => "planned".into(),
@@ -149,7 +152,10 @@ fn describe(step: &Step) -> Option<String> {
         } => {
             format!("subtask {index} attempt {attempt} started as {job}")
         }
-        Step::Collect { index } => format!("subtask {index} finished"),
+        Step::Collect { indices } => match indices.as_slice() {
+            [index] => format!("subtask {index} finished"),
+            many => format!("subtasks {many:?} finished"),
+        },
         Step::AttemptFailed { index, reason, .. } => format!("subtask {index} failed: {reason}"),
         Step::Abort { phase, reason, .. } => format!("aborted ({}: {reason})", phase.as_str()),
         Step::CollectValidity => "validity subtask finished".into(),
@@ -174,12 +180,37 @@ fn waiting_for_table(run: &TaskRun) -> bool {
     })
 }
 
+/// Caps the process's glibc malloc arenas at two, once, before the loop's threads allocate.
+///
+/// glibc gives every thread that allocates under contention an arena of its own (up to 8 per
+/// core), and what a thread frees stays in its arena: the catalog's listing threads and
+/// tokio's workers left a large run's loop at twice its working set. With two arenas a run of
+/// 1,000 subtasks over 100,000 segments peaked at half the memory and used less CPU
+/// (docs/benchmarks.md, "Scale of one run"). `MALLOC_ARENA_MAX` in the environment still
+/// decides when set. Nothing to do on other allocators.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+                // SAFETY: mallopt only sets an allocator parameter; it may be called at any
+                // time from any thread.
+                unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+            }
+        });
+    }
+}
+
 impl Controller {
+    /// A control loop over `backend`. Also caps the process's malloc arenas
+    /// ([`cap_malloc_arenas`]): a process that runs the loop is the operator's.
     pub fn new(
         backend: Arc<dyn Backend>,
         clock: Arc<dyn Clock>,
         options: ControllerOptions,
     ) -> Self {
+        cap_malloc_arenas();
         Controller {
             backend,
             clock,
@@ -350,6 +381,9 @@ impl Controller {
                     if let Some(at) = position(&runs, &ns, &n) {
                         runs[at].status = Some(status);
                     }
+                }
+                if matches!(stepped, Ok(Step::WaitToCollect)) {
+                    report.collect_soon = true;
                 }
                 match stepped {
                     Ok(step) => match describe(&step) {

@@ -124,7 +124,11 @@ pub struct LaunchRequest {
 pub enum JobState {
     Pending,
     Running,
-    Succeeded,
+    /// `at`: when it finished, when the backend knows (the control loop may wait a moment for
+    /// others to finish, to commit them together).
+    Succeeded {
+        at: Option<DateTime<Utc>>,
+    },
     /// `exit_code` is `None` when the process was killed or vanished without one.
     Failed {
         exit_code: Option<i32>,

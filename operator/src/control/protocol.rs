@@ -114,6 +114,11 @@ fn changes_data(s: &PlannedSubtask) -> bool {
 /// other subtask and stores the plan's watermarks in `state`. Returns the indices already
 /// committed.
 ///
+/// `may_have_committed`: whether the run ever got past Planning. A run still Planning has
+/// committed nothing (its subtasks commit only once it runs), so the log is not searched for
+/// its subtasks' identities: each search replays the log, and a run of 1,000 subtasks would
+/// replay it 1,000 times.
+///
 /// # Guarantees
 /// Replaying it is a no-op: lineage entries already open with the same inputs are kept, and
 /// subtasks already committed are never opened again.
@@ -126,10 +131,11 @@ pub async fn open_lineage(
     plan: &Plan,
     catalog: &Catalog,
     state: &mut RunState,
+    may_have_committed: bool,
     now_ms: i64,
 ) -> Result<BTreeSet<u32>, OpenError> {
     let mut already_committed = BTreeSet::new();
-    for s in &plan.subtasks {
+    for s in plan.subtasks.iter().filter(|_| may_have_committed) {
         if catalog
             .is_committed(&ctx.subtask_app_id(s.index), 1)
             .await?
@@ -420,8 +426,11 @@ pub fn plan_commit(
 /// COMPLETED (outputs recorded) and the window watermark advanced in `state`.
 ///
 /// # Guarantees
-/// A commit whose run identities are already in the log is not made again
-/// (`already_committed`): a replay after a crash only finishes the state.
+/// A subtask whose run identity is already in the log is not committed again: a replay after a
+/// crash between the commit and the status update only finishes its state. When every subtask
+/// of `done` is in the log nothing is committed (`already_committed`); when only some are (a
+/// replayed commit collected again with subtasks that finished since), the others are
+/// committed, and the replayed ones count as committed before them.
 ///
 /// # Errors
 /// Catalog failures (nothing is committed then).
@@ -435,23 +444,40 @@ pub async fn commit(
     now_ms: i64,
 ) -> Result<CommitOutcome, CatalogError> {
     let mut planned = plan_commit(ctx, plan, state, done, committed_before);
-    // Long lists of ingested files go beside the table, before the commit that names them.
-    catalog.record_source_files(&mut planned.add).await?;
-    let outcome = catalog
-        .replace(Replacement {
-            remove: planned.remove,
-            add: planned.add,
-            txns: planned.txns,
-            data_change: planned.data_change,
-            operation: &planned.operation,
-        })
-        .await?;
-    for (id, kept) in planned.kept {
+    // What the state records: every subtask of `done`, however its commit lands.
+    let kept = std::mem::take(&mut planned.kept);
+    let outputs = std::mem::take(&mut planned.outputs);
+    let window_watermark = planned.window_watermark;
+    let outcome = match replace(catalog, planned).await {
+        // Some of `done` may be in the log already: a replayed commit collected again with
+        // subtasks that finished since (refused, as its inputs are gone and its outputs live).
+        // The others commit on their own.
+        Err(e) if done.len() > 1 => {
+            let mut replayed = BTreeSet::new();
+            for (index, _) in done {
+                if catalog.is_committed(&ctx.subtask_app_id(*index), 1).await? {
+                    replayed.insert(*index);
+                }
+            }
+            if replayed.is_empty() {
+                return Err(e);
+            }
+            let fresh: Vec<FinishedSubtask> = done
+                .iter()
+                .filter(|(index, _)| !replayed.contains(index))
+                .cloned()
+                .collect();
+            let before: BTreeSet<u32> = committed_before.union(&replayed).copied().collect();
+            replace(catalog, plan_commit(ctx, plan, state, &fresh, &before)).await?
+        }
+        outcome => outcome?,
+    };
+    for (id, kept) in kept {
         if let Err(e) = state.lineage.keep_inputs(&id, &kept) {
             tracing::error!(task_run = ctx.task_run, error = %e, "lineage out of step");
         }
     }
-    for (id, outputs) in planned.outputs {
+    for (id, outputs) in outputs {
         // The entries were opened by this run; recording cannot fail but for a bug.
         if let Err(e) = state.lineage.record_outputs(&id, outputs) {
             tracing::error!(task_run = ctx.task_run, error = %e, "lineage out of step");
@@ -460,7 +486,7 @@ pub async fn commit(
             tracing::error!(task_run = ctx.task_run, error = %e, "lineage out of step");
         }
     }
-    if let Some(wm) = planned.window_watermark {
+    if let Some(wm) = window_watermark {
         let entry = state
             .watermarks
             .entry(DEFAULT_WATERMARK.to_string())
@@ -468,6 +494,24 @@ pub async fn commit(
         *entry = (*entry).max(wm);
     }
     Ok(outcome)
+}
+
+/// The Delta commit of a [`CommitPlan`]: long lists of ingested files go beside the table
+/// first, then one [`Catalog::replace`].
+async fn replace(
+    catalog: &mut Catalog,
+    mut planned: CommitPlan,
+) -> Result<CommitOutcome, CatalogError> {
+    catalog.record_source_files(&mut planned.add).await?;
+    catalog
+        .replace(Replacement {
+            remove: planned.remove,
+            add: planned.add,
+            txns: planned.txns,
+            data_change: planned.data_change,
+            operation: &planned.operation,
+        })
+        .await
 }
 
 /// A plan with no subtask that still moves watermarks (MergeRollup walking past buckets

@@ -24,6 +24,28 @@ fn segment(path: &str) -> SegmentRef {
     }
 }
 
+/// The manifest of a succeeded first attempt of `subtask` that wrote `output` from `rows` rows.
+fn succeeded(task_run: &str, subtask: u32, rows: u64, output: SegmentRef) -> ResultManifest {
+    ResultManifest {
+        api_version: minion_contract::CONTRACT_VERSION.into(),
+        task_run: task_run.into(),
+        subtask,
+        attempt: 1,
+        outcome: minion_contract::Outcome::Succeeded,
+        reason: None,
+        message: None,
+        input_rows: rows,
+        output_rows: rows,
+        outputs: vec![output],
+        ingested_files: Vec::new(),
+        skipped_files: Vec::new(),
+        skipped_segments: Vec::new(),
+        ledger: None,
+        validity: Vec::new(),
+        peak_spill_bytes: None,
+    }
+}
+
 /// An import of `days` daily windows, committed in window order.
 fn import_plan(days: usize) -> Plan {
     let mut plan = Plan::new(TaskType::SegmentImportTask);
@@ -163,27 +185,16 @@ fn a_segment_the_worker_skipped_as_unreadable_is_never_removed_nor_its_files_car
     s.inputs = vec![good, bad, segment("seg/other.parquet")];
     s.replaces_inputs = true;
     plan.subtasks.push(s);
-    let manifest = ResultManifest {
-        api_version: minion_contract::CONTRACT_VERSION.into(),
-        task_run: "events-merge-0001".into(),
-        subtask: 0,
-        attempt: 1,
-        outcome: minion_contract::Outcome::Succeeded,
-        reason: None,
-        message: None,
-        input_rows: 20,
-        output_rows: 20,
-        outputs: vec![segment("data/default/k/0/1/merged.parquet")],
-        ingested_files: Vec::new(),
-        skipped_files: Vec::new(),
-        skipped_segments: vec![minion_contract::SkippedSegment {
-            path: "seg/bad.parquet".into(),
-            reason: "truncated".into(),
-        }],
-        ledger: None,
-        validity: Vec::new(),
-        peak_spill_bytes: None,
-    };
+    let mut manifest = succeeded(
+        "events-merge-0001",
+        0,
+        20,
+        segment("data/default/k/0/1/merged.parquet"),
+    );
+    manifest.skipped_segments = vec![minion_contract::SkippedSegment {
+        path: "seg/bad.parquet".into(),
+        reason: "truncated".into(),
+    }];
     let planned = plan_commit(
         &ctx,
         &plan,
@@ -207,4 +218,111 @@ fn a_segment_the_worker_skipped_as_unreadable_is_never_removed_nor_its_files_car
         carried.contains("good.csv") && !carried.contains("bad.csv"),
         "{carried}"
     );
+}
+
+#[tokio::test]
+async fn a_replayed_commit_collected_again_with_a_new_subtask_commits_only_the_new_one() {
+    crate::catalog::install_crypto_provider();
+    let (tables, configs) = samples();
+    let config = configs.iter().find(|c| c.name == "events-merge").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut dest = tables
+        .iter()
+        .find(|t| t.name == config.table)
+        .unwrap()
+        .clone();
+    dest.uri = format!("file://{}", dir.path().display());
+    let ctx = RunContext {
+        namespace: "default",
+        task_run: "events-merge-0001",
+        key: "events-merge-0001-0a1b2c3d4e5f",
+        config,
+        source: None,
+        destination: &dest,
+    };
+    let mut catalog = Catalog::create(&dest.uri, &dest.schema, Default::default())
+        .await
+        .unwrap();
+    let inputs = ["seg/a.parquet", "seg/b.parquet", "seg/c.parquet"];
+    let live: Vec<SegmentRef> = inputs.iter().map(|p| segment(p)).collect();
+    catalog.append(&live, &[]).await.unwrap();
+    let mut plan = Plan::new(TaskType::MergeRollupTask);
+    plan.commit_mode = CommitMode::PerSubtask;
+    for (i, input) in inputs.iter().enumerate() {
+        let mut s = PlannedSubtask::new(TaskType::MergeRollupTask, i as u32, Processing::default());
+        s.inputs = vec![segment(input)];
+        s.replaces_inputs = true;
+        plan.subtasks.push(s);
+    }
+    let finished = |i: u32| -> FinishedSubtask {
+        let output = segment(&format!("data/default/k/{i}/1/out.parquet"));
+        (i, Some(succeeded(ctx.task_run, i, 10, output)))
+    };
+    let mut state = RunState::default();
+    open_lineage(&ctx, &plan, &catalog, &mut state, false, 1)
+        .await
+        .unwrap();
+    // Subtasks 0 and 1 commit together; the loop dies before it stores anything of it.
+    let stored = state.clone();
+    let first = commit(
+        &ctx,
+        &plan,
+        &mut catalog,
+        &mut state,
+        &[finished(0), finished(1)],
+        &set(&[]),
+        2,
+    )
+    .await
+    .unwrap();
+    assert!(!first.already_committed);
+    // Replayed with subtask 2, which finished meanwhile: only subtask 2 is committed now.
+    let mut state = stored;
+    let mut reopened = Catalog::open_existing(&dest.uri, &dest.schema, Default::default())
+        .await
+        .unwrap();
+    let done = [finished(0), finished(1), finished(2)];
+    let second = commit(&ctx, &plan, &mut reopened, &mut state, &done, &set(&[]), 3)
+        .await
+        .unwrap();
+    assert!(!second.already_committed);
+    assert_eq!(second.version, first.version + 1);
+    let mut paths: Vec<String> = reopened
+        .segments()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.path)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![
+            "data/default/k/0/1/out.parquet",
+            "data/default/k/1/1/out.parquet",
+            "data/default/k/2/1/out.parquet",
+        ]
+    );
+    for i in 0..3 {
+        let entry = state.lineage.get(&ctx.lineage_id(i)).unwrap();
+        assert_eq!(entry.state, LineageState::Completed, "subtask {i}");
+    }
+    // And once more, all three in the log: nothing is committed.
+    let third = commit(
+        &ctx,
+        &plan,
+        &mut reopened,
+        &mut state.clone(),
+        &done,
+        &set(&[]),
+        4,
+    )
+    .await
+    .unwrap();
+    assert!(third.already_committed);
+    // Planning replayed once the run ran: the committed subtasks are found in the log.
+    let mut replanned = RunState::default();
+    let already = open_lineage(&ctx, &plan, &reopened, &mut replanned, true, 5)
+        .await
+        .unwrap();
+    assert_eq!(already, set(&[0, 1, 2]));
 }

@@ -241,7 +241,7 @@ pub(super) async fn step(ctx: &mut StepCtx<'_>, object: &TaskRun) -> Result<Step
             ctx.save(&mut run).await?;
         }
         (Step::Finish { .. }, _) => finish(ctx, &mut run, &step, Some(&resolved)).await?,
-        (Step::Wait | Step::Done, _) => {}
+        (Step::Wait | Step::WaitToCollect | Step::Done, _) => {}
         (_, None) => {
             return Err(ControlError::storage(
                 &gather::plan_uri(&dest_uri, &run.dir()),
@@ -593,7 +593,20 @@ async fn plan_run(
     let now_ms = ctx.now.timestamp_millis();
     let rctx = run_context(run, resolved);
     let catalog = ctx.catalogs.get(dest).await?;
-    let opened = protocol::open_lineage(&rctx, &plan, catalog, &mut state, now_ms).await;
+    // Subtasks commit only once the run is Running: a run still Planning has committed none.
+    let may_have_committed = matches!(
+        run.status.phase,
+        TaskRunPhase::Running | TaskRunPhase::Committing
+    );
+    let opened = protocol::open_lineage(
+        &rctx,
+        &plan,
+        catalog,
+        &mut state,
+        may_have_committed,
+        now_ms,
+    )
+    .await;
     let already = match opened {
         Ok(already) => already,
         Err(e) => {

@@ -18,7 +18,7 @@ use super::taskrun::Step;
 use super::{ControlError, EventType, LaunchRequest};
 use crate::api::{SubtaskState, SubtaskStatus, TaskRunPhase, TaskRunStatus};
 use crate::commit_gate::{self, GateError};
-use crate::generator::{Plan, PlannedSubtask};
+use crate::generator::{CommitMode, Plan, PlannedSubtask};
 use crate::lineage::LineageState;
 use crate::model::Execution;
 
@@ -92,7 +92,7 @@ fn subtask_mut(status: &mut TaskRunStatus, index: u32) -> &mut SubtaskStatus {
     &mut status.subtasks[pos]
 }
 
-fn indices(status: &TaskRunStatus, state: SubtaskState) -> BTreeSet<u32> {
+fn indices_in(status: &TaskRunStatus, state: SubtaskState) -> BTreeSet<u32> {
     status
         .subtasks
         .iter()
@@ -128,10 +128,11 @@ pub(super) async fn act(
             .find(|s| s.index == index)
             .ok_or_else(|| ControlError::storage(&dest.uri, format!("subtask {index} not in plan")))
     };
+    let (namespace, name) = (run.namespace.clone(), run.name.clone());
     let spec_of = |index: u32, attempt: u32| -> Result<SubtaskSpec, ControlError> {
         Ok(planned(index)?.to_spec(
-            &run.namespace,
-            &run.name,
+            &namespace,
+            &name,
             &staging_run,
             attempt,
             source.clone(),
@@ -190,9 +191,16 @@ pub(super) async fn act(
             ctx.event(run, EventType::Normal, Reason::SubtaskStarted, message)
                 .await;
         }
-        Step::Collect { index } => {
-            let attempts = subtask_mut(&mut run.status, *index).attempts;
-            let manifest = if planned(*index)?.needs_worker() {
+        Step::Collect { indices } => {
+            // Each attempt's manifest, passed by the commit gate (protocol step 3a); an
+            // attempt that failed or does not add up is handled as a failed attempt.
+            let mut collected: Vec<FinishedSubtask> = Vec::new();
+            for index in indices {
+                if !planned(*index)?.needs_worker() {
+                    collected.push((*index, None));
+                    continue;
+                }
+                let attempts = subtask_mut(&mut run.status, *index).attempts;
                 let spec = spec_of(*index, attempts)?;
                 let failed = |reason: String, message: String| Step::AttemptFailed {
                     index: *index,
@@ -201,103 +209,120 @@ pub(super) async fn act(
                     retry: attempts < exec.max_attempts,
                     kill: false,
                 };
-                let m = match protocol::read_manifest(&spec).await {
-                    Ok(m) if m.outcome == Outcome::Succeeded => m,
+                let step = match protocol::read_manifest(&spec).await {
+                    Ok(m) if m.outcome == Outcome::Succeeded => {
+                        match commit_gate::check(planned(*index)?, &spec, &m).await {
+                            Ok(()) => {
+                                collected.push((*index, Some(m)));
+                                continue;
+                            }
+                            Err(GateError::Refused(message)) => {
+                                failed(Reason::CommitRefused.into(), message)
+                            }
+                            Err(e @ GateError::Store(_)) => {
+                                return Err(ControlError::storage(&dest.uri, e));
+                            }
+                        }
+                    }
                     Ok(m) => {
                         let reason = m
                             .reason
                             .map_or(Reason::WorkerFailed.into(), |r| r.as_str().to_string());
-                        let step = failed(reason, m.message.unwrap_or_default());
-                        return Box::pin(act(ctx, run, resolved, plan, &step)).await;
+                        failed(reason, m.message.unwrap_or_default())
                     }
-                    Err(message) => {
-                        let step = failed(Reason::ManifestMissing.into(), message);
-                        return Box::pin(act(ctx, run, resolved, plan, &step)).await;
-                    }
+                    Err(message) => failed(Reason::ManifestMissing.into(), message),
                 };
-                // Nothing is committed that does not add up (protocol step 3a).
-                match commit_gate::check(planned(*index)?, &spec, &m).await {
-                    Ok(()) => Some(m),
-                    Err(GateError::Refused(message)) => {
-                        let step = failed(Reason::CommitRefused.into(), message);
-                        return Box::pin(act(ctx, run, resolved, plan, &step)).await;
-                    }
-                    Err(e @ GateError::Store(_)) => {
-                        return Err(ControlError::storage(&dest.uri, e));
+                Box::pin(act(ctx, run, resolved, plan, &step)).await?;
+            }
+            if collected.is_empty() {
+                return Ok(());
+            }
+            let mut skipped = Vec::new();
+            let mut was = Vec::with_capacity(collected.len());
+            for (index, manifest) in &collected {
+                let (rows_in, rows_out, outputs, bytes_out) = counts(manifest.as_ref());
+                let s = subtask_mut(&mut run.status, *index);
+                was.push(s.state);
+                s.input_rows = rows_in;
+                s.output_rows = rows_out;
+                s.outputs = outputs;
+                s.output_bytes = bytes_out;
+                s.completion_time = Some(ctx.now);
+                s.state = SubtaskState::Succeeded;
+                if let Some(m) = manifest {
+                    let newly =
+                        super::skipped::record(&mut run.status, *index, &m.skipped_segments);
+                    if !newly.is_empty() {
+                        skipped.push((*index, newly));
                     }
                 }
-            } else {
-                None
-            };
-            let (rows_in, rows_out, outputs, bytes_out) =
-                manifest.as_ref().map_or((0, 0, 0, 0), |m| {
-                    (
-                        m.input_rows,
-                        m.output_rows,
-                        m.outputs.len() as u64,
-                        m.outputs.iter().map(|o| o.bytes).sum(),
-                    )
-                });
-            let s = subtask_mut(&mut run.status, *index);
-            s.input_rows = rows_in;
-            s.output_rows = rows_out;
-            s.outputs = outputs;
-            s.output_bytes = bytes_out;
-            s.completion_time = Some(ctx.now);
-            s.state = SubtaskState::Succeeded;
-            let newly_skipped = manifest.as_ref().map_or_else(Vec::new, |m| {
-                super::skipped::record(&mut run.status, *index, &m.skipped_segments)
-            });
-            // What may commit now: this subtask alone, the windows it completes, or nothing
-            // until the run's closing commit.
-            let committed = indices(&run.status, SubtaskState::Committed);
-            let staged = indices(&run.status, SubtaskState::Succeeded);
-            let batches = protocol::ready_to_commit(plan, &committed, &staged);
-            let mut now_committed = Vec::new();
-            for batch in batches {
-                let mut done: Vec<FinishedSubtask> = Vec::new();
-                for i in &batch {
-                    let m = if *i == *index {
-                        manifest.clone()
-                    } else if planned(*i)?.needs_worker() {
+            }
+            // What may commit now, in ONE commit: the collected subtasks (per subtask), the
+            // windows they complete (in window order), or nothing until the run's closing
+            // commit (all-or-none).
+            let committed = indices_in(&run.status, SubtaskState::Committed);
+            let staged = indices_in(&run.status, SubtaskState::Succeeded);
+            let ready: Vec<u32> = protocol::ready_to_commit(plan, &committed, &staged)
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut done: Vec<FinishedSubtask> = Vec::with_capacity(ready.len());
+            for i in &ready {
+                let m = match collected.iter().find(|(c, _)| c == i) {
+                    Some((_, m)) => m.clone(),
+                    None if planned(*i)?.needs_worker() => {
                         let attempts = subtask_mut(&mut run.status, *i).attempts;
                         let m = protocol::read_manifest(&spec_of(*i, attempts)?)
                             .await
                             .map_err(|e| ControlError::storage(&dest.uri, e))?;
                         Some(m)
-                    } else {
-                        None
-                    };
-                    done.push((*i, m));
+                    }
+                    None => None,
+                };
+                done.push((*i, m));
+            }
+            let outcome = commit_each_alone_on_failure(ctx, run, resolved, plan, done).await;
+            if outcome.is_err() {
+                // Not committed: collected again on the next step, as if not collected yet.
+                for ((index, _), was) in collected.iter().zip(was) {
+                    let s = subtask_mut(&mut run.status, *index);
+                    if s.state != SubtaskState::Committed && ready.contains(index) {
+                        s.state = was;
+                    }
                 }
-                commit(ctx, run, resolved, plan, &done).await?;
-                for i in &batch {
-                    subtask_mut(&mut run.status, *i).state = SubtaskState::Committed;
-                }
-                now_committed.extend(batch);
             }
             ctx.save(run).await?;
-            let (reason, verb) = if now_committed.contains(index) {
-                (Reason::SubtaskCommitted, "committed".to_string())
-            } else {
-                (Reason::SubtaskSucceeded, "staged".to_string())
-            };
-            let message = format!(
-                "subtask {index}: {rows_in} rows in, {rows_out} rows out in {outputs} segment(s), {verb}"
-            );
-            ctx.event(run, EventType::Normal, reason, message).await;
-            if !newly_skipped.is_empty() {
-                let message = super::skipped::message(*index, &source.name, &newly_skipped);
+            for (index, manifest) in &collected {
+                let (rows_in, rows_out, outputs, _) = counts(manifest.as_ref());
+                let (reason, verb) = match subtask_mut(&mut run.status, *index).state {
+                    SubtaskState::Committed => (Reason::SubtaskCommitted, "committed"),
+                    SubtaskState::Succeeded => (Reason::SubtaskSucceeded, "staged"),
+                    _ => continue,
+                };
+                let message = format!(
+                    "subtask {index}: {rows_in} rows in, {rows_out} rows out in {outputs} segment(s), {verb}"
+                );
+                ctx.event(run, EventType::Normal, reason, message).await;
+            }
+            for (index, newly) in &skipped {
+                let message = super::skipped::message(*index, &source.name, newly);
                 ctx.event(run, EventType::Warning, Reason::SegmentsSkipped, message)
                     .await;
             }
-            let others: Vec<u32> = now_committed.into_iter().filter(|i| i != index).collect();
+            let others: Vec<u32> = ready
+                .iter()
+                .copied()
+                .filter(|i| collected.iter().all(|(c, _)| c != i))
+                .filter(|i| subtask_mut(&mut run.status, *i).state == SubtaskState::Committed)
+                .collect();
             if !others.is_empty() {
+                let with: Vec<u32> = collected.iter().map(|(i, _)| *i).collect();
                 let message =
-                    format!("staged subtask(s) {others:?} committed after subtask {index}");
+                    format!("staged subtask(s) {others:?} committed with subtask(s) {with:?}");
                 ctx.event(run, EventType::Normal, Reason::SubtaskCommitted, message)
                     .await;
             }
+            outcome?;
         }
         Step::AttemptFailed {
             index,
@@ -483,6 +508,56 @@ pub(super) async fn act(
     Ok(())
 }
 
+/// Rows in, rows out, segments out and bytes out of a collected subtask (zeros without a
+/// worker).
+fn counts(manifest: Option<&minion_contract::ResultManifest>) -> (u64, u64, u64, u64) {
+    manifest.map_or((0, 0, 0, 0), |m| {
+        (
+            m.input_rows,
+            m.output_rows,
+            m.outputs.len() as u64,
+            m.outputs.iter().map(|o| o.bytes).sum(),
+        )
+    })
+}
+
+/// Commits `done` in one commit and marks them Committed. Subtasks that commit on their own
+/// (per subtask) are not held back by one that cannot: when the shared commit fails, each is
+/// tried alone, and the first error is returned once the others are committed.
+async fn commit_each_alone_on_failure(
+    ctx: &mut StepCtx<'_>,
+    run: &mut Run<'_>,
+    resolved: &Resolved,
+    plan: &Plan,
+    done: Vec<FinishedSubtask>,
+) -> Result<(), ControlError> {
+    if done.is_empty() {
+        return Ok(());
+    }
+    let alone = plan.commit_mode == CommitMode::PerSubtask && done.len() > 1;
+    let first = match commit(ctx, run, resolved, plan, &done).await {
+        Ok(()) => {
+            for (i, _) in &done {
+                subtask_mut(&mut run.status, *i).state = SubtaskState::Committed;
+            }
+            return Ok(());
+        }
+        Err(e) if alone => e,
+        Err(e) => return Err(e),
+    };
+    tracing::warn!(task_run = %run.name, error = %first, "shared commit failed, committing each subtask alone");
+    let mut error = None;
+    for one in done {
+        match commit(ctx, run, resolved, plan, std::slice::from_ref(&one)).await {
+            Ok(()) => subtask_mut(&mut run.status, one.0).state = SubtaskState::Committed,
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    error.map_or(Ok(()), Err)
+}
+
 /// One Delta commit of `done`, then lineage and the table summary stored.
 async fn commit(
     ctx: &mut StepCtx<'_>,
@@ -493,7 +568,7 @@ async fn commit(
 ) -> Result<(), ControlError> {
     let dest = &resolved.destination.def;
     let mut state = run_state(ctx, resolved, plan).await?;
-    let before = indices(&run.status, SubtaskState::Committed);
+    let before = indices_in(&run.status, SubtaskState::Committed);
     let rctx = run_context(run, resolved);
     let now_ms = ctx.now.timestamp_millis();
     ctx.backend.check_write("commit to the catalog")?;

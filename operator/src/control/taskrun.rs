@@ -121,9 +121,11 @@ pub enum Step {
         attempt: u32,
         job: String,
     },
-    /// The attempt succeeded (or no worker is needed): read its manifest, commit (per
-    /// subtask) or keep it staged (all-or-none).
-    Collect { index: u32 },
+    /// These attempts succeeded (or no worker is needed): read their manifests, commit in ONE
+    /// commit what may commit now (per subtask, in window order) or keep it staged
+    /// (all-or-none). Every subtask whose job succeeded is collected at once, so a run whose
+    /// subtasks finish together commits them together rather than one commit each.
+    Collect { indices: Vec<u32> },
     /// The attempt failed. `kill`: stop its job first. Without `retry` the subtask is reverted.
     AttemptFailed {
         index: u32,
@@ -162,6 +164,9 @@ pub enum Step {
     WaitForTable { reason: String, message: String },
     /// Nothing to do until a job changes state or time passes.
     Wait,
+    /// Jobs finished, and others still run: wait up to [`COLLECT_DELAY_MS`] for more of them
+    /// to finish before collecting them together.
+    WaitToCollect,
     /// The run is finished.
     Done,
 }
@@ -331,6 +336,24 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
             ),
         };
     }
+    // Subtasks whose job succeeded, collected together: at once when enough of them finished
+    // or one finished a while ago (see `collect_now`), else after the launches below, or
+    // once nothing else is left to wait for.
+    let mut succeeded = Vec::new();
+    let mut finished_at = Vec::new();
+    for s in status
+        .subtasks
+        .iter()
+        .filter(|s| s.state == SubtaskState::Running)
+    {
+        if let Some(JobState::Succeeded { at }) = facts.jobs.get(&s.index) {
+            succeeded.push(s.index);
+            finished_at.push(*at);
+        }
+    }
+    if collect_now(settings.parallelism, &finished_at, now) {
+        return Step::Collect { indices: succeeded };
+    }
     for s in status
         .subtasks
         .iter()
@@ -346,7 +369,8 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
                 kill,
             };
         match facts.jobs.get(&s.index) {
-            Some(JobState::Succeeded) => return Step::Collect { index: s.index },
+            // Collected together (above and below).
+            Some(JobState::Succeeded { .. }) => {}
             Some(JobState::Failed { exit_code, message }) => {
                 let permanent = *exit_code == Some(EXIT_BAD_INPUT);
                 return failed(
@@ -439,22 +463,35 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
         s.state == SubtaskState::Pending
             && !(in_order && first_reverted.is_some_and(|r| s.index > r))
     };
+    // A subtask whose job succeeded no longer takes a slot while it waits to be collected.
     let running = status
         .subtasks
         .iter()
         .filter(|s| s.state == SubtaskState::Running)
-        .count();
+        .count()
+        - succeeded.len();
     if running < settings.parallelism.max(1) as usize
         && let Some(s) = status.subtasks.iter().find(launchable)
     {
         if settings.no_worker.contains(&s.index) {
-            return Step::Collect { index: s.index };
+            return Step::Collect {
+                indices: vec![s.index],
+            };
         }
         let attempt = s.attempts + 1;
         return Step::Launch {
             index: s.index,
             attempt,
             job: job_name(run, s.index, attempt),
+        };
+    }
+    if !succeeded.is_empty() {
+        // Nothing else to wait for: collect what finished now. Other jobs still run: wait a
+        // moment for more of them to finish, to commit them together.
+        return if running == 0 {
+            Step::Collect { indices: succeeded }
+        } else {
+            Step::WaitToCollect
         };
     }
     let ended = |s: &SubtaskStatus| match s.state {
@@ -467,6 +504,35 @@ fn running(run: &str, status: &TaskRunStatus, settings: &RunSettings, facts: &Fa
     } else {
         Step::Wait
     }
+}
+
+/// How long a finished subtask may wait for others to finish before it is collected (and
+/// committed with them).
+pub const COLLECT_DELAY_MS: i64 = 2_000;
+
+/// Subtasks whose jobs finished (`finished_at`, when each finished if known) are collected now
+/// when there are at least a quarter of the run's parallelism of them (one, below a
+/// parallelism of 8), or when one of them finished [`COLLECT_DELAY_MS`] ago (or at an unknown
+/// time, or by a clock that far ahead of ours). Collecting them together makes one Delta commit of
+/// them, where a run of many parallel subtasks finishing one by one made one commit each (a
+/// commit rewrites the table's snapshot, in proportion to its files).
+fn collect_now(
+    parallelism: u32,
+    finished_at: &[Option<DateTime<Utc>>],
+    now: DateTime<Utc>,
+) -> bool {
+    if finished_at.is_empty() {
+        return false;
+    }
+    let batch = (parallelism / 4).max(1) as usize;
+    // A job seen finished after this step's clock reading is a moment ahead of it; one far
+    // ahead is another clock's reading, not waited for.
+    let delay = Duration::milliseconds(COLLECT_DELAY_MS);
+    let waited = |at: &Option<DateTime<Utc>>| match at {
+        None => true,
+        Some(t) => now - *t >= delay || *t - now >= delay,
+    };
+    finished_at.len() >= batch || finished_at.iter().any(waited)
 }
 
 fn committing(status: &TaskRunStatus, settings: Option<&RunSettings>) -> Step {
@@ -852,12 +918,119 @@ mod tests {
     #[test]
     fn succeeded_job_is_collected_and_subtasks_without_worker_skip_the_launch() {
         let s = running(vec![sub(0, SubtaskState::Running, 1)]);
-        let f = facts(1, CommitMode::PerSubtask, &[(0, JobState::Succeeded)]);
-        assert_eq!(next_step("r", &s, &f), Step::Collect { index: 0 });
+        let f = facts(
+            1,
+            CommitMode::PerSubtask,
+            &[(0, JobState::Succeeded { at: None })],
+        );
+        assert_eq!(next_step("r", &s, &f), Step::Collect { indices: vec![0] });
         let s = running(vec![sub(3, SubtaskState::Pending, 0)]);
         let mut f = facts(1, CommitMode::PerSubtask, &[]);
         f.settings.as_mut().unwrap().no_worker.insert(3);
-        assert_eq!(next_step("r", &s, &f), Step::Collect { index: 3 });
+        assert_eq!(next_step("r", &s, &f), Step::Collect { indices: vec![3] });
+    }
+
+    #[test]
+    fn a_job_that_just_finished_waits_a_moment_for_others_of_a_wide_run_then_all_are_collected() {
+        let mut f = facts(10, CommitMode::PerSubtask, &[]);
+        f.settings.as_mut().unwrap().parallelism = 16;
+        let finished = |secs_ago: i64| JobState::Succeeded {
+            at: Some(t(10) - Duration::seconds(secs_ago)),
+        };
+        let mut subtasks: Vec<SubtaskStatus> =
+            (0..16).map(|i| sub(i, SubtaskState::Running, 1)).collect();
+        subtasks.push(sub(16, SubtaskState::Pending, 0));
+        let s = running(subtasks);
+        for i in 0..16 {
+            f.jobs.insert(i, JobState::Running);
+        }
+        // One finished just now: its slot goes to the next subtask, and it waits.
+        f.jobs.insert(0, finished(0));
+        assert!(
+            matches!(next_step("r", &s, &f), Step::Launch { index: 16, .. }),
+            "{:?}",
+            next_step("r", &s, &f)
+        );
+        let mut s = s;
+        s.subtasks[16].state = SubtaskState::Running;
+        s.subtasks[16].attempts = 1;
+        f.jobs.insert(16, JobState::Running);
+        assert_eq!(next_step("r", &s, &f), Step::WaitToCollect);
+        // Seen finished a moment after this step read the clock: still waits.
+        f.jobs.insert(0, finished(-1));
+        assert_eq!(next_step("r", &s, &f), Step::WaitToCollect);
+        // A quarter of the parallelism finished: collected together at once.
+        for i in 1..4 {
+            f.jobs.insert(i, finished(0));
+        }
+        assert_eq!(
+            next_step("r", &s, &f),
+            Step::Collect {
+                indices: vec![0, 1, 2, 3]
+            }
+        );
+        // Fewer, but one finished the collect delay ago: collected.
+        f.jobs.insert(3, JobState::Running);
+        f.jobs.insert(2, finished(COLLECT_DELAY_MS / 1000));
+        assert_eq!(
+            next_step("r", &s, &f),
+            Step::Collect {
+                indices: vec![0, 1, 2]
+            }
+        );
+        // Nothing else running: what finished is collected at once.
+        for i in 0..17 {
+            f.jobs.insert(i, finished(0));
+        }
+        let all: Vec<u32> = (0..17).collect();
+        assert_eq!(next_step("r", &s, &f), Step::Collect { indices: all });
+        f.jobs.clear();
+        f.jobs.insert(5, finished(0));
+        for st in &mut s.subtasks {
+            if st.index != 5 {
+                st.state = SubtaskState::Committed;
+            }
+        }
+        assert_eq!(next_step("r", &s, &f), Step::Collect { indices: vec![5] });
+    }
+
+    #[test]
+    fn every_succeeded_job_is_collected_in_one_step_before_a_failure_is_handled() {
+        let s = running(vec![
+            sub(0, SubtaskState::Running, 1),
+            sub(1, SubtaskState::Running, 1),
+            sub(2, SubtaskState::Running, 1),
+            sub(3, SubtaskState::Running, 1),
+        ]);
+        let failed = JobState::Failed {
+            exit_code: Some(1),
+            message: "boom".into(),
+        };
+        let jobs = [
+            (0, failed),
+            (1, JobState::Succeeded { at: None }),
+            (2, JobState::Running),
+            (3, JobState::Succeeded { at: None }),
+        ];
+        let f = facts(1, CommitMode::PerSubtask, &jobs);
+        assert_eq!(
+            next_step("r", &s, &f),
+            Step::Collect {
+                indices: vec![1, 3]
+            }
+        );
+        // Once those are collected, the failure is next.
+        let s = running(vec![
+            sub(0, SubtaskState::Running, 1),
+            sub(1, SubtaskState::Committed, 1),
+            sub(2, SubtaskState::Running, 1),
+            sub(3, SubtaskState::Committed, 1),
+        ]);
+        assert!(
+            matches!(next_step("r", &s, &f), Step::AttemptFailed { index: 0, .. }),
+            "{:?}",
+            next_step("r", &s, &f)
+        );
     }
 
     #[test]

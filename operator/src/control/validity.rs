@@ -66,7 +66,7 @@ pub fn next_step(status: &TaskRunStatus, facts: &Facts) -> Option<Step> {
         })
     };
     match &f.job {
-        Some(JobState::Succeeded) => Some(Step::CollectValidity),
+        Some(JobState::Succeeded { .. }) => Some(Step::CollectValidity),
         Some(JobState::Failed { exit_code, message }) => failed(
             Reason::WorkerFailed,
             message.clone(),
@@ -436,7 +436,7 @@ mod tests {
         let s = planning(SubtaskState::Running, 1);
         assert_eq!(step(&s, &facts(1, Some(JobState::Running))), Step::Wait);
         assert_eq!(
-            step(&s, &facts(1, Some(JobState::Succeeded))),
+            step(&s, &facts(1, Some(JobState::Succeeded { at: None }))),
             Step::CollectValidity
         );
     }

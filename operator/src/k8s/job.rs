@@ -371,7 +371,11 @@ pub fn job_state(job: &Job, exit_code: Option<i32>) -> JobState {
         .filter(is_true)
         .any(|c| c.type_ == "Complete")
     {
-        return JobState::Succeeded;
+        let at = status
+            .completion_time
+            .as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp_millis(t.0.as_millisecond()));
+        return JobState::Succeeded { at };
     }
     if let Some(c) = conditions
         .iter()

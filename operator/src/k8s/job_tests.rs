@@ -259,7 +259,7 @@ fn job_state_follows_the_jobs_conditions() {
         {"type": "SuccessCriteriaMet", "status": "True"},
         {"type": "Complete", "status": "True"},
     ]}));
-    assert_eq!(job_state(&done, None), JobState::Succeeded);
+    assert!(matches!(job_state(&done, None), JobState::Succeeded { .. }));
     let deadline = job_with(serde_json::json!({"conditions": [
         {"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
          "message": "Job was active longer than specified deadline"},

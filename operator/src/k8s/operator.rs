@@ -247,6 +247,7 @@ async fn control_loop(
         let leads = leader.load(Ordering::SeqCst);
         metrics.set_leader(leads);
         let mut stepped = false;
+        let mut collect_soon = false;
         if leads {
             let start = Instant::now();
             match controller.tick().await {
@@ -264,6 +265,7 @@ async fn control_loop(
                         metrics.schedule_missed(m);
                     }
                     stepped = report.steps > 0;
+                    collect_soon = report.collect_soon;
                 }
                 Err(e) => {
                     metrics.reconciled(false, 1, start.elapsed());
@@ -286,6 +288,10 @@ async fn control_loop(
             if leads {
                 wait = idle_wait(&configs, clock.now(), poll);
             }
+        }
+        if collect_soon {
+            let delay = crate::control::taskrun::COLLECT_DELAY_MS as u64;
+            wait = wait.min(Duration::from_millis(delay));
         }
         if !stepped {
             watches.changed_within(wait).await;

@@ -220,7 +220,12 @@ impl Jobs {
             let exit: ExitRecord =
                 serde_json::from_slice(&bytes).map_err(|e| LocalError::parse(&exit_path, e))?;
             return Ok(match exit.code {
-                Some(0) => JobState::Succeeded,
+                Some(0) => JobState::Succeeded {
+                    at: std::fs::metadata(&exit_path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .map(DateTime::<Utc>::from),
+                },
                 code => JobState::Failed {
                     exit_code: code,
                     message: exit.message,
