@@ -308,6 +308,104 @@ async fn merge_rollup_merges_hours_then_rolls_days_up_with_sums_unchanged() {
     assert_sums(&before, &after, &["clicks", "revenue"]);
 }
 
+/// MergeRollup over a REALTIME table of 6-hour stream segments with hourly buckets: every
+/// segment spans six buckets, so Pinot's walk (it stops after a bucket holding a segment
+/// that reaches past it) merges one segment period a run, 11 runs here. The buckets a segment
+/// joins are one group instead, and a run takes `maxNumParallelBuckets` (24) buckets: 66
+/// hours in 3 runs, then one that finds nothing. 720,000 rows, four subtasks a run at
+/// 8 MiB each (their sorts spill); after every run the table holds the same row multiset,
+/// and each merged segment holds one hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_rollup_catches_up_a_realtime_table_of_spanning_segments_24_hours_a_run() {
+    use minion_e2e::rows::TableRows;
+    let env = Env::new();
+    env.apply("table-events-realtime.yaml", &[]);
+    let realtime = env.table("table-events-realtime.yaml");
+    realtime_events(&realtime, &env.data(), 3, 30_000).await;
+    let before = TableRows::read(&realtime).await;
+    assert_eq!(before.segments.len(), 24);
+    let expected = before.multiset();
+    assert_eq!(expected.rows, 720_000);
+    env.apply(
+        "mtc-merge-rollup.yaml",
+        &[
+            (
+                "  table: events-offline\n",
+                "  table: events-realtime\n  memoryBudget: 8Mi\n",
+            ),
+            ("maxNumParallelBuckets: 4", "maxNumParallelBuckets: 24"),
+            (
+                "      - name: 1day\n        bucketTimePeriod: 1d\n        bufferTimePeriod: 2d\n        \
+                 roundBucketTimePeriod: 1h\n        mergeType: rollup\n        \
+                 maxNumRecordsPerSegment: 5000000\n        maxNumParallelBuckets: 2\n        \
+                 eraseDimensionValues: [user_id]\n",
+                "",
+            ),
+        ],
+    );
+    let mut succeeded = 0;
+    let mut spilled = 0;
+    let mut hours_per_run = Vec::new();
+    for _ in 0..6 {
+        let tr = env.run("events-merge");
+        let status = &tr["status"];
+        let phase = status["phase"].as_str().unwrap().to_string();
+        let after = TableRows::read(&realtime).await;
+        assert_eq!(
+            after.multiset(),
+            expected,
+            "after a run: {}",
+            after.describe()
+        );
+        if phase == "Skipped" {
+            assert_eq!(status["reason"], "NothingToMerge", "{tr:#}");
+            break;
+        }
+        assert_eq!(phase, "Succeeded", "{tr:#}");
+        succeeded += 1;
+        let mut hours = 0;
+        for unit in status["plan"].as_array().unwrap() {
+            let (start, end) = (
+                unit["windowStartMs"].as_i64().unwrap(),
+                unit["windowEndMs"].as_i64().unwrap(),
+            );
+            hours += (end - start) / HOUR_MS;
+        }
+        hours_per_run.push(hours);
+        for s in status["subtasks"].as_array().into_iter().flatten() {
+            let spec = s["specUri"].as_str().unwrap().trim_start_matches("file://");
+            let manifest = Path::new(spec).with_file_name("_manifest.json");
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+            spilled += manifest["peakSpillBytes"].as_u64().unwrap_or(0);
+        }
+    }
+    // Four 6-hour groups a run (one subtask each), the last run three; Pinot's walk: 11 runs.
+    assert_eq!(hours_per_run, vec![24, 24, 18], "{succeeded} runs");
+    assert!(spilled > 0, "no subtask spilled under its 8 MiB budget");
+    let after = TableRows::read(&realtime).await;
+    let mut merged = 0;
+    for s in &after.segments {
+        let seg = &s.segment;
+        match seg.merge_level() {
+            Some(level) => {
+                assert_eq!(level, "1hour");
+                let (min, max) = (seg.min_time_ms.unwrap(), seg.max_time_ms.unwrap());
+                assert_eq!(min.div_euclid(HOUR_MS), max.div_euclid(HOUR_MS), "{seg:?}");
+                merged += 1;
+            }
+            // The latest segment of each stream partition is never merged.
+            None => assert!(!s.rows.is_empty()),
+        }
+    }
+    assert_eq!(
+        (merged, after.segments.len()),
+        (66, 68),
+        "{}",
+        after.describe()
+    );
+}
+
 fn users_batch(rows: &[(String, i64, f64)]) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, false),

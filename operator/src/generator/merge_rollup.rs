@@ -4,16 +4,24 @@
 //! # Contract
 //! - Candidates: visible, non-empty segments not tagged `shouldNotMerge` that no IN_PROGRESS
 //!   lineage entry replaces or reads (e.g. a running refresh's upsert context); for a
-//!   REALTIME table, minus each stream partition's latest segment. Sorted by (start, end, path).
+//!   REALTIME table, minus each stream partition's latest segment (merged segments are not
+//!   stream segments). Sorted by (start, end, path).
 //! - Levels are walked finest first; a level with an incomplete run is skipped.
 //! - A bucket is valid while its end ≤ `now − buffer` and, for coarser levels, ≤ the finer
 //!   level's (new) watermark. It qualifies when some overlapping segment is not merged at this
 //!   level or coarser and every overlapping segment is merged at the finer level or coarser
-//!   (scenarios 13, 14). The walk stops after `maxNumParallelBuckets` qualifying buckets, after
-//!   a bucket with a segment spanning past its end (scenario 12), or at an invalid bucket.
-//! - One subtask per bucket and partition (partitioned tables), closed once its rows reach
-//!   `maxNumRecordsPerTask` or it holds `MAX_SEGMENTS_PER_TASK` segments (scenario 11); each has
-//!   its own lineage entry and replaces its inputs, outputs tagged `mergeLevel=<level>`.
+//!   (scenarios 13, 14). The walk stops after `maxNumParallelBuckets` qualifying buckets or at an
+//!   invalid bucket.
+//! - Beyond the reference (which stops after a bucket with a segment spanning past its end,
+//!   scenario 12): consecutive qualifying buckets joined by spanning segments form one group,
+//!   planned as one bucket whose window covers them all, so each segment is in exactly one
+//!   subtask and the buckets it touches commit together. The worker splits rows by bucket
+//!   (time partition), so outputs still hold one bucket each. A group ends at a bucket that
+//!   does not qualify; the spanning rows past it land in a segment of that bucket.
+//! - One subtask per bucket (or group) and partition (partitioned tables), closed once its rows
+//!   reach `maxNumRecordsPerTask` or it holds `MAX_SEGMENTS_PER_TASK` segments (scenario 11);
+//!   each has its own lineage entry and replaces its inputs, outputs tagged
+//!   `mergeLevel=<level>`.
 //! - New watermark = start of the first selected bucket; all levels' watermarks are in the
 //!   plan together. Beyond the reference: when a level selects nothing, its watermark moves to
 //!   the first bucket that is not fully merged, so coarser levels do not wait for new data.
@@ -34,7 +42,8 @@ use super::{
     split_by_limits,
 };
 
-/// A bucket selected at one level, with the segments overlapping it.
+/// A bucket selected at one level, or a group of consecutive ones joined by spanning segments
+/// (`window` covers them all), with the segments overlapping it.
 struct Selected<'a> {
     window: TimeWindow,
     segments: Vec<Timed<'a>>,
@@ -79,6 +88,12 @@ impl<'a> LevelCtx<'_, 'a> {
             .copied()
             .collect();
         let mut selected: Vec<Selected<'a>> = Vec::new();
+        let mut buckets_taken = 0usize;
+        // The last selected bucket holds a segment reaching into the next bucket: if that one
+        // qualifies, it joins the same group (one subtask set, one commit per subtask), so the
+        // segment is read once and its rows land in the bucket of each.
+        let mut spans_on = false;
+        let mut in_group: HashSet<&'a str> = HashSet::new();
         let mut first_not_done: Option<i64> = None;
         let mut bs = start_ms;
         let max_parallel = self.level.max_num_parallel_buckets.max(1) as usize;
@@ -129,19 +144,35 @@ impl<'a> LevelCtx<'_, 'a> {
                 first_not_done.get_or_insert(bs);
             }
             if has_unmerged && ready && free {
-                selected.push(Selected {
-                    window,
-                    segments: active.clone(),
-                });
-                if active.iter().any(|t| t.end >= end) {
-                    break format!(
-                        "bucket {} has a segment spanning past it",
-                        fmt_window(&window)
-                    );
+                match selected.last_mut() {
+                    Some(group) if spans_on => {
+                        group.window = TimeWindow::new(group.window.start_ms, end);
+                        for t in &active {
+                            if in_group.insert(t.segment.path.as_str()) {
+                                group.segments.push(*t);
+                            }
+                        }
+                    }
+                    _ => {
+                        in_group = active.iter().map(|t| t.segment.path.as_str()).collect();
+                        selected.push(Selected {
+                            window,
+                            segments: active.clone(),
+                        });
+                    }
                 }
-                if selected.len() >= max_parallel {
+                buckets_taken += 1;
+                spans_on = active.iter().any(|t| t.end >= end);
+                if buckets_taken >= max_parallel {
                     break "maxNumParallelBuckets reached".to_string();
                 }
+            } else if spans_on {
+                // The spanning segment is merged with the group before; its rows in this
+                // bucket land in a segment of this bucket (Pinot's rule, at the group's end).
+                break format!(
+                    "bucket {} holds a segment of the group before it and does not qualify",
+                    fmt_window(&window)
+                );
             }
             bs = end;
         };
@@ -180,7 +211,14 @@ pub fn plan_merge_rollup(input: &GeneratorInput, config: &MergeRollupConfig) -> 
             .into_iter()
             .filter(|s| s.tags.get(TAG_SHOULD_NOT_MERGE).is_none_or(|v| v != "true")),
     );
-    let latest = latest_of_each_partition(view.def.table_type, &timed);
+    // The latest segment of each stream partition may still be growing; a merged segment is
+    // never a stream segment (this run's outputs carry no stream partition).
+    let stream: Vec<Timed<'_>> = timed
+        .iter()
+        .filter(|t| t.segment.merge_level().is_none())
+        .copied()
+        .collect();
+    let latest = latest_of_each_partition(view.def.table_type, &stream);
     let candidates: Vec<Timed<'_>> = timed
         .into_iter()
         .filter(|t| !latest.contains(t.segment.path.as_str()))

@@ -75,19 +75,77 @@ fn task_split_by_max_records_gives_each_split_its_own_lineage_entry() {
 }
 
 #[test]
-fn segment_spanning_two_buckets_stops_the_walk_after_the_first() {
-    // Scenario 12.
-    let p = plan(
-        &one_level(|l| l.max_num_parallel_buckets = 5).dest_segments(vec![
+fn a_segment_spanning_two_buckets_joins_them_into_one_group_and_the_walk_goes_on() {
+    // Scenario 12, beyond the reference (which stops after the first bucket): the spanning
+    // segment and the next bucket's segments are one subtask over both buckets, and the walk
+    // takes the next buckets up to maxNumParallelBuckets (the group counts as two).
+    let segs = || {
+        vec![
             seg("span", hour(0) + 5, hour(1) + 5, 10),
             seg("b", hour(1) + 10, hour(1) + 20, 10),
             seg("c", hour(2), hour(2) + 1, 10),
             seg("d", hour(3), hour(3) + 1, 10),
-        ]),
+        ]
+    };
+    let p = plan(&one_level(|l| l.max_num_parallel_buckets = 5).dest_segments(segs())).unwrap();
+    let group = TimeWindow::new(hour(0), hour(2));
+    assert_eq!(
+        buckets(&p),
+        vec![
+            ("1hour".into(), group),
+            ("1hour".into(), hourly(2)),
+            ("1hour".into(), hourly(3)),
+        ]
+    );
+    assert_eq!(inputs_of(&p), vec![vec!["span", "b"], vec!["c"], vec!["d"]]);
+    // The worker splits the group's rows by bucket, so each output holds one bucket.
+    assert_eq!(p.subtasks[0].processing.time_partition_ms, Some(HOUR_MS));
+    assert_eq!(p.watermarks.get("1hour"), Some(&hour(0)));
+    // With room for one bucket only, the group stops after its first: the spanning rows land
+    // in a segment of the next bucket, as in the reference.
+    let p = plan(&one_level(|l| l.max_num_parallel_buckets = 1).dest_segments(segs())).unwrap();
+    assert_eq!(buckets(&p), vec![("1hour".into(), hourly(0))]);
+    assert_eq!(inputs_of(&p), vec![vec!["span"]]);
+    // Nor does a group reach into a bucket that is not valid yet (ends after now − buffer).
+    let p = plan(
+        &one_level(|l| l.max_num_parallel_buckets = 5)
+            .dest_segments(segs())
+            .now(hour(1) + HOUR_MS / 2),
     )
     .unwrap();
     assert_eq!(buckets(&p), vec![("1hour".into(), hourly(0))]);
     assert_eq!(inputs_of(&p), vec![vec!["span"]]);
+}
+
+#[test]
+fn a_chain_of_segments_shorter_than_a_bucket_but_off_its_edges_is_one_group() {
+    // 36-minute stream segments over hourly buckets: most buckets hold one reaching into the
+    // next. The reference merges one or two buckets per run; here a run takes all four.
+    let min = 60_000;
+    let segs = (0..12)
+        .map(|i| {
+            seg(
+                &format!("s{i:02}"),
+                hour(0) + i * 36 * min,
+                hour(0) + (i + 1) * 36 * min - 1,
+                10,
+            )
+        })
+        .collect();
+    let p = plan(&one_level(|l| l.max_num_parallel_buckets = 4).dest_segments(segs)).unwrap();
+    // s04 ends at 2:59:59.999, so the chain breaks at 3:00: hours 0..3 are one group, hour 3
+    // starts the next one (its s06 reaches 4:11, past the fourth bucket: rows for the next run).
+    assert_eq!(
+        buckets(&p),
+        vec![
+            ("1hour".into(), TimeWindow::new(hour(0), hour(3))),
+            ("1hour".into(), hourly(3)),
+        ]
+    );
+    assert_eq!(
+        inputs_of(&p),
+        vec![vec!["s00", "s01", "s02", "s03", "s04"], vec!["s05", "s06"]]
+    );
 }
 
 #[test]
@@ -248,6 +306,20 @@ fn merge_rollup_edge_cases() {
                 ]),
             reason: None,
             inputs: vec![vec!["p0a"]],
+        },
+        Case {
+            // A merged segment is not a stream segment: the newest one is merged again with
+            // the stream segments that came after it into its bucket.
+            name: "realtime_table_merges_its_newest_merged_segment_again",
+            input: one_level(|_| {})
+                .with(|i| i.destination.def.table_type = TableType::Realtime)
+                .dest_segments(vec![
+                    two("m", 0).level("1hour"),
+                    two("p0a", 0).partition(0),
+                    two("p0b", 1).partition(0),
+                ]),
+            reason: None,
+            inputs: vec![vec!["m", "p0a"]],
         },
         Case {
             name: "partitioned_table_gets_a_subtask_per_partition",

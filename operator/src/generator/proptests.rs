@@ -3,7 +3,7 @@
 //! windows and buckets never reach behind the stored watermarks; every source row inside the
 //! processed range is covered by exactly one subtask.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
 use minion_contract::SegmentRef;
 use proptest::prelude::*;
@@ -193,6 +193,24 @@ proptest! {
         if let Some(w) = day_wm { i = i.watermark("1day", T0 + w * 24 * HOUR_MS); }
         let p = plan(&i).unwrap();
         assert_no_lock_no_twice(&p, &i.destination)?;
+        // A bucket, or a group of buckets joined by spanning segments, is whole buckets of its
+        // level, the groups do not overlap, and a level takes at most `parallel` buckets.
+        for (level, bucket_ms) in [("1hour", HOUR_MS), ("1day", 24 * HOUR_MS)] {
+            let windows: BTreeSet<(i64, i64)> = p.subtasks.iter()
+                .filter(|s| s.level.as_deref() == Some(level))
+                .map(|s| { let b = s.bucket.unwrap(); (b.start_ms, b.end_ms) })
+                .collect();
+            let mut taken = 0;
+            let mut end_before = i64::MIN;
+            for (start, end) in windows {
+                prop_assert!(start >= end_before, "{level} groups overlap at {start}");
+                prop_assert_eq!((start - T0).rem_euclid(bucket_ms), 0);
+                prop_assert_eq!((end - start) % bucket_ms, 0);
+                taken += (end - start) / bucket_ms;
+                end_before = end;
+            }
+            prop_assert!(taken <= i64::from(parallel), "{level} took {taken} buckets");
+        }
         let locked = locked_paths(&i.destination);
         for s in &p.subtasks {
             let level = s.level.clone().unwrap();
