@@ -384,23 +384,29 @@ async fn merge_rollup_catches_up_a_realtime_table_of_spanning_segments_24_hours_
     assert_eq!(hours_per_run, vec![24, 24, 18], "{succeeded} runs");
     assert!(spilled > 0, "no subtask spilled under its 8 MiB budget");
     let after = TableRows::read(&realtime).await;
-    let mut merged = 0;
-    for s in &after.segments {
-        let seg = &s.segment;
-        match seg.merge_level() {
-            Some(level) => {
-                assert_eq!(level, "1hour");
-                let (min, max) = (seg.min_time_ms.unwrap(), seg.max_time_ms.unwrap());
-                assert_eq!(min.div_euclid(HOUR_MS), max.div_euclid(HOUR_MS), "{seg:?}");
-                merged += 1;
-            }
-            // The latest segment of each stream partition is never merged.
-            None => assert!(!s.rows.is_empty()),
-        }
-    }
+    let (merged, stream): (Vec<&SegmentRef>, Vec<&SegmentRef>) = after
+        .segments
+        .iter()
+        .map(|s| &s.segment)
+        .partition(|seg| seg.merge_level().is_some());
     assert_eq!(
-        (merged, after.segments.len()),
-        (66, 68),
+        (merged.len(), stream.len()),
+        (66, 2),
+        "{}",
+        after.describe()
+    );
+    for seg in &merged {
+        assert_eq!(seg.merge_level(), Some("1hour"));
+        let (min, max) = (seg.min_time_ms.unwrap(), seg.max_time_ms.unwrap());
+        assert_eq!(min.div_euclid(HOUR_MS), max.div_euclid(HOUR_MS), "{seg:?}");
+    }
+    // What is left unmerged is the latest segment of each stream partition, after every
+    // merged hour.
+    let merged_end = merged.iter().filter_map(|s| s.max_time_ms).max().unwrap();
+    let partitions: BTreeSet<Option<u32>> = stream.iter().map(|s| s.partition).collect();
+    assert_eq!(partitions, BTreeSet::from([Some(0), Some(1)]));
+    assert!(
+        stream.iter().all(|s| s.min_time_ms.unwrap() > merged_end),
         "{}",
         after.describe()
     );

@@ -46,6 +46,19 @@ fn succeeded(task_run: &str, subtask: u32, rows: u64, output: SegmentRef) -> Res
     }
 }
 
+/// The context of run `<config>-0001` of `config` into `dest`, in namespace `default`.
+fn run_of<'a>(config: &'a TaskConfig, dest: &'a TableDef) -> RunContext<'a> {
+    let task_run = format!("{}-0001", config.name).leak();
+    RunContext {
+        namespace: "default",
+        task_run,
+        key: format!("{task_run}-0a1b2c3d4e5f").leak(),
+        config,
+        source: None,
+        destination: dest,
+    }
+}
+
 /// An import of `days` daily windows, committed in window order.
 fn import_plan(days: usize) -> Plan {
     let mut plan = Plan::new(TaskType::SegmentImportTask);
@@ -111,14 +124,7 @@ fn a_commit_carries_each_subtasks_identity_and_the_watermark_of_the_committed_pr
     let (tables, configs) = samples();
     let config = configs.iter().find(|c| c.name == "events-import").unwrap();
     let dest = tables.iter().find(|t| t.name == config.table).unwrap();
-    let ctx = RunContext {
-        namespace: "default",
-        task_run: "events-import-0001",
-        key: "events-import-0001-0a1b2c3d4e5f",
-        config,
-        source: None,
-        destination: dest,
-    };
+    let ctx = run_of(config, dest);
     let plan = import_plan(3);
     let state = RunState {
         watermarks: [(DEFAULT_WATERMARK.to_string(), T0)].into_iter().collect(),
@@ -161,14 +167,7 @@ fn a_segment_the_worker_skipped_as_unreadable_is_never_removed_nor_its_files_car
     let (tables, configs) = samples();
     let config = configs.iter().find(|c| c.name == "events-merge").unwrap();
     let dest = tables.iter().find(|t| t.name == config.table).unwrap();
-    let ctx = RunContext {
-        namespace: "default",
-        task_run: "events-merge-0001",
-        key: "events-merge-0001-0a1b2c3d4e5f",
-        config,
-        source: None,
-        destination: dest,
-    };
+    let ctx = run_of(config, dest);
     let mut plan = Plan::new(TaskType::MergeRollupTask);
     plan.commit_mode = CommitMode::PerSubtask;
     let mut s = PlannedSubtask::new(TaskType::MergeRollupTask, 0, Processing::default());
@@ -232,14 +231,7 @@ async fn a_replayed_commit_collected_again_with_a_new_subtask_commits_only_the_n
         .unwrap()
         .clone();
     dest.uri = format!("file://{}", dir.path().display());
-    let ctx = RunContext {
-        namespace: "default",
-        task_run: "events-merge-0001",
-        key: "events-merge-0001-0a1b2c3d4e5f",
-        config,
-        source: None,
-        destination: &dest,
-    };
+    let ctx = run_of(config, &dest);
     let mut catalog = Catalog::create(&dest.uri, &dest.schema, Default::default())
         .await
         .unwrap();
