@@ -49,9 +49,11 @@ impl Budget {
             .clamp(256.min(self.batch_size), self.batch_size)
     }
 
-    /// Memory the merge needs per run: about three chunks of rows.
+    /// Memory the merge needs per run: about three chunks of rows as encoded. A run's
+    /// source holds one decoded chunk, whose rows share the buffers of the IPC batch they
+    /// came from, and the file reader's buffer, so this is about twice what it holds.
     pub(super) fn merge_bytes_per_run(&self) -> usize {
-        3 * self.spill_batch_rows() * self.row_bytes()
+        3 * self.spill_batch_rows() * self.mean_row().max(8)
     }
 
     /// Most rows a buffer spilled by plan holds: three quarters of half the budget.
@@ -145,11 +147,28 @@ mod tests {
     }
 
     #[test]
-    fn at_512_mib_rows_of_140_bytes_fit_up_to_3_million_and_spilling_gets_no_plan() {
-        // Measured, not wished: the merge's sixteenth cannot read the runs of any planned
-        // spill of such rows at the default budget, so the sorter spills every buffer there.
+    fn at_512_mib_rows_of_140_bytes_fit_up_to_3_million_and_a_plan_spills_up_to_about_8_million() {
+        // The merge's sixteenth reads the runs of a planned spill of a few million such
+        // rows; beyond that the sorter spills every buffer.
         let b = budget(512 << 20, 100_000, 140);
         assert_eq!(b.spill_plan(3_000_000, true).unwrap().must_spill_rows, 0);
-        assert_eq!(b.spill_plan(3_500_000, true), None);
+        assert!(b.spill_plan(3_500_000, true).unwrap().must_spill_rows > 0);
+        assert!(b.spill_plan(7_500_000, true).is_some());
+        assert_eq!(b.spill_plan(9_000_000, true), None);
+    }
+
+    #[test]
+    fn the_merge_reads_every_run_of_20_million_rows_at_the_default_budget_in_one_pass() {
+        // The default 512 MiB budget gives the sorter 256 MiB, of which the merge has half
+        // for its runs' read buffers. 20M rows of 140 bytes spill about 30 runs of half the
+        // sort budget: they, the last buffer and a stopped run must fit in one pass (an extra
+        // pass rewrites two thirds of the spilled bytes and breaks the disk bound).
+        let b = budget(256 << 20, 1 << 20, 140);
+        let runs = 20_000_000 * (140 + SCRATCH_PER_ROW) / (128 << 20) + 1;
+        assert!(
+            (runs + 2) * b.merge_bytes_per_run() <= (128 << 20),
+            "{runs} runs of {} bytes",
+            b.merge_bytes_per_run()
+        );
     }
 }
