@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::{Array, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{Float64Type, Int64Type};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use minion_worker::sort::spill::SpillDir;
+use minion_worker::sort::spill::{SpillDir, SpillStats};
 use minion_worker::sort::{ExternalSorter, SortConfig};
 
 type Row = (Option<String>, i64, f64);
@@ -98,7 +98,7 @@ fn sort_spilling(
     budget: usize,
     expected_rows: Option<u64>,
     disk_budget_bytes: Option<u64>,
-) -> (Vec<Row>, Vec<bool>, u64) {
+) -> (Vec<Row>, Vec<bool>, Arc<SpillStats>) {
     let dir = tempfile::tempdir().unwrap();
     let spill = SpillDir::new(dir.path());
     let config = SortConfig {
@@ -126,8 +126,11 @@ fn sort_spilling(
         out.extend(rows_of(&b));
         flags.extend(f);
     }
-    let written = spill.stats.written_bytes.load(Ordering::Relaxed);
-    (out, flags, written)
+    (out, flags, spill.stats)
+}
+
+fn written(stats: &SpillStats) -> u64 {
+    stats.written_bytes.load(Ordering::Relaxed)
 }
 
 fn key2(r: &Row) -> (Option<String>, i64) {
@@ -140,7 +143,11 @@ fn a_known_input_size_spills_only_what_does_not_fit() {
     let n = rows.len() as u64;
     // The rows take about 1.5 budgets while sorted.
     let budget = 4 << 20;
-    let sort = |expected, disk| sort_spilling(&rows, vec![0, 1, 2], false, budget, expected, disk);
+    let sort = |expected, disk| {
+        let (out, flags, stats) =
+            sort_spilling(&rows, vec![0, 1, 2], false, budget, expected, disk);
+        (out, flags, written(&stats))
+    };
     let (unknown, _, spilled_unknown) = sort(None, None);
     let (known, _, spilled_known) = sort(Some(n), None);
     assert_eq!(known, unknown);
@@ -167,7 +174,32 @@ fn a_known_input_size_spills_only_what_does_not_fit() {
     let budget = 1 << 20;
     let (_, _, unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None, None);
     let (_, _, known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n), None);
-    assert_eq!(known, unknown);
+    assert_eq!(written(&known), written(&unknown));
+}
+
+#[test]
+fn uncompressed_runs_leave_room_on_disk_for_the_compressed_runs_after_them() {
+    // The rows take about three budgets while sorted, so the plan spills several runs. For
+    // disk budgets from a little more than the compressed runs take to what uncompressed
+    // runs take, whichever runs go out uncompressed, the spill files never take more than
+    // the disk budget at once.
+    let rows = input(120_000);
+    let n = rows.len() as u64;
+    let budget = 4 << 20;
+    let sort = |disk| sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n), disk);
+    let (expected, _, compressed) = sort(None);
+    let (_, _, raw) = sort(Some(1 << 30));
+    let (c, r) = (compressed.peak_bytes(), raw.peak_bytes());
+    assert!(c * 2 < r, "compressed peak {c}, uncompressed {r}");
+    for disk in [c * 3 / 2, c * 2, (c + r) / 2, r * 3 / 4, r] {
+        let (out, _, stats) = sort(Some(disk));
+        assert_eq!(out, expected, "disk budget {disk}");
+        assert!(
+            stats.peak_bytes() <= disk,
+            "disk budget {disk}: spill files took {} at once (compressed {c}, raw {r})",
+            stats.peak_bytes()
+        );
+    }
 }
 
 #[test]

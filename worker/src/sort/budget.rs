@@ -5,8 +5,9 @@
 //! Everything is derived from the budget, the batch size and the rows and encoded bytes seen
 //! so far (their mean row size), so the ratios hold for rows of any width.
 
-/// Fewest runs one merge pass should take at once.
-pub(super) const MIN_FAN_IN: usize = 16;
+/// Fewest runs one merge pass should take at once: at the default budget, the runs of
+/// tens of millions of rows (every buffer of half the sort budget is a run).
+pub(super) const MIN_FAN_IN: usize = 64;
 
 /// Sort scratch per buffered row: its 56-byte sort entry and its 8-byte sorted position.
 pub(super) const SCRATCH_PER_ROW: usize = 64;
@@ -43,7 +44,7 @@ impl Budget {
     }
 
     /// Rows per spilled chunk: small enough that a merge of [`MIN_FAN_IN`] runs, each
-    /// holding about three chunks, fits the budget.
+    /// holding about three chunks, fits half the budget.
     pub(super) fn spill_batch_rows(&self) -> usize {
         (self.budget_bytes / (3 * MIN_FAN_IN * self.row_bytes()))
             .clamp(256.min(self.batch_size), self.batch_size)
@@ -51,7 +52,7 @@ impl Budget {
 
     /// Memory the merge needs per run: about three chunks of rows as encoded. A run's
     /// source holds one decoded chunk, whose rows share the buffers of the IPC batch they
-    /// came from, and the file reader's buffer, so this is about twice what it holds.
+    /// came from, and the file reader's 64 KiB buffer, so this is about twice what it holds.
     pub(super) fn merge_bytes_per_run(&self) -> usize {
         3 * self.spill_batch_rows() * self.mean_row().max(8)
     }
@@ -158,17 +159,21 @@ mod tests {
     }
 
     #[test]
-    fn the_merge_reads_every_run_of_20_million_rows_at_the_default_budget_in_one_pass() {
+    fn the_merge_reads_every_run_of_the_benchmark_shapes_at_the_default_budget_in_one_pass() {
         // The default 512 MiB budget gives the sorter 256 MiB, of which the merge has half
-        // for its runs' read buffers. 20M rows of 140 bytes spill about 30 runs of half the
-        // sort budget: they, the last buffer and a stopped run must fit in one pass (an extra
-        // pass rewrites two thirds of the spilled bytes and breaks the disk bound).
-        let b = budget(256 << 20, 1 << 20, 140);
-        let runs = 20_000_000 * (140 + SCRATCH_PER_ROW) / (128 << 20) + 1;
-        assert!(
-            (runs + 2) * b.merge_bytes_per_run() <= (128 << 20),
-            "{runs} runs of {} bytes",
-            b.merge_bytes_per_run()
-        );
+        // for its runs' read buffers. Without a plan every buffer of half the sort budget is
+        // spilled: 20M rows of 140 bytes make about 31 runs, 8M rows of 367 bytes (strings
+        // of up to 70 bytes) about 26. They, the last buffer and a stopped run must fit in
+        // one pass: an extra pass rewrites most of the spilled bytes and puts a merged copy
+        // beside its runs, past the disk bound of twice the input.
+        for (rows, row) in [(20_000_000, 140), (8_000_000, 367)] {
+            let b = budget(256 << 20, 1 << 20, row);
+            let runs = rows * (row + SCRATCH_PER_ROW) / (128 << 20) + 1;
+            assert!(
+                (runs + 2) * b.merge_bytes_per_run() <= (128 << 20),
+                "{runs} runs of {row}-byte rows, {} bytes each",
+                b.merge_bytes_per_run()
+            );
+        }
     }
 }

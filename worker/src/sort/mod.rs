@@ -25,7 +25,8 @@
 //! Buffered input plus sort scratch stays within `budget_bytes` except for a single batch
 //! larger than the whole budget (reported as `BudgetTooSmall`). Spill files live in the
 //! given directory and are deleted once merged; uncompressed runs are written only while the
-//! files on disk stay within 90 % of the disk budget, and are merged in a single pass.
+//! files on disk, with room for the runs still to come compressed, stay within 90 % of the
+//! disk budget, and are merged in a single pass.
 
 mod budget;
 mod buffer;
@@ -277,7 +278,7 @@ impl ExternalSorter {
         let combiner = self.combiner();
         for mut piece in std::mem::take(&mut self.resident) {
             self.spilled_rows += piece.order.len();
-            let compress = self.compress_run(piece.bytes());
+            let compress = self.compress_run(piece.bytes(), piece.order.len());
             let run = write_run(
                 &self.config.spill,
                 &self.layout,
@@ -341,18 +342,24 @@ impl ExternalSorter {
         std::mem::take(&mut self.buffered)
     }
 
-    /// Whether a run of `raw_bytes` row bytes is to be compressed: always, unless the input
-    /// size is known (single-pass merge) and the run fits in 90% of the disk budget beside
-    /// the runs on disk.
-    fn compress_run(&mut self, raw_bytes: usize) -> bool {
+    /// Whether a run of `rows` rows and `raw_bytes` row bytes is to be compressed: always,
+    /// unless the input size is known (single-pass merge) and the run fits in 90% of the
+    /// disk budget beside the runs on disk and the rows the plan will still spill after it,
+    /// counted compressed at a third of their raw size (ZSTD takes row bytes to a quarter
+    /// to a sixth on the benchmark's shapes). Without that room for the rest, a first raw
+    /// run of wide rows took most of the disk budget and the compressed runs after it went
+    /// past it.
+    fn compress_run(&mut self, raw_bytes: usize, rows: usize) -> bool {
         let Some(disk) = self.config.disk_budget_bytes else {
             return true;
         };
-        if self.config.expected_rows.is_none() || self.plan_refused {
+        let Some(plan) = self.spill_plan() else {
             return true;
-        }
+        };
+        let after = plan.must_spill_rows.saturating_sub(self.spilled_rows);
+        let after_bytes = (after as u64) * (raw_bytes / rows.max(1)) as u64 / 3;
         let used = self.config.spill.stats.current_bytes();
-        let compress = (used + raw_bytes as u64) * 10 > disk * 9;
+        let compress = (used + raw_bytes as u64 + after_bytes) * 10 > disk * 9;
         self.raw_runs |= !compress;
         compress
     }
@@ -405,8 +412,9 @@ impl ExternalSorter {
         }
         self.in_flight_cost = self.buffered_bytes;
         self.spilled_rows += self.buffered_rows;
+        let rows = self.buffered_rows;
         let chunks = self.take_buffer();
-        let compress = self.compress_run(chunk_bytes(&chunks));
+        let compress = self.compress_run(chunk_bytes(&chunks), rows);
         let batch_rows = self.spill_batch_rows();
         let max_chunk = self.chunk_bytes();
         let spill = self.config.spill.clone();
