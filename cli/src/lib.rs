@@ -30,6 +30,7 @@ async fn run(args: WorkerRun) -> ExitCode {
         memory_budget,
         spill_dir,
     } = args;
+    minion_worker::keep_freed_memory();
     minion_operator::catalog::install_crypto_provider();
     let result = async {
         let spec = read_spec(&spec_uri).await?;

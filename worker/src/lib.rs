@@ -10,6 +10,7 @@
 //!
 //! The worker needs only object-store access; it never talks to Kubernetes.
 
+pub mod alloc;
 pub mod error;
 pub mod fault;
 pub mod ingest;
@@ -31,6 +32,7 @@ pub mod transform;
 pub mod upsert;
 pub mod write;
 
+pub use alloc::keep_freed_memory;
 pub use error::WorkerError;
 pub use fault::Fault;
 pub use minion_common::{predicate, shutdown_signal};

@@ -57,6 +57,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn main() -> ExitCode {
+    minion_worker::keep_freed_memory();
     let cli = Cli::parse();
     let Command::Run {
         spec,
