@@ -8,9 +8,10 @@
 /// again: 40 % of a 2 GiB concat's CPU samples were in `clear_page_erms`, and its system time
 /// was 11–14 s of 29 s. With blocks up to 32 MiB taken from the heap and the heap trimmed
 /// only above 2 GiB free, system time fell to about 5 s and wall time by a third
-/// (docs/benchmarks.md, "Worker at the default budget"). Peak RSS is unchanged: memory is
-/// reused, not added. Does nothing when `GLIBC_TUNABLES`, `MALLOC_MMAP_THRESHOLD_` or
-/// `MALLOC_TRIM_THRESHOLD_` is set (they decide), nor on other allocators.
+/// (docs/benchmarks.md, "At the default 512 MiB and at 2 GiB, two data shapes"). Peak RSS
+/// is unchanged: memory is reused, not added. Does nothing when `GLIBC_TUNABLES`,
+/// `MALLOC_MMAP_THRESHOLD_` or `MALLOC_TRIM_THRESHOLD_` is set (they decide), nor on other
+/// allocators.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
