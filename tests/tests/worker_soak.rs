@@ -1,10 +1,15 @@
-//! Worker soak: the release `minion worker run` at the default 512 MiB budget on 1.5M rows
-//! that spill, ten times over two input shapes (1,500 small segments, 30 large ones) and the
-//! three merge types; each output's row multiset is compared with the input's, computed here
-//! on a path that shares nothing with the worker (rows hashed one by one, sorted, compared).
+//! Worker soak: the release `minion worker run` at the default 512 MiB budget on millions of
+//! rows that spill, ten times over two input shapes and the three merge types; each output's
+//! row multiset is compared with the input's, computed here on a path that shares nothing
+//! with the worker (rows hashed one by one, sorted, compared).
 //!
-//! These are the sizes at which the sorter once emitted rows twice (rows doubled for concat,
-//! sums inflated for rollup) while every smaller test passed.
+//! The shapes take the sorter's two ways of spilling at this budget: 3M rows in 1,500 small
+//! segments are few enough for a plan (the rows that will not fit are spilled, the rest kept
+//! in memory), 5M rows in 30 large segments are not (every buffer of half the sort budget is
+//! spilled, and the run being written when the input ends stops early). Up to about 1.5M
+//! rows now stay in memory at this budget; at such sizes, on the second way, the sorter once
+//! emitted rows twice (rows doubled for concat, sums inflated for rollup) while every
+//! smaller test passed.
 //!
 //! Needs the release build of `minion` (`cargo build --release --bin minion`), which
 //! `scripts/test.sh` makes for the demo before it runs this test.
@@ -27,7 +32,6 @@ use parquet::file::properties::WriterProperties;
 const T0: i64 = 1_700_006_400_000;
 const DAY: i64 = 86_400_000;
 const HOUR: i64 = 3_600_000;
-const ROWS: usize = 1_500_000;
 
 /// One row of the soak table.
 #[derive(Clone, Debug, PartialEq)]
@@ -287,24 +291,27 @@ fn ten_spilling_runs_at_the_default_budget_keep_every_row_exactly_once() {
     let minion = release_minion();
     let dir = tempfile::tempdir().unwrap();
     let uri = format!("file://{}", dir.path().display());
-    let shapes: Vec<(Vec<SegmentRef>, Expected)> = [("small", 1_500, 1u64), ("large", 30, 2)]
-        .into_iter()
-        .map(|(tag, segments, seed)| {
-            let rows = generate(ROWS, 0x9e37_79b9_7f4a_7c15 ^ seed);
-            let refs = write_segments(dir.path(), tag, &rows, segments);
-            let concat = multiset(&rows);
-            let mut dedup = concat.clone();
-            dedup.dedup();
-            (
-                refs,
-                Expected {
-                    concat,
-                    dedup,
-                    rollup: rollup(&rows),
-                },
-            )
-        })
-        .collect();
+    let shapes: Vec<(Vec<SegmentRef>, Expected)> = [
+        ("small", 3_000_000, 1_500, 1u64),
+        ("large", 5_000_000, 30, 2),
+    ]
+    .into_iter()
+    .map(|(tag, n, segments, seed)| {
+        let rows = generate(n, 0x9e37_79b9_7f4a_7c15 ^ seed);
+        let refs = write_segments(dir.path(), tag, &rows, segments);
+        let concat = multiset(&rows);
+        let mut dedup = concat.clone();
+        dedup.dedup();
+        (
+            refs,
+            Expected {
+                concat,
+                dedup,
+                rollup: rollup(&rows),
+            },
+        )
+    })
+    .collect();
     let merges = [MergeType::Concat, MergeType::Rollup, MergeType::Dedup];
     for run in 0..10u32 {
         let merge = merges[run as usize % 3];
