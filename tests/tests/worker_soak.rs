@@ -359,7 +359,8 @@ fn ten_spilling_runs_at_the_default_budget_keep_every_row_exactly_once() {
         let out = Command::new(&minion)
             .args(["worker", "run", "--spec"])
             .arg(format!("file://{}", spec_path.display()))
-            .env("RUST_LOG", "info")
+            // The sorter says at debug level when a plan has spilled what will not fit.
+            .env("RUST_LOG", "info,minion_worker::sort=debug")
             .output()
             .unwrap();
         let log = strip_ansi(&String::from_utf8_lossy(&out.stderr));
@@ -371,6 +372,12 @@ fn ten_spilling_runs_at_the_default_budget_keep_every_row_exactly_once() {
         assert!(
             log.contains("spilled_runs=") && !log.contains("spilled_runs=0 "),
             "run {run} ({merge:?}) did not spill:\n{log}"
+        );
+        let planned = log.contains("the rest of the input is expected to fit in memory");
+        assert_eq!(
+            planned,
+            run % 2 == 0,
+            "run {run} ({merge:?}): the small shape is spilled by plan, the large one is not\n{log}"
         );
         let manifest: ResultManifest =
             serde_json::from_slice(&std::fs::read(dir.path().join(spec.manifest_path())).unwrap())
