@@ -380,6 +380,7 @@ impl Catalog {
                     let version = done.version();
                     let checkpointed = done.metrics.new_checkpoint_created;
                     self.table.state = Some(done.snapshot());
+                    self.count_updated_versions(read_version);
                     // The commit applied exactly these actions to `read_version` (no retries
                     // inside deltalake), so the next listing follows from this one.
                     self.advance_listing(read_version, version, &request.remove, &added);
