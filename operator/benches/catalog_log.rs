@@ -1,7 +1,8 @@
-//! Catalog cost as the Delta log grows (a plain program, not a timed test): one small commit
-//! at a time, as a stream writer appends, and at each mark (1k, 10k and 50k commits by
-//! default) the latency of an append, of the operator's replacement commit, of refreshing a
-//! handle that is one commit behind, and of a fresh open plus listing.
+//! Catalog cost as the Delta log grows (a plain program, not a timed test): a stream writer
+//! appends one segment per commit and the operator merges them (see [`Stream`]), so the log
+//! grows while the table stays small; at each mark (1k, 10k and 50k commits by default) the
+//! latency of an append, of the operator's merge commit, of refreshing the operator's handle
+//! one commit behind, and of a fresh open plus listing.
 //! Target: each within 2× of its figure at the first mark (docs/benchmarks.md).
 //!
 //! Run: `cargo bench -p minion-operator --bench catalog_log` (optionally `-- <marks…>`, e.g.
@@ -64,10 +65,100 @@ fn median(samples: &mut [f64]) -> f64 {
 struct Mark {
     commits: usize,
     log_files: usize,
+    live: usize,
     append: f64,
     replace: f64,
     refresh: f64,
     open_list: f64,
+}
+
+/// The table as a stream writer and the operator keep it: the writer appends one segment per
+/// commit, the operator merges every `MERGE_EVERY` of them into one and rolls every
+/// `ROLL_UP_EVERY` merged segments up into one. So the log grows by about 1.25 commits per
+/// append while the live files stay at a few hundred: what grows is the log, not the table.
+struct Stream {
+    writer: Catalog,
+    operator: Catalog,
+    next: usize,
+    /// Stream segments appended and not merged yet.
+    appended: Vec<SegmentRef>,
+    /// Merged segments not rolled up yet.
+    merged: Vec<SegmentRef>,
+    runs: usize,
+}
+
+const MERGE_EVERY: usize = 4;
+const ROLL_UP_EVERY: usize = 100;
+
+impl Stream {
+    async fn append(&mut self) -> Duration {
+        let s = segment(self.next);
+        self.next += 1;
+        let t = Instant::now();
+        self.writer
+            .append(std::slice::from_ref(&s), &[])
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        self.appended.push(s);
+        took
+    }
+
+    /// The operator's merge when one is due: its duration.
+    async fn merge_if_due(&mut self) -> Option<Duration> {
+        if self.appended.len() < MERGE_EVERY {
+            return None;
+        }
+        let inputs = std::mem::take(&mut self.appended);
+        let took = self.replace(inputs, "MINION MERGE ROLLUP", 1).await;
+        if self.merged.len() >= ROLL_UP_EVERY {
+            let inputs = std::mem::take(&mut self.merged);
+            self.replace(inputs, "MINION ROLLUP", 2).await;
+        }
+        Some(took)
+    }
+
+    async fn replace(
+        &mut self,
+        inputs: Vec<SegmentRef>,
+        operation: &'static str,
+        level: u8,
+    ) -> Duration {
+        let run = format!("run-{}", self.runs);
+        self.runs += 1;
+        let mut output = inputs[0].clone();
+        output.path = format!("data/{run}/0-1/merged.parquet");
+        output.rows = inputs.iter().map(|s| s.rows).sum();
+        output.max_time_ms = inputs.iter().filter_map(|s| s.max_time_ms).max();
+        let watermark = output.max_time_ms.unwrap_or_default();
+        let t = Instant::now();
+        self.operator
+            .replace(Replacement {
+                remove: inputs.iter().map(|s| s.path.clone()).collect(),
+                add: vec![output.clone()],
+                txns: vec![
+                    AppTxn::run(app_id::subtask("bench", &run, 0)),
+                    AppTxn::watermark(
+                        app_id::watermark("bench", "merge", Some(&format!("level{level}"))),
+                        watermark,
+                    ),
+                ],
+                data_change: false,
+                operation,
+            })
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        if level == 1 {
+            self.merged.push(output);
+        }
+        took
+    }
+
+    async fn step(&mut self) {
+        self.append().await;
+        self.merge_if_due().await;
+    }
 }
 
 #[tokio::main]
@@ -83,84 +174,71 @@ async fn main() {
     marks.sort_unstable();
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = format!("file://{}", dir.path().display());
-    let mut writer = Catalog::create(&uri, &schema(), HashMap::new())
+    let writer = Catalog::create(&uri, &schema(), HashMap::new())
         .await
         .unwrap();
-    let mut operator = Catalog::open(&uri, HashMap::new()).await.unwrap();
+    let operator = Catalog::open(&uri, HashMap::new()).await.unwrap();
+    let mut stream = Stream {
+        writer,
+        operator,
+        next: 0,
+        appended: Vec::new(),
+        merged: Vec::new(),
+        runs: 0,
+    };
     let log_dir = dir.path().join("_delta_log");
 
-    let mut next = 0usize;
-    let mut replaced = 0usize;
     let mut results = Vec::new();
     let started = Instant::now();
     for &mark in &marks {
-        while (writer.version() as usize) + RUNS + RUNS / 3 < mark {
-            writer.append(&[segment(next)], &[]).await.unwrap();
-            next += 1;
+        while (stream.writer.version() as usize) + 2 * RUNS < mark {
+            stream.step().await;
         }
         let mut appends = Vec::new();
         let mut refreshes = Vec::new();
         let mut replaces = Vec::new();
-        for r in 0..RUNS {
+        while appends.len() < RUNS || replaces.len() < RUNS / 3 {
             // The stream writer appends one segment…
-            let t = Instant::now();
-            writer.append(&[segment(next)], &[]).await.unwrap();
-            appends.push(ms(t.elapsed()));
-            next += 1;
+            appends.push(ms(stream.append().await));
             // …the operator's handle, one commit behind, catches up…
             let t = Instant::now();
-            operator.refresh().await.unwrap();
+            stream.operator.refresh().await.unwrap();
             refreshes.push(ms(t.elapsed()));
-            // …and the operator replaces one segment (an every-other-append cadence would
-            // only change the count of commits, not their cost).
-            if r % 3 == 0 {
-                let input = segment(replaced * 7);
-                let mut output = segment(replaced * 7);
-                output.path = format!("data/run-{replaced}/0-1/merged.parquet");
-                let run = app_id::subtask("bench", &format!("run-{replaced}"), 0);
-                let t = Instant::now();
-                operator
-                    .replace(Replacement {
-                        remove: vec![input.path],
-                        add: vec![output],
-                        txns: vec![
-                            AppTxn::run(&run),
-                            AppTxn::watermark(
-                                app_id::watermark("bench", "merge", None),
-                                replaced as i64,
-                            ),
-                        ],
-                        data_change: false,
-                        operation: "MINION MERGE ROLLUP",
-                    })
-                    .await
-                    .unwrap();
-                replaces.push(ms(t.elapsed()));
-                replaced += 1;
+            // …and merges the stream's segments when enough are in.
+            if let Some(took) = stream.merge_if_due().await {
+                replaces.push(ms(took));
             }
         }
         let mut opens = Vec::new();
+        let mut live = 0;
         for _ in 0..7 {
             let t = Instant::now();
             let c = Catalog::open(&uri, HashMap::new()).await.unwrap();
             let listed = c.segments().unwrap();
             opens.push(ms(t.elapsed()));
-            assert!(!listed.is_empty());
+            live = listed.len();
+            assert_eq!(
+                listed.iter().map(|s| s.rows).sum::<u64>(),
+                stream.next as u64 * 1_000,
+                "every appended row is live exactly once"
+            );
         }
         let log_files = std::fs::read_dir(&log_dir).unwrap().count();
         let m = Mark {
-            commits: writer.version() as usize,
+            commits: stream.operator.version() as usize,
             log_files,
+            live,
             append: median(&mut appends),
             replace: median(&mut replaces),
             refresh: median(&mut refreshes),
             open_list: median(&mut opens),
         };
         println!(
-            "{:>7} commits ({:>6} files in _delta_log, {:>6.0} s so far): append {:>6.1} ms   \
-             replace {:>6.1} ms   refresh {:>6.1} ms   fresh open + list {:>6.1} ms",
+            "{:>7} commits ({:>6} files in _delta_log, {:>4} live segments, {:>6.0} s so far): \
+             append {:>6.1} ms   merge {:>6.1} ms   refresh {:>6.1} ms   fresh open + list {:>6.1} ms",
             m.commits,
             m.log_files,
+            m.live,
             started.elapsed().as_secs_f64(),
             m.append,
             m.replace,
@@ -171,7 +249,7 @@ async fn main() {
     }
     if let (Some(first), Some(last)) = (results.first(), results.last()) {
         println!(
-            "growth {} → {} commits: append {:.2}×, replace {:.2}×, refresh {:.2}×, \
+            "growth {} → {} commits: append {:.2}×, merge {:.2}×, refresh {:.2}×, \
              fresh open + list {:.2}×",
             first.commits,
             last.commits,
