@@ -110,20 +110,18 @@ impl Stream {
             return None;
         }
         let inputs = std::mem::take(&mut self.appended);
-        let took = self.replace(inputs, "MINION MERGE ROLLUP", 1).await;
+        let (merged, took) = self.replace(inputs, "merge").await;
+        self.merged.push(merged);
         if self.merged.len() >= ROLL_UP_EVERY {
             let inputs = std::mem::take(&mut self.merged);
-            self.replace(inputs, "MINION ROLLUP", 2).await;
+            self.replace(inputs, "rollup").await;
         }
         Some(took)
     }
 
-    async fn replace(
-        &mut self,
-        inputs: Vec<SegmentRef>,
-        operation: &'static str,
-        level: u8,
-    ) -> Duration {
+    /// Replaces `inputs` by one segment in one commit with a run txn and the `level`'s
+    /// watermark: the output, and how long the commit took.
+    async fn replace(&mut self, inputs: Vec<SegmentRef>, level: &str) -> (SegmentRef, Duration) {
         let run = format!("run-{}", self.runs);
         self.runs += 1;
         let mut output = inputs[0].clone();
@@ -138,21 +136,14 @@ impl Stream {
                 add: vec![output.clone()],
                 txns: vec![
                     AppTxn::run(app_id::subtask("bench", &run, 0)),
-                    AppTxn::watermark(
-                        app_id::watermark("bench", "merge", Some(&format!("level{level}"))),
-                        watermark,
-                    ),
+                    AppTxn::watermark(app_id::watermark("bench", "merge", Some(level)), watermark),
                 ],
                 data_change: false,
-                operation,
+                operation: "MINION MERGE ROLLUP",
             })
             .await
             .unwrap();
-        let took = t.elapsed();
-        if level == 1 {
-            self.merged.push(output);
-        }
-        took
+        (output, t.elapsed())
     }
 
     async fn step(&mut self) {
