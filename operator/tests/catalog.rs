@@ -807,8 +807,23 @@ async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
                 .unwrap(),
         )
     };
-    let groups = append_groups(dir.path(), &mut catalog, 3, 4).await;
+    let mut groups = append_groups(dir.path(), &mut catalog, 2, 4).await;
     // Listed once here, so the commits below advance a kept listing.
+    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+    // An append advances it; its index of live paths (built on first use, not by a listing)
+    // knows the appended files and the earlier ones.
+    let third: Vec<SegmentRef> = (0..4)
+        .map(|i| {
+            let base = 2000 + i * 10;
+            let rows: Vec<(i64, i64)> = (0..5).map(|k| (base + k, k + 1)).collect();
+            write_segment(dir.path(), &format!("data/in/g2_{i}.parquet"), &rows)
+        })
+        .collect();
+    catalog.append(&third, &[]).await.unwrap();
+    assert!(catalog.is_live(&third[3].path).unwrap());
+    assert!(catalog.is_live(&groups[0][0].path).unwrap());
+    assert!(!catalog.is_live("data/in/never-written.parquet").unwrap());
+    groups.push(third);
     assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
 
     let mut merged = write_segment(dir.path(), "data/out/m0.parquet", &[(1, 1), (2, 2)]);

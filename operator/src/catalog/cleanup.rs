@@ -209,7 +209,7 @@ impl Catalog {
     ) -> Result<CleanupReport> {
         self.refresh().await?;
         let listing = self.listing()?;
-        let live = &listing.sizes;
+        let live = listing.sizes();
         let tombstones = self.tombstones().await?;
         let files = self.stored_files(None).await?;
         let records = self.removal_records().await?;
@@ -277,7 +277,7 @@ impl Catalog {
         }
         self.refresh().await?;
         let listing = self.listing()?;
-        let live = &listing.sizes;
+        let live = listing.sizes();
         let files = self.stored_files(Some(trimmed)).await?;
         let nested = nested_tables(&files);
         let mut deleted = 0;

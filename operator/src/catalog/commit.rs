@@ -328,7 +328,7 @@ impl Catalog {
             let planned = plan(
                 &self.uri,
                 &request,
-                &live.sizes,
+                live.sizes(),
                 &txn_versions,
                 &self.time,
                 now,

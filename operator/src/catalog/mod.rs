@@ -39,7 +39,7 @@ mod sources;
 mod stats;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, OnceLock};
 
 use deltalake::kernel::{LogicalFileView, StructType, Version};
 use deltalake::protocol::SaveMode;
@@ -185,21 +185,28 @@ pub struct Catalog {
 pub(crate) struct Listing {
     pub(crate) version: Version,
     pub(crate) segments: Vec<SegmentRef>,
-    /// Size of every live file, by path.
-    pub(crate) sizes: HashMap<String, i64>,
+    /// Size of every live file, by path: built on first use (a commit's or a clean-up's
+    /// liveness check), not by every listing.
+    sizes: OnceLock<HashMap<String, i64>>,
 }
 
 impl Listing {
     fn new(version: Version, segments: Vec<SegmentRef>) -> Listing {
-        let sizes = segments
-            .iter()
-            .map(|s| (s.path.clone(), i64::try_from(s.bytes).unwrap_or(i64::MAX)))
-            .collect();
         Listing {
             version,
             segments,
-            sizes,
+            sizes: OnceLock::new(),
         }
+    }
+
+    /// Size of every live file, by path.
+    pub(crate) fn sizes(&self) -> &HashMap<String, i64> {
+        self.sizes.get_or_init(|| {
+            self.segments
+                .iter()
+                .map(|s| (s.path.clone(), i64::try_from(s.bytes).unwrap_or(i64::MAX)))
+                .collect()
+        })
     }
 }
 
@@ -446,14 +453,19 @@ impl Catalog {
             segments: shared.segments.clone(),
             sizes: shared.sizes.clone(),
         });
+        // The sizes move along only if someone has built them; else they are built from the
+        // segments when first asked for.
+        let mut sizes = listing.sizes.take();
         if !removed.is_empty() {
             let removed: std::collections::HashSet<&str> =
                 removed.iter().map(String::as_str).collect();
             listing
                 .segments
                 .retain(|s| !removed.contains(s.path.as_str()));
-            for path in removed {
-                listing.sizes.remove(path);
+            if let Some(sizes) = sizes.as_mut() {
+                for path in removed {
+                    sizes.remove(path);
+                }
             }
         }
         for add in added {
@@ -467,8 +479,13 @@ impl Catalog {
                 add.tags.clone(),
                 &self.time,
             );
-            listing.sizes.insert(segment.path.clone(), add.size);
+            if let Some(sizes) = sizes.as_mut() {
+                sizes.insert(segment.path.clone(), add.size);
+            }
             listing.segments.push(segment);
+        }
+        if let Some(sizes) = sizes {
+            listing.sizes = OnceLock::from(sizes);
         }
         listing.version = to;
         *kept = Some(Arc::new(listing));
@@ -528,7 +545,7 @@ impl Catalog {
 
     /// Whether `path` is a live segment at the loaded version.
     pub fn is_live(&self, path: &str) -> Result<bool> {
-        Ok(self.listing()?.sizes.contains_key(path))
+        Ok(self.listing()?.sizes().contains_key(path))
     }
 
     /// The latest `txn` version recorded for `app_id` at the loaded version (expired
