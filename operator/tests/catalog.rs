@@ -40,20 +40,31 @@ async fn append_groups(
 ) -> Vec<Vec<SegmentRef>> {
     let mut out = Vec::new();
     for g in 0..groups {
-        let mut group = Vec::new();
-        for i in 0..per_group {
-            let base = (g * 1000 + i * 10) as i64;
-            let rows: Vec<(i64, i64)> = (0..5).map(|k| (base + k, k + 1)).collect();
-            group.push(write_segment(
-                root,
-                &format!("data/in/g{g}_{i}.parquet"),
-                &rows,
-            ));
-        }
-        catalog.append(&group, &[]).await.unwrap();
-        out.push(group);
+        out.push(append_group(root, catalog, g, per_group).await);
     }
     out
+}
+
+/// Writes group `g` of `per_group` segments of 5 rows (`data/in/g<g>_<i>.parquet`) and appends
+/// it in one commit.
+async fn append_group(
+    root: &std::path::Path,
+    catalog: &mut Catalog,
+    g: usize,
+    per_group: usize,
+) -> Vec<SegmentRef> {
+    let mut group = Vec::new();
+    for i in 0..per_group {
+        let base = (g * 1000 + i * 10) as i64;
+        let rows: Vec<(i64, i64)> = (0..5).map(|k| (base + k, k + 1)).collect();
+        group.push(write_segment(
+            root,
+            &format!("data/in/g{g}_{i}.parquet"),
+            &rows,
+        ));
+    }
+    catalog.append(&group, &[]).await.unwrap();
+    group
 }
 
 fn concat_replacement<'a>(inputs: &[SegmentRef], output: SegmentRef, run: &str) -> Replacement<'a> {
@@ -812,14 +823,7 @@ async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
     assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
     // An append advances it; its index of live paths (built on first use, not by a listing)
     // knows the appended files and the earlier ones.
-    let third: Vec<SegmentRef> = (0..4)
-        .map(|i| {
-            let base = 2000 + i * 10;
-            let rows: Vec<(i64, i64)> = (0..5).map(|k| (base + k, k + 1)).collect();
-            write_segment(dir.path(), &format!("data/in/g2_{i}.parquet"), &rows)
-        })
-        .collect();
-    catalog.append(&third, &[]).await.unwrap();
+    let third = append_group(dir.path(), &mut catalog, 2, 4).await;
     assert!(catalog.is_live(&third[3].path).unwrap());
     assert!(catalog.is_live(&groups[0][0].path).unwrap());
     assert!(!catalog.is_live("data/in/never-written.parquet").unwrap());

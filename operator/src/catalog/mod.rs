@@ -369,9 +369,9 @@ impl Catalog {
 
     /// Loads the latest version of the log (incrementally from the loaded one, or whole from
     /// the last checkpoint once the handle has moved [`RELOAD_AFTER_VERSIONS`] by updates), and
-    /// checks it again for features the operator does not support: another writer may have enabled one
-    /// since the last load. Every commit, clean-up and (through `Catalogs`) plan refreshes
-    /// first.
+    /// checks it again for features the operator does not support: another writer may have
+    /// enabled one since the last load. Every commit, clean-up and (through `Catalogs`) plan
+    /// refreshes first.
     ///
     /// # Errors
     /// `UnsupportedDeltaFeature` (see `features`); storage and library failures.
