@@ -316,6 +316,34 @@ async fn listing_returns_our_tags_and_stats_and_foreign_files_from_delta_stats()
     );
     assert!(foreign.bytes > 0);
     assert!(foreign.tags.is_empty() && foreign.partition.is_none());
+
+    // The checkpoint carries the stats as a struct beside the JSON (what a fresh open reads
+    // without parsing JSON); the listing from it is the same, foreign file included.
+    catalog.checkpoint().await.unwrap();
+    let checkpoint = std::fs::read_dir(dir.path().join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".checkpoint.parquet"))
+        .unwrap();
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&checkpoint).unwrap())
+            .unwrap();
+    let columns: Vec<String> = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.path().string())
+        .collect();
+    for column in ["add.stats", "add.stats_parsed.numRecords"] {
+        assert!(columns.iter().any(|c| c == column), "{column}: {columns:?}");
+    }
+    let reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
+    let sorted = |mut v: Vec<SegmentRef>| {
+        v.sort_by(|a, b| a.path.cmp(&b.path));
+        v
+    };
+    assert_eq!(sorted(reopened.segments().unwrap()), sorted(listed));
 }
 
 #[tokio::test]
