@@ -1,8 +1,9 @@
 //! Catalog cost as the Delta log grows (a plain program, not a timed test): a stream writer
 //! appends one segment per commit and the operator merges them (see [`Stream`]), so the log
-//! grows while the table's live files stay under `MERGE_EVERY + ROLL_UP_EVERY`; at each mark (1k, 10k and 50k commits by default) the
-//! latency of an append, of the operator's merge commit, of refreshing the operator's handle
-//! one commit behind, and of a fresh open plus listing.
+//! grows while the table's live files stay under `MERGE_EVERY + ROLL_UP_EVERY`; at each mark
+//! (1k, 10k and 50k commits by default) the latency of an append, of the operator's merge
+//! commit, of refreshing the operator's handle one commit behind, and of a fresh open plus
+//! listing.
 //! Target: each within 2× of its figure at the first mark (docs/benchmarks.md).
 //!
 //! Run: `cargo bench -p minion-operator --bench catalog_log` (optionally `-- <marks…>`, e.g.
