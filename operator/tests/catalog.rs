@@ -21,6 +21,21 @@ use minion_operator::catalog::{
 
 const HOUR_MS: i64 = 60 * 60 * 1000;
 
+/// The single-file checkpoints in the table's `_delta_log/`.
+fn checkpoint_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(root.join("_delta_log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".checkpoint.parquet"))
+        .collect()
+}
+
+/// `segments` in path order, to compare listings.
+fn by_path(mut segments: Vec<SegmentRef>) -> Vec<SegmentRef> {
+    segments.sort_by(|a, b| a.path.cmp(&b.path));
+    segments
+}
+
 async fn new_table() -> (tempfile::TempDir, String, Catalog) {
     install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
@@ -320,11 +335,7 @@ async fn listing_returns_our_tags_and_stats_and_foreign_files_from_delta_stats()
     // The checkpoint carries the stats as a struct beside the JSON (what a fresh open reads
     // without parsing JSON); the listing from it is the same, foreign file included.
     catalog.checkpoint().await.unwrap();
-    let checkpoint = std::fs::read_dir(dir.path().join("_delta_log"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with(".checkpoint.parquet"))
-        .unwrap();
+    let checkpoint = checkpoint_files(dir.path()).remove(0);
     let reader =
         parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&checkpoint).unwrap())
             .unwrap();
@@ -339,11 +350,7 @@ async fn listing_returns_our_tags_and_stats_and_foreign_files_from_delta_stats()
         assert!(columns.iter().any(|c| c == column), "{column}: {columns:?}");
     }
     let reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
-    let sorted = |mut v: Vec<SegmentRef>| {
-        v.sort_by(|a, b| a.path.cmp(&b.path));
-        v
-    };
-    assert_eq!(sorted(reopened.segments().unwrap()), sorted(listed));
+    assert_eq!(by_path(reopened.segments().unwrap()), by_path(listed));
 }
 
 #[tokio::test]
@@ -425,21 +432,9 @@ async fn checkpoint_then_reopen_lists_the_same_segments_and_txns() {
     let before = catalog.segments().unwrap();
 
     catalog.checkpoint().await.unwrap();
-    assert!(
-        std::fs::read_dir(dir.path().join("_delta_log"))
-            .unwrap()
-            .any(|e| e
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains(".checkpoint."))
-    );
+    assert!(!checkpoint_files(dir.path()).is_empty());
     let reopened = Catalog::open(&uri, HashMap::new()).await.unwrap();
-    let mut after = reopened.segments().unwrap();
-    let mut before = before;
-    before.sort_by(|a, b| a.path.cmp(&b.path));
-    after.sort_by(|a, b| a.path.cmp(&b.path));
-    assert_eq!(after, before);
+    assert_eq!(by_path(reopened.segments().unwrap()), by_path(before));
     assert_eq!(reopened.txn_version(&wm).await.unwrap(), Some(42));
     assert!(
         reopened
@@ -696,18 +691,7 @@ async fn external_appends_during_compaction_commit_without_loss() {
 #[tokio::test]
 async fn a_checkpoint_is_written_automatically_every_checkpoint_interval_commits() {
     let (dir, uri, mut catalog) = new_table().await;
-    let checkpoints = || {
-        std::fs::read_dir(dir.path().join("_delta_log"))
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".checkpoint.parquet")
-            })
-            .count()
-    };
+    let checkpoints = || checkpoint_files(dir.path()).len();
     let interval = minion_operator::catalog::CHECKPOINT_INTERVAL as usize;
     // Version 0 is the creation; the commit landing on version `interval - 1` checkpoints.
     for i in 0..interval - 1 {
@@ -765,8 +749,7 @@ async fn a_long_source_files_list_is_stored_beside_the_table_and_read_back_inlin
     assert_eq!(again, adds);
     catalog.append(&adds, &[]).await.unwrap();
 
-    let mut listed = catalog.segments().unwrap();
-    listed.sort_by(|a, b| a.path.cmp(&b.path));
+    let listed = by_path(catalog.segments().unwrap());
     let (in_log_long, in_log_short) = (&listed[0], &listed[1]);
     assert_eq!(in_log_short, &short, "a short list stays inline");
     assert!(!in_log_long.tags.contains_key(TAG_SOURCE_FILES));
@@ -784,8 +767,7 @@ async fn a_long_source_files_list_is_stored_beside_the_table_and_read_back_inlin
         .await
         .unwrap();
     fresh.refresh().await.unwrap();
-    let mut expanded = fresh.segments().unwrap();
-    expanded.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut expanded = by_path(fresh.segments().unwrap());
     fresh.expand_source_files(&mut expanded).await.unwrap();
     assert_eq!(
         expanded[0].tags[TAG_SOURCE_FILES],
@@ -833,12 +815,8 @@ async fn a_long_source_files_list_is_stored_beside_the_table_and_read_back_inlin
 #[tokio::test]
 async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
     let (dir, uri, mut catalog) = new_table().await;
-    let sorted = |mut v: Vec<SegmentRef>| {
-        v.sort_by(|a, b| a.path.cmp(&b.path));
-        v
-    };
     let fresh = || async {
-        sorted(
+        by_path(
             Catalog::open(&uri, HashMap::new())
                 .await
                 .unwrap()
@@ -848,7 +826,7 @@ async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
     };
     let mut groups = append_groups(dir.path(), &mut catalog, 2, 4).await;
     // Listed once here, so the commits below advance a kept listing.
-    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+    assert_eq!(by_path(catalog.segments().unwrap()), fresh().await);
     // An append advances it; its index of live paths (built on first use, not by a listing)
     // knows the appended files and the earlier ones.
     let third = append_group(dir.path(), &mut catalog, 2, 4).await;
@@ -856,7 +834,7 @@ async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
     assert!(catalog.is_live(&groups[0][0].path).unwrap());
     assert!(!catalog.is_live("data/in/never-written.parquet").unwrap());
     groups.push(third);
-    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+    assert_eq!(by_path(catalog.segments().unwrap()), fresh().await);
 
     let mut merged = write_segment(dir.path(), "data/out/m0.parquet", &[(1, 1), (2, 2)]);
     merged.partition = Some(2);
@@ -869,7 +847,7 @@ async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
         ))
         .await
         .unwrap();
-    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+    assert_eq!(by_path(catalog.segments().unwrap()), fresh().await);
     assert!(catalog.is_live(&merged.path).unwrap());
     assert!(!catalog.is_live(&groups[0][0].path).unwrap());
     // Replaying the same commit changes nothing.
@@ -878,7 +856,7 @@ async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
         .await
         .unwrap();
     assert!(again.already_committed);
-    assert_eq!(sorted(catalog.segments().unwrap()), fresh().await);
+    assert_eq!(by_path(catalog.segments().unwrap()), fresh().await);
 
     // Another writer commits; this handle's next commit starts from the refreshed version.
     let mut other = Catalog::open(&uri, HashMap::new()).await.unwrap();
@@ -898,7 +876,7 @@ async fn a_handles_listing_after_its_own_commits_is_what_a_fresh_open_lists() {
         ))
         .await
         .unwrap();
-    let listed = sorted(catalog.segments().unwrap());
+    let listed = by_path(catalog.segments().unwrap());
     assert_eq!(listed, fresh().await);
     assert_eq!(listed.len(), 3);
     let total: u64 = listed.iter().map(|s| s.rows).sum();
