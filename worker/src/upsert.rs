@@ -218,6 +218,7 @@ async fn validity_of(
         on_duplicates: None,
         expected_rows: None,
         disk_budget_bytes: None,
+        spilling_budget_bytes: None,
     };
     let metrics = Arc::new(BaselineMetrics::default());
     let mut sorter = ExternalSorter::new(config, metrics)?;

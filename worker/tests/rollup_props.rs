@@ -104,6 +104,7 @@ fn rollup_with(
         on_duplicates: None,
         expected_rows: None,
         disk_budget_bytes: None,
+        spilling_budget_bytes: None,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in input {

@@ -86,7 +86,7 @@ fn sort(
     budget: usize,
     expected_rows: Option<u64>,
 ) -> (Vec<Row>, Vec<bool>) {
-    let (out, flags, _) = sort_spilling(rows, keys, distinct, budget, expected_rows, None);
+    let (out, flags, _) = sort_spilling(rows, keys, distinct, budget, expected_rows, None, None);
     (out, flags)
 }
 
@@ -98,6 +98,7 @@ fn sort_spilling(
     budget: usize,
     expected_rows: Option<u64>,
     disk_budget_bytes: Option<u64>,
+    spilling_budget_bytes: Option<usize>,
 ) -> (Vec<Row>, Vec<bool>, Arc<SpillStats>) {
     let dir = tempfile::tempdir().unwrap();
     let spill = SpillDir::new(dir.path());
@@ -113,6 +114,7 @@ fn sort_spilling(
         on_duplicates: None,
         expected_rows,
         disk_budget_bytes,
+        spilling_budget_bytes,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in batches(rows) {
@@ -145,7 +147,7 @@ fn a_known_input_size_spills_only_what_does_not_fit() {
     let budget = 4 << 20;
     let sort = |expected, disk| {
         let (out, flags, stats) =
-            sort_spilling(&rows, vec![0, 1, 2], false, budget, expected, disk);
+            sort_spilling(&rows, vec![0, 1, 2], false, budget, expected, disk, None);
         (out, flags, written(&stats))
     };
     let (unknown, _, spilled_unknown) = sort(None, None);
@@ -172,9 +174,40 @@ fn a_known_input_size_spills_only_what_does_not_fit() {
     assert_eq!(spilled_tight, spilled_known);
     // Too many rows for the merge to read every run within the budget: no plan, same runs.
     let budget = 1 << 20;
-    let (_, _, unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None, None);
-    let (_, _, known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n), None);
+    let (_, _, unknown) = sort_spilling(&rows, vec![0, 1, 2], false, budget, None, None, None);
+    let (_, _, known) = sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n), None, None);
     assert_eq!(written(&known), written(&unknown));
+}
+
+#[test]
+fn a_sorter_takes_its_spilling_budget_only_when_the_input_spills_anyway() {
+    // 60k rows take about 1.5 budgets of 4 MiB while sorted: knowing the input size, a
+    // 4 MiB sorter spills a third of them; told to work within 1 MiB when the input spills
+    // anyway, it spills most of them, and the output is the same.
+    let rows = input(60_000);
+    let sort = |rows: &[Row], budget, smaller| {
+        let n = rows.len() as u64;
+        sort_spilling(rows, vec![0, 1, 2], false, budget, Some(n), None, smaller)
+    };
+    let (expected, _, own) = sort(&rows, 4 << 20, None);
+    let (out, _, smaller) = sort(&rows, 4 << 20, Some(1 << 20));
+    assert_eq!(out, expected);
+    assert!(
+        written(&smaller) > 2 * written(&own),
+        "spilled {} bytes within 1 MiB, {} within 4 MiB",
+        written(&smaller),
+        written(&own)
+    );
+    // 25k rows fit in 4 MiB: the sorter keeps its budget and spills nothing, where a 1 MiB
+    // sorter would spill.
+    let few = &rows[..25_000];
+    let (out, _, kept) = sort(few, 4 << 20, Some(1 << 20));
+    let (_, _, small) = sort(few, 1 << 20, None);
+    assert_eq!(written(&kept), 0);
+    assert!(written(&small) > 0);
+    let mut want = few.to_vec();
+    want.sort_by(full_order);
+    assert!(out == want, "the rows differ");
 }
 
 #[test]
@@ -186,7 +219,7 @@ fn uncompressed_runs_leave_room_on_disk_for_the_compressed_runs_after_them() {
     let rows = input(120_000);
     let n = rows.len() as u64;
     let budget = 4 << 20;
-    let sort = |disk| sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n), disk);
+    let sort = |disk| sort_spilling(&rows, vec![0, 1, 2], false, budget, Some(n), disk, None);
     let (expected, _, compressed) = sort(None);
     let (_, _, raw) = sort(Some(1 << 30));
     let (c, r) = (compressed.peak_bytes(), raw.peak_bytes());
@@ -263,6 +296,7 @@ struct Case {
     keys: Vec<usize>,
     expected_rows: Option<u64>,
     disk_budget_bytes: Option<u64>,
+    spilling_budget_bytes: Option<usize>,
     end_at: EndAt,
 }
 
@@ -283,6 +317,7 @@ fn sort_case(rows: &[Row], case: &Case) -> (Vec<Row>, Vec<bool>, bool) {
         on_duplicates: None,
         expected_rows: case.expected_rows,
         disk_budget_bytes: case.disk_budget_bytes,
+        spilling_budget_bytes: case.spilling_budget_bytes,
     };
     let mut sorter = ExternalSorter::new(config, Arc::default()).unwrap();
     for b in batches(rows) {
@@ -354,8 +389,10 @@ fn sort_key(keys: &[usize], r: &Row) -> Vec<KeyPart> {
 /// keys, group flags exact.
 fn assert_sorted_exactly(rows: &[Row], case: &Case, out: &[Row], flags: &[bool]) {
     let what = format!(
-        "budget {}, batch {}, distinct {}, keys {:?}, expected {:?}, disk {:?}, end {:?}, {} rows",
+        "budget {} (spilling {:?}), batch {}, distinct {}, keys {:?}, expected {:?}, disk {:?}, \
+         end {:?}, {} rows",
         case.budget,
+        case.spilling_budget_bytes,
         case.batch_size,
         case.distinct,
         case.keys,
@@ -404,6 +441,7 @@ fn a_run_spilled_completely_before_the_input_ends_is_merged_once() {
                 keys: keys.clone(),
                 expected_rows: None,
                 disk_budget_bytes: None,
+                spilling_budget_bytes: None,
                 end_at,
             };
             let (out, flags, spilling) = sort_case(&rows, &case);
@@ -472,6 +510,7 @@ fn random_budgets_sizes_and_timings_keep_every_row_exactly_once() {
             keys,
             expected_rows: [None, Some(n64), Some(n64 / 2), Some(n64 * 2)][(rng() % 4) as usize],
             disk_budget_bytes: [None, Some(1 << 30), Some(64 << 10)][(rng() % 3) as usize],
+            spilling_budget_bytes: [None, Some(256 << 10), Some(1 << 20)][(rng() % 3) as usize],
             end_at: [EndAt::Now, EndAt::SpillWriting, EndAt::SpillDone][(rng() % 3) as usize],
         };
         let (out, flags, spilling) = sort_case(&rows, &case);

@@ -88,6 +88,27 @@ impl Budget {
             piece,
         })
     }
+
+    /// With `expected` input rows: whether a sorter should work within `smaller` bytes
+    /// instead of this budget. Only when the input will not fit in this budget anyway (some
+    /// of it is spilled either way), and the smaller budget's runs still fit a merge of
+    /// [`MIN_FAN_IN`] (a second merge pass would rewrite most of the spilled bytes).
+    pub(super) fn yields_to(&self, smaller: usize, expected: usize) -> bool {
+        if smaller >= self.budget_bytes {
+            return false;
+        }
+        let fits = self
+            .spill_plan(expected, false)
+            .is_some_and(|plan| plan.must_spill_rows == 0);
+        let small = Budget {
+            budget_bytes: smaller,
+            ..*self
+        };
+        let runs = expected
+            .max(self.seen_rows)
+            .div_ceil(small.spill_buffer_rows());
+        !fits && runs + 2 <= MIN_FAN_IN
+    }
 }
 
 #[cfg(test)]
@@ -145,6 +166,22 @@ mod tests {
         assert_eq!(b.spill_plan(2_000_000_000, true), None);
         // Once decided, a plan is not refused later.
         assert!(b.spill_plan(2_000_000_000, false).is_some());
+    }
+
+    #[test]
+    fn a_large_budget_yields_to_a_smaller_one_only_for_input_that_spills_anyway() {
+        let b = budget(1792 << 20, 8192, 370);
+        // 8M rows of 370 bytes (the wide benchmark shape) spill at 1.75 GiB too: a 768 MiB
+        // sorter spills more of them but touches half the memory, in about 13 runs.
+        assert!(b.spill_plan(8_000_000, false).unwrap().must_spill_rows > 0);
+        assert!(b.yields_to(768 << 20, 8_000_000));
+        // 3M such rows fit in 1.75 GiB: nothing is spilled, so the budget is kept.
+        assert_eq!(b.spill_plan(3_000_000, false).unwrap().must_spill_rows, 0);
+        assert!(!b.yields_to(768 << 20, 3_000_000));
+        // So many rows that the smaller budget's runs would need a second merge pass.
+        assert!(!b.yields_to(768 << 20, 200_000_000));
+        // Never to a budget that is not smaller.
+        assert!(!b.yields_to(1792 << 20, 8_000_000));
     }
 
     #[test]

@@ -12,7 +12,9 @@
 //! large enough for the merge to read every run at once, the sorter spills only the rows that
 //! cannot stay in memory and keeps the rest as sorted in-memory pieces (see
 //! [`ExternalSorter::push`]); runs that fit well within the disk budget
-//! ([`SortConfig::disk_budget_bytes`]) are then written uncompressed.
+//! ([`SortConfig::disk_budget_bytes`]) are then written uncompressed. If by the first batch
+//! the input will not fit in the budget anyway, the sorter may work within a smaller one
+//! ([`SortConfig::spilling_budget_bytes`]).
 //!
 //! With `distinct` (dedup: the key covers every column), rows whose key equals the previous
 //! row's are dropped while runs are written and merged, and handed to the duplicates sink.
@@ -88,6 +90,13 @@ pub struct SortConfig {
     /// size is known too, runs that fit well within it are written uncompressed: the merge
     /// then reads every run in one pass, so they never coexist with merged copies.
     pub disk_budget_bytes: Option<u64>,
+    /// A smaller budget the sorter works within instead of `budget_bytes` when, by the
+    /// first batch and `expected_rows`, the input will not fit in `budget_bytes` anyway and
+    /// the smaller budget's runs still merge in one pass. Memory a process touches for the
+    /// first time can cost more than the spill writes a larger buffer saves: at 2 GiB the
+    /// benchmark's concats ran 12 s with the share of a 1 GiB budget against 15–20 s with
+    /// their own (docs/benchmarks.md, "Touching less memory when the input spills anyway").
+    pub spilling_budget_bytes: Option<usize>,
 }
 
 /// Sorts a stream of batches that may be far larger than memory.
@@ -177,19 +186,39 @@ impl ExternalSorter {
         let chunk = self.layout.encode(&batch)?;
         drop(batch);
         let cost = chunk.size() + n * SCRATCH_PER_ROW;
+        self.seen_rows += n;
+        self.seen_bytes += chunk.size();
+        if let Some(smaller) = self.config.spilling_budget_bytes.take() {
+            self.settle_budget(smaller);
+        }
         if cost > self.config.budget_bytes / 2 {
             return Err(WorkerError::BudgetTooSmall {
                 budget: self.config.budget_bytes as u64,
                 message: format!("one batch of {n} rows needs {cost} bytes to sort"),
             });
         }
-        self.seen_rows += n;
-        self.seen_bytes += chunk.size();
         self.make_room(cost)?;
         self.buffered_bytes += cost;
         self.buffered_rows += n;
         self.buffered.push(chunk);
         Ok(())
+    }
+
+    /// On the first batch: works within `smaller` bytes instead of the budget if the input
+    /// will spill anyway ([`Budget::yields_to`]).
+    fn settle_budget(&mut self, smaller: usize) {
+        let Some(expected) = self.config.expected_rows else {
+            return;
+        };
+        if self.budget().yields_to(smaller, expected as usize) {
+            tracing::debug!(
+                budget = self.config.budget_bytes,
+                smaller,
+                expected,
+                "the input spills anyway: sorting within the smaller budget"
+            );
+            self.config.budget_bytes = smaller;
+        }
     }
 
     /// Spills, sorts a piece or waits for a spill so that `cost` more bytes may be buffered.
