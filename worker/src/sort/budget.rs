@@ -172,7 +172,7 @@ mod tests {
     fn a_large_budget_yields_to_a_smaller_one_only_for_input_that_spills_anyway() {
         let b = budget(1792 << 20, 8192, 370);
         // 8M rows of 370 bytes (the wide benchmark shape) spill at 1.75 GiB too: a 768 MiB
-        // sorter spills more of them but touches half the memory, in about 13 runs.
+        // sorter spills more of them but touches half the memory, in 12 runs.
         assert!(b.spill_plan(8_000_000, false).unwrap().must_spill_rows > 0);
         assert!(b.yields_to(768 << 20, 8_000_000));
         // 3M such rows fit in 1.75 GiB: nothing is spilled, so the budget is kept.
